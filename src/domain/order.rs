@@ -1,0 +1,296 @@
+//! An order as the reconciler sees it, parsed from its MongoDB document.
+//!
+//! Documents come from a shop's database and are not trusted: `Order::parse` checks every field
+//! the reconciler relies on and names the first one that is wrong, so a bad document is parked
+//! for a person with a clear reason instead of being guessed at. Once parsed, the types make the
+//! wrong states unrepresentable: amounts are `Paise`, quantities are positive, ids are path-safe.
+
+use std::fmt;
+
+use mongodb::bson::{Bson, DateTime, Document};
+
+/// An amount of money in paise (1/100 rupee), as PhonePe and the `orders.amount` field carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Paise(pub i64);
+
+impl fmt::Display for Paise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} paise", self.0)
+    }
+}
+
+/// The shop's id for the payment, also the id PhonePe knows it by. It goes into a URL path and the
+/// X-VERIFY checksum, so only PhonePe's documented characters are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MerchantTransactionId(String);
+
+impl MerchantTransactionId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("is empty".into());
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!("is longer than {} characters", Self::MAX_LEN));
+        }
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+            return Err(format!("contains {c:?}; only letters, digits, '_' and '-' are allowed"));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MerchantTransactionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `orders.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Draft,
+    /// Internal to the journal commit strategy: stock is being moved for this order.
+    Committing,
+    Confirmed,
+    Cancelled,
+    NeedsReview,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Committing => "committing",
+            Status::Confirmed => "confirmed",
+            Status::Cancelled => "cancelled",
+            Status::NeedsReview => "needs_review",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => Status::Draft,
+            "committing" => Status::Committing,
+            "confirmed" => Status::Confirmed,
+            "cancelled" => Status::Cancelled,
+            "needs_review" => Status::NeedsReview,
+            _ => return None,
+        })
+    }
+}
+
+/// `orders.paymentStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Pending,
+    Paid,
+    Failed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => PaymentStatus::Pending,
+            "paid" => PaymentStatus::Paid,
+            "failed" => PaymentStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One line of an order: `quantity` units of `product_id`, of `size` when the product has sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// `products._id` (usually an ObjectId, sometimes a string; kept as the shop stored it).
+    pub product_id: Bson,
+    pub quantity: i64,
+    pub size: Option<String>,
+}
+
+/// A parsed order. Only what the reconciler needs; the shop's other fields are left alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: Bson,
+    pub merchant_transaction_id: MerchantTransactionId,
+    pub status: Status,
+    pub payment_status: PaymentStatus,
+    pub amount: Paise,
+    pub items: Vec<Item>,
+    pub created_at: DateTime,
+    /// `reconciliation.attempts`: how many PhonePe checks were made so far.
+    pub attempts: u32,
+    /// `reconciliation.reason`: why the order was last settled (used by the late-payment watch).
+    pub reason: Option<String>,
+}
+
+/// What is wrong with an order document: the field and the problem, never the field's value
+/// (which could be customer data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("order document field `{field}` {problem}")]
+pub struct OrderError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> OrderError {
+    OrderError { field: field.into(), problem: problem.into() }
+}
+
+fn int_field(v: Option<&Bson>, field: &str) -> Result<i64, OrderError> {
+    match v {
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Double(_)) => Err(bad(field, "is a floating-point number; an integer is required")),
+        Some(Bson::Null) | None => Err(bad(field, "is missing")),
+        Some(other) => Err(bad(field, format!("has type {:?}; an integer is required", other.element_type()))),
+    }
+}
+
+impl Order {
+    /// Parse an `orders` document, naming the first field that is missing or wrong.
+    pub fn parse(doc: &Document) -> Result<Order, OrderError> {
+        let id = doc.get("_id").cloned().ok_or_else(|| bad("_id", "is missing"))?;
+        let mtid = match doc.get("merchantTransactionId") {
+            Some(Bson::String(s)) => {
+                MerchantTransactionId::parse(s).map_err(|p| bad("merchantTransactionId", p))?
+            }
+            None | Some(Bson::Null) => return Err(bad("merchantTransactionId", "is missing")),
+            Some(_) => return Err(bad("merchantTransactionId", "is not a string")),
+        };
+        let status = doc
+            .get_str("status")
+            .ok()
+            .and_then(Status::parse)
+            .ok_or_else(|| bad("status", "is missing or not one of draft, committing, confirmed, cancelled, needs_review"))?;
+        let payment_status = doc
+            .get_str("paymentStatus")
+            .ok()
+            .and_then(PaymentStatus::parse)
+            .ok_or_else(|| bad("paymentStatus", "is missing or not one of pending, paid, failed"))?;
+        let amount = int_field(doc.get("amount"), "amount")?;
+        if amount <= 0 {
+            return Err(bad("amount", "must be a positive number of paise"));
+        }
+        let items = parse_items(doc.get("items"))?;
+        let created_at = match doc.get("createdAt") {
+            Some(Bson::DateTime(d)) => *d,
+            None | Some(Bson::Null) => return Err(bad("createdAt", "is missing")),
+            Some(_) => return Err(bad("createdAt", "is not a date")),
+        };
+        let recon = doc.get_document("reconciliation").ok();
+        let attempts = match recon.and_then(|r| r.get("attempts")) {
+            None | Some(Bson::Null) => 0,
+            v => int_field(v, "reconciliation.attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
+        };
+        let reason = recon.and_then(|r| r.get_str("reason").ok()).map(str::to_string);
+        Ok(Order {
+            id,
+            merchant_transaction_id: mtid,
+            status,
+            payment_status,
+            amount: Paise(amount),
+            items,
+            created_at,
+            attempts,
+            reason,
+        })
+    }
+}
+
+fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
+    let arr = match v {
+        Some(Bson::Array(a)) => a,
+        None | Some(Bson::Null) => return Err(bad("items", "is missing")),
+        Some(_) => return Err(bad("items", "is not an array")),
+    };
+    if arr.is_empty() {
+        return Err(bad("items", "is empty"));
+    }
+    arr.iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let f = |name: &str| format!("items.{i}.{name}");
+            let d = it.as_document().ok_or_else(|| bad(format!("items.{i}"), "is not a document"))?;
+            let product_id = match d.get("productId") {
+                None | Some(Bson::Null) => return Err(bad(f("productId"), "is missing")),
+                Some(p) => p.clone(),
+            };
+            let quantity = int_field(d.get("quantity"), &f("quantity"))?;
+            if quantity <= 0 {
+                return Err(bad(f("quantity"), "must be a positive integer"));
+            }
+            let size = match d.get("size") {
+                None | Some(Bson::Null) => None,
+                Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(_) => return Err(bad(f("size"), "must be a non-empty string when present")),
+            };
+            Ok(Item { product_id, quantity, size })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{doc, oid::ObjectId};
+
+    fn good() -> Document {
+        doc! {
+            "_id": ObjectId::new(), "merchantTransactionId": "ORD-1001", "status": "draft",
+            "paymentStatus": "pending", "amount": 49900_i64,
+            "items": [{"productId": ObjectId::new(), "quantity": 2, "size": "M"}, {"productId": "sku-2", "quantity": 1}],
+            "createdAt": DateTime::now(),
+        }
+    }
+
+    #[test]
+    fn parses_a_well_formed_order() {
+        let o = Order::parse(&good()).unwrap();
+        assert_eq!(o.amount, Paise(49900));
+        assert_eq!(o.items.len(), 2);
+        assert_eq!(o.items[0].size.as_deref(), Some("M"));
+        assert_eq!(o.items[1].size, None);
+        assert_eq!(o.attempts, 0);
+        assert_eq!(o.status, Status::Draft);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let cases: Vec<(&str, Bson, &str)> = vec![
+            ("amount", Bson::Double(499.0), "amount"),
+            ("amount", Bson::Int32(0), "amount"),
+            ("amount", Bson::String("499".into()), "amount"),
+            ("merchantTransactionId", Bson::String("a/b".into()), "merchantTransactionId"),
+            ("merchantTransactionId", Bson::String(String::new()), "merchantTransactionId"),
+            ("status", Bson::String("paid".into()), "status"),
+            ("paymentStatus", Bson::Int32(1), "paymentStatus"),
+            ("items", Bson::Array(vec![]), "items"),
+            ("items", Bson::Array(vec![Bson::Document(doc! {"productId": 1, "quantity": -1})]), "items.0.quantity"),
+            ("items", Bson::Array(vec![Bson::Document(doc! {"quantity": 1})]), "items.0.productId"),
+            ("createdAt", Bson::String("yesterday".into()), "createdAt"),
+        ];
+        for (key, value, field) in cases {
+            let mut d = good();
+            d.insert(key, value.clone());
+            let err = Order::parse(&d).unwrap_err();
+            assert_eq!(err.field, field, "{key}={value:?} gave {err}");
+        }
+        let mut d = good();
+        d.remove("amount");
+        assert_eq!(Order::parse(&d).unwrap_err().to_string(), "order document field `amount` is missing");
+    }
+}

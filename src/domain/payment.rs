@@ -1,0 +1,96 @@
+//! What PhonePe answered about one transaction, as a domain value.
+//!
+//! The wire format (JSON, HTTP status codes) is parsed in `phonepe::wire`; by the time a value of
+//! these types exists, the answer has been classified: either a business state we may act on
+//! (`StatusReport`) or an error that must never change an order (`StatusError`).
+
+use super::order::Paise;
+
+/// The payment state PhonePe reports (`data.state`, or the code when there is no data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentState {
+    /// `PAYMENT_SUCCESS` / `COMPLETED`: money was taken.
+    Completed,
+    /// `PAYMENT_ERROR`, `PAYMENT_DECLINED`, `TIMED_OUT` / `FAILED`: final failure.
+    Failed,
+    /// `PAYMENT_PENDING` / `PENDING`: not final yet.
+    Pending,
+    /// `TRANSACTION_NOT_FOUND`: PhonePe has no such transaction (yet).
+    NotFound,
+}
+
+/// A business answer from PhonePe's status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// PhonePe's `code`, e.g. `PAYMENT_SUCCESS` (never customer data, safe to log and label).
+    pub code: String,
+    pub state: PaymentState,
+    /// `data.merchantId`; always present for `Completed` (the parser refuses it otherwise).
+    pub merchant_id: Option<String>,
+    /// `data.amount` in paise; always present for `Completed`.
+    pub amount: Option<Paise>,
+    /// PhonePe's own `data.transactionId`, kept in the order history.
+    pub transaction_id: Option<String>,
+}
+
+/// Why a transient error happened: the `kind` label of `reconciler_phonepe_api_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransientKind {
+    /// HTTP 5xx or code `INTERNAL_SERVER_ERROR`.
+    Server,
+    /// No answer within `request_timeout_secs`.
+    Timeout,
+    /// Could not connect / connection dropped.
+    Connection,
+    /// Not JSON, or JSON missing the fields a decision needs.
+    Malformed,
+    /// A code or state PhonePe does not document.
+    UnknownCode,
+}
+
+impl TransientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransientKind::Server => "server_error",
+            TransientKind::Timeout => "timeout",
+            TransientKind::Connection => "connection",
+            TransientKind::Malformed => "malformed",
+            TransientKind::UnknownCode => "unknown_code",
+        }
+    }
+}
+
+/// An answer that must not change any order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    /// HTTP 429 / `TOO_MANY_REQUESTS`: everyone backs off.
+    #[error("PhonePe rate limit hit (429 TOO_MANY_REQUESTS)")]
+    RateLimited,
+    /// Retry later with backoff.
+    #[error("transient PhonePe error ({}): {detail}", kind.as_str())]
+    Transient { kind: TransientKind, detail: String },
+    /// `AUTHORIZATION_FAILED` / `BAD_REQUEST` / 401: our configuration is wrong; retrying the
+    /// same call will not help, so calls pause (circuit breaker).
+    #[error("PhonePe rejected our request as {code} (HTTP {http_status}): check merchant id, salt key, salt index and base URL")]
+    Rejected { code: String, http_status: u16 },
+}
+
+impl StatusError {
+    /// The `kind` label used in metrics and the `lastCode` stored on the order.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            StatusError::RateLimited => "rate_limited",
+            StatusError::Transient { kind, .. } => kind.as_str(),
+            StatusError::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// The code to record in `reconciliation.lastCode`.
+    pub fn code(&self) -> String {
+        match self {
+            StatusError::RateLimited => "TOO_MANY_REQUESTS".to_string(),
+            StatusError::Transient { kind, .. } => format!("ERROR_{}", kind.as_str().to_uppercase()),
+            StatusError::Rejected { code, .. } => code.clone(),
+        }
+    }
+}
