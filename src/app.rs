@@ -1,1 +1,169 @@
-//! TODO
+//! Wiring: from validated settings to a running actor system, for each CLI mode.
+//!
+//! `build_env` connects to MongoDB (and checks it answers), creates the indexes, resolves the
+//! commit strategy and builds the PhonePe client — all on the runtime of the System that will
+//! use them. `run` then starts the Supervisor with a ticking Scanner plus the ops HTTP server and
+//! waits for a signal; `once` starts the same actors with a Scanner that drains what is eligible
+//! now and returns a summary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+
+use crate::actors::scanner::{Drain, Mode};
+use crate::actors::supervisor::Shutdown;
+use crate::actors::{Budget, Env, Summary, Supervisor, Wiring};
+use crate::config::Settings;
+use crate::domain::Policy;
+use crate::ops::Health;
+use crate::phonepe::PhonePeClient;
+use crate::store::orders::Eligibility;
+use crate::store::{Store, StrategyChoice};
+
+/// How long shutdown waits for in-flight orders before leaving them to their leases.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A lease owner id unique to this process: host, pid, random suffix.
+fn lease_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Connect and prepare everything the actors share. Must run inside the System that uses it.
+pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc<Env>> {
+    let store = Store::connect(settings.mongodb.uri.expose(), &settings.mongodb.database)
+        .await
+        .context("mongodb.uri is not a usable MongoDB connection string")?;
+    store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
+    store.ensure_indexes().await.context("creating the orders indexes")?;
+    let strategy = store.resolve_strategy(settings.job.commit_strategy).await.context("choosing the commit strategy")?;
+    if strategy == StrategyChoice::Refuse {
+        tracing::error!(
+            "MongoDB is a standalone server (no transactions) and the journal strategy is not available: \
+             paid orders will NOT be confirmed until MongoDB runs as a replica set"
+        );
+    }
+    let phonepe = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
+    let policy = Policy {
+        merchant_id: settings.phonepe.merchant_id.clone(),
+        pending_timeout: settings.job.pending_timeout,
+        late_payment_watch: settings.job.late_payment_watch,
+    };
+    let eligibility = Eligibility {
+        lookback: settings.job.lookback,
+        watch_horizon: Some(settings.job.pending_timeout + settings.job.late_payment_watch),
+    };
+    let budget = Arc::new(Budget::per_minute(settings.job.rate_limit_per_minute));
+    Ok(Arc::new(Env { settings, store, phonepe, strategy, policy, owner: lease_owner(), eligibility, health, budget }))
+}
+
+/// Start the supervised actor system; returns the supervisor and the wiring.
+pub fn start(env: Arc<Env>, mode: Mode) -> (Addr<Supervisor>, Arc<Wiring>) {
+    let wiring = Arc::new(Wiring::new(env.settings.job.reconcilers as usize));
+    let sup = Supervisor::new(env, wiring.clone(), mode).start();
+    (sup, wiring)
+}
+
+/// `draft-reconciler once`: one pass over what is eligible now.
+pub fn once(settings: Settings) -> anyhow::Result<Summary> {
+    let sys = System::new();
+    sys.block_on(async move {
+        let health = Health::new(settings.job.interval);
+        let env = build_env(settings, health).await?;
+        let (sup, wiring) = start(env, Mode::Once);
+        let scanner = wiring.scanner().context("scanner did not start")?;
+        let summary = scanner.send(Drain).await.context("the scanner stopped before finishing the pass")?;
+        sup.do_send(Shutdown { grace: SHUTDOWN_GRACE });
+        Ok(summary)
+    })
+}
+
+/// `draft-reconciler run`: the supervised service with the ops HTTP server, until a signal.
+/// Returns the process exit code (0 after a graceful shutdown, 1 after an escalation).
+pub fn run(settings: Settings, prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<i32> {
+    let sys = System::new();
+    sys.block_on(async move {
+        let listen = settings.ops.listen;
+        let interval = settings.job.interval;
+        let health = Health::new(interval);
+        let env = build_env(settings, health.clone()).await?;
+        if let Some(addr) = listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("ops.listen: cannot listen on {addr}"))?;
+            tracing::info!(%addr, "ops HTTP listening (/metrics, /healthz, /readyz)");
+            let store = env.store.clone();
+            let ready: crate::ops::ReadyCheck = Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { store.ping().await.is_ok() })
+            });
+            actix_rt::spawn(crate::ops::serve(listener, health, prometheus.clone(), ready));
+        }
+        if let Some(handle) = prometheus {
+            actix_rt::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            });
+        }
+        let (sup, _) = start(env, Mode::Run);
+        actix_rt::spawn(on_signals(sup));
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(sys.run_with_code()?)
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
+async fn on_signals(sup: Addr<Supervisor>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received: graceful shutdown (send it again to exit at once)");
+    sup.do_send(Shutdown { grace: SHUTDOWN_GRACE });
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now; leases will expire");
+    std::process::exit(130);
+}
+
+/// Run one CLI command with validated settings; returns the process exit code.
+pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Result<u8> {
+    use crate::cli::Command;
+    match command {
+        Command::Config => {
+            print!("{}", settings.redacted_toml());
+            Ok(0)
+        }
+        Command::Run => {
+            crate::telemetry::init_tracing(&settings.log);
+            let prometheus = crate::telemetry::install_prometheus().context("installing the metrics recorder")?;
+            let code = run(settings, Some(prometheus))?;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Once => {
+            crate::telemetry::init_tracing(&settings.log);
+            let summary = once(settings)?;
+            println!("{summary}");
+            Ok(0)
+        }
+        Command::Check { merchant_transaction_id, apply } => {
+            crate::telemetry::init_tracing(&settings.log);
+            crate::check::check(settings, &merchant_transaction_id, apply)
+        }
+        Command::Selftest => {
+            crate::telemetry::init_tracing(&settings.log);
+            crate::check::selftest(settings)
+        }
+    }
+}

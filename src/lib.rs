@@ -11,9 +11,11 @@
 
 pub mod actors;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fault;
 pub mod ops;
 pub mod phonepe;
 pub mod sim;

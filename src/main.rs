@@ -1,1 +1,25 @@
-fn main(){}
+//! draft-reconciler: parse the CLI, load the config, run the chosen command. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use draft_reconciler::cli::Cli;
+use draft_reconciler::config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("draft-reconciler: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match draft_reconciler::app::execute(cli.command.unwrap_or_default(), settings) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("draft-reconciler: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,140 @@
-//! TODO
+//! The actor system: who owns what, and how the actors find each other.
+//!
+//! ```text
+//!  Supervisor ── owns, restarts, escalates
+//!    ├── RateLimiter      the PhonePe budget (FIFO permits, pauses on 429 / rejected credentials)
+//!    ├── StockCommitter   the one writer of order and stock state
+//!    ├── OrderReconciler ×N   permit → PhonePe status → decide → committer
+//!    └── Scanner          claims eligible orders for free reconcilers, keeps them busy
+//! ```
+//!
+//! Actors never hold each other's `Addr` for long: they read it from [`Wiring`] at the moment
+//! they need it, and the supervisor rewrites the wiring when it restarts a child. Backpressure is
+//! explicit: each reconciler has a one-permit slot; the scanner claims only as many orders as it
+//! acquired free slots, and the permit travels with the order, so a reconciler that dies (even by
+//! panic) frees its slot and its order's lease simply expires.
+
+pub mod committer;
+pub mod rate_limiter;
+pub mod reconciler;
+pub mod scanner;
+pub mod supervisor;
+
+use std::sync::{Arc, Mutex};
+
+use actix::{Actor, Addr};
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::domain::Policy;
+use crate::ops::Health;
+use crate::phonepe::PhonePeClient;
+use crate::store::orders::Eligibility;
+use crate::store::{Store, StrategyChoice};
+
+pub use committer::StockCommitter;
+pub use rate_limiter::{Budget, RateLimiter};
+pub use reconciler::OrderReconciler;
+pub use scanner::{Scanner, Summary};
+pub use supervisor::{ChildId, Supervisor};
+
+/// Everything the actors share read-only. Created once per process, on the System arbiter
+/// (the MongoDB and HTTP clients must be used on the runtime that created them).
+pub struct Env {
+    pub settings: Settings,
+    pub store: Store,
+    pub phonepe: PhonePeClient,
+    pub strategy: StrategyChoice,
+    pub policy: Policy,
+    /// This process's lease owner id: host, pid and a random suffix.
+    pub owner: String,
+    pub eligibility: Eligibility,
+    pub health: Health,
+    /// The PhonePe budget outlives RateLimiter restarts: a restart must not hand out a fresh burst.
+    pub budget: Arc<Budget>,
+}
+
+/// A reconciler's place in the pool: its one-permit slot and its current address.
+pub struct Slot {
+    pub free: Arc<Semaphore>,
+    pub addr: Mutex<Option<Addr<OrderReconciler>>>,
+}
+
+/// Current addresses of the children; the supervisor rewrites an entry when it restarts one.
+pub struct Wiring {
+    pub rate_limiter: Mutex<Option<Addr<RateLimiter>>>,
+    pub committer: Mutex<Option<Addr<StockCommitter>>>,
+    pub scanner: Mutex<Option<Addr<Scanner>>>,
+    pub slots: Vec<Slot>,
+}
+
+impl Wiring {
+    pub fn new(reconcilers: usize) -> Wiring {
+        Wiring {
+            rate_limiter: Mutex::new(None),
+            committer: Mutex::new(None),
+            scanner: Mutex::new(None),
+            slots: (0..reconcilers).map(|_| Slot { free: Arc::new(Semaphore::new(1)), addr: Mutex::new(None) }).collect(),
+        }
+    }
+
+    pub fn rate_limiter(&self) -> Option<Addr<RateLimiter>> {
+        get(&self.rate_limiter)
+    }
+
+    pub fn committer(&self) -> Option<Addr<StockCommitter>> {
+        get(&self.committer)
+    }
+
+    pub fn scanner(&self) -> Option<Addr<Scanner>> {
+        get(&self.scanner)
+    }
+
+    pub fn reconciler(&self, idx: usize) -> Option<Addr<OrderReconciler>> {
+        self.slots.get(idx).and_then(|s| get(&s.addr))
+    }
+}
+
+fn get<A: Actor>(m: &Mutex<Option<Addr<A>>>) -> Option<Addr<A>> {
+    // A poisoned lock only means a panic happened while it was held; the Addr inside is intact.
+    m.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+pub(crate) fn set<A: Actor>(m: &Mutex<Option<Addr<A>>>, addr: Option<Addr<A>>) {
+    *m.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+}
+
+/// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Confirmed,
+    Cancelled,
+    NeedsReview,
+    /// Someone else settled it first: no-op.
+    AlreadyProcessed,
+    /// Still pending at PhonePe (or a watched order checked): looked at again later.
+    Rescheduled,
+    /// PhonePe or MongoDB failed transiently: nothing changed, retried later.
+    Retried,
+    /// The worker gave the order back without a check (calls paused, shutting down, actor lost).
+    Released,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Confirmed => "confirmed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::NeedsReview => "needs_review",
+            Outcome::AlreadyProcessed => "already_processed",
+            Outcome::Rescheduled => "rescheduled",
+            Outcome::Retried => "retried",
+            Outcome::Released => "released",
+        }
+    }
+
+    /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
+    pub fn is_settlement(self) -> bool {
+        matches!(self, Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed)
+    }
+}

@@ -1,0 +1,185 @@
+//! StockCommitter: the one writer of order and stock state.
+//!
+//! It receives a decision for an order and makes it true in MongoDB exactly once: commit (confirm
+//! + deduct stock atomically), park for review, cancel, or reschedule. Every status change is
+//! guarded by the status the reconciler saw, so when the webhook (or another instance) got there
+//! first the answer is `AlreadyProcessed` and nothing is written. Each `Settle` runs as its own
+//! future (`ResponseFuture`): commits of different orders overlap, and MongoDB's guards and
+//! transactions — not a lock in this process — keep them correct, which also holds across
+//! several processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use mongodb::bson::{Bson, DateTime};
+
+use super::supervisor::ChildGuard;
+use super::{Env, Outcome};
+use crate::domain::decision::review;
+use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};
+use crate::store::commit::confirm_transition;
+use crate::store::orders::plus;
+use crate::store::{CommitOutcome, StoreError, Transition};
+use crate::telemetry::names;
+
+/// Make `decision` true for `order`.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, StoreError>")]
+pub struct Settle {
+    pub order: Order,
+    pub decision: Decision,
+}
+
+/// Park an order whose document cannot be reconciled (a field is missing or wrong).
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, StoreError>")]
+pub struct ParkInvalid {
+    pub id: Bson,
+    pub status: Status,
+    pub error: OrderError,
+}
+
+pub struct StockCommitter {
+    env: Arc<Env>,
+    _guard: ChildGuard,
+}
+
+impl StockCommitter {
+    pub fn new(env: Arc<Env>, guard: ChildGuard) -> StockCommitter {
+        StockCommitter { env, _guard: guard }
+    }
+}
+
+impl Actor for StockCommitter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Settle> for StockCommitter {
+    type Result = ResponseFuture<Result<Outcome, StoreError>>;
+
+    fn handle(&mut self, msg: Settle, _: &mut Self::Context) -> Self::Result {
+        crate::fault::point("committer.settle");
+        let env = self.env.clone();
+        Box::pin(async move { settle(&env, &msg.order, msg.decision).await })
+    }
+}
+
+impl Handler<ParkInvalid> for StockCommitter {
+    type Result = ResponseFuture<Result<Outcome, StoreError>>;
+
+    fn handle(&mut self, msg: ParkInvalid, _: &mut Self::Context) -> Self::Result {
+        let env = self.env.clone();
+        Box::pin(async move {
+            let t = Transition {
+                from: msg.status,
+                to: Status::NeedsReview,
+                payment_status: PaymentStatus::Pending,
+                reason: review::INVALID_ORDER.into(),
+                code: Some(msg.error.to_string()),
+                transaction_id: None,
+            };
+            tracing::error!(order_id = %msg.id, problem = %msg.error, "order document is invalid; parked as needs_review");
+            let won = env.store.transition(&msg.id, &t, DateTime::now()).await?;
+            Ok(count(if won { Outcome::NeedsReview } else { Outcome::AlreadyProcessed }))
+        })
+    }
+}
+
+fn count(o: Outcome) -> Outcome {
+    if o.is_settlement() {
+        metrics::counter!(names::ORDERS_SETTLED, "outcome" => o.as_str()).increment(1);
+    }
+    o
+}
+
+/// Add up to 20 % jitter so orders that failed together do not come back together.
+fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(fastrand::f64() * 0.2)
+}
+
+/// The path of one decision into the database.
+pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
+    let now = DateTime::now();
+    let outcome = match decision {
+        Decision::Commit { code, transaction_id } => commit(env, order, confirm_transition(&code, transaction_id), now).await?,
+        Decision::Review { reason, payment_status, code, transaction_id } => {
+            let t = Transition { from: order.status, to: Status::NeedsReview, payment_status, reason: reason.into(), code: Some(code), transaction_id };
+            tracing::warn!(reason, "parking order as needs_review");
+            guarded(env, order, &t, now).await?
+        }
+        Decision::Cancel { reason, payment_status, code, transaction_id } => {
+            let t = Transition { from: order.status, to: Status::Cancelled, payment_status, reason: reason.into(), code: Some(code), transaction_id };
+            let o = guarded(env, order, &t, now).await?;
+            if o == Outcome::Cancelled && payment_status == PaymentStatus::Pending {
+                // Watched for a late payment: first re-check after the usual late-payment interval.
+                let next = plus(now, crate::domain::decision::LATE_PAYMENT_RECHECK);
+                env.store.reschedule_settled(&order.id, Status::Cancelled, next).await?;
+            }
+            o
+        }
+        Decision::Reschedule { after, code } => {
+            env.store.reschedule(&order.id, &env.owner, order.status, plus(now, jitter(after)), &code, now).await?;
+            Outcome::Rescheduled
+        }
+        Decision::Retry { after, error } | Decision::PauseCalls { after, error } => {
+            env.store.reschedule(&order.id, &env.owner, order.status, plus(now, jitter(after)), &error.code(), now).await?;
+            Outcome::Retried
+        }
+        Decision::StopWatching => {
+            let end = plus(now, env.policy.late_payment_watch);
+            env.store.reschedule(&order.id, &env.owner, order.status, end, "WATCH_ENDED", now).await?;
+            Outcome::Rescheduled
+        }
+    };
+    tracing::info!(outcome = outcome.as_str(), "order reconciled");
+    Ok(count(outcome))
+}
+
+async fn guarded(env: &Env, order: &Order, t: &Transition, now: DateTime) -> Result<Outcome, StoreError> {
+    if env.store.transition(&order.id, t, now).await? {
+        Ok(match t.to {
+            Status::Cancelled => Outcome::Cancelled,
+            Status::Confirmed => Outcome::Confirmed,
+            _ => Outcome::NeedsReview,
+        })
+    } else {
+        tracing::info!(from = t.from.as_str(), "order changed under us; someone else settled it");
+        Ok(Outcome::AlreadyProcessed)
+    }
+}
+
+async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Result<Outcome, StoreError> {
+    let result = env.store.commit(env.strategy, order, &t, now).await;
+    let (reason, product) = match result {
+        Ok(CommitOutcome::Committed) => return Ok(Outcome::Confirmed),
+        Ok(CommitOutcome::AlreadyProcessed) => {
+            tracing::info!("order was settled by someone else; stock untouched");
+            return Ok(Outcome::AlreadyProcessed);
+        }
+        Ok(CommitOutcome::InsufficientStock { product }) => (review::INSUFFICIENT_STOCK, product),
+        Ok(CommitOutcome::ProductMissing { product }) => (review::PRODUCT_MISSING, product),
+        Err(e) => {
+            metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
+            tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
+            // Best effort: bring it back soon. If this write fails too, the lease expires.
+            let _ = env.store.reschedule(&order.id, &env.owner, Status::Draft, plus(now, jitter(Duration::from_secs(30))), "COMMIT_ERROR", now).await;
+            return Err(e);
+        }
+    };
+    metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
+    tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parking as needs_review");
+    let review = Transition {
+        from: Status::Draft,
+        to: Status::NeedsReview,
+        payment_status: PaymentStatus::Paid,
+        reason: reason.into(),
+        code: t.code.clone(),
+        transaction_id: t.transaction_id.clone(),
+    };
+    guarded(env, order, &review, now).await
+}

@@ -1,0 +1,235 @@
+//! RateLimiter: the PhonePe budget, handed out one permit at a time in FIFO order.
+//!
+//! The budget is a GCRA limiter (governor) with burst 1 and a period a little longer than
+//! `60 s / rate_limit_per_minute`, so no 60-second window ever sees more calls than the limit,
+//! even with network jitter between our permit and PhonePe's clock. `Acquire` is an
+//! `AtomicResponse`: the actor serves one waiter at a time, so permits come out in mailbox (FIFO)
+//! order. The budget's state lives in [`Budget`], outside the actor, so a restarted RateLimiter
+//! continues the same schedule instead of handing out a fresh burst.
+//!
+//! It is also the circuit breaker: a 429 pauses every caller for a minute; PhonePe rejecting our
+//! credentials (401 / AUTHORIZATION_FAILED / BAD_REQUEST) or a run of transient failures pauses
+//! calls for longer, so a dead PhonePe or a bad salt key does not burn the budget on doomed calls.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::Quota;
+
+use super::supervisor::ChildGuard;
+use crate::telemetry::names;
+
+type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
+
+/// When a pause is longer than this, `Acquire` answers `Paused` at once instead of waiting, so
+/// the reconciler gives the order back rather than sitting on its lease.
+const WAIT_AT_MOST: Duration = Duration::from_secs(10);
+/// Consecutive transient failures that open the breaker.
+const FAILURES_TO_OPEN: u32 = 5;
+
+/// The shared budget state: survives RateLimiter restarts.
+pub struct Budget {
+    gcra: Gcra,
+    clock: MonotonicClock,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    paused_until: Option<Instant>,
+    consecutive_failures: u32,
+    opened: u32,
+}
+
+/// How a PhonePe call went, reported by the reconciler after each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// A business answer (any state).
+    Answered,
+    /// HTTP 429: everyone backs off.
+    RateLimited,
+    /// 5xx, timeout, connection or malformed answer.
+    Failed,
+    /// Our credentials or request were refused.
+    Rejected,
+}
+
+impl Budget {
+    /// A budget of `per_minute` calls in any 60-second window.
+    pub fn per_minute(per_minute: u32) -> Budget {
+        let per_minute = per_minute.max(1);
+        // 1 % + 20 ms of margin per call: PhonePe counts arrivals, we count departures.
+        let period = Duration::from_secs(60) / per_minute;
+        let period = period + period / 100 + Duration::from_millis(20);
+        // with_period is None only for a zero period, which the +20 ms rules out.
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
+        Budget { gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock), clock: MonotonicClock, state: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Until when calls are paused, if they are.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.lock().paused_until.filter(|t| *t > Instant::now())
+    }
+
+    /// Pause every caller for `d` (never shortens an existing pause).
+    pub fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut s = self.lock();
+        if s.paused_until.is_none_or(|t| t < until) {
+            s.paused_until = Some(until);
+        }
+        metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
+    }
+
+    /// Feed the breaker with the result of one call.
+    pub fn record(&self, r: CallResult) {
+        let pause = {
+            let mut s = self.lock();
+            match r {
+                CallResult::Answered => {
+                    s.consecutive_failures = 0;
+                    s.opened = 0;
+                    None
+                }
+                CallResult::RateLimited => Some(Duration::from_secs(60)),
+                CallResult::Rejected => Some(crate::domain::decision::REJECTED_PAUSE),
+                CallResult::Failed => {
+                    s.consecutive_failures += 1;
+                    if s.consecutive_failures >= FAILURES_TO_OPEN {
+                        s.consecutive_failures = 0;
+                        s.opened = (s.opened + 1).min(4);
+                        Some(Duration::from_secs(15 << s.opened)) // 30 s … 4 min
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(d) = pause {
+            tracing::warn!(pause_secs = d.as_secs(), cause = ?r, "pausing PhonePe calls");
+            self.pause(d);
+        }
+    }
+
+    /// Wait for the next permit: first for any pause to end, then for the GCRA schedule.
+    /// Returns how long the caller waited.
+    pub async fn acquire(&self) -> Result<Duration, Paused> {
+        let started = Instant::now();
+        loop {
+            if let Some(until) = self.paused_until() {
+                let left = until.saturating_duration_since(Instant::now());
+                if left > WAIT_AT_MOST {
+                    return Err(Paused { until });
+                }
+                tokio::time::sleep(left).await;
+                continue;
+            }
+            metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
+            match self.gcra.check() {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(not_until) => tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await,
+            }
+        }
+    }
+}
+
+/// Calls are paused for longer than a caller should hold an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paused {
+    pub until: Instant,
+}
+
+/// Ask for one PhonePe call. Answers in FIFO order.
+#[derive(Message)]
+#[rtype(result = "Result<Duration, Paused>")]
+pub struct Acquire;
+
+/// Report how a call went (feeds the breaker).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Report(pub CallResult);
+
+pub struct RateLimiter {
+    budget: std::sync::Arc<Budget>,
+    _guard: ChildGuard,
+}
+
+impl RateLimiter {
+    pub fn new(budget: std::sync::Arc<Budget>, guard: ChildGuard) -> RateLimiter {
+        RateLimiter { budget, _guard: guard }
+    }
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Waiters queue here; make the mailbox large enough for the whole pool plus reports.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Acquire> for RateLimiter {
+    type Result = AtomicResponse<Self, Result<Duration, Paused>>;
+
+    fn handle(&mut self, _: Acquire, _: &mut Self::Context) -> Self::Result {
+        crate::fault::point("rate_limiter.acquire");
+        let budget = self.budget.clone();
+        AtomicResponse::new(Box::pin(async move { budget.acquire().await }.into_actor(self)))
+    }
+}
+
+impl Handler<Report> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Report, _: &mut Self::Context) {
+        self.budget.record(msg.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn burst_is_one_and_spacing_respects_the_limit() {
+        let b = Budget::per_minute(6000); // 10 ms period (+ margin)
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            b.acquire().await.unwrap();
+        }
+        // 5 permits with burst 1 take at least 4 periods.
+        assert!(t0.elapsed() >= Duration::from_millis(4 * 10), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn long_pause_answers_paused_at_once() {
+        let b = Budget::per_minute(30);
+        b.record(CallResult::Rejected);
+        let err = b.acquire().await.unwrap_err();
+        assert!(err.until > Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_only() {
+        let b = Budget::per_minute(30);
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            b.record(CallResult::Failed);
+        }
+        b.record(CallResult::Answered);
+        b.record(CallResult::Failed);
+        assert!(b.paused_until().is_none());
+        for _ in 0..FAILURES_TO_OPEN {
+            b.record(CallResult::Failed);
+        }
+        assert!(b.paused_until().is_some());
+    }
+}

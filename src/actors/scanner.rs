@@ -1,0 +1,237 @@
+//! Scanner: finds eligible orders, claims them with a lease, and keeps the reconcilers busy.
+//!
+//! Every `interval` it measures the backlog and claims as many eligible orders as there are free
+//! reconciler slots (never more than `max_orders_per_run` at once). When a reconciler finishes
+//! and the last claim was full — the backlog is not drained — it claims again for the freed slot
+//! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
+//! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
+//!
+//! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
+//! then answers with a summary of outcomes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use mongodb::bson::DateTime;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::reconciler::Reconcile;
+use super::supervisor::ChildGuard;
+use super::{Env, Outcome, Wiring};
+use crate::store::Claimed;
+use crate::telemetry::names;
+
+/// Counts of outcomes (the `once` summary).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    pub fn add(&mut self, o: Outcome) {
+        *self.counts.entry(o.as_str()).or_default() += 1;
+    }
+
+    pub fn get(&self, o: Outcome) -> u64 {
+        self.counts.get(o.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "reconciled {} order(s)", self.total())?;
+        for (k, v) in &self.counts {
+            write!(f, ", {k} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tick every `interval` (the service).
+    Run,
+    /// No timer; `Drain` does one pass (`draft-reconciler once`).
+    Once,
+}
+
+/// `once`: claim and reconcile everything eligible now, answer when done.
+#[derive(Message)]
+#[rtype(result = "Summary")]
+pub struct Drain;
+
+/// Shutdown: claim nothing more. In-flight orders finish on their own.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopClaiming;
+
+pub struct Scanner {
+    env: Arc<Env>,
+    wiring: Arc<Wiring>,
+    mode: Mode,
+    claiming: bool,
+    /// The last claim got every order it asked for: more are probably waiting.
+    more_waiting: bool,
+    in_flight: usize,
+    stopping: bool,
+    summary: Summary,
+    drain_reply: Option<tokio::sync::oneshot::Sender<Summary>>,
+    _guard: ChildGuard,
+}
+
+impl Scanner {
+    pub fn new(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode, guard: ChildGuard) -> Scanner {
+        Scanner {
+            env,
+            wiring,
+            mode,
+            claiming: false,
+            more_waiting: false,
+            in_flight: 0,
+            stopping: false,
+            summary: Summary::default(),
+            drain_reply: None,
+            _guard: guard,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        crate::fault::point("scanner.tick");
+        self.env.health.scanner_ticked();
+        if self.stopping {
+            return;
+        }
+        let env = self.env.clone();
+        ctx.spawn(
+            async move {
+                let now = DateTime::now();
+                let backlog = env.store.count_eligible(now, &env.eligibility).await?;
+                let review = env.store.count_needs_review().await?;
+                Ok::<_, crate::store::StoreError>((backlog, review))
+            }
+            .into_actor(self)
+            .map(|res, _, _| match res {
+                Ok((backlog, review)) => {
+                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set(backlog as f64);
+                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(review as f64);
+                    metrics::counter!(names::SCAN_RUNS, "result" => "ok").increment(1);
+                    metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
+                }
+                Err(e) => {
+                    metrics::counter!(names::SCAN_RUNS, "result" => "error").increment(1);
+                    tracing::error!(error = %e, "scan failed; will try again next interval");
+                }
+            }),
+        );
+        self.fill(ctx);
+    }
+
+    /// Claim orders for every free slot (at most `max_orders_per_run`) and dispatch them.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        if self.claiming || self.stopping {
+            return;
+        }
+        let cap = self.env.settings.job.max_orders_per_run as usize;
+        let permits: Vec<(usize, OwnedSemaphorePermit)> = self
+            .wiring
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.free.clone().try_acquire_owned().ok().map(|p| (i, p)))
+            .take(cap)
+            .collect();
+        if permits.is_empty() {
+            return;
+        }
+        self.claiming = true;
+        let env = self.env.clone();
+        let asked = permits.len();
+        let claim = async move {
+            let job = &env.settings.job;
+            env.store.claim(&env.owner, DateTime::now(), job.lease_ttl, &env.eligibility, asked).await
+        };
+        ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
+            act.claiming = false;
+            match res {
+                Ok(claimed) => {
+                    act.more_waiting = claimed.len() == asked;
+                    if !claimed.is_empty() {
+                        tracing::debug!(claimed = claimed.len(), "claimed orders");
+                    }
+                    for (order, (idx, permit)) in claimed.into_iter().zip(permits) {
+                        act.dispatch(idx, order, permit, ctx);
+                    }
+                }
+                Err(e) => {
+                    act.more_waiting = false;
+                    tracing::error!(error = %e, "claiming orders failed; will try again next interval");
+                }
+            }
+            act.maybe_finish_drain();
+        }));
+    }
+
+    fn dispatch(&mut self, idx: usize, order: Claimed, slot: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
+        let Some(addr) = self.wiring.reconciler(idx) else {
+            // The reconciler is being restarted: the lease brings the order back later.
+            tracing::warn!(slot = idx, "reconciler unavailable; order left to its lease");
+            return;
+        };
+        self.in_flight += 1;
+        ctx.spawn(addr.send(Reconcile { order, slot }).into_actor(self).map(|res, act, ctx| {
+            act.in_flight -= 1;
+            act.summary.add(res.unwrap_or(Outcome::Released));
+            if act.more_waiting {
+                act.fill(ctx);
+            }
+            act.maybe_finish_drain();
+        }));
+    }
+
+    fn maybe_finish_drain(&mut self) {
+        if self.mode == Mode::Once && !self.claiming && self.in_flight == 0 && !self.more_waiting {
+            if let Some(tx) = self.drain_reply.take() {
+                let _ = tx.send(std::mem::take(&mut self.summary));
+            }
+        }
+    }
+}
+
+impl Actor for Scanner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.mode == Mode::Run {
+            self.tick(ctx);
+            ctx.run_interval(self.env.settings.job.interval, |act, ctx| act.tick(ctx));
+        }
+    }
+}
+
+impl Handler<Drain> for Scanner {
+    type Result = ResponseFuture<Summary>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.drain_reply = Some(tx);
+        self.more_waiting = true;
+        self.fill(ctx);
+        self.maybe_finish_drain();
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
+
+impl Handler<StopClaiming> for Scanner {
+    type Result = ();
+
+    fn handle(&mut self, _: StopClaiming, _: &mut Self::Context) {
+        self.stopping = true;
+        self.more_waiting = false;
+    }
+}

@@ -1,0 +1,223 @@
+//! Supervisor: starts the children, restarts the ones that die, escalates restart storms.
+//!
+//! actix's own `Supervisor` only restarts an actor that *stops*; a panic in a handler kills the
+//! actor's task and nothing restarts it (ACTIX-NOTES.md). So every child carries a
+//! [`ChildGuard`]: when the child is dropped — stopped or unwound by a panic — the guard tells
+//! this actor, which re-creates the child with a fresh address after a short backoff and rewrites
+//! the [`Wiring`] so everyone else finds the new one. More than `max_restarts` deaths of one child
+//! within `restart_window` escalate: the whole process exits non-zero, and PM2/systemd restart it
+//! clean. Start order is RateLimiter, StockCommitter, reconcilers, Scanner (each only depends on
+//! the ones before it); shutdown stops claiming first, lets in-flight orders finish, then releases
+//! this process's leases.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::committer::StockCommitter;
+use super::rate_limiter::RateLimiter;
+use super::reconciler::OrderReconciler;
+use super::scanner::{Mode, Scanner, StopClaiming};
+use super::{set, Env, Wiring};
+use crate::telemetry::names;
+
+/// Which child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChildId {
+    RateLimiter,
+    StockCommitter,
+    OrderReconciler(usize),
+    Scanner,
+}
+
+impl ChildId {
+    /// The `actor` label of `reconciler_actor_restarts_total`.
+    pub fn actor_label(self) -> &'static str {
+        match self {
+            ChildId::RateLimiter => "rate_limiter",
+            ChildId::StockCommitter => "stock_committer",
+            ChildId::OrderReconciler(_) => "order_reconciler",
+            ChildId::Scanner => "scanner",
+        }
+    }
+}
+
+/// Lives inside each child; its `Drop` reports the child's death, panic or not.
+pub struct ChildGuard {
+    child: ChildId,
+    generation: u64,
+    supervisor: Addr<Supervisor>,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let panicked = std::thread::panicking();
+        self.supervisor.do_send(ChildExited { child: self.child, generation: self.generation, panicked });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ChildExited {
+    child: ChildId,
+    generation: u64,
+    panicked: bool,
+}
+
+/// Graceful shutdown: stop claiming, wait (at most `grace`) for in-flight orders, release leases,
+/// stop the System with exit code 0.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub grace: Duration,
+}
+
+pub struct Supervisor {
+    env: Arc<Env>,
+    wiring: Arc<Wiring>,
+    mode: Mode,
+    generations: HashMap<ChildId, u64>,
+    deaths: HashMap<ChildId, VecDeque<Instant>>,
+    stopping: bool,
+}
+
+impl Supervisor {
+    pub fn new(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode) -> Supervisor {
+        Supervisor { env, wiring, mode, generations: HashMap::new(), deaths: HashMap::new(), stopping: false }
+    }
+
+    fn children(&self) -> Vec<ChildId> {
+        let mut c = vec![ChildId::RateLimiter, ChildId::StockCommitter];
+        c.extend((0..self.wiring.slots.len()).map(ChildId::OrderReconciler));
+        c.push(ChildId::Scanner);
+        c
+    }
+
+    fn start_child(&mut self, child: ChildId, ctx: &mut Context<Self>) {
+        let generation = {
+            let g = self.generations.entry(child).or_insert(0);
+            *g += 1;
+            *g
+        };
+        let guard = ChildGuard { child, generation, supervisor: ctx.address() };
+        let (env, wiring) = (self.env.clone(), self.wiring.clone());
+        match child {
+            ChildId::RateLimiter => set(&wiring.rate_limiter, Some(RateLimiter::new(env.budget.clone(), guard).start())),
+            ChildId::StockCommitter => set(&wiring.committer, Some(StockCommitter::new(env, guard).start())),
+            ChildId::OrderReconciler(i) => {
+                let addr = OrderReconciler::new(env, wiring.clone(), guard).start();
+                set(&wiring.slots[i].addr, Some(addr));
+            }
+            ChildId::Scanner => set(&wiring.scanner, Some(Scanner::new(env, wiring.clone(), self.mode, guard).start())),
+        }
+    }
+
+    /// Record a death; `true` when the child may be restarted, `false` when the storm escalates.
+    fn within_intensity(&mut self, child: ChildId) -> (bool, usize) {
+        let sup = &self.env.settings.supervisor;
+        let now = Instant::now();
+        let deaths = self.deaths.entry(child).or_default();
+        deaths.push_back(now);
+        while deaths.front().is_some_and(|t| now.duration_since(*t) > sup.restart_window) {
+            deaths.pop_front();
+        }
+        (deaths.len() <= sup.max_restarts as usize, deaths.len())
+    }
+
+    fn escalate(&mut self, child: ChildId) {
+        self.stopping = true;
+        let sup = &self.env.settings.supervisor;
+        tracing::error!(
+            actor = child.actor_label(),
+            max_restarts = sup.max_restarts,
+            window_secs = sup.restart_window.as_secs(),
+            "restart intensity exceeded; stopping everything and exiting with code 1 so the process manager restarts us clean"
+        );
+        // Stop in reverse start order: the scanner first, so nothing new is claimed.
+        if let Some(s) = self.wiring.scanner() {
+            s.do_send(StopClaiming);
+        }
+        System::current().stop_with_code(1);
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        for child in self.children() {
+            self.start_child(child, ctx);
+        }
+        self.env.health.set_supervisor_alive(true);
+        tracing::info!(reconcilers = self.wiring.slots.len(), owner = %self.env.owner, "supervisor started its children");
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.env.health.set_supervisor_alive(false);
+    }
+}
+
+impl Handler<ChildExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
+        let current = self.generations.get(&msg.child).copied().unwrap_or(0);
+        if self.stopping || msg.generation != current {
+            return;
+        }
+        let actor = msg.child.actor_label();
+        metrics::counter!(names::ACTOR_RESTARTS, "actor" => actor).increment(1);
+        let (ok, recent) = self.within_intensity(msg.child);
+        if !ok {
+            self.escalate(msg.child);
+            return;
+        }
+        // Back off a little more for each recent death, so a child that dies at start cannot
+        // spin the arbiter: 50 ms, 100 ms, 200 ms, … capped at 5 s.
+        let backoff = Duration::from_millis(50u64 << (recent.saturating_sub(1)).min(7)).min(Duration::from_secs(5));
+        tracing::warn!(actor, child = ?msg.child, panicked = msg.panicked, recent_deaths = recent, backoff_ms = backoff.as_millis() as u64, "child died; restarting it");
+        ctx.run_later(backoff, move |act, ctx| {
+            if !act.stopping {
+                act.start_child(msg.child, ctx);
+            }
+        });
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        tracing::info!(grace_secs = msg.grace.as_secs(), "shutting down: no new claims; waiting for in-flight orders");
+        if let Some(s) = self.wiring.scanner() {
+            s.do_send(StopClaiming);
+        }
+        let (env, wiring) = (self.env.clone(), self.wiring.clone());
+        ctx.spawn(
+            async move {
+                let all_idle = async {
+                    for slot in &wiring.slots {
+                        // Holding every slot permit means no reconciler has an order.
+                        let _ = slot.free.acquire().await.map(|p| p.forget());
+                    }
+                };
+                if tokio::time::timeout(msg.grace, all_idle).await.is_err() {
+                    tracing::warn!("in-flight orders did not finish within the grace period; their leases will expire");
+                }
+                match env.store.release_leases(&env.owner).await {
+                    Ok(n) => tracing::info!(released = n, "released leases; bye"),
+                    Err(e) => tracing::warn!(error = %e, "could not release leases; they will expire"),
+                }
+                System::current().stop_with_code(0);
+            }
+            .into_actor(self),
+        );
+    }
+}

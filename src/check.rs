@@ -1,0 +1,134 @@
+//! Operator commands: `check` (what PhonePe says about one order and what the reconciler would
+//! do) and `selftest` (a throwaway draft taken through the whole path: MongoDB, indexes, PhonePe
+//! credentials, decision, settlement; then cleaned up).
+//!
+//! Both use the same functions as the actors (`PhonePeClient::check_status`, `decide`,
+//! `committer::settle`), so what they show is what the service does.
+
+use anyhow::{anyhow, Context as _};
+use mongodb::bson::{doc, Bson, DateTime, Document};
+
+use crate::actors::committer::settle;
+use crate::actors::{Env, Outcome};
+use crate::app::build_env;
+use crate::config::Settings;
+use crate::domain::{decide, Decision, MerchantTransactionId, Order, StatusError, StatusReport};
+use crate::ops::Health;
+
+fn describe(answer: &Result<StatusReport, StatusError>) -> String {
+    match answer {
+        Ok(r) => format!(
+            "code {} state {:?} amount {} merchant {} transactionId {}",
+            r.code,
+            r.state,
+            r.amount.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            r.merchant_id.as_deref().unwrap_or("-"),
+            r.transaction_id.as_deref().unwrap_or("-"),
+        ),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// `draft-reconciler check <merchantTransactionId> [--apply]`.
+pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> {
+    let mtid = MerchantTransactionId::parse(mtid).map_err(|p| anyhow!("merchantTransactionId {p}"))?;
+    actix::System::new().block_on(async move {
+        let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
+        let answer = env.phonepe.check_status(&mtid).await;
+        println!("PhonePe: {}", describe(&answer));
+        let Some(doc) = env.store.find_by_mtid(mtid.as_str()).await? else {
+            println!("order: none with merchantTransactionId {mtid} in database {}", settings.mongodb.database);
+            return Ok(1);
+        };
+        let order = match Order::parse(&doc) {
+            Ok(o) => o,
+            Err(e) => {
+                println!("order: cannot be reconciled: {e}");
+                return Ok(1);
+            }
+        };
+        println!("order: status {} paymentStatus {} amount {}", order.status.as_str(), order.payment_status.as_str(), order.amount);
+        let decision = decide(&order, &answer, DateTime::now(), &env.policy);
+        println!("decision: {decision:?}");
+        if !apply {
+            println!("dry run: nothing changed (add --apply to act on the decision)");
+            return Ok(0);
+        }
+        if matches!(decision, Decision::StopWatching) {
+            println!("nothing to apply: the order is settled");
+            return Ok(0);
+        }
+        let outcome = settle(&env, &order, decision).await.context("applying the decision")?;
+        println!("applied: {}", outcome.as_str());
+        Ok(0)
+    })
+}
+
+/// `draft-reconciler selftest`.
+pub fn selftest(settings: Settings) -> anyhow::Result<u8> {
+    actix::System::new().block_on(async move {
+        let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
+        println!("selftest: MongoDB answers and indexes exist (database {})", settings.mongodb.database);
+        let tag = format!("SELFTEST-{}-{:04x}", DateTime::now().timestamp_millis(), fastrand::u16(..));
+        let result = selftest_order(&env, &tag).await;
+        cleanup(&env, &tag).await?;
+        println!("selftest: test order and product removed");
+        match result {
+            Ok(()) => {
+                println!("selftest: OK");
+                Ok(0)
+            }
+            Err(e) => {
+                println!("selftest: FAILED: {e:#}");
+                Ok(1)
+            }
+        }
+    })
+}
+
+async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
+    let orders = env.store.database().collection::<Document>("orders");
+    let products = env.store.database().collection::<Document>("products");
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000 - env.settings.job.lookback.as_millis() as i64);
+    products.insert_one(doc! { "_id": tag, "stock": 1, "selftest": true }).await?;
+    // Inserted already leased to this process, so no running instance picks it up meanwhile.
+    let lease_until = DateTime::from_millis(DateTime::now().timestamp_millis() + 300_000);
+    orders
+        .insert_one(doc! {
+            "merchantTransactionId": tag, "status": "draft", "paymentStatus": "pending", "amount": 100,
+            "items": [{ "productId": tag, "quantity": 1 }], "createdAt": created, "updatedAt": created,
+            "selftest": true, "history": [],
+            "reconciliation": { "attempts": 0, "leaseOwner": &env.owner, "leaseUntil": lease_until },
+        })
+        .await?;
+    println!("selftest: created draft order {tag}");
+    let doc = orders.find_one(doc! { "merchantTransactionId": tag }).await?.context("test order vanished")?;
+    let order = Order::parse(&doc)?;
+    let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
+    println!("selftest: PhonePe answered: {}", describe(&answer));
+    if let Err(e) = &answer {
+        return Err(anyhow!("PhonePe call failed: {e}"));
+    }
+    let decision = decide(&order, &answer, DateTime::now(), &env.policy);
+    let outcome = settle(env, &order, decision).await?;
+    let after = orders.find_one(doc! { "merchantTransactionId": tag }).await?.context("test order vanished")?;
+    let status = after.get_str("status").unwrap_or("?");
+    let expected = match outcome {
+        Outcome::Confirmed => "confirmed",
+        Outcome::Cancelled => "cancelled",
+        Outcome::NeedsReview => "needs_review",
+        _ => "draft",
+    };
+    println!("selftest: reconciled as {} (status {status})", outcome.as_str());
+    if status != expected {
+        return Err(anyhow!("order status is {status}, expected {expected} after {}", outcome.as_str()));
+    }
+    Ok(())
+}
+
+async fn cleanup(env: &Env, tag: &str) -> anyhow::Result<()> {
+    let db = env.store.database();
+    db.collection::<Document>("orders").delete_many(doc! { "merchantTransactionId": tag, "selftest": true }).await?;
+    db.collection::<Document>("products").delete_many(doc! { "_id": Bson::String(tag.into()), "selftest": true }).await?;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Committing stock: confirm the order and deduct every item, all or nothing.
+//!
+//! Strategy `transaction` (this file): one multi-document transaction. The order moves
+//! draft → confirmed guarded by `status: draft`; each item's stock is decremented guarded by
+//! `stock >= qty` (and the size's stock where the item has a size). Any guard that fails aborts
+//! the transaction, so nothing changed, and the reason is reported. Transient transaction errors
+//! retry the whole transaction; an unknown commit result retries the commit. No HTTP calls,
+//! actor messages or metrics happen in here: the body may run several times.
+//!
+//! Strategy `auto` picks `transaction` when `hello` shows a replica set or mongos. A standalone
+//! server cannot run transactions; until the journal strategy exists the commit is refused with
+//! a clear error rather than done non-atomically.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::ClientSession;
+
+use super::orders::{history_entry, transition_set, Store, Transition};
+use super::{StoreError, StoreResult};
+use crate::config::CommitStrategy;
+use crate::domain::{Item, Order, PaymentStatus, Status};
+
+/// What a commit attempt ended as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Order confirmed and every item deducted.
+    Committed,
+    /// The order was no longer a draft (webhook or another instance settled it): nothing changed.
+    AlreadyProcessed,
+    /// An item's product (or its size) has less stock than ordered: nothing changed.
+    InsufficientStock { product: String },
+    /// An item's product (or the size on it) does not exist: nothing changed.
+    ProductMissing { product: String },
+}
+
+/// The strategy actually used, after `auto` was resolved against the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    Transaction,
+    /// The server cannot run transactions and no safe alternative is available.
+    Refuse,
+}
+
+/// How many times a transaction is retried on transient errors before giving up (the order's
+/// lease then expires and it is tried again on a later scan).
+const MAX_TXN_ATTEMPTS: u32 = 8;
+
+impl Store {
+    /// Whether the server runs transactions: a replica-set member or a mongos router.
+    pub async fn supports_transactions(&self) -> StoreResult<bool> {
+        let hello = self.db.run_command(doc! { "hello": 1 }).await.map_err(StoreError::mongo("hello"))?;
+        Ok(hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"))
+    }
+
+    /// Resolve the configured strategy against this server.
+    pub async fn resolve_strategy(&self, configured: CommitStrategy) -> StoreResult<StrategyChoice> {
+        let tx = self.supports_transactions().await?;
+        match (configured, tx) {
+            (CommitStrategy::Transaction | CommitStrategy::Auto, true) => Ok(StrategyChoice::Transaction),
+            (CommitStrategy::Transaction, false) => Err(StoreError::Unsupported(
+                "job.commit_strategy = \"transaction\" but the MongoDB server is standalone and refuses \
+                 multi-document transactions; run a replica set (even a single node)"
+                    .into(),
+            )),
+            (CommitStrategy::Auto, false) | (CommitStrategy::Journal, _) => Ok(StrategyChoice::Refuse),
+        }
+    }
+
+    /// Confirm `order` and deduct its items atomically.
+    pub async fn commit(&self, strategy: StrategyChoice, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
+        match strategy {
+            StrategyChoice::Transaction => self.commit_in_transaction(order, t, now).await,
+            StrategyChoice::Refuse => Err(StoreError::Unsupported(
+                "this MongoDB server cannot run transactions and the journal commit strategy is not available; \
+                 refusing to commit stock non-atomically"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn commit_in_transaction(&self, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
+        let mut session = self.client.start_session().await.map_err(StoreError::mongo("start session"))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session.start_transaction().await.map_err(StoreError::mongo("start transaction"))?;
+            let result = match self.commit_body(&mut session, order, t, now).await {
+                Ok(CommitOutcome::Committed) => commit_with_retry(&mut session).await.map(|()| CommitOutcome::Committed),
+                Ok(refused) => {
+                    // A guard failed: undo whatever the body did. Abort errors are harmless, the
+                    // server aborts an unfinished transaction when the session ends anyway.
+                    let _ = session.abort_transaction().await;
+                    Ok(refused)
+                }
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_transient_txn() && attempt < MAX_TXN_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + fastrand::u64(0..20))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The transaction body: order first (so a concurrent webhook conflicts early), then items.
+    async fn commit_body(&self, s: &mut ClientSession, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
+        let r = self
+            .orders
+            .update_one(
+                doc! { "_id": &order.id, "status": Status::Draft.as_str() },
+                doc! {
+                    "$set": transition_set(now, t),
+                    "$unset": { "reconciliation.leaseOwner": "", "reconciliation.leaseUntil": "" },
+                    "$inc": { "reconciliation.attempts": 1 },
+                    "$push": { "history": history_entry(now, t) },
+                },
+            )
+            .session(&mut *s)
+            .await
+            .map_err(StoreError::mongo("confirm order"))?;
+        if r.matched_count == 0 {
+            return Ok(CommitOutcome::AlreadyProcessed);
+        }
+        for item in &order.items {
+            let r = self
+                .products
+                .update_one(stock_guard(item), stock_decrement(item))
+                .session(&mut *s)
+                .await
+                .map_err(StoreError::mongo("deduct stock"))?;
+            if r.matched_count == 0 {
+                return self.why_short(s, item).await;
+            }
+        }
+        Ok(CommitOutcome::Committed)
+    }
+
+    /// A stock guard failed: tell a missing product (or size) from a short one.
+    async fn why_short(&self, s: &mut ClientSession, item: &Item) -> StoreResult<CommitOutcome> {
+        let product = self
+            .products
+            .find_one(doc! { "_id": &item.product_id })
+            .session(&mut *s)
+            .await
+            .map_err(StoreError::mongo("read product"))?;
+        let name = product_label(item);
+        let Some(p) = product else { return Ok(CommitOutcome::ProductMissing { product: name }) };
+        if let Some(size) = &item.size {
+            let has_size = p
+                .get_array("sizes")
+                .map(|a| a.iter().any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str())))
+                .unwrap_or(false);
+            if !has_size {
+                return Ok(CommitOutcome::ProductMissing { product: name });
+            }
+        }
+        Ok(CommitOutcome::InsufficientStock { product: name })
+    }
+}
+
+/// `{_id, stock >= qty}` and, for a sized item, `sizes: {$elemMatch: {size, stock >= qty}}`.
+pub(crate) fn stock_guard(item: &Item) -> Document {
+    let mut f = doc! { "_id": &item.product_id, "stock": { "$gte": item.quantity } };
+    if let Some(size) = &item.size {
+        f.insert("sizes", doc! { "$elemMatch": { "size": size, "stock": { "$gte": item.quantity } } });
+    }
+    f
+}
+
+/// Decrement the product total and, for a sized item, the matched size (positional `$`), so
+/// `stock` stays the sum the invariant is checked on.
+pub(crate) fn stock_decrement(item: &Item) -> Document {
+    let mut inc = doc! { "stock": -item.quantity };
+    if item.size.is_some() {
+        inc.insert("sizes.$.stock", -item.quantity);
+    }
+    doc! { "$inc": inc }
+}
+
+/// A product reference for logs and review reasons: the product id (and size), never a customer field.
+pub(crate) fn product_label(item: &Item) -> String {
+    let id = match &item.product_id {
+        Bson::ObjectId(o) => o.to_hex(),
+        Bson::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match &item.size {
+        Some(size) => format!("{id} size {size}"),
+        None => id,
+    }
+}
+
+async fn commit_with_retry(s: &mut ClientSession) -> StoreResult<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match s.commit_transaction().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && attempt < MAX_TXN_ATTEMPTS => {
+                continue
+            }
+            Err(e) => return Err(StoreError::Mongo { op: "commit transaction", source: e }),
+        }
+    }
+}
+
+/// The transition a successful commit records.
+pub fn confirm_transition(code: &str, transaction_id: Option<String>) -> Transition {
+    Transition {
+        from: Status::Draft,
+        to: Status::Confirmed,
+        payment_status: PaymentStatus::Paid,
+        reason: "paid".into(),
+        code: Some(code.to_string()),
+        transaction_id,
+    }
+}

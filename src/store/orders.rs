@@ -1,0 +1,318 @@
+//! Order queries: indexes, the eligible-drafts query, claims with leases, guarded transitions.
+//!
+//! A *claim* sets `reconciliation.leaseOwner` / `leaseUntil` with one atomic
+//! `findOneAndUpdate` guarded by "no live lease", so two processes never work the same order.
+//! The lease outlives one PhonePe round trip with retries; an order whose worker died is simply
+//! claimed again once its lease expires.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use super::{StoreError, StoreResult};
+use crate::domain::{Order, OrderError, PaymentStatus, Status};
+
+/// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) client: Client,
+    pub(crate) db: Database,
+    pub(crate) orders: Collection<Document>,
+    pub(crate) products: Collection<Document>,
+}
+
+/// A claimed order: parsed, or a document too broken to reconcile (parked for a person).
+#[derive(Debug, Clone)]
+pub enum Claimed {
+    Valid(Order),
+    Invalid { id: Bson, status: Status, merchant_transaction_id: Option<String>, error: OrderError },
+}
+
+impl Claimed {
+    /// The id to log (never customer data).
+    pub fn log_id(&self) -> String {
+        match self {
+            Claimed::Valid(o) => o.merchant_transaction_id.to_string(),
+            Claimed::Invalid { merchant_transaction_id: Some(m), .. } => m.clone(),
+            Claimed::Invalid { id, .. } => format!("_id:{id}"),
+        }
+    }
+}
+
+/// A status change to apply to one order (everything but the stock commit itself).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: Status,
+    pub to: Status,
+    pub payment_status: PaymentStatus,
+    pub reason: String,
+    pub code: Option<String>,
+    pub transaction_id: Option<String>,
+}
+
+/// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
+fn unset_lease() -> Document {
+    doc! { "reconciliation.leaseOwner": "", "reconciliation.leaseUntil": "" }
+}
+
+/// One audit-trail entry (`orders.history[]`).
+pub(crate) fn history_entry(now: DateTime, t: &Transition) -> Document {
+    doc! {
+        "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": "reconciler",
+        "reason": &t.reason, "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
+    }
+}
+
+/// The `$set` part of a transition.
+pub(crate) fn transition_set(now: DateTime, t: &Transition) -> Document {
+    doc! {
+        "status": t.to.as_str(), "paymentStatus": t.payment_status.as_str(), "updatedAt": now,
+        "reconciliation.reason": &t.reason, "reconciliation.lastCode": t.code.clone(),
+        "reconciliation.lastCheckedAt": now,
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn minus(now: DateTime, d: Duration) -> DateTime {
+    DateTime::from_millis(now.timestamp_millis().saturating_sub(ms(d)))
+}
+
+pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
+    DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
+}
+
+/// What the scanner looks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Eligibility {
+    /// Drafts younger than this are left to the webhook.
+    pub lookback: Duration,
+    /// Cancelled (timeout / not found) orders are watched for late payment while
+    /// `createdAt > now - watch_horizon`.
+    pub watch_horizon: Option<Duration>,
+}
+
+impl Store {
+    pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
+        let mut opts = mongodb::options::ClientOptions::parse(uri).await.map_err(StoreError::mongo("parse mongodb.uri"))?;
+        opts.app_name.get_or_insert_with(|| "draft-reconciler".to_string());
+        opts.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+        let client = Client::with_options(opts).map_err(StoreError::mongo("create client"))?;
+        Ok(Store::from_client(client, database))
+    }
+
+    pub fn from_client(client: Client, database: &str) -> Store {
+        let db = client.database(database);
+        Store { orders: db.collection("orders"), products: db.collection("products"), db, client }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.run_command(doc! { "ping": 1 }).await.map_err(StoreError::mongo("ping"))?;
+        Ok(())
+    }
+
+    /// The indexes the scanner queries by; idempotent.
+    pub async fn ensure_indexes(&self) -> StoreResult<()> {
+        let unique = IndexOptions::builder().unique(true).name("merchantTransactionId_unique".to_string()).build();
+        let models = vec![
+            IndexModel::builder().keys(doc! { "merchantTransactionId": 1 }).options(unique).build(),
+            IndexModel::builder()
+                .keys(doc! { "status": 1, "paymentStatus": 1, "createdAt": 1 })
+                .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "reconciliation.leaseOwner": 1 })
+                .options(IndexOptions::builder().name("reconciler_lease_owner".to_string()).sparse(true).build())
+                .build(),
+        ];
+        self.orders.create_indexes(models).await.map_err(StoreError::mongo("create indexes"))?;
+        Ok(())
+    }
+
+    fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
+        doc! {
+            "status": Status::Draft.as_str(),
+            "paymentStatus": PaymentStatus::Pending.as_str(),
+            "createdAt": { "$lte": minus(now, e.lookback) },
+            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+        }
+    }
+
+    fn watch_filter(now: DateTime, horizon: Duration) -> Document {
+        doc! {
+            "status": Status::Cancelled.as_str(),
+            "paymentStatus": PaymentStatus::Pending.as_str(),
+            "reconciliation.reason": { "$in": [crate::domain::decision::cancel::PENDING_TIMEOUT, crate::domain::decision::cancel::NOT_FOUND] },
+            "createdAt": { "$gt": minus(now, horizon) },
+            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+        }
+    }
+
+    /// How many drafts are eligible right now (the `reconciler_eligible_backlog` gauge).
+    pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
+        self.orders.count_documents(Self::draft_filter(now, e)).await.map_err(StoreError::mongo("count eligible"))
+    }
+
+    /// Claim up to `max` eligible orders for `owner`, oldest first; drafts before late-payment
+    /// watches (which only fill what is left).
+    pub async fn claim(&self, owner: &str, now: DateTime, lease: Duration, e: &Eligibility, max: usize) -> StoreResult<Vec<Claimed>> {
+        let mut out = Vec::new();
+        self.claim_matching(Self::draft_filter(now, e), owner, now, lease, max, &mut out).await?;
+        if let Some(h) = e.watch_horizon {
+            if out.len() < max {
+                self.claim_matching(Self::watch_filter(now, h), owner, now, lease, max, &mut out).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim_matching(
+        &self,
+        filter: Document,
+        owner: &str,
+        now: DateTime,
+        lease: Duration,
+        max: usize,
+        out: &mut Vec<Claimed>,
+    ) -> StoreResult<()> {
+        use futures_util::TryStreamExt;
+        if out.len() >= max {
+            return Ok(());
+        }
+        // Fetch a few more candidates than needed: another instance may win some of them.
+        let want = (max - out.len()) as i64;
+        let ids: Vec<Document> = self
+            .orders
+            .find(filter.clone())
+            .projection(doc! { "_id": 1 })
+            .sort(doc! { "createdAt": 1 })
+            .limit(want * 2 + 2)
+            .await
+            .map_err(StoreError::mongo("find eligible"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("find eligible"))?;
+        let opts = FindOneAndUpdateOptions::builder().return_document(ReturnDocument::After).build();
+        for id in ids {
+            if out.len() >= max {
+                break;
+            }
+            let Some(id) = id.get("_id").cloned() else { continue };
+            let mut guard = filter.clone();
+            guard.insert("_id", id);
+            let claimed = self
+                .orders
+                .find_one_and_update(
+                    guard,
+                    doc! { "$set": {
+                        "reconciliation.leaseOwner": owner,
+                        "reconciliation.leaseUntil": plus(now, lease),
+                    } },
+                )
+                .with_options(opts.clone())
+                .await
+                .map_err(StoreError::mongo("claim order"))?;
+            if let Some(d) = claimed {
+                out.push(parse_claimed(&d));
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a status transition guarded by the status the reconciler saw. Returns `false` when
+    /// someone else changed the order first (already processed): nothing is written then.
+    pub async fn transition(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
+        let r = self
+            .orders
+            .update_one(
+                doc! { "_id": id, "status": t.from.as_str() },
+                doc! {
+                    "$set": transition_set(now, t),
+                    "$unset": unset_lease(),
+                    "$inc": { "reconciliation.attempts": 1 },
+                    "$push": { "history": history_entry(now, t) },
+                },
+            )
+            .await
+            .map_err(StoreError::mongo("update order status"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// No status change: record the check and when to look again, and release our lease.
+    /// Guarded by the status and our lease, so it never overwrites someone else's progress.
+    pub async fn reschedule(&self, id: &Bson, owner: &str, status: Status, next: DateTime, code: &str, now: DateTime) -> StoreResult<bool> {
+        let r = self
+            .orders
+            .update_one(
+                doc! { "_id": id, "status": status.as_str(), "reconciliation.leaseOwner": owner },
+                doc! {
+                    "$set": {
+                        "reconciliation.nextCheckAt": next, "reconciliation.lastCode": code,
+                        "reconciliation.lastCheckedAt": now,
+                    },
+                    "$unset": unset_lease(),
+                    "$inc": { "reconciliation.attempts": 1 },
+                },
+            )
+            .await
+            .map_err(StoreError::mongo("reschedule order"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// Give back every lease `owner` holds (graceful shutdown), so another instance can proceed.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let r = self
+            .orders
+            .update_many(doc! { "reconciliation.leaseOwner": owner }, doc! { "$unset": unset_lease() })
+            .await
+            .map_err(StoreError::mongo("release leases"))?;
+        Ok(r.modified_count)
+    }
+
+    /// Find one order by its merchant transaction id (for `check`).
+    pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
+        self.orders.find_one(doc! { "merchantTransactionId": mtid }).await.map_err(StoreError::mongo("find order"))
+    }
+
+    /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge).
+    pub async fn count_needs_review(&self) -> StoreResult<u64> {
+        self.orders
+            .count_documents(doc! { "status": Status::NeedsReview.as_str() })
+            .await
+            .map_err(StoreError::mongo("count needs_review"))
+    }
+}
+
+fn parse_claimed(d: &Document) -> Claimed {
+    match Order::parse(d) {
+        Ok(o) => Claimed::Valid(o),
+        Err(error) => Claimed::Invalid {
+            id: d.get("_id").cloned().unwrap_or(Bson::Null),
+            // The claim filter matched on status, so it parses; draft is the safe fallback.
+            status: d.get_str("status").ok().and_then(Status::parse).unwrap_or(Status::Draft),
+            merchant_transaction_id: d.get_str("merchantTransactionId").ok().map(str::to_string),
+            error,
+        },
+    }
+}
+
+impl Store {
+    /// Set when a settled order (e.g. cancelled and watched for late payment) is next looked at.
+    pub async fn reschedule_settled(&self, id: &Bson, status: Status, next: DateTime) -> StoreResult<()> {
+        self.orders
+            .update_one(doc! { "_id": id, "status": status.as_str() }, doc! { "$set": { "reconciliation.nextCheckAt": next } })
+            .await
+            .map_err(StoreError::mongo("schedule late-payment check"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! Test support: a real SecantusDB on a free port (or `MONGODB_URI`), a fresh database per test,
+//! the phonepe-sim in-process over real HTTP, fixtures, and polling with a deadline.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use draft_reconciler::config::{CommitStrategy, Settings};
+use draft_reconciler::sim::{SimConfig, SimHandle};
+use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::{Client, Database};
+
+/// A database server shared by every test of one test binary.
+pub struct DbServer {
+    /// `mongodb://host:port` without a database path, and the query string to append.
+    base: String,
+    query: String,
+    _child: Option<Child>,
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn secantusd() -> PathBuf {
+    if let Ok(p) = std::env::var("SECANTUSD") {
+        return p.into();
+    }
+    let p = manifest_dir().join(".venv/bin/secantusd-py");
+    assert!(p.exists(), "SecantusDB is not installed: run scripts/setup-dev.sh (or set MONGODB_URI)");
+    p
+}
+
+/// Start `secantusd-py` on a free port, tied to this test process: a watchdog shell kills it
+/// when the test binary exits, however it exits.
+pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
+    let port = free_port();
+    let mut args = vec!["--host".to_string(), "127.0.0.1".into(), "--port".into(), port.to_string()];
+    args.extend(["--storage-path".into(), ":memory:".into(), "--log-level".into(), "WARNING".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let script = r#"bin="$1"; parent="$2"; shift 2; "$bin" "$@" & c=$!; trap 'kill $c 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 1; done; kill $c 2>/dev/null; wait $c"#;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(secantusd())
+        .arg(std::process::id().to_string())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start secantusd-py");
+    wait_for_port(port, Duration::from_secs(90));
+    (port, child)
+}
+
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The replica-set-like server (transactions available), or `MONGODB_URI`.
+pub fn db_server() -> &'static DbServer {
+    static S: OnceLock<DbServer> = OnceLock::new();
+    S.get_or_init(|| {
+        if let Ok(uri) = std::env::var("MONGODB_URI") {
+            let (base, rest) = split_uri(&uri);
+            let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            return DbServer { base, query, _child: None };
+        }
+        let (port, child) = start_secantus(&["--enable-test-commands"]);
+        DbServer { base: format!("mongodb://127.0.0.1:{port}"), query: "?directConnection=true".into(), _child: Some(child) }
+    })
+}
+
+/// A standalone-looking server (no transactions), for the commit-strategy tests.
+pub fn standalone_server() -> &'static DbServer {
+    static S: OnceLock<DbServer> = OnceLock::new();
+    S.get_or_init(|| {
+        let (port, child) = start_secantus(&["--standalone", "--enable-test-commands"]);
+        DbServer { base: format!("mongodb://127.0.0.1:{port}"), query: "?directConnection=true".into(), _child: Some(child) }
+    })
+}
+
+fn split_uri(uri: &str) -> (String, String) {
+    let after_scheme = uri.find("://").map(|i| i + 3).unwrap_or(0);
+    match uri[after_scheme..].find('/') {
+        Some(i) => (uri[..after_scheme + i].to_string(), uri[after_scheme + i + 1..].to_string()),
+        None => (uri.to_string(), String::new()),
+    }
+}
+
+impl DbServer {
+    /// A URI for a database no other test uses.
+    pub fn fresh_uri(&self, test: &str) -> (String, String) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name: String = format!("t{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), test)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .take(60)
+            .collect();
+        (format!("{}/{}{}", self.base, name, self.query), name)
+    }
+}
+
+/// Poll `cond` until it is true, or fail after `limit` with `what`.
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One test's world: a fresh database, a simulator, settings pointing at both, and a private
+/// tokio runtime for seeding and inspecting the database from the test thread.
+pub struct World {
+    pub rt: tokio::runtime::Runtime,
+    pub db: Database,
+    pub uri: String,
+    pub sim: SimHandle,
+    pub settings: Settings,
+}
+
+pub const MERCHANT: &str = "MERCHANTUAT";
+pub const SALT: &str = "test-salt-key";
+
+impl World {
+    pub fn new(test: &str) -> World {
+        Self::on(db_server(), test)
+    }
+
+    pub fn on(server: &DbServer, test: &str) -> World {
+        Self::build(server, test, SALT)
+    }
+
+    /// A world whose PhonePe (and settings) use `salt` as the salt key.
+    pub fn with_salt(test: &str, salt: &str) -> World {
+        Self::build(db_server(), test, salt)
+    }
+
+    fn build(server: &DbServer, test: &str, salt: &str) -> World {
+        let (uri, name) = server.fresh_uri(test);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = rt.block_on(Client::with_uri_str(&uri)).expect("mongodb client");
+        let db = client.database(&name);
+        let sim = SimHandle::spawn(SimConfig {
+            merchant_id: MERCHANT.into(),
+            salt_key: salt.into(),
+            salt_index: 1,
+            path_prefix: "/apis/pg-sandbox".into(),
+            rate_limit_per_minute: None,
+            latency: Duration::ZERO,
+        })
+        .expect("phonepe-sim");
+        let mut settings = Settings::for_tests(&uri, &sim.base_url());
+        settings.phonepe.salt_key = draft_reconciler::config::Secret::new(salt);
+        settings.job.lookback = Duration::from_secs(300);
+        settings.job.rate_limit_per_minute = 6000;
+        settings.job.commit_strategy = CommitStrategy::Auto;
+        World { rt, db, uri, sim, settings }
+    }
+
+    pub fn insert_product(&self, id: &str, stock: i64) {
+        self.rt.block_on(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": stock })).expect("insert product");
+    }
+
+    pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
+        let total: i64 = sizes.iter().map(|s| s.1).sum();
+        let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
+        self.rt
+            .block_on(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }))
+            .expect("insert product");
+    }
+
+    /// A draft order `age_secs` old for `amount` paise with `items` (productId, quantity, size).
+    pub fn insert_order(&self, mtid: &str, amount: i64, age_secs: i64, items: &[(&str, i64, Option<&str>)]) -> Bson {
+        let items: Vec<Document> = items
+            .iter()
+            .map(|(p, q, s)| {
+                let mut d = doc! { "productId": *p, "quantity": *q };
+                if let Some(s) = s {
+                    d.insert("size", *s);
+                }
+                d
+            })
+            .collect();
+        let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age_secs * 1000);
+        self.insert_raw(doc! {
+            "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
+            "items": items, "createdAt": created, "updatedAt": created,
+            "customer": { "name": "Asha Rao", "phone": "+919800000000", "email": "asha@example.com" },
+            "history": [],
+        })
+    }
+
+    pub fn insert_raw(&self, mut d: Document) -> Bson {
+        let id = Bson::ObjectId(ObjectId::new());
+        d.insert("_id", id.clone());
+        self.rt.block_on(self.db.collection::<Document>("orders").insert_one(d)).expect("insert order");
+        id
+    }
+
+    pub fn order(&self, mtid: &str) -> Document {
+        self.rt
+            .block_on(self.db.collection::<Document>("orders").find_one(doc! { "merchantTransactionId": mtid }))
+            .expect("find order")
+            .unwrap_or_else(|| panic!("order {mtid} not found"))
+    }
+
+    pub fn status(&self, mtid: &str) -> (String, String) {
+        let o = self.order(mtid);
+        (o.get_str("status").unwrap_or("?").to_string(), o.get_str("paymentStatus").unwrap_or("?").to_string())
+    }
+
+    pub fn reason(&self, mtid: &str) -> Option<String> {
+        self.order(mtid).get_document("reconciliation").ok().and_then(|r| r.get_str("reason").ok()).map(str::to_string)
+    }
+
+    pub fn history(&self, mtid: &str) -> Vec<Document> {
+        self.order(mtid)
+            .get_array("history")
+            .map(|a| a.iter().filter_map(|h| h.as_document().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn stock(&self, product: &str) -> i64 {
+        let p = self
+            .rt
+            .block_on(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .expect("find product")
+            .expect("product exists");
+        match p.get("stock") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            other => panic!("stock of {product} is {other:?}"),
+        }
+    }
+
+    pub fn size_stock(&self, product: &str, size: &str) -> i64 {
+        let p = self
+            .rt
+            .block_on(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .expect("find product")
+            .expect("product exists");
+        let sizes = p.get_array("sizes").expect("sizes");
+        sizes
+            .iter()
+            .filter_map(|s| s.as_document())
+            .find(|s| s.get_str("size").ok() == Some(size))
+            .and_then(|s| s.get("stock").and_then(Bson::as_i64).or_else(|| s.get("stock").and_then(Bson::as_i32).map(i64::from)))
+            .expect("size stock")
+    }
+
+    /// Calls the simulator received for `mtid`.
+    pub fn calls_for(&self, mtid: &str) -> usize {
+        self.sim.calls().iter().filter(|c| c.merchant_transaction_id == mtid).count()
+    }
+
+    /// Run `draft-reconciler once` in-process (its own actix System, on this thread).
+    pub fn once(&self) -> draft_reconciler::actors::Summary {
+        draft_reconciler::app::once(self.settings.clone()).expect("once")
+    }
+}
+
+/// Paths of the built binaries.
+pub fn reconciler_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_draft-reconciler"))
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:`port`: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
