@@ -58,8 +58,9 @@ pub struct StatusData {
     pub merchant_id: String,
     pub merchant_transaction_id: String,
     pub transaction_id: String,
-    /// Paise.
-    pub amount: i64,
+    /// Paise. Always present on `PAYMENT_SUCCESS`; may be absent on other codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
     pub state: String,
     pub response_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -525,7 +526,7 @@ mod tests {
                 merchant_id: "MERCHANTUAT".into(),
                 merchant_transaction_id: "ORD-1001".into(),
                 transaction_id: "T1".into(),
-                amount: 100,
+                amount: Some(100),
                 state: states::COMPLETED.into(),
                 response_code: "SUCCESS".into(),
                 payment_instrument: Some(PaymentInstrument {
