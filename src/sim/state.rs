@@ -37,7 +37,7 @@ pub struct Call {
 
 /// The decided answer to one status call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub http_status: u16,
     pub body: String,
     pub delay: Duration,
@@ -45,7 +45,7 @@ pub struct Reply {
 
 /// The credentials of one status call, as received.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub path_merchant_id: &'a str,
     pub mtid: &'a str,
     pub header_merchant_id: Option<&'a str>,
@@ -139,7 +139,7 @@ impl SimState {
     }
 
     /// Decide the answer to one status call and log it.
-    pub fn answer(&self, req: Request<'_>) -> Reply {
+    pub(crate) fn answer(&self, req: Request<'_>) -> Reply {
         let now = Instant::now();
         let mut inner = self.lock();
         let latency = inner.cfg.latency;
