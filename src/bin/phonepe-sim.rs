@@ -1,1 +1,60 @@
-fn main(){}
+//! `phonepe-sim`: a local PhonePe v1 status API for demos and manual tests (see `sim` for the
+//! behaviour and the `/__sim/` admin API). Parse flags, bind, print the base URL, serve.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use draft_reconciler::sim::{self, SimConfig, SimState};
+
+/// A local PhonePe v1 status API with a scriptable admin API under /__sim/.
+#[derive(Parser)]
+#[command(name = "phonepe-sim", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: String,
+    /// The merchant id the simulator accepts.
+    #[arg(long, default_value = "MERCHANTUAT")]
+    merchant_id: String,
+    /// The salt key X-VERIFY must be computed with (default: the PHONEPE.md test key).
+    #[arg(
+        long,
+        env = "PHONEPE_SALT_KEY",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = "test-salt-key"
+    )]
+    salt_key: String,
+    /// The salt index X-VERIFY must end with.
+    #[arg(long, default_value_t = 1)]
+    salt_index: u32,
+    /// PhonePe's path prefix before /pg/v1/... ("" for none).
+    #[arg(long, default_value = "/apis/pg-sandbox")]
+    prefix: String,
+    /// Status calls allowed per rolling minute; 0 = unlimited.
+    #[arg(long, default_value_t = 30)]
+    rate_limit_per_minute: u32,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let state = SimState::new(SimConfig {
+        merchant_id: args.merchant_id,
+        salt_key: args.salt_key,
+        salt_index: args.salt_index,
+        path_prefix: args.prefix,
+        rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
+        latency: Duration::from_millis(args.latency_ms),
+    });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    println!("phonepe-sim listening on http://{addr}{}", state.config().path_prefix);
+    sim::serve(listener, state).await.context("serving")
+}

@@ -1,1 +1,180 @@
-//! TODO
+//! `phonepe-sim`: a local PhonePe v1 status API for tests and demos.
+//!
+//! It answers `GET {prefix}/pg/v1/status/{merchantId}/{merchantTransactionId}` with PhonePe's JSON
+//! shape, checks `X-MERCHANT-ID` and `X-VERIFY` (hashed over the path *without* the prefix, as
+//! PhonePe does) and enforces a rolling-minute rate limit, so the client meets the same failure
+//! modes it meets in production: 401 on bad credentials, 429 beyond the budget, 5xx, slow and
+//! malformed answers. What it answers per transaction is scripted (see [`Answer`]); a transaction
+//! nobody scripted is `TRANSACTION_NOT_FOUND` (HTTP 200, `success: false`, no `data`).
+//!
+//! Admin API (JSON, under `/__sim/`, outside any PhonePe path):
+//! - `PUT /__sim/transactions/{mtid}` `{"answers": [Answer, ...]}` — served in order, the last
+//!   repeats forever; 400 with `{"error": ...}` for an invalid script;
+//! - `GET /__sim/calls` — every status call received, in order, including 401 and 429 ones;
+//!   `DELETE /__sim/calls` clears the log;
+//! - `GET|PUT /__sim/config` — `{"rateLimitPerMinute": n|null, "latencyMs": n}` (PUT fields are
+//!   optional; `null` or 0 = unlimited); the answer also shows merchant, salt index and prefix;
+//! - `GET /__sim/health` — 200.
+//!
+//! In tests, [`SimHandle::spawn`] runs it on its own OS thread and tokio runtime, so it outlives
+//! the actix `System`s that tests create and tear down; dropping the handle stops it.
+
+mod answer;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use answer::{Answer, ScriptedState};
+pub use server::{router, serve};
+pub use state::{Call, SimState};
+
+/// How the simulator identifies the merchant and behaves.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    pub merchant_id: String,
+    /// Never shown by the simulator (not in `Debug`, not in the admin API).
+    pub salt_key: String,
+    pub salt_index: u32,
+    /// PhonePe's own prefix before `/pg/v1/...`, e.g. `/apis/hermes`, or "" for none.
+    pub path_prefix: String,
+    /// `None` = unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Default delay before every answer (an answer's `delayMs` overrides it).
+    pub latency: Duration,
+}
+
+impl Default for SimConfig {
+    /// The PHONEPE.md test merchant on the UAT sandbox prefix, unlimited and instant (tests set
+    /// a limit when they test it; the binary defaults to 30 per minute).
+    fn default() -> Self {
+        SimConfig {
+            merchant_id: "MERCHANTUAT".into(),
+            salt_key: "test-salt-key".into(),
+            salt_index: 1,
+            path_prefix: "/apis/pg-sandbox".into(),
+            rate_limit_per_minute: None,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("merchant_id", &self.merchant_id)
+            .field("salt_key", &"***")
+            .field("salt_index", &self.salt_index)
+            .field("path_prefix", &self.path_prefix)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("latency", &self.latency)
+            .finish()
+    }
+}
+
+/// A simulator running on 127.0.0.1 on its own thread; stopped when dropped.
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: SimState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// Bind `127.0.0.1:0` and serve on a new OS thread with its own current-thread runtime.
+    pub fn spawn(cfg: SimConfig) -> std::io::Result<SimHandle> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let state = SimState::new(cfg);
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("phonepe-sim-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => return tracing::error!(error = %e, "phonepe-sim could not adopt its listener"),
+                    };
+                    // Not a graceful shutdown on purpose: a scripted 60 s delay must not hold up a
+                    // test's teardown. Dropping the server future closes the listener; dropping the
+                    // runtime below cancels the connections still being answered.
+                    tokio::select! {
+                        result = serve(listener, served) => {
+                            if let Err(e) = result {
+                                tracing::error!(error = %e, "phonepe-sim stopped serving");
+                            }
+                        }
+                        _ = stop => {}
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(SimHandle {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What to configure as the client's `base_url`: `http://127.0.0.1:PORT{prefix}`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.state.config().path_prefix)
+    }
+
+    /// The simulator's state, for everything the shorthands below do not cover.
+    pub fn state(&self) -> &SimState {
+        &self.state
+    }
+
+    /// Script `mtid`'s answers (in order, the last repeats).
+    ///
+    /// # Panics
+    /// On an invalid script (empty, or an answer [`Answer::validate`] refuses): this is test
+    /// support, and a test with a broken script should fail loudly. Use
+    /// [`SimState::script`] for a `Result`.
+    pub fn script(&self, mtid: &str, answers: Vec<Answer>) {
+        if let Err(e) = self.state.script(mtid, answers) {
+            panic!("invalid phonepe-sim script for {mtid}: {e}");
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.clear_calls();
+    }
+
+    pub fn set_rate_limit(&self, per_minute: Option<u32>) {
+        self.state.set_rate_limit(per_minute);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.set_latency(latency);
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

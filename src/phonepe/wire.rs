@@ -1,0 +1,545 @@
+//! The v1 status answer on the wire, and its classification into the domain.
+//!
+//! [`StatusResponse`] is the documented JSON shape; the simulator serialises it, so the two sides
+//! agree on field names. Parsing, however, does **not** deserialise straight into it: a typed
+//! deserialise fails as a whole and cannot say *which* field was wrong. [`parse_status`] walks a
+//! `serde_json::Value` instead, so every refusal names the problem ("PAYMENT_SUCCESS without
+//! data.amount").
+//!
+//! Rules (PHONEPE.md): decide on the HTTP status first for the transport-level classes (429, 401,
+//! 5xx), then on `code` and `data.state` — never on `success`. Anything incomplete, contradictory
+//! or undocumented is a transient error, so no order is ever settled on a half answer. Error
+//! `detail`s never contain the body (it may carry customer data such as a VPA or account number);
+//! they name what was wrong and at most PhonePe's code.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::order::Paise;
+use crate::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
+
+/// `code` values PhonePe documents for the v1 status API.
+pub mod codes {
+    pub const PAYMENT_SUCCESS: &str = "PAYMENT_SUCCESS";
+    pub const PAYMENT_ERROR: &str = "PAYMENT_ERROR";
+    pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+    pub const TIMED_OUT: &str = "TIMED_OUT";
+    pub const PAYMENT_PENDING: &str = "PAYMENT_PENDING";
+    pub const TRANSACTION_NOT_FOUND: &str = "TRANSACTION_NOT_FOUND";
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    pub const AUTHORIZATION_FAILED: &str = "AUTHORIZATION_FAILED";
+    pub const TOO_MANY_REQUESTS: &str = "TOO_MANY_REQUESTS";
+}
+
+/// `data.state` values.
+pub mod states {
+    pub const COMPLETED: &str = "COMPLETED";
+    pub const FAILED: &str = "FAILED";
+    pub const PENDING: &str = "PENDING";
+}
+
+/// The status API's JSON answer, e.g.
+/// `{"success":true,"code":"PAYMENT_SUCCESS","message":"...","data":{...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    pub success: bool,
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<StatusData>,
+}
+
+/// `data` of a status answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusData {
+    pub merchant_id: String,
+    pub merchant_transaction_id: String,
+    pub transaction_id: String,
+    /// Paise. Always present on `PAYMENT_SUCCESS`; may be absent on other codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    pub state: String,
+    pub response_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_instrument: Option<PaymentInstrument>,
+}
+
+/// `data.paymentInstrument` (only the fields the simulator fills; PhonePe sends more per type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentInstrument {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utr: Option<String>,
+}
+
+/// Classify one status answer: its HTTP status and raw body.
+pub fn parse_status(http_status: u16, body: &[u8]) -> Result<StatusReport, StatusError> {
+    classify(http_status, body).map(|(report, _)| report)
+}
+
+/// [`parse_status`], and also refuse an answer whose `data.merchantTransactionId` is present but
+/// names another transaction than the one asked about (a proxy or cache mix-up must not settle
+/// the wrong order). This is what the client uses.
+pub fn parse_status_for(http_status: u16, body: &[u8], mtid: &str) -> Result<StatusReport, StatusError> {
+    let (report, answered_mtid) = classify(http_status, body)?;
+    match answered_mtid {
+        Some(other) if other != mtid => Err(malformed(format!(
+            "{} answer about another data.merchantTransactionId than the one asked",
+            report.code
+        ))),
+        _ => Ok(report),
+    }
+}
+
+fn classify(http_status: u16, body: &[u8]) -> Result<(StatusReport, Option<String>), StatusError> {
+    // Transport-level classes win over whatever the body says (a 429 may come with no body).
+    if http_status == 429 {
+        return Err(StatusError::RateLimited);
+    }
+    if (500..=599).contains(&http_status) {
+        return Err(transient(TransientKind::Server, format!("HTTP {http_status}")));
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let obj = json.as_ref().and_then(Value::as_object);
+    let code = obj.and_then(|o| o.get("code")).and_then(Value::as_str);
+    if http_status == 401 {
+        let code = match code {
+            Some(c @ (codes::AUTHORIZATION_FAILED | codes::BAD_REQUEST)) => c,
+            _ => codes::AUTHORIZATION_FAILED,
+        };
+        return Err(StatusError::Rejected {
+            code: code.to_string(),
+            http_status,
+        });
+    }
+    let obj = match (&json, obj) {
+        (None, _) => return Err(malformed(format!("HTTP {http_status} body is not JSON"))),
+        (Some(_), None) => return Err(malformed(format!("HTTP {http_status} body is not a JSON object"))),
+        (Some(_), Some(o)) => o,
+    };
+    let code = code.ok_or_else(|| malformed(format!("HTTP {http_status} body has no string `code`")))?;
+    classify_code(http_status, code, obj.get("data"))
+}
+
+fn classify_code(
+    http_status: u16,
+    code: &str,
+    data: Option<&Value>,
+) -> Result<(StatusReport, Option<String>), StatusError> {
+    let business = match code {
+        codes::TOO_MANY_REQUESTS => return Err(StatusError::RateLimited),
+        codes::AUTHORIZATION_FAILED | codes::BAD_REQUEST => {
+            return Err(StatusError::Rejected {
+                code: code.to_string(),
+                http_status,
+            })
+        }
+        codes::INTERNAL_SERVER_ERROR => return Err(transient(TransientKind::Server, code.to_string())),
+        codes::TRANSACTION_NOT_FOUND => return Ok((bare_report(code, PaymentState::NotFound, data), None)),
+        codes::PAYMENT_SUCCESS => PaymentState::Completed,
+        codes::PAYMENT_ERROR | codes::PAYMENT_DECLINED | codes::TIMED_OUT => PaymentState::Failed,
+        codes::PAYMENT_PENDING => PaymentState::Pending,
+        other => {
+            return Err(transient(
+                TransientKind::UnknownCode,
+                format!("undocumented code {}", loggable_code(other)),
+            ))
+        }
+    };
+    if !(200..=299).contains(&http_status) {
+        return Err(malformed(format!("{code} with HTTP {http_status}")));
+    }
+    business_report(code, business, data)
+}
+
+/// A payment outcome: check `data` is consistent with the code before anyone may act on it.
+fn business_report(
+    code: &str,
+    state: PaymentState,
+    data: Option<&Value>,
+) -> Result<(StatusReport, Option<String>), StatusError> {
+    let data = match data {
+        Some(Value::Object(d)) => Some(d),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(malformed(format!("{code} with data that is not an object"))),
+    };
+    let expected_state = match state {
+        PaymentState::Completed => states::COMPLETED,
+        PaymentState::Failed => states::FAILED,
+        _ => states::PENDING,
+    };
+    match data.and_then(|d| d.get("state")) {
+        Some(Value::String(s)) if s == expected_state => {}
+        None | Some(Value::Null) if state != PaymentState::Completed => {}
+        None | Some(Value::Null) => return Err(malformed(format!("{code} without data.state"))),
+        Some(_) => return Err(malformed(format!("{code} with data.state contradicting it"))),
+    }
+    let amount = match data.and_then(|d| d.get("amount")) {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(a) => Some(Paise(a)),
+            None => return Err(malformed(format!("{code} with data.amount that is not an integer"))),
+        },
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(malformed(format!("{code} with data.amount that is not a number"))),
+    };
+    let merchant_id = data.and_then(|d| str_field(d, "merchantId"));
+    if state == PaymentState::Completed {
+        if amount.is_none() {
+            return Err(malformed(format!("{code} without data.amount")));
+        }
+        if merchant_id.is_none() {
+            return Err(malformed(format!("{code} without data.merchantId")));
+        }
+    }
+    let report = StatusReport {
+        code: code.to_string(),
+        state,
+        merchant_id,
+        amount,
+        transaction_id: data.and_then(|d| str_field(d, "transactionId")),
+    };
+    Ok((report, data.and_then(|d| str_field(d, "merchantTransactionId"))))
+}
+
+/// A report for a code whose `data`, if any, is informational only.
+fn bare_report(code: &str, state: PaymentState, data: Option<&Value>) -> StatusReport {
+    let data = data.and_then(Value::as_object);
+    StatusReport {
+        code: code.to_string(),
+        state,
+        merchant_id: data.and_then(|d| str_field(d, "merchantId")),
+        amount: data.and_then(|d| d.get("amount")).and_then(Value::as_i64).map(Paise),
+        transaction_id: data.and_then(|d| str_field(d, "transactionId")),
+    }
+}
+
+fn str_field(d: &Map<String, Value>, key: &str) -> Option<String> {
+    d.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// An undocumented code is logged only if it looks like a code (it comes from the network).
+fn loggable_code(code: &str) -> &str {
+    let looks_like_code = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if looks_like_code {
+        code
+    } else {
+        "(not shown: not a code-like string)"
+    }
+}
+
+fn malformed(detail: String) -> StatusError {
+    transient(TransientKind::Malformed, detail)
+}
+
+fn transient(kind: TransientKind, detail: String) -> StatusError {
+    StatusError::Transient { kind, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET_ISH: &str = "customer@ybl";
+
+    fn success_body(amount: &str, state: &str) -> String {
+        format!(
+            r#"{{"success":true,"code":"PAYMENT_SUCCESS","message":"Your payment is successful.",
+              "data":{{"merchantId":"MERCHANTUAT","merchantTransactionId":"ORD-1001",
+              "transactionId":"T2311","amount":{amount},"state":"{state}","responseCode":"SUCCESS",
+              "paymentInstrument":{{"type":"UPI","utr":"206850679072","vpa":"{SECRET_ISH}"}}}}}}"#
+        )
+    }
+
+    fn coded(code: &str, state: Option<&str>) -> String {
+        match state {
+            Some(s) => format!(
+                r#"{{"success":false,"code":"{code}","message":"m","data":{{"merchantId":"MERCHANTUAT",
+                  "merchantTransactionId":"ORD-1001","transactionId":"T9","amount":49900,"state":"{s}",
+                  "responseCode":"ZM","paymentInstrument":{{"type":"UPI","vpa":"{SECRET_ISH}"}}}}}}"#
+            ),
+            None => format!(r#"{{"success":false,"code":"{code}","message":"m"}}"#),
+        }
+    }
+
+    fn state_of(status: u16, body: &str) -> PaymentState {
+        match parse_status(status, body.as_bytes()) {
+            Ok(r) => r.state,
+            Err(e) => panic!("HTTP {status} {body} gave {e:?}"),
+        }
+    }
+
+    fn kind_of(status: u16, body: &str) -> TransientKind {
+        match parse_status(status, body.as_bytes()) {
+            Err(StatusError::Transient { kind, detail }) => {
+                assert!(
+                    !detail.contains(SECRET_ISH) && !detail.contains('{'),
+                    "detail leaks body: {detail}"
+                );
+                kind
+            }
+            other => panic!("HTTP {status} {body:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn success_carries_merchant_amount_and_transaction() {
+        let r = parse_status(200, success_body("49900", "COMPLETED").as_bytes()).unwrap();
+        assert_eq!(
+            r,
+            StatusReport {
+                code: "PAYMENT_SUCCESS".into(),
+                state: PaymentState::Completed,
+                merchant_id: Some("MERCHANTUAT".into()),
+                amount: Some(Paise(49900)),
+                transaction_id: Some("T2311".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn every_documented_business_code() {
+        let cases = [
+            ("PAYMENT_ERROR", Some("FAILED"), PaymentState::Failed),
+            ("PAYMENT_DECLINED", Some("FAILED"), PaymentState::Failed),
+            ("TIMED_OUT", Some("FAILED"), PaymentState::Failed),
+            ("PAYMENT_ERROR", None, PaymentState::Failed),
+            ("TIMED_OUT", None, PaymentState::Failed),
+            ("PAYMENT_PENDING", Some("PENDING"), PaymentState::Pending),
+            ("PAYMENT_PENDING", None, PaymentState::Pending),
+            ("TRANSACTION_NOT_FOUND", None, PaymentState::NotFound),
+        ];
+        for (code, state, expected) in cases {
+            assert_eq!(state_of(200, &coded(code, state)), expected, "{code} {state:?}");
+        }
+        let failed = parse_status(200, coded("PAYMENT_DECLINED", Some("FAILED")).as_bytes()).unwrap();
+        assert_eq!(failed.code, "PAYMENT_DECLINED");
+        assert_eq!(failed.amount, Some(Paise(49900)));
+        // Whatever HTTP status PhonePe uses for "not found", the code decides.
+        for status in [200, 400, 404] {
+            let body = r#"{"success":false,"code":"TRANSACTION_NOT_FOUND","message":"No transaction","data":{}}"#;
+            assert_eq!(state_of(status, body), PaymentState::NotFound, "HTTP {status}");
+        }
+    }
+
+    #[test]
+    fn success_flag_is_ignored() {
+        let body = success_body("49900", "COMPLETED").replace(r#""success":true"#, r#""success":false"#);
+        assert_eq!(state_of(200, &body), PaymentState::Completed);
+        let body = coded("PAYMENT_ERROR", Some("FAILED")).replace(r#""success":false"#, r#""success":true"#);
+        assert_eq!(state_of(200, &body), PaymentState::Failed);
+    }
+
+    #[test]
+    fn rate_limits() {
+        let documented = r#"{"success":false,"code":"TOO_MANY_REQUESTS","message":"Too many requests. Please try again.","data":{}}"#;
+        for (status, body) in [
+            (429, documented),
+            (429, ""),
+            (429, "<html>slow down</html>"),
+            (200, documented),
+        ] {
+            assert_eq!(
+                parse_status(status, body.as_bytes()),
+                Err(StatusError::RateLimited),
+                "{status} {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        let cases = [
+            (
+                401,
+                r#"{"success":false,"code":"AUTHORIZATION_FAILED","message":"Key not found"}"#,
+                "AUTHORIZATION_FAILED",
+            ),
+            (401, "", "AUTHORIZATION_FAILED"),
+            (401, "<html>Unauthorized</html>", "AUTHORIZATION_FAILED"),
+            (
+                401,
+                r#"{"success":false,"code":"PAYMENT_SUCCESS"}"#,
+                "AUTHORIZATION_FAILED",
+            ),
+            (401, r#"{"success":false,"code":"BAD_REQUEST"}"#, "BAD_REQUEST"),
+            (
+                400,
+                r#"{"success":false,"code":"BAD_REQUEST","message":"Bad request"}"#,
+                "BAD_REQUEST",
+            ),
+            (
+                200,
+                r#"{"success":false,"code":"AUTHORIZATION_FAILED","message":"x"}"#,
+                "AUTHORIZATION_FAILED",
+            ),
+            (
+                200,
+                r#"{"success":false,"code":"BAD_REQUEST","message":"x"}"#,
+                "BAD_REQUEST",
+            ),
+        ];
+        for (status, body, code) in cases {
+            assert_eq!(
+                parse_status(status, body.as_bytes()),
+                Err(StatusError::Rejected {
+                    code: code.into(),
+                    http_status: status
+                }),
+                "{status} {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_errors() {
+        let ise = r#"{"success":false,"code":"INTERNAL_SERVER_ERROR","message":"There is an error"}"#;
+        for (status, body) in [
+            (500, ise),
+            (500, "<html><body>500 Internal Server Error</body></html>"),
+            (502, ""),
+            (503, r#"{"success":true,"code":"PAYMENT_SUCCESS"}"#),
+            (504, "gateway timeout"),
+            (200, ise),
+        ] {
+            assert_eq!(kind_of(status, body), TransientKind::Server, "{status} {body:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_codes() {
+        for body in [
+            r#"{"success":false,"code":"PAYMENT_INITIATED","message":"m"}"#,
+            r#"{"success":true,"code":"SOMETHING_NEW","data":{"state":"COMPLETED","amount":1,"merchantId":"M"}}"#,
+            r#"{"success":false,"code":"customer@ybl paid","message":"m"}"#,
+        ] {
+            assert_eq!(kind_of(200, body), TransientKind::UnknownCode, "{body}");
+        }
+        match parse_status(200, br#"{"code":"NEW_CODE"}"#) {
+            Err(StatusError::Transient { detail, .. }) => assert!(detail.contains("NEW_CODE"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_never_acted_on() {
+        let no_data = r#"{"success":true,"code":"PAYMENT_SUCCESS","message":"m"}"#;
+        let no_amount = r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"merchantId":"M","state":"COMPLETED"}}"#;
+        let no_merchant = r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"amount":100,"state":"COMPLETED"}}"#;
+        let empty_merchant =
+            r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"merchantId":"","amount":100,"state":"COMPLETED"}}"#;
+        let no_state = r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"merchantId":"M","amount":100}}"#;
+        let data_string = r#"{"success":true,"code":"PAYMENT_SUCCESS","data":"COMPLETED"}"#;
+        let cases: Vec<(u16, String)> = vec![
+            (200, String::new()),
+            (200, "   ".into()),
+            (200, "<html><body>Service Unavailable</body></html>".into()),
+            (200, "null".into()),
+            (200, "[]".into()),
+            (200, r#""PAYMENT_SUCCESS""#.into()),
+            (200, "{}".into()),
+            (200, r#"{"success":true}"#.into()),
+            (200, r#"{"success":true,"code":42}"#.into()),
+            (200, r#"{"success":true,"code":null}"#.into()),
+            (200, r#"{"success":true,"code":"PAYMENT_SUCCESS""#.into()),
+            (200, success_body(r#""49900""#, "COMPLETED")),
+            (200, success_body("499.5", "COMPLETED")),
+            (200, success_body("49900.0", "COMPLETED")),
+            (200, success_body("1e3", "COMPLETED")),
+            (200, success_body("18446744073709551615", "COMPLETED")),
+            (200, success_body("null", "COMPLETED")),
+            (200, success_body("49900", "PENDING")),
+            (200, success_body("49900", "FAILED")),
+            (200, success_body("49900", "completed")),
+            (200, no_data.into()),
+            (200, no_amount.into()),
+            (200, no_merchant.into()),
+            (200, empty_merchant.into()),
+            (200, no_state.into()),
+            (200, data_string.into()),
+            (200, coded("PAYMENT_ERROR", Some("COMPLETED"))),
+            (200, coded("PAYMENT_DECLINED", Some("PENDING"))),
+            (200, coded("PAYMENT_PENDING", Some("COMPLETED"))),
+            (200, coded("PAYMENT_PENDING", Some("FAILED"))),
+            (404, success_body("49900", "COMPLETED")),
+            (400, coded("PAYMENT_ERROR", Some("FAILED"))),
+            (302, "<html>moved</html>".into()),
+            (403, "<html>Forbidden</html>".into()),
+        ];
+        for (status, body) in cases {
+            assert_eq!(kind_of(status, &body), TransientKind::Malformed, "HTTP {status} {body}");
+        }
+    }
+
+    #[test]
+    fn details_say_what_was_wrong() {
+        let detail = |status: u16, body: &str| match parse_status(status, body.as_bytes()) {
+            Err(StatusError::Transient { detail, .. }) => detail,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(detail(200, "<html>"), "HTTP 200 body is not JSON");
+        assert_eq!(
+            detail(200, r#"{"success":true,"code":"PAYMENT_SUCCESS","message":"m"}"#),
+            "PAYMENT_SUCCESS without data.state"
+        );
+        assert_eq!(
+            detail(200, &success_body(r#""49900""#, "COMPLETED")),
+            "PAYMENT_SUCCESS with data.amount that is not a number"
+        );
+        assert_eq!(
+            detail(200, &coded("PAYMENT_ERROR", Some("COMPLETED"))),
+            "PAYMENT_ERROR with data.state contradicting it"
+        );
+        assert_eq!(detail(503, ""), "HTTP 503");
+    }
+
+    #[test]
+    fn answer_about_another_transaction_is_refused() {
+        let body = success_body("49900", "COMPLETED");
+        assert!(parse_status_for(200, body.as_bytes(), "ORD-1001").is_ok());
+        assert_eq!(
+            parse_status_for(200, body.as_bytes(), "ORD-2002").map_err(|e| e.kind_label()),
+            Err("malformed")
+        );
+        // Absent merchantTransactionId is fine (PhonePe does not promise it on every code).
+        assert!(parse_status_for(200, coded("PAYMENT_PENDING", None).as_bytes(), "ORD-2002").is_ok());
+    }
+
+    #[test]
+    fn serialised_response_round_trips() {
+        let resp = StatusResponse {
+            success: true,
+            code: codes::PAYMENT_SUCCESS.into(),
+            message: "Your payment is successful.".into(),
+            data: Some(StatusData {
+                merchant_id: "MERCHANTUAT".into(),
+                merchant_transaction_id: "ORD-1001".into(),
+                transaction_id: "T1".into(),
+                amount: Some(100),
+                state: states::COMPLETED.into(),
+                response_code: "SUCCESS".into(),
+                payment_instrument: Some(PaymentInstrument {
+                    kind: "UPI".into(),
+                    utr: Some("1".into()),
+                }),
+            }),
+        };
+        let json = serde_json::to_vec(&resp).unwrap();
+        let value: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["data"]["merchantTransactionId"], "ORD-1001");
+        assert_eq!(value["data"]["paymentInstrument"]["type"], "UPI");
+        assert_eq!(parse_status(200, &json).unwrap().amount, Some(Paise(100)));
+        assert_eq!(serde_json::from_slice::<StatusResponse>(&json).unwrap(), resp);
+    }
+}
