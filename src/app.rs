@@ -100,7 +100,7 @@ pub fn run(settings: Settings, prometheus: Option<metrics_exporter_prometheus::P
                 .with_context(|| format!("ops.listen: cannot listen on {addr}"))?;
             tracing::info!(%addr, "ops HTTP listening (/metrics, /healthz, /readyz)");
             let store = env.store.clone();
-            let ready: crate::ops::ReadyCheck = Arc::new(move || {
+            let ready: crate::ops::ReadinessCheck = Arc::new(move || {
                 let store = store.clone();
                 Box::pin(async move { store.ping().await.is_ok() })
             });

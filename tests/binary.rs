@@ -225,7 +225,7 @@ fn the_budget_is_never_exceeded_as_phonepe_sees_it() {
     assert!(calls.iter().all(|c| c.http_status == 200), "no 429 from PhonePe: {calls:?}");
     let period_ms = 60_000 / limit as i64;
     for pair in calls.windows(2) {
-        let gap = pair[1].at_ms - pair[0].at_ms;
+        let gap = pair[1].at_ms as i64 - pair[0].at_ms as i64;
         // Burst 1: consecutive calls are a full period apart (a few ms of scheduling slack),
         // so no 60 s window can hold more than `limit` calls.
         assert!(gap >= period_ms - 5, "calls {gap} ms apart, limit allows one per {period_ms} ms: {calls:?}");
