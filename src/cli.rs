@@ -1,1 +1,160 @@
-//! TODO
+//! Command-line interface: the clap definitions and their help texts.
+//!
+//! The subcommands are part of the operator contract (ARCHITECTURE.md §6), so their help texts
+//! say what each one does and what its exit codes mean: 0 ok, 1 runtime failure or escalation,
+//! 2 usage or configuration error (clap itself exits 2 on a usage error).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Configuration: built-in defaults, then --config <file> (or ./config/default.toml and
+./config/<APP_ENV|NODE_ENV>.toml), then MONGODB_URI, PHONEPE_MERCHANT_ID, PHONEPE_SALT_KEY,
+PHONEPE_SALT_INDEX, PHONEPE_BASE_URL, LOG_LEVEL, LOG_FORMAT, then RECONCILER_<SECTION>__<KEY>
+(e.g. RECONCILER_JOB__RATE_LIMIT_PER_MINUTE=600). `draft-reconciler config` shows the result.
+
+Exit codes: 0 ok, 1 runtime failure or supervisor escalation, 2 usage or configuration error.";
+
+/// Settles PhonePe draft orders whose payment webhook never arrived.
+///
+/// Finds draft orders that have waited too long, asks PhonePe for the real payment status, and
+/// settles each one exactly once: confirm and deduct stock if paid, cancel if failed or
+/// abandoned, park for review if the money does not add up.
+#[derive(Debug, Parser)]
+#[command(name = "draft-reconciler", version, about, long_about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file to layer over the built-in defaults (replaces ./config/*.toml discovery).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The subcommand to run: `run` when none was given.
+    pub fn subcommand(&self) -> Command {
+        self.command.clone().unwrap_or(Command::Run)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the service (the default): the supervised reconciler plus the ops HTTP server.
+    ///
+    /// Scans for eligible drafts every job.interval_secs until SIGTERM/SIGINT, then finishes
+    /// in-flight orders and releases their leases. Serves /metrics, /healthz and /readyz on
+    /// ops.listen. Exit codes: 0 after a clean shutdown, 1 when actor restarts exceed
+    /// supervisor.max_restarts within supervisor.restart_window_secs (so PM2/systemd restart
+    /// the process) or on another runtime failure, 2 on a configuration error.
+    Run,
+    /// Reconcile what is eligible now, once, print a summary and exit.
+    ///
+    /// Exit codes: 0 when the pass completed (even if some orders were parked for review or
+    /// rescheduled), 1 when MongoDB is unreachable or PhonePe rejects the merchant
+    /// configuration, 2 on a configuration error.
+    Once,
+    /// Show PhonePe's answer for one order and the decision the reconciler would take.
+    ///
+    /// A dry run unless --apply is given. Exit codes: 0 when the status was fetched (and, with
+    /// --apply, the decision applied), 1 when the order is unknown or MongoDB/PhonePe failed,
+    /// 2 on a usage or configuration error.
+    Check {
+        /// The order's merchantTransactionId.
+        merchant_transaction_id: String,
+        /// Apply the decision (confirm / cancel / park) instead of only printing it.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// End-to-end check of this deployment: create a test draft, reconcile it, verify, clean up.
+    ///
+    /// Exit codes: 0 when every step passed, 1 when a step failed (the output names it),
+    /// 2 on a configuration error.
+    Selftest,
+    /// Print the effective configuration as TOML, with secrets redacted.
+    ///
+    /// Exit codes: 0 when the configuration is valid, 2 (with one line naming the bad key)
+    /// otherwise.
+    Config,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("draft-reconciler").chain(args.iter().copied()))
+    }
+
+    fn command(args: &[&str]) -> Command {
+        match parse(args) {
+            Ok(cli) => cli.subcommand(),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        <Cli as CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_run() {
+        let cli = parse(&[]).expect("parses");
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.subcommand(), Command::Run);
+        assert_eq!(cli.config, None);
+    }
+
+    #[test]
+    fn every_subcommand_parses() {
+        assert_eq!(command(&["run"]), Command::Run);
+        assert_eq!(command(&["once"]), Command::Once);
+        assert_eq!(command(&["selftest"]), Command::Selftest);
+        assert_eq!(command(&["config"]), Command::Config);
+        let check = |apply| Command::Check {
+            merchant_transaction_id: "MT7850590068188104".into(),
+            apply,
+        };
+        assert_eq!(command(&["check", "MT7850590068188104"]), check(false));
+        assert_eq!(command(&["check", "MT7850590068188104", "--apply"]), check(true));
+        assert_eq!(command(&["check", "--apply", "MT7850590068188104"]), check(true));
+    }
+
+    #[test]
+    fn config_flag_is_global() {
+        for args in [
+            &["--config", "x.toml", "once"][..],
+            &["once", "--config", "x.toml"],
+            &["--config", "x.toml"],
+        ] {
+            let cli = parse(args).expect("parses");
+            assert_eq!(cli.config, Some(PathBuf::from("x.toml")), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_rejected() {
+        assert_eq!(
+            parse(&["reconcile"]).expect_err("unknown").kind(),
+            ErrorKind::InvalidSubcommand
+        );
+        assert_eq!(
+            parse(&["check"]).expect_err("no id").kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["once", "--bogus"]).expect_err("flag").kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            parse(&["--config"]).expect_err("no value").kind(),
+            ErrorKind::InvalidValue
+        );
+        // clap exits 2 on usage errors, matching the documented exit code.
+        assert_eq!(parse(&["reconcile"]).expect_err("unknown").exit_code(), 2);
+    }
+}

@@ -1,10 +1,25 @@
 //! Typed settings, layered and validated once at start.
 //!
-//! TODO(helper): layering (embedded config/default.toml, config/<env>.toml or --config file,
-//! seed env vars, RECONCILER_<SECTION>__<KEY>), validation naming the key, redaction.
+//! Layers, later wins (ARCHITECTURE.md §6):
+//!
+//! 1. `config/default.toml`, embedded in the binary so the service runs with no files at all;
+//! 2. `--config <file>` if given (it must exist); otherwise `config/default.toml` and then
+//!    `config/<env>.toml` from the working directory when they exist, env being `APP_ENV`, else
+//!    `NODE_ENV` (so PM2 ecosystem files with `NODE_ENV=production` keep working);
+//! 3. the seed's variables: `MONGODB_URI`, `PHONEPE_MERCHANT_ID`, `PHONEPE_SALT_KEY`,
+//!    `PHONEPE_SALT_INDEX`, `PHONEPE_BASE_URL`, `LOG_LEVEL`, `LOG_FORMAT` (empty means unset);
+//! 4. `RECONCILER_<SECTION>__<KEY>` for every key, e.g. `RECONCILER_JOB__RATE_LIMIT_PER_MINUTE=600`.
+//!
+//! Every layer is checked against one schema ([`KEYS`]) as it is read, so a typo'd section or key
+//! fails at start naming the layer it came from, and env values are parsed as the key's type. The
+//! merged values remember their origin; every validation error names the key and that origin in
+//! one line. Secrets ([`Secret`]) have no defaults, print as `***`, and their values never appear
+//! in an error message: errors about `phonepe.salt_key` or `mongodb.uri` describe, never quote.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A secret string: `Debug` and `Display` print `***`, so it cannot reach a log by accident.
@@ -106,4 +121,1171 @@ pub struct LogSettings {
     /// An `EnvFilter` directive, e.g. `info` or `draft_reconciler=debug`.
     pub level: String,
     pub format: LogFormat,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Why the configuration is unusable. `Display` is one line naming the key (and its layer).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin} is not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("unknown config section [{section}] in {origin}{hint}")]
+    UnknownSection {
+        section: String,
+        origin: String,
+        hint: String,
+    },
+    #[error("unknown config key {key} in {origin}{hint}")]
+    UnknownKey { key: String, origin: String, hint: String },
+    #[error("{key} must be {expected} (from {origin})")]
+    WrongType {
+        key: String,
+        origin: String,
+        expected: String,
+    },
+    #[error("{key} is required ({hint})")]
+    Missing { key: String, hint: String },
+    #[error("{key} {reason} (from {origin})")]
+    Invalid {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("{var} must be a plain environment name (letters, digits, '_', '-'), got {value:?}")]
+    BadEnvName { var: &'static str, value: String },
+}
+
+impl ConfigError {
+    /// The `section.key` the error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. }
+            | ConfigError::WrongType { key, .. }
+            | ConfigError::Missing { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::UnknownSection { section, .. } => Some(section),
+            ConfigError::BadEnvName { var, .. } => Some(var),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    UInt,
+}
+
+/// One configuration key: where it lives, its type, and which seed variable (if any) sets it.
+struct Key {
+    section: &'static str,
+    name: &'static str,
+    kind: Kind,
+    /// Values of secret keys are never quoted in errors.
+    secret: bool,
+    seed_env: Option<&'static str>,
+}
+
+const fn key(section: &'static str, name: &'static str, kind: Kind) -> Key {
+    Key {
+        section,
+        name,
+        kind,
+        secret: false,
+        seed_env: None,
+    }
+}
+
+const fn seed(section: &'static str, name: &'static str, kind: Kind, env: &'static str) -> Key {
+    Key {
+        section,
+        name,
+        kind,
+        secret: false,
+        seed_env: Some(env),
+    }
+}
+
+/// Every key the service understands. Anything else in a file or a `RECONCILER_*__*` variable is
+/// an error.
+const KEYS: &[Key] = &[
+    Key {
+        section: "mongodb",
+        name: "uri",
+        kind: Kind::Str,
+        secret: true,
+        seed_env: Some("MONGODB_URI"),
+    },
+    seed("phonepe", "base_url", Kind::Str, "PHONEPE_BASE_URL"),
+    seed("phonepe", "merchant_id", Kind::Str, "PHONEPE_MERCHANT_ID"),
+    Key {
+        section: "phonepe",
+        name: "salt_key",
+        kind: Kind::Str,
+        secret: true,
+        seed_env: Some("PHONEPE_SALT_KEY"),
+    },
+    seed("phonepe", "salt_index", Kind::UInt, "PHONEPE_SALT_INDEX"),
+    key("phonepe", "request_timeout_secs", Kind::UInt),
+    key("job", "interval_secs", Kind::UInt),
+    key("job", "lookback_secs", Kind::UInt),
+    key("job", "max_orders_per_run", Kind::UInt),
+    key("job", "rate_limit_per_minute", Kind::UInt),
+    key("job", "pending_timeout_secs", Kind::UInt),
+    key("job", "late_payment_watch_secs", Kind::UInt),
+    key("job", "lease_ttl_secs", Kind::UInt),
+    key("job", "reconcilers", Kind::UInt),
+    key("job", "commit_strategy", Kind::Str),
+    key("supervisor", "max_restarts", Kind::UInt),
+    key("supervisor", "restart_window_secs", Kind::UInt),
+    key("ops", "listen", Kind::Str),
+    seed("log", "level", Kind::Str, "LOG_LEVEL"),
+    seed("log", "format", Kind::Str, "LOG_FORMAT"),
+];
+
+const ENV_PREFIX: &str = "RECONCILER_";
+
+/// The built-in defaults, compiled into the binary.
+const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
+const EMBEDDED_ORIGIN: &str = "built-in config/default.toml";
+
+impl Key {
+    fn dotted(&self) -> String {
+        format!("{}.{}", self.section, self.name)
+    }
+    fn env_name(&self) -> String {
+        format!(
+            "{ENV_PREFIX}{}__{}",
+            self.section.to_uppercase(),
+            self.name.to_uppercase()
+        )
+    }
+}
+
+fn find_key(section: &str, name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.section == section && k.name == name)
+}
+
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, c)| format!(" (did you mean {c}?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layering
+// ---------------------------------------------------------------------------------------------
+
+/// The merged raw values: `(section, key)` → (value, the layer it came from).
+#[derive(Default)]
+struct Layers {
+    values: BTreeMap<(&'static str, &'static str), (toml::Value, String)>,
+}
+
+impl Layers {
+    /// Merge one TOML document, rejecting unknown sections and keys.
+    fn merge_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_string(),
+            // `message()` only, never the rendered snippet: the offending line may hold a secret.
+            message: match e.span() {
+                Some(span) => format!("{} at line {}", e.message().trim(), line_of(text, span.start)),
+                None => e.message().trim().to_string(),
+            },
+        })?;
+        for (section, body) in table {
+            let sections = || KEYS.iter().map(|k| k.section);
+            if !sections().any(|s| s == section) {
+                let hint = closest(&section, sections());
+                return Err(ConfigError::UnknownSection {
+                    section,
+                    origin: origin.to_string(),
+                    hint,
+                });
+            }
+            let toml::Value::Table(body) = body else {
+                return Err(ConfigError::WrongType {
+                    key: section,
+                    origin: origin.to_string(),
+                    expected: "a table ([section])".into(),
+                });
+            };
+            for (name, value) in body {
+                let Some(key) = find_key(&section, &name) else {
+                    let names = KEYS.iter().filter(|k| k.section == section).map(|k| k.name);
+                    let hint = closest(&name, names);
+                    return Err(ConfigError::UnknownKey {
+                        key: format!("{section}.{name}"),
+                        origin: origin.into(),
+                        hint,
+                    });
+                };
+                self.set(key, value, origin)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Set one key from an environment variable, parsing the text as the key's type.
+    fn merge_env(&mut self, key: &'static Key, var: &str, text: String) -> Result<(), ConfigError> {
+        let origin = format!("env {var}");
+        let value = match key.kind {
+            Kind::Str => toml::Value::String(text),
+            Kind::UInt => match text.trim().parse::<i64>() {
+                Ok(n) => toml::Value::Integer(n),
+                Err(_) => return Err(wrong_type(key, &origin, &toml::Value::String(text))),
+            },
+        };
+        self.set(key, value, &origin)
+    }
+
+    fn set(&mut self, key: &'static Key, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+        let ok = match (key.kind, &value) {
+            (Kind::Str, toml::Value::String(_)) => true,
+            (Kind::UInt, toml::Value::Integer(n)) => *n >= 0,
+            _ => false,
+        };
+        if !ok {
+            return Err(wrong_type(key, origin, &value));
+        }
+        self.values.insert((key.section, key.name), (value, origin.to_string()));
+        Ok(())
+    }
+}
+
+fn wrong_type(key: &Key, origin: &str, value: &toml::Value) -> ConfigError {
+    let what = match key.kind {
+        Kind::Str => "a string",
+        Kind::UInt => "a non-negative integer",
+    };
+    let expected = if key.secret {
+        what.to_string()
+    } else {
+        format!("{what}, got {value}")
+    };
+    ConfigError::WrongType {
+        key: key.dotted(),
+        origin: origin.to_string(),
+        expected,
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |s| s.matches('\n').count()) + 1
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Which deployment environment's file to layer: `APP_ENV`, else `NODE_ENV`.
+fn env_name(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    for var in ["APP_ENV", "NODE_ENV"] {
+        let Some(value) = env(var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        // The name becomes part of a path: no separators, no `..`.
+        if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConfigError::BadEnvName { var, value });
+        }
+        return Ok(Some(value));
+    }
+    Ok(None)
+}
+
+/// Everything `load` reads, with the file-discovery directory and the list of present
+/// `RECONCILER_*` variable names made explicit so tests need neither a CWD nor a process env.
+struct Sources<'a> {
+    /// Where `config/default.toml` and `config/<env>.toml` are looked for; `None`: nowhere.
+    base_dir: Option<&'a Path>,
+    config_file: Option<&'a Path>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// Names of the `RECONCILER_*` variables that are set, to catch typos; `env` alone cannot
+    /// be enumerated, so this may be empty.
+    env_names: &'a [String],
+}
+
+fn collect(src: &Sources<'_>) -> Result<Layers, ConfigError> {
+    let mut layers = Layers::default();
+    layers.merge_toml(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN)?;
+
+    if let Some(path) = src.config_file {
+        layers.merge_toml(&read_file(path)?, &format!("file {}", path.display()))?;
+    } else if let Some(base) = src.base_dir {
+        let mut candidates = vec![base.join("config").join("default.toml")];
+        if let Some(name) = env_name(src.env)? {
+            candidates.push(base.join("config").join(format!("{name}.toml")));
+        }
+        for path in candidates.iter().filter(|p| p.is_file()) {
+            layers.merge_toml(&read_file(path)?, &format!("file {}", path.display()))?;
+        }
+    }
+
+    for key in KEYS {
+        let Some(var) = key.seed_env else { continue };
+        // An empty seed variable (`PHONEPE_SALT_KEY=` in a .env file) counts as unset.
+        if let Some(text) = (src.env)(var).filter(|v| !v.is_empty()) {
+            layers.merge_env(key, var, text)?;
+        }
+    }
+
+    for name in src.env_names {
+        check_env_name(name)?;
+    }
+    for key in KEYS {
+        let var = key.env_name();
+        if let Some(text) = (src.env)(&var) {
+            layers.merge_env(key, &var, text)?;
+        }
+    }
+    Ok(layers)
+}
+
+/// `RECONCILER_<SECTION>__<KEY>` must name a real key. Variables without `__` are not config
+/// keys and are left alone.
+fn check_env_name(var: &str) -> Result<(), ConfigError> {
+    let Some((section, name)) = var.strip_prefix(ENV_PREFIX).and_then(|rest| rest.split_once("__")) else {
+        return Ok(());
+    };
+    let (section, name) = (section.to_lowercase(), name.to_lowercase());
+    if find_key(&section, &name).is_some() {
+        return Ok(());
+    }
+    let names = KEYS.iter().map(|k| k.env_name()).collect::<Vec<_>>();
+    let hint = closest(var, names.iter().map(String::as_str));
+    Err(ConfigError::UnknownKey {
+        key: format!("{section}.{name}"),
+        origin: format!("env {var}"),
+        hint,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed conversion and validation
+// ---------------------------------------------------------------------------------------------
+
+/// The merged layers, read key by key into typed values.
+struct Resolved(Layers);
+
+impl Resolved {
+    fn raw(&self, section: &'static str, name: &'static str) -> Option<&(toml::Value, String)> {
+        self.0.values.get(&(section, name))
+    }
+
+    fn origin(&self, section: &'static str, name: &'static str) -> String {
+        self.raw(section, name)
+            .map_or_else(|| "nowhere".into(), |(_, o)| o.clone())
+    }
+
+    fn missing(section: &'static str, name: &'static str) -> ConfigError {
+        let key = find_key(section, name);
+        let hint = match key.and_then(|k| k.seed_env) {
+            Some(var) => format!("set {var}"),
+            None => format!("set {section}.{name} in a config file"),
+        };
+        ConfigError::Missing {
+            key: format!("{section}.{name}"),
+            hint,
+        }
+    }
+
+    fn str(&self, section: &'static str, name: &'static str) -> Result<String, ConfigError> {
+        match self.raw(section, name) {
+            Some((toml::Value::String(s), _)) => Ok(s.clone()),
+            _ => Err(Self::missing(section, name)),
+        }
+    }
+
+    fn uint(&self, section: &'static str, name: &'static str) -> Result<u64, ConfigError> {
+        match self.raw(section, name) {
+            // `Layers::set` only admits non-negative integers.
+            Some((toml::Value::Integer(n), _)) => Ok(u64::try_from(*n).unwrap_or_default()),
+            _ => Err(Self::missing(section, name)),
+        }
+    }
+
+    fn u32(&self, section: &'static str, name: &'static str) -> Result<u32, ConfigError> {
+        let n = self.uint(section, name)?;
+        u32::try_from(n).map_err(|_| self.invalid(section, name, format!("must be at most {}, got {n}", u32::MAX)))
+    }
+
+    fn secs(&self, section: &'static str, name: &'static str) -> Result<Duration, ConfigError> {
+        self.uint(section, name).map(Duration::from_secs)
+    }
+
+    fn invalid(&self, section: &'static str, name: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: format!("{section}.{name}"),
+            origin: self.origin(section, name),
+            reason: reason.into(),
+        }
+    }
+
+    /// `Ok(())` when `ok`, else an `Invalid` error for the key.
+    fn check(&self, ok: bool, section: &'static str, name: &'static str, reason: String) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.invalid(section, name, reason))
+        }
+    }
+
+    fn at_least(&self, section: &'static str, name: &'static str, min: u64) -> Result<u64, ConfigError> {
+        let n = self.uint(section, name)?;
+        self.check(n >= min, section, name, format!("must be at least {min}, got {n}"))?;
+        Ok(n)
+    }
+
+    fn settings(&self) -> Result<Settings, ConfigError> {
+        let settings = Settings {
+            mongodb: self.mongodb()?,
+            phonepe: self.phonepe()?,
+            job: self.job()?,
+            supervisor: self.supervisor()?,
+            ops: self.ops()?,
+            log: self.log()?,
+        };
+        self.cross_checks(&settings)?;
+        Ok(settings)
+    }
+
+    fn mongodb(&self) -> Result<MongoSettings, ConfigError> {
+        let uri = self.str("mongodb", "uri")?;
+        let database = mongo_database(&uri)
+            .map_err(|reason| self.invalid("mongodb", "uri", reason))?
+            .to_string();
+        Ok(MongoSettings {
+            uri: Secret::new(uri),
+            database,
+        })
+    }
+
+    fn phonepe(&self) -> Result<PhonePeSettings, ConfigError> {
+        let base_url = self.str("phonepe", "base_url")?;
+        let base_url = check_base_url(&base_url).map_err(|r| self.invalid("phonepe", "base_url", r))?;
+        let merchant_id = self.str("phonepe", "merchant_id")?;
+        check_merchant_id(&merchant_id).map_err(|r| self.invalid("phonepe", "merchant_id", r))?;
+        let salt_key = self.str("phonepe", "salt_key")?;
+        self.check(
+            !salt_key.trim().is_empty(),
+            "phonepe",
+            "salt_key",
+            "must not be empty".into(),
+        )?;
+        self.at_least("phonepe", "salt_index", 1)?;
+        self.at_least("phonepe", "request_timeout_secs", 1)?;
+        Ok(PhonePeSettings {
+            base_url,
+            merchant_id,
+            salt_key: Secret::new(salt_key),
+            salt_index: self.u32("phonepe", "salt_index")?,
+            request_timeout: self.secs("phonepe", "request_timeout_secs")?,
+        })
+    }
+
+    fn job(&self) -> Result<JobSettings, ConfigError> {
+        self.at_least("job", "interval_secs", 1)?;
+        self.at_least("job", "max_orders_per_run", 1)?;
+        self.at_least("job", "rate_limit_per_minute", 1)?;
+        self.at_least("job", "pending_timeout_secs", 1)?;
+        let reconcilers = self.uint("job", "reconcilers")?;
+        let ok = (1..=256).contains(&reconcilers);
+        self.check(
+            ok,
+            "job",
+            "reconcilers",
+            format!("must be between 1 and 256, got {reconcilers}"),
+        )?;
+        let strategy = self.str("job", "commit_strategy")?;
+        let commit_strategy = match strategy.as_str() {
+            "auto" => CommitStrategy::Auto,
+            "transaction" => CommitStrategy::Transaction,
+            "journal" => CommitStrategy::Journal,
+            other => {
+                let reason = format!("must be \"auto\", \"transaction\" or \"journal\", got {other:?}");
+                return Err(self.invalid("job", "commit_strategy", reason));
+            }
+        };
+        Ok(JobSettings {
+            interval: self.secs("job", "interval_secs")?,
+            lookback: self.secs("job", "lookback_secs")?,
+            max_orders_per_run: self.u32("job", "max_orders_per_run")?,
+            rate_limit_per_minute: self.u32("job", "rate_limit_per_minute")?,
+            pending_timeout: self.secs("job", "pending_timeout_secs")?,
+            late_payment_watch: self.secs("job", "late_payment_watch_secs")?,
+            lease_ttl: self.secs("job", "lease_ttl_secs")?,
+            reconcilers: self.u32("job", "reconcilers")?,
+            commit_strategy,
+        })
+    }
+
+    fn supervisor(&self) -> Result<SupervisorSettings, ConfigError> {
+        self.at_least("supervisor", "max_restarts", 1)?;
+        self.at_least("supervisor", "restart_window_secs", 1)?;
+        Ok(SupervisorSettings {
+            max_restarts: self.u32("supervisor", "max_restarts")?,
+            restart_window: self.secs("supervisor", "restart_window_secs")?,
+        })
+    }
+
+    fn ops(&self) -> Result<OpsSettings, ConfigError> {
+        let listen = self.str("ops", "listen")?;
+        if listen.trim().is_empty() {
+            return Ok(OpsSettings { listen: None });
+        }
+        let addr = listen.trim().parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                "ops",
+                "listen",
+                format!("must be ip:port like \"127.0.0.1:9464\" or \"\", got {listen:?}"),
+            )
+        })?;
+        Ok(OpsSettings { listen: Some(addr) })
+    }
+
+    fn log(&self) -> Result<LogSettings, ConfigError> {
+        let level = self.str("log", "level")?;
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+            return Err(self.invalid(
+                "log",
+                "level",
+                format!("is not a valid filter directive ({e}): {level:?}"),
+            ));
+        }
+        let format = match self.str("log", "format")?.as_str() {
+            "auto" => LogFormat::Auto,
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                let reason = format!("must be \"auto\", \"pretty\" or \"json\", got {other:?}");
+                return Err(self.invalid("log", "format", reason));
+            }
+        };
+        Ok(LogSettings { level, format })
+    }
+
+    /// Rules that relate two keys.
+    fn cross_checks(&self, s: &Settings) -> Result<(), ConfigError> {
+        let (lease, timeout) = (s.job.lease_ttl.as_secs(), s.phonepe.request_timeout.as_secs());
+        let reason = format!(
+            "must be at least 2 × phonepe.request_timeout_secs ({}) so a lease outlives a round trip, got {lease}",
+            timeout * 2
+        );
+        self.check(lease >= timeout.saturating_mul(2), "job", "lease_ttl_secs", reason)
+    }
+}
+
+/// The database name from a MongoDB URI's path. Errors describe the problem without quoting
+/// the URI (it may hold a password).
+fn mongo_database(uri: &str) -> Result<&str, String> {
+    let rest = uri
+        .strip_prefix("mongodb://")
+        .or_else(|| uri.strip_prefix("mongodb+srv://"))
+        .ok_or("must start with mongodb:// or mongodb+srv://")?;
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (hosts, db) = rest
+        .split_once('/')
+        .ok_or("must name a database in its path, e.g. mongodb://host:27017/shop")?;
+    if hosts.rsplit('@').next().unwrap_or_default().is_empty() {
+        return Err("must name a host".into());
+    }
+    if db.is_empty() {
+        return Err("must name a database in its path, e.g. mongodb://host:27017/shop".into());
+    }
+    if db.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|']) {
+        return Err("has an invalid database name in its path".into());
+    }
+    Ok(db)
+}
+
+/// Trims a trailing `/` so callers can append `/pg/v1/status/...`.
+fn check_base_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("must start with http:// or https://, got {url:?}"))?;
+    if rest.contains(['?', '#']) {
+        return Err(format!("must not have a query or fragment, got {url:?}"));
+    }
+    if rest.split('/').next().unwrap_or_default().is_empty() {
+        return Err(format!("must name a host, got {url:?}"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn check_merchant_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > 38 {
+        return Err(format!("must be at most 38 characters, got {}", id.len()));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("may only contain letters, digits, '_' and '-', got {id:?}"));
+    }
+    Ok(())
+}
+
+/// `mongodb://user:pass@host/db?authMechanismProperties=...` with the password and any
+/// password/token/secret query value replaced by `***`.
+fn redact_mongo_uri(uri: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = before_query
+        .split_once('/')
+        .map_or((before_query, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{hosts}"),
+            None => format!("{userinfo}@{hosts}"),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = if scheme.is_empty() {
+        authority
+    } else {
+        format!("{scheme}://{authority}")
+    };
+    if let Some(path) = path {
+        out.push('/');
+        out.push_str(path);
+    }
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "token", "secret", "authmechanismproperties"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public entry points
+// ---------------------------------------------------------------------------------------------
+
+/// Load and validate the settings. `env` looks up one environment variable (injected so tests
+/// never touch the process environment). Files are discovered relative to the working directory.
+///
+/// With a plain lookup function the set `RECONCILER_*` names cannot be enumerated, so a typo'd
+/// `RECONCILER_JOB__INTERVALSECS` is only caught by [`Settings::from_env`].
+pub fn load(config_file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    load_from(Some(&cwd), config_file, env, &[])
+}
+
+/// [`load`] with the file-discovery directory (`None`: only the embedded defaults and
+/// `config_file`) and the names of the `RECONCILER_*` variables present (checked for typos).
+pub fn load_from(
+    base_dir: Option<&Path>,
+    config_file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    env_names: &[String],
+) -> Result<Settings, ConfigError> {
+    let layers = collect(&Sources {
+        base_dir,
+        config_file,
+        env,
+        env_names,
+    })?;
+    Resolved(layers).settings()
+}
+
+impl Settings {
+    /// [`load`] against the process environment, also rejecting unknown `RECONCILER_*__*` names.
+    pub fn from_env(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with(ENV_PREFIX))
+            .collect();
+        load_from(Some(&cwd), config_file, &|var| std::env::var(var).ok(), &names)
+    }
+
+    /// Defaults plus merchant `MERCHANTUAT`, salt key `test-salt-key`, salt index 1, ops HTTP
+    /// disabled. Reads no files and no environment.
+    ///
+    /// # Panics
+    /// If `mongodb_uri` or `base_url` is invalid (a bug in the calling test).
+    pub fn for_tests(mongodb_uri: &str, base_url: &str) -> Settings {
+        let env = |var: &str| -> Option<String> {
+            match var {
+                "MONGODB_URI" => Some(mongodb_uri.to_string()),
+                "PHONEPE_BASE_URL" => Some(base_url.to_string()),
+                "PHONEPE_MERCHANT_ID" => Some("MERCHANTUAT".into()),
+                "PHONEPE_SALT_KEY" => Some("test-salt-key".into()),
+                "PHONEPE_SALT_INDEX" => Some("1".into()),
+                "RECONCILER_OPS__LISTEN" => Some(String::new()),
+                _ => None,
+            }
+        };
+        match load_from(None, None, &env, &[]) {
+            Ok(settings) => settings,
+            Err(e) => panic!("Settings::for_tests: {e}"),
+        }
+    }
+
+    /// Every effective key as TOML, with `salt_key = "***"` and the MongoDB password redacted.
+    /// What `draft-reconciler config` prints.
+    pub fn redacted_toml(&self) -> String {
+        fn s(v: &str) -> String {
+            toml::Value::String(v.to_string()).to_string()
+        }
+        let (p, j, sup) = (&self.phonepe, &self.job, &self.supervisor);
+        let listen = self.ops.listen.map(|a| a.to_string()).unwrap_or_default();
+        let strategy = match j.commit_strategy {
+            CommitStrategy::Auto => "auto",
+            CommitStrategy::Transaction => "transaction",
+            CommitStrategy::Journal => "journal",
+        };
+        let format = match self.log.format {
+            LogFormat::Auto => "auto",
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        };
+        let lines = [
+            "[mongodb]".to_string(),
+            format!("uri = {}", s(&redact_mongo_uri(self.mongodb.uri.expose()))),
+            format!("# database = {}", s(&self.mongodb.database)),
+            String::new(),
+            "[phonepe]".into(),
+            format!("base_url = {}", s(&p.base_url)),
+            format!("merchant_id = {}", s(&p.merchant_id)),
+            "salt_key = \"***\"".into(),
+            format!("salt_index = {}", p.salt_index),
+            format!("request_timeout_secs = {}", p.request_timeout.as_secs()),
+            String::new(),
+            "[job]".into(),
+            format!("interval_secs = {}", j.interval.as_secs()),
+            format!("lookback_secs = {}", j.lookback.as_secs()),
+            format!("max_orders_per_run = {}", j.max_orders_per_run),
+            format!("rate_limit_per_minute = {}", j.rate_limit_per_minute),
+            format!("pending_timeout_secs = {}", j.pending_timeout.as_secs()),
+            format!("late_payment_watch_secs = {}", j.late_payment_watch.as_secs()),
+            format!("lease_ttl_secs = {}", j.lease_ttl.as_secs()),
+            format!("reconcilers = {}", j.reconcilers),
+            format!("commit_strategy = {}", s(strategy)),
+            String::new(),
+            "[supervisor]".into(),
+            format!("max_restarts = {}", sup.max_restarts),
+            format!("restart_window_secs = {}", sup.restart_window.as_secs()),
+            String::new(),
+            "[ops]".into(),
+            format!("listen = {}", s(&listen)),
+            String::new(),
+            "[log]".into(),
+            format!("level = {}", s(&self.log.level)),
+            format!("format = {}", s(format)),
+        ];
+        let mut out = lines.join("\n");
+        out.push('\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SALT: &str = "S3CRET-salt-0f9e8d";
+
+    /// The required seed variables, plus `extra`.
+    fn env_with(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env: HashMap<String, String> = [
+            ("PHONEPE_MERCHANT_ID", "MERCHANTUAT"),
+            ("PHONEPE_SALT_KEY", SALT),
+            ("PHONEPE_SALT_INDEX", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    }
+
+    fn load_with(
+        base: Option<&Path>,
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let names: Vec<String> = env.keys().filter(|k| k.starts_with(ENV_PREFIX)).cloned().collect();
+        load_from(base, file, &|k| env.get(k).cloned(), &names)
+    }
+
+    fn load_env(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        load_with(None, None, &env_with(extra))
+    }
+
+    fn err(extra: &[(&str, &str)]) -> ConfigError {
+        match load_env(extra) {
+            Ok(_) => panic!("expected an error for {extra:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn defaults_load_with_the_required_env_set() {
+        let s = load_env(&[]).expect("defaults are valid");
+        assert_eq!(s.mongodb.uri.expose(), "mongodb://127.0.0.1:27017/shop");
+        assert_eq!(s.mongodb.database, "shop");
+        assert_eq!(s.phonepe.base_url, "https://api-preprod.phonepe.com/apis/pg-sandbox");
+        assert_eq!(s.phonepe.merchant_id, "MERCHANTUAT");
+        assert_eq!(s.phonepe.salt_key.expose(), SALT);
+        assert_eq!(s.phonepe.salt_index, 1);
+        assert_eq!(s.phonepe.request_timeout, Duration::from_secs(10));
+        assert_eq!(s.job.interval, Duration::from_secs(60));
+        assert_eq!(s.job.lookback, Duration::from_secs(300));
+        assert_eq!(s.job.max_orders_per_run, 20);
+        assert_eq!(s.job.rate_limit_per_minute, 30);
+        assert_eq!(s.job.pending_timeout, Duration::from_secs(1800));
+        assert_eq!(s.job.late_payment_watch, Duration::from_secs(86400));
+        assert_eq!(s.job.lease_ttl, Duration::from_secs(300));
+        assert_eq!(s.job.reconcilers, 4);
+        assert_eq!(s.job.commit_strategy, CommitStrategy::Auto);
+        assert_eq!(s.supervisor.max_restarts, 5);
+        assert_eq!(s.supervisor.restart_window, Duration::from_secs(60));
+        assert_eq!(s.ops.listen, Some("127.0.0.1:9464".parse().expect("addr")));
+        assert_eq!(s.log.level, "info");
+        assert_eq!(s.log.format, LogFormat::Auto);
+    }
+
+    #[test]
+    fn secrets_are_required_and_the_error_says_which_variable_to_set() {
+        let env: HashMap<String, String> = HashMap::new();
+        let e = load_with(None, None, &env).expect_err("merchant id missing");
+        assert_eq!(
+            e.to_string(),
+            "phonepe.merchant_id is required (set PHONEPE_MERCHANT_ID)"
+        );
+        let mut env = env_with(&[]);
+        env.remove("PHONEPE_SALT_KEY");
+        let e = load_with(None, None, &env).expect_err("salt key missing");
+        assert_eq!(e.to_string(), "phonepe.salt_key is required (set PHONEPE_SALT_KEY)");
+        let mut env = env_with(&[]);
+        env.insert("PHONEPE_SALT_INDEX".into(), String::new()); // empty seed var = unset
+        let e = load_with(None, None, &env).expect_err("salt index missing");
+        assert_eq!(e.to_string(), "phonepe.salt_index is required (set PHONEPE_SALT_INDEX)");
+    }
+
+    #[test]
+    fn each_layer_overrides_the_previous() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "config/default.toml",
+            "[job]\ninterval_secs = 11\nlookback_secs = 12\nreconcilers = 13\n[log]\nlevel = \"warn\"\n",
+        );
+        write(
+            dir.path(),
+            "config/staging.toml",
+            "[job]\nlookback_secs = 22\nreconcilers = 23\n[log]\nlevel = \"debug\"\n",
+        );
+        let env = env_with(&[
+            ("APP_ENV", "staging"),
+            ("LOG_LEVEL", "trace"),
+            ("RECONCILER_JOB__RECONCILERS", "33"),
+            ("RECONCILER_LOG__FORMAT", "json"),
+            ("LOG_FORMAT", "pretty"),
+        ]);
+        let s = load_with(Some(dir.path()), None, &env).expect("valid");
+        assert_eq!(
+            s.job.interval,
+            Duration::from_secs(11),
+            "cwd default.toml over built-in"
+        );
+        assert_eq!(s.job.lookback, Duration::from_secs(22), "env file over default.toml");
+        assert_eq!(s.log.level, "trace", "seed env over env file");
+        assert_eq!(s.job.reconcilers, 33, "RECONCILER_ env over env file");
+        assert_eq!(s.log.format, LogFormat::Json, "RECONCILER_ env over seed env");
+        assert_eq!(
+            s.job.rate_limit_per_minute, 30,
+            "built-in default where nothing overrides"
+        );
+    }
+
+    #[test]
+    fn node_env_production_picks_production_toml_and_app_env_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shipped = include_str!("../config/production.toml");
+        write(dir.path(), "config/production.toml", shipped);
+        write(dir.path(), "config/staging.toml", "[log]\nformat = \"pretty\"\n");
+        let s = load_with(Some(dir.path()), None, &env_with(&[("NODE_ENV", "production")])).expect("valid");
+        assert_eq!(s.phonepe.base_url, "https://api.phonepe.com/apis/hermes");
+        assert_eq!(s.log.format, LogFormat::Json);
+        let env = env_with(&[("NODE_ENV", "production"), ("APP_ENV", "staging")]);
+        let s = load_with(Some(dir.path()), None, &env).expect("valid");
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.phonepe.base_url, "https://api-preprod.phonepe.com/apis/pg-sandbox");
+        // An env without a file is fine (NODE_ENV=development is common).
+        load_with(Some(dir.path()), None, &env_with(&[("NODE_ENV", "development")])).expect("valid");
+        let e = load_with(Some(dir.path()), None, &env_with(&[("APP_ENV", "../etc")])).expect_err("path");
+        assert_eq!(e.key(), Some("APP_ENV"));
+    }
+
+    #[test]
+    fn an_explicit_config_file_replaces_discovery_and_must_exist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "config/default.toml", "[job]\ninterval_secs = 11\n");
+        let file = write(dir.path(), "mine.toml", "[job]\nlookback_secs = 7\n");
+        let s = load_with(Some(dir.path()), Some(&file), &env_with(&[])).expect("valid");
+        assert_eq!(s.job.lookback, Duration::from_secs(7));
+        assert_eq!(
+            s.job.interval,
+            Duration::from_secs(60),
+            "cwd files are not read with --config"
+        );
+        let missing = dir.path().join("nope.toml");
+        let e = load_with(None, Some(&missing), &env_with(&[])).expect_err("missing file");
+        assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn unknown_sections_and_keys_are_errors_naming_them_and_their_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(dir.path(), "a.toml", "[job]\nintervl_secs = 5\n");
+        let e = load_with(None, Some(&file), &env_with(&[])).expect_err("typo");
+        assert_eq!(e.key(), Some("job.intervl_secs"));
+        assert!(
+            e.to_string().contains("a.toml") && e.to_string().contains("did you mean interval_secs"),
+            "{e}"
+        );
+        let file = write(dir.path(), "b.toml", "[jobs]\ninterval_secs = 5\n");
+        let e = load_with(None, Some(&file), &env_with(&[])).expect_err("typo");
+        assert_eq!(e.key(), Some("jobs"));
+        let e = err(&[("RECONCILER_JOB__INTERVALSECS", "5")]);
+        assert_eq!(e.key(), Some("job.intervalsecs"));
+        assert!(e.to_string().contains("env RECONCILER_JOB__INTERVALSECS"), "{e}");
+        // RECONCILER_ variables that are not SECTION__KEY are not config keys.
+        load_env(&[("RECONCILER_TEST_SEED", "1")]).expect("ignored");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_layer() {
+        let e = err(&[("RECONCILER_JOB__INTERVAL_SECS", "soon")]);
+        assert_eq!(e.key(), Some("job.interval_secs"));
+        assert!(e.to_string().contains("env RECONCILER_JOB__INTERVAL_SECS"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(dir.path(), "t.toml", "[job]\nreconcilers = \"four\"\n[phonepe]\n");
+        let e = load_with(None, Some(&file), &env_with(&[])).expect_err("type");
+        assert_eq!(e.key(), Some("job.reconcilers"));
+        let file = write(dir.path(), "n.toml", "[job]\nlookback_secs = -1\n");
+        let e = load_with(None, Some(&file), &env_with(&[])).expect_err("negative");
+        assert_eq!(e.key(), Some("job.lookback_secs"));
+        let file = write(dir.path(), "s.toml", "job = 5\n");
+        let e = load_with(None, Some(&file), &env_with(&[])).expect_err("not a table");
+        assert_eq!(e.key(), Some("job"));
+    }
+
+    #[test]
+    fn every_validation_error_names_its_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("RECONCILER_JOB__INTERVAL_SECS", "0", "job.interval_secs"),
+            (
+                "RECONCILER_JOB__RATE_LIMIT_PER_MINUTE",
+                "0",
+                "job.rate_limit_per_minute",
+            ),
+            ("RECONCILER_JOB__RECONCILERS", "0", "job.reconcilers"),
+            ("RECONCILER_JOB__RECONCILERS", "257", "job.reconcilers"),
+            ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "0", "job.max_orders_per_run"),
+            ("RECONCILER_JOB__PENDING_TIMEOUT_SECS", "0", "job.pending_timeout_secs"),
+            ("RECONCILER_JOB__LEASE_TTL_SECS", "19", "job.lease_ttl_secs"),
+            ("RECONCILER_JOB__COMMIT_STRATEGY", "yolo", "job.commit_strategy"),
+            (
+                "RECONCILER_JOB__MAX_ORDERS_PER_RUN",
+                "4294967296",
+                "job.max_orders_per_run",
+            ),
+            ("PHONEPE_SALT_INDEX", "0", "phonepe.salt_index"),
+            ("PHONEPE_MERCHANT_ID", "has space", "phonepe.merchant_id"),
+            (
+                "PHONEPE_MERCHANT_ID",
+                "M123456789012345678901234567890123456789",
+                "phonepe.merchant_id",
+            ),
+            ("RECONCILER_PHONEPE__MERCHANT_ID", "", "phonepe.merchant_id"),
+            ("RECONCILER_PHONEPE__SALT_KEY", " ", "phonepe.salt_key"),
+            (
+                "RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS",
+                "0",
+                "phonepe.request_timeout_secs",
+            ),
+            ("PHONEPE_BASE_URL", "ftp://example.com", "phonepe.base_url"),
+            ("PHONEPE_BASE_URL", "https://example.com/x?y=1", "phonepe.base_url"),
+            ("MONGODB_URI", "postgres://h/shop", "mongodb.uri"),
+            ("MONGODB_URI", "mongodb://h:27017", "mongodb.uri"),
+            ("MONGODB_URI", "mongodb://h:27017/?replicaSet=rs0", "mongodb.uri"),
+            ("RECONCILER_SUPERVISOR__MAX_RESTARTS", "0", "supervisor.max_restarts"),
+            (
+                "RECONCILER_SUPERVISOR__RESTART_WINDOW_SECS",
+                "0",
+                "supervisor.restart_window_secs",
+            ),
+            ("RECONCILER_OPS__LISTEN", "localhost", "ops.listen"),
+            ("LOG_LEVEL", "info,[[[", "log.level"),
+            ("LOG_FORMAT", "xml", "log.format"),
+        ];
+        for (var, value, key) in cases {
+            let e = err(&[(var, value)]);
+            assert_eq!(e.key(), Some(*key), "{var}={value}: {e}");
+            assert!(e.to_string().contains(key), "{var}={value}: {e}");
+            assert!(
+                e.to_string().contains(&format!("env {var}")),
+                "{var}={value} names its layer: {e}"
+            );
+        }
+        // Lower bounds that are allowed: tests use small values.
+        let s = load_env(&[
+            ("RECONCILER_JOB__PENDING_TIMEOUT_SECS", "1"),
+            ("RECONCILER_JOB__LOOKBACK_SECS", "0"),
+        ]);
+        assert!(s.is_ok());
+    }
+
+    #[test]
+    fn uri_database_base_url_and_listen_are_parsed() {
+        let s = load_env(&[
+            (
+                "MONGODB_URI",
+                "mongodb+srv://u:p@cluster.example.net/shop2?retryWrites=true",
+            ),
+            ("PHONEPE_BASE_URL", "http://127.0.0.1:8080/apis/pg-sandbox/"),
+            ("RECONCILER_OPS__LISTEN", ""),
+        ])
+        .expect("valid");
+        assert_eq!(s.mongodb.database, "shop2");
+        assert_eq!(s.phonepe.base_url, "http://127.0.0.1:8080/apis/pg-sandbox");
+        assert_eq!(s.ops.listen, None);
+        assert_eq!(mongo_database("mongodb://h:1/shop?x=y"), Ok("shop"));
+        assert_eq!(mongo_database("mongodb://a:1,b:2/shop"), Ok("shop"));
+    }
+
+    #[test]
+    fn redacted_toml_hides_secrets_and_round_trips() {
+        let uri =
+            "mongodb://admin:hunter2pw@db.example.com:27017/shop?authSource=admin&tlsCertificateKeyFilePassword=kfp";
+        let s = load_env(&[("MONGODB_URI", uri)]).expect("valid");
+        let out = s.redacted_toml();
+        assert!(out.contains("salt_key = \"***\""), "{out}");
+        assert!(out.contains("uri = \"mongodb://admin:***@db.example.com:27017/shop?authSource=admin&tlsCertificateKeyFilePassword=***\""), "{out}");
+        assert!(
+            !out.contains(SALT) && !out.contains("hunter2pw") && !out.contains("kfp"),
+            "{out}"
+        );
+        // Every key is printed, and the output is itself a valid config (minus the redacted secrets).
+        let parsed: toml::Table = out.parse().expect("valid TOML");
+        for key in KEYS {
+            assert!(
+                parsed[key.section].get(key.name).is_some(),
+                "{} missing from\n{out}",
+                key.dotted()
+            );
+        }
+        assert_eq!(redact_mongo_uri("mongodb://h:1/db"), "mongodb://h:1/db");
+        assert_eq!(redact_mongo_uri("mongodb://user@h/db"), "mongodb://user@h/db");
+    }
+
+    #[test]
+    fn the_salt_key_never_appears_in_debug_output_or_errors() {
+        let s = load_env(&[]).expect("valid");
+        assert!(!format!("{s:?}").contains(SALT));
+        assert!(
+            !format!("{:?}", s.mongodb).contains("127.0.0.1"),
+            "the URI is a Secret too"
+        );
+        assert!(!s.redacted_toml().contains(SALT));
+        // Errors about the secret keys themselves, from files and env, never quote the value.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad_files = [
+            format!("[phonepe]\nsalt_key = [\"{SALT}\"]\n"),
+            format!("[phonepe]\nsalt_key = \"{SALT}\n"),
+            format!("[phonepe]\nsalt_key = {SALT}\n"),
+            format!("[phonepe]\nsalt_key = \"{SALT}\"\nsalt_key = \"{SALT}\"\n"),
+            format!("[phonepe]\nsalt_key = \"{SALT}\"\nbogus = 1\n"),
+        ];
+        for (i, text) in bad_files.iter().enumerate() {
+            let file = write(dir.path(), &format!("bad{i}.toml"), text);
+            let e = load_with(None, Some(&file), &env_with(&[])).expect_err("bad file");
+            assert!(!e.to_string().contains(SALT) && !format!("{e:?}").contains(SALT), "{e}");
+        }
+        let pw = "mongo-pw-77x";
+        for uri in [
+            format!("mongodb://u:{pw}@h:1"),
+            format!("postgres://u:{pw}@h/db"),
+            format!("mongodb://u:{pw}@h/a.b"),
+        ] {
+            let e = err(&[("MONGODB_URI", &uri)]);
+            assert_eq!(e.key(), Some("mongodb.uri"));
+            assert!(!e.to_string().contains(pw) && !format!("{e:?}").contains(pw), "{e}");
+        }
+    }
+
+    #[test]
+    fn for_tests_builds_valid_settings_without_reading_the_environment() {
+        let s = Settings::for_tests("mongodb://127.0.0.1:5555/rt_test_1", "http://127.0.0.1:9999");
+        assert_eq!(s.mongodb.database, "rt_test_1");
+        assert_eq!(s.phonepe.merchant_id, "MERCHANTUAT");
+        assert_eq!(s.phonepe.salt_key.expose(), "test-salt-key");
+        assert_eq!(s.phonepe.salt_index, 1);
+        assert_eq!(s.ops.listen, None);
+        assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
+    }
 }

@@ -1,16 +1,382 @@
-//! TODO(helper): replaced by the real telemetry module.
+//! Logs and metrics, set up once at start.
+//!
+//! * **Tracing**: pretty, compact, coloured lines on a terminal; one JSON object per line under
+//!   PM2/systemd (`log.format`). JSON lines carry the fields of the current span and of every
+//!   enclosing span, so the `merchantTransactionId` recorded on an order's span is on every line
+//!   logged while that order is handled.
+//! * **Metrics**: every family's name is a constant in [`names`], so recording sites and
+//!   dashboards cannot drift apart. [`install_prometheus`] installs the global recorder with real
+//!   histogram buckets (without them the exporter renders summaries) and describes every family
+//!   *after* installing (descriptions sent before a recorder exists are lost). It spawns nothing:
+//!   the caller serves `handle.render()` (see [`crate::ops`]) and drives [`run_upkeep`].
+//!   Label values are small fixed sets ([`labels`]); never use an order id as a label value.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Install the global tracing subscriber writing to stdout. A second call is a no-op.
+pub fn init_tracing(log: &LogSettings) {
+    let pretty = match log.format {
+        LogFormat::Pretty => true,
+        LogFormat::Json => false,
+        LogFormat::Auto => std::io::stdout().is_terminal(),
+    };
+    // Err only means a subscriber is already installed (tests, a second call): keep that one.
+    let _ = subscriber(log, pretty, std::io::stdout).try_init();
+}
+
+/// The subscriber [`init_tracing`] installs, writing to `writer` (tests capture into a buffer).
+fn subscriber<W>(log: &LogSettings, pretty: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // `log.level` was validated when the settings were loaded; fall back rather than fail.
+    let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    if pretty {
+        Box::new(builder.compact().with_ansi(true).finish())
+    } else {
+        // `span` holds the innermost span's fields, `spans` every enclosing span's: an order
+        // span's merchantTransactionId shows up even on events inside a nested request span.
+        Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_ansi(false)
+                .finish(),
+        )
+    }
+}
+
+/// Metric family names (all prefixed `reconciler_`), the contract dashboards and alerts use.
 pub mod names {
+    /// Counter, label `outcome`: confirmed, cancelled, needs_review, already_processed.
     pub const ORDERS_SETTLED: &str = "reconciler_orders_settled_total";
+    /// Counter, label `code`: PhonePe's `code` (or the HTTP status class when there is none).
     pub const PHONEPE_REQUESTS: &str = "reconciler_phonepe_requests_total";
+    /// Histogram (seconds): one status call, send to last body byte.
     pub const PHONEPE_REQUEST_DURATION: &str = "reconciler_phonepe_request_duration_seconds";
+    /// Counter, label `kind`: see [`super::labels::api_error`].
     pub const PHONEPE_API_ERRORS: &str = "reconciler_phonepe_api_errors_total";
+    /// Counter: HTTP 429 / TOO_MANY_REQUESTS answers.
     pub const PHONEPE_RATE_LIMITED: &str = "reconciler_phonepe_rate_limited_total";
+    /// Histogram (seconds): time a reconciler waited for a rate-limit permit.
     pub const RATE_LIMIT_WAIT: &str = "reconciler_rate_limit_wait_seconds";
+    /// Counter, label `reason`: insufficient_stock, product_missing, transient, aborted.
     pub const STOCK_COMMIT_FAILURES: &str = "reconciler_stock_commit_failures_total";
+    /// Counter, label `actor`: the restarted actor's name.
     pub const ACTOR_RESTARTS: &str = "reconciler_actor_restarts_total";
+    /// Counter, label `result`: ok, error.
     pub const SCAN_RUNS: &str = "reconciler_scan_runs_total";
+    /// Gauge (Unix seconds): when the last scan completed without error.
     pub const LAST_SUCCESSFUL_SCAN: &str = "reconciler_last_successful_scan_timestamp_seconds";
+    /// Gauge: drafts eligible for reconciliation at the last scan.
     pub const ELIGIBLE_BACKLOG: &str = "reconciler_eligible_backlog";
+    /// Gauge: orders currently parked in needs_review.
     pub const NEEDS_REVIEW_ORDERS: &str = "reconciler_needs_review_orders";
+    /// Gauge: 1 while PhonePe calls are paused by the circuit breaker, else 0.
     pub const CIRCUIT_OPEN: &str = "reconciler_circuit_open";
+    /// Gauge = 1, label `version`.
+    pub const BUILD_INFO: &str = "reconciler_build_info";
+}
+
+/// Label keys and their known values, so recording sites spell them the same way.
+pub mod labels {
+    pub const OUTCOME: &str = "outcome";
+    pub const CODE: &str = "code";
+    pub const KIND: &str = "kind";
+    pub const REASON: &str = "reason";
+    pub const ACTOR: &str = "actor";
+    pub const RESULT: &str = "result";
+    pub const VERSION: &str = "version";
+
+    /// Values of `outcome` on [`super::names::ORDERS_SETTLED`].
+    pub mod outcome {
+        pub const CONFIRMED: &str = "confirmed";
+        pub const CANCELLED: &str = "cancelled";
+        pub const NEEDS_REVIEW: &str = "needs_review";
+        pub const ALREADY_PROCESSED: &str = "already_processed";
+        pub const ALL: [&str; 4] = [CONFIRMED, CANCELLED, NEEDS_REVIEW, ALREADY_PROCESSED];
+    }
+
+    /// Values of `result` on [`super::names::SCAN_RUNS`].
+    pub mod scan {
+        pub const OK: &str = "ok";
+        pub const ERROR: &str = "error";
+    }
+
+    /// Values of `kind` on [`super::names::PHONEPE_API_ERRORS`] (the decision table's classes).
+    pub mod api_error {
+        pub const TIMEOUT: &str = "timeout";
+        pub const CONNECT: &str = "connect";
+        pub const SERVER: &str = "server";
+        pub const MALFORMED: &str = "malformed";
+        pub const UNKNOWN_CODE: &str = "unknown_code";
+        pub const AUTH: &str = "auth";
+        pub const BAD_REQUEST: &str = "bad_request";
+    }
+}
+
+/// Buckets for PhonePe request latency, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Buckets for rate-limit permit waits, in seconds (up to two minutes at 30 calls/min).
+pub const RATE_LIMIT_WAIT_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// The exporter configuration: histograms with real buckets.
+pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(names::PHONEPE_REQUEST_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(names::RATE_LIMIT_WAIT.into()), RATE_LIMIT_WAIT_BUCKETS)
+}
+
+/// Install the process-wide Prometheus recorder, describe every family, set build info and
+/// zero the fixed label sets (so `rate()` works from the first scrape). Spawns nothing: run
+/// [`run_upkeep`] and serve `handle.render()`. Fails if a global recorder is already installed.
+pub fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
+    let handle = prometheus_builder()?.install_recorder()?;
+    describe_metrics();
+    initialize_metrics();
+    Ok(handle)
+}
+
+/// Drive the recorder's upkeep forever (drains histogram buffers); spawn it next to the server.
+pub async fn run_upkeep(handle: PrometheusHandle, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// HELP text and unit for every family, sent to the current recorder.
+pub fn describe_metrics() {
+    use names::*;
+    describe_counter!(
+        ORDERS_SETTLED,
+        Unit::Count,
+        "Orders settled by the reconciler, by outcome."
+    );
+    describe_counter!(PHONEPE_REQUESTS, Unit::Count, "PhonePe status calls, by response code.");
+    describe_histogram!(
+        PHONEPE_REQUEST_DURATION,
+        Unit::Seconds,
+        "Latency of PhonePe status calls."
+    );
+    describe_counter!(
+        PHONEPE_API_ERRORS,
+        Unit::Count,
+        "PhonePe calls that gave no usable answer, by kind."
+    );
+    describe_counter!(
+        PHONEPE_RATE_LIMITED,
+        Unit::Count,
+        "PhonePe answers of 429 / TOO_MANY_REQUESTS."
+    );
+    describe_histogram!(
+        RATE_LIMIT_WAIT,
+        Unit::Seconds,
+        "Time spent waiting for a PhonePe rate-limit permit."
+    );
+    describe_counter!(
+        STOCK_COMMIT_FAILURES,
+        Unit::Count,
+        "Stock commits that did not apply, by reason."
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        Unit::Count,
+        "Actor restarts by the supervisor, by actor."
+    );
+    describe_counter!(SCAN_RUNS, Unit::Count, "Scanner passes, by result (ok or error).");
+    describe_gauge!(
+        LAST_SUCCESSFUL_SCAN,
+        Unit::Seconds,
+        "Unix time of the last scan that completed without error."
+    );
+    describe_gauge!(
+        ELIGIBLE_BACKLOG,
+        Unit::Count,
+        "Draft orders eligible for reconciliation at the last scan."
+    );
+    describe_gauge!(
+        NEEDS_REVIEW_ORDERS,
+        Unit::Count,
+        "Orders parked in needs_review awaiting a person."
+    );
+    describe_gauge!(
+        CIRCUIT_OPEN,
+        "1 while PhonePe calls are paused after a configuration error, else 0."
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label carries the running build.");
+}
+
+/// Build info = 1, circuit closed, and the fixed label sets at zero.
+fn initialize_metrics() {
+    metrics::gauge!(names::BUILD_INFO, labels::VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
+    metrics::counter!(names::PHONEPE_RATE_LIMITED).absolute(0);
+    for outcome in labels::outcome::ALL {
+        metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
+    }
+    for result in [labels::scan::OK, labels::scan::ERROR] {
+        metrics::counter!(names::SCAN_RUNS, labels::RESULT => result).absolute(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_help_and_histograms_with_buckets() {
+        let recorder = prometheus_builder().expect("buckets are non-empty").build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            describe_metrics();
+            initialize_metrics();
+            metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => labels::outcome::CONFIRMED).increment(1);
+            metrics::counter!(names::PHONEPE_REQUESTS, labels::CODE => "PAYMENT_SUCCESS").increment(1);
+            metrics::histogram!(names::PHONEPE_REQUEST_DURATION).record(0.042);
+            metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => labels::api_error::TIMEOUT).increment(1);
+            metrics::counter!(names::PHONEPE_RATE_LIMITED).increment(1);
+            metrics::histogram!(names::RATE_LIMIT_WAIT).record(2.0);
+            metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => "insufficient_stock").increment(1);
+            metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => "scanner").increment(1);
+            metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::OK).increment(1);
+            metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(1.7e9);
+            metrics::gauge!(names::ELIGIBLE_BACKLOG).set(3.0);
+            metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(1.0);
+            metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
+        });
+        let text = recorder.handle().render();
+
+        let families = [
+            names::ORDERS_SETTLED,
+            names::PHONEPE_REQUESTS,
+            names::PHONEPE_REQUEST_DURATION,
+            names::PHONEPE_API_ERRORS,
+            names::PHONEPE_RATE_LIMITED,
+            names::RATE_LIMIT_WAIT,
+            names::STOCK_COMMIT_FAILURES,
+            names::ACTOR_RESTARTS,
+            names::SCAN_RUNS,
+            names::LAST_SUCCESSFUL_SCAN,
+            names::ELIGIBLE_BACKLOG,
+            names::NEEDS_REVIEW_ORDERS,
+            names::CIRCUIT_OPEN,
+            names::BUILD_INFO,
+        ];
+        for name in families {
+            assert!(name.starts_with("reconciler_"), "{name}");
+            assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE reconciler_phonepe_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_phonepe_request_duration_seconds_bucket{le=\"0.05\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_phonepe_request_duration_seconds_bucket{le=\"0.025\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_rate_limit_wait_seconds_bucket{le=\"120\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_rate_limit_wait_seconds_bucket{le=\"+Inf\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_orders_settled_total{outcome=\"confirmed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reconciler_orders_settled_total{outcome=\"cancelled\"} 0"),
+            "zeroed: {text}"
+        );
+        assert!(
+            text.contains("reconciler_scan_runs_total{result=\"error\"} 0"),
+            "zeroed: {text}"
+        );
+        let build = format!("reconciler_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&build), "{text}");
+        assert!(text.contains("reconciler_circuit_open 1"), "{text}");
+    }
+
+    /// A `MakeWriter` collecting everything written into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'w self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_order_span_fields_and_respect_the_level() {
+        let buffer = Buffer::default();
+        let log = LogSettings {
+            level: "info".into(),
+            format: LogFormat::Json,
+        };
+        tracing::subscriber::with_default(subscriber(&log, false, buffer.clone()), || {
+            let order = tracing::info_span!("order", merchantTransactionId = "MT123");
+            let _order = order.enter();
+            let request = tracing::info_span!("phonepe_status", attempt = 2);
+            let _request = request.enter();
+            tracing::info!(code = "PAYMENT_PENDING", "payment still pending; rescheduling");
+            tracing::debug!("filtered out at info");
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = &lines[0];
+        assert_eq!(line["message"], "payment still pending; rescheduling");
+        assert_eq!(line["code"], "PAYMENT_PENDING", "event fields are flattened: {line}");
+        assert_eq!(line["spans"][0]["merchantTransactionId"], "MT123", "{line}");
+        assert_eq!(line["span"]["attempt"], 2, "{line}");
+    }
+
+    #[test]
+    fn init_tracing_twice_does_not_panic() {
+        let log = LogSettings {
+            level: "info".into(),
+            format: LogFormat::Json,
+        };
+        init_tracing(&log);
+        init_tracing(&LogSettings {
+            format: LogFormat::Pretty,
+            ..log
+        });
+    }
 }
