@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match draft_reconciler::app::execute(cli.command.unwrap_or_default(), settings) {
+    match draft_reconciler::app::execute(cli.subcommand(), settings) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("draft-reconciler: {e:#}");

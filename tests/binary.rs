@@ -102,7 +102,7 @@ fn settle_fixture(w: &World, n: usize) {
 }
 
 fn drafts_left(w: &World) -> u64 {
-    w.rt.block_on(w.db.collection::<Document>("orders").count_documents(doc! { "status": "draft" })).unwrap()
+    w.block(w.db.collection::<Document>("orders").count_documents(doc! { "status": "draft" })).unwrap()
 }
 
 fn kill_term(child: &Child) {

@@ -236,7 +236,7 @@ fn young_and_settled_orders_are_left_alone_and_not_sent_to_phonepe() {
     w.insert_order("ORD-FRESH", 49900, 60, &[("tee", 1, None)]); // inside the lookback
     for (mtid, status, pay) in [("ORD-DONE", "confirmed", "paid"), ("ORD-GONE", "cancelled", "failed"), ("ORD-HUMAN", "needs_review", "paid")] {
         let id = w.insert_order(mtid, 49900, OLD, &[("tee", 1, None)]);
-        w.rt.block_on(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+        w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
             doc! { "_id": id },
             doc! { "$set": { "status": status, "paymentStatus": pay } },
         ))

@@ -175,15 +175,19 @@ impl World {
         World { rt, db, uri, sim, settings }
     }
 
+    /// Run a driver action (or any future) to completion on this world's runtime.
+    pub fn block<F: std::future::IntoFuture>(&self, f: F) -> F::Output {
+        self.rt.block_on(f.into_future())
+    }
+
     pub fn insert_product(&self, id: &str, stock: i64) {
-        self.rt.block_on(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": stock })).expect("insert product");
+        self.block(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": stock })).expect("insert product");
     }
 
     pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
         let total: i64 = sizes.iter().map(|s| s.1).sum();
         let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
-        self.rt
-            .block_on(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }))
+        self.block(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }))
             .expect("insert product");
     }
 
@@ -211,13 +215,12 @@ impl World {
     pub fn insert_raw(&self, mut d: Document) -> Bson {
         let id = Bson::ObjectId(ObjectId::new());
         d.insert("_id", id.clone());
-        self.rt.block_on(self.db.collection::<Document>("orders").insert_one(d)).expect("insert order");
+        self.block(self.db.collection::<Document>("orders").insert_one(d)).expect("insert order");
         id
     }
 
     pub fn order(&self, mtid: &str) -> Document {
-        self.rt
-            .block_on(self.db.collection::<Document>("orders").find_one(doc! { "merchantTransactionId": mtid }))
+        self.block(self.db.collection::<Document>("orders").find_one(doc! { "merchantTransactionId": mtid }))
             .expect("find order")
             .unwrap_or_else(|| panic!("order {mtid} not found"))
     }
@@ -240,8 +243,7 @@ impl World {
 
     pub fn stock(&self, product: &str) -> i64 {
         let p = self
-            .rt
-            .block_on(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .block(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
             .expect("find product")
             .expect("product exists");
         match p.get("stock") {
@@ -253,8 +255,7 @@ impl World {
 
     pub fn size_stock(&self, product: &str, size: &str) -> i64 {
         let p = self
-            .rt
-            .block_on(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .block(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
             .expect("find product")
             .expect("product exists");
         let sizes = p.get_array("sizes").expect("sizes");
