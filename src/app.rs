@@ -67,7 +67,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
 /// Start the supervised actor system; returns the supervisor and the wiring.
 pub fn start(env: Arc<Env>, mode: Mode) -> (Addr<Supervisor>, Arc<Wiring>) {
     let wiring = Arc::new(Wiring::new(env.settings.job.reconcilers as usize));
-    let sup = Supervisor::new(env, wiring.clone(), mode).start();
+    let sup = Supervisor::launch(env, wiring.clone(), mode);
     (sup, wiring)
 }
 

@@ -84,8 +84,17 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode) -> Supervisor {
-        Supervisor { env, wiring, mode, generations: HashMap::new(), deaths: HashMap::new(), stopping: false }
+    /// Start the supervisor and, before this returns, all its children: the wiring is complete
+    /// as soon as the caller gets the address.
+    pub fn launch(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode) -> Addr<Supervisor> {
+        Supervisor::create(move |ctx| {
+            let mut sup =
+                Supervisor { env, wiring, mode, generations: HashMap::new(), deaths: HashMap::new(), stopping: false };
+            for child in sup.children() {
+                sup.start_child(child, ctx);
+            }
+            sup
+        })
     }
 
     fn children(&self) -> Vec<ChildId> {
@@ -148,9 +157,6 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        for child in self.children() {
-            self.start_child(child, ctx);
-        }
         self.env.health.set_supervisor_alive(true);
         tracing::info!(reconcilers = self.wiring.slots.len(), owner = %self.env.owner, "supervisor started its children");
     }
