@@ -7,19 +7,99 @@ use serde_json::json;
 
 const MINUTE: i64 = 60_000;
 
+/// (merchantTransactionId, age in minutes, amount, items, PhonePe's scripted answer or null, expected).
+type DemoOrder = (
+    &'static str,
+    i64,
+    i64,
+    Vec<(&'static str, i64, Option<&'static str>)>,
+    serde_json::Value,
+    &'static str,
+);
+
 /// (merchantTransactionId, age in minutes, amount, items, PhonePe's scripted answer or null).
-fn orders() -> Vec<(&'static str, i64, i64, Vec<(&'static str, i64, Option<&'static str>)>, serde_json::Value, &'static str)> {
+fn orders() -> Vec<DemoOrder> {
     vec![
-        ("DEMO-PAID", 10, 49900, vec![("tee", 2, None), ("mug", 1, None)], json!({"state": "COMPLETED", "amount": 49900}), "confirmed, stock deducted"),
-        ("DEMO-SIZED", 11, 29900, vec![("shirt", 1, Some("M"))], json!({"state": "COMPLETED", "amount": 29900}), "confirmed, size M deducted"),
-        ("DEMO-AMOUNT", 12, 49900, vec![("tee", 1, None)], json!({"state": "COMPLETED", "amount": 100}), "needs_review: amount_mismatch"),
-        ("DEMO-SHORT", 13, 99900, vec![("tee", 1, None), ("poster", 5, None)], json!({"state": "COMPLETED", "amount": 99900}), "needs_review: insufficient_stock, nothing deducted"),
-        ("DEMO-FAILED", 14, 49900, vec![("tee", 1, None)], json!({"state": "FAILED", "code": "PAYMENT_DECLINED"}), "cancelled: payment_failed"),
-        ("DEMO-PENDING", 15, 49900, vec![("tee", 1, None)], json!({"state": "PENDING"}), "still draft, checked again later"),
-        ("DEMO-STALE", 120, 49900, vec![("tee", 1, None)], json!({"state": "PENDING"}), "cancelled: pending_timeout"),
-        ("DEMO-NEVER", 90, 49900, vec![("tee", 1, None)], serde_json::Value::Null, "cancelled: not_found"),
-        ("DEMO-FLAKY", 16, 49900, vec![("mug", 1, None)], json!({"httpStatus": 503}), "still draft: PhonePe 503, retried later"),
-        ("DEMO-FRESH", 1, 49900, vec![("tee", 1, None)], json!({"state": "COMPLETED", "amount": 49900}), "left alone: inside the 5-minute lookback"),
+        (
+            "DEMO-PAID",
+            10,
+            49900,
+            vec![("tee", 2, None), ("mug", 1, None)],
+            json!({"state": "COMPLETED", "amount": 49900}),
+            "confirmed, stock deducted",
+        ),
+        (
+            "DEMO-SIZED",
+            11,
+            29900,
+            vec![("shirt", 1, Some("M"))],
+            json!({"state": "COMPLETED", "amount": 29900}),
+            "confirmed, size M deducted",
+        ),
+        (
+            "DEMO-AMOUNT",
+            12,
+            49900,
+            vec![("tee", 1, None)],
+            json!({"state": "COMPLETED", "amount": 100}),
+            "needs_review: amount_mismatch",
+        ),
+        (
+            "DEMO-SHORT",
+            13,
+            99900,
+            vec![("tee", 1, None), ("poster", 5, None)],
+            json!({"state": "COMPLETED", "amount": 99900}),
+            "needs_review: insufficient_stock, nothing deducted",
+        ),
+        (
+            "DEMO-FAILED",
+            14,
+            49900,
+            vec![("tee", 1, None)],
+            json!({"state": "FAILED", "code": "PAYMENT_DECLINED"}),
+            "cancelled: payment_failed",
+        ),
+        (
+            "DEMO-PENDING",
+            15,
+            49900,
+            vec![("tee", 1, None)],
+            json!({"state": "PENDING"}),
+            "still draft, checked again later",
+        ),
+        (
+            "DEMO-STALE",
+            120,
+            49900,
+            vec![("tee", 1, None)],
+            json!({"state": "PENDING"}),
+            "cancelled: pending_timeout",
+        ),
+        (
+            "DEMO-NEVER",
+            90,
+            49900,
+            vec![("tee", 1, None)],
+            serde_json::Value::Null,
+            "cancelled: not_found",
+        ),
+        (
+            "DEMO-FLAKY",
+            16,
+            49900,
+            vec![("mug", 1, None)],
+            json!({"httpStatus": 503}),
+            "still draft: PhonePe 503, retried later",
+        ),
+        (
+            "DEMO-FRESH",
+            1,
+            49900,
+            vec![("tee", 1, None)],
+            json!({"state": "COMPLETED", "amount": 49900}),
+            "left alone: inside the 5-minute lookback",
+        ),
     ]
 }
 
@@ -35,21 +115,29 @@ async fn main() -> anyhow::Result<()> {
 
 async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
     let client = mongodb::Client::with_uri_str(uri).await?;
-    Ok(client.default_database().ok_or_else(|| anyhow::anyhow!("the URI needs a database path"))?)
+    client
+        .default_database()
+        .ok_or_else(|| anyhow::anyhow!("the URI needs a database path"))
 }
 
 async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
     let db = db(uri).await?;
     db.drop().await?;
     let products = db.collection::<Document>("products");
-    products.insert_many(vec![
-        doc! { "_id": "tee", "stock": 20 },
-        doc! { "_id": "mug", "stock": 10 },
-        doc! { "_id": "poster", "stock": 2 },
-        doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
-    ]).await?;
+    products
+        .insert_many(vec![
+            doc! { "_id": "tee", "stock": 20 },
+            doc! { "_id": "mug", "stock": 10 },
+            doc! { "_id": "poster", "stock": 2 },
+            doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
+        ])
+        .await?;
     let http = reqwest::Client::new();
-    let admin = sim.trim_end_matches('/').rsplit_once("/apis").map(|(root, _)| root.to_string()).unwrap_or_else(|| sim.to_string());
+    let admin = sim
+        .trim_end_matches('/')
+        .rsplit_once("/apis")
+        .map(|(root, _)| root.to_string())
+        .unwrap_or_else(|| sim.to_string());
     for (mtid, age, amount, items, answer, _) in orders() {
         let items: Vec<Document> = items
             .into_iter()
@@ -62,13 +150,23 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
             })
             .collect();
         let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age * MINUTE);
-        db.collection::<Document>("orders").insert_one(doc! {
-            "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
-            "items": items, "createdAt": created, "updatedAt": created, "history": [],
-        }).await?;
+        db.collection::<Document>("orders")
+            .insert_one(doc! {
+                "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
+                "items": items, "createdAt": created, "updatedAt": created, "history": [],
+            })
+            .await?;
         if !answer.is_null() {
-            let r = http.put(format!("{admin}/__sim/transactions/{mtid}")).json(&json!({ "answers": [answer] })).send().await?;
-            anyhow::ensure!(r.status().is_success(), "scripting {mtid}: {}", r.text().await.unwrap_or_default());
+            let r = http
+                .put(format!("{admin}/__sim/transactions/{mtid}"))
+                .json(&json!({ "answers": [answer] }))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "scripting {mtid}: {}",
+                r.text().await.unwrap_or_default()
+            );
         }
     }
     println!("seeded {} draft orders and 4 products", orders().len());
@@ -78,17 +176,44 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
 async fn report(uri: &str) -> anyhow::Result<()> {
     use futures_util::TryStreamExt;
     let db = db(uri).await?;
-    println!("{:<14} {:<13} {:<8} {:<20} expected", "order", "status", "payment", "reason");
+    println!(
+        "{:<14} {:<13} {:<8} {:<20} expected",
+        "order", "status", "payment", "reason"
+    );
     for (mtid, .., expected) in orders() {
-        let o = db.collection::<Document>("orders").find_one(doc! { "merchantTransactionId": mtid }).await?.unwrap_or_default();
-        let reason = o.get_document("reconciliation").ok().and_then(|r| r.get_str("reason").ok()).unwrap_or("-");
-        println!("{:<14} {:<13} {:<8} {:<20} {}", mtid, o.get_str("status").unwrap_or("?"), o.get_str("paymentStatus").unwrap_or("?"), reason, expected);
+        let o = db
+            .collection::<Document>("orders")
+            .find_one(doc! { "merchantTransactionId": mtid })
+            .await?
+            .unwrap_or_default();
+        let reason = o
+            .get_document("reconciliation")
+            .ok()
+            .and_then(|r| r.get_str("reason").ok())
+            .unwrap_or("-");
+        println!(
+            "{:<14} {:<13} {:<8} {:<20} {}",
+            mtid,
+            o.get_str("status").unwrap_or("?"),
+            o.get_str("paymentStatus").unwrap_or("?"),
+            reason,
+            expected
+        );
     }
-    let products: Vec<Document> = db.collection::<Document>("products").find(doc! {}).await?.try_collect().await?;
+    let products: Vec<Document> = db
+        .collection::<Document>("products")
+        .find(doc! {})
+        .await?
+        .try_collect()
+        .await?;
     println!("\nstock left:");
     for p in products {
-        println!("  {:<8} {}  {}", p.get_str("_id").unwrap_or("?"), p.get("stock").map(|s| s.to_string()).unwrap_or_default(),
-            p.get_array("sizes").map(|s| format!("{s:?}")).unwrap_or_default());
+        println!(
+            "  {:<8} {}  {}",
+            p.get_str("_id").unwrap_or("?"),
+            p.get("stock").map(|s| s.to_string()).unwrap_or_default(),
+            p.get_array("sizes").map(|s| format!("{s:?}")).unwrap_or_default()
+        );
     }
     println!("(started with tee 20, mug 10, poster 2, shirt 5 = M 2 + L 3)");
     Ok(())

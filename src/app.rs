@@ -43,7 +43,10 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .context("mongodb.uri is not a usable MongoDB connection string")?;
     store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
     store.ensure_indexes().await.context("creating the orders indexes")?;
-    let strategy = store.resolve_strategy(settings.job.commit_strategy).await.context("choosing the commit strategy")?;
+    let strategy = store
+        .resolve_strategy(settings.job.commit_strategy)
+        .await
+        .context("choosing the commit strategy")?;
     if strategy == StrategyChoice::Refuse {
         tracing::error!(
             "MongoDB is a standalone server (no transactions) and the journal strategy is not available: \
@@ -61,7 +64,17 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         watch_horizon: Some(settings.job.pending_timeout + settings.job.late_payment_watch),
     };
     let budget = Arc::new(Budget::per_minute(settings.job.rate_limit_per_minute));
-    Ok(Arc::new(Env { settings, store, phonepe, strategy, policy, owner: lease_owner(), eligibility, health, budget }))
+    Ok(Arc::new(Env {
+        settings,
+        store,
+        phonepe,
+        strategy,
+        policy,
+        owner: lease_owner(),
+        eligibility,
+        health,
+        budget,
+    }))
 }
 
 /// Start the supervised actor system; returns the supervisor and the wiring.
@@ -79,7 +92,10 @@ pub fn once(settings: Settings) -> anyhow::Result<Summary> {
         let env = build_env(settings, health).await?;
         let (sup, wiring) = start(env, Mode::Once);
         let scanner = wiring.scanner().context("scanner did not start")?;
-        let summary = scanner.send(Drain).await.context("the scanner stopped before finishing the pass")?;
+        let summary = scanner
+            .send(Drain)
+            .await
+            .context("the scanner stopped before finishing the pass")?;
         sup.do_send(Shutdown { grace: SHUTDOWN_GRACE });
         Ok(summary)
     })
@@ -87,7 +103,10 @@ pub fn once(settings: Settings) -> anyhow::Result<Summary> {
 
 /// `draft-reconciler run`: the supervised service with the ops HTTP server, until a signal.
 /// Returns the process exit code (0 after a graceful shutdown, 1 after an escalation).
-pub fn run(settings: Settings, prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<i32> {
+pub fn run(
+    settings: Settings,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<i32> {
     let sys = System::new();
     sys.block_on(async move {
         let listen = settings.ops.listen;
@@ -157,7 +176,10 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
             println!("{summary}");
             Ok(0)
         }
-        Command::Check { merchant_transaction_id, apply } => {
+        Command::Check {
+            merchant_transaction_id,
+            apply,
+        } => {
             crate::telemetry::init_tracing(&settings.log);
             crate::check::check(settings, &merchant_transaction_id, apply)
         }

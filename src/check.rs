@@ -37,7 +37,10 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
         let answer = env.phonepe.check_status(&mtid).await;
         println!("PhonePe: {}", describe(&answer));
         let Some(doc) = env.store.find_by_mtid(mtid.as_str()).await? else {
-            println!("order: none with merchantTransactionId {mtid} in database {}", settings.mongodb.database);
+            println!(
+                "order: none with merchantTransactionId {mtid} in database {}",
+                settings.mongodb.database
+            );
             return Ok(1);
         };
         let order = match Order::parse(&doc) {
@@ -47,7 +50,12 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
                 return Ok(1);
             }
         };
-        println!("order: status {} paymentStatus {} amount {}", order.status.as_str(), order.payment_status.as_str(), order.amount);
+        println!(
+            "order: status {} paymentStatus {} amount {}",
+            order.status.as_str(),
+            order.payment_status.as_str(),
+            order.amount
+        );
         let decision = decide(&order, &answer, DateTime::now(), &env.policy);
         println!("decision: {decision:?}");
         if !apply {
@@ -68,8 +76,15 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
 pub fn selftest(settings: Settings) -> anyhow::Result<u8> {
     actix::System::new().block_on(async move {
         let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
-        println!("selftest: MongoDB answers and indexes exist (database {})", settings.mongodb.database);
-        let tag = format!("SELFTEST-{}-{:04x}", DateTime::now().timestamp_millis(), fastrand::u16(..));
+        println!(
+            "selftest: MongoDB answers and indexes exist (database {})",
+            settings.mongodb.database
+        );
+        let tag = format!(
+            "SELFTEST-{}-{:04x}",
+            DateTime::now().timestamp_millis(),
+            fastrand::u16(..)
+        );
         let result = selftest_order(&env, &tag).await;
         cleanup(&env, &tag).await?;
         println!("selftest: test order and product removed");
@@ -89,8 +104,12 @@ pub fn selftest(settings: Settings) -> anyhow::Result<u8> {
 async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
     let orders = env.store.database().collection::<Document>("orders");
     let products = env.store.database().collection::<Document>("products");
-    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000 - env.settings.job.lookback.as_millis() as i64);
-    products.insert_one(doc! { "_id": tag, "stock": 1, "selftest": true }).await?;
+    let created = DateTime::from_millis(
+        DateTime::now().timestamp_millis() - 60_000 - env.settings.job.lookback.as_millis() as i64,
+    );
+    products
+        .insert_one(doc! { "_id": tag, "stock": 1, "selftest": true })
+        .await?;
     // Inserted already leased to this process, so no running instance picks it up meanwhile.
     let lease_until = DateTime::from_millis(DateTime::now().timestamp_millis() + 300_000);
     orders
@@ -102,7 +121,10 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         })
         .await?;
     println!("selftest: created draft order {tag}");
-    let doc = orders.find_one(doc! { "merchantTransactionId": tag }).await?.context("test order vanished")?;
+    let doc = orders
+        .find_one(doc! { "merchantTransactionId": tag })
+        .await?
+        .context("test order vanished")?;
     let order = Order::parse(&doc)?;
     let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
     println!("selftest: PhonePe answered: {}", describe(&answer));
@@ -111,7 +133,10 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
     }
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
     let outcome = settle(env, &order, decision).await?;
-    let after = orders.find_one(doc! { "merchantTransactionId": tag }).await?.context("test order vanished")?;
+    let after = orders
+        .find_one(doc! { "merchantTransactionId": tag })
+        .await?
+        .context("test order vanished")?;
     let status = after.get_str("status").unwrap_or("?");
     let expected = match outcome {
         Outcome::Confirmed => "confirmed",
@@ -121,14 +146,21 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
     };
     println!("selftest: reconciled as {} (status {status})", outcome.as_str());
     if status != expected {
-        return Err(anyhow!("order status is {status}, expected {expected} after {}", outcome.as_str()));
+        return Err(anyhow!(
+            "order status is {status}, expected {expected} after {}",
+            outcome.as_str()
+        ));
     }
     Ok(())
 }
 
 async fn cleanup(env: &Env, tag: &str) -> anyhow::Result<()> {
     let db = env.store.database();
-    db.collection::<Document>("orders").delete_many(doc! { "merchantTransactionId": tag, "selftest": true }).await?;
-    db.collection::<Document>("products").delete_many(doc! { "_id": Bson::String(tag.into()), "selftest": true }).await?;
+    db.collection::<Document>("orders")
+        .delete_many(doc! { "merchantTransactionId": tag, "selftest": true })
+        .await?;
+    db.collection::<Document>("products")
+        .delete_many(doc! { "_id": Bson::String(tag.into()), "selftest": true })
+        .await?;
     Ok(())
 }

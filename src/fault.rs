@@ -44,7 +44,13 @@ mod armed {
 
     fn table() -> &'static Mutex<HashMap<String, Fault>> {
         static T: OnceLock<Mutex<HashMap<String, Fault>>> = OnceLock::new();
-        T.get_or_init(|| Mutex::new(std::env::var("RECONCILER_FAULTS").map(|s| parse(&s)).unwrap_or_default()))
+        T.get_or_init(|| {
+            Mutex::new(
+                std::env::var("RECONCILER_FAULTS")
+                    .map(|s| parse(&s))
+                    .unwrap_or_default(),
+            )
+        })
     }
 
     fn parse(spec: &str) -> HashMap<String, Fault> {
@@ -71,7 +77,15 @@ mod armed {
             };
             let repeat = when.ends_with('+');
             let from = when.trim_end_matches('+').parse().unwrap_or(1);
-            out.insert(name.to_string(), Fault { action, from, repeat, hits: 0 });
+            out.insert(
+                name.to_string(),
+                Fault {
+                    action,
+                    from,
+                    repeat,
+                    hits: 0,
+                },
+            );
         }
         out
     }

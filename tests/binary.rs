@@ -30,7 +30,10 @@ fn base_env(w: &World) -> HashMap<&'static str, String> {
 
 fn command(env: &HashMap<&'static str, String>, args: &[&str]) -> Command {
     let mut c = Command::new(reconciler_bin());
-    c.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env.iter().map(|(k, v)| (*k, v)));
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v)));
     c.stdin(Stdio::null());
     c
 }
@@ -40,7 +43,11 @@ fn output(env: &HashMap<&'static str, String>, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -51,7 +58,11 @@ fn a_bad_config_fails_at_start_naming_the_key() {
         ("PHONEPE_MERCHANT_ID", None, "phonepe.merchant_id"),
         ("PHONEPE_SALT_INDEX", Some("zero"), "phonepe.salt_index"),
         ("MONGODB_URI", Some("postgres://localhost/shop"), "mongodb.uri"),
-        ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", Some("0"), "job.rate_limit_per_minute"),
+        (
+            "RECONCILER_JOB__RATE_LIMIT_PER_MINUTE",
+            Some("0"),
+            "job.rate_limit_per_minute",
+        ),
         ("RECONCILER_JOB__INTERVAL_SECS", Some("soon"), "job.interval_secs"),
     ];
     for (key, value, named) in cases {
@@ -63,7 +74,11 @@ fn a_bad_config_fails_at_start_naming_the_key() {
         };
         let out = output(&env, &["once"]);
         assert_eq!(out.status.code(), Some(2), "{key}={value:?}: {}", text(&out));
-        assert!(text(&out).contains(named), "{key}={value:?} should name {named}: {}", text(&out));
+        assert!(
+            text(&out).contains(named),
+            "{key}={value:?} should name {named}: {}",
+            text(&out)
+        );
         assert!(!text(&out).contains(LOUD_SALT), "salt key leaked: {}", text(&out));
     }
 }
@@ -72,7 +87,10 @@ fn a_bad_config_fails_at_start_naming_the_key() {
 fn unreachable_mongodb_makes_once_fail() {
     let w = World::new("no_mongo");
     let mut env = base_env(&w);
-    env.insert("MONGODB_URI", "mongodb://127.0.0.1:1/shop?serverSelectionTimeoutMS=500".into());
+    env.insert(
+        "MONGODB_URI",
+        "mongodb://127.0.0.1:1/shop?serverSelectionTimeoutMS=500".into(),
+    );
     let out = output(&env, &["once"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("MongoDB"), "{}", text(&out));
@@ -89,7 +107,10 @@ fn config_prints_the_effective_settings_without_secrets() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("rate_limit_per_minute = 25"), "{t}");
-    assert!(!t.contains(LOUD_SALT) && !t.contains("hunter2pass"), "secrets leaked: {t}");
+    assert!(
+        !t.contains(LOUD_SALT) && !t.contains("hunter2pass"),
+        "secrets leaked: {t}"
+    );
 }
 
 fn settle_fixture(w: &World, n: usize) {
@@ -102,11 +123,19 @@ fn settle_fixture(w: &World, n: usize) {
 }
 
 fn drafts_left(w: &World) -> u64 {
-    w.block(w.db.collection::<Document>("orders").count_documents(doc! { "status": "draft" })).unwrap()
+    w.block(
+        w.db.collection::<Document>("orders")
+            .count_documents(doc! { "status": "draft" }),
+    )
+    .unwrap()
 }
 
 fn kill_term(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
     assert!(ok, "could not signal the service");
 }
 
@@ -114,7 +143,11 @@ fn kill_term(child: &Child) {
 fn run_settles_orders_serves_ops_http_and_shuts_down_cleanly_without_leaking_secrets() {
     let w = World::with_salt("run_service", LOUD_SALT);
     settle_fixture(&w, 5);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut env = base_env(&w);
     env.insert("PHONEPE_SALT_KEY", LOUD_SALT.into());
     env.insert("RECONCILER_OPS__LISTEN", format!("127.0.0.1:{port}"));
@@ -127,12 +160,16 @@ fn run_settles_orders_serves_ops_http_and_shuts_down_cleanly_without_leaking_sec
         .spawn()
         .unwrap();
 
-    eventually(Duration::from_secs(60), "all orders settled by the service", || drafts_left(&w) == 0);
+    eventually(Duration::from_secs(60), "all orders settled by the service", || {
+        drafts_left(&w) == 0
+    });
     assert_eq!(w.stock("tee"), 995);
 
     let get = |path: &str| support::http_get(port, path).ok_or(());
     eventually(Duration::from_secs(30), "/metrics shows the settled orders", || {
-        get("/metrics").map(|(s, body)| s == 200 && body.contains("reconciler_orders_settled_total{outcome=\"confirmed\"} 5")).unwrap_or(false)
+        get("/metrics")
+            .map(|(s, body)| s == 200 && body.contains("reconciler_orders_settled_total{outcome=\"confirmed\"} 5"))
+            .unwrap_or(false)
     });
     assert_eq!(get("/healthz").unwrap().0, 200);
     assert_eq!(get("/readyz").unwrap().0, 200);
@@ -143,14 +180,24 @@ fn run_settles_orders_serves_ops_http_and_shuts_down_cleanly_without_leaking_sec
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "service did not exit after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "service did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
-    let logs = format!("{}{}", std::fs::read_to_string(&log).unwrap(), std::fs::read_to_string(dir.path().join("err.log")).unwrap());
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(dir.path().join("err.log")).unwrap()
+    );
     assert!(logs.contains("ORD-000"), "order lines carry the merchantTransactionId");
     assert!(!logs.contains(LOUD_SALT), "salt key leaked into logs");
-    assert!(!logs.to_lowercase().contains("x-verify: ") && !logs.contains("###1"), "X-VERIFY leaked into logs");
+    assert!(
+        !logs.to_lowercase().contains("x-verify: ") && !logs.contains("###1"),
+        "X-VERIFY leaked into logs"
+    );
     for customer in ["Asha Rao", "+919800000000", "asha@example.com"] {
         assert!(!logs.contains(customer), "customer data {customer} leaked into logs");
     }
@@ -169,19 +216,39 @@ fn two_processes_racing_settle_each_order_once_and_stock_stays_exact() {
         expected_units += q;
         let product = if i % 2 == 0 { "tee" } else { "mug" };
         w.insert_order(&mtid, 1000 * q, 600 + i as i64, &[(product, q, None)]);
-        w.sim.script(&mtid, vec![Answer::completed(1000 * q).delay(fastrand_delay(i))]);
+        w.sim
+            .script(&mtid, vec![Answer::completed(1000 * q).delay(fastrand_delay(i))]);
     }
     assert!(expected_units > 42, "the fixture must oversell");
     let mut env = base_env(&w);
     env.insert("RECONCILER_JOB__RECONCILERS", "4".into());
-    let a = command(&env, &["once"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let b = command(&env, &["once"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let a = command(&env, &["once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = command(&env, &["once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(oa.status.success() && ob.status.success(), "{}\n{}", text(&oa), text(&ob));
+    assert!(
+        oa.status.success() && ob.status.success(),
+        "{}\n{}",
+        text(&oa),
+        text(&ob)
+    );
 
     let orders: Vec<Document> = w.rt.block_on(async {
         use futures_util::TryStreamExt;
-        w.db.collection::<Document>("orders").find(doc! {}).await.unwrap().try_collect().await.unwrap()
+        w.db.collection::<Document>("orders")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
     });
     let mut confirmed = HashMap::from([("tee", 0i64), ("mug", 0i64)]);
     for o in &orders {
@@ -191,13 +258,20 @@ fn two_processes_racing_settle_each_order_once_and_stock_stays_exact() {
         assert_eq!(history.len(), 1, "settled exactly once: {o:?}");
         if status == "confirmed" {
             let item = o.get_array("items").unwrap()[0].as_document().unwrap();
-            *confirmed.get_mut(item.get_str("productId").unwrap()).unwrap() += item.get_i64("quantity").or_else(|_| item.get_i32("quantity").map(i64::from)).unwrap();
+            *confirmed.get_mut(item.get_str("productId").unwrap()).unwrap() += item
+                .get_i64("quantity")
+                .or_else(|_| item.get_i32("quantity").map(i64::from))
+                .unwrap();
         }
     }
     for (p, initial) in [("tee", 30), ("mug", 12)] {
         let stock = w.stock(p);
         assert!(stock >= 0, "{p} went negative");
-        assert_eq!(initial - stock, confirmed[p], "{p}: initial - stock = units over confirmed orders");
+        assert_eq!(
+            initial - stock,
+            confirmed[p],
+            "{p}: initial - stock = units over confirmed orders"
+        );
     }
     // Both processes did work: the leases spread the orders, and no order was asked twice.
     let calls = w.sim.calls();
@@ -222,13 +296,19 @@ fn the_budget_is_never_exceeded_as_phonepe_sees_it() {
 
     let calls = w.sim.calls();
     assert_eq!(calls.len(), 12);
-    assert!(calls.iter().all(|c| c.http_status == 200), "no 429 from PhonePe: {calls:?}");
+    assert!(
+        calls.iter().all(|c| c.http_status == 200),
+        "no 429 from PhonePe: {calls:?}"
+    );
     let period_ms = 60_000 / limit as i64;
     for pair in calls.windows(2) {
         let gap = pair[1].at_ms as i64 - pair[0].at_ms as i64;
         // Burst 1: consecutive calls are a full period apart (a few ms of scheduling slack),
         // so no 60 s window can hold more than `limit` calls.
-        assert!(gap >= period_ms - 5, "calls {gap} ms apart, limit allows one per {period_ms} ms: {calls:?}");
+        assert!(
+            gap >= period_ms - 5,
+            "calls {gap} ms apart, limit allows one per {period_ms} ms: {calls:?}"
+        );
     }
     assert_eq!(drafts_left(&w), 0);
 }

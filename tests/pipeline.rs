@@ -15,7 +15,11 @@ const OLD: i64 = 600; // 10 minutes: past the 5-minute lookback, inside the 30-m
 const ANCIENT: i64 = 7200; // 2 hours: past the pending timeout
 
 fn assert_untouched(w: &World, mtid: &str) {
-    assert_eq!(w.status(mtid), ("draft".into(), "pending".into()), "{mtid} must stay a pending draft");
+    assert_eq!(
+        w.status(mtid),
+        ("draft".into(), "pending".into()),
+        "{mtid} must stay a pending draft"
+    );
     assert!(w.history(mtid).is_empty(), "{mtid} must have no history entry");
 }
 
@@ -38,7 +42,10 @@ fn paid_with_matching_amount_is_confirmed_and_stock_deducted() {
     assert_eq!(h[0].get_str("to").unwrap(), "confirmed");
     assert_eq!(h[0].get_str("by").unwrap(), "reconciler");
     assert_eq!(h[0].get_str("code").unwrap(), "PAYMENT_SUCCESS");
-    assert!(h[0].get_str("transactionId").is_ok(), "PhonePe's transaction id is kept: {h:?}");
+    assert!(
+        h[0].get_str("transactionId").is_ok(),
+        "PhonePe's transaction id is kept: {h:?}"
+    );
     let r = w.order("ORD-PAID");
     let rec = r.get_document("reconciliation").unwrap();
     assert!(rec.get("leaseOwner").is_none(), "lease released: {rec:?}");
@@ -51,7 +58,8 @@ fn paid_with_wrong_amount_or_merchant_goes_to_review_and_deducts_nothing() {
     w.insert_order("ORD-AMT", 49900, OLD, &[("tee", 1, None)]);
     w.insert_order("ORD-MER", 49900, OLD, &[("tee", 1, None)]);
     w.sim.script("ORD-AMT", vec![Answer::completed(100)]);
-    w.sim.script("ORD-MER", vec![Answer::completed(49900).merchant("SOMEONEELSE")]);
+    w.sim
+        .script("ORD-MER", vec![Answer::completed(49900).merchant("SOMEONEELSE")]);
 
     w.once();
 
@@ -66,7 +74,11 @@ fn paid_with_wrong_amount_or_merchant_goes_to_review_and_deducts_nothing() {
 fn failed_payments_cancel() {
     let w = World::new("failed");
     w.insert_product("tee", 10);
-    for (mtid, code) in [("ORD-F1", "PAYMENT_ERROR"), ("ORD-F2", "PAYMENT_DECLINED"), ("ORD-F3", "TIMED_OUT")] {
+    for (mtid, code) in [
+        ("ORD-F1", "PAYMENT_ERROR"),
+        ("ORD-F2", "PAYMENT_DECLINED"),
+        ("ORD-F3", "TIMED_OUT"),
+    ] {
         w.insert_order(mtid, 49900, OLD, &[("tee", 1, None)]);
         w.sim.script(mtid, vec![Answer::failed().code(code)]);
     }
@@ -99,8 +111,17 @@ fn young_pending_is_rescheduled_and_old_pending_or_not_found_cancelled() {
         assert_untouched(&w, mtid);
         let rec = w.order(mtid).get_document("reconciliation").unwrap().clone();
         let next = rec.get_datetime("nextCheckAt").expect("nextCheckAt set");
-        assert!(next.timestamp_millis() > DateTime::now().timestamp_millis() + 30_000, "backoff of about a minute: {rec:?}");
-        assert_eq!(rec.get_i32("attempts").map(i64::from).or_else(|_| rec.get_i64("attempts")).unwrap(), 1);
+        assert!(
+            next.timestamp_millis() > DateTime::now().timestamp_millis() + 30_000,
+            "backoff of about a minute: {rec:?}"
+        );
+        assert_eq!(
+            rec.get_i32("attempts")
+                .map(i64::from)
+                .or_else(|_| rec.get_i64("attempts"))
+                .unwrap(),
+            1
+        );
     }
     assert_eq!(w.status("ORD-OLD"), ("cancelled".into(), "pending".into()));
     assert_eq!(w.reason("ORD-OLD").as_deref(), Some("pending_timeout"));
@@ -110,7 +131,11 @@ fn young_pending_is_rescheduled_and_old_pending_or_not_found_cancelled() {
     // A second pass right away does not call PhonePe again for the rescheduled ones.
     let before = w.sim.calls().len();
     w.once();
-    assert_eq!(w.sim.calls().len(), before, "rescheduled orders wait for their nextCheckAt");
+    assert_eq!(
+        w.sim.calls().len(),
+        before,
+        "rescheduled orders wait for their nextCheckAt"
+    );
 }
 
 #[test]
@@ -122,7 +147,10 @@ fn transient_errors_change_nothing_even_for_old_orders() {
         ("ORD-503", Answer::http_error(503)),
         ("ORD-429", Answer::http_error(429)),
         ("ORD-HTML", Answer::raw("<html>gateway timeout</html>")),
-        ("ORD-HALF", Answer::raw(r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"state":"COMPLETED"}}"#)),
+        (
+            "ORD-HALF",
+            Answer::raw(r#"{"success":true,"code":"PAYMENT_SUCCESS","data":{"state":"COMPLETED"}}"#),
+        ),
         ("ORD-WHAT", Answer::completed(49900).code("SOMETHING_NEW")),
     ];
     for (mtid, answer) in cases.iter().cloned() {
@@ -138,7 +166,11 @@ fn transient_errors_change_nothing_even_for_old_orders() {
         let rec = w.order(mtid).get_document("reconciliation").unwrap().clone();
         assert!(rec.get_datetime("nextCheckAt").is_ok(), "{mtid} retried later: {rec:?}");
     }
-    assert_eq!(summary.get(Outcome::Retried) + summary.get(Outcome::Released), cases.len() as u64, "{summary}");
+    assert_eq!(
+        summary.get(Outcome::Retried) + summary.get(Outcome::Released),
+        cases.len() as u64,
+        "{summary}"
+    );
     assert_eq!(w.stock("tee"), 10);
 }
 
@@ -153,7 +185,14 @@ fn a_timeout_changes_nothing() {
     w.once();
 
     assert_untouched(&w, "ORD-SLOW");
-    assert_eq!(w.order("ORD-SLOW").get_document("reconciliation").unwrap().get_str("lastCode").unwrap(), "ERROR_TIMEOUT");
+    assert_eq!(
+        w.order("ORD-SLOW")
+            .get_document("reconciliation")
+            .unwrap()
+            .get_str("lastCode")
+            .unwrap(),
+        "ERROR_TIMEOUT"
+    );
 }
 
 #[test]
@@ -174,7 +213,11 @@ fn rejected_credentials_change_nothing_and_stop_the_calls() {
         assert_untouched(&w, &format!("ORD-R{i}"));
     }
     let calls = w.sim.calls();
-    assert_eq!(calls.len(), 1, "after a 401 the circuit opens instead of burning the budget: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        1,
+        "after a 401 the circuit opens instead of burning the budget: {calls:?}"
+    );
     assert_eq!(calls[0].http_status, 401);
 }
 
@@ -184,14 +227,23 @@ fn one_short_item_deducts_nothing_and_parks_the_order() {
     w.insert_product("tee", 10);
     w.insert_product("mug", 1);
     w.insert_product("cap", 10);
-    w.insert_order("ORD-SHORT", 99900, OLD, &[("tee", 3, None), ("mug", 2, None), ("cap", 1, None)]);
+    w.insert_order(
+        "ORD-SHORT",
+        99900,
+        OLD,
+        &[("tee", 3, None), ("mug", 2, None), ("cap", 1, None)],
+    );
     w.sim.script("ORD-SHORT", vec![Answer::completed(99900)]);
 
     w.once();
 
     assert_eq!(w.status("ORD-SHORT"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.reason("ORD-SHORT").as_deref(), Some("insufficient_stock"));
-    assert_eq!((w.stock("tee"), w.stock("mug"), w.stock("cap")), (10, 1, 10), "nothing deducted");
+    assert_eq!(
+        (w.stock("tee"), w.stock("mug"), w.stock("cap")),
+        (10, 1, 10),
+        "nothing deducted"
+    );
 }
 
 #[test]
@@ -208,7 +260,10 @@ fn missing_product_or_size_parks_the_order() {
 
     assert_eq!(w.reason("ORD-GONE").as_deref(), Some("product_missing"));
     assert_eq!(w.reason("ORD-NOSIZE").as_deref(), Some("product_missing"));
-    assert_eq!((w.stock("tee"), w.stock("shirt"), w.size_stock("shirt", "M")), (10, 3, 3));
+    assert_eq!(
+        (w.stock("tee"), w.stock("shirt"), w.size_stock("shirt", "M")),
+        (10, 3, 3)
+    );
 }
 
 #[test]
@@ -226,7 +281,10 @@ fn per_size_stock_is_deducted_and_guarded() {
     assert_eq!(w.status("ORD-M"), ("confirmed".into(), "paid".into()));
     assert_eq!(w.status("ORD-M2"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.reason("ORD-M2").as_deref(), Some("insufficient_stock"));
-    assert_eq!((w.size_stock("shirt", "M"), w.size_stock("shirt", "L"), w.stock("shirt")), (0, 4, 4));
+    assert_eq!(
+        (w.size_stock("shirt", "M"), w.size_stock("shirt", "L"), w.stock("shirt")),
+        (0, 4, 4)
+    );
 }
 
 #[test]
@@ -234,7 +292,11 @@ fn young_and_settled_orders_are_left_alone_and_not_sent_to_phonepe() {
     let w = World::new("left_alone");
     w.insert_product("tee", 10);
     w.insert_order("ORD-FRESH", 49900, 60, &[("tee", 1, None)]); // inside the lookback
-    for (mtid, status, pay) in [("ORD-DONE", "confirmed", "paid"), ("ORD-GONE", "cancelled", "failed"), ("ORD-HUMAN", "needs_review", "paid")] {
+    for (mtid, status, pay) in [
+        ("ORD-DONE", "confirmed", "paid"),
+        ("ORD-GONE", "cancelled", "failed"),
+        ("ORD-HUMAN", "needs_review", "paid"),
+    ] {
         let id = w.insert_order(mtid, 49900, OLD, &[("tee", 1, None)]);
         w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
             doc! { "_id": id },
@@ -290,7 +352,10 @@ fn an_invalid_order_document_is_parked_with_the_field_named() {
     assert_eq!(w.reason("ORD-BAD").as_deref(), Some("invalid_order"));
     let h = w.history("ORD-BAD");
     assert!(h[0].get_str("code").unwrap().contains("amount"), "{h:?}");
-    assert!(w.sim.calls().is_empty(), "an order we cannot read is never checked or confirmed");
+    assert!(
+        w.sim.calls().is_empty(),
+        "an order we cannot read is never checked or confirmed"
+    );
 }
 
 #[test]
@@ -303,27 +368,41 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
     let uri = w.uri.clone();
     let db = w.db.name().to_string();
     let webhook = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let c = mongodb::Client::with_uri_str(&uri).await.unwrap();
             let orders = c.database(&db).collection::<mongodb::bson::Document>("orders");
             // Wait until the reconciler holds the lease (it is waiting on PhonePe), then settle.
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while orders.find_one(doc! { "_id": &id, "reconciliation.leaseOwner": { "$exists": true } }).await.unwrap().is_none() {
-                assert!(std::time::Instant::now() < deadline, "reconciler never claimed the order");
+            while orders
+                .find_one(doc! { "_id": &id, "reconciliation.leaseOwner": { "$exists": true } })
+                .await
+                .unwrap()
+                .is_none()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reconciler never claimed the order"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let r = orders
                 .update_one(
                     doc! { "_id": &id, "status": "draft" },
                     doc! { "$set": { "status": "confirmed", "paymentStatus": "paid" },
-                           "$push": { "history": { "from": "draft", "to": "confirmed", "by": "webhook" } } },
+                    "$push": { "history": { "from": "draft", "to": "confirmed", "by": "webhook" } } },
                 )
                 .await
                 .unwrap();
             assert_eq!(r.matched_count, 1);
-            c.database(&db).collection::<mongodb::bson::Document>("products")
-                .update_one(doc! { "_id": "tee" }, doc! { "$inc": { "stock": -2 } }).await.unwrap();
+            c.database(&db)
+                .collection::<mongodb::bson::Document>("products")
+                .update_one(doc! { "_id": "tee" }, doc! { "$inc": { "stock": -2 } })
+                .await
+                .unwrap();
         });
     });
 

@@ -1,7 +1,7 @@
 //! StockCommitter: the one writer of order and stock state.
 //!
 //! It receives a decision for an order and makes it true in MongoDB exactly once: commit (confirm
-//! + deduct stock atomically), park for review, cancel, or reschedule. Every status change is
+//! and deduct stock atomically), park for review, cancel, or reschedule. Every status change is
 //! guarded by the status the reconciler saw, so when the webhook (or another instance) got there
 //! first the answer is `AlreadyProcessed` and nothing is written. Each `Settle` runs as its own
 //! future (`ResponseFuture`): commits of different orders overlap, and MongoDB's guards and
@@ -85,7 +85,11 @@ impl Handler<ParkInvalid> for StockCommitter {
             };
             tracing::error!(order_id = %msg.id, problem = %msg.error, "order document is invalid; parked as needs_review");
             let won = env.store.transition(&msg.id, &t, DateTime::now()).await?;
-            Ok(count(if won { Outcome::NeedsReview } else { Outcome::AlreadyProcessed }))
+            Ok(count(if won {
+                Outcome::NeedsReview
+            } else {
+                Outcome::AlreadyProcessed
+            }))
         })
     }
 }
@@ -106,14 +110,40 @@ fn jitter(d: Duration) -> Duration {
 pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
     let now = DateTime::now();
     let outcome = match decision {
-        Decision::Commit { code, transaction_id } => commit(env, order, confirm_transition(&code, transaction_id), now).await?,
-        Decision::Review { reason, payment_status, code, transaction_id } => {
-            let t = Transition { from: order.status, to: Status::NeedsReview, payment_status, reason: reason.into(), code: Some(code), transaction_id };
+        Decision::Commit { code, transaction_id } => {
+            commit(env, order, confirm_transition(&code, transaction_id), now).await?
+        }
+        Decision::Review {
+            reason,
+            payment_status,
+            code,
+            transaction_id,
+        } => {
+            let t = Transition {
+                from: order.status,
+                to: Status::NeedsReview,
+                payment_status,
+                reason: reason.into(),
+                code: Some(code),
+                transaction_id,
+            };
             tracing::warn!(reason, "parking order as needs_review");
             guarded(env, order, &t, now).await?
         }
-        Decision::Cancel { reason, payment_status, code, transaction_id } => {
-            let t = Transition { from: order.status, to: Status::Cancelled, payment_status, reason: reason.into(), code: Some(code), transaction_id };
+        Decision::Cancel {
+            reason,
+            payment_status,
+            code,
+            transaction_id,
+        } => {
+            let t = Transition {
+                from: order.status,
+                to: Status::Cancelled,
+                payment_status,
+                reason: reason.into(),
+                code: Some(code),
+                transaction_id,
+            };
             let o = guarded(env, order, &t, now).await?;
             if o == Outcome::Cancelled && payment_status == PaymentStatus::Pending {
                 // Watched for a late payment: first re-check after the usual late-payment interval.
@@ -123,16 +153,36 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
             o
         }
         Decision::Reschedule { after, code } => {
-            env.store.reschedule(&order.id, &env.owner, order.status, plus(now, jitter(after)), &code, now).await?;
+            env.store
+                .reschedule(
+                    &order.id,
+                    &env.owner,
+                    order.status,
+                    plus(now, jitter(after)),
+                    &code,
+                    now,
+                )
+                .await?;
             Outcome::Rescheduled
         }
         Decision::Retry { after, error } | Decision::PauseCalls { after, error } => {
-            env.store.reschedule(&order.id, &env.owner, order.status, plus(now, jitter(after)), &error.code(), now).await?;
+            env.store
+                .reschedule(
+                    &order.id,
+                    &env.owner,
+                    order.status,
+                    plus(now, jitter(after)),
+                    &error.code(),
+                    now,
+                )
+                .await?;
             Outcome::Retried
         }
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
-            env.store.reschedule(&order.id, &env.owner, order.status, end, "WATCH_ENDED", now).await?;
+            env.store
+                .reschedule(&order.id, &env.owner, order.status, end, "WATCH_ENDED", now)
+                .await?;
             Outcome::Rescheduled
         }
     };
@@ -148,7 +198,10 @@ async fn guarded(env: &Env, order: &Order, t: &Transition, now: DateTime) -> Res
             _ => Outcome::NeedsReview,
         })
     } else {
-        tracing::info!(from = t.from.as_str(), "order changed under us; someone else settled it");
+        tracing::info!(
+            from = t.from.as_str(),
+            "order changed under us; someone else settled it"
+        );
         Ok(Outcome::AlreadyProcessed)
     }
 }
@@ -167,7 +220,17 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
             metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
             tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
             // Best effort: bring it back soon. If this write fails too, the lease expires.
-            let _ = env.store.reschedule(&order.id, &env.owner, Status::Draft, plus(now, jitter(Duration::from_secs(30))), "COMMIT_ERROR", now).await;
+            let _ = env
+                .store
+                .reschedule(
+                    &order.id,
+                    &env.owner,
+                    Status::Draft,
+                    plus(now, jitter(Duration::from_secs(30))),
+                    "COMMIT_ERROR",
+                    now,
+                )
+                .await;
             return Err(e);
         }
     };

@@ -74,7 +74,12 @@ impl Wiring {
             rate_limiter: Mutex::new(None),
             committer: Mutex::new(None),
             scanner: Mutex::new(None),
-            slots: (0..reconcilers).map(|_| Slot { free: Arc::new(Semaphore::new(1)), addr: Mutex::new(None) }).collect(),
+            slots: (0..reconcilers)
+                .map(|_| Slot {
+                    free: Arc::new(Semaphore::new(1)),
+                    addr: Mutex::new(None),
+                })
+                .collect(),
         }
     }
 
@@ -135,6 +140,9 @@ impl Outcome {
 
     /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
     pub fn is_settlement(self) -> bool {
-        matches!(self, Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed)
+        matches!(
+            self,
+            Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed
+        )
     }
 }

@@ -67,7 +67,11 @@ impl Budget {
         let period = period + period / 100 + Duration::from_millis(20);
         // with_period is None only for a zero period, which the +20 ms rules out.
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
-        Budget { gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock), clock: MonotonicClock, state: Mutex::default() }
+        Budget {
+            gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock),
+            clock: MonotonicClock,
+            state: Mutex::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {

@@ -40,7 +40,11 @@ pub struct OrderReconciler {
 
 impl OrderReconciler {
     pub fn new(env: Arc<Env>, wiring: Arc<Wiring>, guard: ChildGuard) -> OrderReconciler {
-        OrderReconciler { env, wiring, _guard: guard }
+        OrderReconciler {
+            env,
+            wiring,
+            _guard: guard,
+        }
     }
 }
 
@@ -73,7 +77,9 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome 
     let order = match claimed {
         Claimed::Valid(order) => order,
         Claimed::Invalid { id, status, error, .. } => {
-            let Some(committer) = wiring.committer() else { return Outcome::Released };
+            let Some(committer) = wiring.committer() else {
+                return Outcome::Released;
+            };
             return match committer.send(ParkInvalid { id, status, error }).await {
                 Ok(Ok(o)) => o,
                 _ => Outcome::Retried,
@@ -81,7 +87,9 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome 
         }
     };
     // 1. A permit from the PhonePe budget (FIFO; may wait).
-    let Some(limiter) = wiring.rate_limiter() else { return Outcome::Released };
+    let Some(limiter) = wiring.rate_limiter() else {
+        return Outcome::Released;
+    };
     match limiter.send(Acquire).await {
         Ok(Ok(waited)) => metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64()),
         Ok(Err(paused)) => return give_back(env, &order, paused.until).await,
@@ -99,7 +107,9 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome 
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
     log_decision(&decision);
     // 4. Settle, through the one writer.
-    let Some(committer) = wiring.committer() else { return Outcome::Released };
+    let Some(committer) = wiring.committer() else {
+        return Outcome::Released;
+    };
     match committer.send(Settle { order, decision }).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
@@ -155,6 +165,16 @@ fn log_decision(d: &Decision) {
 async fn give_back(env: &Env, order: &Order, until: Instant) -> Outcome {
     let wait = until.saturating_duration_since(Instant::now());
     let now = DateTime::now();
-    let _ = env.store.reschedule(&order.id, &env.owner, order.status, plus(now, wait), "CALLS_PAUSED", now).await;
+    let _ = env
+        .store
+        .reschedule(
+            &order.id,
+            &env.owner,
+            order.status,
+            plus(now, wait),
+            "CALLS_PAUSED",
+            now,
+        )
+        .await;
     Outcome::Released
 }

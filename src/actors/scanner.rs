@@ -121,7 +121,8 @@ impl Scanner {
                     metrics::gauge!(names::ELIGIBLE_BACKLOG).set(backlog as f64);
                     metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(review as f64);
                     metrics::counter!(names::SCAN_RUNS, "result" => "ok").increment(1);
-                    metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
+                    metrics::gauge!(names::LAST_SUCCESSFUL_SCAN)
+                        .set(DateTime::now().timestamp_millis() as f64 / 1000.0);
                 }
                 Err(e) => {
                     metrics::counter!(names::SCAN_RUNS, "result" => "error").increment(1);
@@ -154,7 +155,9 @@ impl Scanner {
         let asked = permits.len();
         let claim = async move {
             let job = &env.settings.job;
-            env.store.claim(&env.owner, DateTime::now(), job.lease_ttl, &env.eligibility, asked).await
+            env.store
+                .claim(&env.owner, DateTime::now(), job.lease_ttl, &env.eligibility, asked)
+                .await
         };
         ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
             act.claiming = false;
@@ -184,14 +187,18 @@ impl Scanner {
             return;
         };
         self.in_flight += 1;
-        ctx.spawn(addr.send(Reconcile { order, slot }).into_actor(self).map(|res, act, ctx| {
-            act.in_flight -= 1;
-            act.summary.add(res.unwrap_or(Outcome::Released));
-            if act.more_waiting {
-                act.fill(ctx);
-            }
-            act.maybe_finish_drain();
-        }));
+        ctx.spawn(
+            addr.send(Reconcile { order, slot })
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.in_flight -= 1;
+                    act.summary.add(res.unwrap_or(Outcome::Released));
+                    if act.more_waiting {
+                        act.fill(ctx);
+                    }
+                    act.maybe_finish_drain();
+                }),
+        );
     }
 
     fn maybe_finish_drain(&mut self) {

@@ -54,7 +54,11 @@ pub struct ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let panicked = std::thread::panicking();
-        self.supervisor.do_send(ChildExited { child: self.child, generation: self.generation, panicked });
+        self.supervisor.do_send(ChildExited {
+            child: self.child,
+            generation: self.generation,
+            panicked,
+        });
     }
 }
 
@@ -88,8 +92,14 @@ impl Supervisor {
     /// as soon as the caller gets the address.
     pub fn launch(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode) -> Addr<Supervisor> {
         Supervisor::create(move |ctx| {
-            let mut sup =
-                Supervisor { env, wiring, mode, generations: HashMap::new(), deaths: HashMap::new(), stopping: false };
+            let mut sup = Supervisor {
+                env,
+                wiring,
+                mode,
+                generations: HashMap::new(),
+                deaths: HashMap::new(),
+                stopping: false,
+            };
             for child in sup.children() {
                 sup.start_child(child, ctx);
             }
@@ -110,16 +120,26 @@ impl Supervisor {
             *g += 1;
             *g
         };
-        let guard = ChildGuard { child, generation, supervisor: ctx.address() };
+        let guard = ChildGuard {
+            child,
+            generation,
+            supervisor: ctx.address(),
+        };
         let (env, wiring) = (self.env.clone(), self.wiring.clone());
         match child {
-            ChildId::RateLimiter => set(&wiring.rate_limiter, Some(RateLimiter::new(env.budget.clone(), guard).start())),
+            ChildId::RateLimiter => set(
+                &wiring.rate_limiter,
+                Some(RateLimiter::new(env.budget.clone(), guard).start()),
+            ),
             ChildId::StockCommitter => set(&wiring.committer, Some(StockCommitter::new(env, guard).start())),
             ChildId::OrderReconciler(i) => {
                 let addr = OrderReconciler::new(env, wiring.clone(), guard).start();
                 set(&wiring.slots[i].addr, Some(addr));
             }
-            ChildId::Scanner => set(&wiring.scanner, Some(Scanner::new(env, wiring.clone(), self.mode, guard).start())),
+            ChildId::Scanner => set(
+                &wiring.scanner,
+                Some(Scanner::new(env, wiring.clone(), self.mode, guard).start()),
+            ),
         }
     }
 
@@ -129,7 +149,10 @@ impl Supervisor {
         let now = Instant::now();
         let deaths = self.deaths.entry(child).or_default();
         deaths.push_back(now);
-        while deaths.front().is_some_and(|t| now.duration_since(*t) > sup.restart_window) {
+        while deaths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > sup.restart_window)
+        {
             deaths.pop_front();
         }
         (deaths.len() <= sup.max_restarts as usize, deaths.len())
@@ -201,7 +224,10 @@ impl Handler<Shutdown> for Supervisor {
             return;
         }
         self.stopping = true;
-        tracing::info!(grace_secs = msg.grace.as_secs(), "shutting down: no new claims; waiting for in-flight orders");
+        tracing::info!(
+            grace_secs = msg.grace.as_secs(),
+            "shutting down: no new claims; waiting for in-flight orders"
+        );
         if let Some(s) = self.wiring.scanner() {
             s.do_send(StopClaiming);
         }

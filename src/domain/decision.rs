@@ -47,11 +47,24 @@ pub mod cancel {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Paid, merchant and amount verified: confirm and deduct stock atomically.
-    Commit { code: String, transaction_id: Option<String> },
+    Commit {
+        code: String,
+        transaction_id: Option<String>,
+    },
     /// Park as `needs_review`; nothing is deducted.
-    Review { reason: &'static str, payment_status: PaymentStatus, code: String, transaction_id: Option<String> },
+    Review {
+        reason: &'static str,
+        payment_status: PaymentStatus,
+        code: String,
+        transaction_id: Option<String>,
+    },
     /// Cancel the draft.
-    Cancel { reason: &'static str, payment_status: PaymentStatus, code: String, transaction_id: Option<String> },
+    Cancel {
+        reason: &'static str,
+        payment_status: PaymentStatus,
+        code: String,
+        transaction_id: Option<String>,
+    },
     /// Still pending at PhonePe (or not there yet): look again after `after`. No status change.
     Reschedule { after: Duration, code: String },
     /// PhonePe could not answer (transient, 429): no status change, retry after `after`.
@@ -79,7 +92,9 @@ pub const REJECTED_PAUSE: Duration = Duration::from_secs(300);
 pub const LATE_PAYMENT_RECHECK: Duration = Duration::from_secs(15 * 60);
 
 fn age(order: &Order, now: DateTime) -> Duration {
-    let ms = now.timestamp_millis().saturating_sub(order.created_at.timestamp_millis());
+    let ms = now
+        .timestamp_millis()
+        .saturating_sub(order.created_at.timestamp_millis());
     Duration::from_millis(ms.max(0) as u64)
 }
 
@@ -99,9 +114,18 @@ pub fn decide(order: &Order, answer: &Result<StatusReport, StatusError>, now: Da
 
 fn on_error(order: &Order, e: &StatusError) -> Decision {
     match e {
-        StatusError::RateLimited => Decision::Retry { after: Duration::from_secs(60), error: e.clone() },
-        StatusError::Transient { .. } => Decision::Retry { after: error_backoff(order.attempts), error: e.clone() },
-        StatusError::Rejected { .. } => Decision::PauseCalls { after: REJECTED_PAUSE, error: e.clone() },
+        StatusError::RateLimited => Decision::Retry {
+            after: Duration::from_secs(60),
+            error: e.clone(),
+        },
+        StatusError::Transient { .. } => Decision::Retry {
+            after: error_backoff(order.attempts),
+            error: e.clone(),
+        },
+        StatusError::Rejected { .. } => Decision::PauseCalls {
+            after: REJECTED_PAUSE,
+            error: e.clone(),
+        },
     }
 }
 
@@ -111,25 +135,53 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
     match r.state {
         PaymentState::Completed => {
             if r.merchant_id.as_deref() != Some(policy.merchant_id.as_str()) {
-                Decision::Review { reason: review::MERCHANT_MISMATCH, payment_status: PaymentStatus::Paid, code, transaction_id: tx }
+                Decision::Review {
+                    reason: review::MERCHANT_MISMATCH,
+                    payment_status: PaymentStatus::Paid,
+                    code,
+                    transaction_id: tx,
+                }
             } else if r.amount != Some(order.amount) {
-                Decision::Review { reason: review::AMOUNT_MISMATCH, payment_status: PaymentStatus::Paid, code, transaction_id: tx }
+                Decision::Review {
+                    reason: review::AMOUNT_MISMATCH,
+                    payment_status: PaymentStatus::Paid,
+                    code,
+                    transaction_id: tx,
+                }
             } else {
-                Decision::Commit { code, transaction_id: tx }
+                Decision::Commit {
+                    code,
+                    transaction_id: tx,
+                }
             }
         }
-        PaymentState::Failed => {
-            Decision::Cancel { reason: cancel::PAYMENT_FAILED, payment_status: PaymentStatus::Failed, code, transaction_id: tx }
-        }
+        PaymentState::Failed => Decision::Cancel {
+            reason: cancel::PAYMENT_FAILED,
+            payment_status: PaymentStatus::Failed,
+            code,
+            transaction_id: tx,
+        },
         PaymentState::Pending | PaymentState::NotFound => {
             let age = age(order, now);
             if age >= policy.pending_timeout {
-                let reason = if r.state == PaymentState::Pending { cancel::PENDING_TIMEOUT } else { cancel::NOT_FOUND };
-                Decision::Cancel { reason, payment_status: PaymentStatus::Pending, code, transaction_id: tx }
+                let reason = if r.state == PaymentState::Pending {
+                    cancel::PENDING_TIMEOUT
+                } else {
+                    cancel::NOT_FOUND
+                };
+                Decision::Cancel {
+                    reason,
+                    payment_status: PaymentStatus::Pending,
+                    code,
+                    transaction_id: tx,
+                }
             } else {
                 // Never wait past the timeout itself: the order is cancelled on time.
                 let left = policy.pending_timeout - age;
-                Decision::Reschedule { after: pending_backoff(order.attempts).min(left), code }
+                Decision::Reschedule {
+                    after: pending_backoff(order.attempts).min(left),
+                    code,
+                }
             }
         }
     }
@@ -137,7 +189,10 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
 
 /// A cancelled order that timed out (or was never found) is watched for a late payment.
 fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy) -> Decision {
-    let watched = matches!(order.reason.as_deref(), Some(cancel::PENDING_TIMEOUT) | Some(cancel::NOT_FOUND));
+    let watched = matches!(
+        order.reason.as_deref(),
+        Some(cancel::PENDING_TIMEOUT) | Some(cancel::NOT_FOUND)
+    );
     if !watched || age(order, now) > policy.pending_timeout + policy.late_payment_watch {
         return Decision::StopWatching;
     }
@@ -151,9 +206,10 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             transaction_id: r.transaction_id.clone(),
         },
         PaymentState::Failed => Decision::StopWatching,
-        PaymentState::Pending | PaymentState::NotFound => {
-            Decision::Reschedule { after: LATE_PAYMENT_RECHECK, code: r.code.clone() }
-        }
+        PaymentState::Pending | PaymentState::NotFound => Decision::Reschedule {
+            after: LATE_PAYMENT_RECHECK,
+            code: r.code.clone(),
+        },
     }
 }
 
@@ -181,7 +237,11 @@ mod tests {
             status,
             payment_status: PaymentStatus::Pending,
             amount: Paise(49900),
-            items: vec![Item { product_id: Bson::Int32(7), quantity: 1, size: None }],
+            items: vec![Item {
+                product_id: Bson::Int32(7),
+                quantity: 1,
+                size: None,
+            }],
             created_at: DateTime::from_millis(NOW_MS - age_secs * 1000),
             attempts: 0,
             reason: None,
@@ -204,58 +264,169 @@ mod tests {
 
     #[test]
     fn paid_with_matching_merchant_and_amount_commits() {
-        let d = run(&order(600, Status::Draft), report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900));
-        assert_eq!(d, Decision::Commit { code: "PAYMENT_SUCCESS".into(), transaction_id: Some("T1".into()) });
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+        );
+        assert_eq!(
+            d,
+            Decision::Commit {
+                code: "PAYMENT_SUCCESS".into(),
+                transaction_id: Some("T1".into())
+            }
+        );
     }
 
     #[test]
     fn paid_with_wrong_amount_goes_to_review() {
         for amount in [49899, 49901, 4990, 0] {
-            let d = run(&order(600, Status::Draft), report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", amount));
-            assert!(matches!(d, Decision::Review { reason: review::AMOUNT_MISMATCH, payment_status: PaymentStatus::Paid, .. }), "{amount}: {d:?}");
+            let d = run(
+                &order(600, Status::Draft),
+                report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", amount),
+            );
+            assert!(
+                matches!(
+                    d,
+                    Decision::Review {
+                        reason: review::AMOUNT_MISMATCH,
+                        payment_status: PaymentStatus::Paid,
+                        ..
+                    }
+                ),
+                "{amount}: {d:?}"
+            );
         }
     }
 
     #[test]
     fn paid_to_another_merchant_goes_to_review() {
-        let d = run(&order(600, Status::Draft), report(PaymentState::Completed, "PAYMENT_SUCCESS", "OTHER", 49900));
-        assert!(matches!(d, Decision::Review { reason: review::MERCHANT_MISMATCH, .. }), "{d:?}");
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "OTHER", 49900),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::MERCHANT_MISMATCH,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
         let mut missing = report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900).unwrap();
         missing.merchant_id = None;
         let d = run(&order(600, Status::Draft), Ok(missing.clone()));
-        assert!(matches!(d, Decision::Review { reason: review::MERCHANT_MISMATCH, .. }), "{d:?}");
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::MERCHANT_MISMATCH,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
         missing.merchant_id = Some("MERCHANTUAT".into());
         missing.amount = None;
         let d = run(&order(600, Status::Draft), Ok(missing));
-        assert!(matches!(d, Decision::Review { reason: review::AMOUNT_MISMATCH, .. }), "{d:?}");
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::AMOUNT_MISMATCH,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn failed_cancels_with_payment_failed() {
         for code in ["PAYMENT_ERROR", "PAYMENT_DECLINED", "TIMED_OUT"] {
-            let d = run(&order(600, Status::Draft), report(PaymentState::Failed, code, "MERCHANTUAT", 49900));
-            assert!(matches!(d, Decision::Cancel { reason: cancel::PAYMENT_FAILED, payment_status: PaymentStatus::Failed, .. }), "{d:?}");
+            let d = run(
+                &order(600, Status::Draft),
+                report(PaymentState::Failed, code, "MERCHANTUAT", 49900),
+            );
+            assert!(
+                matches!(
+                    d,
+                    Decision::Cancel {
+                        reason: cancel::PAYMENT_FAILED,
+                        payment_status: PaymentStatus::Failed,
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn pending_young_reschedules_without_passing_the_timeout() {
-        let d = run(&order(600, Status::Draft), report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900));
-        assert_eq!(d, Decision::Reschedule { after: Duration::from_secs(60), code: "PAYMENT_PENDING".into() });
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+        );
+        assert_eq!(
+            d,
+            Decision::Reschedule {
+                after: Duration::from_secs(60),
+                code: "PAYMENT_PENDING".into()
+            }
+        );
         let mut o = order(1790, Status::Draft);
         o.attempts = 3;
-        let d = run(&o, report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900));
-        assert_eq!(d, Decision::Reschedule { after: Duration::from_secs(10), code: "PAYMENT_PENDING".into() });
-        let d = run(&order(600, Status::Draft), report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0));
+        let d = run(
+            &o,
+            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+        );
+        assert_eq!(
+            d,
+            Decision::Reschedule {
+                after: Duration::from_secs(10),
+                code: "PAYMENT_PENDING".into()
+            }
+        );
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+        );
         assert!(matches!(d, Decision::Reschedule { .. }), "{d:?}");
     }
 
     #[test]
     fn pending_or_not_found_past_timeout_cancels() {
-        let d = run(&order(1800, Status::Draft), report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900));
-        assert!(matches!(d, Decision::Cancel { reason: cancel::PENDING_TIMEOUT, payment_status: PaymentStatus::Pending, .. }), "{d:?}");
-        let d = run(&order(4000, Status::Draft), report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0));
-        assert!(matches!(d, Decision::Cancel { reason: cancel::NOT_FOUND, .. }), "{d:?}");
+        let d = run(
+            &order(1800, Status::Draft),
+            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Cancel {
+                    reason: cancel::PENDING_TIMEOUT,
+                    payment_status: PaymentStatus::Pending,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = run(
+            &order(4000, Status::Draft),
+            report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Cancel {
+                    reason: cancel::NOT_FOUND,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -263,11 +434,29 @@ mod tests {
         let o = order(100_000, Status::Draft); // even a very old order
         let d = run(&o, Err(StatusError::RateLimited));
         assert!(matches!(d, Decision::Retry { .. }), "{d:?}");
-        for kind in [TransientKind::Server, TransientKind::Timeout, TransientKind::Connection, TransientKind::Malformed, TransientKind::UnknownCode] {
-            let d = run(&o, Err(StatusError::Transient { kind, detail: "x".into() }));
+        for kind in [
+            TransientKind::Server,
+            TransientKind::Timeout,
+            TransientKind::Connection,
+            TransientKind::Malformed,
+            TransientKind::UnknownCode,
+        ] {
+            let d = run(
+                &o,
+                Err(StatusError::Transient {
+                    kind,
+                    detail: "x".into(),
+                }),
+            );
             assert!(matches!(d, Decision::Retry { .. }), "{d:?}");
         }
-        let d = run(&o, Err(StatusError::Rejected { code: "AUTHORIZATION_FAILED".into(), http_status: 401 }));
+        let d = run(
+            &o,
+            Err(StatusError::Rejected {
+                code: "AUTHORIZATION_FAILED".into(),
+                http_status: 401,
+            }),
+        );
         assert!(matches!(d, Decision::PauseCalls { .. }), "{d:?}");
     }
 
@@ -284,15 +473,49 @@ mod tests {
     fn late_payment_after_timeout_cancel_goes_to_review() {
         let mut o = order(4000, Status::Cancelled);
         o.reason = Some(cancel::PENDING_TIMEOUT.into());
-        let d = run(&o, report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900));
-        assert!(matches!(d, Decision::Review { reason: review::PAID_AFTER_CANCEL, payment_status: PaymentStatus::Paid, .. }), "{d:?}");
-        let d = run(&o, report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900));
-        assert_eq!(d, Decision::Reschedule { after: LATE_PAYMENT_RECHECK, code: "PAYMENT_PENDING".into() });
+        let d = run(
+            &o,
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::PAID_AFTER_CANCEL,
+                    payment_status: PaymentStatus::Paid,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = run(
+            &o,
+            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+        );
+        assert_eq!(
+            d,
+            Decision::Reschedule {
+                after: LATE_PAYMENT_RECHECK,
+                code: "PAYMENT_PENDING".into()
+            }
+        );
         // Past the watch window, or cancelled for a real failure: stop watching.
         let mut old = order(1800 + 86400 + 1, Status::Cancelled);
         old.reason = Some(cancel::NOT_FOUND.into());
-        assert_eq!(run(&old, report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)), Decision::StopWatching);
+        assert_eq!(
+            run(
+                &old,
+                report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+            ),
+            Decision::StopWatching
+        );
         o.reason = Some(cancel::PAYMENT_FAILED.into());
-        assert_eq!(run(&o, report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)), Decision::StopWatching);
+        assert_eq!(
+            run(
+                &o,
+                report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+            ),
+            Decision::StopWatching
+        );
     }
 }

@@ -34,7 +34,10 @@ impl MerchantTransactionId {
         if s.len() > Self::MAX_LEN {
             return Err(format!("is longer than {} characters", Self::MAX_LEN));
         }
-        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
             return Err(format!("contains {c:?}; only letters, digits, '_' and '-' are allowed"));
         }
         Ok(Self(s.to_string()))
@@ -147,7 +150,10 @@ pub struct OrderError {
 }
 
 fn bad(field: impl Into<String>, problem: impl Into<String>) -> OrderError {
-    OrderError { field: field.into(), problem: problem.into() }
+    OrderError {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 fn int_field(v: Option<&Bson>, field: &str) -> Result<i64, OrderError> {
@@ -156,7 +162,10 @@ fn int_field(v: Option<&Bson>, field: &str) -> Result<i64, OrderError> {
         Some(Bson::Int64(n)) => Ok(*n),
         Some(Bson::Double(_)) => Err(bad(field, "is a floating-point number; an integer is required")),
         Some(Bson::Null) | None => Err(bad(field, "is missing")),
-        Some(other) => Err(bad(field, format!("has type {:?}; an integer is required", other.element_type()))),
+        Some(other) => Err(bad(
+            field,
+            format!("has type {:?}; an integer is required", other.element_type()),
+        )),
     }
 }
 
@@ -165,17 +174,16 @@ impl Order {
     pub fn parse(doc: &Document) -> Result<Order, OrderError> {
         let id = doc.get("_id").cloned().ok_or_else(|| bad("_id", "is missing"))?;
         let mtid = match doc.get("merchantTransactionId") {
-            Some(Bson::String(s)) => {
-                MerchantTransactionId::parse(s).map_err(|p| bad("merchantTransactionId", p))?
-            }
+            Some(Bson::String(s)) => MerchantTransactionId::parse(s).map_err(|p| bad("merchantTransactionId", p))?,
             None | Some(Bson::Null) => return Err(bad("merchantTransactionId", "is missing")),
             Some(_) => return Err(bad("merchantTransactionId", "is not a string")),
         };
-        let status = doc
-            .get_str("status")
-            .ok()
-            .and_then(Status::parse)
-            .ok_or_else(|| bad("status", "is missing or not one of draft, committing, confirmed, cancelled, needs_review"))?;
+        let status = doc.get_str("status").ok().and_then(Status::parse).ok_or_else(|| {
+            bad(
+                "status",
+                "is missing or not one of draft, committing, confirmed, cancelled, needs_review",
+            )
+        })?;
         let payment_status = doc
             .get_str("paymentStatus")
             .ok()
@@ -224,7 +232,9 @@ fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
         .enumerate()
         .map(|(i, it)| {
             let f = |name: &str| format!("items.{i}.{name}");
-            let d = it.as_document().ok_or_else(|| bad(format!("items.{i}"), "is not a document"))?;
+            let d = it
+                .as_document()
+                .ok_or_else(|| bad(format!("items.{i}"), "is not a document"))?;
             let product_id = match d.get("productId") {
                 None | Some(Bson::Null) => return Err(bad(f("productId"), "is missing")),
                 Some(p) => p.clone(),
@@ -238,7 +248,11 @@ fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
                 Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
                 Some(_) => return Err(bad(f("size"), "must be a non-empty string when present")),
             };
-            Ok(Item { product_id, quantity, size })
+            Ok(Item {
+                product_id,
+                quantity,
+                size,
+            })
         })
         .collect()
 }
@@ -274,13 +288,29 @@ mod tests {
             ("amount", Bson::Double(499.0), "amount"),
             ("amount", Bson::Int32(0), "amount"),
             ("amount", Bson::String("499".into()), "amount"),
-            ("merchantTransactionId", Bson::String("a/b".into()), "merchantTransactionId"),
-            ("merchantTransactionId", Bson::String(String::new()), "merchantTransactionId"),
+            (
+                "merchantTransactionId",
+                Bson::String("a/b".into()),
+                "merchantTransactionId",
+            ),
+            (
+                "merchantTransactionId",
+                Bson::String(String::new()),
+                "merchantTransactionId",
+            ),
             ("status", Bson::String("paid".into()), "status"),
             ("paymentStatus", Bson::Int32(1), "paymentStatus"),
             ("items", Bson::Array(vec![]), "items"),
-            ("items", Bson::Array(vec![Bson::Document(doc! {"productId": 1, "quantity": -1})]), "items.0.quantity"),
-            ("items", Bson::Array(vec![Bson::Document(doc! {"quantity": 1})]), "items.0.productId"),
+            (
+                "items",
+                Bson::Array(vec![Bson::Document(doc! {"productId": 1, "quantity": -1})]),
+                "items.0.quantity",
+            ),
+            (
+                "items",
+                Bson::Array(vec![Bson::Document(doc! {"quantity": 1})]),
+                "items.0.productId",
+            ),
             ("createdAt", Bson::String("yesterday".into()), "createdAt"),
         ];
         for (key, value, field) in cases {
@@ -291,6 +321,9 @@ mod tests {
         }
         let mut d = good();
         d.remove("amount");
-        assert_eq!(Order::parse(&d).unwrap_err().to_string(), "order document field `amount` is missing");
+        assert_eq!(
+            Order::parse(&d).unwrap_err().to_string(),
+            "order document field `amount` is missing"
+        );
     }
 }

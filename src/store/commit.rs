@@ -49,7 +49,11 @@ const MAX_TXN_ATTEMPTS: u32 = 8;
 impl Store {
     /// Whether the server runs transactions: a replica-set member or a mongos router.
     pub async fn supports_transactions(&self) -> StoreResult<bool> {
-        let hello = self.db.run_command(doc! { "hello": 1 }).await.map_err(StoreError::mongo("hello"))?;
+        let hello = self
+            .db
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(StoreError::mongo("hello"))?;
         Ok(hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"))
     }
 
@@ -68,7 +72,13 @@ impl Store {
     }
 
     /// Confirm `order` and deduct its items atomically.
-    pub async fn commit(&self, strategy: StrategyChoice, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
+    pub async fn commit(
+        &self,
+        strategy: StrategyChoice,
+        order: &Order,
+        t: &Transition,
+        now: DateTime,
+    ) -> StoreResult<CommitOutcome> {
         match strategy {
             StrategyChoice::Transaction => self.commit_in_transaction(order, t, now).await,
             StrategyChoice::Refuse => Err(StoreError::Unsupported(
@@ -80,13 +90,22 @@ impl Store {
     }
 
     async fn commit_in_transaction(&self, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
-        let mut session = self.client.start_session().await.map_err(StoreError::mongo("start session"))?;
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(StoreError::mongo("start session"))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            session.start_transaction().await.map_err(StoreError::mongo("start transaction"))?;
+            session
+                .start_transaction()
+                .await
+                .map_err(StoreError::mongo("start transaction"))?;
             let result = match self.commit_body(&mut session, order, t, now).await {
-                Ok(CommitOutcome::Committed) => commit_with_retry(&mut session).await.map(|()| CommitOutcome::Committed),
+                Ok(CommitOutcome::Committed) => {
+                    commit_with_retry(&mut session).await.map(|()| CommitOutcome::Committed)
+                }
                 Ok(refused) => {
                     // A guard failed: undo whatever the body did. Abort errors are harmless, the
                     // server aborts an unfinished transaction when the session ends anyway.
@@ -108,7 +127,13 @@ impl Store {
     }
 
     /// The transaction body: order first (so a concurrent webhook conflicts early), then items.
-    async fn commit_body(&self, s: &mut ClientSession, order: &Order, t: &Transition, now: DateTime) -> StoreResult<CommitOutcome> {
+    async fn commit_body(
+        &self,
+        s: &mut ClientSession,
+        order: &Order,
+        t: &Transition,
+        now: DateTime,
+    ) -> StoreResult<CommitOutcome> {
         let r = self
             .orders
             .update_one(
@@ -149,11 +174,16 @@ impl Store {
             .await
             .map_err(StoreError::mongo("read product"))?;
         let name = product_label(item);
-        let Some(p) = product else { return Ok(CommitOutcome::ProductMissing { product: name }) };
+        let Some(p) = product else {
+            return Ok(CommitOutcome::ProductMissing { product: name });
+        };
         if let Some(size) = &item.size {
             let has_size = p
                 .get_array("sizes")
-                .map(|a| a.iter().any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str())))
+                .map(|a| {
+                    a.iter()
+                        .any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str()))
+                })
                 .unwrap_or(false);
             if !has_size {
                 return Ok(CommitOutcome::ProductMissing { product: name });
@@ -167,7 +197,10 @@ impl Store {
 pub(crate) fn stock_guard(item: &Item) -> Document {
     let mut f = doc! { "_id": &item.product_id, "stock": { "$gte": item.quantity } };
     if let Some(size) = &item.size {
-        f.insert("sizes", doc! { "$elemMatch": { "size": size, "stock": { "$gte": item.quantity } } });
+        f.insert(
+            "sizes",
+            doc! { "$elemMatch": { "size": size, "stock": { "$gte": item.quantity } } },
+        );
     }
     f
 }
@@ -201,10 +234,18 @@ async fn commit_with_retry(s: &mut ClientSession) -> StoreResult<()> {
         attempt += 1;
         match s.commit_transaction().await {
             Ok(()) => return Ok(()),
-            Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && attempt < MAX_TXN_ATTEMPTS => {
+            Err(e)
+                if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                    && attempt < MAX_TXN_ATTEMPTS =>
+            {
                 continue
             }
-            Err(e) => return Err(StoreError::Mongo { op: "commit transaction", source: e }),
+            Err(e) => {
+                return Err(StoreError::Mongo {
+                    op: "commit transaction",
+                    source: e,
+                })
+            }
         }
     }
 }

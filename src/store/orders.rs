@@ -27,7 +27,12 @@ pub struct Store {
 #[derive(Debug, Clone)]
 pub enum Claimed {
     Valid(Order),
-    Invalid { id: Bson, status: Status, merchant_transaction_id: Option<String>, error: OrderError },
+    Invalid {
+        id: Bson,
+        status: Status,
+        merchant_transaction_id: Option<String>,
+        error: OrderError,
+    },
 }
 
 impl Claimed {
@@ -35,7 +40,10 @@ impl Claimed {
     pub fn log_id(&self) -> String {
         match self {
             Claimed::Valid(o) => o.merchant_transaction_id.to_string(),
-            Claimed::Invalid { merchant_transaction_id: Some(m), .. } => m.clone(),
+            Claimed::Invalid {
+                merchant_transaction_id: Some(m),
+                ..
+            } => m.clone(),
             Claimed::Invalid { id, .. } => format!("_id:{id}"),
         }
     }
@@ -98,7 +106,9 @@ pub struct Eligibility {
 
 impl Store {
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
-        let mut opts = mongodb::options::ClientOptions::parse(uri).await.map_err(StoreError::mongo("parse mongodb.uri"))?;
+        let mut opts = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(StoreError::mongo("parse mongodb.uri"))?;
         opts.app_name.get_or_insert_with(|| "draft-reconciler".to_string());
         opts.server_selection_timeout.get_or_insert(Duration::from_secs(10));
         let client = Client::with_options(opts).map_err(StoreError::mongo("create client"))?;
@@ -107,7 +117,12 @@ impl Store {
 
     pub fn from_client(client: Client, database: &str) -> Store {
         let db = client.database(database);
-        Store { orders: db.collection("orders"), products: db.collection("products"), db, client }
+        Store {
+            orders: db.collection("orders"),
+            products: db.collection("products"),
+            db,
+            client,
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -115,25 +130,42 @@ impl Store {
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        self.db.run_command(doc! { "ping": 1 }).await.map_err(StoreError::mongo("ping"))?;
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(StoreError::mongo("ping"))?;
         Ok(())
     }
 
     /// The indexes the scanner queries by; idempotent.
     pub async fn ensure_indexes(&self) -> StoreResult<()> {
-        let unique = IndexOptions::builder().unique(true).name("merchantTransactionId_unique".to_string()).build();
+        let unique = IndexOptions::builder()
+            .unique(true)
+            .name("merchantTransactionId_unique".to_string())
+            .build();
         let models = vec![
-            IndexModel::builder().keys(doc! { "merchantTransactionId": 1 }).options(unique).build(),
+            IndexModel::builder()
+                .keys(doc! { "merchantTransactionId": 1 })
+                .options(unique)
+                .build(),
             IndexModel::builder()
                 .keys(doc! { "status": 1, "paymentStatus": 1, "createdAt": 1 })
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
                 .build(),
             IndexModel::builder()
                 .keys(doc! { "reconciliation.leaseOwner": 1 })
-                .options(IndexOptions::builder().name("reconciler_lease_owner".to_string()).sparse(true).build())
+                .options(
+                    IndexOptions::builder()
+                        .name("reconciler_lease_owner".to_string())
+                        .sparse(true)
+                        .build(),
+                )
                 .build(),
         ];
-        self.orders.create_indexes(models).await.map_err(StoreError::mongo("create indexes"))?;
+        self.orders
+            .create_indexes(models)
+            .await
+            .map_err(StoreError::mongo("create indexes"))?;
         Ok(())
     }
 
@@ -160,17 +192,29 @@ impl Store {
 
     /// How many drafts are eligible right now (the `reconciler_eligible_backlog` gauge).
     pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
-        self.orders.count_documents(Self::draft_filter(now, e)).await.map_err(StoreError::mongo("count eligible"))
+        self.orders
+            .count_documents(Self::draft_filter(now, e))
+            .await
+            .map_err(StoreError::mongo("count eligible"))
     }
 
     /// Claim up to `max` eligible orders for `owner`, oldest first; drafts before late-payment
     /// watches (which only fill what is left).
-    pub async fn claim(&self, owner: &str, now: DateTime, lease: Duration, e: &Eligibility, max: usize) -> StoreResult<Vec<Claimed>> {
+    pub async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime,
+        lease: Duration,
+        e: &Eligibility,
+        max: usize,
+    ) -> StoreResult<Vec<Claimed>> {
         let mut out = Vec::new();
-        self.claim_matching(Self::draft_filter(now, e), owner, now, lease, max, &mut out).await?;
+        self.claim_matching(Self::draft_filter(now, e), owner, now, lease, max, &mut out)
+            .await?;
         if let Some(h) = e.watch_horizon {
             if out.len() < max {
-                self.claim_matching(Self::watch_filter(now, h), owner, now, lease, max, &mut out).await?;
+                self.claim_matching(Self::watch_filter(now, h), owner, now, lease, max, &mut out)
+                    .await?;
             }
         }
         Ok(out)
@@ -202,7 +246,9 @@ impl Store {
             .try_collect()
             .await
             .map_err(StoreError::mongo("find eligible"))?;
-        let opts = FindOneAndUpdateOptions::builder().return_document(ReturnDocument::After).build();
+        let opts = FindOneAndUpdateOptions::builder()
+            .return_document(ReturnDocument::After)
+            .build();
         for id in ids {
             if out.len() >= max {
                 break;
@@ -250,7 +296,15 @@ impl Store {
 
     /// No status change: record the check and when to look again, and release our lease.
     /// Guarded by the status and our lease, so it never overwrites someone else's progress.
-    pub async fn reschedule(&self, id: &Bson, owner: &str, status: Status, next: DateTime, code: &str, now: DateTime) -> StoreResult<bool> {
+    pub async fn reschedule(
+        &self,
+        id: &Bson,
+        owner: &str,
+        status: Status,
+        next: DateTime,
+        code: &str,
+        now: DateTime,
+    ) -> StoreResult<bool> {
         let r = self
             .orders
             .update_one(
@@ -273,7 +327,10 @@ impl Store {
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
         let r = self
             .orders
-            .update_many(doc! { "reconciliation.leaseOwner": owner }, doc! { "$unset": unset_lease() })
+            .update_many(
+                doc! { "reconciliation.leaseOwner": owner },
+                doc! { "$unset": unset_lease() },
+            )
             .await
             .map_err(StoreError::mongo("release leases"))?;
         Ok(r.modified_count)
@@ -281,7 +338,10 @@ impl Store {
 
     /// Find one order by its merchant transaction id (for `check`).
     pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
-        self.orders.find_one(doc! { "merchantTransactionId": mtid }).await.map_err(StoreError::mongo("find order"))
+        self.orders
+            .find_one(doc! { "merchantTransactionId": mtid })
+            .await
+            .map_err(StoreError::mongo("find order"))
     }
 
     /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge).
@@ -299,7 +359,11 @@ fn parse_claimed(d: &Document) -> Claimed {
         Err(error) => Claimed::Invalid {
             id: d.get("_id").cloned().unwrap_or(Bson::Null),
             // The claim filter matched on status, so it parses; draft is the safe fallback.
-            status: d.get_str("status").ok().and_then(Status::parse).unwrap_or(Status::Draft),
+            status: d
+                .get_str("status")
+                .ok()
+                .and_then(Status::parse)
+                .unwrap_or(Status::Draft),
             merchant_transaction_id: d.get_str("merchantTransactionId").ok().map(str::to_string),
             error,
         },
@@ -310,7 +374,10 @@ impl Store {
     /// Set when a settled order (e.g. cancelled and watched for late payment) is next looked at.
     pub async fn reschedule_settled(&self, id: &Bson, status: Status, next: DateTime) -> StoreResult<()> {
         self.orders
-            .update_one(doc! { "_id": id, "status": status.as_str() }, doc! { "$set": { "reconciliation.nextCheckAt": next } })
+            .update_one(
+                doc! { "_id": id, "status": status.as_str() },
+                doc! { "$set": { "reconciliation.nextCheckAt": next } },
+            )
             .await
             .map_err(StoreError::mongo("schedule late-payment check"))?;
         Ok(())

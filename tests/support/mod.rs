@@ -27,7 +27,10 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn secantusd() -> PathBuf {
@@ -35,7 +38,10 @@ fn secantusd() -> PathBuf {
         return p.into();
     }
     let p = manifest_dir().join(".venv/bin/secantusd-py");
-    assert!(p.exists(), "SecantusDB is not installed: run scripts/setup-dev.sh (or set MONGODB_URI)");
+    assert!(
+        p.exists(),
+        "SecantusDB is not installed: run scripts/setup-dev.sh (or set MONGODB_URI)"
+    );
     p
 }
 
@@ -43,8 +49,18 @@ fn secantusd() -> PathBuf {
 /// when the test binary exits, however it exits.
 pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
     let port = free_port();
-    let mut args = vec!["--host".to_string(), "127.0.0.1".into(), "--port".into(), port.to_string()];
-    args.extend(["--storage-path".into(), ":memory:".into(), "--log-level".into(), "WARNING".into()]);
+    let mut args = vec![
+        "--host".to_string(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    args.extend([
+        "--storage-path".into(),
+        ":memory:".into(),
+        "--log-level".into(),
+        "WARNING".into(),
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let script = r#"bin="$1"; parent="$2"; shift 2; "$bin" "$@" & c=$!; trap 'kill $c 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 1; done; kill $c 2>/dev/null; wait $c"#;
     let child = Command::new("sh")
@@ -65,7 +81,10 @@ pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
 pub fn wait_for_port(port: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -77,10 +96,18 @@ pub fn db_server() -> &'static DbServer {
         if let Ok(uri) = std::env::var("MONGODB_URI") {
             let (base, rest) = split_uri(&uri);
             let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-            return DbServer { base, query, _child: None };
+            return DbServer {
+                base,
+                query,
+                _child: None,
+            };
         }
         let (port, child) = start_secantus(&["--enable-test-commands"]);
-        DbServer { base: format!("mongodb://127.0.0.1:{port}"), query: "?directConnection=true".into(), _child: Some(child) }
+        DbServer {
+            base: format!("mongodb://127.0.0.1:{port}"),
+            query: "?directConnection=true".into(),
+            _child: Some(child),
+        }
     })
 }
 
@@ -89,14 +116,21 @@ pub fn standalone_server() -> &'static DbServer {
     static S: OnceLock<DbServer> = OnceLock::new();
     S.get_or_init(|| {
         let (port, child) = start_secantus(&["--standalone", "--enable-test-commands"]);
-        DbServer { base: format!("mongodb://127.0.0.1:{port}"), query: "?directConnection=true".into(), _child: Some(child) }
+        DbServer {
+            base: format!("mongodb://127.0.0.1:{port}"),
+            query: "?directConnection=true".into(),
+            _child: Some(child),
+        }
     })
 }
 
 fn split_uri(uri: &str) -> (String, String) {
     let after_scheme = uri.find("://").map(|i| i + 3).unwrap_or(0);
     match uri[after_scheme..].find('/') {
-        Some(i) => (uri[..after_scheme + i].to_string(), uri[after_scheme + i + 1..].to_string()),
+        Some(i) => (
+            uri[..after_scheme + i].to_string(),
+            uri[after_scheme + i + 1..].to_string(),
+        ),
         None => (uri.to_string(), String::new()),
     }
 }
@@ -121,7 +155,10 @@ pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         if cond() {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -155,7 +192,10 @@ impl World {
 
     fn build(server: &DbServer, test: &str, salt: &str) -> World {
         let (uri, name) = server.fresh_uri(test);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let client = rt.block_on(Client::with_uri_str(&uri)).expect("mongodb client");
         let db = client.database(&name);
         let sim = SimHandle::spawn(SimConfig {
@@ -172,7 +212,13 @@ impl World {
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = CommitStrategy::Auto;
-        World { rt, db, uri, sim, settings }
+        World {
+            rt,
+            db,
+            uri,
+            sim,
+            settings,
+        }
     }
 
     /// Run a driver action (or any future) to completion on this world's runtime.
@@ -181,14 +227,23 @@ impl World {
     }
 
     pub fn insert_product(&self, id: &str, stock: i64) {
-        self.block(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": stock })).expect("insert product");
+        self.block(
+            self.db
+                .collection::<Document>("products")
+                .insert_one(doc! { "_id": id, "stock": stock }),
+        )
+        .expect("insert product");
     }
 
     pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
         let total: i64 = sizes.iter().map(|s| s.1).sum();
         let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
-        self.block(self.db.collection::<Document>("products").insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }))
-            .expect("insert product");
+        self.block(
+            self.db
+                .collection::<Document>("products")
+                .insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }),
+        )
+        .expect("insert product");
     }
 
     /// A draft order `age_secs` old for `amount` paise with `items` (productId, quantity, size).
@@ -215,23 +270,35 @@ impl World {
     pub fn insert_raw(&self, mut d: Document) -> Bson {
         let id = Bson::ObjectId(ObjectId::new());
         d.insert("_id", id.clone());
-        self.block(self.db.collection::<Document>("orders").insert_one(d)).expect("insert order");
+        self.block(self.db.collection::<Document>("orders").insert_one(d))
+            .expect("insert order");
         id
     }
 
     pub fn order(&self, mtid: &str) -> Document {
-        self.block(self.db.collection::<Document>("orders").find_one(doc! { "merchantTransactionId": mtid }))
-            .expect("find order")
-            .unwrap_or_else(|| panic!("order {mtid} not found"))
+        self.block(
+            self.db
+                .collection::<Document>("orders")
+                .find_one(doc! { "merchantTransactionId": mtid }),
+        )
+        .expect("find order")
+        .unwrap_or_else(|| panic!("order {mtid} not found"))
     }
 
     pub fn status(&self, mtid: &str) -> (String, String) {
         let o = self.order(mtid);
-        (o.get_str("status").unwrap_or("?").to_string(), o.get_str("paymentStatus").unwrap_or("?").to_string())
+        (
+            o.get_str("status").unwrap_or("?").to_string(),
+            o.get_str("paymentStatus").unwrap_or("?").to_string(),
+        )
     }
 
     pub fn reason(&self, mtid: &str) -> Option<String> {
-        self.order(mtid).get_document("reconciliation").ok().and_then(|r| r.get_str("reason").ok()).map(str::to_string)
+        self.order(mtid)
+            .get_document("reconciliation")
+            .ok()
+            .and_then(|r| r.get_str("reason").ok())
+            .map(str::to_string)
     }
 
     pub fn history(&self, mtid: &str) -> Vec<Document> {
@@ -243,7 +310,11 @@ impl World {
 
     pub fn stock(&self, product: &str) -> i64 {
         let p = self
-            .block(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .block(
+                self.db
+                    .collection::<Document>("products")
+                    .find_one(doc! { "_id": product }),
+            )
             .expect("find product")
             .expect("product exists");
         match p.get("stock") {
@@ -255,7 +326,11 @@ impl World {
 
     pub fn size_stock(&self, product: &str, size: &str) -> i64 {
         let p = self
-            .block(self.db.collection::<Document>("products").find_one(doc! { "_id": product }))
+            .block(
+                self.db
+                    .collection::<Document>("products")
+                    .find_one(doc! { "_id": product }),
+            )
             .expect("find product")
             .expect("product exists");
         let sizes = p.get_array("sizes").expect("sizes");
@@ -263,13 +338,21 @@ impl World {
             .iter()
             .filter_map(|s| s.as_document())
             .find(|s| s.get_str("size").ok() == Some(size))
-            .and_then(|s| s.get("stock").and_then(Bson::as_i64).or_else(|| s.get("stock").and_then(Bson::as_i32).map(i64::from)))
+            .and_then(|s| {
+                s.get("stock")
+                    .and_then(Bson::as_i64)
+                    .or_else(|| s.get("stock").and_then(Bson::as_i32).map(i64::from))
+            })
             .expect("size stock")
     }
 
     /// Calls the simulator received for `mtid`.
     pub fn calls_for(&self, mtid: &str) -> usize {
-        self.sim.calls().iter().filter(|c| c.merchant_transaction_id == mtid).count()
+        self.sim
+            .calls()
+            .iter()
+            .filter(|c| c.merchant_transaction_id == mtid)
+            .count()
     }
 
     /// Run `draft-reconciler once` in-process (its own actix System, on this thread).
@@ -292,6 +375,9 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
