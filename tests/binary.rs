@@ -25,6 +25,7 @@ fn base_env(w: &World) -> HashMap<&'static str, String> {
         ("RECONCILER_OPS__LISTEN", String::new()),
         ("LOG_FORMAT", "json".to_string()),
         ("LOG_LEVEL", "debug".to_string()),
+        ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "6000".to_string()),
     ])
 }
 

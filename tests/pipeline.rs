@@ -416,3 +416,20 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
     assert_eq!(h[0].get_str("by").unwrap(), "webhook");
     let _ = Bson::Null;
 }
+
+#[test]
+fn a_standalone_server_under_auto_refuses_to_commit_but_still_settles_the_rest() {
+    let w = World::on(support::standalone_server(), "standalone");
+    w.insert_product("tee", 10);
+    w.insert_order("ORD-PAID", 49900, OLD, &[("tee", 1, None)]);
+    w.insert_order("ORD-FAIL", 49900, OLD, &[("tee", 1, None)]);
+    w.sim.script("ORD-PAID", vec![Answer::completed(49900)]);
+    w.sim.script("ORD-FAIL", vec![Answer::failed()]);
+
+    w.once();
+
+    // No transactions and no journal yet: never commit stock non-atomically.
+    assert_untouched(&w, "ORD-PAID");
+    assert_eq!(w.stock("tee"), 10);
+    assert_eq!(w.status("ORD-FAIL"), ("cancelled".into(), "failed".into()));
+}
