@@ -433,3 +433,32 @@ fn a_standalone_server_under_auto_refuses_to_commit_but_still_settles_the_rest()
     assert_eq!(w.stock("tee"), 10);
     assert_eq!(w.status("ORD-FAIL"), ("cancelled".into(), "failed".into()));
 }
+
+#[test]
+fn a_timed_out_order_paid_later_goes_to_review_not_left_cancelled() {
+    let w = World::new("late_payment");
+    w.insert_product("tee", 10);
+    w.insert_order("ORD-LATE", 49900, ANCIENT, &[("tee", 1, None)]);
+    w.sim
+        .script("ORD-LATE", vec![Answer::pending(), Answer::completed(49900)]);
+    w.once();
+    assert_eq!(w.reason("ORD-LATE").as_deref(), Some("pending_timeout"));
+
+    // The late-payment re-check is due (as it would be after LATE_PAYMENT_RECHECK).
+    w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+        doc! { "merchantTransactionId": "ORD-LATE" },
+        doc! { "$set": { "reconciliation.nextCheckAt": DateTime::now() } },
+    ))
+    .unwrap();
+    w.once();
+
+    assert_eq!(w.status("ORD-LATE"), ("needs_review".into(), "paid".into()));
+    assert_eq!(w.reason("ORD-LATE").as_deref(), Some("paid_after_cancel"));
+    assert_eq!(w.stock("tee"), 10, "a person decides: nothing deducted automatically");
+    let h = w.history("ORD-LATE");
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(
+        (h[1].get_str("from").unwrap(), h[1].get_str("to").unwrap()),
+        ("cancelled", "needs_review")
+    );
+}

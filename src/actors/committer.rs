@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use mongodb::bson::{Bson, DateTime};
+use tracing::Instrument;
 
 use super::supervisor::ChildGuard;
 use super::{Env, Outcome};
@@ -65,7 +66,8 @@ impl Handler<Settle> for StockCommitter {
     fn handle(&mut self, msg: Settle, _: &mut Self::Context) -> Self::Result {
         crate::fault::point("committer.settle");
         let env = self.env.clone();
-        Box::pin(async move { settle(&env, &msg.order, msg.decision).await })
+        let span = tracing::info_span!("order", merchantTransactionId = %msg.order.merchant_transaction_id);
+        Box::pin(async move { settle(&env, &msg.order, msg.decision).await }.instrument(span))
     }
 }
 
