@@ -77,14 +77,14 @@ impl Handler<ParkInvalid> for StockCommitter {
     fn handle(&mut self, msg: ParkInvalid, _: &mut Self::Context) -> Self::Result {
         let env = self.env.clone();
         Box::pin(async move {
-            let t = Transition {
-                from: msg.status,
-                to: Status::NeedsReview,
-                payment_status: PaymentStatus::Pending,
-                reason: review::INVALID_ORDER.into(),
-                code: Some(msg.error.to_string()),
-                transaction_id: None,
-            };
+            let t = Transition::new(
+                msg.status,
+                Status::NeedsReview,
+                PaymentStatus::Pending,
+                review::INVALID_ORDER,
+                msg.error.to_string(),
+                None,
+            );
             tracing::error!(order_id = %msg.id, problem = %msg.error, "order document is invalid; parked as needs_review");
             let won = env.store.transition(&msg.id, &t, DateTime::now()).await?;
             Ok(count(if won {
@@ -121,15 +121,15 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
             code,
             transaction_id,
         } => {
-            let t = Transition {
-                from: order.status,
-                to: Status::NeedsReview,
-                payment_status,
-                reason: reason.into(),
-                code: Some(code),
-                transaction_id,
-            };
             tracing::warn!(reason, "parking order as needs_review");
+            let t = Transition::new(
+                order.status,
+                Status::NeedsReview,
+                payment_status,
+                reason,
+                code,
+                transaction_id,
+            );
             guarded(env, order, &t, now).await?
         }
         Decision::Cancel {
@@ -138,21 +138,19 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
             code,
             transaction_id,
         } => {
-            let t = Transition {
-                from: order.status,
-                to: Status::Cancelled,
+            let mut t = Transition::new(
+                order.status,
+                Status::Cancelled,
                 payment_status,
-                reason: reason.into(),
-                code: Some(code),
+                reason,
+                code,
                 transaction_id,
-            };
-            let o = guarded(env, order, &t, now).await?;
-            if o == Outcome::Cancelled && payment_status == PaymentStatus::Pending {
-                // Watched for a late payment: first re-check after the usual late-payment interval.
-                let next = plus(now, crate::domain::decision::LATE_PAYMENT_RECHECK);
-                env.store.reschedule_settled(&order.id, Status::Cancelled, next).await?;
+            );
+            if payment_status == PaymentStatus::Pending {
+                // Watched for a late payment: the first re-check comes after the usual interval.
+                t.next_check_at = Some(plus(now, crate::domain::decision::LATE_PAYMENT_RECHECK));
             }
-            o
+            guarded(env, order, &t, now).await?
         }
         Decision::Reschedule { after, code } => {
             env.store
@@ -238,13 +236,15 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
     };
     metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parking as needs_review");
-    let review = Transition {
-        from: Status::Draft,
-        to: Status::NeedsReview,
-        payment_status: PaymentStatus::Paid,
-        reason: reason.into(),
-        code: t.code.clone(),
-        transaction_id: t.transaction_id.clone(),
-    };
+    let mut review = Transition::new(
+        Status::Draft,
+        Status::NeedsReview,
+        PaymentStatus::Paid,
+        reason,
+        String::new(),
+        None,
+    );
+    review.code = t.code.clone();
+    review.transaction_id = t.transaction_id.clone();
     guarded(env, order, &review, now).await
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use super::orders::{history_entry, transition_set, Store, Transition};
+use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};
@@ -138,12 +138,7 @@ impl Store {
             .orders
             .update_one(
                 doc! { "_id": &order.id, "status": Status::Draft.as_str() },
-                doc! {
-                    "$set": transition_set(now, t),
-                    "$unset": { "reconciliation.leaseOwner": "", "reconciliation.leaseUntil": "" },
-                    "$inc": { "reconciliation.attempts": 1 },
-                    "$push": { "history": history_entry(now, t) },
-                },
+                transition_update(now, t),
             )
             .session(&mut *s)
             .await
@@ -252,12 +247,12 @@ async fn commit_with_retry(s: &mut ClientSession) -> StoreResult<()> {
 
 /// The transition a successful commit records.
 pub fn confirm_transition(code: &str, transaction_id: Option<String>) -> Transition {
-    Transition {
-        from: Status::Draft,
-        to: Status::Confirmed,
-        payment_status: PaymentStatus::Paid,
-        reason: "paid".into(),
-        code: Some(code.to_string()),
+    Transition::new(
+        Status::Draft,
+        Status::Confirmed,
+        PaymentStatus::Paid,
+        "paid",
+        code.to_string(),
         transaction_id,
-    }
+    )
 }

@@ -58,6 +58,29 @@ pub struct Transition {
     pub reason: String,
     pub code: Option<String>,
     pub transaction_id: Option<String>,
+    /// When to look at the order again (a cancelled order watched for a late payment).
+    pub next_check_at: Option<DateTime>,
+}
+
+impl Transition {
+    pub fn new(
+        from: Status,
+        to: Status,
+        payment_status: PaymentStatus,
+        reason: &str,
+        code: String,
+        transaction_id: Option<String>,
+    ) -> Transition {
+        Transition {
+            from,
+            to,
+            payment_status,
+            reason: reason.to_string(),
+            code: Some(code),
+            transaction_id,
+            next_check_at: None,
+        }
+    }
 }
 
 /// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
@@ -66,7 +89,7 @@ fn unset_lease() -> Document {
 }
 
 /// One audit-trail entry (`orders.history[]`).
-pub(crate) fn history_entry(now: DateTime, t: &Transition) -> Document {
+fn history_entry(now: DateTime, t: &Transition) -> Document {
     doc! {
         "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": "reconciler",
         "reason": &t.reason, "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
@@ -74,11 +97,25 @@ pub(crate) fn history_entry(now: DateTime, t: &Transition) -> Document {
 }
 
 /// The `$set` part of a transition.
-pub(crate) fn transition_set(now: DateTime, t: &Transition) -> Document {
-    doc! {
+fn transition_set(now: DateTime, t: &Transition) -> Document {
+    let mut set = doc! {
         "status": t.to.as_str(), "paymentStatus": t.payment_status.as_str(), "updatedAt": now,
         "reconciliation.reason": &t.reason, "reconciliation.lastCode": t.code.clone(),
         "reconciliation.lastCheckedAt": now,
+    };
+    if let Some(next) = t.next_check_at {
+        set.insert("reconciliation.nextCheckAt", next);
+    }
+    set
+}
+
+/// The whole update of a status transition: new status, bookkeeping, lease released, audit entry.
+pub(crate) fn transition_update(now: DateTime, t: &Transition) -> Document {
+    doc! {
+        "$set": transition_set(now, t),
+        "$unset": unset_lease(),
+        "$inc": { "reconciliation.attempts": 1 },
+        "$push": { "history": history_entry(now, t) },
     }
 }
 
@@ -280,15 +317,7 @@ impl Store {
     pub async fn transition(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
         let r = self
             .orders
-            .update_one(
-                doc! { "_id": id, "status": t.from.as_str() },
-                doc! {
-                    "$set": transition_set(now, t),
-                    "$unset": unset_lease(),
-                    "$inc": { "reconciliation.attempts": 1 },
-                    "$push": { "history": history_entry(now, t) },
-                },
-            )
+            .update_one(doc! { "_id": id, "status": t.from.as_str() }, transition_update(now, t))
             .await
             .map_err(StoreError::mongo("update order status"))?;
         Ok(r.matched_count == 1)
@@ -367,19 +396,5 @@ fn parse_claimed(d: &Document) -> Claimed {
             merchant_transaction_id: d.get_str("merchantTransactionId").ok().map(str::to_string),
             error,
         },
-    }
-}
-
-impl Store {
-    /// Set when a settled order (e.g. cancelled and watched for late payment) is next looked at.
-    pub async fn reschedule_settled(&self, id: &Bson, status: Status, next: DateTime) -> StoreResult<()> {
-        self.orders
-            .update_one(
-                doc! { "_id": id, "status": status.as_str() },
-                doc! { "$set": { "reconciliation.nextCheckAt": next } },
-            )
-            .await
-            .map_err(StoreError::mongo("schedule late-payment check"))?;
-        Ok(())
     }
 }

@@ -308,16 +308,18 @@ impl World {
             .unwrap_or_default()
     }
 
+    pub fn product(&self, product: &str) -> Document {
+        self.block(
+            self.db
+                .collection::<Document>("products")
+                .find_one(doc! { "_id": product }),
+        )
+        .expect("find product")
+        .unwrap_or_else(|| panic!("product {product} not found"))
+    }
+
     pub fn stock(&self, product: &str) -> i64 {
-        let p = self
-            .block(
-                self.db
-                    .collection::<Document>("products")
-                    .find_one(doc! { "_id": product }),
-            )
-            .expect("find product")
-            .expect("product exists");
-        match p.get("stock") {
+        match self.product(product).get("stock") {
             Some(Bson::Int32(n)) => i64::from(*n),
             Some(Bson::Int64(n)) => *n,
             other => panic!("stock of {product} is {other:?}"),
@@ -325,14 +327,7 @@ impl World {
     }
 
     pub fn size_stock(&self, product: &str, size: &str) -> i64 {
-        let p = self
-            .block(
-                self.db
-                    .collection::<Document>("products")
-                    .find_one(doc! { "_id": product }),
-            )
-            .expect("find product")
-            .expect("product exists");
+        let p = self.product(product);
         let sizes = p.get_array("sizes").expect("sizes");
         sizes
             .iter()
