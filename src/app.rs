@@ -20,7 +20,7 @@ use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::PhonePeClient;
 use crate::store::orders::Eligibility;
-use crate::store::{Store, StrategyChoice};
+use crate::store::Store;
 
 /// How long shutdown waits for in-flight orders before leaving them to their leases.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -47,12 +47,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .resolve_strategy(settings.job.commit_strategy)
         .await
         .context("choosing the commit strategy")?;
-    if strategy == StrategyChoice::Refuse {
-        tracing::error!(
-            "MongoDB is a standalone server (no transactions) and the journal strategy is not available: \
-             paid orders will NOT be confirmed until MongoDB runs as a replica set"
-        );
-    }
+    tracing::info!(strategy = ?strategy, "commit strategy chosen");
     let phonepe = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
     let policy = Policy {
         merchant_id: settings.phonepe.merchant_id.clone(),

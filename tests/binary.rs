@@ -26,6 +26,10 @@ fn base_env(w: &World) -> HashMap<&'static str, String> {
         ("LOG_FORMAT", "json".to_string()),
         ("LOG_LEVEL", "debug".to_string()),
         ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "6000".to_string()),
+        (
+            "RECONCILER_JOB__COMMIT_STRATEGY",
+            support::test_strategy_name().to_string(),
+        ),
     ])
 }
 

@@ -418,20 +418,49 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
 }
 
 #[test]
-fn a_standalone_server_under_auto_refuses_to_commit_but_still_settles_the_rest() {
-    let w = World::on(support::standalone_server(), "standalone");
+fn a_standalone_server_under_auto_commits_with_the_journal() {
+    let mut w = World::on(support::standalone_server(), "standalone");
+    w.settings.job.commit_strategy = draft_reconciler::config::CommitStrategy::Auto;
     w.insert_product("tee", 10);
-    w.insert_order("ORD-PAID", 49900, OLD, &[("tee", 1, None)]);
+    w.insert_sized_product("shirt", &[("M", 1)]);
+    w.insert_order("ORD-PAID", 49900, OLD, &[("tee", 2, None), ("shirt", 1, Some("M"))]);
+    w.insert_order(
+        "ORD-SHORT",
+        49900,
+        OLD - 1,
+        &[("tee", 1, None), ("shirt", 1, Some("M"))],
+    );
     w.insert_order("ORD-FAIL", 49900, OLD, &[("tee", 1, None)]);
     w.sim.script("ORD-PAID", vec![Answer::completed(49900)]);
+    w.sim.script("ORD-SHORT", vec![Answer::completed(49900)]);
     w.sim.script("ORD-FAIL", vec![Answer::failed()]);
 
     w.once();
 
-    // No transactions and no journal yet: never commit stock non-atomically.
-    assert_untouched(&w, "ORD-PAID");
-    assert_eq!(w.stock("tee"), 10);
+    assert_eq!(w.status("ORD-PAID"), ("confirmed".into(), "paid".into()));
+    assert_eq!(w.status("ORD-SHORT"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.status("ORD-FAIL"), ("cancelled".into(), "failed".into()));
+    assert_eq!(
+        (w.stock("tee"), w.stock("shirt"), w.size_stock("shirt", "M")),
+        (8, 0, 0),
+        "the short order was compensated"
+    );
+    for p in ["tee", "shirt"] {
+        let markers = w
+            .product(p)
+            .get_array("reconcilerCommits")
+            .map(|a| a.len())
+            .unwrap_or(0);
+        assert_eq!(markers, 0, "{p}: commit markers are removed once a journal ends");
+    }
+    let journal = w
+        .order("ORD-PAID")
+        .get_document("reconciliation")
+        .unwrap()
+        .get_document("commit")
+        .unwrap()
+        .clone();
+    assert_eq!(journal.get_str("state").unwrap(), "confirmed", "{journal:?}");
 }
 
 #[test]

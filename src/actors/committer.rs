@@ -21,7 +21,7 @@ use crate::domain::decision::review;
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::plus;
-use crate::store::{CommitOutcome, StoreError, Transition};
+use crate::store::{CommitOutcome, Lease, StoreError, Transition};
 use crate::telemetry::names;
 
 /// Make `decision` true for `order`.
@@ -207,7 +207,12 @@ async fn guarded(env: &Env, order: &Order, t: &Transition, now: DateTime) -> Res
 }
 
 async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Result<Outcome, StoreError> {
-    let result = env.store.commit(env.strategy, order, &t, now).await;
+    let lease = Lease {
+        owner: &env.owner,
+        ttl: env.settings.job.lease_ttl,
+        now,
+    };
+    let result = env.store.commit(env.strategy, order, &t, &lease).await;
     let (reason, product) = match result {
         Ok(CommitOutcome::Committed) => return Ok(Outcome::Confirmed),
         Ok(CommitOutcome::AlreadyProcessed) => {

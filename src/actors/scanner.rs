@@ -104,19 +104,32 @@ impl Scanner {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         crate::fault::point("scanner.tick");
         self.env.health.scanner_ticked();
-        if self.stopping {
+        if self.stopping || self.claiming {
             return;
         }
+        self.recover_then_fill(ctx);
+    }
+
+    /// The recovery pass (interrupted journal commits), the backlog gauges, then a claim.
+    /// `claiming` stays set meanwhile, so nothing is claimed before recovery has run.
+    fn recover_then_fill(&mut self, ctx: &mut Context<Self>) {
+        self.claiming = true;
         let env = self.env.clone();
-        ctx.spawn(
-            async move {
-                let now = DateTime::now();
-                let backlog = env.store.count_eligible(now, &env.eligibility).await?;
-                let review = env.store.count_needs_review().await?;
-                Ok::<_, crate::store::StoreError>((backlog, review))
+        let scan = async move {
+            let recovered = env
+                .store
+                .recover_journals(&env.owner, env.settings.job.lease_ttl)
+                .await?;
+            if !recovered.is_empty() {
+                tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
             }
-            .into_actor(self)
-            .map(|res, _, _| match res {
+            let now = DateTime::now();
+            let backlog = env.store.count_eligible(now, &env.eligibility).await?;
+            let review = env.store.count_needs_review().await?;
+            Ok::<_, crate::store::StoreError>((backlog, review))
+        };
+        ctx.spawn(scan.into_actor(self).map(|res, act, ctx| {
+            match res {
                 Ok((backlog, review)) => {
                     metrics::gauge!(names::ELIGIBLE_BACKLOG).set(backlog as f64);
                     metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(review as f64);
@@ -128,9 +141,11 @@ impl Scanner {
                     metrics::counter!(names::SCAN_RUNS, "result" => "error").increment(1);
                     tracing::error!(error = %e, "scan failed; will try again next interval");
                 }
-            }),
-        );
-        self.fill(ctx);
+            }
+            act.claiming = false;
+            act.fill(ctx);
+            act.maybe_finish_drain();
+        }));
     }
 
     /// Claim orders for every free slot (at most `max_orders_per_run`) and dispatch them.
@@ -228,8 +243,7 @@ impl Handler<Drain> for Scanner {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.drain_reply = Some(tx);
         self.more_waiting = true;
-        self.fill(ctx);
-        self.maybe_finish_drain();
+        self.recover_then_fill(ctx);
         Box::pin(async move { rx.await.unwrap_or_default() })
     }
 }

@@ -7,9 +7,9 @@
 //! retry the whole transaction; an unknown commit result retries the commit. No HTTP calls,
 //! actor messages or metrics happen in here: the body may run several times.
 //!
-//! Strategy `auto` picks `transaction` when `hello` shows a replica set or mongos. A standalone
-//! server cannot run transactions; until the journal strategy exists the commit is refused with
-//! a clear error rather than done non-atomically.
+//! Strategy `auto` picks `transaction` when `hello` shows a replica set or mongos, and the
+//! crash-safe `journal` saga (see `journal.rs`) on a standalone server, which refuses
+//! transactions. Both give the same observable outcomes.
 
 use std::time::Duration;
 
@@ -38,8 +38,16 @@ pub enum CommitOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyChoice {
     Transaction,
-    /// The server cannot run transactions and no safe alternative is available.
-    Refuse,
+    /// The crash-safe saga of single-document updates (standalone servers).
+    Journal,
+}
+
+/// Who commits, and for how long the order stays leased to them while it is `committing`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub ttl: Duration,
+    pub now: DateTime,
 }
 
 /// How many times a transaction is retried on transient errors before giving up (the order's
@@ -67,25 +75,21 @@ impl Store {
                  multi-document transactions; run a replica set (even a single node)"
                     .into(),
             )),
-            (CommitStrategy::Auto, false) | (CommitStrategy::Journal, _) => Ok(StrategyChoice::Refuse),
+            (CommitStrategy::Auto, false) | (CommitStrategy::Journal, _) => Ok(StrategyChoice::Journal),
         }
     }
 
-    /// Confirm `order` and deduct its items atomically.
+    /// Confirm `order` and deduct its items atomically, with the resolved strategy.
     pub async fn commit(
         &self,
         strategy: StrategyChoice,
         order: &Order,
         t: &Transition,
-        now: DateTime,
+        lease: &Lease<'_>,
     ) -> StoreResult<CommitOutcome> {
         match strategy {
-            StrategyChoice::Transaction => self.commit_in_transaction(order, t, now).await,
-            StrategyChoice::Refuse => Err(StoreError::Unsupported(
-                "this MongoDB server cannot run transactions and the journal commit strategy is not available; \
-                 refusing to commit stock non-atomically"
-                    .into(),
-            )),
+            StrategyChoice::Transaction => self.commit_in_transaction(order, t, lease.now).await,
+            StrategyChoice::Journal => self.commit_journal(order, t, lease.owner, lease.ttl, lease.now).await,
         }
     }
 

@@ -6,9 +6,11 @@
 //! webhook path and any number of reconciler instances can race and exactly one wins.
 
 pub mod commit;
+pub mod journal;
 pub mod orders;
 
-pub use commit::{CommitOutcome, StrategyChoice};
+pub use commit::{CommitOutcome, Lease, StrategyChoice};
+pub use journal::Recovery;
 pub use orders::{Claimed, Store, Transition};
 
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};

@@ -190,6 +190,15 @@ impl Store {
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
                 .build(),
             IndexModel::builder()
+                .keys(doc! { "reconciliation.commit.id": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("reconciler_journal".to_string())
+                        .sparse(true)
+                        .build(),
+                )
+                .build(),
+            IndexModel::builder()
                 .keys(doc! { "reconciliation.leaseOwner": 1 })
                 .options(
                     IndexOptions::builder()
@@ -203,6 +212,20 @@ impl Store {
             .create_indexes(models)
             .await
             .map_err(StoreError::mongo("create indexes"))?;
+        // The journal strategy's per-item commit markers on products (swept by recovery).
+        let markers = IndexModel::builder()
+            .keys(doc! { super::journal::MARKERS: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name("reconciler_commit_markers".to_string())
+                    .sparse(true)
+                    .build(),
+            )
+            .build();
+        self.products
+            .create_index(markers)
+            .await
+            .map_err(StoreError::mongo("create products index"))?;
         Ok(())
     }
 

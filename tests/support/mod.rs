@@ -124,6 +124,32 @@ pub fn standalone_server() -> &'static DbServer {
     })
 }
 
+/// The server the suite runs against by default (see `World::new`).
+pub fn default_server() -> &'static DbServer {
+    match std::env::var("RECONCILER_TEST_SERVER").as_deref() {
+        Ok("standalone") => standalone_server(),
+        _ => db_server(),
+    }
+}
+
+/// The commit strategy the suite runs with: `RECONCILER_TEST_STRATEGY` (default `auto`).
+pub fn test_strategy() -> CommitStrategy {
+    match std::env::var("RECONCILER_TEST_STRATEGY").as_deref() {
+        Ok("journal") => CommitStrategy::Journal,
+        Ok("transaction") => CommitStrategy::Transaction,
+        _ => CommitStrategy::Auto,
+    }
+}
+
+/// The same, as the value of `RECONCILER_JOB__COMMIT_STRATEGY` for the real binary.
+pub fn test_strategy_name() -> &'static str {
+    match test_strategy() {
+        CommitStrategy::Journal => "journal",
+        CommitStrategy::Transaction => "transaction",
+        CommitStrategy::Auto => "auto",
+    }
+}
+
 fn split_uri(uri: &str) -> (String, String) {
     let after_scheme = uri.find("://").map(|i| i + 3).unwrap_or(0);
     match uri[after_scheme..].find('/') {
@@ -177,8 +203,10 @@ pub const MERCHANT: &str = "MERCHANTUAT";
 pub const SALT: &str = "test-salt-key";
 
 impl World {
+    /// A world on the default server: the replica-set-like one, or the standalone one when
+    /// `RECONCILER_TEST_SERVER=standalone` (how `scripts/test.sh` reruns the suite).
     pub fn new(test: &str) -> World {
-        Self::on(db_server(), test)
+        Self::on(default_server(), test)
     }
 
     pub fn on(server: &DbServer, test: &str) -> World {
@@ -187,7 +215,7 @@ impl World {
 
     /// A world whose PhonePe (and settings) use `salt` as the salt key.
     pub fn with_salt(test: &str, salt: &str) -> World {
-        Self::build(db_server(), test, salt)
+        Self::build(default_server(), test, salt)
     }
 
     fn build(server: &DbServer, test: &str, salt: &str) -> World {
@@ -211,7 +239,7 @@ impl World {
         settings.phonepe.salt_key = draft_reconciler::config::Secret::new(salt);
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
-        settings.job.commit_strategy = CommitStrategy::Auto;
+        settings.job.commit_strategy = test_strategy();
         World {
             rt,
             db,
