@@ -67,7 +67,20 @@ impl Handler<Settle> for StockCommitter {
         crate::fault::point("committer.settle");
         let env = self.env.clone();
         let span = tracing::info_span!("order", merchantTransactionId = %msg.order.merchant_transaction_id);
-        Box::pin(async move { settle(&env, &msg.order, msg.decision).await }.instrument(span))
+        Box::pin(
+            async move {
+                // Work on an order must end within its lease; past that, give it back.
+                let limit = env.settings.job.lease_ttl;
+                match tokio::time::timeout(limit, settle(&env, &msg.order, msg.decision)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::Timeout {
+                        op: "settle order",
+                        secs: limit.as_secs(),
+                    }),
+                }
+            }
+            .instrument(span),
+        )
     }
 }
 

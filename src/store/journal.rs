@@ -438,15 +438,14 @@ impl Store {
             .build();
         loop {
             let now = DateTime::now();
-            let claimed = self
+            let claim = self
                 .orders
                 .find_one_and_update(
                     doc! { "status": Status::Committing.as_str(), "reconciliation.leaseUntil": { "$not": { "$gt": now } } },
                     doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": plus(now, lease) } },
                 )
-                .with_options(opts.clone())
-                .await
-                .map_err(StoreError::mongo("recovery: claim committing order"))?;
+                .with_options(opts.clone());
+            let claimed = super::bounded("recovery: claim committing order", super::CLAIM_TIMEOUT, claim).await?;
             let Some(order) = claimed else { break };
             let id = order.get("_id").cloned().unwrap_or(Bson::Null);
             let mtid = order.get_str("merchantTransactionId").unwrap_or("?").to_string();

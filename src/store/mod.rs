@@ -27,6 +27,29 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// A write waited too long, e.g. behind a document locked by a transaction whose client
+    /// died (the server aborts those after its transaction lifetime limit, 60 s by default).
+    #[error("MongoDB did not answer {op} within {secs} s")]
+    Timeout { op: &'static str, secs: u64 },
+}
+
+/// The longest a single claim may wait. A claim stuck behind a locked document is skipped so one
+/// order can never stall the scanner; the order is claimed on a later scan.
+pub const CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bound a driver action by `limit`, turning expiry into [`StoreError::Timeout`].
+pub async fn bounded<T>(
+    op: &'static str,
+    limit: std::time::Duration,
+    fut: impl std::future::IntoFuture<Output = Result<T, MongoError>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(limit, fut.into_future()).await {
+        Ok(r) => r.map_err(StoreError::mongo(op)),
+        Err(_) => Err(StoreError::Timeout {
+            op,
+            secs: limit.as_secs(),
+        }),
+    }
 }
 
 impl StoreError {

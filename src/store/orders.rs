@@ -316,7 +316,7 @@ impl Store {
             let Some(id) = id.get("_id").cloned() else { continue };
             let mut guard = filter.clone();
             guard.insert("_id", id);
-            let claimed = self
+            let claim = self
                 .orders
                 .find_one_and_update(
                     guard,
@@ -325,9 +325,15 @@ impl Store {
                         "reconciliation.leaseUntil": plus(now, lease),
                     } },
                 )
-                .with_options(opts.clone())
-                .await
-                .map_err(StoreError::mongo("claim order"))?;
+                .with_options(opts.clone());
+            let claimed = match super::bounded("claim order", super::CLAIM_TIMEOUT, claim).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // One stuck order must not stall the others: skip it this time.
+                    tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now");
+                    continue;
+                }
+            };
             if let Some(d) = claimed {
                 out.push(parse_claimed(&d));
             }

@@ -1,0 +1,171 @@
+//! kill -9 at random moments: the real `draft-reconciler run` process is killed with SIGKILL
+//! again and again while it settles paid orders (some over-selling their product), restarted,
+//! and finally left to finish. Then the invariants: every order settled exactly once, for every
+//! product `initial − stock = Σ quantity over confirmed orders`, stock never negative, nothing
+//! left in `draft` or `committing`. Runs against both servers: transactions (replica set) and the
+//! journal (standalone). Bounded: a fixed number of kills.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use draft_reconciler::sim::Answer;
+use mongodb::bson::{doc, Bson, Document};
+use support::{reconciler_bin, DbServer, World, MERCHANT, SALT};
+
+const ORDERS: usize = 80;
+const KILLS: usize = 12;
+const PRODUCTS: [(&str, i64); 3] = [("tee", 50), ("mug", 35), ("cap", 80)];
+
+fn spawn(w: &World) -> Child {
+    Command::new(reconciler_bin())
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MONGODB_URI", &w.uri)
+        .env("PHONEPE_BASE_URL", w.sim.base_url())
+        .env("PHONEPE_MERCHANT_ID", MERCHANT)
+        .env("PHONEPE_SALT_KEY", SALT)
+        .env("PHONEPE_SALT_INDEX", "1")
+        .env("RECONCILER_OPS__LISTEN", "")
+        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "1200")
+        .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
+        .env("RECONCILER_JOB__LEASE_TTL_SECS", "2")
+        .env("RECONCILER_JOB__COMMIT_STRATEGY", support::test_strategy_name())
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start draft-reconciler")
+}
+
+fn int(b: Option<&Bson>) -> i64 {
+    match b {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn unsettled(w: &World) -> u64 {
+    w.block(
+        w.db.collection::<Document>("orders")
+            .count_documents(doc! { "status": { "$in": ["draft", "committing"] } }),
+    )
+    .unwrap()
+}
+
+fn kill_nine_repeatedly(server: &DbServer, name: &str) {
+    let w = World::on(server, name);
+    for (p, stock) in PRODUCTS {
+        w.insert_product(p, stock);
+    }
+    for i in 0..ORDERS {
+        let mtid = format!("ORD-{i:03}");
+        let (a, b) = (PRODUCTS[i % 3].0, PRODUCTS[(i + 1) % 3].0);
+        let (qa, qb) = ((i % 3 + 1) as i64, 1);
+        w.insert_order(&mtid, 1000, 600 + i as i64, &[(a, qa, None), (b, qb, None)]);
+        w.sim
+            .script(&mtid, vec![Answer::completed(1000).delay(5 + (i as u64 * 7) % 30)]);
+    }
+
+    let mut survived = 0;
+    for _ in 0..KILLS {
+        let mut child = spawn(&w);
+        // The chaos schedule: let it run a random while, then SIGKILL it mid-flight.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(150..900)));
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        survived += 1;
+        if unsettled(&w) == 0 {
+            break;
+        }
+    }
+    // Left alone, a last process finishes everything (leases expire, recovery rolls journals on).
+    let mut last = spawn(&w);
+    // With transactions, a killed process can leave a transaction open holding its documents;
+    // the server aborts it after its transaction lifetime limit (60 s), hence the long deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while unsettled(&w) > 0 {
+        if std::time::Instant::now() > deadline {
+            let stuck: Vec<Document> = w.block(async {
+                use futures_util::TryStreamExt;
+                w.db.collection::<Document>("orders")
+                    .find(doc! { "status": { "$in": ["draft", "committing"] } })
+                    .projection(doc! { "merchantTransactionId": 1, "status": 1, "reconciliation": 1 })
+                    .await
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap()
+            });
+            panic!("{name}: orders still unsettled after the kills: {stuck:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last.kill().unwrap();
+    last.wait().unwrap();
+    eprintln!("{name}: survived {survived} SIGKILLs");
+
+    let orders: Vec<Document> = w.block(async {
+        use futures_util::TryStreamExt;
+        w.db.collection::<Document>("orders")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    });
+    let mut deducted: HashMap<String, i64> = HashMap::new();
+    for o in &orders {
+        let status = o.get_str("status").unwrap();
+        assert!(status == "confirmed" || status == "needs_review", "{o:?}");
+        let history = o.get_array("history").unwrap();
+        assert_eq!(history.len(), 1, "settled exactly once: {o:?}");
+        if status == "confirmed" {
+            for it in o.get_array("items").unwrap() {
+                let it = it.as_document().unwrap();
+                *deducted
+                    .entry(it.get_str("productId").unwrap().to_string())
+                    .or_default() += int(it.get("quantity"));
+            }
+        }
+    }
+    let confirmed = orders.iter().filter(|o| o.get_str("status") == Ok("confirmed")).count();
+    assert!(
+        confirmed > 0 && confirmed < ORDERS,
+        "the fixture both sells and over-sells ({confirmed} confirmed)"
+    );
+    for (p, initial) in PRODUCTS {
+        let stock = w.stock(p);
+        assert!(stock >= 0, "{p} went negative");
+        assert_eq!(
+            initial - stock,
+            deducted.get(p).copied().unwrap_or(0),
+            "{p}: initial − stock = Σ confirmed quantities"
+        );
+        assert_eq!(
+            w.product(p)
+                .get_array("reconcilerCommits")
+                .map(|a| a.len())
+                .unwrap_or(0),
+            0,
+            "{p}: markers left"
+        );
+    }
+}
+
+#[test]
+fn kill_nine_with_transactions() {
+    kill_nine_repeatedly(support::db_server(), "kill9_tx");
+}
+
+#[test]
+fn kill_nine_with_the_journal_on_a_standalone_server() {
+    kill_nine_repeatedly(support::standalone_server(), "kill9_journal");
+}
