@@ -10,7 +10,7 @@
 #   systemd-analyze   Debian's `systemd` package (apt-get install) when missing
 #
 # Prints one line per tool. A tool that cannot be installed is reported LOUDLY and the script
-# exits 0; scripts/ops-checks.sh then refuses to pass unless OPS_ALLOW_MISSING_TOOLS=1.
+# exits 0; scripts/ops-checks.sh then skips that check loudly (OPS_REQUIRE_TOOLS=1: fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .tools
