@@ -104,9 +104,7 @@ impl Pm2 {
     }
 
     fn app(&self) -> Option<Value> {
-        self.jlist()
-            .into_iter()
-            .find(|a| a["name"] == "draft-reconciler")
+        self.jlist().into_iter().find(|a| a["name"] == "draft-reconciler")
     }
 }
 
@@ -161,10 +159,14 @@ fn pm2_runs_the_service_from_the_ecosystem_file_and_it_settles_orders() {
 
     // PM2 says it is online, running our binary directly with the shipped settings.
     let mut app = Value::Null;
-    eventually(Duration::from_secs(60), "pm2 jlist shows draft-reconciler online", || {
-        app = pm2.app().unwrap_or(Value::Null);
-        app["pm2_env"]["status"] == "online"
-    });
+    eventually(
+        Duration::from_secs(60),
+        "pm2 jlist shows draft-reconciler online",
+        || {
+            app = pm2.app().unwrap_or(Value::Null);
+            app["pm2_env"]["status"] == "online"
+        },
+    );
     let env_of = &app["pm2_env"];
     assert_eq!(env_of["pm_exec_path"], reconciler_bin().display().to_string());
     assert_eq!(env_of["exec_interpreter"], "none", "no Node interpreter");
@@ -205,10 +207,7 @@ fn pm2_runs_the_service_from_the_ecosystem_file_and_it_settles_orders() {
     pm2.ok(&["delete", "draft-reconciler"]);
     assert!(pm2.app().is_none(), "deleted from the process list");
     eventually(Duration::from_secs(40), "the service process exits", || !alive(pid));
-    let daemon_pid: i64 = read(&tmp.path().join("pm2/pm2.pid"))
-        .trim()
-        .parse()
-        .expect("pm2.pid");
+    let daemon_pid: i64 = read(&tmp.path().join("pm2/pm2.pid")).trim().parse().expect("pm2.pid");
     pm2.ok(&["kill"]);
     eventually(Duration::from_secs(20), "the PM2 daemon exits", || !alive(daemon_pid));
     eprintln!("pm2 test took {:?}", started.elapsed());
