@@ -5,8 +5,8 @@
 #
 #   pm2        npm package `pm2` into .tools/pm2            (tests/pm2.rs runs it)
 #   promtool   from Debian's `prometheus` package: the .deb is downloaded and unpacked into
-#              .tools/prometheus (not installed, so no Prometheus service is set up or started);
-#              a promtool already on PATH is used instead
+#   prometheus .tools/prometheus (not installed, so no Prometheus service is set up or started);
+#              ones already on PATH are used instead. tests/monitoring.rs runs the server.
 #   systemd-analyze   Debian's `systemd` package (apt-get install) when missing
 #
 # Prints one line per tool. A tool that cannot be installed is reported LOUDLY and the script
@@ -34,9 +34,9 @@ fi
 
 # --- promtool --------------------------------------------------------------------------------
 promtool_local=.tools/prometheus/usr/bin/promtool
-if command -v promtool >/dev/null; then
+if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
   echo "ops-tools: promtool ready at $(command -v promtool)"
-elif [[ -x $promtool_local ]]; then
+elif [[ -x $promtool_local && -x .tools/prometheus/usr/bin/prometheus ]]; then
   echo "ops-tools: promtool ready at $promtool_local"
 elif command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   echo "ops-tools: fetching promtool from Debian's prometheus package into .tools/prometheus"
