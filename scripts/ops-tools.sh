@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the operations tools the deploy checks need, into ./.tools (nothing global except the
-# Debian `systemd` package when systemd-analyze is missing and we are root). Idempotent: re-running
+# Installs the operations tools the deploy checks need, into ./.tools (nothing global except
+# Debian's `npm` / `systemd` packages when npm / systemd-analyze are missing and we are root). Idempotent: re-running
 # it only checks what is already there.
 #
-#   pm2        npm package `pm2` into .tools/pm2            (tests/pm2.rs runs it)
+#   pm2        npm package `pm2` into .tools/pm2            (tests/pm2.rs runs it); needs npm,
+#              which comes from Debian's `npm` package when missing and we are root
 #   promtool   from Debian's `prometheus` package: the .deb is downloaded and unpacked into
 #   prometheus .tools/prometheus (not installed, so no Prometheus service is set up or started);
 #              ones already on PATH are used instead. tests/monitoring.rs runs the server.
@@ -20,6 +21,11 @@ PM2_VERSION="${PM2_VERSION:-6}"
 loud() { printf '\n!!!!!!!! ops-tools: %s\n\n' "$*" >&2; }
 
 # --- pm2 -------------------------------------------------------------------------------------
+if ! command -v npm >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "ops-tools: installing Debian's npm package (Node.js + npm) for pm2"
+  apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null || true
+fi
 if [[ -x .tools/pm2/node_modules/.bin/pm2 ]]; then
   echo "ops-tools: pm2 ready at .tools/pm2/node_modules/.bin/pm2"
 elif command -v npm >/dev/null; then
