@@ -162,6 +162,7 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
         Command::Run => {
             crate::telemetry::init_tracing(&settings.log);
             let prometheus = crate::telemetry::install_prometheus().context("installing the metrics recorder")?;
+            crate::telemetry::record_settings(&settings.job);
             let code = run(settings, Some(prometheus))?;
             Ok(u8::try_from(code).unwrap_or(1))
         }

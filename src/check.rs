@@ -31,7 +31,14 @@ fn describe(answer: &Result<StatusReport, StatusError>) -> String {
 
 /// `draft-reconciler check <merchantTransactionId> [--apply]`.
 pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> {
-    let mtid = MerchantTransactionId::parse(mtid).map_err(|p| anyhow!("merchantTransactionId {p}"))?;
+    let mtid = match MerchantTransactionId::parse(mtid) {
+        Ok(mtid) => mtid,
+        Err(problem) => {
+            // A usage error: the argument can never name an order.
+            eprintln!("draft-reconciler: merchantTransactionId {problem}");
+            return Ok(2);
+        }
+    };
     actix::System::new().block_on(async move {
         let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
         let answer = env.phonepe.check_status(&mtid).await;
@@ -62,9 +69,17 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
             println!("dry run: nothing changed (add --apply to act on the decision)");
             return Ok(0);
         }
-        if matches!(decision, Decision::StopWatching) {
-            println!("nothing to apply: the order is settled");
-            return Ok(0);
+        match decision {
+            Decision::StopWatching => {
+                println!("nothing to apply: the order is settled");
+                return Ok(0);
+            }
+            // Rescheduling needs the order's lease, which only the service's scanner takes.
+            Decision::Reschedule { .. } | Decision::Retry { .. } | Decision::PauseCalls { .. } => {
+                println!("nothing to apply: no final answer yet; the service asks PhonePe again later");
+                return Ok(0);
+            }
+            _ => {}
         }
         let outcome = settle(&env, &order, decision).await.context("applying the decision")?;
         println!("applied: {}", outcome.as_str());

@@ -18,11 +18,18 @@ Exit codes: 0 ok, 1 runtime failure or supervisor escalation, 2 usage or configu
 
 /// Settles PhonePe draft orders whose payment webhook never arrived.
 ///
-/// Finds draft orders that have waited too long, asks PhonePe for the real payment status, and
-/// settles each one exactly once: confirm and deduct stock if paid, cancel if failed or
-/// abandoned, park for review if the money does not add up.
+/// Finds draft orders that have waited too long, asks PhonePe for the real payment status,
+/// and settles each one exactly once: confirm and deduct stock if paid, cancel if failed or
+/// abandoned, park in needs_review if the money does not add up.
 #[derive(Debug, Parser)]
-#[command(name = "draft-reconciler", version, about, long_about, after_help = AFTER_HELP)]
+#[command(
+    name = "draft-reconciler",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment,
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// Config file to layer over the built-in defaults (replaces ./config/*.toml discovery).
     #[arg(long, global = true, value_name = "FILE")]
@@ -39,43 +46,64 @@ impl Cli {
     }
 }
 
+// Help texts are wrapped by hand (verbatim_doc_comment) at 96 columns: clap wraps only with its
+// `wrap_help` feature, and one more dependency for line breaks is not worth it.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the service (the default): the supervised reconciler plus the ops HTTP server.
     ///
     /// Scans for eligible drafts every job.interval_secs until SIGTERM/SIGINT, then finishes
-    /// in-flight orders and releases their leases. Serves /metrics, /healthz and /readyz on
-    /// ops.listen. Exit codes: 0 after a clean shutdown, 1 when actor restarts exceed
+    /// in-flight orders (up to 30 s) and releases their leases. Serves /metrics, /healthz and
+    /// /readyz on ops.listen.
+    ///
+    /// Exit codes: 0 after a clean shutdown; 1 when actor restarts exceed
     /// supervisor.max_restarts within supervisor.restart_window_secs (so PM2/systemd restart
-    /// the process) or on another runtime failure, 2 on a configuration error.
+    /// the process) or on another runtime failure (MongoDB unreachable at start, ops.listen
+    /// taken); 2 on a configuration error.
+    #[command(verbatim_doc_comment)]
     Run,
     /// Reconcile what is eligible now, once, print a summary and exit.
     ///
     /// Exit codes: 0 when the pass completed (even if some orders were parked for review or
-    /// rescheduled), 1 when MongoDB is unreachable or PhonePe rejects the merchant
-    /// configuration, 2 on a configuration error.
+    /// rescheduled); 1 when MongoDB is unreachable or PhonePe rejects the merchant
+    /// configuration; 2 on a configuration error.
+    #[command(verbatim_doc_comment)]
     Once,
     /// Show PhonePe's answer for one order and the decision the reconciler would take.
     ///
-    /// A dry run unless --apply is given. Exit codes: 0 when the status was fetched (and, with
-    /// --apply, the decision applied), 1 when the order is unknown or MongoDB/PhonePe failed,
-    /// 2 on a usage or configuration error.
+    /// Prints PhonePe's status answer, the order as stored, and the decision. A dry run: nothing
+    /// is written unless --apply is given, which settles the order exactly as the service would
+    /// (guarded by its status, so it is safe while the service runs).
+    ///
+    /// Exit codes: 0 when PhonePe was asked (and, with --apply, the decision applied); 1 when
+    /// no order has this merchantTransactionId, the order cannot be reconciled, or
+    /// MongoDB/PhonePe failed; 2 on a usage or configuration error.
+    #[command(verbatim_doc_comment)]
     Check {
         /// The order's merchantTransactionId.
         merchant_transaction_id: String,
-        /// Apply the decision (confirm / cancel / park) instead of only printing it.
+        /// Apply the decision (confirm / cancel / park / reschedule) instead of only printing it.
         #[arg(long)]
         apply: bool,
     },
     /// End-to-end check of this deployment: create a test draft, reconcile it, verify, clean up.
     ///
-    /// Exit codes: 0 when every step passed, 1 when a step failed (the output names it),
-    /// 2 on a configuration error.
+    /// Creates a product and a draft order (merchantTransactionId SELFTEST-..., both marked
+    /// `selftest: true`) in the configured database, asks PhonePe for its status with the
+    /// configured credentials, decides, settles it through the same code as the service, checks
+    /// the stored result, then deletes both documents. Against the PhonePe sandbox the test
+    /// transaction is unknown, so the expected decision is a reschedule; what passes is MongoDB
+    /// (writes, indexes), the PhonePe credentials (X-VERIFY accepted) and the settle path.
+    ///
+    /// Exit codes: 0 when every step passed; 1 when a step failed (the output names it; the
+    /// test documents are removed either way); 2 on a configuration error.
+    #[command(verbatim_doc_comment)]
     Selftest,
     /// Print the effective configuration as TOML, with secrets redacted.
     ///
-    /// Exit codes: 0 when the configuration is valid, 2 (with one line naming the bad key)
+    /// Exit codes: 0 when the configuration is valid; 2 (with one line naming the bad key)
     /// otherwise.
+    #[command(verbatim_doc_comment)]
     Config,
 }
 

@@ -73,7 +73,7 @@ pub mod names {
     pub const PHONEPE_RATE_LIMITED: &str = "reconciler_phonepe_rate_limited_total";
     /// Histogram (seconds): time a reconciler waited for a rate-limit permit.
     pub const RATE_LIMIT_WAIT: &str = "reconciler_rate_limit_wait_seconds";
-    /// Counter, label `reason`: insufficient_stock, product_missing, transient, aborted.
+    /// Counter, label `reason`: see [`super::labels::commit_failure`].
     pub const STOCK_COMMIT_FAILURES: &str = "reconciler_stock_commit_failures_total";
     /// Counter, label `actor`: the restarted actor's name.
     pub const ACTOR_RESTARTS: &str = "reconciler_actor_restarts_total";
@@ -89,6 +89,30 @@ pub mod names {
     pub const CIRCUIT_OPEN: &str = "reconciler_circuit_open";
     /// Gauge = 1, label `version`.
     pub const BUILD_INFO: &str = "reconciler_build_info";
+    /// Gauge (seconds): `job.interval_secs`, so alerts can say "three intervals".
+    pub const SCAN_INTERVAL: &str = "reconciler_scan_interval_seconds";
+    /// Gauge: `job.rate_limit_per_minute`, the budget the PhonePe request rate is held under.
+    pub const RATE_LIMIT_PER_MINUTE: &str = "reconciler_rate_limit_per_minute";
+
+    /// Every family, for tests, the dashboard check and the README.
+    pub const ALL: [&str; 16] = [
+        ORDERS_SETTLED,
+        PHONEPE_REQUESTS,
+        PHONEPE_REQUEST_DURATION,
+        PHONEPE_API_ERRORS,
+        PHONEPE_RATE_LIMITED,
+        RATE_LIMIT_WAIT,
+        STOCK_COMMIT_FAILURES,
+        ACTOR_RESTARTS,
+        SCAN_RUNS,
+        LAST_SUCCESSFUL_SCAN,
+        ELIGIBLE_BACKLOG,
+        NEEDS_REVIEW_ORDERS,
+        CIRCUIT_OPEN,
+        BUILD_INFO,
+        SCAN_INTERVAL,
+        RATE_LIMIT_PER_MINUTE,
+    ];
 }
 
 /// Label keys and their known values, so recording sites spell them the same way.
@@ -116,15 +140,33 @@ pub mod labels {
         pub const ERROR: &str = "error";
     }
 
-    /// Values of `kind` on [`super::names::PHONEPE_API_ERRORS`] (the decision table's classes).
+    /// Values of `kind` on [`super::names::PHONEPE_API_ERRORS`] (the decision table's classes,
+    /// as `StatusError::kind_label` spells them; a unit test keeps the two in step).
     pub mod api_error {
+        pub const SERVER_ERROR: &str = "server_error";
         pub const TIMEOUT: &str = "timeout";
-        pub const CONNECT: &str = "connect";
-        pub const SERVER: &str = "server";
+        pub const CONNECTION: &str = "connection";
         pub const MALFORMED: &str = "malformed";
         pub const UNKNOWN_CODE: &str = "unknown_code";
-        pub const AUTH: &str = "auth";
-        pub const BAD_REQUEST: &str = "bad_request";
+        /// 401 / AUTHORIZATION_FAILED / BAD_REQUEST: configuration error, calls pause.
+        pub const REJECTED: &str = "rejected";
+        pub const ALL: [&str; 6] = [SERVER_ERROR, TIMEOUT, CONNECTION, MALFORMED, UNKNOWN_CODE, REJECTED];
+    }
+
+    /// Values of `reason` on [`super::names::STOCK_COMMIT_FAILURES`].
+    pub mod commit_failure {
+        /// A guard `stock >= quantity` failed: nothing deducted, the order is parked.
+        pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+        /// A product (or size) the order names does not exist: nothing deducted, parked.
+        pub const PRODUCT_MISSING: &str = "product_missing";
+        /// MongoDB failed the commit (after the transaction's own retries): retried later.
+        pub const DATABASE: &str = "database";
+        pub const ALL: [&str; 3] = [INSUFFICIENT_STOCK, PRODUCT_MISSING, DATABASE];
+    }
+
+    /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (`ChildId::actor_label`).
+    pub mod actor {
+        pub const ALL: [&str; 4] = ["rate_limiter", "stock_committer", "order_reconciler", "scanner"];
     }
 }
 
@@ -220,6 +262,21 @@ pub fn describe_metrics() {
         "1 while PhonePe calls are paused after a configuration error, else 0."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label carries the running build.");
+    describe_gauge!(
+        SCAN_INTERVAL,
+        Unit::Seconds,
+        "Configured scan interval (job.interval_secs)."
+    );
+    describe_gauge!(
+        RATE_LIMIT_PER_MINUTE,
+        "Configured PhonePe status-call budget per rolling minute (job.rate_limit_per_minute)."
+    );
+}
+
+/// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
+pub fn record_settings(job: &crate::config::JobSettings) {
+    metrics::gauge!(names::SCAN_INTERVAL).set(job.interval.as_secs_f64());
+    metrics::gauge!(names::RATE_LIMIT_PER_MINUTE).set(f64::from(job.rate_limit_per_minute));
 }
 
 /// Build info = 1, circuit closed, and the fixed label sets at zero.
@@ -232,6 +289,17 @@ fn initialize_metrics() {
     }
     for result in [labels::scan::OK, labels::scan::ERROR] {
         metrics::counter!(names::SCAN_RUNS, labels::RESULT => result).absolute(0);
+    }
+    // Zeroed so the first error, 429 or restart is an increase Prometheus can see (a series
+    // born at 1 has no previous sample, and `increase()` would miss it).
+    for kind in labels::api_error::ALL {
+        metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => kind).absolute(0);
+    }
+    for reason in labels::commit_failure::ALL {
+        metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => reason).absolute(0);
+    }
+    for actor in labels::actor::ALL {
+        metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).absolute(0);
     }
 }
 
@@ -258,26 +326,11 @@ mod tests {
             metrics::gauge!(names::ELIGIBLE_BACKLOG).set(3.0);
             metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(1.0);
             metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
+            record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();
 
-        let families = [
-            names::ORDERS_SETTLED,
-            names::PHONEPE_REQUESTS,
-            names::PHONEPE_REQUEST_DURATION,
-            names::PHONEPE_API_ERRORS,
-            names::PHONEPE_RATE_LIMITED,
-            names::RATE_LIMIT_WAIT,
-            names::STOCK_COMMIT_FAILURES,
-            names::ACTOR_RESTARTS,
-            names::SCAN_RUNS,
-            names::LAST_SUCCESSFUL_SCAN,
-            names::ELIGIBLE_BACKLOG,
-            names::NEEDS_REVIEW_ORDERS,
-            names::CIRCUIT_OPEN,
-            names::BUILD_INFO,
-        ];
-        for name in families {
+        for name in names::ALL {
             assert!(name.starts_with("reconciler_"), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{text}");
         }
@@ -316,6 +369,33 @@ mod tests {
         let build = format!("reconciler_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         assert!(text.contains(&build), "{text}");
         assert!(text.contains("reconciler_circuit_open 1"), "{text}");
+    }
+
+    #[test]
+    fn api_error_kinds_are_the_labels_the_reconciler_records() {
+        use crate::domain::{StatusError, TransientKind};
+        let recorded: Vec<&str> = [
+            TransientKind::Server,
+            TransientKind::Timeout,
+            TransientKind::Connection,
+            TransientKind::Malformed,
+            TransientKind::UnknownCode,
+        ]
+        .into_iter()
+        .map(|kind| {
+            StatusError::Transient {
+                kind,
+                detail: String::new(),
+            }
+            .kind_label()
+        })
+        .chain([StatusError::Rejected {
+            code: "AUTHORIZATION_FAILED".into(),
+            http_status: 401,
+        }
+        .kind_label()])
+        .collect();
+        assert_eq!(recorded, labels::api_error::ALL);
     }
 
     /// A `MakeWriter` collecting everything written into a shared buffer.

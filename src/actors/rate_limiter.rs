@@ -11,7 +11,7 @@
 //! credentials (401 / AUTHORIZATION_FAILED / BAD_REQUEST) or a run of transient failures pauses
 //! calls for longer, so a dead PhonePe or a bad salt key does not burn the budget on doomed calls.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -35,7 +35,8 @@ const FAILURES_TO_OPEN: u32 = 5;
 pub struct Budget {
     gcra: Gcra,
     clock: MonotonicClock,
-    state: Mutex<BreakerState>,
+    /// Shared with the task that closes the `circuit_open` gauge when a pause ends.
+    state: Arc<Mutex<BreakerState>>,
 }
 
 #[derive(Default)]
@@ -43,6 +44,10 @@ struct BreakerState {
     paused_until: Option<Instant>,
     consecutive_failures: u32,
     opened: u32,
+}
+
+fn lock(state: &Mutex<BreakerState>) -> MutexGuard<'_, BreakerState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How a PhonePe call went, reported by the reconciler after each call.
@@ -70,12 +75,12 @@ impl Budget {
         Budget {
             gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock),
             clock: MonotonicClock,
-            state: Mutex::default(),
+            state: Arc::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BreakerState> {
+        lock(&self.state)
     }
 
     /// Until when calls are paused, if they are.
@@ -90,7 +95,20 @@ impl Budget {
         if s.paused_until.is_none_or(|t| t < until) {
             s.paused_until = Some(until);
         }
+        drop(s);
         metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
+        // Close the gauge when the pause ends even if no call comes after it (an idle shop), so
+        // dashboards and alerts do not show a pause that is over. `acquire` closes it too.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let state = self.state.clone();
+            rt.spawn(async move {
+                tokio::time::sleep_until(until.into()).await;
+                let over = lock(&state).paused_until.is_none_or(|t| t <= Instant::now());
+                if over {
+                    metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
+                }
+            });
+        }
     }
 
     /// Feed the breaker with the result of one call.
@@ -202,6 +220,24 @@ impl Handler<Report> for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_circuit_gauge_closes_when_a_pause_ends_even_without_another_call() {
+        let recorder = crate::telemetry::prometheus_builder()
+            .expect("buckets")
+            .build_recorder();
+        let metrics = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let budget = Budget::per_minute(30);
+        budget.pause(Duration::from_millis(200));
+        assert!(metrics.render().contains("reconciler_circuit_open 1"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !metrics.render().contains("reconciler_circuit_open 0") {
+            assert!(Instant::now() < deadline, "gauge still open: {}", metrics.render());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(budget.paused_until(), None);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn burst_is_one_and_spacing_respects_the_limit() {

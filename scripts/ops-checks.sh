@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Checks the deploy/ files with the real tools (installed by scripts/ops-tools.sh):
+#
+#   Prometheus  promtool check config + check rules + test rules (alerts.test.yml: every alert
+#               fires and stays quiet when it should)
+#   Grafana     scripts/check-dashboard.py: valid JSON, every panel's query names a metric from
+#               src/telemetry.rs; then promtool checks every query is valid PromQL
+#   systemd     systemd-analyze verify on the unit, with ExecStart pointing at the built binary
+#               and a dummy EnvironmentFile (verify wants both to exist); any warning fails
+#
+# PM2 is tested by tests/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
+# set OPS_REQUIRE_TOOLS=1 to make that a failure instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+failed=0
+skipped=()
+loud() { printf '\n!!!!!!!! ops-checks: %s\n\n' "$*" >&2; }
+missing() {
+  skipped+=("$1")
+  loud "SKIPPED $1: $2"
+}
+step() { echo "ops-checks: $*"; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# --- Prometheus + Grafana ----------------------------------------------------------------
+promtool=$(command -v promtool || true)
+[[ -z $promtool && -x .tools/prometheus/usr/bin/promtool ]] && promtool=.tools/prometheus/usr/bin/promtool
+
+step "dashboard: JSON and metric names"
+python3 scripts/check-dashboard.py --rules-out "$tmp/dashboard-rules.json" || failed=1
+
+if [[ -n $promtool ]]; then
+  step "promtool ($promtool)"
+  "$promtool" check config deploy/prometheus/prometheus.yml || failed=1
+  "$promtool" check rules deploy/prometheus/alerts.yml || failed=1
+  "$promtool" test rules deploy/prometheus/alerts.test.yml || failed=1
+  "$promtool" check rules "$tmp/dashboard-rules.json" >/dev/null || {
+    echo "ops-checks: a dashboard query is not valid PromQL:" >&2
+    "$promtool" check rules "$tmp/dashboard-rules.json" >&2 || true
+    failed=1
+  }
+else
+  missing promtool "promtool not found (Debian package 'prometheus' unavailable?): alert rules and their unit tests were NOT run"
+fi
+
+# --- systemd -------------------------------------------------------------------------------
+if command -v systemd-analyze >/dev/null; then
+  step "systemd-analyze verify deploy/systemd/draft-reconciler.service"
+  cargo build --quiet --features fault-injection --bin draft-reconciler
+  bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/draft-reconciler"
+  touch "$tmp/env"
+  sed -e "s#^ExecStart=/usr/local/bin/draft-reconciler #ExecStart=$bin #" \
+      -e "s#^EnvironmentFile=.*#EnvironmentFile=$tmp/env#" \
+      deploy/systemd/draft-reconciler.service > "$tmp/draft-reconciler.service"
+  grep -q "^ExecStart=$bin run$" "$tmp/draft-reconciler.service" || {
+    echo "ops-checks: the unit's ExecStart is not '/usr/local/bin/draft-reconciler run'" >&2
+    failed=1
+  }
+  if out=$(systemd-analyze verify "$tmp/draft-reconciler.service" 2>&1) && [[ -z $out ]]; then
+    echo "  SUCCESS: systemd-analyze verify accepts the unit"
+  else
+    echo "$out" >&2
+    echo "ops-checks: systemd-analyze verify rejected the unit (or warned)" >&2
+    failed=1
+  fi
+else
+  missing systemd-analyze "systemd-analyze not found: the systemd unit was NOT verified"
+fi
+
+if ((${#skipped[@]})); then
+  loud "NOT CHECKED: ${skipped[*]} (run scripts/ops-tools.sh as root on Debian to install them)"
+  [[ ${OPS_REQUIRE_TOOLS:-0} == 1 ]] && failed=1
+fi
+if ((failed)); then
+  echo "ops-checks: FAILED" >&2
+  exit 1
+fi
+echo "ops-checks: OK"
