@@ -25,7 +25,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::committer::{ParkInvalid, Settle};
-use super::rate_limiter::{Acquire, CallResult, Report};
+use super::rate_limiter::{Acquire, CallResult, Paused, RateLimiter, Report};
 use super::supervisor::{ChildGuard, ChildId};
 use super::{set, Env, Outcome, Wiring};
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
@@ -184,6 +184,27 @@ async fn release(env: &Env, id: &Bson, status: Status, after: Duration, code: &s
 /// short next to the restart backoff's cap.
 const ACTOR_DOWN_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a reconciler waits for a dead RateLimiter to be restarted before giving its order back.
+const LIMITER_RESTART_WAIT: Duration = Duration::from_secs(6);
+
+/// A permit from the current RateLimiter. If it dies (before or while we wait), wait for the
+/// supervisor to wire in its successor and queue there: the budget lives outside the actor, so the
+/// new one continues the same schedule. `None` if no RateLimiter came back in time.
+async fn acquire(wiring: &Wiring) -> Option<(Addr<RateLimiter>, Result<Duration, Paused>)> {
+    let deadline = Instant::now() + LIMITER_RESTART_WAIT;
+    loop {
+        if let Some(limiter) = wiring.rate_limiter() {
+            if let Ok(answer) = limiter.send(Acquire).await {
+                return Some((limiter, answer));
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// How long an order waits after the committer could not settle it (the database failed).
 const SETTLE_FAILED_RETRY: Duration = Duration::from_secs(5);
 
@@ -201,17 +222,19 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, index: usize, claimed: Claime
             };
         }
     };
-    // Both actors this order needs must be up before we spend a PhonePe call on it.
-    let (Some(limiter), Some(_)) = (wiring.rate_limiter(), wiring.committer()) else {
-        return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "ACTOR_RESTARTING").await;
-    };
-    // 1. A permit from the PhonePe budget (FIFO; may wait).
-    match limiter.send(Acquire).await {
-        Ok(Ok(waited)) => metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64()),
-        Ok(Err(paused)) => return give_back(env, &order, paused.until).await,
-        // The RateLimiter died while we waited: the supervisor restarts it; no call was made.
-        Err(_) => return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DIED").await,
+    // The committer must be up before we spend a PhonePe call on this order.
+    if wiring.committer().is_none() {
+        return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "COMMITTER_DOWN").await;
     }
+    // 1. A permit from the PhonePe budget (FIFO; may wait).
+    let limiter = match acquire(wiring).await {
+        Some((limiter, Ok(waited))) => {
+            metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
+            limiter
+        }
+        Some((_, Err(paused))) => return give_back(env, &order, paused.until).await,
+        None => return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await,
+    };
     if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
         tokio::time::sleep(d).await;
     }
