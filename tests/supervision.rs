@@ -91,7 +91,10 @@ impl Service {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return s;
             }
-            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for: {what}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -140,7 +143,9 @@ fn dies_once_then_serves(test: &str, faults: &str, actor: &str) {
     let mut svc = Service::start(&w, faults, &[]);
     wait_all_confirmed(&w, 6, &format!("every order confirmed after {actor} was restarted"));
     assert_settled_exactly_once(&w, 6);
-    eventually(SETTLE, &format!("one {actor} restart counted"), || svc.restarts(actor) == 1);
+    eventually(SETTLE, &format!("one {actor} restart counted"), || {
+        svc.restarts(actor) == 1
+    });
     assert!(svc.alive(), "the service survived");
 }
 
@@ -259,7 +264,11 @@ fn n_deaths_in_the_window_are_tolerated_and_the_next_one_escalates() {
     assert!(ok.alive(), "N deaths within the window do not escalate");
 
     let status = storm.exit_status(Duration::from_secs(60), "the fourth committer death escalates");
-    assert_eq!(status.code(), Some(1), "escalation exits 1 so PM2/systemd restart the process");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "escalation exits 1 so PM2/systemd restart the process"
+    );
     assert_eq!(
         count(&escalated, doc! { "history.1": { "$exists": true } }),
         0,
@@ -295,7 +304,11 @@ fn a_child_that_dies_in_started_is_restarted_with_backoff_not_in_a_spin() {
         "restarts were spaced by the backoff, took {:?}",
         t0.elapsed()
     );
-    assert_eq!(count(&w, doc! { "status": "draft" }), 1, "nothing settled without a committer");
+    assert_eq!(
+        count(&w, doc! { "status": "draft" }),
+        1,
+        "nothing settled without a committer"
+    );
 }
 
 #[test]
