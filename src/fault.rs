@@ -1,24 +1,63 @@
 //! Named fault points for supervision tests (cargo feature `fault-injection`, off in release).
 //!
-//! Each actor calls `fault::point("actor.step")` at the places a real failure could happen. With
-//! the feature off this is an empty inline function. With it on, a fault can be armed in-process
-//! (`fault::arm`) or from outside through `RECONCILER_FAULTS`, a comma-separated list of
-//! `point=action[@n]`: `action` is `panic`, `stop` or `delay<ms>`; `@n` fires on the n-th hit
-//! only, `@n+` on the n-th and every later hit; without `@`, every hit. Example:
-//! `RECONCILER_FAULTS="committer.settle=panic@3,scanner.tick=panic@1+"`.
+//! Each actor calls `fault::point("actor.step")` at the places a real failure could happen and
+//! acts on the answer: a panic happens inside `point` itself (that is the failure being
+//! simulated); [`Injected::Stop`] makes the actor stop itself, [`Injected::Error`] makes the step
+//! fail as if its dependency had failed, [`Injected::Delay`] makes it wait (a long delay is a
+//! hang). With the feature off, `point` is an empty inline function returning `None`, so the
+//! caller's `if let` is dead code the compiler removes: zero cost in release builds.
+//!
+//! Faults are armed in-process ([`arm`], for tests) or from outside through `RECONCILER_FAULTS`,
+//! read once when the first fault point is hit: a comma-separated list of `point=action[@when]`.
+//!
+//! * `action`: `panic`, `stop`, `error`, or `delay<ms>` (e.g. `delay10000`, a 10 s hang);
+//! * `when`: `n` (the n-th hit only), `n+` (the n-th and every later hit), `n-m` (hits n to m),
+//!   `n*` (every n-th hit: n, 2n, 3n, …); without `@`, every hit.
+//!
+//! Points of the reconciler pool can be aimed at one reconciler by suffixing its index:
+//! `reconciler.reconcile#2` fires only in reconciler 2, `reconciler.reconcile` in any of them.
+//! Example: `RECONCILER_FAULTS="committer.settle=panic@3,scanner.tick=panic@1+,reconciler.before_call#2=delay10000"`.
+//!
+//! The fault table is process-global: tests that arm faults in-process must not run
+//! concurrently in one test binary (the supervision tests use `RECONCILER_FAULTS` on the real
+//! binary instead, which is per process).
+
+use std::time::Duration;
+
+/// What a fault point asks its actor to do (a `panic` never gets here: it happens in `point`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// Stop the actor (`ctx.stop()`), as if it had decided to.
+    Stop,
+    /// Fail this step as if its dependency had failed.
+    Error,
+    /// Wait this long before going on.
+    Delay(Duration),
+}
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn point(_name: &str) {}
-
-#[cfg(not(feature = "fault-injection"))]
-#[inline(always)]
-pub fn delay(_name: &str) -> Option<std::time::Duration> {
+pub fn point(_name: &str) -> Option<Injected> {
     None
 }
 
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point_at(_name: &str, _instance: usize) -> Option<Injected> {
+    None
+}
+
+/// The delay to wait at an asynchronous point (`Stop` and `Error` are not meaningful there).
+#[inline(always)]
+pub fn delay(name: &str) -> Option<Duration> {
+    match point(name) {
+        Some(Injected::Delay(d)) => Some(d),
+        _ => None,
+    }
+}
+
 #[cfg(feature = "fault-injection")]
-pub use armed::{arm, clear, delay, point};
+pub use armed::{arm, clear, point, point_at};
 
 #[cfg(feature = "fault-injection")]
 mod armed {
@@ -26,19 +65,54 @@ mod armed {
     use std::sync::{Mutex, OnceLock};
     use std::time::Duration;
 
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Action {
+    use super::Injected;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Action {
         Panic,
-        Delay(Duration),
+        Do(Injected),
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum When {
+        /// Hits `from..=to` (1-based); `to == u64::MAX` for "and every later one".
+        Range { from: u64, to: u64 },
+        /// Every n-th hit.
+        Every(u64),
+    }
+
+    impl When {
+        fn parse(s: &str) -> Option<When> {
+            let n = |t: &str| t.parse::<u64>().ok().filter(|n| *n >= 1);
+            if let Some(t) = s.strip_suffix('+') {
+                return Some(When::Range {
+                    from: n(t)?,
+                    to: u64::MAX,
+                });
+            }
+            if let Some(t) = s.strip_suffix('*') {
+                return Some(When::Every(n(t)?));
+            }
+            if let Some((a, b)) = s.split_once('-') {
+                let (from, to) = (n(a)?, n(b)?);
+                return (from <= to).then_some(When::Range { from, to });
+            }
+            let k = n(s)?;
+            Some(When::Range { from: k, to: k })
+        }
+
+        fn due(self, hit: u64) -> bool {
+            match self {
+                When::Range { from, to } => (from..=to).contains(&hit),
+                When::Every(n) => hit % n == 0,
+            }
+        }
     }
 
     #[derive(Debug, Clone)]
     struct Fault {
         action: Action,
-        /// Fire on hit number `from` (1-based) …
-        from: u64,
-        /// … and every later one when true.
-        repeat: bool,
+        when: When,
         hits: u64,
     }
 
@@ -53,49 +127,43 @@ mod armed {
         })
     }
 
+    fn parse_action(a: &str) -> Option<Action> {
+        Some(match a {
+            "panic" => Action::Panic,
+            "stop" => Action::Do(Injected::Stop),
+            "error" => Action::Do(Injected::Error),
+            _ => Action::Do(Injected::Delay(Duration::from_millis(
+                a.strip_prefix("delay")?.parse().ok()?,
+            ))),
+        })
+    }
+
     fn parse(spec: &str) -> HashMap<String, Fault> {
         let mut out = HashMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, rest)) = part.split_once('=') else {
-                eprintln!("RECONCILER_FAULTS: ignoring {part:?} (expected point=action[@n])");
+                eprintln!("RECONCILER_FAULTS: ignoring {part:?} (expected point=action[@when])");
                 continue;
             };
             let (action, when) = rest.split_once('@').unwrap_or((rest, "1+"));
-            let action = match action {
-                "panic" => Action::Panic,
-                a if a.starts_with("delay") => match a[5..].parse() {
-                    Ok(ms) => Action::Delay(Duration::from_millis(ms)),
-                    Err(_) => {
-                        eprintln!("RECONCILER_FAULTS: bad delay in {part:?}");
-                        continue;
-                    }
-                },
-                _ => {
-                    eprintln!("RECONCILER_FAULTS: unknown action in {part:?}");
-                    continue;
-                }
+            let (Some(action), Some(when)) = (parse_action(action), When::parse(when)) else {
+                eprintln!(
+                    "RECONCILER_FAULTS: ignoring {part:?} (action: panic|stop|error|delay<ms>; when: n|n+|n-m|n*)"
+                );
+                continue;
             };
-            let repeat = when.ends_with('+');
-            let from = when.trim_end_matches('+').parse().unwrap_or(1);
-            out.insert(
-                name.to_string(),
-                Fault {
-                    action,
-                    from,
-                    repeat,
-                    hits: 0,
-                },
-            );
+            out.insert(name.trim().to_string(), Fault { action, when, hits: 0 });
         }
         out
     }
 
-    /// Arm `point` with a spec like `panic@3` or `delay500@1+`.
+    /// Arm `point` with a spec like `panic@3`, `stop@2-4` or `delay500@1+`.
     pub fn arm(point: &str, spec: &str) {
         let parsed = parse(&format!("{point}={spec}"));
         table().lock().unwrap_or_else(|p| p.into_inner()).extend(parsed);
     }
 
+    /// Disarm every fault (including those from `RECONCILER_FAULTS`).
     pub fn clear() {
         table().lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -104,23 +172,58 @@ mod armed {
         let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
         let f = t.get_mut(name)?;
         f.hits += 1;
-        let due = f.hits == f.from || (f.repeat && f.hits > f.from);
-        due.then(|| f.action.clone())
+        f.when.due(f.hits).then_some(f.action)
     }
 
-    /// A synchronous fault point: panics when armed with `panic`.
-    pub fn point(name: &str) {
-        if let Some(Action::Panic) = fire(name) {
-            panic!("fault injected at {name}");
+    fn act(name: &str, action: Option<Action>) -> Option<Injected> {
+        match action? {
+            // Outside the table's lock: the panic must not poison it for the restarted actor.
+            Action::Panic => panic!("fault injected at {name}"),
+            Action::Do(i) => {
+                tracing::warn!(point = name, injected = ?i, "fault injected");
+                Some(i)
+            }
         }
     }
 
-    /// An asynchronous fault point: the delay to wait when armed with `delay<ms>`, panics when
-    /// armed with `panic`.
-    pub fn delay(name: &str) -> Option<Duration> {
-        match fire(name)? {
-            Action::Panic => panic!("fault injected at {name}"),
-            Action::Delay(d) => Some(d),
+    /// A fault point: panics when armed with `panic`, else what the actor should do, if anything.
+    pub fn point(name: &str) -> Option<Injected> {
+        act(name, fire(name))
+    }
+
+    /// A fault point of one instance of a pool: `name#instance` is checked first, then `name`.
+    pub fn point_at(name: &str, instance: usize) -> Option<Injected> {
+        let own = format!("{name}#{instance}");
+        match fire(&own) {
+            Some(a) => act(&own, Some(a)),
+            None => point(name),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn when_syntax() {
+            let hits = |w: &str| -> Vec<u64> { (1..=10).filter(|h| When::parse(w).unwrap().due(*h)).collect() };
+            assert_eq!(hits("3"), vec![3]);
+            assert_eq!(hits("8+"), vec![8, 9, 10]);
+            assert_eq!(hits("2-4"), vec![2, 3, 4]);
+            assert_eq!(hits("3*"), vec![3, 6, 9]);
+            for bad in ["0", "x", "4-2", "0*", ""] {
+                assert!(When::parse(bad).is_none(), "{bad}");
+            }
+        }
+
+        #[test]
+        fn spec_parsing_skips_bad_parts() {
+            let t = parse("a=panic@2, b=stop, c=delay250@1-3, d=explode, e=error@2*, f");
+            assert_eq!(t.len(), 4);
+            assert_eq!(t["a"].action, Action::Panic);
+            assert_eq!(t["b"].when, When::Range { from: 1, to: u64::MAX });
+            assert_eq!(t["c"].action, Action::Do(Injected::Delay(Duration::from_millis(250))));
+            assert_eq!(t["e"].when, When::Every(2));
         }
     }
 }

@@ -7,6 +7,12 @@
 //! future (`ResponseFuture`): commits of different orders overlap, and MongoDB's guards and
 //! transactions — not a lock in this process — keep them correct, which also holds across
 //! several processes.
+//!
+//! Fault points (feature `fault-injection`): `committer.started`; `committer.settle` on receipt
+//! (`panic`, `stop`, `error` = the write fails, `delay<ms>` = a slow or hung database);
+//! `committer.settled` after the write and before the answer (`panic` = the committer dies
+//! between writing and answering — the reconciler never hears back and hands the order back, and
+//! the next check finds it already settled; `delay<ms>` = a slow answer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +25,7 @@ use super::supervisor::ChildGuard;
 use super::{Env, Outcome};
 use crate::domain::decision::review;
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};
+use crate::fault::Injected;
 use crate::store::commit::confirm_transition;
 use crate::store::orders::plus;
 use crate::store::{CommitOutcome, Lease, StoreError, Transition};
@@ -57,30 +64,72 @@ impl Actor for StockCommitter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        if crate::fault::point("committer.started") == Some(Injected::Stop) {
+            ctx.stop();
+        }
+    }
+}
+
+/// Die now (fault injection: the committer crashed while a settle was being answered).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Crash(String);
+
+impl Handler<Crash> for StockCommitter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Crash, _: &mut Self::Context) {
+        panic!("{}", msg.0);
     }
 }
 
 impl Handler<Settle> for StockCommitter {
     type Result = ResponseFuture<Result<Outcome, StoreError>>;
 
-    fn handle(&mut self, msg: Settle, _: &mut Self::Context) -> Self::Result {
-        crate::fault::point("committer.settle");
+    fn handle(&mut self, msg: Settle, ctx: &mut Self::Context) -> Self::Result {
+        let injected = crate::fault::point("committer.settle");
+        if injected == Some(Injected::Stop) {
+            ctx.stop();
+        }
         let env = self.env.clone();
+        let me = ctx.address();
         let span = tracing::info_span!("order", merchantTransactionId = %msg.order.merchant_transaction_id);
         Box::pin(
             async move {
+                match injected {
+                    Some(Injected::Error | Injected::Stop) => {
+                        return Err(StoreError::Unsupported("fault injected at committer.settle".into()))
+                    }
+                    Some(Injected::Delay(d)) => tokio::time::sleep(d).await,
+                    None => {}
+                }
                 // Work on an order must end within its lease; past that, give it back.
                 let limit = env.settings.job.lease_ttl;
-                match tokio::time::timeout(limit, settle(&env, &msg.order, msg.decision)).await {
+                let result = match tokio::time::timeout(limit, settle(&env, &msg.order, msg.decision)).await {
                     Ok(r) => r,
                     Err(_) => Err(StoreError::Timeout {
                         op: "settle order",
                         secs: limit.as_secs(),
                     }),
-                }
+                };
+                after_settle(&me).await;
+                result
             }
             .instrument(span),
         )
+    }
+}
+
+/// The `committer.settled` fault point. This future runs detached from the actor, so a panic here
+/// alone would only lose the answer; take the actor down with it, as a real crash would.
+async fn after_settle(me: &Addr<StockCommitter>) {
+    match std::panic::catch_unwind(|| crate::fault::point("committer.settled")) {
+        Ok(Some(Injected::Delay(d))) => tokio::time::sleep(d).await,
+        Ok(_) => {}
+        Err(panic) => {
+            me.do_send(Crash("fault injected at committer.settled".into()));
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 

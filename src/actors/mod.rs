@@ -9,10 +9,14 @@
 //! ```
 //!
 //! Actors never hold each other's `Addr` for long: they read it from [`Wiring`] at the moment
-//! they need it, and the supervisor rewrites the wiring when it restarts a child. Backpressure is
-//! explicit: each reconciler has a one-permit slot; the scanner claims only as many orders as it
-//! acquired free slots, and the permit travels with the order, so a reconciler that dies (even by
-//! panic) frees its slot and its order's lease simply expires.
+//! they need it. A dying child clears its entry as it goes (its [`ChildGuard`] drop), and the
+//! supervisor writes the new address when it restarts it — so nobody keeps talking to a dead
+//! mailbox, and there is no sibling to restart along with it (see `supervisor.rs` on
+//! rest_for_one). Backpressure is explicit: each reconciler has a one-permit slot; the scanner
+//! claims only as many orders as it acquired free slots, and the permit travels with the order.
+//! When a reconciler dies holding an order, the order is handed back at once (its lease
+//! released) and the slot stays closed until the reconciler has been restarted, so the scanner
+//! never sends work to a dead reconciler.
 
 pub mod committer;
 pub mod rate_limiter;
@@ -23,7 +27,7 @@ pub mod supervisor;
 use std::sync::{Arc, Mutex};
 
 use actix::{Actor, Addr};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Settings;
 use crate::domain::Policy;
@@ -36,7 +40,7 @@ pub use committer::StockCommitter;
 pub use rate_limiter::{Budget, RateLimiter};
 pub use reconciler::OrderReconciler;
 pub use scanner::{Scanner, Summary};
-pub use supervisor::{ChildId, Supervisor};
+pub use supervisor::{ChildGuard, ChildId, Supervisor};
 
 /// Everything the actors share read-only. Created once per process, on the System arbiter
 /// (the MongoDB and HTTP clients must be used on the runtime that created them).
@@ -58,6 +62,25 @@ pub struct Env {
 pub struct Slot {
     pub free: Arc<Semaphore>,
     pub addr: Mutex<Option<Addr<OrderReconciler>>>,
+    /// The slot's permit while its reconciler is dead: taken by the dying reconciler (or the
+    /// supervisor), given back by the supervisor once the new reconciler is wired in.
+    pub(crate) held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Slot {
+    /// Keep the slot closed until the supervisor reopens it (`permit` if we have one, else
+    /// whatever is free now).
+    pub(crate) fn close(&self, permit: Option<OwnedSemaphorePermit>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = permit.or_else(|| self.free.clone().try_acquire_owned().ok());
+        }
+    }
+
+    /// Let the scanner use the slot again.
+    pub(crate) fn reopen(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// Current addresses of the children; the supervisor rewrites an entry when it restarts one.
@@ -78,6 +101,7 @@ impl Wiring {
                 .map(|_| Slot {
                     free: Arc::new(Semaphore::new(1)),
                     addr: Mutex::new(None),
+                    held: Mutex::new(None),
                 })
                 .collect(),
         }

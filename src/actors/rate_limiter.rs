@@ -10,6 +10,9 @@
 //! It is also the circuit breaker: a 429 pauses every caller for a minute; PhonePe rejecting our
 //! credentials (401 / AUTHORIZATION_FAILED / BAD_REQUEST) or a run of transient failures pauses
 //! calls for longer, so a dead PhonePe or a bad salt key does not burn the budget on doomed calls.
+//!
+//! Fault points (feature `fault-injection`): `rate_limiter.started`; `rate_limiter.acquire` on
+//! each request (`panic`, `stop`, `error` = answered "paused", `delay<ms>` = a hung limiter).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -196,16 +199,33 @@ impl Actor for RateLimiter {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Waiters queue here; make the mailbox large enough for the whole pool plus reports.
         ctx.set_mailbox_capacity(1024);
+        if crate::fault::point("rate_limiter.started") == Some(crate::fault::Injected::Stop) {
+            ctx.stop();
+        }
     }
 }
 
 impl Handler<Acquire> for RateLimiter {
     type Result = AtomicResponse<Self, Result<Duration, Paused>>;
 
-    fn handle(&mut self, _: Acquire, _: &mut Self::Context) -> Self::Result {
-        crate::fault::point("rate_limiter.acquire");
+    fn handle(&mut self, _: Acquire, ctx: &mut Self::Context) -> Self::Result {
+        use crate::fault::Injected;
+        let injected = crate::fault::point("rate_limiter.acquire");
+        if injected == Some(Injected::Stop) {
+            ctx.stop();
+        }
         let budget = self.budget.clone();
-        AtomicResponse::new(Box::pin(async move { budget.acquire().await }.into_actor(self)))
+        AtomicResponse::new(Box::pin(
+            async move {
+                match injected {
+                    Some(Injected::Stop | Injected::Error) => return Err(Paused { until: Instant::now() }),
+                    Some(Injected::Delay(d)) => tokio::time::sleep(d).await,
+                    None => {}
+                }
+                budget.acquire().await
+            }
+            .into_actor(self),
+        ))
     }
 }
 

@@ -1,25 +1,35 @@
 //! OrderReconciler: one order at a time, top to bottom.
 //!
 //! permit from the RateLimiter → PhonePe status → `decide` → StockCommitter. The reconciler
-//! itself writes nothing; if anything between the claim and the committer fails (an actor died,
-//! calls are paused), the order is given back — its lease expires, or it is rescheduled — and a
-//! later scan claims it again. The slot permit that came with the order is dropped when the work
-//! ends, however it ends (a panic drops it too), which is what frees this reconciler for the
-//! scanner.
+//! itself writes no decision; if anything between the claim and the committer fails (an actor
+//! died, calls are paused), the order is given back — rescheduled and its lease released — and a
+//! later scan claims it again. Giving back is always safe: the release is guarded by the status
+//! the reconciler saw and by our lease, so it never undoes a settlement that did happen.
+//!
+//! The order and its slot permit travel in a [`Holding`]. When the work ends normally the permit
+//! is dropped, which frees this reconciler for the scanner. When it ends abnormally — the
+//! reconciler panicked or was stopped mid-order — the holding's `Drop` hands the order back at
+//! once (rather than leaving it to its lease) and keeps the slot closed until the supervisor has
+//! restarted this reconciler, so the scanner cannot dispatch to the dead one meanwhile.
+//!
+//! Fault points (feature `fault-injection`; `#i` aims at reconciler i): `reconciler.reconcile`
+//! (on receipt), `reconciler.before_call` (after the permit), `reconciler.before_settle` (after
+//! the decision), `reconciler.after_settle` (after the committer answered).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use mongodb::bson::DateTime;
+use mongodb::bson::{Bson, DateTime};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::committer::{ParkInvalid, Settle};
-use super::rate_limiter::{Acquire, CallResult, Report};
-use super::supervisor::ChildGuard;
-use super::{Env, Outcome, Wiring};
-use crate::domain::{decide, Decision, Order, StatusError, StatusReport};
+use super::rate_limiter::{Acquire, CallResult, Paused, RateLimiter, Report};
+use super::supervisor::{ChildGuard, ChildId};
+use super::{set, Env, Outcome, Wiring};
+use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
+use crate::fault::Injected;
 use crate::store::orders::plus;
 use crate::store::Claimed;
 use crate::telemetry::names;
@@ -35,14 +45,21 @@ pub struct Reconcile {
 pub struct OrderReconciler {
     env: Arc<Env>,
     wiring: Arc<Wiring>,
+    /// This reconciler's place in the pool.
+    index: usize,
     _guard: ChildGuard,
 }
 
 impl OrderReconciler {
     pub fn new(env: Arc<Env>, wiring: Arc<Wiring>, guard: ChildGuard) -> OrderReconciler {
+        let index = match guard.child() {
+            ChildId::OrderReconciler(i) => i,
+            _ => 0,
+        };
         OrderReconciler {
             env,
             wiring,
+            index,
             _guard: guard,
         }
     }
@@ -55,16 +72,36 @@ impl Actor for OrderReconciler {
 impl Handler<Reconcile> for OrderReconciler {
     type Result = ResponseActFuture<Self, Outcome>;
 
-    fn handle(&mut self, msg: Reconcile, _: &mut Self::Context) -> Self::Result {
-        crate::fault::point("reconciler.reconcile");
-        let (env, wiring) = (self.env.clone(), self.wiring.clone());
+    fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) -> Self::Result {
+        let (env, wiring, index) = (self.env.clone(), self.wiring.clone(), self.index);
+        // First thing: from here on, however this ends, the order and the slot are accounted for.
+        let holding = Holding::new(env.clone(), wiring.clone(), index, &msg.order, msg.slot);
+        let injected = crate::fault::point_at("reconciler.reconcile", index);
+        if injected == Some(Injected::Stop) {
+            ctx.stop();
+            // Dropped without `done`: handed back like an order of a reconciler that died.
+            return Box::pin(
+                async move { drop(holding) }
+                    .into_actor(self)
+                    .map(|(), _, _| Outcome::Released),
+            );
+        }
         let span = tracing::info_span!("order", merchantTransactionId = %msg.order.log_id());
-        let slot = msg.slot;
         Box::pin(
             async move {
-                let outcome = reconcile(&env, &wiring, msg.order).await;
-                drop(slot);
-                outcome
+                let outcome = match injected {
+                    Some(Injected::Error) => {
+                        let (id, status) = holding.order();
+                        release(&env, &id, status, ACTOR_DOWN_RETRY, "INJECTED_ERROR").await;
+                        Outcome::Retried
+                    }
+                    Some(Injected::Delay(d)) => {
+                        tokio::time::sleep(d).await;
+                        reconcile(&env, &wiring, index, msg.order).await
+                    }
+                    _ => reconcile(&env, &wiring, index, msg.order).await,
+                };
+                holding.done(outcome)
             }
             .instrument(span)
             .into_actor(self),
@@ -72,13 +109,112 @@ impl Handler<Reconcile> for OrderReconciler {
     }
 }
 
+/// An order a reconciler holds, with the slot permit that came with it.
+///
+/// `done` ends the work normally: the permit is dropped and the slot frees up. Dropping a holding
+/// without `done` means the reconciler died mid-order (panic, or stopped): the `Drop` closes the
+/// slot until the supervisor restarts this reconciler, unwires the dead reconciler, and gives the
+/// order back at once.
+struct Holding {
+    env: Arc<Env>,
+    wiring: Arc<Wiring>,
+    index: usize,
+    order: Option<(Bson, Status)>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Holding {
+    fn new(env: Arc<Env>, wiring: Arc<Wiring>, index: usize, order: &Claimed, slot: OwnedSemaphorePermit) -> Holding {
+        let order = match order {
+            Claimed::Valid(o) => (o.id.clone(), o.status),
+            Claimed::Invalid { id, status, .. } => (id.clone(), *status),
+        };
+        Holding {
+            env,
+            wiring,
+            index,
+            order: Some(order),
+            slot: Some(slot),
+        }
+    }
+
+    fn order(&self) -> (Bson, Status) {
+        self.order.clone().unwrap_or((Bson::Null, Status::Draft))
+    }
+
+    fn done(mut self, outcome: Outcome) -> Outcome {
+        self.order = None;
+        outcome
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let Some((id, status)) = self.order.take() else {
+            return; // finished normally; the slot permit drops with us
+        };
+        if let Some(slot) = self.wiring.slots.get(self.index) {
+            set(&slot.addr, None);
+            slot.close(self.slot.take());
+        }
+        tracing::warn!(order_id = %id, reconciler = self.index, "reconciler died holding an order; handing it back");
+        // We may be unwinding: spawn only if a runtime is there (a panic here would abort).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let env = self.env.clone();
+            rt.spawn(async move { release(&env, &id, status, Duration::ZERO, "RECONCILER_DIED").await });
+        }
+    }
+}
+
+/// Give an order back without a decision: due again after `after`, lease released. Guarded by
+/// `status` and our lease, so if the order was settled meanwhile this changes nothing.
+async fn release(env: &Env, id: &Bson, status: Status, after: Duration, code: &str) -> Outcome {
+    let now = DateTime::now();
+    if let Err(e) = env
+        .store
+        .reschedule(id, &env.owner, status, plus(now, after), code, now)
+        .await
+    {
+        tracing::warn!(error = %e, "could not hand the order back; its lease will expire");
+    }
+    Outcome::Released
+}
+
+/// How long an order waits when an actor it needs is being restarted: long enough not to spin,
+/// short next to the restart backoff's cap.
+const ACTOR_DOWN_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a reconciler waits for a dead RateLimiter to be restarted before giving its order back.
+const LIMITER_RESTART_WAIT: Duration = Duration::from_secs(6);
+
+/// A permit from the current RateLimiter. If it dies (before or while we wait), wait for the
+/// supervisor to wire in its successor and queue there: the budget lives outside the actor, so the
+/// new one continues the same schedule. `None` if no RateLimiter came back in time.
+async fn acquire(wiring: &Wiring) -> Option<(Addr<RateLimiter>, Result<Duration, Paused>)> {
+    let deadline = Instant::now() + LIMITER_RESTART_WAIT;
+    loop {
+        if let Some(limiter) = wiring.rate_limiter() {
+            if let Ok(answer) = limiter.send(Acquire).await {
+                return Some((limiter, answer));
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How long an order waits after the committer could not settle it (the database failed).
+const SETTLE_FAILED_RETRY: Duration = Duration::from_secs(5);
+
 /// The path of one order.
-pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome {
+pub async fn reconcile(env: &Env, wiring: &Wiring, index: usize, claimed: Claimed) -> Outcome {
     let order = match claimed {
         Claimed::Valid(order) => order,
         Claimed::Invalid { id, status, error, .. } => {
             let Some(committer) = wiring.committer() else {
-                return Outcome::Released;
+                return release(env, &id, status, ACTOR_DOWN_RETRY, "COMMITTER_DOWN").await;
             };
             return match committer.send(ParkInvalid { id, status, error }).await {
                 Ok(Ok(o)) => o,
@@ -86,18 +222,20 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome 
             };
         }
     };
-    // 1. A permit from the PhonePe budget (FIFO; may wait).
-    let Some(limiter) = wiring.rate_limiter() else {
-        return Outcome::Released;
-    };
-    match limiter.send(Acquire).await {
-        Ok(Ok(waited)) => metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64()),
-        Ok(Err(paused)) => return give_back(env, &order, paused.until).await,
-        // The RateLimiter died while we waited: the supervisor restarts it; the lease brings the
-        // order back.
-        Err(_) => return Outcome::Released,
+    // The committer must be up before we spend a PhonePe call on this order.
+    if wiring.committer().is_none() {
+        return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "COMMITTER_DOWN").await;
     }
-    if let Some(d) = crate::fault::delay("reconciler.before_call") {
+    // 1. A permit from the PhonePe budget (FIFO; may wait).
+    let limiter = match acquire(wiring).await {
+        Some((limiter, Ok(waited))) => {
+            metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
+            limiter
+        }
+        Some((_, Err(paused))) => return give_back(env, &order, paused.until).await,
+        None => return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await,
+    };
+    if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
         tokio::time::sleep(d).await;
     }
     // 2. Ask PhonePe.
@@ -106,21 +244,35 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, claimed: Claimed) -> Outcome 
     // 3. Decide.
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
     log_decision(&decision);
+    if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_settle", index) {
+        tokio::time::sleep(d).await;
+    }
     // 4. Settle, through the one writer.
     let Some(committer) = wiring.committer() else {
-        return Outcome::Released;
+        return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "COMMITTER_DOWN").await;
     };
-    match committer.send(Settle { order, decision }).await {
+    let (id, status) = (order.id.clone(), order.status);
+    let outcome = match committer.send(Settle { order, decision }).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
+            // Nothing changed. Hand it back for a later try (a no-op if the committer already
+            // rescheduled it: that released our lease).
             tracing::warn!(error = %e, "could not settle the order now; it will be retried");
+            release(env, &id, status, SETTLE_FAILED_RETRY, "SETTLE_FAILED").await;
             Outcome::Retried
         }
         Err(_) => {
-            tracing::warn!("the committer stopped before answering; the order's lease will bring it back");
-            Outcome::Released
+            // The committer died before answering: the settlement happened or it did not. Hand
+            // the order back (a no-op if it was settled: the release is guarded by its status);
+            // the next check settles it or finds it already processed.
+            tracing::warn!("the committer died before answering; handing the order back");
+            release(env, &id, status, Duration::ZERO, "COMMITTER_DIED").await
         }
+    };
+    if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.after_settle", index) {
+        tokio::time::sleep(d).await;
     }
+    outcome
 }
 
 async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusError> {

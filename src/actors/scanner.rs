@@ -102,7 +102,13 @@ impl Scanner {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        crate::fault::point("scanner.tick");
+        if let Some(f) = crate::fault::point("scanner.tick") {
+            // `stop`: the scanner stops; `error` or `delay`: this tick is lost, as if it failed.
+            if f == crate::fault::Injected::Stop {
+                ctx.stop();
+            }
+            return;
+        }
         self.env.health.scanner_ticked();
         if self.stopping || self.claiming {
             return;

@@ -2,16 +2,39 @@
 //!
 //! actix's own `Supervisor` only restarts an actor that *stops*; a panic in a handler kills the
 //! actor's task and nothing restarts it (ACTIX-NOTES.md). So every child carries a
-//! [`ChildGuard`]: when the child is dropped — stopped or unwound by a panic — the guard tells
-//! this actor, which re-creates the child with a fresh address after a short backoff and rewrites
-//! the [`Wiring`] so everyone else finds the new one. More than `max_restarts` deaths of one child
-//! within `restart_window` escalate: the whole process exits non-zero, and PM2/systemd restart it
-//! clean. Start order is RateLimiter, StockCommitter, reconcilers, Scanner (each only depends on
-//! the ones before it); shutdown stops claiming first, lets in-flight orders finish, then releases
+//! [`ChildGuard`]: when the child is dropped — stopped, or unwound by a panic — the guard clears
+//! the child's entry in the [`Wiring`] (nobody sends to a dead mailbox any more) and tells this
+//! actor, which re-creates the child with a fresh address after a short backoff and writes the
+//! new address into the wiring. Each restart is counted in
+//! `reconciler_actor_restarts_total{actor}` and logged with the reason (the panic message, or
+//! "stopped").
+//!
+//! **Restart strategy.** One-for-one, with OTP's intensity limit: more than `max_restarts` deaths
+//! of one child within `restart_window` escalate — the children are stopped in reverse start
+//! order (Scanner first, so nothing new is claimed; then the reconcilers, the committer and the
+//! rate limiter lose their wiring), this process's leases are released so another instance can
+//! take the orders at once, and the process exits with code 1 so PM2/systemd restart it clean.
+//! Between restarts the backoff grows (50 ms doubling to 5 s), so a child that dies inside
+//! `started()` cannot spin the arbiter.
+//!
+//! **Why not rest_for_one.** In OTP, siblings started after a dead child are restarted with it
+//! because they hold its pid. Here nobody holds a child's `Addr` across messages: every actor
+//! reads the current address from the [`Wiring`] at the moment it sends, so re-wiring *is*
+//! rewriting one entry, and a sibling never needs a restart to forget a dead address. What a
+//! dead child leaves behind is handled where it lives instead: the PhonePe budget is in
+//! [`Env::budget`] (a restarted RateLimiter continues the same schedule, no fresh burst); a
+//! reconciler that dies holding an order hands the order back at once and keeps its slot closed
+//! until it is restarted (see `reconciler.rs`); a committer that dies mid-settle leaves the
+//! database either untouched or settled, and every write is guarded by the status the
+//! reconciler saw, so settling again is a no-op (`already_processed`).
+//!
+//! Start order is RateLimiter, StockCommitter, reconcilers, Scanner (each only depends on the
+//! ones before it); shutdown stops claiming first, lets in-flight orders finish, then releases
 //! this process's leases.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -44,22 +67,78 @@ impl ChildId {
     }
 }
 
-/// Lives inside each child; its `Drop` reports the child's death, panic or not.
+/// Lives inside each child; its `Drop` unwires the child and reports its death, panic or not.
 pub struct ChildGuard {
     child: ChildId,
     generation: u64,
     supervisor: Addr<Supervisor>,
+    wiring: Arc<Wiring>,
+}
+
+impl ChildGuard {
+    /// Which child this guard belongs to.
+    pub fn child(&self) -> ChildId {
+        self.child
+    }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let panicked = std::thread::panicking();
+        // Unwire first, synchronously: by the time anyone notices the dead mailbox, the wiring
+        // no longer leads to it.
+        let w = &self.wiring;
+        match self.child {
+            ChildId::RateLimiter => set(&w.rate_limiter, None),
+            ChildId::StockCommitter => set(&w.committer, None),
+            ChildId::Scanner => set(&w.scanner, None),
+            ChildId::OrderReconciler(i) => {
+                if let Some(slot) = w.slots.get(i) {
+                    set(&slot.addr, None);
+                    slot.close(None);
+                }
+            }
+        }
+        let reason = if std::thread::panicking() {
+            LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| "panicked".into())
+        } else {
+            "stopped".into()
+        };
         self.supervisor.do_send(ChildExited {
             child: self.child,
             generation: self.generation,
-            panicked,
+            reason,
         });
     }
+}
+
+thread_local! {
+    /// The message of the panic unwinding this thread, for the restart log line.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Chain a panic hook that remembers the panic message for [`ChildGuard`] (the default hook
+/// still prints it). Installed once per process.
+fn remember_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("panicked: {msg}{at}")));
+            previous(info);
+        }));
+    });
 }
 
 #[derive(Message)]
@@ -67,7 +146,8 @@ impl Drop for ChildGuard {
 struct ChildExited {
     child: ChildId,
     generation: u64,
-    panicked: bool,
+    /// "stopped", or "panicked: <message> at <file:line>".
+    reason: String,
 }
 
 /// Graceful shutdown: stop claiming, wait (at most `grace`) for in-flight orders, release leases,
@@ -91,6 +171,7 @@ impl Supervisor {
     /// Start the supervisor and, before this returns, all its children: the wiring is complete
     /// as soon as the caller gets the address.
     pub fn launch(env: Arc<Env>, wiring: Arc<Wiring>, mode: Mode) -> Addr<Supervisor> {
+        remember_panics();
         Supervisor::create(move |ctx| {
             let mut sup = Supervisor {
                 env,
@@ -124,6 +205,7 @@ impl Supervisor {
             child,
             generation,
             supervisor: ctx.address(),
+            wiring: self.wiring.clone(),
         };
         let (env, wiring) = (self.env.clone(), self.wiring.clone());
         match child {
@@ -135,6 +217,8 @@ impl Supervisor {
             ChildId::OrderReconciler(i) => {
                 let addr = OrderReconciler::new(env, wiring.clone(), guard).start();
                 set(&wiring.slots[i].addr, Some(addr));
+                // Wired in: the scanner may use this slot again.
+                wiring.slots[i].reopen();
             }
             ChildId::Scanner => set(
                 &wiring.scanner,
@@ -158,8 +242,9 @@ impl Supervisor {
         (deaths.len() <= sup.max_restarts as usize, deaths.len())
     }
 
-    fn escalate(&mut self, child: ChildId) {
+    fn escalate(&mut self, child: ChildId, ctx: &mut Context<Self>) {
         self.stopping = true;
+        self.env.health.set_supervisor_alive(false);
         let sup = &self.env.settings.supervisor;
         tracing::error!(
             actor = child.actor_label(),
@@ -167,11 +252,31 @@ impl Supervisor {
             window_secs = sup.restart_window.as_secs(),
             "restart intensity exceeded; stopping everything and exiting with code 1 so the process manager restarts us clean"
         );
-        // Stop in reverse start order: the scanner first, so nothing new is claimed.
-        if let Some(s) = self.wiring.scanner() {
+        // Stop in reverse start order: the scanner first, so nothing new is claimed; then unwire
+        // the reconcilers, the committer and the rate limiter, so work in flight gives its orders
+        // back instead of going on (an actor whose last address is dropped stops by itself).
+        let w = &self.wiring;
+        if let Some(s) = w.scanner() {
             s.do_send(StopClaiming);
         }
-        System::current().stop_with_code(1);
+        set(&w.scanner, None);
+        for slot in w.slots.iter().rev() {
+            set(&slot.addr, None);
+        }
+        set(&w.committer, None);
+        set(&w.rate_limiter, None);
+        // Give this process's leases back (bounded), so another instance need not wait for them.
+        let env = self.env.clone();
+        ctx.spawn(
+            async move {
+                match tokio::time::timeout(Duration::from_secs(3), env.store.release_leases(&env.owner)).await {
+                    Ok(Ok(n)) => tracing::info!(released = n, "released leases before exiting"),
+                    _ => tracing::warn!("could not release leases before exiting; they will expire"),
+                }
+                System::current().stop_with_code(1);
+            }
+            .into_actor(self),
+        );
     }
 }
 
@@ -198,16 +303,24 @@ impl Handler<ChildExited> for Supervisor {
             return;
         }
         let actor = msg.child.actor_label();
-        metrics::counter!(names::ACTOR_RESTARTS, "actor" => actor).increment(1);
+        if let ChildId::OrderReconciler(i) = msg.child {
+            // In case the dying reconciler could not close its slot (its permit was still held
+            // by work being dropped): close it now, so nothing is dispatched to it meanwhile.
+            if let Some(slot) = self.wiring.slots.get(i) {
+                slot.close(None);
+            }
+        }
         let (ok, recent) = self.within_intensity(msg.child);
         if !ok {
-            self.escalate(msg.child);
+            tracing::error!(actor, child = ?msg.child, reason = %msg.reason, recent_deaths = recent, "child died once too often");
+            self.escalate(msg.child, ctx);
             return;
         }
+        metrics::counter!(names::ACTOR_RESTARTS, "actor" => actor).increment(1);
         // Back off a little more for each recent death, so a child that dies at start cannot
         // spin the arbiter: 50 ms, 100 ms, 200 ms, … capped at 5 s.
         let backoff = Duration::from_millis(50u64 << (recent.saturating_sub(1)).min(7)).min(Duration::from_secs(5));
-        tracing::warn!(actor, child = ?msg.child, panicked = msg.panicked, recent_deaths = recent, backoff_ms = backoff.as_millis() as u64, "child died; restarting it");
+        tracing::warn!(actor, child = ?msg.child, reason = %msg.reason, recent_deaths = recent, backoff_ms = backoff.as_millis() as u64, "child died; restarting it");
         ctx.run_later(backoff, move |act, ctx| {
             if !act.stopping {
                 act.start_child(msg.child, ctx);
@@ -230,6 +343,10 @@ impl Handler<Shutdown> for Supervisor {
         );
         if let Some(s) = self.wiring.scanner() {
             s.do_send(StopClaiming);
+        }
+        // Slots closed for a dead reconciler hold no order: do not wait for them.
+        for slot in &self.wiring.slots {
+            slot.reopen();
         }
         let (env, wiring) = (self.env.clone(), self.wiring.clone());
         ctx.spawn(

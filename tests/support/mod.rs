@@ -26,7 +26,7 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -49,6 +49,14 @@ fn secantusd() -> PathBuf {
 /// when the test binary exits, however it exits.
 pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
     let port = free_port();
+    let child = start_secantus_on(port, ":memory:", extra);
+    (port, child)
+}
+
+/// Start `secantusd-py` on `port` with its data in `storage` (a directory, so a restart on the
+/// same port and path finds the same data; or `:memory:`), behind the same watchdog. Stop it
+/// with [`stop_secantus`].
+pub fn start_secantus_on(port: u16, storage: &str, extra: &[&str]) -> Child {
     let mut args = vec![
         "--host".to_string(),
         "127.0.0.1".into(),
@@ -57,12 +65,12 @@ pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
     ];
     args.extend([
         "--storage-path".into(),
-        ":memory:".into(),
+        storage.to_string(),
         "--log-level".into(),
         "WARNING".into(),
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let script = r#"bin="$1"; parent="$2"; shift 2; "$bin" "$@" & c=$!; trap 'kill $c 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 1; done; kill $c 2>/dev/null; wait $c"#;
+    let script = r#"bin="$1"; parent="$2"; shift 2; "$bin" "$@" & c=$!; trap 'kill $c 2>/dev/null; wait $c; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.2; done; kill $c 2>/dev/null; wait $c"#;
     let child = Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -75,7 +83,19 @@ pub fn start_secantus(extra: &[&str]) -> (u16, Child) {
         .spawn()
         .expect("start secantusd-py");
     wait_for_port(port, Duration::from_secs(90));
-    (port, child)
+    child
+}
+
+/// Stop a server started by [`start_secantus_on`] cleanly (SIGTERM, wait for it to exit and
+/// for its port to close), so it can be started again on the same data.
+pub fn stop_secantus(mut child: Child, port: u16) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "SecantusDB still listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn wait_for_port(port: u16, limit: Duration) {
@@ -162,6 +182,15 @@ fn split_uri(uri: &str) -> (String, String) {
 }
 
 impl DbServer {
+    /// A server this test started and manages itself, on 127.0.0.1:`port`.
+    pub fn on_port(port: u16) -> DbServer {
+        DbServer {
+            base: format!("mongodb://127.0.0.1:{port}"),
+            query: "?directConnection=true".into(),
+            _child: None,
+        }
+    }
+
     /// A URI for a database no other test uses.
     pub fn fresh_uri(&self, test: &str) -> (String, String) {
         static N: AtomicU32 = AtomicU32::new(0);

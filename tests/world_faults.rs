@@ -1,0 +1,289 @@
+//! Faults the world injects, against the real binary: MongoDB going away and coming back on the
+//! same port and data, server-side failpoints (`configureFailPoint` / `failCommand`, SecantusDB
+//! with `--enable-test-commands`), and PhonePe storms (timeouts, 429, rejected credentials).
+//! Each test has its own SecantusDB when it breaks the database, so failpoints and outages do not
+//! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use draft_reconciler::sim::Answer;
+use mongodb::bson::{doc, Document};
+use support::{eventually, http_get, reconciler_bin, DbServer, World, MERCHANT, SALT};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The service, killed when dropped.
+struct Service {
+    child: Child,
+    ops: u16,
+}
+
+impl Service {
+    fn start(w: &World, extra: &[(&str, &str)]) -> Service {
+        Self::start_with_salt(w, SALT, extra)
+    }
+
+    fn start_with_salt(w: &World, salt: &str, extra: &[(&str, &str)]) -> Service {
+        let ops = support::free_port();
+        let child = Command::new(reconciler_bin())
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MONGODB_URI", &w.uri)
+            .env("PHONEPE_BASE_URL", w.sim.base_url())
+            .env("PHONEPE_MERCHANT_ID", MERCHANT)
+            .env("PHONEPE_SALT_KEY", salt)
+            .env("PHONEPE_SALT_INDEX", "1")
+            .env("RECONCILER_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+            .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+            .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
+            .env("RECONCILER_JOB__LEASE_TTL_SECS", "10")
+            .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "600")
+            .env("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "50")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(if std::env::var_os("SHOW_SERVICE_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if std::env::var_os("SHOW_SERVICE_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start draft-reconciler");
+        Service { child, ops }
+    }
+
+    fn status(&self, path: &str) -> Option<u16> {
+        http_get(self.ops, path).map(|(s, _)| s)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn orders(w: &World, prefix: &str, n: usize, age_secs: i64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let mtid = format!("{prefix}-{i:02}");
+            w.insert_order(&mtid, 49900, age_secs, &[("tee", 1, None)]);
+            w.sim.script(&mtid, vec![Answer::completed(49900)]);
+            mtid
+        })
+        .collect()
+}
+
+fn confirmed(w: &World, mtids: &[String]) -> bool {
+    mtids.iter().all(|m| w.status(m).0 == "confirmed")
+}
+
+fn assert_once(w: &World, mtids: &[String]) {
+    for m in mtids {
+        assert_eq!(w.status(m), ("confirmed".into(), "paid".into()), "{m}");
+        assert_eq!(w.history(m).len(), 1, "{m} settled once: {:?}", w.history(m));
+    }
+}
+
+fn count(w: &World, filter: Document) -> u64 {
+    w.block(w.db.collection::<Document>("orders").count_documents(filter))
+        .unwrap()
+}
+
+#[test]
+fn mongodb_going_away_and_coming_back_is_ridden_out_and_the_backlog_caught_up() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let storage = data.path().to_str().expect("utf-8 path").to_string();
+    let port = support::free_port();
+    let db = support::start_secantus_on(port, &storage, &[]);
+    let w = World::on(&DbServer::on_port(port), "outage");
+    w.insert_product("tee", 100);
+    let before = orders(&w, "A", 3, 600);
+    // Young orders: eligible only after the 12 s lookback, i.e. during the outage.
+    let during = orders(&w, "B", 3, 0);
+    let eligible_at = Instant::now() + Duration::from_secs(12);
+    let mut svc = Service::start(&w, &[("RECONCILER_JOB__LOOKBACK_SECS", "12")]);
+
+    eventually(SETTLE, "the first orders settle", || confirmed(&w, &before));
+    eventually(SETTLE, "/readyz is 200 with MongoDB up", || {
+        svc.status("/readyz") == Some(200)
+    });
+    assert!(
+        during.iter().all(|m| w.status(m).0 == "draft"),
+        "the young orders wait for the outage"
+    );
+
+    support::stop_secantus(db, port);
+    eventually(SETTLE, "/readyz is 503 while MongoDB is down", || {
+        svc.status("/readyz") == Some(503)
+    });
+    // The outage lasts until the young orders are due: they pile up as a backlog.
+    eventually(SETTLE, "the young orders become due", || Instant::now() >= eligible_at);
+    assert!(svc.alive(), "the service rides out the outage");
+    assert_eq!(svc.status("/healthz"), Some(200), "the process itself stays live");
+
+    let db = support::start_secantus_on(port, &storage, &[]);
+    eventually(SETTLE, "/readyz is 200 again", || svc.status("/readyz") == Some(200));
+    eventually(SETTLE, "the backlog is caught up", || confirmed(&w, &during));
+    assert_once(&w, &before);
+    assert_once(&w, &during);
+    assert_eq!(w.stock("tee"), 94, "six orders, six units, each once");
+    assert!(svc.alive());
+    drop(svc);
+    support::stop_secantus(db, port);
+}
+
+/// Arm SecantusDB's `failCommand` for the service's connections only (its appName).
+fn fail_command(w: &World, mode: Document, data: Document) {
+    let mut data = data;
+    data.insert("appName", "draft-reconciler");
+    w.block(
+        w.db.client()
+            .database("admin")
+            .run_command(doc! { "configureFailPoint": "failCommand", "mode": mode, "data": data }),
+    )
+    .expect("configureFailPoint (needs --enable-test-commands)");
+}
+
+#[test]
+fn server_side_failures_are_retried_without_double_effects() {
+    let (port, _db) = support::start_secantus(&["--enable-test-commands"]);
+    let w = World::on(&DbServer::on_port(port), "failpoints");
+    w.insert_product("tee", 100);
+    let mut svc = Service::start(&w, &[]);
+    let mut settled = Vec::new();
+    let phases: Vec<(&str, Document, Document)> = vec![
+        (
+            "commit fails with a transient transaction error (twice)",
+            doc! { "times": 2 },
+            doc! { "failCommands": ["commitTransaction"], "errorCode": 112, "errorLabels": ["TransientTransactionError"] },
+        ),
+        (
+            "commit succeeds but answers with a write concern error (unknown commit result)",
+            doc! { "times": 1 },
+            doc! { "failCommands": ["commitTransaction"], "writeConcernError": { "code": 91, "errmsg": "shutting down" } },
+        ),
+        (
+            "the connection closes on commit",
+            doc! { "times": 1 },
+            doc! { "failCommands": ["commitTransaction"], "closeConnection": true },
+        ),
+        (
+            // WriteConflict: inside the transaction it is labelled TransientTransactionError.
+            // (Not 91 ShutdownInProgress: the driver would mark the server unknown and wait for
+            // its monitor, seconds per failure, which tests the driver rather than us.)
+            "updates hit write conflicts",
+            doc! { "times": 3 },
+            doc! { "failCommands": ["update"], "errorCode": 112 },
+        ),
+        (
+            "claims (findAndModify) lose their connection",
+            doc! { "times": 2 },
+            doc! { "failCommands": ["findAndModify"], "closeConnection": true },
+        ),
+    ];
+    for (i, (what, mode, data)) in phases.into_iter().enumerate() {
+        fail_command(&w, mode, data);
+        let batch = orders(&w, &format!("P{i}"), 2, 600);
+        eventually(SETTLE, &format!("orders settle when {what}"), || confirmed(&w, &batch));
+        assert_once(&w, &batch);
+        settled.extend(batch);
+    }
+    fail_command(&w, doc! { "times": 0 }, doc! {});
+    assert_once(&w, &settled);
+    assert_eq!(
+        w.stock("tee"),
+        100 - settled.len() as i64,
+        "stock deducted exactly once per order"
+    );
+    assert!(svc.alive());
+}
+
+#[test]
+fn a_phonepe_timeout_storm_changes_nothing_opens_the_breaker_and_recovers() {
+    let w = World::new("phonepe_storm");
+    w.insert_product("tee", 100);
+    let all = orders(&w, "S", 30, 600);
+    // Every call outlives the 1 s request timeout.
+    w.sim.set_latency(Duration::from_secs(3));
+    let mut svc = Service::start(&w, &[]);
+
+    // Five failures in a row open the breaker (30 s): calls stop well short of one per order.
+    eventually(SETTLE, "the first calls time out", || w.sim.calls().len() >= 5);
+    let observed_until = Instant::now() + Duration::from_secs(8);
+    eventually(Duration::from_secs(20), "an 8 s look at the storm", || {
+        Instant::now() >= observed_until
+    });
+    let during = w.sim.calls().len();
+    assert!(
+        during <= 12,
+        "the breaker stopped calls a dead PhonePe cannot answer: {during} calls for 30 orders"
+    );
+    assert_eq!(count(&w, doc! { "status": "draft" }), 30, "nothing changed state");
+    assert_eq!(count(&w, doc! { "history.0": { "$exists": true } }), 0);
+    assert_eq!(w.stock("tee"), 100);
+
+    // PhonePe recovers: once the pause and the orders' retry backoff (30 s + jitter) are over,
+    // everything settles.
+    w.sim.set_latency(Duration::ZERO);
+    eventually(
+        Duration::from_secs(90),
+        "every order settles after PhonePe recovers",
+        || confirmed(&w, &all),
+    );
+    assert_once(&w, &all);
+    assert_eq!(w.stock("tee"), 70);
+    assert!(svc.alive());
+}
+
+#[test]
+fn a_429_storm_or_rejected_credentials_pause_calls_instead_of_burning_the_budget() {
+    // PhonePe allows 3 calls a minute here: the 4th is a 429, and every caller pauses 60 s.
+    let limited = World::new("phonepe_429");
+    limited.insert_product("tee", 100);
+    let a = orders(&limited, "R", 20, 600);
+    limited.sim.set_rate_limit(Some(3));
+    // Our salt key is not the one PhonePe knows: every call is a 401, calls pause 5 min.
+    let rejected = World::new("phonepe_401");
+    rejected.insert_product("tee", 100);
+    let b = orders(&rejected, "U", 20, 600);
+
+    let mut svc_limited = Service::start(&limited, &[]);
+    let mut svc_rejected = Service::start_with_salt(&rejected, "not-the-salt-phonepe-knows", &[]);
+
+    eventually(SETTLE, "a 429 comes back", || {
+        limited.sim.calls().iter().any(|c| c.http_status == 429)
+    });
+    eventually(SETTLE, "a 401 comes back", || {
+        rejected.sim.calls().iter().any(|c| c.http_status == 401)
+    });
+    let look_until = Instant::now() + Duration::from_secs(8);
+    eventually(Duration::from_secs(20), "an 8 s look", || Instant::now() >= look_until);
+
+    // At most the calls already in flight (4 reconcilers) follow the first refusal.
+    let (calls_a, calls_b) = (limited.sim.calls().len(), rejected.sim.calls().len());
+    assert!(calls_a <= 3 + 4, "429: {calls_a} calls for {} orders", a.len());
+    assert!(calls_b <= 4, "401: {calls_b} calls for {} orders", b.len());
+    // Only the answered calls changed anything; the refused ones changed nothing.
+    let settled = count(&limited, doc! { "status": "confirmed" });
+    assert!(settled <= 3, "{settled}");
+    assert_eq!(count(&limited, doc! { "status": "draft" }), 20 - settled);
+    assert_eq!(limited.stock("tee"), 100 - settled as i64);
+    assert_eq!(count(&rejected, doc! { "status": "draft" }), 20);
+    assert_eq!(count(&rejected, doc! { "history.0": { "$exists": true } }), 0);
+    assert_eq!(rejected.stock("tee"), 100);
+    assert!(svc_limited.alive() && svc_rejected.alive());
+}
