@@ -235,7 +235,9 @@ fn one_short_item_deducts_nothing_and_parks_the_order() {
     );
     w.sim.script("ORD-SHORT", vec![Answer::completed(99900)]);
 
-    w.once();
+    let summary = w.once();
+
+    assert_eq!(summary.get(Outcome::NeedsReview), 1, "{summary}");
 
     assert_eq!(w.status("ORD-SHORT"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.reason("ORD-SHORT").as_deref(), Some("insufficient_stock"));

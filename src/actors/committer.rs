@@ -301,17 +301,8 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
             return Err(e);
         }
     };
+    // Both strategies have already parked the order as needs_review, with nothing deducted.
     metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
-    tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parking as needs_review");
-    let mut review = Transition::new(
-        Status::Draft,
-        Status::NeedsReview,
-        PaymentStatus::Paid,
-        reason,
-        String::new(),
-        None,
-    );
-    review.code = t.code.clone();
-    review.transaction_id = t.transaction_id.clone();
-    guarded(env, order, &review, now).await
+    tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
+    Ok(Outcome::NeedsReview)
 }

@@ -19,6 +19,7 @@ use mongodb::ClientSession;
 use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
+use crate::domain::decision::review;
 use crate::domain::{Item, Order, PaymentStatus, Status};
 
 /// What a commit attempt ended as.
@@ -28,9 +29,11 @@ pub enum CommitOutcome {
     Committed,
     /// The order was no longer a draft (webhook or another instance settled it): nothing changed.
     AlreadyProcessed,
-    /// An item's product (or its size) has less stock than ordered: nothing changed.
+    /// An item's product (or its size) has less stock than ordered: nothing deducted, and the
+    /// order is parked as `needs_review` (reason `insufficient_stock`).
     InsufficientStock { product: String },
-    /// An item's product (or the size on it) does not exist: nothing changed.
+    /// An item's product (or the size on it) does not exist: nothing deducted, and the order is
+    /// parked as `needs_review` (reason `product_missing`).
     ProductMissing { product: String },
 }
 
@@ -88,8 +91,41 @@ impl Store {
         lease: &Lease<'_>,
     ) -> StoreResult<CommitOutcome> {
         match strategy {
-            StrategyChoice::Transaction => self.commit_in_transaction(order, t, lease.now).await,
+            StrategyChoice::Transaction => {
+                let outcome = self.commit_in_transaction(order, t, lease.now).await?;
+                self.park_if_refused(order, t, outcome, lease.now).await
+            }
             StrategyChoice::Journal => self.commit_journal(order, t, lease.owner, lease.ttl, lease.now).await,
+        }
+    }
+
+    /// The transaction was aborted by a stock guard: park the (still draft) order for review, as
+    /// the journal does inside its saga. Someone else settling it first wins.
+    async fn park_if_refused(
+        &self,
+        order: &Order,
+        t: &Transition,
+        outcome: CommitOutcome,
+        now: DateTime,
+    ) -> StoreResult<CommitOutcome> {
+        let reason = match &outcome {
+            CommitOutcome::InsufficientStock { .. } => review::INSUFFICIENT_STOCK,
+            CommitOutcome::ProductMissing { .. } => review::PRODUCT_MISSING,
+            _ => return Ok(outcome),
+        };
+        let code = t.code.clone().unwrap_or_default();
+        let park = Transition::new(
+            Status::Draft,
+            Status::NeedsReview,
+            PaymentStatus::Paid,
+            reason,
+            code,
+            t.transaction_id.clone(),
+        );
+        if self.transition(&order.id, &park, now).await? {
+            Ok(outcome)
+        } else {
+            Ok(CommitOutcome::AlreadyProcessed)
         }
     }
 
