@@ -8,37 +8,25 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Bson, Document};
-use support::{reconciler_bin, DbServer, World, MERCHANT, SALT};
+use support::{DbServer, World};
 
 const ORDERS: usize = 80;
 const KILLS: usize = 12;
 const PRODUCTS: [(&str, i64); 3] = [("tee", 50), ("mug", 35), ("cap", 80)];
 
 fn spawn(w: &World) -> Child {
-    Command::new(reconciler_bin())
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MONGODB_URI", &w.uri)
-        .env("PHONEPE_BASE_URL", w.sim.base_url())
-        .env("PHONEPE_MERCHANT_ID", MERCHANT)
-        .env("PHONEPE_SALT_KEY", SALT)
-        .env("PHONEPE_SALT_INDEX", "1")
+    w.reconciler_command(&["run"])
         .env("RECONCILER_OPS__LISTEN", "")
         .env("RECONCILER_JOB__INTERVAL_SECS", "1")
         .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "1200")
         .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
         .env("RECONCILER_JOB__LEASE_TTL_SECS", "2")
-        .env("RECONCILER_JOB__COMMIT_STRATEGY", support::test_strategy_name())
         .env("LOG_LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start draft-reconciler")
 }

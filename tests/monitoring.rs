@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use draft_reconciler::sim::Answer;
 use serde_json::Value;
-use support::{eventually, reconciler_bin, World, MERCHANT, SALT};
+use support::{eventually, World};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,15 +83,8 @@ fn prometheus_scrapes_the_service_and_evaluates_every_alert_rule() {
 
     // The service, as under PM2/systemd: JSON logs, ops HTTP on a port of its own.
     let ops_port = free_port();
-    let service = Command::new(reconciler_bin())
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MONGODB_URI", &w.uri)
-        .env("PHONEPE_BASE_URL", w.sim.base_url())
-        .env("PHONEPE_MERCHANT_ID", MERCHANT)
-        .env("PHONEPE_SALT_KEY", SALT)
-        .env("PHONEPE_SALT_INDEX", "1")
+    let service = w
+        .reconciler_command(&["run"])
         .env("LOG_FORMAT", "json")
         .env("RECONCILER_OPS__LISTEN", format!("127.0.0.1:{ops_port}"))
         .env("RECONCILER_JOB__INTERVAL_SECS", "1")

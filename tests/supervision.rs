@@ -14,35 +14,23 @@
 
 mod support;
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
-use support::{eventually, http_get, reconciler_bin, World, MERCHANT, SALT};
+use support::{eventually, http_get, World};
 
 /// How long a scenario may take to settle on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);
 
 fn service(w: &World, faults: &str, extra: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(reconciler_bin());
-    c.arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MONGODB_URI", &w.uri)
-        .env("PHONEPE_BASE_URL", w.sim.base_url())
-        .env("PHONEPE_MERCHANT_ID", MERCHANT)
-        .env("PHONEPE_SALT_KEY", SALT)
-        .env("PHONEPE_SALT_INDEX", "1")
-        .env("RECONCILER_OPS__LISTEN", "")
-        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+    let mut c = w.reconciler_command(&["run"]);
+    c.env("RECONCILER_JOB__INTERVAL_SECS", "1")
         .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
         .env("RECONCILER_JOB__LEASE_TTL_SECS", "3")
         .env("RECONCILER_FAULTS", faults)
-        .envs(extra.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .envs(extra.iter().copied());
     c
 }
 

@@ -6,12 +6,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
-use support::{eventually, http_get, reconciler_bin, DbServer, World, MERCHANT, SALT};
+use support::{eventually, http_get, DbServer, World, SALT};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -28,15 +28,9 @@ impl Service {
 
     fn start_with_salt(w: &World, salt: &str, extra: &[(&str, &str)]) -> Service {
         let ops = support::free_port();
-        let child = Command::new(reconciler_bin())
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MONGODB_URI", &w.uri)
-            .env("PHONEPE_BASE_URL", w.sim.base_url())
-            .env("PHONEPE_MERCHANT_ID", MERCHANT)
+        let child = w
+            .reconciler_command(&["run"])
             .env("PHONEPE_SALT_KEY", salt)
-            .env("PHONEPE_SALT_INDEX", "1")
             .env("RECONCILER_OPS__LISTEN", format!("127.0.0.1:{ops}"))
             .env("RECONCILER_JOB__INTERVAL_SECS", "1")
             .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")

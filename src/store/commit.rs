@@ -194,38 +194,41 @@ impl Store {
                 .await
                 .map_err(StoreError::mongo("deduct stock"))?;
             if r.matched_count == 0 {
-                return self.why_short(s, item).await;
+                return self.read_why_short(s, item).await;
             }
         }
         Ok(CommitOutcome::Committed)
     }
 
     /// A stock guard failed: tell a missing product (or size) from a short one.
-    async fn why_short(&self, s: &mut ClientSession, item: &Item) -> StoreResult<CommitOutcome> {
+    async fn read_why_short(&self, s: &mut ClientSession, item: &Item) -> StoreResult<CommitOutcome> {
         let product = self
             .products
             .find_one(doc! { "_id": &item.product_id })
             .session(&mut *s)
             .await
             .map_err(StoreError::mongo("read product"))?;
-        let name = product_label(item);
-        let Some(p) = product else {
-            return Ok(CommitOutcome::ProductMissing { product: name });
-        };
-        if let Some(size) = &item.size {
-            let has_size = p
-                .get_array("sizes")
-                .map(|a| {
-                    a.iter()
-                        .any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str()))
-                })
-                .unwrap_or(false);
-            if !has_size {
-                return Ok(CommitOutcome::ProductMissing { product: name });
-            }
-        }
-        Ok(CommitOutcome::InsufficientStock { product: name })
+        Ok(why_short(product.as_ref(), item))
     }
+}
+
+/// Why a stock guard failed, from the product as it is now: missing (or without the item's
+/// size) or short.
+pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcome {
+    let name = product_label(item);
+    let Some(p) = product else {
+        return CommitOutcome::ProductMissing { product: name };
+    };
+    if let Some(size) = &item.size {
+        let sizes = p.get_array("sizes").map(|a| a.as_slice()).unwrap_or_default();
+        let has_size = sizes
+            .iter()
+            .any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str()));
+        if !has_size {
+            return CommitOutcome::ProductMissing { product: name };
+        }
+    }
+    CommitOutcome::InsufficientStock { product: name }
 }
 
 /// `{_id, stock >= qty}` and, for a sized item, `sizes: {$elemMatch: {size, stock >= qty}}`.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument, UpdateOptions};
 
-use super::commit::{product_label, CommitOutcome};
+use super::commit::{why_short, CommitOutcome};
 use super::orders::{plus, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::domain::decision::review;
@@ -254,30 +254,14 @@ impl Store {
             .find_one(doc! { "_id": &item.product_id })
             .await
             .map_err(StoreError::mongo("journal: read product"))?;
-        let name = product_label(item);
-        let Some(p) = product else {
-            return Ok(Applied::Short(CommitOutcome::ProductMissing { product: name }));
-        };
-        let marked = p
-            .get_array(MARKERS)
-            .map(|a| a.iter().any(|m| m.as_str() == Some(marker.as_str())))
-            .unwrap_or(false);
+        let marked = product
+            .as_ref()
+            .and_then(|p| p.get_array(MARKERS).ok())
+            .is_some_and(|a| a.iter().any(|m| m.as_str() == Some(marker.as_str())));
         if marked {
             return Ok(Applied::Done); // applied before (by us before a crash, or by a recovery)
         }
-        if let Some(size) = &item.size {
-            let has_size = p
-                .get_array("sizes")
-                .map(|a| {
-                    a.iter()
-                        .any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str()))
-                })
-                .unwrap_or(false);
-            if !has_size {
-                return Ok(Applied::Short(CommitOutcome::ProductMissing { product: name }));
-            }
-        }
-        Ok(Applied::Short(CommitOutcome::InsufficientStock { product: name }))
+        Ok(Applied::Short(why_short(product.as_ref(), item)))
     }
 
     /// Record the decision to roll back in the journal, then roll back.

@@ -413,6 +413,29 @@ impl World {
     }
 }
 
+impl World {
+    /// `draft-reconciler <args>` wired to this world: its database, its simulator and salt key,
+    /// ops HTTP off, the suite's commit strategy, output discarded. Nothing is inherited from the
+    /// test's environment but `PATH`; callers add or override variables with `.env(..)`.
+    pub fn reconciler_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(reconciler_bin());
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MONGODB_URI", &self.uri)
+            .env("PHONEPE_BASE_URL", self.sim.base_url())
+            .env("PHONEPE_MERCHANT_ID", MERCHANT)
+            .env("PHONEPE_SALT_KEY", self.settings.phonepe.salt_key.expose())
+            .env("PHONEPE_SALT_INDEX", "1")
+            .env("RECONCILER_OPS__LISTEN", "")
+            .env("RECONCILER_JOB__COMMIT_STRATEGY", test_strategy_name())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
 /// Paths of the built binaries.
 pub fn reconciler_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_draft-reconciler"))
