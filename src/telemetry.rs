@@ -93,9 +93,11 @@ pub mod names {
     pub const SCAN_INTERVAL: &str = "reconciler_scan_interval_seconds";
     /// Gauge: `job.rate_limit_per_minute`, the budget the PhonePe request rate is held under.
     pub const RATE_LIMIT_PER_MINUTE: &str = "reconciler_rate_limit_per_minute";
+    /// Counter: orders cancelled for timeout / not found that PhonePe later reported paid.
+    pub const LATE_PAYMENTS: &str = "reconciler_late_payments_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -112,6 +114,7 @@ pub mod names {
         BUILD_INFO,
         SCAN_INTERVAL,
         RATE_LIMIT_PER_MINUTE,
+        LATE_PAYMENTS,
     ];
 }
 
@@ -222,6 +225,11 @@ pub fn describe_metrics() {
         "PhonePe calls that gave no usable answer, by kind."
     );
     describe_counter!(
+        LATE_PAYMENTS,
+        Unit::Count,
+        "Cancelled (timed-out or not-found) orders that PhonePe later reported paid: parked as needs_review (paid_after_cancel)."
+    );
+    describe_counter!(
         PHONEPE_RATE_LIMITED,
         Unit::Count,
         "PhonePe answers of 429 / TOO_MANY_REQUESTS."
@@ -284,6 +292,7 @@ fn initialize_metrics() {
     metrics::gauge!(names::BUILD_INFO, labels::VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
     metrics::counter!(names::PHONEPE_RATE_LIMITED).absolute(0);
+    metrics::counter!(names::LATE_PAYMENTS).absolute(0);
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }

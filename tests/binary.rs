@@ -610,3 +610,99 @@ fn the_budget_is_never_exceeded_as_phonepe_sees_it() {
     }
     assert_eq!(drafts_left(&w), 0);
 }
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_lets_in_flight_orders_finish_then_releases_leases_and_exits_0() {
+    let w = World::new("sigterm_graceful");
+    w.insert_product("tee", 10);
+    w.insert_order("ORD-INFLIGHT", 49900, 600, &[("tee", 1, None)]);
+    w.sim.script("ORD-INFLIGHT", vec![Answer::completed(49900).delay(2000)]);
+    let mut child = w
+        .reconciler_command(&["run"])
+        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .spawn()
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "PhonePe is being asked about the order",
+        || w.calls_for("ORD-INFLIGHT") == 1,
+    );
+
+    kill_term(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        w.status("ORD-INFLIGHT"),
+        ("confirmed".into(), "paid".into()),
+        "in-flight work finished"
+    );
+    assert_eq!(w.stock("tee"), 9);
+    let leased = w.block(
+        w.db.collection::<Document>("orders")
+            .count_documents(doc! { "reconciliation.leaseOwner": { "$exists": true } }),
+    );
+    assert_eq!(leased.unwrap(), 0, "no lease left behind");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_without_settling_anything() {
+    let w = World::new("sigterm_twice");
+    w.insert_product("tee", 10);
+    w.insert_order("ORD-SLOW", 49900, 600, &[("tee", 1, None)]);
+    // PhonePe takes 20 s to answer: a graceful exit would wait for it and confirm the order.
+    w.sim.script("ORD-SLOW", vec![Answer::completed(49900).delay(20_000)]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.log");
+    let mut child = w
+        .reconciler_command(&["run"])
+        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "30")
+        .env("RECONCILER_JOB__LEASE_TTL_SECS", "120")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "PhonePe is being asked about the order",
+        || w.calls_for("ORD-SLOW") == 1,
+    );
+
+    kill_term(&child);
+    // Two signals sent back to back could merge into one: send the second only once the first
+    // has been taken (its graceful shutdown is then waiting for the slow order).
+    eventually(Duration::from_secs(30), "the first signal was taken", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("graceful shutdown")
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first signal waits for in-flight work"
+    );
+    kill_term(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+
+    assert_eq!(status.code(), Some(130), "the second signal exits at once");
+    assert_eq!(
+        w.status("ORD-SLOW"),
+        ("draft".into(), "pending".into()),
+        "nothing settled on the way out"
+    );
+    assert_eq!(w.stock("tee"), 10);
+}

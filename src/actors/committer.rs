@@ -183,7 +183,15 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
             code,
             transaction_id,
         } => {
-            tracing::warn!(reason, "parking order as needs_review");
+            if reason == review::PAID_AFTER_CANCEL {
+                metrics::counter!(names::LATE_PAYMENTS).increment(1);
+                tracing::error!(
+                    "PhonePe reports a payment for an order we cancelled: parking it as needs_review \
+                     (paid_after_cancel) for a person to refund or fulfil"
+                );
+            } else {
+                tracing::warn!(reason, "parking order as needs_review");
+            }
             let t = Transition::new(
                 order.status,
                 Status::NeedsReview,
