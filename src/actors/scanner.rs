@@ -76,6 +76,9 @@ pub struct Scanner {
     wiring: Arc<Wiring>,
     mode: Mode,
     claiming: bool,
+    /// A tick arrived while a claim was running: run its scan as soon as the claim ends, so a
+    /// busy drain never skips the recovery pass or the scan metrics.
+    tick_pending: bool,
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
@@ -92,6 +95,7 @@ impl Scanner {
             wiring,
             mode,
             claiming: false,
+            tick_pending: false,
             more_waiting: false,
             in_flight: 0,
             stopping: false,
@@ -110,7 +114,11 @@ impl Scanner {
             return;
         }
         self.env.health.scanner_ticked();
-        if self.stopping || self.claiming {
+        if self.stopping {
+            return;
+        }
+        if self.claiming {
+            self.tick_pending = true;
             return;
         }
         self.recover_then_fill(ctx);
@@ -120,6 +128,7 @@ impl Scanner {
     /// `claiming` stays set meanwhile, so nothing is claimed before recovery has run.
     fn recover_then_fill(&mut self, ctx: &mut Context<Self>) {
         self.claiming = true;
+        self.tick_pending = false;
         let env = self.env.clone();
         let scan = async move {
             let recovered = env
@@ -196,6 +205,9 @@ impl Scanner {
                     act.more_waiting = false;
                     tracing::error!(error = %e, "claiming orders failed; will try again next interval");
                 }
+            }
+            if std::mem::take(&mut act.tick_pending) && !act.stopping {
+                act.recover_then_fill(ctx);
             }
             act.maybe_finish_drain();
         }));
