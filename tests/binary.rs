@@ -193,11 +193,13 @@ fn run_settles_orders_serves_every_metric_and_logs_json_without_secrets() {
     env.insert("RECONCILER_JOB__INTERVAL_SECS", "1".into());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.log");
-    let mut child = command(&env, &["run"])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = support::Running(
+        command(&env, &["run"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
 
     eventually(
         Duration::from_secs(60),
@@ -631,11 +633,12 @@ fn sigterm_lets_in_flight_orders_finish_then_releases_leases_and_exits_0() {
     w.insert_product("tee", 10);
     w.insert_order("ORD-INFLIGHT", 49900, 600, &[("tee", 1, None)]);
     w.sim.script("ORD-INFLIGHT", vec![Answer::completed(49900).delay(2000)]);
-    let mut child = w
-        .reconciler_command(&["run"])
-        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
-        .spawn()
-        .unwrap();
+    let mut child = support::Running(
+        w.reconciler_command(&["run"])
+            .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+            .spawn()
+            .unwrap(),
+    );
     eventually(
         Duration::from_secs(30),
         "PhonePe is being asked about the order",
@@ -668,15 +671,16 @@ fn a_second_signal_exits_at_once_without_settling_anything() {
     w.sim.script("ORD-SLOW", vec![Answer::completed(49900).delay(20_000)]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.log");
-    let mut child = w
-        .reconciler_command(&["run"])
-        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
-        .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "30")
-        .env("RECONCILER_JOB__LEASE_TTL_SECS", "120")
-        .env("LOG_FORMAT", "json")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = support::Running(
+        w.reconciler_command(&["run"])
+            .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+            .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "30")
+            .env("RECONCILER_JOB__LEASE_TTL_SECS", "120")
+            .env("LOG_FORMAT", "json")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     eventually(
         Duration::from_secs(30),
         "PhonePe is being asked about the order",

@@ -8,18 +8,17 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Child;
 use std::time::Duration;
 
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Bson, Document};
-use support::{DbServer, World};
+use support::{DbServer, Running, World};
 
 const ORDERS: usize = 80;
 const KILLS: usize = 12;
 const PRODUCTS: [(&str, i64); 3] = [("tee", 50), ("mug", 35), ("cap", 80)];
 
-fn spawn(w: &World) -> Child {
+fn spawn(w: &World) -> Running {
     w.reconciler_command(&["run"])
         .env("RECONCILER_OPS__LISTEN", "")
         .env("RECONCILER_JOB__INTERVAL_SECS", "1")
@@ -28,6 +27,7 @@ fn spawn(w: &World) -> Child {
         .env("RECONCILER_JOB__LEASE_TTL_SECS", "2")
         .env("LOG_LEVEL", "warn")
         .spawn()
+        .map(Running)
         .expect("start draft-reconciler")
 }
 
@@ -89,7 +89,7 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str) {
         }
     }
     // Left alone, a last process finishes everything (leases expire, recovery rolls journals on).
-    let mut last = spawn(&w);
+    let last = spawn(&w);
     // With transactions, a killed process can leave a transaction open holding its documents;
     // the server aborts it after its transaction lifetime limit (60 s), hence the long deadline.
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
@@ -111,8 +111,7 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str) {
         poke_transaction_reaper(&w);
         std::thread::sleep(Duration::from_millis(100));
     }
-    last.kill().unwrap();
-    last.wait().unwrap();
+    drop(last);
     eprintln!("{name}: survived {survived} SIGKILLs");
 
     let orders: Vec<Document> = w.block(async {

@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use draft_reconciler::sim::Answer;
@@ -42,16 +42,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-/// Kills the child on drop, so a failing assertion leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// GET a Prometheus API path; the `data` field of a successful answer.
@@ -93,7 +83,7 @@ fn prometheus_scrapes_the_service_and_evaluates_every_alert_rule() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start draft-reconciler");
-    let _service = Killed(service);
+    let _service = support::Running(service);
 
     // Prometheus with the shipped config: only the target, the intervals and the rule path change.
     let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
@@ -116,7 +106,7 @@ fn prometheus_scrapes_the_service_and_evaluates_every_alert_rule() {
         .stderr(std::fs::File::create(tmp.path().join("prometheus.log")).expect("log"))
         .spawn()
         .expect("start prometheus");
-    let _prometheus = Killed(prometheus);
+    let _prometheus = support::Running(prometheus);
 
     eventually(
         Duration::from_secs(90),

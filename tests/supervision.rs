@@ -177,9 +177,11 @@ fn a_committer_that_panics_is_restarted_and_every_order_is_settled_once() {
     seed(&w, 6);
     // The committer panics on its 1st and 3rd settlement: the orders it held are reclaimed
     // when their leases expire.
-    let mut child = service(&w, "committer.settle=panic@1,reconciler.reconcile=panic@3", &[])
-        .spawn()
-        .unwrap();
+    let mut child = support::Running(
+        service(&w, "committer.settle=panic@1,reconciler.reconcile=panic@3", &[])
+            .spawn()
+            .unwrap(),
+    );
 
     eventually(
         Duration::from_secs(90),
@@ -191,24 +193,25 @@ fn a_committer_that_panics_is_restarted_and_every_order_is_settled_once() {
         assert_eq!(w.history(&format!("ORD-{i:02}")).len(), 1, "ORD-{i:02} settled once");
     }
     assert!(child.try_wait().unwrap().is_none(), "the service survived the panics");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
 
 #[test]
 fn a_restart_storm_escalates_to_a_non_zero_exit() {
     let w = World::new("restart_storm");
     seed(&w, 1);
-    let mut child = service(
-        &w,
-        "scanner.tick=panic@1+",
-        &[
-            ("RECONCILER_SUPERVISOR__MAX_RESTARTS", "3"),
-            ("RECONCILER_SUPERVISOR__RESTART_WINDOW_SECS", "60"),
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let mut child = support::Running(
+        service(
+            &w,
+            "scanner.tick=panic@1+",
+            &[
+                ("RECONCILER_SUPERVISOR__MAX_RESTARTS", "3"),
+                ("RECONCILER_SUPERVISOR__RESTART_WINDOW_SECS", "60"),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

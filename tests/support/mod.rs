@@ -436,6 +436,30 @@ impl World {
     }
 }
 
+/// A child process that is killed (and reaped) when dropped, so a failing test never leaves a
+/// service running behind it. Derefs to the `Child`.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Paths of the built binaries.
 pub fn reconciler_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_draft-reconciler"))
