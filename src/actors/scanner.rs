@@ -79,6 +79,8 @@ pub struct Scanner {
     /// A tick arrived while a claim was running: run its scan as soon as the claim ends, so a
     /// busy drain never skips the recovery pass or the scan metrics.
     tick_pending: bool,
+    /// A slot freed up while a claim was running: claim again as soon as it ends.
+    refill_pending: bool,
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
@@ -96,6 +98,7 @@ impl Scanner {
             mode,
             claiming: false,
             tick_pending: false,
+            refill_pending: false,
             more_waiting: false,
             in_flight: 0,
             stopping: false,
@@ -165,9 +168,15 @@ impl Scanner {
 
     /// Claim orders for every free slot (at most `max_orders_per_run`) and dispatch them.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        if self.claiming || self.stopping {
+        if self.stopping {
             return;
         }
+        if self.claiming {
+            // Slots freed while a claim runs are filled as soon as it ends.
+            self.refill_pending = true;
+            return;
+        }
+        self.refill_pending = false;
         let cap = self.env.settings.job.max_orders_per_run as usize;
         let permits: Vec<(usize, OwnedSemaphorePermit)> = self
             .wiring
@@ -208,6 +217,8 @@ impl Scanner {
             }
             if std::mem::take(&mut act.tick_pending) && !act.stopping {
                 act.recover_then_fill(ctx);
+            } else if act.refill_pending && act.more_waiting {
+                act.fill(ctx);
             }
             act.maybe_finish_drain();
         }));

@@ -53,9 +53,20 @@ pub struct Lease<'a> {
     pub now: DateTime,
 }
 
-/// How many times a transaction is retried on transient errors before giving up (the order's
-/// lease then expires and it is tried again on a later scan).
+/// How many times a commit with an unknown result is retried before giving up.
 const MAX_TXN_ATTEMPTS: u32 = 8;
+
+/// How long a transaction keeps being retried on transient errors (write conflicts with other
+/// commits of the same product, mostly) before giving up; the order then comes back later. Well
+/// inside the lease, which bounds the whole settlement.
+const TXN_RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// Backoff between transaction attempts: doubling from 5 ms, capped at 200 ms, with full jitter
+/// so commits that conflicted do not collide again in step.
+fn txn_backoff(attempt: u32) -> Duration {
+    let cap = (5u64 << attempt.min(6)).min(200);
+    Duration::from_millis(fastrand::u64(1..=cap))
+}
 
 impl Store {
     /// Whether the server runs transactions: a replica-set member or a mongos router.
@@ -135,6 +146,7 @@ impl Store {
             .start_session()
             .await
             .map_err(StoreError::mongo("start session"))?;
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -158,8 +170,8 @@ impl Store {
                 }
             };
             match result {
-                Err(e) if e.is_transient_txn() && attempt < MAX_TXN_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt) + fastrand::u64(0..20))).await;
+                Err(e) if e.is_transient_txn() && started.elapsed() < TXN_RETRY_FOR => {
+                    tokio::time::sleep(txn_backoff(attempt)).await;
                 }
                 other => return other,
             }

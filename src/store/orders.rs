@@ -1,9 +1,9 @@
 //! Order queries: indexes, the eligible-drafts query, claims with leases, guarded transitions.
 //!
-//! A *claim* sets `reconciliation.leaseOwner` / `leaseUntil` with one atomic
-//! `findOneAndUpdate` guarded by "no live lease", so two processes never work the same order.
-//! The lease outlives one PhonePe round trip with retries; an order whose worker died is simply
-//! claimed again once its lease expires.
+//! A *claim* sets `reconciliation.leaseOwner` / `leaseUntil` with an update guarded by "no live
+//! lease" (one `updateMany` per batch; each document is claimed atomically), so two processes
+//! never work the same order. The lease outlives one PhonePe round trip with retries; an order
+//! whose worker died is simply claimed again once its lease expires.
 
 use std::time::Duration;
 
@@ -293,49 +293,81 @@ impl Store {
         if out.len() >= max {
             return Ok(());
         }
-        // Fetch a few more candidates than needed: another instance may win some of them.
         let want = (max - out.len()) as i64;
-        let ids: Vec<Document> = self
+        let ids: Vec<Bson> = self
             .orders
             .find(filter.clone())
             .projection(doc! { "_id": 1 })
             .sort(doc! { "createdAt": 1 })
-            .limit(want * 2 + 2)
+            .limit(want)
             .await
             .map_err(StoreError::mongo("find eligible"))?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(StoreError::mongo("find eligible"))?
+            .into_iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // One guarded update claims the whole batch (each document atomically: another instance
+        // wins some, never the same ones); the lease's exact expiry then tells ours apart.
+        let until = plus(now, lease);
+        let mut guard = filter.clone();
+        guard.insert("_id", doc! { "$in": &ids });
+        let claim = self.orders.update_many(
+            guard,
+            doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+        );
+        if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, claim).await {
+            // Something in the batch is stuck (e.g. a document locked by a dead client's
+            // transaction): claim one by one, skipping what does not answer.
+            tracing::warn!(error = %e, "batch claim failed; claiming one order at a time");
+            return self.claim_each(&filter, &ids, owner, until, out).await;
+        }
+        let mine: Vec<Document> = self
+            .orders
+            .find(
+                doc! { "_id": { "$in": &ids }, "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
+            )
+            .sort(doc! { "createdAt": 1 })
+            .await
+            .map_err(StoreError::mongo("read claimed orders"))?
             .try_collect()
             .await
-            .map_err(StoreError::mongo("find eligible"))?;
+            .map_err(StoreError::mongo("read claimed orders"))?;
+        out.extend(mine.iter().map(parse_claimed));
+        Ok(())
+    }
+
+    /// The slow path of a claim: one guarded `findOneAndUpdate` per candidate, each bounded, so
+    /// one stuck order never stalls the others.
+    async fn claim_each(
+        &self,
+        filter: &Document,
+        ids: &[Bson],
+        owner: &str,
+        until: DateTime,
+        out: &mut Vec<Claimed>,
+    ) -> StoreResult<()> {
         let opts = FindOneAndUpdateOptions::builder()
             .return_document(ReturnDocument::After)
             .build();
         for id in ids {
-            if out.len() >= max {
-                break;
-            }
-            let Some(id) = id.get("_id").cloned() else { continue };
             let mut guard = filter.clone();
             guard.insert("_id", id);
             let claim = self
                 .orders
                 .find_one_and_update(
                     guard,
-                    doc! { "$set": {
-                        "reconciliation.leaseOwner": owner,
-                        "reconciliation.leaseUntil": plus(now, lease),
-                    } },
+                    doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
                 )
                 .with_options(opts.clone());
-            let claimed = match super::bounded("claim order", super::CLAIM_TIMEOUT, claim).await {
-                Ok(c) => c,
-                Err(e) => {
-                    // One stuck order must not stall the others: skip it this time.
-                    tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now");
-                    continue;
-                }
-            };
-            if let Some(d) = claimed {
-                out.push(parse_claimed(&d));
+            match super::bounded("claim order", super::CLAIM_TIMEOUT, claim).await {
+                Ok(Some(d)) => out.push(parse_claimed(&d)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now"),
             }
         }
         Ok(())

@@ -1,0 +1,384 @@
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|all]`.
+//!
+//! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
+//! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
+//! per second, RSS, CPU seconds) are the product's own. Results go to stdout as `key: value`
+//! lines; `BENCHMARKS.md` records them with the method.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use draft_reconciler::sim::Answer;
+use mongodb::bson::{doc, DateTime, Document};
+use support::{Running, World};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("all");
+    let n = |default: usize| args.get(1).and_then(|s| s.parse().ok()).unwrap_or(default);
+    match scenario {
+        "drain" => drain(n(100)),
+        "latency" => latency(),
+        "throughput" => throughput(n(10_000)),
+        "idle" => idle(n(10_000)),
+        "scan" => scan(),
+        "all" => {
+            scan();
+            idle(10_000);
+            throughput(10_000);
+            latency();
+            drain(100);
+        }
+        other => panic!("unknown scenario {other}: drain | latency | throughput | idle | scan | all"),
+    }
+}
+
+/// Process statistics from /proc: (peak RSS KiB, current RSS KiB, CPU seconds).
+fn proc_stats(pid: u32) -> Option<(u64, u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses): utime is the 14th, stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = 100.0; // USER_HZ on Linux
+    Some((kib("VmHWM:")?, kib("VmRSS:")?, (ticks(11) + ticks(12)) / hz))
+}
+
+/// How many products the orders are spread over (a shop's catalogue; one hot product would make
+/// every commit conflict with every other).
+const PRODUCTS: usize = 100;
+
+/// Insert the catalogue: `PRODUCTS` products with plenty of stock.
+fn seed_products(w: &World) {
+    let docs: Vec<Document> = (0..PRODUCTS)
+        .map(|i| doc! { "_id": format!("p{i:03}"), "stock": 1_000_000_i64 })
+        .collect();
+    w.block(w.db.collection::<Document>("products").insert_many(docs))
+        .expect("seed products");
+}
+
+/// Insert `n` paid drafts (one item each, spread over the catalogue), created `age_secs` ago,
+/// scripted as paid.
+fn seed_paid(w: &World, prefix: &str, n: usize, age_secs: i64) {
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age_secs * 1000);
+    let docs: Vec<Document> = (0..n)
+        .map(|i| {
+            doc! {
+                "merchantTransactionId": format!("{prefix}{i:06}"), "status": "draft", "paymentStatus": "pending",
+                "amount": 1000_i64, "items": [{ "productId": format!("p{:03}", i % PRODUCTS), "quantity": 1_i64 }],
+                "createdAt": created, "updatedAt": created, "history": [],
+            }
+        })
+        .collect();
+    for chunk in docs.chunks(1000) {
+        w.block(w.db.collection::<Document>("orders").insert_many(chunk.to_vec()))
+            .expect("seed orders");
+    }
+    for i in 0..n {
+        w.sim.script(&format!("{prefix}{i:06}"), vec![Answer::completed(1000)]);
+    }
+}
+
+fn count(w: &World, filter: Document) -> u64 {
+    w.block(w.db.collection::<Document>("orders").count_documents(filter))
+        .expect("count")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+/// 1. A backlog of eligible paid orders drained at the default budget (30/min).
+fn drain(n: usize) {
+    let w = World::new("bench_drain");
+    seed_products(&w);
+    w.sim.set_rate_limit(Some(30));
+    seed_paid(&w, "DRAIN-", n, 600);
+    let started = Instant::now();
+    let start_ms = DateTime::now().timestamp_millis() as u64;
+    let child = Running(
+        w.reconciler_command(&["run"])
+            .env("RECONCILER_JOB__COMMIT_STRATEGY", "auto")
+            .spawn()
+            .expect("start"),
+    );
+    while count(&w, doc! { "status": "draft" }) > 0 {
+        assert!(started.elapsed() < Duration::from_secs(900), "drain did not finish");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let drained = started.elapsed();
+    drop(child);
+    let calls = w.sim.calls();
+    let statuses: Vec<u64> = calls.iter().map(|c| c.at_ms).collect();
+    let too_many = calls.iter().filter(|c| c.http_status == 429).count();
+    // The most calls PhonePe saw in any 60 s window (sliding over every call).
+    let mut max_window = 0;
+    for (i, t) in statuses.iter().enumerate() {
+        let in_window = statuses[i..].iter().take_while(|u| **u < t + 60_000).count();
+        max_window = max_window.max(in_window);
+    }
+    // Calls in each full minute counted from the start.
+    let per_minute: Vec<usize> = (0..)
+        .map(|m| start_ms + m * 60_000)
+        .take_while(|from| *from < start_ms + drained.as_millis() as u64)
+        .map(|from| statuses.iter().filter(|t| **t >= from && **t < from + 60_000).count())
+        .collect();
+    let original_runs = n.div_ceil(20);
+    // The original: one run a minute, 20 orders each (at 30/min those 20 calls take 40 s).
+    let original_secs = (original_runs - 1) * 60 + (n - (original_runs - 1) * 20) * 2;
+    println!("drain.orders: {n}");
+    println!("drain.calls: {}", calls.len());
+    println!("drain.http_429: {too_many}");
+    println!("drain.max_calls_in_any_60s_window: {max_window}");
+    println!("drain.calls_per_minute_from_start: {per_minute:?}");
+    println!("drain.minutes_to_drain: {:.2}", drained.as_secs_f64() / 60.0);
+    println!("drain.original_policy_minutes: {:.2}", original_secs as f64 / 60.0);
+    println!(
+        "drain.budget_use_first_minute_pct: {:.0}",
+        per_minute.first().copied().unwrap_or(0) as f64 / 30.0 * 100.0
+    );
+}
+
+/// 2. From the moment an order becomes eligible to the moment it is settled.
+fn latency() {
+    for interval in [60u64, 5] {
+        let w = World::new("bench_latency");
+        w.insert_product("tee", 1_000_000);
+        let lookback = 300i64;
+        // 20 orders whose eligibility moments are spread over two intervals from now.
+        let spread_ms = (2 * interval * 1000) as i64;
+        let now = DateTime::now().timestamp_millis();
+        let mut eligible_at = HashMap::new();
+        let docs: Vec<Document> = (0..20)
+            .map(|i| {
+                let becomes_eligible = now + spread_ms * i / 20 + 1000;
+                let created = DateTime::from_millis(becomes_eligible - lookback * 1000);
+                let mtid = format!("LAT-{interval}-{i:02}");
+                eligible_at.insert(mtid.clone(), becomes_eligible);
+                w.sim.script(&mtid, vec![Answer::completed(1000)]);
+                doc! {
+                    "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": 1000_i64,
+                    "items": [{ "productId": "tee", "quantity": 1_i64 }], "createdAt": created, "history": [],
+                }
+            })
+            .collect();
+        w.block(w.db.collection::<Document>("orders").insert_many(docs))
+            .expect("seed");
+        let started = Instant::now();
+        let child = Running(
+            w.reconciler_command(&["run"])
+                .env("RECONCILER_JOB__INTERVAL_SECS", interval.to_string())
+                .spawn()
+                .expect("start"),
+        );
+        while count(&w, doc! { "status": "draft" }) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(interval * 4 + 120),
+                "latency run did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        drop(child);
+        let mut lat: Vec<f64> = eligible_at
+            .iter()
+            .map(|(mtid, at)| {
+                let h = w.history(mtid);
+                let settled = h[0].get_datetime("at").expect("history.at").timestamp_millis();
+                (settled - at) as f64 / 1000.0
+            })
+            .collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        println!("latency.interval_{interval}s.p50_secs: {:.1}", percentile(&lat, 0.5));
+        println!("latency.interval_{interval}s.p99_secs: {:.1}", percentile(&lat, 0.99));
+        println!("latency.interval_{interval}s.max_secs: {:.1}", percentile(&lat, 1.0));
+    }
+}
+
+/// 3. + 4. Unthrottled end-to-end throughput next to the raw driver baseline; RSS and CPU.
+fn throughput(n: usize) {
+    let reconcilers: usize = std::env::var("BENCH_RECONCILERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let latency = Duration::from_millis(50);
+
+    // The product: the release binary, `once`, budget lifted, PhonePe answering in 50 ms.
+    let w = World::new("bench_throughput");
+    seed_products(&w);
+    w.sim.set_latency(latency);
+    seed_paid(&w, "TP-", n, 600);
+    let started = Instant::now();
+    let mut child = Running(
+        w.reconciler_command(&["once"])
+            .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "100000000")
+            .env("RECONCILER_JOB__RECONCILERS", reconcilers.to_string())
+            .env("RECONCILER_JOB__MAX_ORDERS_PER_RUN", reconcilers.to_string())
+            .spawn()
+            .expect("start"),
+    );
+    let pid = child.id();
+    let mut last = (0, 0, 0.0);
+    while child.try_wait().expect("wait").is_none() {
+        if let Some(s) = proc_stats(pid) {
+            last = s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let confirmed = count(&w, doc! { "status": "confirmed" });
+    assert_eq!(confirmed as usize, n, "every order confirmed");
+    let product_rate = n as f64 / elapsed;
+
+    // The raw baseline: the same commit transactions straight through the driver, same
+    // concurrency, no actors, no HTTP, no claims.
+    let raw = World::new("bench_raw");
+    seed_products(&raw);
+    seed_paid(&raw, "RAW-", n, 600);
+    let raw_rate = raw.block(raw_commits(&raw, reconcilers));
+
+    println!("throughput.orders: {n}");
+    println!("throughput.reconcilers: {reconcilers}");
+    println!("throughput.phonepe_latency_ms: {}", latency.as_millis());
+    println!("throughput.seconds: {elapsed:.1}");
+    println!("throughput.orders_per_sec: {product_rate:.1}");
+    println!("throughput.raw_baseline_orders_per_sec: {raw_rate:.1}");
+    println!("throughput.ratio_to_raw: {:.2}", product_rate / raw_rate);
+    println!("throughput.peak_rss_mib: {:.1}", last.0 as f64 / 1024.0);
+    println!("throughput.cpu_secs: {:.2}", last.2);
+    println!("throughput.cpu_secs_per_1000_orders: {:.2}", last.2 / n as f64 * 1000.0);
+}
+
+async fn raw_commits(w: &World, concurrency: usize) -> f64 {
+    use draft_reconciler::domain::Order;
+    use draft_reconciler::store::commit::confirm_transition;
+    use draft_reconciler::store::{Lease, Store, StrategyChoice};
+    use futures_util::{StreamExt, TryStreamExt};
+    let store = Store::connect(&w.uri, w.db.name()).await.expect("connect");
+    let docs: Vec<Document> =
+        w.db.collection::<Document>("orders")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+    let orders: Vec<Order> = docs.iter().map(|d| Order::parse(d).expect("order")).collect();
+    let started = Instant::now();
+    futures_util::stream::iter(orders)
+        .for_each_concurrent(concurrency, |order| {
+            let store = store.clone();
+            async move {
+                let t = confirm_transition("PAYMENT_SUCCESS", Some("T1".into()));
+                let lease = Lease {
+                    owner: "bench",
+                    ttl: Duration::from_secs(300),
+                    now: DateTime::now(),
+                };
+                // A commit that fails for good is not counted as done (the rate is over successes).
+                let _ = store.commit(StrategyChoice::Transaction, &order, &t, &lease).await;
+            }
+        })
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = store
+        .database()
+        .collection::<Document>("orders")
+        .count_documents(doc! { "status": "confirmed" })
+        .await
+        .expect("count");
+    done as f64 / elapsed
+}
+
+/// 4. Idle with a backlog that is not eligible yet: RSS and CPU over a minute.
+fn idle(n: usize) {
+    let w = World::new("bench_idle");
+    seed_products(&w);
+    seed_paid(&w, "IDLE-", n, 0); // created now: inside the 5-minute lookback
+    let child = Running(w.reconciler_command(&["run"]).spawn().expect("start"));
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(10)); // start-up done, first scan run
+    let (_, _, cpu0) = proc_stats(pid).expect("stats");
+    std::thread::sleep(Duration::from_secs(60));
+    let (peak, rss, cpu1) = proc_stats(pid).expect("stats");
+    drop(child);
+    assert_eq!(
+        count(&w, doc! { "status": "draft" }) as usize,
+        n,
+        "nothing was eligible"
+    );
+    println!("idle.backlog_not_eligible: {n}");
+    println!("idle.rss_mib: {:.1}", rss as f64 / 1024.0);
+    println!("idle.peak_rss_mib: {:.1}", peak as f64 / 1024.0);
+    println!("idle.cpu_secs_per_minute: {:.3}", cpu1 - cpu0);
+}
+
+/// 5. The scanner's queries use an index and cost the same as settled orders pile up.
+fn scan() {
+    use draft_reconciler::store::orders::Eligibility;
+    use draft_reconciler::store::Store;
+    let w = World::new("bench_scan");
+    let store = w.block(Store::connect(&w.uri, w.db.name())).expect("connect");
+    w.block(store.ensure_indexes()).expect("indexes");
+    seed_paid(&w, "SCAN-DRAFT-", 50, 600);
+    let e = Eligibility {
+        lookback: Duration::from_secs(300),
+        watch_horizon: None,
+    };
+    let explain = w
+        .block(w.db.run_command(doc! {
+            "explain": { "find": "orders", "filter": { "status": "draft", "paymentStatus": "pending",
+                "createdAt": { "$lte": DateTime::now() } }, "sort": { "createdAt": 1 }, "limit": 20 },
+            "verbosity": "queryPlanner",
+        }))
+        .expect("explain");
+    let plan = format!(
+        "{:?}",
+        explain
+            .get_document("queryPlanner")
+            .and_then(|q| q.get_document("winningPlan"))
+    );
+    println!("scan.eligible_query_uses_index: {}", plan.contains("IXSCAN"));
+    let mut settled = 0usize;
+    for target in [1_000usize, 10_000, 100_000] {
+        let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000);
+        while settled < target {
+            let batch: Vec<Document> = (settled..(settled + 1000).min(target))
+                .map(|i| {
+                    doc! { "merchantTransactionId": format!("SETTLED-{i:07}"), "status": "confirmed", "paymentStatus": "paid",
+                           "amount": 1000_i64, "items": [{ "productId": "tee", "quantity": 1_i64 }], "createdAt": created }
+                })
+                .collect();
+            settled += batch.len();
+            w.block(w.db.collection::<Document>("orders").insert_many(batch))
+                .expect("insert settled");
+        }
+        let mut times = vec![];
+        for _ in 0..20 {
+            let t = Instant::now();
+            let now = DateTime::now();
+            let eligible = w.block(store.count_eligible(now, &e)).expect("count");
+            assert_eq!(eligible, 50);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "scan.settled_{target}.count_eligible_ms_median: {:.2}",
+            percentile(&times, 0.5)
+        );
+    }
+}
