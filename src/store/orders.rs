@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use super::{StoreError, StoreResult};
@@ -311,21 +311,25 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        // One guarded update claims the whole batch (each document atomically: another instance
-        // wins some, never the same ones); the lease's exact expiry then tells ours apart.
+        // One update claims the whole batch, guarded by "no live lease, check due" — each
+        // document atomically, so another instance wins some, never the same ones. The guard
+        // names only `_id` and the lease fields so it is an `_id` lookup on every server; the
+        // status is re-checked on what was claimed, below.
         let until = plus(now, lease);
-        let mut guard = filter.clone();
-        guard.insert("_id", doc! { "$in": &ids });
-        let claim = self.orders.update_many(
-            guard,
-            doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
-        );
+        let guard = doc! {
+            "_id": { "$in": &ids },
+            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+        };
+        let set = doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } };
+        let claim = self.orders.update_many(guard, set);
         if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, claim).await {
             // Something in the batch is stuck (e.g. a document locked by a dead client's
             // transaction): claim one by one, skipping what does not answer.
             tracing::warn!(error = %e, "batch claim failed; claiming one order at a time");
-            return self.claim_each(&filter, &ids, owner, until, out).await;
+            self.claim_each(&ids, owner, now, until).await;
         }
+        // The lease's exact expiry tells our claims apart from anyone else's.
         let mine: Vec<Document> = self
             .orders
             .find(
@@ -337,39 +341,46 @@ impl Store {
             .try_collect()
             .await
             .map_err(StoreError::mongo("read claimed orders"))?;
-        out.extend(mine.iter().map(parse_claimed));
+        let (want_status, want_payment) = (filter.get_str("status").ok(), filter.get_str("paymentStatus").ok());
+        for d in mine {
+            if d.get_str("status").ok() == want_status && d.get_str("paymentStatus").ok() == want_payment {
+                out.push(parse_claimed(&d));
+            } else {
+                // Settled (by the webhook, say) between the find and the claim: give it back
+                // untouched, without asking PhonePe.
+                self.release_claim(&d, owner, until).await?;
+            }
+        }
         Ok(())
     }
 
-    /// The slow path of a claim: one guarded `findOneAndUpdate` per candidate, each bounded, so
-    /// one stuck order never stalls the others.
-    async fn claim_each(
-        &self,
-        filter: &Document,
-        ids: &[Bson],
-        owner: &str,
-        until: DateTime,
-        out: &mut Vec<Claimed>,
-    ) -> StoreResult<()> {
-        let opts = FindOneAndUpdateOptions::builder()
-            .return_document(ReturnDocument::After)
-            .build();
+    /// The slow path of a claim: one guarded update per candidate, each bounded, so one stuck
+    /// order never stalls the others.
+    async fn claim_each(&self, ids: &[Bson], owner: &str, now: DateTime, until: DateTime) {
         for id in ids {
-            let mut guard = filter.clone();
-            guard.insert("_id", id);
-            let claim = self
-                .orders
-                .find_one_and_update(
-                    guard,
-                    doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
-                )
-                .with_options(opts.clone());
-            match super::bounded("claim order", super::CLAIM_TIMEOUT, claim).await {
-                Ok(Some(d)) => out.push(parse_claimed(&d)),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now"),
+            let guard = doc! {
+                "_id": id,
+                "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+                "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+            };
+            let set = doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } };
+            if let Err(e) =
+                super::bounded("claim order", super::CLAIM_TIMEOUT, self.orders.update_one(guard, set)).await
+            {
+                tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now");
             }
         }
+    }
+
+    /// Undo one of our claims (guarded by the exact lease, so nothing else is touched).
+    async fn release_claim(&self, d: &Document, owner: &str, until: DateTime) -> StoreResult<()> {
+        self.orders
+            .update_one(
+                doc! { "_id": d.get("_id"), "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
+                doc! { "$unset": unset_lease() },
+            )
+            .await
+            .map_err(StoreError::mongo("release claim"))?;
         Ok(())
     }
 
