@@ -9,12 +9,12 @@
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use mongodb::bson::DateTime;
+use mongodb::bson::{Bson, DateTime};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::reconciler::Reconcile;
@@ -61,6 +61,10 @@ pub enum Mode {
     Once,
 }
 
+/// Candidate ids fetched per reconciler slot: enough that the eligible-orders scan runs once per
+/// many claims, few enough that the list stays fresh between ticks.
+const CANDIDATES_PER_SLOT: usize = 16;
+
 /// `once`: claim and reconcile everything eligible now, answer when done.
 #[derive(Message)]
 #[rtype(result = "Summary")]
@@ -81,6 +85,10 @@ pub struct Scanner {
     tick_pending: bool,
     /// A slot freed up while a claim was running: claim again as soon as it ends.
     refill_pending: bool,
+    /// Eligible order ids, oldest first, not claimed yet (see `fill`).
+    candidates: VecDeque<Bson>,
+    /// The last fetch found every eligible order: no need to look again before the next tick.
+    listed_all: bool,
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
@@ -99,6 +107,8 @@ impl Scanner {
             claiming: false,
             tick_pending: false,
             refill_pending: false,
+            candidates: VecDeque::new(),
+            listed_all: false,
             more_waiting: false,
             in_flight: 0,
             stopping: false,
@@ -132,6 +142,10 @@ impl Scanner {
     fn recover_then_fill(&mut self, ctx: &mut Context<Self>) {
         self.claiming = true;
         self.tick_pending = false;
+        // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
+        // first.
+        self.candidates.clear();
+        self.listed_all = false;
         let env = self.env.clone();
         let scan = async move {
             let recovered = env
@@ -167,6 +181,10 @@ impl Scanner {
     }
 
     /// Claim orders for every free slot (at most `max_orders_per_run`) and dispatch them.
+    ///
+    /// Claims come from `candidates`, a list of eligible ids fetched oldest first and refreshed
+    /// every tick or when it runs dry, so the scan for eligible orders is not repeated for every
+    /// freed slot. Only free slots are ever claimed for: the list itself holds no leases.
     fn fill(&mut self, ctx: &mut Context<Self>) {
         if self.stopping {
             return;
@@ -189,35 +207,78 @@ impl Scanner {
         if permits.is_empty() {
             return;
         }
+        if self.candidates.len() < permits.len() && !self.listed_all {
+            self.fetch_candidates(ctx);
+            return; // the permits drop; `fetch_candidates` fills again
+        }
+        let ids: Vec<Bson> = (0..permits.len()).map_while(|_| self.candidates.pop_front()).collect();
+        if ids.is_empty() {
+            self.more_waiting = false;
+            self.maybe_finish_drain();
+            return;
+        }
         self.claiming = true;
         let env = self.env.clone();
-        let asked = permits.len();
+        let asked = ids.len();
         let claim = async move {
-            let job = &env.settings.job;
-            env.store
-                .claim(&env.owner, DateTime::now(), job.lease_ttl, &env.eligibility, asked)
-                .await
+            let lease = env.settings.job.lease_ttl;
+            env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await
         };
         ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
             act.claiming = false;
+            let mut refill = act.refill_pending;
             match res {
                 Ok(claimed) => {
-                    act.more_waiting = claimed.len() == asked;
                     if !claimed.is_empty() {
                         tracing::debug!(claimed = claimed.len(), "claimed orders");
                     }
+                    // Fewer than asked: some candidates were taken or settled meanwhile; the
+                    // freed permits go to the next candidates straight away.
+                    refill |= claimed.len() < asked;
                     for (order, (idx, permit)) in claimed.into_iter().zip(permits) {
                         act.dispatch(idx, order, permit, ctx);
                     }
+                    act.more_waiting = !act.candidates.is_empty() || !act.listed_all;
                 }
                 Err(e) => {
+                    refill = false;
                     act.more_waiting = false;
                     tracing::error!(error = %e, "claiming orders failed; will try again next interval");
                 }
             }
             if std::mem::take(&mut act.tick_pending) && !act.stopping {
                 act.recover_then_fill(ctx);
-            } else if act.refill_pending && act.more_waiting {
+            } else if refill && act.more_waiting {
+                act.fill(ctx);
+            }
+            act.maybe_finish_drain();
+        }));
+    }
+
+    /// Fetch a fresh list of eligible ids, then fill.
+    fn fetch_candidates(&mut self, ctx: &mut Context<Self>) {
+        self.claiming = true;
+        let env = self.env.clone();
+        let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
+        let fetch = async move { env.store.candidates(DateTime::now(), &env.eligibility, limit).await };
+        ctx.spawn(fetch.into_actor(self).map(move |res, act, ctx| {
+            act.claiming = false;
+            match res {
+                Ok(ids) => {
+                    act.listed_all = ids.len() < limit;
+                    act.candidates = ids.into();
+                    act.more_waiting = !act.candidates.is_empty();
+                }
+                Err(e) => {
+                    act.listed_all = true;
+                    act.candidates.clear();
+                    act.more_waiting = false;
+                    tracing::error!(error = %e, "finding eligible orders failed; will try again next interval");
+                }
+            }
+            if std::mem::take(&mut act.tick_pending) && !act.stopping {
+                act.recover_then_fill(ctx);
+            } else if act.more_waiting {
                 act.fill(ctx);
             }
             act.maybe_finish_drain();

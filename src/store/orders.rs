@@ -268,56 +268,63 @@ impl Store {
         e: &Eligibility,
         max: usize,
     ) -> StoreResult<Vec<Claimed>> {
-        let mut out = Vec::new();
-        self.claim_matching(Self::draft_filter(now, e), owner, now, lease, max, &mut out)
-            .await?;
-        if let Some(h) = e.watch_horizon {
-            if out.len() < max {
-                self.claim_matching(Self::watch_filter(now, h), owner, now, lease, max, &mut out)
-                    .await?;
-            }
-        }
-        Ok(out)
+        let ids = self.candidates(now, e, max).await?;
+        self.claim_ids(&ids, owner, now, lease).await
     }
 
-    async fn claim_matching(
+    /// Ids of up to `limit` eligible orders, oldest first: drafts, then (if room is left)
+    /// cancelled orders watched for a late payment. Nothing is claimed: the scanner keeps this
+    /// list and claims from it as reconcilers free up, so the (index) scan for eligible orders
+    /// runs once per list, not once per claim.
+    pub async fn candidates(&self, now: DateTime, e: &Eligibility, limit: usize) -> StoreResult<Vec<Bson>> {
+        let mut ids = self.eligible_ids(Self::draft_filter(now, e), limit).await?;
+        if let Some(h) = e.watch_horizon {
+            if ids.len() < limit {
+                ids.extend(self.eligible_ids(Self::watch_filter(now, h), limit - ids.len()).await?);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn eligible_ids(&self, filter: Document, limit: usize) -> StoreResult<Vec<Bson>> {
+        use futures_util::TryStreamExt;
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let docs: Vec<Document> = self
+            .orders
+            .find(filter)
+            .projection(doc! { "_id": 1 })
+            .sort(doc! { "createdAt": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(StoreError::mongo("find eligible"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("find eligible"))?;
+        Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
+    }
+
+    /// Claim the orders among `ids` that are still free and due, for `owner`. One update claims
+    /// the whole batch, guarded by "no live lease, check due" — each document atomically, so
+    /// another instance wins some, never the same ones. The guard names only `_id` and the lease
+    /// fields so it is an `_id` lookup on every server; whether a claimed order is still a
+    /// pending draft (or a watched cancellation) is checked on what was claimed, and one that was
+    /// settled meanwhile is released at once, without a PhonePe call.
+    pub async fn claim_ids(
         &self,
-        filter: Document,
+        ids: &[Bson],
         owner: &str,
         now: DateTime,
         lease: Duration,
-        max: usize,
-        out: &mut Vec<Claimed>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<Claimed>> {
         use futures_util::TryStreamExt;
-        if out.len() >= max {
-            return Ok(());
-        }
-        let want = (max - out.len()) as i64;
-        let ids: Vec<Bson> = self
-            .orders
-            .find(filter.clone())
-            .projection(doc! { "_id": 1 })
-            .sort(doc! { "createdAt": 1 })
-            .limit(want)
-            .await
-            .map_err(StoreError::mongo("find eligible"))?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(StoreError::mongo("find eligible"))?
-            .into_iter()
-            .filter_map(|d| d.get("_id").cloned())
-            .collect();
         if ids.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
-        // One update claims the whole batch, guarded by "no live lease, check due" — each
-        // document atomically, so another instance wins some, never the same ones. The guard
-        // names only `_id` and the lease fields so it is an `_id` lookup on every server; the
-        // status is re-checked on what was claimed, below.
         let until = plus(now, lease);
         let guard = doc! {
-            "_id": { "$in": &ids },
+            "_id": { "$in": ids },
             "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
             "reconciliation.leaseUntil": { "$not": { "$gt": now } },
         };
@@ -327,13 +334,13 @@ impl Store {
             // Something in the batch is stuck (e.g. a document locked by a dead client's
             // transaction): claim one by one, skipping what does not answer.
             tracing::warn!(error = %e, "batch claim failed; claiming one order at a time");
-            self.claim_each(&ids, owner, now, until).await;
+            self.claim_each(ids, owner, now, until).await;
         }
         // The lease's exact expiry tells our claims apart from anyone else's.
         let mine: Vec<Document> = self
             .orders
             .find(
-                doc! { "_id": { "$in": &ids }, "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
+                doc! { "_id": { "$in": ids }, "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
             )
             .sort(doc! { "createdAt": 1 })
             .await
@@ -341,17 +348,15 @@ impl Store {
             .try_collect()
             .await
             .map_err(StoreError::mongo("read claimed orders"))?;
-        let (want_status, want_payment) = (filter.get_str("status").ok(), filter.get_str("paymentStatus").ok());
+        let mut out = Vec::with_capacity(mine.len());
         for d in mine {
-            if d.get_str("status").ok() == want_status && d.get_str("paymentStatus").ok() == want_payment {
+            if still_claimable(&d) {
                 out.push(parse_claimed(&d));
             } else {
-                // Settled (by the webhook, say) between the find and the claim: give it back
-                // untouched, without asking PhonePe.
                 self.release_claim(&d, owner, until).await?;
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The slow path of a claim: one guarded update per candidate, each bounded, so one stuck
@@ -451,6 +456,22 @@ impl Store {
             .count_documents(doc! { "status": Status::NeedsReview.as_str() })
             .await
             .map_err(StoreError::mongo("count needs_review"))
+    }
+}
+
+/// A claimed document is still work for the reconciler: a pending draft, or a cancellation
+/// watched for a late payment.
+fn still_claimable(d: &Document) -> bool {
+    use crate::domain::decision::cancel;
+    let pending = d.get_str("paymentStatus").ok() == Some(PaymentStatus::Pending.as_str());
+    let watched = d
+        .get_document("reconciliation")
+        .and_then(|r| r.get_str("reason"))
+        .is_ok_and(|r| r == cancel::PENDING_TIMEOUT || r == cancel::NOT_FOUND);
+    match d.get_str("status").ok().and_then(Status::parse) {
+        Some(Status::Draft) => pending,
+        Some(Status::Cancelled) => pending && watched,
+        _ => false,
     }
 }
 
