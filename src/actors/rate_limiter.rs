@@ -70,11 +70,13 @@ impl Budget {
     /// A budget of `per_minute` calls in any 60-second window.
     pub fn per_minute(per_minute: u32) -> Budget {
         let per_minute = per_minute.max(1);
-        // 1 % of margin per call: PhonePe counts arrivals, we count departures. Over a 60 s
-        // window that is 0.6 s of slack, more than the jitter between the two, so no window
-        // PhonePe sees holds more than `per_minute` calls.
+        // Margin per call, because PhonePe counts arrivals while we count departures: 20 ms (or a
+        // tenth of the period for very high budgets, so a lifted budget is not capped at 50
+        // calls/s), and never less than 1 %. At 30/min that is 2.02 s between calls: no 60 s
+        // window PhonePe sees can hold more than 30, even with network jitter.
         let period = Duration::from_secs(60) / per_minute;
-        let period = (period + period / 100).max(Duration::from_micros(1));
+        let margin = (period / 100).max(Duration::from_millis(20).min(period / 10));
+        let period = (period + margin).max(Duration::from_micros(1));
         // with_period is None only for a zero period, which the max() rules out.
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
         Budget {

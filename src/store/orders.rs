@@ -229,7 +229,8 @@ impl Store {
         Ok(())
     }
 
-    fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
+    /// The eligible-drafts filter the scanner counts and claims by (public for `explain`).
+    pub fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
         doc! {
             "status": Status::Draft.as_str(),
             "paymentStatus": PaymentStatus::Pending.as_str(),
