@@ -1,7 +1,8 @@
 //! Order queries: indexes, the eligible-drafts query, claims with leases, guarded transitions.
 //!
 //! A *claim* sets `reconciliation.leaseOwner` / `leaseUntil` with an update guarded by "no live
-//! lease" (one `updateMany` per batch; each document is claimed atomically), so two processes
+//! lease" (one `update` command per batch, one single-document statement per order; each
+//! document is claimed atomically), so two processes
 //! never work the same order. The lease outlives one PhonePe round trip with retries; an order
 //! whose worker died is simply claimed again once its lease expires.
 
@@ -81,6 +82,35 @@ impl Transition {
             next_check_at: None,
         }
     }
+}
+
+/// The guard and update that claim one order for `owner` until `until`: no live lease, due.
+fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (Document, Document) {
+    (
+        doc! {
+            "_id": id,
+            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+        },
+        doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+    )
+}
+
+/// One `update` command carrying a single-document claim per id: one round trip for the batch,
+/// while each statement stays a single-document write. (A multi-document `updateMany` would do
+/// the same in one statement, but a server may hold the collection for the whole statement while
+/// it waits on a document locked by a dead client's transaction — SecantusDB does, and then
+/// cannot reap that transaction: every transaction on the server stops. Separate statements wait
+/// one document at a time.)
+fn claim_command(collection: &str, ids: &[Bson], owner: &str, now: DateTime, until: DateTime) -> Document {
+    let updates: Vec<Document> = ids
+        .iter()
+        .map(|id| {
+            let (q, u) = claim_statement(id, owner, now, until);
+            doc! { "q": q, "u": u, "multi": false, "upsert": false }
+        })
+        .collect();
+    doc! { "update": collection, "updates": updates, "ordered": false }
 }
 
 /// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
@@ -306,12 +336,12 @@ impl Store {
         Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
 
-    /// Claim the orders among `ids` that are still free and due, for `owner`. One update claims
-    /// the whole batch, guarded by "no live lease, check due" — each document atomically, so
-    /// another instance wins some, never the same ones. The guard names only `_id` and the lease
-    /// fields so it is an `_id` lookup on every server; whether a claimed order is still a
-    /// pending draft (or a watched cancellation) is checked on what was claimed, and one that was
-    /// settled meanwhile is released at once, without a PhonePe call.
+    /// Claim the orders among `ids` that are still free and due, for `owner`. Each claim is an
+    /// update guarded by "no live lease, check due" — atomic per document, so another instance
+    /// wins some, never the same ones. The guard names only `_id` and the lease fields so it is
+    /// an `_id` lookup on every server; whether a claimed order is still a pending draft (or a
+    /// watched cancellation) is checked on what was claimed, and one that was settled meanwhile
+    /// is released at once, without a PhonePe call.
     pub async fn claim_ids(
         &self,
         ids: &[Bson],
@@ -324,14 +354,10 @@ impl Store {
             return Ok(vec![]);
         }
         let until = plus(now, lease);
-        let guard = doc! {
-            "_id": { "$in": ids },
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
-        };
-        let set = doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } };
-        let claim = self.orders.update_many(guard, set);
-        if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, claim).await {
+        let batch = self
+            .db
+            .run_command(claim_command(self.orders.name(), ids, owner, now, until));
+        if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, batch).await {
             // Something in the batch is stuck (e.g. a document locked by a dead client's
             // transaction): claim one by one, skipping what does not answer.
             tracing::warn!(error = %e, "batch claim failed; claiming one order at a time");
@@ -364,12 +390,7 @@ impl Store {
     /// order never stalls the others.
     async fn claim_each(&self, ids: &[Bson], owner: &str, now: DateTime, until: DateTime) {
         for id in ids {
-            let guard = doc! {
-                "_id": id,
-                "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-                "reconciliation.leaseUntil": { "$not": { "$gt": now } },
-            };
-            let set = doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } };
+            let (guard, set) = claim_statement(id, owner, now, until);
             if let Err(e) =
                 super::bounded("claim order", super::CLAIM_TIMEOUT, self.orders.update_one(guard, set)).await
             {
