@@ -250,7 +250,13 @@ fn throughput(n: usize) {
     let raw = World::new("bench_raw");
     seed_products(&raw);
     seed_paid(&raw, "RAW-", n, 600);
-    let raw_rate = raw.block(raw_commits(&raw, reconcilers));
+    let raw_rate = raw.block(raw_commits(&raw, reconcilers, false));
+    // The same plus the claims (lease write + read-back per batch): what the database itself can
+    // do for the work the product must do to be safe with several instances.
+    let claimed = World::new("bench_raw_claims");
+    seed_products(&claimed);
+    seed_paid(&claimed, "RAWC-", n, 600);
+    let claimed_rate = claimed.block(raw_commits(&claimed, reconcilers, true));
 
     println!("throughput.orders: {n}");
     println!("throughput.reconcilers: {reconcilers}");
@@ -259,15 +265,26 @@ fn throughput(n: usize) {
     println!("throughput.orders_per_sec: {product_rate:.1}");
     println!("throughput.raw_baseline_orders_per_sec: {raw_rate:.1}");
     println!("throughput.ratio_to_raw: {:.2}", product_rate / raw_rate);
+    println!("throughput.raw_with_claims_orders_per_sec: {claimed_rate:.1}");
+    println!(
+        "throughput.ratio_to_raw_with_claims: {:.2}",
+        product_rate / claimed_rate
+    );
     println!("throughput.peak_rss_mib: {:.1}", last.0 as f64 / 1024.0);
     println!("throughput.cpu_secs: {:.2}", last.2);
     println!("throughput.cpu_secs_per_1000_orders: {:.2}", last.2 / n as f64 * 1000.0);
 }
 
-async fn raw_commits(w: &World, concurrency: usize) -> f64 {
+/// Orders per claim in the raw baseline with claims.
+const CLAIM_BATCH: usize = 8;
+
+/// The raw baseline: every order's commit transaction straight through the driver, `concurrency`
+/// at a time. With `claims`, orders are first claimed in batches of [`CLAIM_BATCH`] (the same
+/// `Store::claim_ids` the scanner uses: one update command and one read-back per batch).
+async fn raw_commits(w: &World, concurrency: usize, claims: bool) -> f64 {
     use draft_reconciler::domain::Order;
     use draft_reconciler::store::commit::confirm_transition;
-    use draft_reconciler::store::{Lease, Store, StrategyChoice};
+    use draft_reconciler::store::{Claimed, Lease, Store, StrategyChoice};
     use futures_util::{StreamExt, TryStreamExt};
     let store = Store::connect(&w.uri, w.db.name()).await.expect("connect");
     let docs: Vec<Document> =
@@ -279,22 +296,41 @@ async fn raw_commits(w: &World, concurrency: usize) -> f64 {
             .await
             .unwrap();
     let orders: Vec<Order> = docs.iter().map(|d| Order::parse(d).expect("order")).collect();
+    let commit = |store: Store, order: Order| async move {
+        let t = confirm_transition("PAYMENT_SUCCESS", Some("T1".into()));
+        let lease = Lease {
+            owner: "bench",
+            ttl: Duration::from_secs(300),
+            now: DateTime::now(),
+        };
+        // A commit that fails for good is not counted as done (the rate is over successes).
+        let _ = store.commit(StrategyChoice::Transaction, &order, &t, &lease).await;
+    };
     let started = Instant::now();
-    futures_util::stream::iter(orders)
-        .for_each_concurrent(concurrency, |order| {
-            let store = store.clone();
-            async move {
-                let t = confirm_transition("PAYMENT_SUCCESS", Some("T1".into()));
-                let lease = Lease {
-                    owner: "bench",
-                    ttl: Duration::from_secs(300),
-                    now: DateTime::now(),
-                };
-                // A commit that fails for good is not counted as done (the rate is over successes).
-                let _ = store.commit(StrategyChoice::Transaction, &order, &t, &lease).await;
-            }
-        })
-        .await;
+    if claims {
+        let batches: Vec<Vec<Order>> = orders.chunks(CLAIM_BATCH).map(<[Order]>::to_vec).collect();
+        futures_util::stream::iter(batches)
+            .for_each_concurrent((concurrency / CLAIM_BATCH).max(1), |batch| {
+                let store = store.clone();
+                async move {
+                    let ids: Vec<_> = batch.iter().map(|o| o.id.clone()).collect();
+                    let claimed = store
+                        .claim_ids(&ids, "bench", DateTime::now(), Duration::from_secs(300))
+                        .await
+                        .expect("claim");
+                    let commits = claimed.into_iter().filter_map(|c| match c {
+                        Claimed::Valid(o) => Some(commit(store.clone(), o)),
+                        Claimed::Invalid { .. } => None,
+                    });
+                    futures_util::future::join_all(commits).await;
+                }
+            })
+            .await;
+    } else {
+        futures_util::stream::iter(orders)
+            .for_each_concurrent(concurrency, |order| commit(store.clone(), order))
+            .await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let done = store
         .database()

@@ -499,3 +499,42 @@ fn a_timed_out_order_paid_later_goes_to_review_not_left_cancelled() {
         ("cancelled", "needs_review")
     );
 }
+
+#[test]
+fn claims_are_exclusive_and_releasing_leases_frees_only_our_own() {
+    use draft_reconciler::store::Store;
+    let w = World::new("claims_release");
+    let ids: Vec<Bson> = (0..6)
+        .map(|i| w.insert_order(&format!("ORD-C{i}"), 49900, OLD, &[("tee", 1, None)]))
+        .collect();
+    let store = w.block(Store::connect(&w.uri, w.db.name())).unwrap();
+    let lease = Duration::from_secs(300);
+    let leased_by = |owner: &str| {
+        w.block(
+            w.db.collection::<mongodb::bson::Document>("orders")
+                .count_documents(doc! { "reconciliation.leaseOwner": owner }),
+        )
+        .unwrap()
+    };
+
+    let a = w
+        .block(store.claim_ids(&ids[..4], "A", DateTime::now(), lease))
+        .unwrap();
+    let b = w.block(store.claim_ids(&ids, "B", DateTime::now(), lease)).unwrap();
+    assert_eq!((a.len(), b.len()), (4, 2), "B gets only what A does not hold");
+    assert_eq!((leased_by("A"), leased_by("B")), (4, 2));
+
+    assert_eq!(w.block(store.release_leases("A")).unwrap(), 4);
+    assert_eq!((leased_by("A"), leased_by("B")), (0, 2), "B's leases are untouched");
+    assert_eq!(
+        w.block(store.release_leases("A")).unwrap(),
+        0,
+        "nothing left to release"
+    );
+    let again = w.block(store.claim_ids(&ids, "B", DateTime::now(), lease)).unwrap();
+    assert_eq!(again.len(), 4, "released orders can be claimed at once");
+    assert!(
+        w.history("ORD-C0").is_empty(),
+        "claims and releases are not transitions"
+    );
+}

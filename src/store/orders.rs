@@ -96,19 +96,15 @@ fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (D
     )
 }
 
-/// One `update` command carrying a single-document claim per id: one round trip for the batch,
-/// while each statement stays a single-document write. (A multi-document `updateMany` would do
-/// the same in one statement, but a server may hold the collection for the whole statement while
-/// it waits on a document locked by a dead client's transaction — SecantusDB does, and then
-/// cannot reap that transaction: every transaction on the server stops. Separate statements wait
-/// one document at a time.)
-fn claim_command(collection: &str, ids: &[Bson], owner: &str, now: DateTime, until: DateTime) -> Document {
-    let updates: Vec<Document> = ids
-        .iter()
-        .map(|id| {
-            let (q, u) = claim_statement(id, owner, now, until);
-            doc! { "q": q, "u": u, "multi": false, "upsert": false }
-        })
+/// One `update` command of single-document statements, `(filter, update)` each: one round trip
+/// for a batch, while every statement stays a single-document write. (A multi-document
+/// `updateMany` would do the same in one statement, but a server may hold the collection for the
+/// whole statement while it waits on a document locked by a dead client's transaction —
+/// SecantusDB does, and then cannot reap that transaction: every transaction on the server
+/// stops. Separate statements wait one document at a time.)
+fn per_document_update(collection: &str, statements: impl Iterator<Item = (Document, Document)>) -> Document {
+    let updates: Vec<Document> = statements
+        .map(|(q, u)| doc! { "q": q, "u": u, "multi": false, "upsert": false })
         .collect();
     doc! { "update": collection, "updates": updates, "ordered": false }
 }
@@ -308,18 +304,22 @@ impl Store {
     /// list and claims from it as reconcilers free up, so the (index) scan for eligible orders
     /// runs once per list, not once per claim.
     pub async fn candidates(&self, now: DateTime, e: &Eligibility, limit: usize) -> StoreResult<Vec<Bson>> {
-        let mut ids = self.eligible_ids(Self::draft_filter(now, e), limit).await?;
+        let mut ids = self.ids_oldest_first(Self::draft_filter(now, e), Some(limit)).await?;
         if let Some(h) = e.watch_horizon {
             if ids.len() < limit {
-                ids.extend(self.eligible_ids(Self::watch_filter(now, h), limit - ids.len()).await?);
+                ids.extend(
+                    self.ids_oldest_first(Self::watch_filter(now, h), Some(limit - ids.len()))
+                        .await?,
+                );
             }
         }
         Ok(ids)
     }
 
-    async fn eligible_ids(&self, filter: Document, limit: usize) -> StoreResult<Vec<Bson>> {
+    /// Ids of the orders matching `filter`, oldest first, at most `limit` of them.
+    async fn ids_oldest_first(&self, filter: Document, limit: Option<usize>) -> StoreResult<Vec<Bson>> {
         use futures_util::TryStreamExt;
-        if limit == 0 {
+        if limit == Some(0) {
             return Ok(vec![]);
         }
         let docs: Vec<Document> = self
@@ -327,12 +327,12 @@ impl Store {
             .find(filter)
             .projection(doc! { "_id": 1 })
             .sort(doc! { "createdAt": 1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .limit(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
             .await
-            .map_err(StoreError::mongo("find eligible"))?
+            .map_err(StoreError::mongo("find order ids"))?
             .try_collect()
             .await
-            .map_err(StoreError::mongo("find eligible"))?;
+            .map_err(StoreError::mongo("find order ids"))?;
         Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
 
@@ -354,9 +354,8 @@ impl Store {
             return Ok(vec![]);
         }
         let until = plus(now, lease);
-        let batch = self
-            .db
-            .run_command(claim_command(self.orders.name(), ids, owner, now, until));
+        let claims = ids.iter().map(|id| claim_statement(id, owner, now, until));
+        let batch = self.db.run_command(per_document_update(self.orders.name(), claims));
         if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, batch).await {
             // Something in the batch is stuck (e.g. a document locked by a dead client's
             // transaction): claim one by one, skipping what does not answer.
@@ -453,15 +452,31 @@ impl Store {
 
     /// Give back every lease `owner` holds (graceful shutdown), so another instance can proceed.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
-        let r = self
-            .orders
-            .update_many(
-                doc! { "reconciliation.leaseOwner": owner },
+        let ids = self.leased_ids(owner).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let releases = ids.iter().map(|id| {
+            (
+                doc! { "_id": id, "reconciliation.leaseOwner": owner },
                 doc! { "$unset": unset_lease() },
             )
+        });
+        let r = self
+            .db
+            .run_command(per_document_update(self.orders.name(), releases))
             .await
             .map_err(StoreError::mongo("release leases"))?;
-        Ok(r.modified_count)
+        Ok(r.get_i32("nModified")
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
+    /// The ids of the orders `owner` holds a lease on.
+    async fn leased_ids(&self, owner: &str) -> StoreResult<Vec<Bson>> {
+        self.ids_oldest_first(doc! { "reconciliation.leaseOwner": owner }, None)
+            .await
     }
 
     /// Find one order by its merchant transaction id (for `check`).
