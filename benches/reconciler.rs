@@ -95,6 +95,21 @@ fn count(w: &World, filter: Document) -> u64 {
         .expect("count")
 }
 
+/// Requests the database server has received so far (`serverStatus.network.numRequests`). The
+/// server is shared by every world of the run, so take differences around one phase at a time.
+fn db_requests(w: &World) -> i64 {
+    let status = w
+        .block(w.db.run_command(doc! { "serverStatus": 1 }))
+        .expect("serverStatus");
+    let network = status.get_document("network").expect("serverStatus.network");
+    match network.get("numRequests") {
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+        other => panic!("serverStatus.network.numRequests is {other:?}"),
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -223,6 +238,7 @@ fn throughput(n: usize) {
     seed_products(&w);
     w.sim.set_latency(latency);
     seed_paid(&w, "TP-", n, 600);
+    let requests = db_requests(&w);
     let started = Instant::now();
     let mut child = Running(
         w.reconciler_command(&["once"])
@@ -244,19 +260,24 @@ fn throughput(n: usize) {
     let confirmed = count(&w, doc! { "status": "confirmed" });
     assert_eq!(confirmed as usize, n, "every order confirmed");
     let product_rate = n as f64 / elapsed;
+    let product_requests = (db_requests(&w) - requests) as f64 / n as f64;
 
     // The raw baseline: the same commit transactions straight through the driver, same
     // concurrency, no actors, no HTTP, no claims.
     let raw = World::new("bench_raw");
     seed_products(&raw);
     seed_paid(&raw, "RAW-", n, 600);
+    let requests = db_requests(&raw);
     let raw_rate = raw.block(raw_commits(&raw, reconcilers, false));
+    let raw_requests = (db_requests(&raw) - requests) as f64 / n as f64;
     // The same plus the claims (lease write + read-back per batch): what the database itself can
     // do for the work the product must do to be safe with several instances.
     let claimed = World::new("bench_raw_claims");
     seed_products(&claimed);
     seed_paid(&claimed, "RAWC-", n, 600);
+    let requests = db_requests(&claimed);
     let claimed_rate = claimed.block(raw_commits(&claimed, reconcilers, true));
+    let claimed_requests = (db_requests(&claimed) - requests) as f64 / n as f64;
 
     println!("throughput.orders: {n}");
     println!("throughput.reconcilers: {reconcilers}");
@@ -270,6 +291,11 @@ fn throughput(n: usize) {
         "throughput.ratio_to_raw_with_claims: {:.2}",
         product_rate / claimed_rate
     );
+    // Requests the database received per order (every command, including transaction retries,
+    // counted by the server): where the product's database time goes compared with the baselines.
+    println!("throughput.db_requests_per_order: {product_requests:.2}");
+    println!("throughput.raw_db_requests_per_order: {raw_requests:.2}");
+    println!("throughput.raw_with_claims_db_requests_per_order: {claimed_requests:.2}");
     println!("throughput.peak_rss_mib: {:.1}", last.0 as f64 / 1024.0);
     println!("throughput.cpu_secs: {:.2}", last.2);
     println!("throughput.cpu_secs_per_1000_orders: {:.2}", last.2 / n as f64 * 1000.0);
