@@ -212,9 +212,22 @@ async fn report(uri: &str) -> anyhow::Result<()> {
             "  {:<8} {}  {}",
             p.get_str("_id").unwrap_or("?"),
             p.get("stock").map(|s| s.to_string()).unwrap_or_default(),
-            p.get_array("sizes").map(|s| format!("{s:?}")).unwrap_or_default()
+            p.get_array("sizes").map(|s| sizes_line(s)).unwrap_or_default()
         );
     }
     println!("(started with tee 20, mug 10, poster 2, shirt 5 = M 2 + L 3)");
     Ok(())
+}
+
+/// `sizes: [{size, stock}, ...]` as `= M 1 + L 3`.
+fn sizes_line(sizes: &[mongodb::bson::Bson]) -> String {
+    let parts: Vec<String> = sizes
+        .iter()
+        .filter_map(|s| s.as_document())
+        .map(|s| {
+            let stock = s.get("stock").map(|n| n.to_string()).unwrap_or_default();
+            format!("{} {stock}", s.get_str("size").unwrap_or("?"))
+        })
+        .collect();
+    format!("= {}", parts.join(" + "))
 }
