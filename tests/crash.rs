@@ -112,7 +112,12 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(last);
-    eprintln!("{name}: survived {survived} SIGKILLs");
+    // Written to stderr directly, not with eprintln!, so the report shows in the test run's
+    // output even when the test passes (libtest captures only the print macros).
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "crash harness {name}: survived {survived} SIGKILLs");
+    }
 
     let orders: Vec<Document> = w.block(async {
         use futures_util::TryStreamExt;
