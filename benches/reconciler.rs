@@ -264,20 +264,10 @@ fn throughput(n: usize) {
 
     // The raw baseline: the same commit transactions straight through the driver, same
     // concurrency, no actors, no HTTP, no claims.
-    let raw = World::new("bench_raw");
-    seed_products(&raw);
-    seed_paid(&raw, "RAW-", n, 600);
-    let requests = db_requests(&raw);
-    let raw_rate = raw.block(raw_commits(&raw, reconcilers, false));
-    let raw_requests = (db_requests(&raw) - requests) as f64 / n as f64;
+    let (raw_rate, raw_requests) = raw_baseline("bench_raw", n, reconcilers, false);
     // The same plus the claims (lease write + read-back per batch): what the database itself can
     // do for the work the product must do to be safe with several instances.
-    let claimed = World::new("bench_raw_claims");
-    seed_products(&claimed);
-    seed_paid(&claimed, "RAWC-", n, 600);
-    let requests = db_requests(&claimed);
-    let claimed_rate = claimed.block(raw_commits(&claimed, reconcilers, true));
-    let claimed_requests = (db_requests(&claimed) - requests) as f64 / n as f64;
+    let (claimed_rate, claimed_requests) = raw_baseline("bench_raw_claims", n, reconcilers, true);
 
     println!("throughput.orders: {n}");
     println!("throughput.reconcilers: {reconcilers}");
@@ -299,6 +289,17 @@ fn throughput(n: usize) {
     println!("throughput.peak_rss_mib: {:.1}", last.0 as f64 / 1024.0);
     println!("throughput.cpu_secs: {:.2}", last.2);
     println!("throughput.cpu_secs_per_1000_orders: {:.2}", last.2 / n as f64 * 1000.0);
+}
+
+/// One raw baseline on a fresh world of `n` paid orders: (orders per second, database requests
+/// per order).
+fn raw_baseline(name: &str, n: usize, concurrency: usize, claims: bool) -> (f64, f64) {
+    let w = World::new(name);
+    seed_products(&w);
+    seed_paid(&w, "RAW-", n, 600);
+    let requests = db_requests(&w);
+    let rate = w.block(raw_commits(&w, concurrency, claims));
+    (rate, (db_requests(&w) - requests) as f64 / n as f64)
 }
 
 /// Orders per claim in the raw baseline with claims.
