@@ -20,7 +20,7 @@ use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::PhonePeClient;
 use crate::store::orders::Eligibility;
-use crate::store::Store;
+use crate::store::{CommitRules, Store};
 
 /// How long shutdown waits for in-flight orders before leaving them to their leases.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -40,7 +40,11 @@ fn lease_owner() -> String {
 pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc<Env>> {
     let store = Store::connect(settings.mongodb.uri.expose(), &settings.mongodb.database)
         .await
-        .context("mongodb.uri is not a usable MongoDB connection string")?;
+        .context("mongodb.uri is not a usable MongoDB connection string")?
+        .with_rules(CommitRules {
+            sized_items_decrement_total: settings.job.sized_items_decrement_total,
+            lease_ttl: settings.job.lease_ttl,
+        });
     store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
     store.ensure_indexes().await.context("creating the orders indexes")?;
     let strategy = store

@@ -102,6 +102,8 @@ pub struct JobSettings {
     pub lease_ttl: Duration,
     pub reconcilers: u32,
     pub commit_strategy: CommitStrategy,
+    /// Sized items: also guard and decrement the product's total `stock` (off: the size only).
+    pub sized_items_decrement_total: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +189,7 @@ impl ConfigError {
 enum Kind {
     Str,
     UInt,
+    Bool,
 }
 
 /// One configuration key: where it lives, its type, and which seed variable (if any) sets it.
@@ -249,6 +252,7 @@ const KEYS: &[Key] = &[
     key("job", "lease_ttl_secs", Kind::UInt),
     key("job", "reconcilers", Kind::UInt),
     key("job", "commit_strategy", Kind::Str),
+    key("job", "sized_items_decrement_total", Kind::Bool),
     key("supervisor", "max_restarts", Kind::UInt),
     key("supervisor", "restart_window_secs", Kind::UInt),
     key("ops", "listen", Kind::Str),
@@ -365,6 +369,11 @@ impl Layers {
                 Ok(n) => toml::Value::Integer(n),
                 Err(_) => return Err(wrong_type(key, &origin, &toml::Value::String(text))),
             },
+            Kind::Bool => match text.trim() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => return Err(wrong_type(key, &origin, &toml::Value::String(text))),
+            },
         };
         self.set(key, value, &origin)
     }
@@ -373,6 +382,7 @@ impl Layers {
         let ok = match (key.kind, &value) {
             (Kind::Str, toml::Value::String(_)) => true,
             (Kind::UInt, toml::Value::Integer(n)) => *n >= 0,
+            (Kind::Bool, toml::Value::Boolean(_)) => true,
             _ => false,
         };
         if !ok {
@@ -387,6 +397,7 @@ fn wrong_type(key: &Key, origin: &str, value: &toml::Value) -> ConfigError {
     let what = match key.kind {
         Kind::Str => "a string",
         Kind::UInt => "a non-negative integer",
+        Kind::Bool => "true or false",
     };
     let expected = if key.secret {
         what.to_string()
@@ -543,6 +554,13 @@ impl Resolved {
         u32::try_from(n).map_err(|_| self.invalid(section, name, format!("must be at most {}, got {n}", u32::MAX)))
     }
 
+    fn bool(&self, section: &'static str, name: &'static str) -> Result<bool, ConfigError> {
+        match self.raw(section, name) {
+            Some((toml::Value::Boolean(b), _)) => Ok(*b),
+            _ => Err(Self::missing(section, name)),
+        }
+    }
+
     fn secs(&self, section: &'static str, name: &'static str) -> Result<Duration, ConfigError> {
         self.uint(section, name).map(Duration::from_secs)
     }
@@ -650,6 +668,7 @@ impl Resolved {
             lease_ttl: self.secs("job", "lease_ttl_secs")?,
             reconcilers: self.u32("job", "reconcilers")?,
             commit_strategy,
+            sized_items_decrement_total: self.bool("job", "sized_items_decrement_total")?,
         })
     }
 
@@ -913,6 +932,7 @@ impl Settings {
             format!("lease_ttl_secs = {}", j.lease_ttl.as_secs()),
             format!("reconcilers = {}", j.reconcilers),
             format!("commit_strategy = {}", s(strategy)),
+            format!("sized_items_decrement_total = {}", j.sized_items_decrement_total),
             String::new(),
             "[supervisor]".into(),
             format!("max_restarts = {}", sup.max_restarts),

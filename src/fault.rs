@@ -35,6 +35,37 @@ pub enum Injected {
     Delay(Duration),
 }
 
+/// Every fault point the code has. Arming a name not listed here is an error (a renamed point
+/// must not leave a test silently injecting nothing).
+pub const POINTS: &[&str] = &[
+    "committer.settle",
+    "committer.settled",
+    "committer.started",
+    "journal.after_begin",
+    "journal.after_compensate",
+    "journal.after_confirm",
+    "journal.after_item",
+    "journal.after_rollback_mark",
+    "journal.before_confirm",
+    "rate_limiter.acquire",
+    "rate_limiter.started",
+    "reconciler.after_settle",
+    "reconciler.before_call",
+    "reconciler.before_settle",
+    "reconciler.reconcile",
+    "scanner.tick",
+];
+
+/// Whether `name` (optionally `name#instance`) is a fault point of this code.
+pub fn is_known(name: &str) -> bool {
+    let base = match name.split_once('#') {
+        Some((base, i)) if i.parse::<usize>().is_ok() => base,
+        Some(_) => return false,
+        None => name,
+    };
+    POINTS.contains(&base)
+}
+
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_name: &str) -> Option<Injected> {
@@ -145,6 +176,13 @@ mod armed {
                 eprintln!("RECONCILER_FAULTS: ignoring {part:?} (expected point=action[@when])");
                 continue;
             };
+            if !super::is_known(name.trim()) {
+                eprintln!(
+                    "RECONCILER_FAULTS: ignoring {part:?}: no fault point is named {:?} (see fault::POINTS)",
+                    name.trim()
+                );
+                continue;
+            }
             let (action, when) = rest.split_once('@').unwrap_or((rest, "1+"));
             let (Some(action), Some(when)) = (parse_action(action), When::parse(when)) else {
                 eprintln!(
@@ -158,8 +196,14 @@ mod armed {
     }
 
     /// Arm `point` with a spec like `panic@3`, `stop@2-4` or `delay500@1+`.
+    ///
+    /// # Panics
+    /// When `point` is not a fault point of this code or `spec` does not parse: a test arming a
+    /// fault that can never fire would prove nothing.
     pub fn arm(point: &str, spec: &str) {
+        assert!(super::is_known(point), "fault::arm: no fault point is named {point:?}");
         let parsed = parse(&format!("{point}={spec}"));
+        assert!(!parsed.is_empty(), "fault::arm: cannot parse {spec:?} for {point}");
         table().lock().unwrap_or_else(|p| p.into_inner()).extend(parsed);
     }
 
@@ -218,12 +262,42 @@ mod armed {
 
         #[test]
         fn spec_parsing_skips_bad_parts() {
-            let t = parse("a=panic@2, b=stop, c=delay250@1-3, d=explode, e=error@2*, f");
-            assert_eq!(t.len(), 4);
-            assert_eq!(t["a"].action, Action::Panic);
-            assert_eq!(t["b"].when, When::Range { from: 1, to: u64::MAX });
-            assert_eq!(t["c"].action, Action::Do(Injected::Delay(Duration::from_millis(250))));
-            assert_eq!(t["e"].when, When::Every(2));
+            let t = parse(
+                "scanner.tick=panic@2, committer.settle=stop, reconciler.reconcile#1=delay250@1-3, \
+                 committer.started=explode, rate_limiter.acquire=error@2*, f, journal.afterbegin=panic",
+            );
+            assert_eq!(t.len(), 4, "{:?}", t.keys());
+            assert_eq!(t["scanner.tick"].action, Action::Panic);
+            assert_eq!(t["committer.settle"].when, When::Range { from: 1, to: u64::MAX });
+            assert_eq!(
+                t["reconciler.reconcile#1"].action,
+                Action::Do(Injected::Delay(Duration::from_millis(250)))
+            );
+            assert_eq!(t["rate_limiter.acquire"].when, When::Every(2));
+        }
+
+        #[test]
+        fn unknown_points_are_refused() {
+            assert!(super::super::is_known("journal.after_begin"));
+            assert!(super::super::is_known("reconciler.reconcile#3"));
+            assert!(!super::super::is_known("journal.afterbegin"));
+            assert!(!super::super::is_known("reconciler.reconcile#x"));
+            let armed = std::panic::catch_unwind(|| arm("journal.renamed_point", "panic@1"));
+            assert!(armed.is_err(), "arming an unknown point must fail");
+        }
+
+        #[test]
+        fn every_listed_point_is_in_the_code() {
+            let src = concat!(
+                include_str!("actors/committer.rs"),
+                include_str!("actors/rate_limiter.rs"),
+                include_str!("actors/reconciler.rs"),
+                include_str!("actors/scanner.rs"),
+                include_str!("store/journal.rs"),
+            );
+            for p in super::super::POINTS {
+                assert!(src.contains(&format!("\"{p}\"")), "{p} is listed but no code fires it");
+            }
         }
     }
 }

@@ -283,14 +283,13 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
         now,
     };
     let result = env.store.commit(env.strategy, order, &t, &lease).await;
-    let (reason, product) = match result {
+    let parked = match result {
         Ok(CommitOutcome::Committed) => return Ok(Outcome::Confirmed),
         Ok(CommitOutcome::AlreadyProcessed) => {
             tracing::info!("order was settled by someone else; stock untouched");
             return Ok(Outcome::AlreadyProcessed);
         }
-        Ok(CommitOutcome::InsufficientStock { product }) => (review::INSUFFICIENT_STOCK, product),
-        Ok(CommitOutcome::ProductMissing { product }) => (review::PRODUCT_MISSING, product),
+        Ok(parked) => parked,
         Err(e) => {
             metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
             tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
@@ -309,6 +308,8 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
             return Err(e);
         }
     };
+    let reason = parked.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+    let product = parked.product().unwrap_or_default().to_string();
     // Both strategies have already parked the order as needs_review, with nothing deducted.
     metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");

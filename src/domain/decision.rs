@@ -32,6 +32,8 @@ pub mod review {
     pub const MERCHANT_MISMATCH: &str = "merchant_mismatch";
     pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
     pub const PRODUCT_MISSING: &str = "product_missing";
+    /// A product whose `sizes` lists the ordered size twice: which stock is it?
+    pub const INVALID_PRODUCT: &str = "invalid_product";
     pub const INVALID_ORDER: &str = "invalid_order";
     pub const PAID_AFTER_CANCEL: &str = "paid_after_cancel";
 }

@@ -35,6 +35,40 @@ pub enum CommitOutcome {
     /// An item's product (or the size on it) does not exist: nothing deducted, and the order is
     /// parked as `needs_review` (reason `product_missing`).
     ProductMissing { product: String },
+    /// An item's product cannot be read safely (its `sizes` lists the item's size twice): nothing
+    /// deducted, and the order is parked as `needs_review` (reason `invalid_product`).
+    InvalidProduct { product: String },
+}
+
+impl CommitOutcome {
+    /// The review reason of an outcome that parks the order, `None` for the others.
+    pub fn review_reason(&self) -> Option<&'static str> {
+        match self {
+            CommitOutcome::InsufficientStock { .. } => Some(review::INSUFFICIENT_STOCK),
+            CommitOutcome::ProductMissing { .. } => Some(review::PRODUCT_MISSING),
+            CommitOutcome::InvalidProduct { .. } => Some(review::INVALID_PRODUCT),
+            CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
+        }
+    }
+
+    /// The product an outcome that parks the order is about.
+    pub fn product(&self) -> Option<&str> {
+        match self {
+            CommitOutcome::InsufficientStock { product }
+            | CommitOutcome::ProductMissing { product }
+            | CommitOutcome::InvalidProduct { product } => Some(product),
+            CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
+        }
+    }
+
+    /// Rebuild a parking outcome from its stored review reason (the journal keeps the reason).
+    pub(crate) fn from_review_reason(reason: Option<&str>, product: String) -> CommitOutcome {
+        match reason {
+            Some(review::PRODUCT_MISSING) => CommitOutcome::ProductMissing { product },
+            Some(review::INVALID_PRODUCT) => CommitOutcome::InvalidProduct { product },
+            _ => CommitOutcome::InsufficientStock { product },
+        }
+    }
 }
 
 /// The strategy actually used, after `auto` was resolved against the server.
@@ -119,10 +153,8 @@ impl Store {
         outcome: CommitOutcome,
         now: DateTime,
     ) -> StoreResult<CommitOutcome> {
-        let reason = match &outcome {
-            CommitOutcome::InsufficientStock { .. } => review::INSUFFICIENT_STOCK,
-            CommitOutcome::ProductMissing { .. } => review::PRODUCT_MISSING,
-            _ => return Ok(outcome),
+        let Some(reason) = outcome.review_reason() else {
+            return Ok(outcome);
         };
         let code = t.code.clone().unwrap_or_default();
         let park = Transition::new(
@@ -198,30 +230,50 @@ impl Store {
         if r.matched_count == 0 {
             return Ok(CommitOutcome::AlreadyProcessed);
         }
+        let total = self.rules.sized_items_decrement_total;
         for item in &order.items {
+            if item.size.is_some() {
+                // A product listing the size twice cannot be deducted safely: look before.
+                let product = self.read_product(s, item).await?;
+                if let Some(bad) = product.as_ref().and_then(|p| unreadable_sizes(p, item)) {
+                    return Ok(bad);
+                }
+            }
             let r = self
                 .products
-                .update_one(stock_guard(item), stock_decrement(item))
+                .update_one(stock_guard(item, total), stock_decrement(item, total))
                 .session(&mut *s)
                 .await
                 .map_err(StoreError::mongo("deduct stock"))?;
             if r.matched_count == 0 {
-                return self.read_why_short(s, item).await;
+                let product = self.read_product(s, item).await?;
+                return Ok(why_short(product.as_ref(), item));
             }
         }
         Ok(CommitOutcome::Committed)
     }
 
-    /// A stock guard failed: tell a missing product (or size) from a short one.
-    async fn read_why_short(&self, s: &mut ClientSession, item: &Item) -> StoreResult<CommitOutcome> {
-        let product = self
-            .products
+    async fn read_product(&self, s: &mut ClientSession, item: &Item) -> StoreResult<Option<Document>> {
+        self.products
             .find_one(doc! { "_id": &item.product_id })
             .session(&mut *s)
             .await
-            .map_err(StoreError::mongo("read product"))?;
-        Ok(why_short(product.as_ref(), item))
+            .map_err(StoreError::mongo("read product"))
     }
+}
+
+/// A sized item's product whose `sizes` lists that size more than once: which entry is the
+/// stock? Nobody can say, so nothing is deducted (`invalid_product`).
+pub(crate) fn unreadable_sizes(product: &Document, item: &Item) -> Option<CommitOutcome> {
+    let size = item.size.as_deref()?;
+    let sizes = product.get_array("sizes").map(|a| a.as_slice()).unwrap_or_default();
+    let n = sizes
+        .iter()
+        .filter(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size))
+        .count();
+    (n > 1).then(|| CommitOutcome::InvalidProduct {
+        product: product_label(item),
+    })
 }
 
 /// Why a stock guard failed, from the product as it is now: missing (or without the item's
@@ -231,6 +283,9 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcom
     let Some(p) = product else {
         return CommitOutcome::ProductMissing { product: name };
     };
+    if let Some(bad) = unreadable_sizes(p, item) {
+        return bad;
+    }
     if let Some(size) = &item.size {
         let sizes = p.get_array("sizes").map(|a| a.as_slice()).unwrap_or_default();
         let has_size = sizes
@@ -243,9 +298,14 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcom
     CommitOutcome::InsufficientStock { product: name }
 }
 
-/// `{_id, stock >= qty}` and, for a sized item, `sizes: {$elemMatch: {size, stock >= qty}}`.
-pub(crate) fn stock_guard(item: &Item) -> Document {
-    let mut f = doc! { "_id": &item.product_id, "stock": { "$gte": item.quantity } };
+/// The guard of one item: `{_id, stock >= qty}` for an unsized item; for a sized one
+/// `sizes: {$elemMatch: {size, stock >= qty}}`, plus `stock >= qty` when the product's total is
+/// maintained too (`job.sized_items_decrement_total`).
+pub(crate) fn stock_guard(item: &Item, sized_total: bool) -> Document {
+    let mut f = doc! { "_id": &item.product_id };
+    if item.size.is_none() || sized_total {
+        f.insert("stock", doc! { "$gte": item.quantity });
+    }
     if let Some(size) = &item.size {
         f.insert(
             "sizes",
@@ -255,14 +315,23 @@ pub(crate) fn stock_guard(item: &Item) -> Document {
     f
 }
 
-/// Decrement the product total and, for a sized item, the matched size (positional `$`), so
-/// `stock` stays the sum the invariant is checked on.
-pub(crate) fn stock_decrement(item: &Item) -> Document {
-    let mut inc = doc! { "stock": -item.quantity };
-    if item.size.is_some() {
-        inc.insert("sizes.$.stock", -item.quantity);
+/// The `$inc` of one item, `sign` = -1 to deduct, +1 to restore: the matched size (positional
+/// `$`, the element the guard's `$elemMatch` or `sizes.size` found) for a sized item, the total
+/// for an unsized one or when it is maintained too.
+pub(crate) fn stock_inc(item: &Item, sized_total: bool, sign: i64) -> Document {
+    let mut inc = Document::new();
+    if item.size.is_none() || sized_total {
+        inc.insert("stock", sign * item.quantity);
     }
-    doc! { "$inc": inc }
+    if item.size.is_some() {
+        inc.insert("sizes.$.stock", sign * item.quantity);
+    }
+    inc
+}
+
+/// Deduct one item (see [`stock_inc`]).
+pub(crate) fn stock_decrement(item: &Item, sized_total: bool) -> Document {
+    doc! { "$inc": stock_inc(item, sized_total, -1) }
 }
 
 /// A product reference for logs and review reasons: the product id (and size), never a customer field.

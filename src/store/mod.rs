@@ -11,7 +11,7 @@ pub mod orders;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;
-pub use orders::{Claimed, Store, Transition};
+pub use orders::{Claimed, CommitRules, Store, Transition};
 
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 

@@ -22,6 +22,26 @@ pub struct Store {
     pub(crate) db: Database,
     pub(crate) orders: Collection<Document>,
     pub(crate) products: Collection<Document>,
+    pub(crate) rules: CommitRules,
+}
+
+/// The settings the stock commit depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitRules {
+    /// `job.sized_items_decrement_total`: sized items also guard and decrement the total `stock`.
+    pub sized_items_decrement_total: bool,
+    /// `job.lease_ttl_secs`: how long any driver of a journal commit may still act after it
+    /// ended (see `store/journal.rs`, markers).
+    pub lease_ttl: Duration,
+}
+
+impl Default for CommitRules {
+    fn default() -> Self {
+        CommitRules {
+            sized_items_decrement_total: false,
+            lease_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// A claimed order: parsed, or a document too broken to reconcile (parked for a person).
@@ -185,7 +205,14 @@ impl Store {
             products: db.collection("products"),
             db,
             client,
+            rules: CommitRules::default(),
         }
+    }
+
+    /// The same store, committing by `rules`.
+    pub fn with_rules(mut self, rules: CommitRules) -> Store {
+        self.rules = rules;
+        self
     }
 
     pub fn database(&self) -> &Database {
@@ -456,9 +483,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
+        // A `committing` order keeps its lease: a commit of ours may still be running (shutdown
+        // or escalation while a settle future is in flight); recovery takes it once it expires.
         let releases = ids.iter().map(|id| {
             (
-                doc! { "_id": id, "reconciliation.leaseOwner": owner },
+                doc! { "_id": id, "reconciliation.leaseOwner": owner, "status": { "$ne": Status::Committing.as_str() } },
                 doc! { "$unset": unset_lease() },
             )
         });

@@ -292,6 +292,12 @@ impl World {
         .expect("insert product");
     }
 
+    /// A product document exactly as given (sizes only, odd totals, duplicates).
+    pub fn insert_raw_product(&self, d: Document) {
+        self.block(self.db.collection::<Document>("products").insert_one(d))
+            .expect("insert product");
+    }
+
     pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
         let total: i64 = sizes.iter().map(|s| s.1).sum();
         let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
