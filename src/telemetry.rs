@@ -162,9 +162,11 @@ pub mod labels {
         pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
         /// A product (or size) the order names does not exist: nothing deducted, parked.
         pub const PRODUCT_MISSING: &str = "product_missing";
+        /// A product lists the ordered size twice: nothing deducted, parked.
+        pub const INVALID_PRODUCT: &str = "invalid_product";
         /// MongoDB failed the commit (after the transaction's own retries): retried later.
         pub const DATABASE: &str = "database";
-        pub const ALL: [&str; 3] = [INSUFFICIENT_STOCK, PRODUCT_MISSING, DATABASE];
+        pub const ALL: [&str; 4] = [INSUFFICIENT_STOCK, PRODUCT_MISSING, INVALID_PRODUCT, DATABASE];
     }
 
     /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (`ChildId::actor_label`).

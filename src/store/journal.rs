@@ -251,14 +251,14 @@ impl Driver {
         match self.next.clone() {
             Next::Apply(i) if i < self.j.items.len() => match store.apply_item(&self.j, i, w).await? {
                 None => {
-                    crate::fault::point("journal.after_item");
+                    fault("journal.after_item").await;
                     self.next = Next::Apply(i + 1);
                 }
                 Some(short) => self.next = Next::MarkRollBack(short),
             },
             Next::Apply(_) => self.next = Next::Confirm,
             Next::Confirm => {
-                crate::fault::point("journal.before_confirm");
+                fault("journal.before_confirm").await;
                 let t = Transition::new(
                     Status::Draft,
                     Status::Confirmed,
@@ -274,12 +274,12 @@ impl Driver {
                     self.next = Next::Resume;
                     return Ok(Step::More);
                 }
-                crate::fault::point("journal.after_confirm");
+                fault("journal.after_confirm").await;
                 return Ok(Step::Done(CommitOutcome::Committed));
             }
             Next::MarkRollBack(failure) => {
                 if store.mark_roll_back(&self.order_id, &self.j, &failure, w).await? {
-                    crate::fault::point("journal.after_rollback_mark");
+                    fault("journal.after_rollback_mark").await;
                     self.j.state = ROLLING_BACK.into();
                     self.j.fail_reason = failure.review_reason().map(str::to_string);
                     self.j.fail_product = failure.product().map(str::to_string);
@@ -291,7 +291,7 @@ impl Driver {
             Next::Compensate(0) => self.next = Next::FinishRollBack,
             Next::Compensate(k) => {
                 store.compensate(&self.j, k - 1, w).await?;
-                crate::fault::point("journal.after_compensate");
+                fault("journal.after_compensate").await;
                 self.next = Next::Compensate(k - 1);
             }
             Next::FinishRollBack => {
@@ -364,6 +364,14 @@ impl Driver {
     }
 }
 
+/// A fault point of the saga (feature `fault-injection`): `panic` crashes the commit there,
+/// `delay<ms>` holds it there (so a kill lands mid-commit).
+async fn fault(name: &str) {
+    if let Some(d) = crate::fault::delay(name) {
+        tokio::time::sleep(d).await;
+    }
+}
+
 /// The time a driver has left: every write is bounded by it on both sides of the wire.
 #[derive(Debug, Clone, Copy)]
 struct Bounded(Duration);
@@ -405,7 +413,7 @@ impl Store {
         match self.begin_journal(order, t, owner, plus(now, lease), now).await? {
             None => Ok(CommitOutcome::AlreadyProcessed),
             Some(driver) => {
-                crate::fault::point("journal.after_begin");
+                fault("journal.after_begin").await;
                 driver.run(self).await
             }
         }
