@@ -447,3 +447,37 @@ fn a_driver_that_outlives_its_lease_finds_the_markers_and_deducts_nothing() {
     assert_eq!((w.stock("tee"), w.stock("cap")), (8, 7));
     assert_eq!(w.history("ORD-S").len(), 1);
 }
+
+/// Shutdown and escalation give this process's leases back, but never the lease of an order it
+/// is committing: its commit may still be running, and a recovery elsewhere would drive it too.
+#[test]
+fn releasing_leases_keeps_the_lease_of_an_order_being_committed() {
+    let w = World::new("release_committing");
+    let store = w.block(Store::connect(&w.uri, w.db.name())).expect("connect");
+    w.insert_product("tee", 5);
+    w.insert_order("ORD-C", 100, 600, &[("tee", 1, None)]);
+    let claimed = w.insert_order("ORD-D", 100, 600, &[("tee", 1, None)]);
+    let now = DateTime::now();
+    let mut order = Order::parse(&w.order("ORD-C")).expect("order");
+    order.status = Status::Draft;
+    let until = DateTime::from_millis(now.timestamp_millis() + 60_000);
+    let t = confirm_transition("PAYMENT_SUCCESS", None);
+    w.block(store.begin_journal(&order, &t, "me", until, now))
+        .unwrap()
+        .expect("a draft");
+    assert_eq!(w.block(store.claim_ids(&[claimed], "me", now, LEASE)).unwrap().len(), 1);
+
+    assert_eq!(w.block(store.release_leases("me")).unwrap(), 1, "only the plain claim");
+
+    let lease_owner = |m: &str| {
+        w.order(m)
+            .get_document("reconciliation")
+            .ok()
+            .and_then(|r| r.get_str("leaseOwner").ok().map(str::to_string))
+    };
+    assert_eq!(lease_owner("ORD-D"), None);
+    assert_eq!(lease_owner("ORD-C").as_deref(), Some("me"));
+    assert_eq!(w.status("ORD-C").0, "committing");
+    let stolen = w.block(store.claim_for_recovery("other", now, LEASE)).unwrap();
+    assert!(stolen.is_none(), "no recovery may drive it while its lease runs");
+}
