@@ -293,7 +293,7 @@ mod armed {
                 include_str!("actors/rate_limiter.rs"),
                 include_str!("actors/reconciler.rs"),
                 include_str!("actors/scanner.rs"),
-                include_str!("store/journal.rs"),
+                include_str!("store/journal/driver.rs"),
             );
             for p in super::super::POINTS {
                 assert!(src.contains(&format!("\"{p}\"")), "{p} is listed but no code fires it");

@@ -1,0 +1,362 @@
+//! A driver of one journal commit: one database write per step, never after its deadline.
+//! See the module doc of `store/journal/mod.rs` for why several drivers of one commit are safe.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Bson, DateTime};
+
+use super::{
+    fault, Bounded, Journal, APPLYING, CONFIRMED, MARKERS, MARKER_GRACE, MAX_RESUMES, ROLLED_BACK, ROLLING_BACK,
+};
+use crate::domain::decision::review;
+use crate::domain::{PaymentStatus, Status};
+use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
+use crate::store::orders::{plus, Store, Transition};
+use crate::store::{StoreError, StoreResult};
+
+/// What the next step of a driver is.
+#[derive(Debug, Clone)]
+enum Next {
+    Apply(usize),
+    Confirm,
+    MarkRollBack(CommitOutcome),
+    /// Compensate the items before this index, last first.
+    Compensate(usize),
+    FinishRollBack,
+    /// The journal changed under us: read it again.
+    Resume,
+}
+
+/// What one step left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    More,
+    Done(CommitOutcome),
+}
+
+/// One driver of one journal commit, acting on its own view of the journal, one database write
+/// per [`step`](Driver::step), and never at or after its `deadline` (its lease's expiry).
+#[derive(Debug, Clone)]
+pub struct Driver {
+    order_id: Bson,
+    pub(super) j: Journal,
+    deadline: DateTime,
+    next: Next,
+    resumes: u32,
+}
+
+impl Driver {
+    pub(super) fn new(order_id: Bson, j: Journal, deadline: DateTime) -> Driver {
+        let next = if j.state == ROLLING_BACK {
+            Next::Compensate(j.items.len())
+        } else {
+            Next::Apply(0)
+        };
+        Driver {
+            order_id,
+            j,
+            deadline,
+            next,
+            resumes: 0,
+        }
+    }
+
+    /// The commit id this driver works on.
+    pub fn commit_id(&self) -> &str {
+        &self.j.id
+    }
+
+    /// The hard deadline: no step starts at or after it.
+    pub fn deadline(&self) -> DateTime {
+        self.deadline
+    }
+
+    /// Take one step at time `now` (one write, plus a read where a write did not match).
+    pub async fn step(&mut self, store: &Store, now: DateTime) -> StoreResult<Step> {
+        let left = self.deadline.timestamp_millis() - now.timestamp_millis();
+        if left <= 0 {
+            return Err(StoreError::Timeout {
+                op: "journal commit (its lease ran out; recovery takes it on)",
+                secs: 0,
+            });
+        }
+        let w = Bounded(Duration::from_millis(left as u64));
+        match self.next.clone() {
+            Next::Apply(i) if i < self.j.items.len() => match store.apply_item(&self.j, i, w).await? {
+                None => {
+                    fault("journal.after_item").await;
+                    self.next = Next::Apply(i + 1);
+                }
+                Some(short) => self.next = Next::MarkRollBack(short),
+            },
+            Next::Apply(_) => self.next = Next::Confirm,
+            Next::Confirm => {
+                fault("journal.before_confirm").await;
+                let t = Transition::new(
+                    Status::Draft,
+                    Status::Confirmed,
+                    PaymentStatus::Paid,
+                    "paid",
+                    self.j.code.clone().unwrap_or_default(),
+                    self.j.transaction_id.clone(),
+                );
+                if !store
+                    .finish(&self.order_id, &self.j, APPLYING, CONFIRMED, &t, now, w)
+                    .await?
+                {
+                    self.next = Next::Resume;
+                    return Ok(Step::More);
+                }
+                fault("journal.after_confirm").await;
+                return Ok(Step::Done(CommitOutcome::Committed));
+            }
+            Next::MarkRollBack(failure) => {
+                if store.mark_roll_back(&self.order_id, &self.j, &failure, w).await? {
+                    fault("journal.after_rollback_mark").await;
+                    self.j.state = ROLLING_BACK.into();
+                    self.j.fail_reason = failure.review_reason().map(str::to_string);
+                    self.j.fail_product = failure.product().map(str::to_string);
+                    self.next = Next::Compensate(self.j.items.len());
+                } else {
+                    self.next = Next::Resume;
+                }
+            }
+            Next::Compensate(0) => self.next = Next::FinishRollBack,
+            Next::Compensate(k) => {
+                store.compensate(&self.j, k - 1, w).await?;
+                fault("journal.after_compensate").await;
+                self.next = Next::Compensate(k - 1);
+            }
+            Next::FinishRollBack => {
+                let reason = self
+                    .j
+                    .fail_reason
+                    .clone()
+                    .unwrap_or_else(|| review::INSUFFICIENT_STOCK.into());
+                let t = Transition::new(
+                    Status::Draft,
+                    Status::NeedsReview,
+                    PaymentStatus::Paid,
+                    &reason,
+                    self.j.code.clone().unwrap_or_default(),
+                    self.j.transaction_id.clone(),
+                );
+                if !store
+                    .finish(&self.order_id, &self.j, ROLLING_BACK, ROLLED_BACK, &t, now, w)
+                    .await?
+                {
+                    self.next = Next::Resume;
+                    return Ok(Step::More);
+                }
+                return Ok(Step::Done(self.j.outcome_of_failure()));
+            }
+            Next::Resume => return self.resume(store, w).await,
+        }
+        Ok(Step::More)
+    }
+
+    /// Someone else moved the journal on: read where it is and go on from there.
+    async fn resume(&mut self, store: &Store, w: Bounded) -> StoreResult<Step> {
+        if self.resumes >= MAX_RESUMES {
+            return Err(StoreError::Unsupported(format!(
+                "journal {} kept changing under us; left to recovery",
+                self.j.id
+            )));
+        }
+        self.resumes += 1;
+        let read = store.orders.find_one(doc! { "_id": &self.order_id }).max_time(w.0);
+        let Some(order) = w.run("journal: re-read", read).await? else {
+            return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
+        };
+        let Some(j) = Journal::of_order(&order)
+            .and_then(Result::ok)
+            .filter(|j| j.id == self.j.id)
+        else {
+            return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
+        };
+        match (order.get_str("status").unwrap_or(""), j.state.as_str()) {
+            ("committing", APPLYING | ROLLING_BACK) => {
+                let resumes = self.resumes;
+                *self = Driver::new(self.order_id.clone(), j, self.deadline);
+                self.resumes = resumes;
+                Ok(Step::More)
+            }
+            (_, CONFIRMED) => Ok(Step::Done(CommitOutcome::Committed)),
+            (_, ROLLED_BACK) => Ok(Step::Done(j.outcome_of_failure())),
+            _ => Ok(Step::Done(CommitOutcome::AlreadyProcessed)),
+        }
+    }
+
+    /// Step until the journal ends (or the deadline, or an error).
+    pub async fn run(mut self, store: &Store) -> StoreResult<CommitOutcome> {
+        loop {
+            if let Step::Done(outcome) = self.step(store, DateTime::now()).await? {
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Confirm `order` and deduct its items with the journal saga. `owner` / `lease` keep the
+    /// order leased while it is `committing`; the lease's expiry is the driver's hard deadline.
+    pub async fn commit_journal(
+        &self,
+        order: &crate::domain::Order,
+        t: &Transition,
+        owner: &str,
+        lease: Duration,
+        now: DateTime,
+    ) -> StoreResult<CommitOutcome> {
+        match self.begin_journal(order, t, owner, plus(now, lease), now).await? {
+            None => Ok(CommitOutcome::AlreadyProcessed),
+            Some(driver) => {
+                fault("journal.after_begin").await;
+                driver.run(self).await
+            }
+        }
+    }
+
+    /// Step 1: `draft → committing` with a fresh journal, leased to `owner` until `until`.
+    /// `None` when the order is no longer a draft (someone settled it): nothing written.
+    pub async fn begin_journal(
+        &self,
+        order: &crate::domain::Order,
+        t: &Transition,
+        owner: &str,
+        until: DateTime,
+        now: DateTime,
+    ) -> StoreResult<Option<Driver>> {
+        let journal = Journal {
+            id: format!("{:x}-{:08x}", now.timestamp_millis(), fastrand::u32(..)),
+            state: APPLYING.into(),
+            items: order.items.clone(),
+            sized_total: self.rules.sized_items_decrement_total,
+            code: t.code.clone(),
+            transaction_id: t.transaction_id.clone(),
+            fail_reason: None,
+            fail_product: None,
+        };
+        let begun = self
+            .orders
+            .update_one(
+                doc! { "_id": &order.id, "status": Status::Draft.as_str() },
+                doc! { "$set": {
+                    "status": Status::Committing.as_str(), "updatedAt": now,
+                    "reconciliation.commit": journal.to_doc(),
+                    "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until,
+                } },
+            )
+            .await
+            .map_err(StoreError::mongo("begin journal commit"))?;
+        Ok((begun.matched_count == 1).then(|| Driver::new(order.id.clone(), journal, until)))
+    }
+
+    /// Deduct item `i`, idempotently while its marker exists: guarded by stock and by the absence
+    /// of the marker. `Some(reason)` when it cannot be deducted (and was not before).
+    async fn apply_item(&self, j: &Journal, i: usize, w: Bounded) -> StoreResult<Option<CommitOutcome>> {
+        let item = &j.items[i];
+        let marker = j.marker(i);
+        if item.size.is_some() {
+            // A product listing the size twice: the array filter would move both entries.
+            let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+            if let Some(bad) = w
+                .run("journal: read product", read)
+                .await?
+                .and_then(|p| unreadable_sizes(&p, item))
+            {
+                return Ok(Some(bad));
+            }
+        }
+        let mut filter = stock_guard(item, j.sized_total);
+        filter.insert(MARKERS, doc! { "$ne": &marker });
+        let update = doc! { "$inc": j.inc(item, -1), "$push": { MARKERS: &marker } };
+        let apply = self
+            .products
+            .find_one_and_update(filter, update)
+            .with_options(w.opts_for(item));
+        if w.run("journal: deduct item", apply).await?.is_some() {
+            return Ok(None);
+        }
+        let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+        let product = w.run("journal: read product", read).await?;
+        let marked = product
+            .as_ref()
+            .and_then(|p| p.get_array(MARKERS).ok())
+            .is_some_and(|a| a.iter().any(|m| m.as_str() == Some(marker.as_str())));
+        if marked {
+            return Ok(None); // applied before (by us before a crash, or by another driver)
+        }
+        Ok(Some(why_short(product.as_ref(), item)))
+    }
+
+    /// Record the decision to roll back in the journal (guarded by id and state `applying`).
+    async fn mark_roll_back(
+        &self,
+        order_id: &Bson,
+        j: &Journal,
+        failure: &CommitOutcome,
+        w: Bounded,
+    ) -> StoreResult<bool> {
+        let reason = failure.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+        let mark = self
+            .orders
+            .find_one_and_update(
+                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": APPLYING },
+                doc! { "$set": {
+                    "reconciliation.commit.state": ROLLING_BACK,
+                    "reconciliation.commit.failReason": reason,
+                    "reconciliation.commit.failProduct": failure.product().unwrap_or_default(),
+                } },
+            )
+            .with_options(w.opts());
+        Ok(w.run("journal: mark rolling back", mark).await?.is_some())
+    }
+
+    /// Undo item `i` if (and only if) its marker is there: restore and unmark in one update.
+    pub(super) async fn compensate(&self, j: &Journal, i: usize, w: Bounded) -> StoreResult<bool> {
+        let (item, marker) = (&j.items[i], j.marker(i));
+        let undo = self
+            .products
+            .find_one_and_update(
+                doc! { "_id": &item.product_id, MARKERS: &marker },
+                doc! { "$inc": j.inc(item, 1), "$pull": { MARKERS: &marker } },
+            )
+            .with_options(w.opts_for(item));
+        Ok(w.run("journal: compensate item", undo).await?.is_some())
+    }
+
+    /// End the saga: the order leaves `committing` (guarded by commit id and journal state), and
+    /// the journal is stamped with when its markers may go.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        order_id: &Bson,
+        j: &Journal,
+        from: &str,
+        to: &str,
+        t: &Transition,
+        now: DateTime,
+        w: Bounded,
+    ) -> StoreResult<bool> {
+        let mut update = crate::store::orders::transition_update(now, t);
+        if let Ok(set) = update.get_document_mut("$set") {
+            set.insert("reconciliation.commit.state", to);
+            set.insert("reconciliation.commit.endedAt", now);
+            set.insert("reconciliation.commit.sweepAt", plus(now, self.marker_retention()));
+        }
+        let end = self
+            .orders
+            .find_one_and_update(
+                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": from },
+                update,
+            )
+            .with_options(w.opts());
+        Ok(w.run("journal: finish", end).await?.is_some())
+    }
+
+    /// How long after a journal ended its markers are kept: longer than any driver can act.
+    pub fn marker_retention(&self) -> Duration {
+        self.rules.lease_ttl + MARKER_GRACE
+    }
+}

@@ -1,0 +1,220 @@
+//! Strategy `journal`: exactly-once stock commits without transactions (standalone MongoDB).
+//!
+//! A crash-safe saga built only from single-document atomic updates:
+//!
+//! 1. **begin** — the order moves `draft → committing` (guarded by `status: draft`) and gets a
+//!    journal in `reconciliation.commit`: a fresh commit id, the items, state `applying`.
+//! 2. **apply** each item — one update on the product, guarded by stock (the size's stock for a
+//!    sized item) *and by the absence of this item's marker* (`"<commitId>:<itemIndex>"` in the
+//!    product's `reconcilerCommits`), that decrements and records the marker together.
+//!    Re-applying an item is therefore a no-op **while its marker is there**.
+//! 3. **confirm** — the order moves `committing → confirmed`, guarded by the commit id and state
+//!    `applying`. The markers stay (see below).
+//!
+//! When an item is short, the journal state becomes `rolling_back` (so nobody rolls it forward
+//! again), each *marked* item is compensated by one update guarded by its marker that restores
+//! the stock and removes the marker together, and the order is parked as `needs_review`.
+//!
+//! ## Several drivers of one commit
+//! A commit can have more than one driver at a time: the committer that began it, a recovery pass
+//! (this process or another) that claimed it after its lease expired, a write the committer sent
+//! just before its deadline. Each [`Driver`] acts on its own view of the journal, one database
+//! write per [`Driver::step`]. What keeps them from deducting an item twice:
+//! * **a hard deadline per driver**: its lease's expiry. No step starts at or after it, and each
+//!   write is bounded by the time left, server-side (`maxTimeMS`) and client-side. Every lease on
+//!   a `committing` order is taken before the journal ends, so no driver can act later than
+//!   `endedAt + lease_ttl`;
+//! * **markers outlive every driver**: ending a journal stamps `sweepAt = endedAt + lease_ttl +
+//!   MARKER_GRACE`; only then does the sweep remove a confirmed journal's markers (or compensate
+//!   a rolled-back one's). Until then a late driver finds every applied marker and does nothing.
+//!   `MARKER_GRACE` covers clock skew between hosts and a write already on the wire;
+//! * **compensation only undoes what is marked**, in the same update that removes the marker, so
+//!   nothing is ever restored that was not deducted.
+//!
+//! `tests/journal_model.rs` drives two and three drivers of the same commits in thousands of
+//! seeded random interleavings, with crashes and skewed clocks, and checks the stock invariant.
+//!
+//! **Recovery** ([`Store::recover_journals`], at start and on every scan) claims any `committing`
+//! order whose lease expired and drives it on from its journal: `applying` rolls forward (the
+//! payment was verified before the journal was written; applying is idempotent), `rolling_back`
+//! rolls back. Then the sweeps: journals past `sweepAt`, and markers whose journal has ended
+//! without one pending. Nothing is ever inferred from stock levels — only from journals and
+//! markers — so recovery can run twice, or in two processes at once, without changing anything
+//! more.
+
+mod driver;
+mod recovery;
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
+
+use super::commit::{stock_inc, CommitOutcome};
+use super::StoreResult;
+use crate::domain::Item;
+
+pub use driver::{Driver, Step};
+
+/// The product field holding this reconciler's per-item commit markers.
+pub const MARKERS: &str = "reconcilerCommits";
+
+/// How long a journal's markers are kept beyond `ended + lease_ttl`: the clock skew between
+/// hosts and the time a write can spend on the wire that this design tolerates.
+pub const MARKER_GRACE: Duration = Duration::from_secs(120);
+
+const APPLYING: &str = "applying";
+const ROLLING_BACK: &str = "rolling_back";
+const CONFIRMED: &str = "confirmed";
+const ROLLED_BACK: &str = "rolled_back";
+
+/// How often a journal may be found changed under us before giving up for this attempt.
+const MAX_RESUMES: u32 = 4;
+
+/// The journal as stored in `reconciliation.commit`.
+#[derive(Debug, Clone)]
+struct Journal {
+    id: String,
+    state: String,
+    items: Vec<Item>,
+    /// Whether sized items also move the product's total (`job.sized_items_decrement_total` when
+    /// the journal began): compensation restores exactly what was deducted, whatever the config
+    /// says later.
+    sized_total: bool,
+    code: Option<String>,
+    transaction_id: Option<String>,
+    fail_reason: Option<String>,
+    fail_product: Option<String>,
+}
+
+impl Journal {
+    fn marker(&self, i: usize) -> String {
+        format!("{}:{i}", self.id)
+    }
+
+    fn to_doc(&self) -> Document {
+        let items: Vec<Document> = self
+            .items
+            .iter()
+            .map(|it| {
+                let mut d = doc! { "productId": it.product_id.clone(), "quantity": it.quantity };
+                if let Some(s) = &it.size {
+                    d.insert("size", s);
+                }
+                d
+            })
+            .collect();
+        doc! {
+            "id": &self.id, "state": &self.state, "items": items, "sizedTotal": self.sized_total,
+            "code": self.code.clone(), "transactionId": self.transaction_id.clone(),
+        }
+    }
+
+    /// Read a journal back; a journal this process cannot read is an error, never a guess.
+    fn parse(d: &Document) -> Result<Journal, String> {
+        let id = d.get_str("id").map_err(|_| "journal has no id")?.to_string();
+        let state = d.get_str("state").map_err(|_| "journal has no state")?.to_string();
+        let items = d
+            .get_array("items")
+            .map_err(|_| "journal has no items")?
+            .iter()
+            .map(|b| {
+                let it = b.as_document().ok_or("journal item is not a document")?;
+                let quantity = match it.get("quantity") {
+                    Some(Bson::Int32(n)) => i64::from(*n),
+                    Some(Bson::Int64(n)) => *n,
+                    _ => return Err("journal item has no integer quantity"),
+                };
+                Ok(Item {
+                    product_id: it.get("productId").cloned().ok_or("journal item has no productId")?,
+                    quantity,
+                    size: it.get_str("size").ok().map(str::to_string),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let s = |k: &str| d.get_str(k).ok().map(str::to_string);
+        Ok(Journal {
+            id,
+            state,
+            items,
+            // Journals written before the switch existed moved the total too.
+            sized_total: d.get_bool("sizedTotal").unwrap_or(true),
+            code: s("code"),
+            transaction_id: s("transactionId"),
+            fail_reason: s("failReason"),
+            fail_product: s("failProduct"),
+        })
+    }
+
+    fn of_order(order: &Document) -> Option<Result<Journal, String>> {
+        order
+            .get_document("reconciliation")
+            .and_then(|r| r.get_document("commit"))
+            .ok()
+            .map(Journal::parse)
+    }
+
+    fn outcome_of_failure(&self) -> CommitOutcome {
+        let product = self.fail_product.clone().unwrap_or_default();
+        CommitOutcome::from_review_reason(self.fail_reason.as_deref(), product)
+    }
+
+    /// The `$inc` of item `i` (`sign` -1 deducts, +1 restores), its size matched by `s`.
+    fn inc(&self, item: &Item, sign: i64) -> Document {
+        let mut inc = stock_inc(item, self.sized_total, sign);
+        if let Some(n) = inc.remove("sizes.$.stock") {
+            inc.insert("sizes.$[s].stock", n);
+        }
+        inc
+    }
+}
+
+/// What a recovery pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub rolled_forward: u64,
+    pub rolled_back: u64,
+    pub markers_cleared: u64,
+    pub markers_compensated: u64,
+}
+
+impl Recovery {
+    pub fn is_empty(&self) -> bool {
+        *self == Recovery::default()
+    }
+}
+
+/// A fault point of the saga (feature `fault-injection`): `panic` crashes the commit there,
+/// `delay<ms>` holds it there (so a kill lands mid-commit).
+async fn fault(name: &str) {
+    if let Some(d) = crate::fault::delay(name) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// The time a driver has left: every write is bounded by it on both sides of the wire.
+#[derive(Debug, Clone, Copy)]
+struct Bounded(Duration);
+
+impl Bounded {
+    async fn run<T>(
+        self,
+        op: &'static str,
+        fut: impl std::future::IntoFuture<Output = Result<T, mongodb::error::Error>>,
+    ) -> StoreResult<T> {
+        crate::store::bounded(op, self.0, fut).await
+    }
+
+    fn opts(self) -> FindOneAndUpdateOptions {
+        FindOneAndUpdateOptions::builder()
+            .max_time(self.0)
+            .return_document(ReturnDocument::After)
+            .build()
+    }
+
+    fn opts_for(self, item: &Item) -> FindOneAndUpdateOptions {
+        let mut o = self.opts();
+        o.array_filters = item.size.as_ref().map(|size| vec![doc! { "s.size": size }]);
+        o
+    }
+}

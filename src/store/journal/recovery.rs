@@ -1,0 +1,211 @@
+//! Recovery of interrupted journal commits and the sweeps of their markers.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
+
+use super::{Bounded, Driver, Journal, Recovery, APPLYING, CONFIRMED, MARKERS, ROLLED_BACK};
+use crate::domain::Status;
+use crate::store::commit::CommitOutcome;
+use crate::store::orders::{plus, Store};
+use crate::store::{StoreError, StoreResult};
+
+impl Store {
+    /// Claim one `committing` order whose lease expired (at `now`) for `owner`, with a driver
+    /// whose deadline is the new lease's expiry. `Some(Err(..))`: its journal cannot be read
+    /// (it stays `committing` and leased, for a person).
+    pub async fn claim_for_recovery(
+        &self,
+        owner: &str,
+        now: DateTime,
+        lease: Duration,
+    ) -> StoreResult<Option<(String, Result<Driver, String>)>> {
+        let until = plus(now, lease);
+        let opts = FindOneAndUpdateOptions::builder()
+            .return_document(ReturnDocument::After)
+            .build();
+        let claim = self
+            .orders
+            .find_one_and_update(
+                doc! { "status": Status::Committing.as_str(), "reconciliation.leaseUntil": { "$not": { "$gt": now } } },
+                doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+            )
+            .with_options(opts);
+        let claimed =
+            crate::store::bounded("recovery: claim committing order", crate::store::CLAIM_TIMEOUT, claim).await?;
+        let Some(order) = claimed else { return Ok(None) };
+        let id = order.get("_id").cloned().unwrap_or(Bson::Null);
+        let mtid = order.get_str("merchantTransactionId").unwrap_or("?").to_string();
+        let driver = match Journal::of_order(&order) {
+            Some(Ok(j)) => Ok(Driver::new(id, j, until)),
+            Some(Err(e)) => Err(e),
+            None => Err("no journal".into()),
+        };
+        Ok(Some((mtid, driver)))
+    }
+
+    /// The recovery pass: finish every `committing` order whose lease expired, from its journal,
+    /// then the sweeps. Idempotent; safe in several processes at once.
+    pub async fn recover_journals(&self, owner: &str, lease: Duration) -> StoreResult<Recovery> {
+        let mut report = Recovery::default();
+        while let Some((mtid, driver)) = self.claim_for_recovery(owner, DateTime::now(), lease).await? {
+            let driver = match driver {
+                Ok(d) => d,
+                Err(why) => {
+                    // Never guess: leave it committing (leased, so we do not spin on it) and shout.
+                    tracing::error!(merchantTransactionId = %mtid, problem = %why, "committing order without a readable journal; needs a person");
+                    continue;
+                }
+            };
+            let forward = driver.j.state == APPLYING;
+            match driver.run(self).await {
+                Ok(outcome) => {
+                    tracing::warn!(merchantTransactionId = %mtid, outcome = ?outcome, "recovered an interrupted commit from its journal");
+                    match (forward, outcome) {
+                        (true, CommitOutcome::Committed) => report.rolled_forward += 1,
+                        _ => report.rolled_back += 1,
+                    }
+                }
+                // Its lease holds it; the next pass (or another process) goes on from here.
+                Err(e) => {
+                    tracing::warn!(merchantTransactionId = %mtid, error = %e, "could not finish an interrupted commit yet")
+                }
+            }
+        }
+        self.sweep_ended_journals(DateTime::now(), &mut report).await?;
+        self.sweep_orphan_markers(&mut report).await?;
+        Ok(report)
+    }
+
+    /// Journals whose `sweepAt` has come: no driver can act on them any more, so their markers
+    /// go — removed for a confirmed journal, compensated for a rolled-back one (a late driver's
+    /// deduction after the roll-back). Then the journal is stamped `sweptAt`.
+    pub async fn sweep_ended_journals(&self, now: DateTime, report: &mut Recovery) -> StoreResult<()> {
+        use futures_util::TryStreamExt;
+        let due: Vec<Document> = self
+            .orders
+            .find(doc! { "reconciliation.commit.sweepAt": { "$lte": now } })
+            .projection(doc! { "reconciliation.commit": 1 })
+            .limit(1000)
+            .await
+            .map_err(StoreError::mongo("sweep: find ended journals"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("sweep: find ended journals"))?;
+        let forever = Bounded(crate::store::CLAIM_TIMEOUT);
+        for order in due {
+            let Some(Ok(j)) = Journal::of_order(&order) else {
+                continue;
+            };
+            for (i, item) in j.items.iter().enumerate() {
+                match j.state.as_str() {
+                    CONFIRMED => {
+                        let r = self
+                            .products
+                            .update_one(
+                                doc! { "_id": &item.product_id, MARKERS: j.marker(i) },
+                                doc! { "$pull": { MARKERS: j.marker(i) } },
+                            )
+                            .await
+                            .map_err(StoreError::mongo("sweep: clear marker"))?;
+                        report.markers_cleared += r.modified_count;
+                    }
+                    ROLLED_BACK => report.markers_compensated += u64::from(self.compensate(&j, i, forever).await?),
+                    _ => {}
+                }
+            }
+            self.orders
+                .update_one(
+                    doc! { "_id": order.get("_id"), "reconciliation.commit.id": &j.id },
+                    doc! { "$unset": { "reconciliation.commit.sweepAt": "" }, "$set": { "reconciliation.commit.sweptAt": now } },
+                )
+                .await
+                .map_err(StoreError::mongo("sweep: mark journal swept"))?;
+        }
+        Ok(())
+    }
+
+    /// Markers whose journal has ended with no sweep pending: written by an older version that
+    /// removed markers itself (a crash left them), or — should a driver ever outlive the grace —
+    /// a deduction made after the journal was swept. Remove the first kind (the deduction
+    /// happened once), compensate the second and shout.
+    async fn sweep_orphan_markers(&self, report: &mut Recovery) -> StoreResult<()> {
+        use futures_util::TryStreamExt;
+        let products: Vec<Document> = self
+            .products
+            .find(doc! { MARKERS: { "$exists": true, "$ne": [] } })
+            .projection(doc! { MARKERS: 1 })
+            .await
+            .map_err(StoreError::mongo("recovery: find markers"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("recovery: find markers"))?;
+        let markers: Vec<(Bson, String, String, usize)> = products
+            .iter()
+            .flat_map(|p| {
+                let pid = p.get("_id").cloned().unwrap_or(Bson::Null);
+                p.get_array(MARKERS)
+                    .map(|a| a.to_vec())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |m| {
+                        let m = m.as_str()?.to_string();
+                        let (id, idx) = m.rsplit_once(':')?;
+                        Some((pid.clone(), m.clone(), id.to_string(), idx.parse().ok()?))
+                    })
+            })
+            .collect();
+        if markers.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = markers.iter().map(|m| m.2.as_str()).collect();
+        let journals: Vec<Document> = self
+            .orders
+            .find(doc! { "reconciliation.commit.id": { "$in": ids } })
+            .projection(doc! { "reconciliation.commit": 1 })
+            .await
+            .map_err(StoreError::mongo("recovery: find journals of markers"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("recovery: find journals of markers"))?;
+        let by_id: std::collections::HashMap<String, (Journal, bool, bool)> = journals
+            .iter()
+            .filter_map(|o| {
+                let c = o.get_document("reconciliation").ok()?.get_document("commit").ok()?;
+                let j = Journal::parse(c).ok()?;
+                let (pending, swept) = (c.contains_key("sweepAt"), c.contains_key("sweptAt"));
+                Some((j.id.clone(), (j, pending, swept)))
+            })
+            .collect();
+        for (pid, marker, commit_id, idx) in markers {
+            let Some((j, pending, swept)) = by_id.get(&commit_id) else {
+                tracing::error!(marker = %marker, "stock marker without a journal; left for a person");
+                continue;
+            };
+            if idx >= j.items.len() {
+                continue;
+            }
+            match (j.state.as_str(), pending, swept) {
+                (_, true, _) => {} // its own sweep comes
+                (CONFIRMED, false, false) => {
+                    self.products
+                        .update_one(doc! { "_id": &pid }, doc! { "$pull": { MARKERS: &marker } })
+                        .await
+                        .map_err(StoreError::mongo("recovery: clear marker"))?;
+                    report.markers_cleared += 1;
+                }
+                (CONFIRMED | ROLLED_BACK, false, _) => {
+                    if *swept && j.state == CONFIRMED {
+                        tracing::error!(marker = %marker, "a commit driver deducted after its journal was swept; restoring it");
+                    }
+                    if self.compensate(j, idx, Bounded(crate::store::CLAIM_TIMEOUT)).await? {
+                        report.markers_compensated += 1;
+                    }
+                }
+                _ => {} // still in progress: its own recovery handles it
+            }
+        }
+        Ok(())
+    }
+}
