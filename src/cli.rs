@@ -1,6 +1,6 @@
 //! Command-line interface: the clap definitions and their help texts.
 //!
-//! The subcommands are part of the operator contract (ARCHITECTURE.md §6), so their help texts
+//! The subcommands are part of the operator contract (README.md, Commands; docs/operations.md, Exit codes), so their help texts
 //! say what each one does and what its exit codes mean: 0 ok, 1 runtime failure or escalation,
 //! 2 usage or configuration error (clap itself exits 2 on a usage error).
 

@@ -1,6 +1,6 @@
 //! Typed settings, layered and validated once at start.
 //!
-//! Layers, later wins (ARCHITECTURE.md §6):
+//! Layers, later wins (README.md, Configuration):
 //!
 //! 1. `config/default.toml`, embedded in the binary so the service runs with no files at all;
 //! 2. `--config <file>` if given (it must exist); otherwise `config/default.toml` and then

@@ -1,4 +1,4 @@
-//! The ops HTTP server: `GET /metrics`, `GET /healthz`, `GET /readyz` (ARCHITECTURE.md §6).
+//! The ops HTTP server: `GET /metrics`, `GET /healthz`, `GET /readyz` (docs/operations.md, Monitoring).
 //!
 //! * `/metrics` renders the Prometheus handle installed by [`crate::telemetry::install_prometheus`]
 //!   (the exporter's own listener is not used: it would run on whichever arbiter installed it).

@@ -1,7 +1,7 @@
 //! Supervisor: starts the children, restarts the ones that die, escalates restart storms.
 //!
 //! actix's own `Supervisor` only restarts an actor that *stops*; a panic in a handler kills the
-//! actor's task and nothing restarts it (ACTIX-NOTES.md). So every child carries a
+//! actor's task and nothing restarts it (docs/architecture.md, "Library facts the code relies on"). So every child carries a
 //! [`ChildGuard`]: when the child is dropped — stopped, or unwound by a panic — the guard clears
 //! the child's entry in the [`Wiring`] (nobody sends to a dead mailbox any more) and tells this
 //! actor, which re-creates the child with a fresh address after a short backoff and writes the

@@ -17,7 +17,7 @@ struct Args {
     /// The merchant id the simulator accepts.
     #[arg(long, default_value = "MERCHANTUAT")]
     merchant_id: String,
-    /// The salt key X-VERIFY must be computed with (default: the PHONEPE.md test key).
+    /// The salt key X-VERIFY must be computed with (default: the test key of docs/phonepe.md).
     #[arg(
         long,
         env = "PHONEPE_SALT_KEY",

@@ -1,4 +1,4 @@
-//! The decision table (ARCHITECTURE.md §3) as one pure function.
+//! The decision table (docs/architecture.md, Decision table) as one pure function.
 //!
 //! `decide` gets the order, what PhonePe answered (or the error instead of an answer), the time
 //! and the policy, and returns exactly one action. It does no I/O and reads no clock, so every row

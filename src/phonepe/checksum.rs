@@ -39,7 +39,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// The worked example of PHONEPE.md, computed with
+    /// The worked example of docs/phonepe.md, computed with
     /// `printf '%s' '/pg/v1/status/MERCHANTUAT/ORD-1001test-salt-key' | sha256sum`.
     const WORKED: &str = "b4522dc5222bf50566be1e091c14590ed56cc25b2ab9709343e904b12436055c###1";
 

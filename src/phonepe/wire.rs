@@ -6,7 +6,7 @@
 //! `serde_json::Value` instead, so every refusal names the problem ("PAYMENT_SUCCESS without
 //! data.amount").
 //!
-//! Rules (PHONEPE.md): decide on the HTTP status first for the transport-level classes (429, 401,
+//! Rules (docs/phonepe.md): decide on the HTTP status first for the transport-level classes (429, 401,
 //! 5xx), then on `code` and `data.state` — never on `success`. Anything incomplete, contradictory
 //! or undocumented is a transient error, so no order is ever settled on a half answer. Error
 //! `detail`s never contain the body (it may carry customer data such as a VPA or account number);

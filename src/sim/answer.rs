@@ -1,5 +1,5 @@
 //! Scripted answers: what the simulator says about one transaction, and how that becomes an HTTP
-//! status and a body shaped exactly like PhonePe's (PHONEPE.md, via [`crate::phonepe::wire`]).
+//! status and a body shaped exactly like PhonePe's (docs/phonepe.md, via [`crate::phonepe::wire`]).
 //!
 //! An [`Answer`] is either a business state (`COMPLETED`, `FAILED`, `PENDING`, `NOT_FOUND`) with
 //! optional overrides, an HTTP error (`httpStatus` without `state`), or a verbatim `rawBody` for

@@ -47,7 +47,7 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// The PHONEPE.md test merchant on the UAT sandbox prefix, unlimited and instant (tests set
+    /// The test merchant of docs/phonepe.md on the UAT sandbox prefix, unlimited and instant (tests set
     /// a limit when they test it; the binary defaults to 30 per minute).
     fn default() -> Self {
         SimConfig {
