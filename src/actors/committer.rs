@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::supervisor::ChildGuard;
 use super::{Env, Outcome};
-use crate::domain::decision::review;
+use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};
 use crate::fault::Injected;
 use crate::store::commit::confirm_transition;
@@ -39,7 +39,8 @@ pub struct Settle {
     pub decision: Decision,
 }
 
-/// Park an order whose document cannot be reconciled (a field is missing or wrong).
+/// Park an order whose document cannot be reconciled (a field is missing or wrong). Its
+/// `paymentStatus` is left as the shop wrote it.
 #[derive(Message)]
 #[rtype(result = "Result<Outcome, StoreError>")]
 pub struct ParkInvalid {
@@ -148,7 +149,7 @@ impl Handler<ParkInvalid> for StockCommitter {
                 None,
             );
             tracing::error!(order_id = %msg.id, problem = %msg.error, "order document is invalid; parked as needs_review");
-            let won = env.store.transition(&msg.id, &t, DateTime::now()).await?;
+            let won = env.store.park_invalid(&msg.id, &t, DateTime::now()).await?;
             Ok(count(if won {
                 Outcome::NeedsReview
             } else {
@@ -217,18 +218,27 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
                 transaction_id,
             );
             if payment_status == PaymentStatus::Pending {
-                // Watched for a late payment: the first re-check comes after the usual interval.
-                t.next_check_at = Some(plus(now, crate::domain::decision::LATE_PAYMENT_RECHECK));
+                // Watched for a late payment: the first re-check is the schedule's first wait
+                // (15 min) after the cancellation; `decide_watch` sets the later ones.
+                let window = env.policy.late_payment_watch;
+                let first = watch_recheck(Duration::ZERO, window).unwrap_or(LATE_PAYMENT_RECHECK);
+                t.next_check_at = Some(plus(now, first));
             }
             guarded(env, order, &t, now).await?
         }
         Decision::Reschedule { after, code } => {
+            // A watch keeps its exact schedule (its last check must land inside the window).
+            let after = if order.status == Status::Cancelled {
+                after
+            } else {
+                jitter(after)
+            };
             env.store
                 .reschedule(
                     &order.id,
                     &env.owner,
                     order.status,
-                    plus(now, jitter(after)),
+                    plus(now, after),
                     &code,
                     now,
                 )

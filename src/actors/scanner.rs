@@ -6,6 +6,11 @@
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
 //!
+//! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
+//! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
+//! watches overdue by more than `WATCH_OVERDUE_GRACE`. Candidate lists come from
+//! `Store::candidates`, which joins the sweep's ids and reserves a share for due watches.
+//!
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
 
@@ -64,6 +69,16 @@ pub enum Mode {
 /// Candidate ids fetched per reconciler slot: enough that the eligible-orders scan runs once per
 /// many claims, few enough that the list stays fresh between ticks.
 const CANDIDATES_PER_SLOT: usize = 16;
+
+/// What a scan counts for the gauges.
+struct ScanCounts {
+    /// Drafts the eligible (indexed) filter matches.
+    eligible: u64,
+    /// Drafts only the sweep finds (`createdAt` not a date, `paymentStatus` not pending).
+    irregular: u64,
+    overdue_watches: u64,
+    review: u64,
+}
 
 /// `once`: claim and reconcile everything eligible now, answer when done.
 #[derive(Message)]
@@ -156,15 +171,28 @@ impl Scanner {
                 tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
             }
             let now = DateTime::now();
-            let backlog = env.store.count_eligible(now, &env.eligibility).await?;
-            let review = env.store.count_needs_review().await?;
-            Ok::<_, crate::store::StoreError>((backlog, review))
+            let counts = ScanCounts {
+                eligible: env.store.count_eligible(now, &env.eligibility).await?,
+                irregular: env.store.sweep(now, &env.eligibility).await?.drafts.len() as u64,
+                overdue_watches: env.store.count_overdue_watches(now, &env.eligibility).await?,
+                review: env.store.count_needs_review().await?,
+            };
+            Ok::<_, crate::store::StoreError>(counts)
         };
         ctx.spawn(scan.into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok((backlog, review)) => {
-                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set(backlog as f64);
-                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(review as f64);
+                Ok(c) => {
+                    if c.irregular > 0 {
+                        tracing::warn!(
+                            drafts = c.irregular,
+                            "drafts whose createdAt or paymentStatus the indexed query cannot match; \
+                             the sweep reconciles or parks them"
+                        );
+                    }
+                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set((c.eligible + c.irregular) as f64);
+                    metrics::gauge!(names::IRREGULAR_DRAFTS).set(c.irregular as f64);
+                    metrics::gauge!(names::OVERDUE_WATCHES).set(c.overdue_watches as f64);
+                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(c.review as f64);
                     metrics::counter!(names::SCAN_RUNS, "result" => "ok").increment(1);
                     metrics::gauge!(names::LAST_SUCCESSFUL_SCAN)
                         .set(DateTime::now().timestamp_millis() as f64 / 1000.0);

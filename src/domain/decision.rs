@@ -95,6 +95,10 @@ pub const LATE_PAYMENT_RECHECK: Duration = Duration::from_secs(15 * 60);
 /// late still finds it inside the window.
 pub const WATCH_FINAL_LEAD: Duration = Duration::from_secs(15 * 60);
 
+/// A watch whose check was due longer ago than this (and is still inside its window) is
+/// overdue: the `reconciler_overdue_watches` gauge counts it.
+pub const WATCH_OVERDUE_GRACE: Duration = Duration::from_secs(10 * 60);
+
 /// The decaying late-payment schedule: how long after a check at `elapsed` into the watch
 /// window (which starts when the order could first be cancelled, `createdAt + pending_timeout`,
 /// and lasts `window`) the next check comes, or `None` when that check was the last.
