@@ -573,7 +573,12 @@ fn a_large_pool_settles_every_order_once_with_stock_exact() {
 
 /// The store, connected to `w`'s database, and the eligibility the service derives from `w`'s
 /// settings (5-minute lookback, 30-minute timeout + 24-hour watch).
-fn store_of(w: &World) -> (draft_reconciler::store::Store, draft_reconciler::store::orders::Eligibility) {
+fn store_of(
+    w: &World,
+) -> (
+    draft_reconciler::store::Store,
+    draft_reconciler::store::orders::Eligibility,
+) {
     let store = w
         .block(draft_reconciler::store::Store::connect(&w.uri, w.db.name()))
         .unwrap();
@@ -634,12 +639,7 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
         insert_irregular(&w, mtid, id, created, Some("pending"));
         w.sim.script(mtid, vec![Answer::completed(49900)]);
     }
-    let never_asked = [
-        "ORD-YESTERDAY",
-        "ORD-YOUNG",
-        "ORD-PAID-DRAFT",
-        "ORD-NO-PAYSTATUS",
-    ];
+    let never_asked = ["ORD-YESTERDAY", "ORD-YOUNG", "ORD-PAID-DRAFT", "ORD-NO-PAYSTATUS"];
     insert_irregular(
         &w,
         "ORD-YESTERDAY",
@@ -675,7 +675,11 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
     for (mtid, _, created) in &paid {
         assert_eq!(w.status(mtid), ("confirmed".into(), "paid".into()), "{mtid}");
         assert_eq!(w.calls_for(mtid), 1, "{mtid}");
-        assert_eq!(w.order(mtid).get("createdAt"), created.as_ref(), "{mtid}: createdAt kept");
+        assert_eq!(
+            w.order(mtid).get("createdAt"),
+            created.as_ref(),
+            "{mtid}: createdAt kept"
+        );
     }
     assert_eq!(w.stock("tee"), 6, "one tee for each paid order");
     let parked = |mtid: &str, payment: &str, field: &str| {
@@ -694,10 +698,7 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
         .get_str("code")
         .unwrap()
         .contains("`paymentStatus`"));
-    assert_eq!(
-        w.order("ORD-YESTERDAY").get_str("createdAt").unwrap(),
-        "yesterday"
-    );
+    assert_eq!(w.order("ORD-YESTERDAY").get_str("createdAt").unwrap(), "yesterday");
     assert_untouched(&w, "ORD-YOUNG");
     for mtid in never_asked {
         assert_eq!(w.calls_for(mtid), 0, "{mtid} is never sent to PhonePe");
@@ -715,14 +716,12 @@ fn a_watched_cancellation_with_an_irregular_created_at_is_still_watched() {
         w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
             doc! { "merchantTransactionId": mtid },
             doc! { "$set": { "status": "cancelled", "reconciliation.reason": "not_found",
-                "reconciliation.nextCheckAt": DateTime::now() } },
+            "reconciliation.nextCheckAt": DateTime::now() } },
         ))
         .unwrap();
         w.sim.script(mtid, vec![Answer::completed(49900)]);
     };
-    let iso = |secs| {
-        Bson::String(DateTime::from_millis(ms_ago(secs)).try_to_rfc3339_string().unwrap())
-    };
+    let iso = |secs| Bson::String(DateTime::from_millis(ms_ago(secs)).try_to_rfc3339_string().unwrap());
     cancelled("ORD-W-ISO", iso(ANCIENT));
     cancelled("ORD-W-MS", Bson::Int64(ms_ago(ANCIENT)));
     cancelled("ORD-W-EXPIRED", iso(3 * 86400)); // past the 30 min + 24 h window
@@ -749,7 +748,7 @@ fn a_due_watch_gets_its_share_of_candidates_when_drafts_fill_the_pool() {
         w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
             doc! { "_id": &id },
             doc! { "$set": { "status": "cancelled", "reconciliation.reason": "pending_timeout",
-                "reconciliation.nextCheckAt": DateTime::from_millis(ms_ago(due_secs_ago)) } },
+            "reconciliation.nextCheckAt": DateTime::from_millis(ms_ago(due_secs_ago)) } },
         ))
         .unwrap();
         id
@@ -772,9 +771,7 @@ fn a_due_watch_gets_its_share_of_candidates_when_drafts_fill_the_pool() {
         "only ORD-W1 is due longer than the grace, inside its window"
     );
 
-    let claimed = w
-        .block(store.claim("A", now, Duration::from_secs(300), &e, 2))
-        .unwrap();
+    let claimed = w.block(store.claim("A", now, Duration::from_secs(300), &e, 2)).unwrap();
     let claimed: Vec<String> = claimed.iter().map(|c| c.log_id()).collect();
     assert!(
         claimed.contains(&"ORD-W1".to_string()),

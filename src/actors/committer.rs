@@ -171,6 +171,16 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(fastrand::f64() * 0.2)
 }
 
+/// Jitter, except for a late-payment watch (a cancelled order): it keeps its exact schedule, so
+/// its last check lands inside the window.
+fn jitter_unless_watched(status: Status, d: Duration) -> Duration {
+    if status == Status::Cancelled {
+        d
+    } else {
+        jitter(d)
+    }
+}
+
 /// The path of one decision into the database.
 pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
     let now = DateTime::now();
@@ -227,18 +237,12 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
             guarded(env, order, &t, now).await?
         }
         Decision::Reschedule { after, code } => {
-            // A watch keeps its exact schedule (its last check must land inside the window).
-            let after = if order.status == Status::Cancelled {
-                after
-            } else {
-                jitter(after)
-            };
             env.store
                 .reschedule(
                     &order.id,
                     &env.owner,
                     order.status,
-                    plus(now, after),
+                    plus(now, jitter_unless_watched(order.status, after)),
                     &code,
                     now,
                 )

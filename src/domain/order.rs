@@ -4,6 +4,8 @@
 //! the reconciler relies on and names the first one that is wrong, so a bad document is parked
 //! for a person with a clear reason instead of being guessed at. Once parsed, the types make the
 //! wrong states unrepresentable: amounts are `Paise`, quantities are positive, ids are path-safe.
+//! `created_at` is the effective creation time (`effective_created_at`: a date, an ISO string,
+//! epoch milliseconds, or the ObjectId's time); the document's `createdAt` is never rewritten.
 
 use std::fmt;
 
@@ -401,7 +403,10 @@ mod tests {
             d.insert("_id", "order-17");
             let err = Order::parse(&d).unwrap_err();
             assert_eq!(err.field, "createdAt", "{v:?}: {err}");
-            assert!(!err.to_string().contains("yesterday"), "the value is not repeated: {err}");
+            assert!(
+                !err.to_string().contains("yesterday"),
+                "the value is not repeated: {err}"
+            );
         }
     }
 }

@@ -494,9 +494,9 @@ impl Store {
     /// Claim the orders among `ids` that are still free and due, for `owner`. Each claim is an
     /// update guarded by "no live lease, check due" — atomic per document, so another instance
     /// wins some, never the same ones. The guard names only `_id` and the lease fields so it is
-    /// an `_id` lookup on every server; whether a claimed order is still a pending draft (or a
-    /// watched cancellation) is checked on what was claimed, and one that was settled meanwhile
-    /// is released at once, without a PhonePe call.
+    /// an `_id` lookup on every server; whether a claimed order is still a draft (or a watched
+    /// cancellation) is checked on what was claimed, and one that was settled meanwhile is
+    /// released at once, without a PhonePe call. A draft that is not `pending` is parked.
     pub async fn claim_ids(
         &self,
         ids: &[Bson],
