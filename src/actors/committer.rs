@@ -328,3 +328,19 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
     Ok(Outcome::NeedsReview)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_keep_their_exact_schedule_and_drafts_get_jitter() {
+        let d = Duration::from_secs(1000);
+        for _ in 0..50 {
+            assert_eq!(jitter_unless_watched(Status::Cancelled, d), d);
+            let j = jitter_unless_watched(Status::Draft, d);
+            assert!(j >= d && j <= d.mul_f64(1.2), "{j:?}");
+        }
+        assert!((0..50).any(|_| jitter_unless_watched(Status::Draft, d) != d));
+    }
+}
