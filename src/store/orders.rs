@@ -435,8 +435,8 @@ impl Store {
         Ok(n + irregular)
     }
 
-    /// Claim up to `max` eligible orders for `owner`, oldest first; drafts before late-payment
-    /// watches (which only fill what is left).
+    /// Claim up to `max` eligible orders for `owner`, from [`Store::candidates`]: drafts oldest
+    /// first, with every fourth place kept for a due late-payment watch.
     pub async fn claim(
         &self,
         owner: &str,
