@@ -711,20 +711,25 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
 fn a_watched_cancellation_with_an_irregular_created_at_is_still_watched() {
     let w = World::new("irregular_watch");
     w.insert_product("tee", 10);
-    let cancelled = |mtid: &str, created: Bson| {
+    let cancelled = |mtid: &str, created: Bson, due_secs_ago: i64| {
         insert_irregular(&w, mtid, object_id_aged(0), Some(created), Some("pending"));
         w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
             doc! { "merchantTransactionId": mtid },
             doc! { "$set": { "status": "cancelled", "reconciliation.reason": "not_found",
-            "reconciliation.nextCheckAt": DateTime::now() } },
+            "reconciliation.nextCheckAt": DateTime::from_millis(ms_ago(due_secs_ago)) } },
         ))
         .unwrap();
         w.sim.script(mtid, vec![Answer::completed(49900)]);
     };
     let iso = |secs| Bson::String(DateTime::from_millis(ms_ago(secs)).try_to_rfc3339_string().unwrap());
-    cancelled("ORD-W-ISO", iso(ANCIENT));
-    cancelled("ORD-W-MS", Bson::Int64(ms_ago(ANCIENT)));
-    cancelled("ORD-W-EXPIRED", iso(3 * 86400)); // past the 30 min + 24 h window
+    cancelled("ORD-W-ISO", iso(ANCIENT), 0);
+    cancelled("ORD-W-MS", Bson::Int64(ms_ago(ANCIENT)), 30 * 60); // overdue
+    cancelled("ORD-W-EXPIRED", iso(3 * 86400), 3600); // past the 30 min + 24 h window
+    let (store, e) = store_of(&w);
+    let now = DateTime::now();
+    let swept = w.block(store.sweep(now, &e)).unwrap();
+    assert_eq!((swept.watches.len(), swept.overdue_watches), (2, 1), "{swept:?}");
+    assert_eq!(w.block(store.count_overdue_watches(now, &e, &swept)).unwrap(), 1);
 
     w.once();
 
@@ -766,7 +771,8 @@ fn a_due_watch_gets_its_share_of_candidates_when_drafts_fill_the_pool() {
     expected.extend(drafts[3..6].iter().cloned());
     assert_eq!(ids, expected, "every 4th place a due watch, oldest first");
     assert_eq!(
-        w.block(store.count_overdue_watches(now, &e)).unwrap(),
+        w.block(store.count_overdue_watches(now, &e, &Default::default()))
+            .unwrap(),
         1,
         "only ORD-W1 is due longer than the grace, inside its window"
     );

@@ -8,8 +8,9 @@
 //!
 //! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
 //! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
-//! watches overdue by more than `WATCH_OVERDUE_GRACE`. Candidate lists come from
-//! `Store::candidates`, which joins the sweep's ids and reserves a share for due watches.
+//! watches overdue by more than `WATCH_OVERDUE_GRACE`. The tick's sweep (drafts and watches the
+//! indexed filters cannot match) is kept and fed to `Store::candidates_with`, which lists its
+//! ids first and reserves a share for due watches, so the sweep runs once per tick.
 //!
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
@@ -25,6 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::reconciler::Reconcile;
 use super::supervisor::ChildGuard;
 use super::{Env, Outcome, Wiring};
+use crate::store::orders::Swept;
 use crate::store::Claimed;
 use crate::telemetry::names;
 
@@ -102,6 +104,8 @@ pub struct Scanner {
     refill_pending: bool,
     /// Eligible order ids, oldest first, not claimed yet (see `fill`).
     candidates: VecDeque<Bson>,
+    /// What this tick's sweep found and no candidate list has taken yet.
+    swept: Swept,
     /// The last fetch found every eligible order: no need to look again before the next tick.
     listed_all: bool,
     /// The last claim got every order it asked for: more are probably waiting.
@@ -123,6 +127,7 @@ impl Scanner {
             tick_pending: false,
             refill_pending: false,
             candidates: VecDeque::new(),
+            swept: Swept::default(),
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
@@ -160,6 +165,7 @@ impl Scanner {
         // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
         // first.
         self.candidates.clear();
+        self.swept = Swept::default();
         self.listed_all = false;
         let env = self.env.clone();
         let scan = async move {
@@ -171,17 +177,19 @@ impl Scanner {
                 tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
             }
             let now = DateTime::now();
+            let swept = env.store.sweep(now, &env.eligibility).await?;
             let counts = ScanCounts {
                 eligible: env.store.count_eligible(now, &env.eligibility).await?,
-                irregular: env.store.sweep(now, &env.eligibility).await?.drafts.len() as u64,
-                overdue_watches: env.store.count_overdue_watches(now, &env.eligibility).await?,
+                irregular: swept.drafts.len() as u64,
+                overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
                 review: env.store.count_needs_review().await?,
             };
-            Ok::<_, crate::store::StoreError>(counts)
+            Ok::<_, crate::store::StoreError>((counts, swept))
         };
         ctx.spawn(scan.into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok(c) => {
+                Ok((c, swept)) => {
+                    act.swept = swept;
                     if c.irregular > 0 {
                         tracing::warn!(
                             drafts = c.irregular,
@@ -288,9 +296,17 @@ impl Scanner {
         self.claiming = true;
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
-        let fetch = async move { env.store.candidates(DateTime::now(), &env.eligibility, limit).await };
-        ctx.spawn(fetch.into_actor(self).map(move |res, act, ctx| {
+        let mut swept = std::mem::take(&mut self.swept);
+        let fetch = async move {
+            let ids = env
+                .store
+                .candidates_with(DateTime::now(), &env.eligibility, limit, &mut swept)
+                .await;
+            (ids, swept)
+        };
+        ctx.spawn(fetch.into_actor(self).map(move |(res, swept), act, ctx| {
             act.claiming = false;
+            act.swept = swept;
             match res {
                 Ok(ids) => {
                     act.listed_all = ids.len() < limit;

@@ -180,6 +180,8 @@ pub struct Swept {
     pub drafts: Vec<Bson>,
     /// Watched cancellations still inside their window.
     pub watches: Vec<Bson>,
+    /// How many of `watches` were due more than `WATCH_OVERDUE_GRACE` ago.
+    pub overdue_watches: u64,
 }
 
 /// Not leased by anyone: a guard every claimable order passes.
@@ -217,22 +219,33 @@ fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
 
 /// Up to `limit` ids, the first of every `WATCH_SHARE` places a watch while there are any, the
 /// others drafts while there are any: every claim from the list gets its share of watches, and
-/// the drafts get the rest.
-fn share_with_watches(drafts: Vec<Bson>, watches: Vec<Bson>, limit: usize) -> Vec<Bson> {
+/// the drafts get the rest. Also how many drafts and watches were taken (from the front).
+fn share_with_watches(drafts: Vec<Bson>, watches: Vec<Bson>, limit: usize) -> (Vec<Bson>, usize, usize) {
     let (mut drafts, mut watches) = (drafts.into_iter(), watches.into_iter());
     let mut out = Vec::with_capacity(limit);
+    let (mut took_drafts, mut took_watches) = (0, 0);
     while out.len() < limit {
-        let next = if out.len() % WATCH_SHARE == 0 {
-            watches.next().or_else(|| drafts.next())
+        let watch_turn = out.len() % WATCH_SHARE == 0;
+        let (first, second) = if watch_turn {
+            (&mut watches, &mut drafts)
         } else {
-            drafts.next().or_else(|| watches.next())
+            (&mut drafts, &mut watches)
         };
-        match next {
-            Some(id) => out.push(id),
-            None => break,
+        let (id, from_watches) = match first.next() {
+            Some(id) => (id, watch_turn),
+            None => match second.next() {
+                Some(id) => (id, !watch_turn),
+                None => break,
+            },
+        };
+        if from_watches {
+            took_watches += 1;
+        } else {
+            took_drafts += 1;
         }
+        out.push(id);
     }
-    out
+    (out, took_drafts, took_watches)
 }
 
 /// What the scanner looks for.
@@ -380,34 +393,44 @@ impl Store {
             })
             .collect();
         drafts.sort_by_key(|(t, _)| *t);
-        let watches = match e.watch_horizon {
-            Some(h) => self.irregular_watches(now, h, now).await?,
-            None => vec![],
-        };
-        Ok(Swept {
+        let mut swept = Swept {
             drafts: drafts.into_iter().map(|(_, id)| id).collect(),
-            watches,
-        })
+            ..Swept::default()
+        };
+        if let Some(h) = e.watch_horizon {
+            self.sweep_watches(now, h, &mut swept).await?;
+        }
+        Ok(swept)
     }
 
-    /// Watched cancellations with an irregular `createdAt`, due by `due_by`, inside the window.
-    async fn irregular_watches(&self, now: DateTime, horizon: Duration, due_by: DateTime) -> StoreResult<Vec<Bson>> {
+    /// Add the watched cancellations with an irregular `createdAt`, due and inside the window,
+    /// to `swept`.
+    async fn sweep_watches(&self, now: DateTime, horizon: Duration, swept: &mut Swept) -> StoreResult<()> {
         let start = minus(now, horizon).timestamp_millis();
-        Ok(self
-            .irregular(irregular_watch_filter(now, due_by))
-            .await?
-            .into_iter()
-            .filter(|d| effective_created_at(d).is_ok_and(|t| t.timestamp_millis() > start))
-            .filter_map(|d| d.get("_id").cloned())
-            .collect())
+        let overdue_by = minus(now, WATCH_OVERDUE_GRACE);
+        for d in self.irregular(irregular_watch_filter(now, now)).await? {
+            if !effective_created_at(&d).is_ok_and(|t| t.timestamp_millis() > start) {
+                continue;
+            }
+            let next = d
+                .get_document("reconciliation")
+                .and_then(|r| r.get_datetime("nextCheckAt"))
+                .ok();
+            if next.is_none_or(|n| *n <= overdue_by) {
+                swept.overdue_watches += 1;
+            }
+            swept.watches.extend(d.get("_id").cloned());
+        }
+        Ok(())
     }
 
-    /// `_id` and `createdAt` of up to `SWEEP_LIMIT` documents matching `filter`, oldest `_id` first.
+    /// `_id`, `createdAt` and `nextCheckAt` of up to `SWEEP_LIMIT` documents matching `filter`,
+    /// oldest `_id` first.
     async fn irregular(&self, filter: Document) -> StoreResult<Vec<Document>> {
         use futures_util::TryStreamExt;
         self.orders
             .find(filter)
-            .projection(doc! { "_id": 1, "createdAt": 1 })
+            .projection(doc! { "_id": 1, "createdAt": 1, "reconciliation.nextCheckAt": 1 })
             .sort(doc! { "_id": 1 })
             .limit(SWEEP_LIMIT)
             .await
@@ -418,8 +441,9 @@ impl Store {
     }
 
     /// Late-payment watches due more than `WATCH_OVERDUE_GRACE` ago, still inside their window
-    /// and not being worked on (the `reconciler_overdue_watches` gauge).
-    pub async fn count_overdue_watches(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
+    /// and not being worked on (the `reconciler_overdue_watches` gauge): the watch filter's and
+    /// `swept`'s (a sweep at `now`).
+    pub async fn count_overdue_watches(&self, now: DateTime, e: &Eligibility, swept: &Swept) -> StoreResult<u64> {
         let Some(h) = e.watch_horizon else {
             return Ok(0);
         };
@@ -431,8 +455,7 @@ impl Store {
             .count_documents(regular)
             .await
             .map_err(StoreError::mongo("count overdue watches"))?;
-        let irregular = self.irregular_watches(now, h, due_by).await?.len() as u64;
-        Ok(n + irregular)
+        Ok(n + swept.overdue_watches)
     }
 
     /// Claim up to `max` eligible orders for `owner`, from [`Store::candidates`]: drafts oldest
@@ -449,26 +472,40 @@ impl Store {
         self.claim_ids(&ids, owner, now, lease).await
     }
 
-    /// Ids of up to `limit` eligible orders: drafts (the sweep's first, then the eligible
-    /// filter's, oldest first) and due late-payment watches (oldest first), every
-    /// `WATCH_SHARE`-th place a watch while there are any (see `share_with_watches`). Nothing is
-    /// claimed: the scanner keeps this list and claims from it as reconcilers free up, so the
-    /// (index) scan for eligible orders runs once per list, not once per claim.
+    /// Ids of up to `limit` eligible orders, after a fresh sweep: see [`Store::candidates_with`].
     pub async fn candidates(&self, now: DateTime, e: &Eligibility, limit: usize) -> StoreResult<Vec<Bson>> {
+        let mut swept = self.sweep(now, e).await?;
+        self.candidates_with(now, e, limit, &mut swept).await
+    }
+
+    /// Ids of up to `limit` eligible orders: drafts (`swept`'s first, then the eligible filter's,
+    /// oldest first) and due late-payment watches (`swept`'s, then the watch filter's, oldest
+    /// first), every `WATCH_SHARE`-th place a watch while there are any (see
+    /// `share_with_watches`). What is listed is taken out of `swept`. Nothing is claimed: the
+    /// scanner keeps this list and claims from it as reconcilers free up, so the (index) scan for
+    /// eligible orders runs once per list, not once per claim, and the sweep once per tick.
+    pub async fn candidates_with(
+        &self,
+        now: DateTime,
+        e: &Eligibility,
+        limit: usize,
+        swept: &mut Swept,
+    ) -> StoreResult<Vec<Bson>> {
         if limit == 0 {
             return Ok(vec![]);
         }
-        let swept = self.sweep(now, e).await?;
-        let mut drafts = swept.drafts;
-        drafts.truncate(limit);
+        let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
         let room = limit - drafts.len();
         drafts.extend(self.ids_oldest_first(Self::draft_filter(now, e), Some(room)).await?);
-        let mut watches = vec![];
+        let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
         if let Some(h) = e.watch_horizon {
-            watches = self.ids_oldest_first(Self::watch_filter(now, h), Some(limit)).await?;
-            watches.extend(swept.watches);
+            let room = limit - watches.len();
+            watches.extend(self.ids_oldest_first(Self::watch_filter(now, h), Some(room)).await?);
         }
-        Ok(share_with_watches(drafts, watches, limit))
+        let (ids, took_drafts, took_watches) = share_with_watches(drafts, watches, limit);
+        swept.drafts.drain(..took_drafts.min(swept.drafts.len()));
+        swept.watches.drain(..took_watches.min(swept.watches.len()));
+        Ok(ids)
     }
 
     /// Ids of the orders matching `filter`, oldest first, at most `limit` of them.
