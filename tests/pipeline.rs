@@ -657,6 +657,13 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
     let (store, e) = store_of(&w);
     let swept = w.block(store.sweep(DateTime::now(), &e)).unwrap();
     assert_eq!(swept.drafts.len(), 7, "all but the young one: {swept:?}");
+    // Candidate lists take the sweep's ids in turn, none lost or listed twice.
+    let mut left = swept.clone();
+    let now = DateTime::now();
+    let first = w.block(store.candidates_with(now, &e, 3, &mut left)).unwrap();
+    let second = w.block(store.candidates_with(now, &e, 10, &mut left)).unwrap();
+    assert_eq!([first, second].concat(), swept.drafts);
+    assert!(left.drafts.is_empty(), "{left:?}");
     assert_eq!(
         w.block(store.count_eligible(DateTime::now(), &e)).unwrap(),
         0,
