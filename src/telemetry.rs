@@ -95,9 +95,14 @@ pub mod names {
     pub const RATE_LIMIT_PER_MINUTE: &str = "reconciler_rate_limit_per_minute";
     /// Counter: orders cancelled for timeout / not found that PhonePe later reported paid.
     pub const LATE_PAYMENTS: &str = "reconciler_late_payments_total";
+    /// Gauge: drafts older than the lookback, due, that the indexed eligible query cannot match
+    /// (`createdAt` not a date, `paymentStatus` not pending); the sweep reconciles or parks them.
+    pub const IRREGULAR_DRAFTS: &str = "reconciler_irregular_drafts";
+    /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
+    pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -115,6 +120,8 @@ pub mod names {
         SCAN_INTERVAL,
         RATE_LIMIT_PER_MINUTE,
         LATE_PAYMENTS,
+        IRREGULAR_DRAFTS,
+        OVERDUE_WATCHES,
     ];
 }
 
@@ -263,6 +270,16 @@ pub fn describe_metrics() {
         "Draft orders eligible for reconciliation at the last scan."
     );
     describe_gauge!(
+        IRREGULAR_DRAFTS,
+        Unit::Count,
+        "Drafts past the lookback whose createdAt or paymentStatus the indexed query cannot match (found by the sweep)."
+    );
+    describe_gauge!(
+        OVERDUE_WATCHES,
+        Unit::Count,
+        "Late-payment watches due more than 10 minutes ago and still inside their window."
+    );
+    describe_gauge!(
         NEEDS_REVIEW_ORDERS,
         Unit::Count,
         "Orders parked in needs_review awaiting a person."
@@ -295,6 +312,8 @@ fn initialize_metrics() {
     metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
     metrics::counter!(names::PHONEPE_RATE_LIMITED).absolute(0);
     metrics::counter!(names::LATE_PAYMENTS).absolute(0);
+    metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
+    metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::supervisor::ChildGuard;
 use super::{Env, Outcome};
-use crate::domain::decision::review;
+use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};
 use crate::fault::Injected;
 use crate::store::commit::confirm_transition;
@@ -39,7 +39,8 @@ pub struct Settle {
     pub decision: Decision,
 }
 
-/// Park an order whose document cannot be reconciled (a field is missing or wrong).
+/// Park an order whose document cannot be reconciled (a field is missing or wrong). Its
+/// `paymentStatus` is left as the shop wrote it.
 #[derive(Message)]
 #[rtype(result = "Result<Outcome, StoreError>")]
 pub struct ParkInvalid {
@@ -148,7 +149,7 @@ impl Handler<ParkInvalid> for StockCommitter {
                 None,
             );
             tracing::error!(order_id = %msg.id, problem = %msg.error, "order document is invalid; parked as needs_review");
-            let won = env.store.transition(&msg.id, &t, DateTime::now()).await?;
+            let won = env.store.park_invalid(&msg.id, &t, DateTime::now()).await?;
             Ok(count(if won {
                 Outcome::NeedsReview
             } else {
@@ -168,6 +169,16 @@ fn count(o: Outcome) -> Outcome {
 /// Add up to 20 % jitter so orders that failed together do not come back together.
 fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(fastrand::f64() * 0.2)
+}
+
+/// Jitter, except for a late-payment watch (a cancelled order): it keeps its exact schedule, so
+/// its last check lands inside the window.
+fn jitter_unless_watched(status: Status, d: Duration) -> Duration {
+    if status == Status::Cancelled {
+        d
+    } else {
+        jitter(d)
+    }
 }
 
 /// The path of one decision into the database.
@@ -217,8 +228,11 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
                 transaction_id,
             );
             if payment_status == PaymentStatus::Pending {
-                // Watched for a late payment: the first re-check comes after the usual interval.
-                t.next_check_at = Some(plus(now, crate::domain::decision::LATE_PAYMENT_RECHECK));
+                // Watched for a late payment: the first re-check is the schedule's first wait
+                // (15 min) after the cancellation; `decide_watch` sets the later ones.
+                let window = env.policy.late_payment_watch;
+                let first = watch_recheck(Duration::ZERO, window).unwrap_or(LATE_PAYMENT_RECHECK);
+                t.next_check_at = Some(plus(now, first));
             }
             guarded(env, order, &t, now).await?
         }
@@ -228,7 +242,7 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
                     &order.id,
                     &env.owner,
                     order.status,
-                    plus(now, jitter(after)),
+                    plus(now, jitter_unless_watched(order.status, after)),
                     &code,
                     now,
                 )
@@ -314,4 +328,20 @@ async fn commit(env: &Env, order: &Order, t: Transition, now: DateTime) -> Resul
     metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
     Ok(Outcome::NeedsReview)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_keep_their_exact_schedule_and_drafts_get_jitter() {
+        let d = Duration::from_secs(1000);
+        for _ in 0..50 {
+            assert_eq!(jitter_unless_watched(Status::Cancelled, d), d);
+            let j = jitter_unless_watched(Status::Draft, d);
+            assert!(j >= d && j <= d.mul_f64(1.2), "{j:?}");
+        }
+        assert!((0..50).any(|_| jitter_unless_watched(Status::Draft, d) != d));
+    }
 }

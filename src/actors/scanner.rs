@@ -6,6 +6,12 @@
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
 //!
+//! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
+//! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
+//! watches overdue by more than `WATCH_OVERDUE_GRACE`. The tick's sweep (drafts and watches the
+//! indexed filters cannot match) is kept and fed to `Store::candidates_with`, which lists its
+//! ids first and reserves a share for due watches, so the sweep runs once per tick.
+//!
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
 
@@ -20,6 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::reconciler::Reconcile;
 use super::supervisor::ChildGuard;
 use super::{Env, Outcome, Wiring};
+use crate::store::orders::Swept;
 use crate::store::Claimed;
 use crate::telemetry::names;
 
@@ -65,6 +72,16 @@ pub enum Mode {
 /// many claims, few enough that the list stays fresh between ticks.
 const CANDIDATES_PER_SLOT: usize = 16;
 
+/// What a scan counts for the gauges.
+struct ScanCounts {
+    /// Drafts the eligible (indexed) filter matches.
+    eligible: u64,
+    /// Drafts only the sweep finds (`createdAt` not a date, `paymentStatus` not pending).
+    irregular: u64,
+    overdue_watches: u64,
+    review: u64,
+}
+
 /// `once`: claim and reconcile everything eligible now, answer when done.
 #[derive(Message)]
 #[rtype(result = "Summary")]
@@ -87,6 +104,8 @@ pub struct Scanner {
     refill_pending: bool,
     /// Eligible order ids, oldest first, not claimed yet (see `fill`).
     candidates: VecDeque<Bson>,
+    /// What this tick's sweep found and no candidate list has taken yet.
+    swept: Swept,
     /// The last fetch found every eligible order: no need to look again before the next tick.
     listed_all: bool,
     /// The last claim got every order it asked for: more are probably waiting.
@@ -108,6 +127,7 @@ impl Scanner {
             tick_pending: false,
             refill_pending: false,
             candidates: VecDeque::new(),
+            swept: Swept::default(),
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
@@ -145,6 +165,7 @@ impl Scanner {
         // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
         // first.
         self.candidates.clear();
+        self.swept = Swept::default();
         self.listed_all = false;
         let env = self.env.clone();
         let scan = async move {
@@ -156,15 +177,30 @@ impl Scanner {
                 tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
             }
             let now = DateTime::now();
-            let backlog = env.store.count_eligible(now, &env.eligibility).await?;
-            let review = env.store.count_needs_review().await?;
-            Ok::<_, crate::store::StoreError>((backlog, review))
+            let swept = env.store.sweep(now, &env.eligibility).await?;
+            let counts = ScanCounts {
+                eligible: env.store.count_eligible(now, &env.eligibility).await?,
+                irregular: swept.drafts.len() as u64,
+                overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
+                review: env.store.count_needs_review().await?,
+            };
+            Ok::<_, crate::store::StoreError>((counts, swept))
         };
         ctx.spawn(scan.into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok((backlog, review)) => {
-                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set(backlog as f64);
-                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(review as f64);
+                Ok((c, swept)) => {
+                    act.swept = swept;
+                    if c.irregular > 0 {
+                        tracing::warn!(
+                            drafts = c.irregular,
+                            "drafts whose createdAt or paymentStatus the indexed query cannot match; \
+                             the sweep reconciles or parks them"
+                        );
+                    }
+                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set((c.eligible + c.irregular) as f64);
+                    metrics::gauge!(names::IRREGULAR_DRAFTS).set(c.irregular as f64);
+                    metrics::gauge!(names::OVERDUE_WATCHES).set(c.overdue_watches as f64);
+                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(c.review as f64);
                     metrics::counter!(names::SCAN_RUNS, "result" => "ok").increment(1);
                     metrics::gauge!(names::LAST_SUCCESSFUL_SCAN)
                         .set(DateTime::now().timestamp_millis() as f64 / 1000.0);
@@ -260,9 +296,17 @@ impl Scanner {
         self.claiming = true;
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
-        let fetch = async move { env.store.candidates(DateTime::now(), &env.eligibility, limit).await };
-        ctx.spawn(fetch.into_actor(self).map(move |res, act, ctx| {
+        let mut swept = std::mem::take(&mut self.swept);
+        let fetch = async move {
+            let ids = env
+                .store
+                .candidates_with(DateTime::now(), &env.eligibility, limit, &mut swept)
+                .await;
+            (ids, swept)
+        };
+        ctx.spawn(fetch.into_actor(self).map(move |(res, swept), act, ctx| {
             act.claiming = false;
+            act.swept = swept;
             match res {
                 Ok(ids) => {
                     act.listed_all = ids.len() < limit;

@@ -90,8 +90,35 @@ pub fn error_backoff(attempts: u32) -> Duration {
 
 /// How long calls pause after PhonePe rejects our credentials.
 pub const REJECTED_PAUSE: Duration = Duration::from_secs(300);
-/// How often a cancelled order is re-checked for a late payment.
+/// The first wait of a late-payment watch (after the cancellation), and the unit its later
+/// waits double from.
 pub const LATE_PAYMENT_RECHECK: Duration = Duration::from_secs(15 * 60);
+/// The last check of a watch is this long before the window ends, so a scan that runs a little
+/// late still finds it inside the window.
+pub const WATCH_FINAL_LEAD: Duration = Duration::from_secs(15 * 60);
+
+/// A watch whose check was due longer ago than this (and is still inside its window) is
+/// overdue: the `reconciler_overdue_watches` gauge counts it.
+pub const WATCH_OVERDUE_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// The decaying late-payment schedule: how long after a check at `elapsed` into the watch
+/// window (which starts when the order could first be cancelled, `createdAt + pending_timeout`,
+/// and lasts `window`) the next check comes, or `None` when that check was the last.
+///
+/// Checked on time, the waits are 15 min, 30 min, 1 h, 2 h, 4 h, ... (checks at 15 min, 45 min,
+/// 1 h 45, 3 h 45, ...); the wait depends on `elapsed`, not on how many checks ran, so a check
+/// that ran late does not push the later ones further out. A wait that would end past
+/// `window - WATCH_FINAL_LEAD` is cut to one last check at that point. With the default 24 h
+/// window that is 7 PhonePe calls per watched order.
+pub fn watch_recheck(elapsed: Duration, window: Duration) -> Option<Duration> {
+    let last = window.checked_sub(WATCH_FINAL_LEAD)?;
+    let remaining = last.checked_sub(elapsed).filter(|r| !r.is_zero())?;
+    let unit = LATE_PAYMENT_RECHECK.as_secs().max(1);
+    // The largest `unit * 2^k` not above `elapsed + unit`.
+    let steps = (elapsed.as_secs() + unit) / unit;
+    let wait = Duration::from_secs(unit << steps.ilog2().min(20));
+    Some(wait.min(remaining))
+}
 
 fn age(order: &Order, now: DateTime) -> Duration {
     let ms = now
@@ -208,10 +235,16 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             transaction_id: r.transaction_id.clone(),
         },
         PaymentState::Failed => Decision::StopWatching,
-        PaymentState::Pending | PaymentState::NotFound => Decision::Reschedule {
-            after: LATE_PAYMENT_RECHECK,
-            code: r.code.clone(),
-        },
+        PaymentState::Pending | PaymentState::NotFound => {
+            let elapsed = age(order, now).saturating_sub(policy.pending_timeout);
+            match watch_recheck(elapsed, policy.late_payment_watch) {
+                Some(after) => Decision::Reschedule {
+                    after,
+                    code: r.code.clone(),
+                },
+                None => Decision::StopWatching,
+            }
+        }
     }
 }
 
@@ -494,10 +527,11 @@ mod tests {
             &o,
             report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
         );
+        // 4000 s old: 2200 s into the watch window, so the wait is 30 minutes.
         assert_eq!(
             d,
             Decision::Reschedule {
-                after: LATE_PAYMENT_RECHECK,
+                after: Duration::from_secs(30 * 60),
                 code: "PAYMENT_PENDING".into()
             }
         );
@@ -518,6 +552,105 @@ mod tests {
                 report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
             ),
             Decision::StopWatching
+        );
+    }
+
+    #[test]
+    fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
+        // Cancelled as not found, two hours into its 24-hour watch.
+        let mut o = order(1800 + 7200, Status::Cancelled);
+        o.reason = Some(cancel::NOT_FOUND.into());
+        let d = run(
+            &o,
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::PAID_AFTER_CANCEL,
+                    payment_status: PaymentStatus::Paid,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = run(
+            &o,
+            report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+        );
+        assert_eq!(
+            d,
+            Decision::Reschedule {
+                after: Duration::from_secs(2 * 3600),
+                code: "TRANSACTION_NOT_FOUND".into()
+            }
+        );
+    }
+
+    const MIN: u64 = 60;
+
+    /// Every check of a watch run exactly on time: the elapsed times, and what the schedule said
+    /// after the last one.
+    fn on_time_checks(window: Duration) -> Vec<u64> {
+        let mut at = watch_recheck(Duration::ZERO, window).unwrap();
+        let mut checks = vec![at.as_secs() / MIN];
+        while let Some(wait) = watch_recheck(at, window) {
+            at += wait;
+            checks.push(at.as_secs() / MIN);
+            assert!(checks.len() < 100, "the schedule never ends: {checks:?}");
+        }
+        checks
+    }
+
+    #[test]
+    fn the_watch_schedule_doubles_and_ends_with_a_check_just_before_the_window_closes() {
+        let d = |m: u64| Duration::from_secs(m * MIN);
+        let day = d(24 * 60);
+        // Waits: 15 min, 30 min, 1 h, 2 h, 4 h, 8 h, then cut to the last check at 23 h 45.
+        assert_eq!(watch_recheck(d(0), day), Some(d(15)));
+        assert_eq!(watch_recheck(d(15), day), Some(d(30)));
+        assert_eq!(watch_recheck(d(45), day), Some(d(60)));
+        assert_eq!(watch_recheck(d(105), day), Some(d(120)));
+        assert_eq!(watch_recheck(d(225), day), Some(d(240)));
+        assert_eq!(watch_recheck(d(465), day), Some(d(480)));
+        assert_eq!(watch_recheck(d(945), day), Some(d(1425 - 945)));
+        assert_eq!(watch_recheck(d(1425), day), None, "the last check");
+        assert_eq!(on_time_checks(day), vec![15, 45, 105, 225, 465, 945, 1425]);
+        // A check that ran late keeps to the schedule rather than sliding it.
+        assert_eq!(watch_recheck(d(100), day), Some(d(60)));
+        assert_eq!(watch_recheck(d(1000), day), Some(d(425)));
+        // Past the last check, or a window too short for any: stop.
+        assert_eq!(watch_recheck(d(1500), day), None);
+        assert_eq!(watch_recheck(d(0), d(10)), None);
+        // A short window: 15 min, then the last check 15 min before its end.
+        assert_eq!(on_time_checks(d(60)), vec![15, 45]);
+        assert_eq!(on_time_checks(d(7 * 24 * 60)).len(), 10, "a week: still 10 calls");
+    }
+
+    #[test]
+    fn a_watch_stops_after_its_last_check() {
+        let mut o = order(1800 + 1425 * 60, Status::Cancelled);
+        o.reason = Some(cancel::PENDING_TIMEOUT.into());
+        assert_eq!(
+            run(
+                &o,
+                report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900)
+            ),
+            Decision::StopWatching
+        );
+        assert!(
+            matches!(
+                run(
+                    &o,
+                    report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+                ),
+                Decision::Review {
+                    reason: review::PAID_AFTER_CANCEL,
+                    ..
+                }
+            ),
+            "the last check still catches a late payment"
         );
     }
 }

@@ -4,6 +4,8 @@
 //! the reconciler relies on and names the first one that is wrong, so a bad document is parked
 //! for a person with a clear reason instead of being guessed at. Once parsed, the types make the
 //! wrong states unrepresentable: amounts are `Paise`, quantities are positive, ids are path-safe.
+//! `created_at` is the effective creation time (`effective_created_at`: a date, an ISO string,
+//! epoch milliseconds, or the ObjectId's time); the document's `createdAt` is never rewritten.
 
 use std::fmt;
 
@@ -133,6 +135,8 @@ pub struct Order {
     pub payment_status: PaymentStatus,
     pub amount: Paise,
     pub items: Vec<Item>,
+    /// When the order was created, as [`effective_created_at`] reads it (the document's own
+    /// `createdAt` is never rewritten).
     pub created_at: DateTime,
     /// `reconciliation.attempts`: how many PhonePe checks were made so far.
     pub attempts: u32,
@@ -194,11 +198,7 @@ impl Order {
             return Err(bad("amount", "must be a positive number of paise"));
         }
         let items = parse_items(doc.get("items"))?;
-        let created_at = match doc.get("createdAt") {
-            Some(Bson::DateTime(d)) => *d,
-            None | Some(Bson::Null) => return Err(bad("createdAt", "is missing")),
-            Some(_) => return Err(bad("createdAt", "is not a date")),
-        };
+        let created_at = effective_created_at(doc)?;
         let recon = doc.get_document("reconciliation").ok();
         let attempts = match recon.and_then(|r| r.get("attempts")) {
             None | Some(Bson::Null) => 0,
@@ -217,6 +217,41 @@ impl Order {
             reason,
         })
     }
+}
+
+/// Epoch milliseconds before this (2000-01-01) are not read as a creation time: such a number is
+/// most likely seconds, and reading it as milliseconds would make a fresh order look 50 years old.
+const EARLIEST_PLAUSIBLE_MS: i64 = 946_684_800_000;
+
+/// When an order was created, whatever type the shop stored `createdAt` as: a BSON date; an
+/// ISO 8601 / RFC 3339 string (JavaScript's `toISOString()`); epoch milliseconds as an integer or
+/// a double (`Date.now()`). When `createdAt` is missing or none of these, the time in an ObjectId
+/// `_id` (when the shop inserted the order). Fails, naming `createdAt`, when no time can be had.
+pub fn effective_created_at(doc: &Document) -> Result<DateTime, OrderError> {
+    if let Some(t) = doc.get("createdAt").and_then(read_time) {
+        return Ok(t);
+    }
+    match doc.get("_id") {
+        Some(Bson::ObjectId(oid)) => Ok(oid.timestamp()),
+        _ => Err(bad(
+            "createdAt",
+            "is missing or not a date (a BSON date, an ISO 8601 string or epoch milliseconds), \
+             and `_id` is not an ObjectId to take the creation time from",
+        )),
+    }
+}
+
+/// A creation time from one `createdAt` value, or `None` when it holds none.
+fn read_time(v: &Bson) -> Option<DateTime> {
+    let ms = match v {
+        Bson::DateTime(d) => return Some(*d),
+        Bson::String(s) => return DateTime::parse_rfc3339_str(s.trim()).ok(),
+        Bson::Int64(n) => *n,
+        Bson::Int32(_) => return None, // milliseconds since 1970 do not fit an Int32 past 1970-01-25
+        Bson::Double(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => *f as i64,
+        _ => return None,
+    };
+    (ms >= EARLIEST_PLAUSIBLE_MS).then(|| DateTime::from_millis(ms))
 }
 
 fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
@@ -311,7 +346,6 @@ mod tests {
                 Bson::Array(vec![Bson::Document(doc! {"quantity": 1})]),
                 "items.0.productId",
             ),
-            ("createdAt", Bson::String("yesterday".into()), "createdAt"),
         ];
         for (key, value, field) in cases {
             let mut d = good();
@@ -325,5 +359,54 @@ mod tests {
             Order::parse(&d).unwrap_err().to_string(),
             "order document field `amount` is missing"
         );
+    }
+
+    #[test]
+    fn created_at_is_read_from_every_type_a_shop_stores() {
+        let ms = 1_790_000_000_000_i64; // 2026-09-21
+        let cases: Vec<Bson> = vec![
+            Bson::DateTime(DateTime::from_millis(ms)),
+            Bson::String("2026-09-21T14:13:20.000Z".into()),
+            Bson::String("2026-09-21T19:43:20+05:30".into()),
+            Bson::Int64(ms),
+            Bson::Double(ms as f64),
+        ];
+        for v in cases {
+            let mut d = good();
+            d.insert("createdAt", v.clone());
+            assert_eq!(Order::parse(&d).unwrap().created_at.timestamp_millis(), ms, "{v:?}");
+            assert_eq!(d.get("createdAt"), Some(&v), "the document is not rewritten");
+        }
+    }
+
+    #[test]
+    fn created_at_falls_back_to_the_object_id_time_or_names_the_field() {
+        let oid = ObjectId::parse_str("66f2d5a00000000000000000").unwrap();
+        let unusable: Vec<Option<Bson>> = vec![
+            None,
+            Some(Bson::Null),
+            Some(Bson::String("yesterday".into())),
+            Some(Bson::Int64(1_790_000_000)), // seconds, not milliseconds
+            Some(Bson::Int32(17)),
+            Some(Bson::Double(f64::NAN)),
+            Some(Bson::Boolean(true)),
+        ];
+        for v in unusable {
+            let mut d = good();
+            match &v {
+                Some(v) => d.insert("createdAt", v.clone()),
+                None => d.remove("createdAt"),
+            };
+            d.insert("_id", oid);
+            let o = Order::parse(&d).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert_eq!(o.created_at, oid.timestamp(), "{v:?}");
+            d.insert("_id", "order-17");
+            let err = Order::parse(&d).unwrap_err();
+            assert_eq!(err.field, "createdAt", "{v:?}: {err}");
+            assert!(
+                !err.to_string().contains("yesterday"),
+                "the value is not repeated: {err}"
+            );
+        }
     }
 }

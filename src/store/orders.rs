@@ -5,6 +5,14 @@
 //! document is claimed atomically), so two processes
 //! never work the same order. The lease outlives one PhonePe round trip with retries; an order
 //! whose worker died is simply claimed again once its lease expires.
+//!
+//! The indexed filters match `createdAt` as a BSON date and `paymentStatus: "pending"`. A *sweep*
+//! ([`Store::sweep`]) finds the drafts and watched cancellations they cannot match (`createdAt`
+//! an ISO string, epoch milliseconds or missing; a draft whose `paymentStatus` is not `pending`)
+//! and decides in Rust, from the effective creation time (`effective_created_at`), which are work
+//! now; a draft with no usable time at all is claimed and parked. Candidate lists reserve every
+//! fourth place (the first, the fifth, ...) for a due late-payment watch while there are any, so
+//! a steady draft backlog cannot starve the watches.
 
 use std::time::Duration;
 
@@ -13,6 +21,8 @@ use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use super::{StoreError, StoreResult};
+use crate::domain::decision::{cancel, WATCH_OVERDUE_GRACE};
+use crate::domain::order::effective_created_at;
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
@@ -177,6 +187,87 @@ pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
 }
 
+/// At most this many documents are read per sweep query (oldest `_id` first).
+const SWEEP_LIMIT: i64 = 1000;
+
+/// Every `WATCH_SHARE`-th candidate is a due late-payment watch while there are any.
+const WATCH_SHARE: usize = 4;
+
+/// The work a sweep found among the documents the indexed filters cannot match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Swept {
+    /// Drafts older than the lookback (or with no usable time: they are parked), oldest first.
+    pub drafts: Vec<Bson>,
+    /// Watched cancellations still inside their window.
+    pub watches: Vec<Bson>,
+    /// How many of `watches` were due more than `WATCH_OVERDUE_GRACE` ago.
+    pub overdue_watches: u64,
+}
+
+/// Not leased by anyone: a guard every claimable order passes.
+fn free(now: DateTime) -> Document {
+    doc! { "reconciliation.leaseUntil": { "$not": { "$gt": now } } }
+}
+
+/// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
+/// `createdAt` not a date (or missing); due and not leased.
+fn irregular_draft_filter(now: DateTime) -> Document {
+    let mut f = doc! {
+        "status": Status::Draft.as_str(),
+        "$or": [
+            { "paymentStatus": { "$ne": PaymentStatus::Pending.as_str() } },
+            { "createdAt": { "$not": { "$type": "date" } } },
+        ],
+        "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+    };
+    f.extend(free(now));
+    f
+}
+
+/// Watched cancellations whose `createdAt` is not a date, due by `due_by` and not leased.
+fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
+    let mut f = doc! {
+        "status": Status::Cancelled.as_str(),
+        "paymentStatus": PaymentStatus::Pending.as_str(),
+        "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
+        "createdAt": { "$not": { "$type": "date" } },
+        "reconciliation.nextCheckAt": { "$not": { "$gt": due_by } },
+    };
+    f.extend(free(now));
+    f
+}
+
+/// Up to `limit` ids, the first of every `WATCH_SHARE` places a watch while there are any, the
+/// others drafts while there are any: every claim from the list gets its share of watches, and
+/// the drafts get the rest. Also how many drafts and watches were taken (from the front).
+fn share_with_watches(drafts: Vec<Bson>, watches: Vec<Bson>, limit: usize) -> (Vec<Bson>, usize, usize) {
+    let (mut drafts, mut watches) = (drafts.into_iter(), watches.into_iter());
+    let mut out = Vec::with_capacity(limit);
+    let (mut took_drafts, mut took_watches) = (0, 0);
+    while out.len() < limit {
+        let watch_turn = out.len() % WATCH_SHARE == 0;
+        let (first, second) = if watch_turn {
+            (&mut watches, &mut drafts)
+        } else {
+            (&mut drafts, &mut watches)
+        };
+        let (id, from_watches) = match first.next() {
+            Some(id) => (id, watch_turn),
+            None => match second.next() {
+                Some(id) => (id, !watch_turn),
+                None => break,
+            },
+        };
+        if from_watches {
+            took_watches += 1;
+        } else {
+            took_drafts += 1;
+        }
+        out.push(id);
+    }
+    (out, took_drafts, took_watches)
+}
+
 /// What the scanner looks for.
 #[derive(Debug, Clone, Copy)]
 pub struct Eligibility {
@@ -297,14 +388,15 @@ impl Store {
         doc! {
             "status": Status::Cancelled.as_str(),
             "paymentStatus": PaymentStatus::Pending.as_str(),
-            "reconciliation.reason": { "$in": [crate::domain::decision::cancel::PENDING_TIMEOUT, crate::domain::decision::cancel::NOT_FOUND] },
+            "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
             "createdAt": { "$gt": minus(now, horizon) },
             "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
             "reconciliation.leaseUntil": { "$not": { "$gt": now } },
         }
     }
 
-    /// How many drafts are eligible right now (the `reconciler_eligible_backlog` gauge).
+    /// How many drafts the eligible filter matches right now (with [`Swept::drafts`], the
+    /// `reconciler_eligible_backlog` gauge).
     pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
         self.orders
             .count_documents(Self::draft_filter(now, e))
@@ -312,8 +404,89 @@ impl Store {
             .map_err(StoreError::mongo("count eligible"))
     }
 
-    /// Claim up to `max` eligible orders for `owner`, oldest first; drafts before late-payment
-    /// watches (which only fill what is left).
+    /// The drafts and watched cancellations the indexed filters cannot match that are work now
+    /// (due, not leased): drafts whose effective creation time is past the lookback or cannot be
+    /// had (claimed to be parked), watches whose effective time is inside the watch horizon.
+    pub async fn sweep(&self, now: DateTime, e: &Eligibility) -> StoreResult<Swept> {
+        let cutoff = minus(now, e.lookback).timestamp_millis();
+        let mut drafts: Vec<(i64, Bson)> = self
+            .irregular(irregular_draft_filter(now))
+            .await?
+            .into_iter()
+            .filter_map(|d| match effective_created_at(&d) {
+                Ok(t) if t.timestamp_millis() > cutoff => None,
+                Ok(t) => Some((t.timestamp_millis(), d.get("_id")?.clone())),
+                Err(_) => Some((i64::MIN, d.get("_id")?.clone())),
+            })
+            .collect();
+        drafts.sort_by_key(|(t, _)| *t);
+        let mut swept = Swept {
+            drafts: drafts.into_iter().map(|(_, id)| id).collect(),
+            ..Swept::default()
+        };
+        if let Some(h) = e.watch_horizon {
+            self.sweep_watches(now, h, &mut swept).await?;
+        }
+        Ok(swept)
+    }
+
+    /// Add the watched cancellations with an irregular `createdAt`, due and inside the window,
+    /// to `swept`.
+    async fn sweep_watches(&self, now: DateTime, horizon: Duration, swept: &mut Swept) -> StoreResult<()> {
+        let start = minus(now, horizon).timestamp_millis();
+        let overdue_by = minus(now, WATCH_OVERDUE_GRACE);
+        for d in self.irregular(irregular_watch_filter(now, now)).await? {
+            if !effective_created_at(&d).is_ok_and(|t| t.timestamp_millis() > start) {
+                continue;
+            }
+            let next = d
+                .get_document("reconciliation")
+                .and_then(|r| r.get_datetime("nextCheckAt"))
+                .ok();
+            if next.is_none_or(|n| *n <= overdue_by) {
+                swept.overdue_watches += 1;
+            }
+            swept.watches.extend(d.get("_id").cloned());
+        }
+        Ok(())
+    }
+
+    /// `_id`, `createdAt` and `nextCheckAt` of up to `SWEEP_LIMIT` documents matching `filter`,
+    /// oldest `_id` first.
+    async fn irregular(&self, filter: Document) -> StoreResult<Vec<Document>> {
+        use futures_util::TryStreamExt;
+        self.orders
+            .find(filter)
+            .projection(doc! { "_id": 1, "createdAt": 1, "reconciliation.nextCheckAt": 1 })
+            .sort(doc! { "_id": 1 })
+            .limit(SWEEP_LIMIT)
+            .await
+            .map_err(StoreError::mongo("sweep irregular orders"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("sweep irregular orders"))
+    }
+
+    /// Late-payment watches due more than `WATCH_OVERDUE_GRACE` ago, still inside their window
+    /// and not being worked on (the `reconciler_overdue_watches` gauge): the watch filter's and
+    /// `swept`'s (a sweep at `now`).
+    pub async fn count_overdue_watches(&self, now: DateTime, e: &Eligibility, swept: &Swept) -> StoreResult<u64> {
+        let Some(h) = e.watch_horizon else {
+            return Ok(0);
+        };
+        let due_by = minus(now, WATCH_OVERDUE_GRACE);
+        let mut regular = Self::watch_filter(now, h);
+        regular.insert("reconciliation.nextCheckAt", doc! { "$not": { "$gt": due_by } });
+        let n = self
+            .orders
+            .count_documents(regular)
+            .await
+            .map_err(StoreError::mongo("count overdue watches"))?;
+        Ok(n + swept.overdue_watches)
+    }
+
+    /// Claim up to `max` eligible orders for `owner`, from [`Store::candidates`]: drafts oldest
+    /// first, with every fourth place kept for a due late-payment watch.
     pub async fn claim(
         &self,
         owner: &str,
@@ -326,20 +499,39 @@ impl Store {
         self.claim_ids(&ids, owner, now, lease).await
     }
 
-    /// Ids of up to `limit` eligible orders, oldest first: drafts, then (if room is left)
-    /// cancelled orders watched for a late payment. Nothing is claimed: the scanner keeps this
-    /// list and claims from it as reconcilers free up, so the (index) scan for eligible orders
-    /// runs once per list, not once per claim.
+    /// Ids of up to `limit` eligible orders, after a fresh sweep: see [`Store::candidates_with`].
     pub async fn candidates(&self, now: DateTime, e: &Eligibility, limit: usize) -> StoreResult<Vec<Bson>> {
-        let mut ids = self.ids_oldest_first(Self::draft_filter(now, e), Some(limit)).await?;
-        if let Some(h) = e.watch_horizon {
-            if ids.len() < limit {
-                ids.extend(
-                    self.ids_oldest_first(Self::watch_filter(now, h), Some(limit - ids.len()))
-                        .await?,
-                );
-            }
+        let mut swept = self.sweep(now, e).await?;
+        self.candidates_with(now, e, limit, &mut swept).await
+    }
+
+    /// Ids of up to `limit` eligible orders: drafts (`swept`'s first, then the eligible filter's,
+    /// oldest first) and due late-payment watches (`swept`'s, then the watch filter's, oldest
+    /// first), every `WATCH_SHARE`-th place a watch while there are any (see
+    /// `share_with_watches`). What is listed is taken out of `swept`. Nothing is claimed: the
+    /// scanner keeps this list and claims from it as reconcilers free up, so the (index) scan for
+    /// eligible orders runs once per list, not once per claim, and the sweep once per tick.
+    pub async fn candidates_with(
+        &self,
+        now: DateTime,
+        e: &Eligibility,
+        limit: usize,
+        swept: &mut Swept,
+    ) -> StoreResult<Vec<Bson>> {
+        if limit == 0 {
+            return Ok(vec![]);
         }
+        let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
+        let room = limit - drafts.len();
+        drafts.extend(self.ids_oldest_first(Self::draft_filter(now, e), Some(room)).await?);
+        let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
+        if let Some(h) = e.watch_horizon {
+            let room = limit - watches.len();
+            watches.extend(self.ids_oldest_first(Self::watch_filter(now, h), Some(room)).await?);
+        }
+        let (ids, took_drafts, took_watches) = share_with_watches(drafts, watches, limit);
+        swept.drafts.drain(..took_drafts.min(swept.drafts.len()));
+        swept.watches.drain(..took_watches.min(swept.watches.len()));
         Ok(ids)
     }
 
@@ -366,9 +558,9 @@ impl Store {
     /// Claim the orders among `ids` that are still free and due, for `owner`. Each claim is an
     /// update guarded by "no live lease, check due" — atomic per document, so another instance
     /// wins some, never the same ones. The guard names only `_id` and the lease fields so it is
-    /// an `_id` lookup on every server; whether a claimed order is still a pending draft (or a
-    /// watched cancellation) is checked on what was claimed, and one that was settled meanwhile
-    /// is released at once, without a PhonePe call.
+    /// an `_id` lookup on every server; whether a claimed order is still a draft (or a watched
+    /// cancellation) is checked on what was claimed, and one that was settled meanwhile is
+    /// released at once, without a PhonePe call. A draft that is not `pending` is parked.
     pub async fn claim_ids(
         &self,
         ids: &[Bson],
@@ -445,6 +637,21 @@ impl Store {
             .update_one(doc! { "_id": id, "status": t.from.as_str() }, transition_update(now, t))
             .await
             .map_err(StoreError::mongo("update order status"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// Park an order whose document cannot be reconciled: [`Store::transition`], except that
+    /// `paymentStatus` is left as the shop wrote it (`t.payment_status` is ignored).
+    pub async fn park_invalid(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
+        let mut update = transition_update(now, t);
+        if let Ok(set) = update.get_document_mut("$set") {
+            set.remove("paymentStatus");
+        }
+        let r = self
+            .orders
+            .update_one(doc! { "_id": id, "status": t.from.as_str() }, update)
+            .await
+            .map_err(StoreError::mongo("park invalid order"))?;
         Ok(r.matched_count == 1)
     }
 
@@ -525,17 +732,16 @@ impl Store {
     }
 }
 
-/// A claimed document is still work for the reconciler: a pending draft, or a cancellation
-/// watched for a late payment.
+/// A claimed document is still work for the reconciler: a draft (one that is not pending is
+/// parked by `parse_claimed`), or a cancellation watched for a late payment.
 fn still_claimable(d: &Document) -> bool {
-    use crate::domain::decision::cancel;
     let pending = d.get_str("paymentStatus").ok() == Some(PaymentStatus::Pending.as_str());
     let watched = d
         .get_document("reconciliation")
         .and_then(|r| r.get_str("reason"))
         .is_ok_and(|r| r == cancel::PENDING_TIMEOUT || r == cancel::NOT_FOUND);
     match d.get_str("status").ok().and_then(Status::parse) {
-        Some(Status::Draft) => pending,
+        Some(Status::Draft) => true,
         Some(Status::Cancelled) => pending && watched,
         _ => false,
     }
@@ -543,6 +749,15 @@ fn still_claimable(d: &Document) -> bool {
 
 fn parse_claimed(d: &Document) -> Claimed {
     match Order::parse(d) {
+        Ok(o) if o.status == Status::Draft && o.payment_status != PaymentStatus::Pending => Claimed::Invalid {
+            id: o.id,
+            status: o.status,
+            merchant_transaction_id: Some(o.merchant_transaction_id.to_string()),
+            error: OrderError {
+                field: "paymentStatus".into(),
+                problem: "is not `pending` on a draft order; only pending drafts are reconciled".into(),
+            },
+        },
         Ok(o) => Claimed::Valid(o),
         Err(error) => Claimed::Invalid {
             id: d.get("_id").cloned().unwrap_or(Bson::Null),
