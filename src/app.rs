@@ -117,21 +117,11 @@ pub fn run(
                 .await
                 .with_context(|| format!("ops.listen: cannot listen on {addr}"))?;
             tracing::info!(%addr, "ops HTTP listening (/metrics, /healthz, /readyz)");
-            let store = env.store.clone();
-            let ready: crate::ops::ReadinessCheck = Arc::new(move || {
-                let store = store.clone();
-                Box::pin(async move { store.ping().await.is_ok() })
-            });
+            let ready = crate::ops::mongo_ping(env.store.clone());
             actix_rt::spawn(crate::ops::serve(listener, health, prometheus.clone(), ready));
         }
         if let Some(handle) = prometheus {
-            actix_rt::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    tick.tick().await;
-                    handle.run_upkeep();
-                }
-            });
+            actix_rt::spawn(crate::telemetry::run_upkeep(handle, Duration::from_secs(5)));
         }
         let (sup, _) = start(env, Mode::Run);
         actix_rt::spawn(on_signals(sup));

@@ -118,12 +118,11 @@ impl Health {
     }
 }
 
-/// A readiness probe that runs `{ping: 1}` against `database`.
-pub fn mongo_ping(client: mongodb::Client, database: impl Into<String>) -> ReadinessCheck {
-    let database = database.into();
+/// A readiness probe that runs `{ping: 1}` against the store's database.
+pub fn mongo_ping(store: crate::store::Store) -> ReadinessCheck {
     Arc::new(move || {
-        let db = client.database(&database);
-        Box::pin(async move { db.run_command(mongodb::bson::doc! { "ping": 1 }).await.is_ok() })
+        let store = store.clone();
+        Box::pin(async move { store.ping().await.is_ok() })
     })
 }
 
