@@ -102,6 +102,9 @@ pub struct JobSettings {
     pub lease_ttl: Duration,
     pub reconcilers: u32,
     pub commit_strategy: CommitStrategy,
+    /// Malformed or undocumented PhonePe answers about one order before it is parked as
+    /// `needs_review` (`phonepe_unreadable`).
+    pub unreadable_max_attempts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +252,7 @@ const KEYS: &[Key] = &[
     key("job", "lease_ttl_secs", Kind::UInt),
     key("job", "reconcilers", Kind::UInt),
     key("job", "commit_strategy", Kind::Str),
+    key("job", "unreadable_max_attempts", Kind::UInt),
     key("supervisor", "max_restarts", Kind::UInt),
     key("supervisor", "restart_window_secs", Kind::UInt),
     key("ops", "listen", Kind::Str),
@@ -622,6 +626,7 @@ impl Resolved {
         self.at_least("job", "max_orders_per_run", 1)?;
         self.at_least("job", "rate_limit_per_minute", 1)?;
         self.at_least("job", "pending_timeout_secs", 1)?;
+        self.at_least("job", "unreadable_max_attempts", 1)?;
         let reconcilers = self.uint("job", "reconcilers")?;
         let ok = (1..=256).contains(&reconcilers);
         self.check(
@@ -650,6 +655,7 @@ impl Resolved {
             lease_ttl: self.secs("job", "lease_ttl_secs")?,
             reconcilers: self.u32("job", "reconcilers")?,
             commit_strategy,
+            unreadable_max_attempts: self.u32("job", "unreadable_max_attempts")?,
         })
     }
 
@@ -913,6 +919,7 @@ impl Settings {
             format!("lease_ttl_secs = {}", j.lease_ttl.as_secs()),
             format!("reconcilers = {}", j.reconcilers),
             format!("commit_strategy = {}", s(strategy)),
+            format!("unreadable_max_attempts = {}", j.unreadable_max_attempts),
             String::new(),
             "[supervisor]".into(),
             format!("max_restarts = {}", sup.max_restarts),
@@ -999,6 +1006,7 @@ mod tests {
         assert_eq!(s.job.late_payment_watch, Duration::from_secs(86400));
         assert_eq!(s.job.lease_ttl, Duration::from_secs(300));
         assert_eq!(s.job.reconcilers, 4);
+        assert_eq!(s.job.unreadable_max_attempts, 8);
         assert_eq!(s.job.commit_strategy, CommitStrategy::Auto);
         assert_eq!(s.supervisor.max_restarts, 5);
         assert_eq!(s.supervisor.restart_window, Duration::from_secs(60));
@@ -1147,6 +1155,11 @@ mod tests {
             ("RECONCILER_JOB__RECONCILERS", "257", "job.reconcilers"),
             ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "0", "job.max_orders_per_run"),
             ("RECONCILER_JOB__PENDING_TIMEOUT_SECS", "0", "job.pending_timeout_secs"),
+            (
+                "RECONCILER_JOB__UNREADABLE_MAX_ATTEMPTS",
+                "0",
+                "job.unreadable_max_attempts",
+            ),
             ("RECONCILER_JOB__LEASE_TTL_SECS", "19", "job.lease_ttl_secs"),
             ("RECONCILER_JOB__COMMIT_STRATEGY", "yolo", "job.commit_strategy"),
             (
