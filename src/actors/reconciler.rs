@@ -295,6 +295,8 @@ async fn ask_until_answered(
         let outage = matches!(&answer, Err(e @ StatusError::Transient { .. }) if !e.is_unreadable());
         let service_wide = match &answer {
             Ok(_) => false,
+            // PhonePe did answer, unreadably, about this order: always the order's own count.
+            Err(e) if e.is_unreadable() => false,
             Err(_) if outage => env.budget.await_verdict(verdict).await,
             Err(_) => verdict.service_wide,
         };
