@@ -315,6 +315,38 @@ fn rejected_credentials_change_nothing_and_stop_the_calls() {
     assert_eq!(calls[0].http_status, 401);
 }
 
+#[test]
+fn a_429_stops_a_large_pool_at_once() {
+    let mut w = World::new("pool_429");
+    // 32 reconcilers on a lifted budget, against a PhonePe that takes 3 calls a minute.
+    w.settings.job.reconcilers = 32;
+    w.settings.job.max_orders_per_run = 64;
+    w.sim.set_rate_limit(Some(3));
+    w.insert_product("tee", 100);
+    let all: Vec<String> = (0..40).map(|i| format!("ORD-Q{i:02}")).collect();
+    for m in &all {
+        w.insert_order(m, 49900, OLD, &[("tee", 1, None)]);
+        w.sim.script(m, vec![Answer::completed(49900)]);
+    }
+
+    w.once();
+
+    let calls = w.sim.calls();
+    let limited = calls.iter().filter(|c| c.http_status == 429).count();
+    eprintln!("pool of 32, quota 3/min: {} calls, {limited} answered 429", calls.len());
+    // The first 429 pauses everyone; only a call already on the wire may still meet one.
+    assert!(
+        (1..=2).contains(&limited),
+        "{limited} calls answered 429: {calls:?}"
+    );
+    let confirmed = all.iter().filter(|m| w.status(m).0 == "confirmed").count();
+    assert_eq!(confirmed, 3, "the three calls PhonePe served settled their orders");
+    assert_eq!(w.stock("tee"), 97);
+    for m in all.iter().filter(|m| w.status(m).0 != "confirmed") {
+        assert_untouched(&w, m);
+    }
+}
+
 /// Make `mtid` due now (as if its backoff were over).
 fn make_due(w: &World, mtid: &str) {
     let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1000);
