@@ -342,7 +342,7 @@ fn after_a_phonepe_outage_the_backlog_settles_at_the_budgets_pace_not_at_the_nex
 }
 
 /// The real scenario, measured by hand: `cargo test --features fault-injection --test
-/// world_faults -- --ignored --nocapture outage_of_50_s`.
+/// world_faults -- --ignored --nocapture outage_of_50_s` (`OUTAGE_SECS` to change the outage).
 #[test]
 #[ignore = "a 50 s outage plus recovery at the default budget: a measurement, run by hand"]
 fn outage_of_50_s_at_the_default_budget_measurement() {
@@ -360,8 +360,11 @@ fn outage_of_50_s_at_the_default_budget_measurement() {
             ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "20"),
         ],
     );
-    let (took, during) = settle_after_outage(&w, &mut svc, &all, Duration::from_secs(50));
-    eprintln!("50 s outage at 30/min, 4 reconcilers, 60 s interval: {during} calls during it, all settled {took:?} after PhonePe returned");
+    // The phase against the 60 s scan matters: 50 s ends 10 s before the second scan; set
+    // OUTAGE_SECS=65 for an outage that ends just after it.
+    let secs = std::env::var("OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let (took, during) = settle_after_outage(&w, &mut svc, &all, Duration::from_secs(secs));
+    eprintln!("{secs} s outage at 30/min, 4 reconcilers, 60 s interval: {during} calls during it, all settled {took:?} after PhonePe returned");
     assert!(took <= Duration::from_secs(30), "{took:?}");
 }
 
