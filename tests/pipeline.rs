@@ -335,10 +335,7 @@ fn a_429_stops_a_large_pool_at_once() {
     let limited = calls.iter().filter(|c| c.http_status == 429).count();
     eprintln!("pool of 32, quota 3/min: {} calls, {limited} answered 429", calls.len());
     // The first 429 pauses everyone; only a call already on the wire may still meet one.
-    assert!(
-        (1..=2).contains(&limited),
-        "{limited} calls answered 429: {calls:?}"
-    );
+    assert!((1..=2).contains(&limited), "{limited} calls answered 429: {calls:?}");
     let confirmed = all.iter().filter(|m| w.status(m).0 == "confirmed").count();
     assert_eq!(confirmed, 3, "the three calls PhonePe served settled their orders");
     assert_eq!(w.stock("tee"), 97);

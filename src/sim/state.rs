@@ -338,7 +338,10 @@ mod tests {
             assert!(r.body.contains("INTERNAL_SERVER_ERROR"), "{}", r.body);
         }
         s.set_down(None);
-        assert!(s.answer(call("A", &xv)).body.contains("PAYMENT_PENDING"), "script not advanced");
+        assert!(
+            s.answer(call("A", &xv)).body.contains("PAYMENT_PENDING"),
+            "script not advanced"
+        );
         assert_eq!(s.answer(call("A", &xv)).http_status, 429, "outage calls used no budget");
     }
 
