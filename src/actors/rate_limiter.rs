@@ -22,9 +22,13 @@
 //!   the breaker and the backlog resumes at the budget's pace. During an outage PhonePe sees one
 //!   call per pause, and the first good answer is at most one pause after it comes back.
 //! * [`Verdict::service_wide`] tells a reconciler whether its failure was the whole service's:
-//!   failures of at least two *different* orders in a row, or calls paused. Such a failure is not
-//!   the order's fault: it is retried in place (see `actors::reconciler`) and adds nothing to the
-//!   order's own backoff. A failure of one order between good answers is that order's alone.
+//!   failures (5xx, timeout, connection) of at least two *different* orders in a row, or calls
+//!   paused. Such a failure is not the order's fault: it is retried in place (see
+//!   `actors::reconciler`) and adds nothing to the order's own backoff. A failure of one order
+//!   between good answers is that order's alone and backs it off, so one broken order cannot
+//!   burn the budget. (Two orders failing alone with no other traffic look like an outage; they
+//!   are then retried at the breaker's pace, one probe per pause.) Unreadable answers count
+//!   towards opening the breaker but never towards a service-wide verdict: PhonePe did answer.
 //!
 //! Fault points (feature `fault-injection`): `rate_limiter.started`; `rate_limiter.acquire` on
 //! each request (`panic`, `stop`, `error` = answered "paused", `delay<ms>` = a hung limiter).
@@ -139,8 +143,11 @@ pub enum CallResult {
     Answered,
     /// HTTP 429: everyone backs off.
     RateLimited,
-    /// 5xx, timeout, connection or malformed answer, for the order with this key.
+    /// 5xx, timeout or connection error, for the order with this key.
     Failed(u64),
+    /// A malformed or undocumented answer: counts towards opening the breaker, but never makes
+    /// another order's failure look service-wide (it is about this order; see `domain::decision`).
+    Unreadable,
     /// Our credentials were refused (401 / AUTHORIZATION_FAILED).
     Rejected,
     /// PhonePe refused the request about the order with this key (BAD_REQUEST).
@@ -255,8 +262,10 @@ impl Budget {
                 }
                 None
             }
-            CallResult::Failed(key) => {
-                remember(&mut s.failing, key);
+            CallResult::Failed(_) | CallResult::Unreadable => {
+                if let CallResult::Failed(key) = r {
+                    remember(&mut s.failing, key);
+                }
                 if s.opened_at.is_some_and(|t| sent < t) {
                     return None; // in flight before the last pause: already accounted for
                 }
@@ -488,6 +497,17 @@ mod tests {
         assert!(record(&b, CallResult::Failed(2)).service_wide);
         record(&b, CallResult::Answered);
         assert!(!record(&b, CallResult::Failed(3)).service_wide);
+    }
+
+    #[test]
+    fn unreadable_answers_open_the_breaker_but_make_no_failure_look_service_wide() {
+        let b = Budget::per_minute(30);
+        record(&b, CallResult::Unreadable);
+        assert!(!record(&b, CallResult::Failed(1)).service_wide);
+        for _ in 0..FAILURES_TO_OPEN - 2 {
+            record(&b, CallResult::Unreadable);
+        }
+        assert_eq!(paused_secs(&b), 2);
     }
 
     #[test]

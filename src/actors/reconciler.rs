@@ -357,6 +357,7 @@ fn call_result(answer: &Result<StatusReport, StatusError>, key: u64) -> CallResu
         Err(StatusError::RateLimited) => CallResult::RateLimited,
         Err(StatusError::Rejected { .. }) => CallResult::Rejected,
         Err(StatusError::Refused { .. }) => CallResult::Refused(key),
+        Err(e @ StatusError::Transient { .. }) if e.is_unreadable() => CallResult::Unreadable,
         Err(StatusError::Transient { .. }) => CallResult::Failed(key),
     }
 }
