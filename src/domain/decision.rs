@@ -128,7 +128,9 @@ pub fn pending_backoff(attempts: u32) -> Duration {
     Duration::from_secs(60u64 << attempts.min(3)) // 1, 2, 4, 8 minutes
 }
 
-/// Backoff after an error: 30 s doubling per attempt, capped at 15 minutes. Callers add jitter.
+/// Backoff after an error of the order's own: 30 s doubling with its count of that kind of
+/// failure (`errors`, `unreadable` or `rejections`, not every check), capped at 15 minutes.
+/// Callers add jitter.
 pub fn error_backoff(attempts: u32) -> Duration {
     Duration::from_secs((30u64 << attempts.min(5)).min(900))
 }
@@ -196,8 +198,8 @@ fn on_error(order: &Order, e: &StatusError, policy: &Policy) -> Decision {
 }
 
 /// Retry with backoff on the order's count `so_far` of this kind of failure, or give up once this
-/// one makes `max` (a `max` of 0 counts as 1). Only a draft is parked: a cancelled order watched for a late payment just keeps being retried
-/// until its watch ends.
+/// one makes `max` (a `max` of 0 counts as 1). Only a draft is parked: a cancelled order watched
+/// for a late payment just keeps being retried until its watch ends.
 fn counted(order: &Order, e: &StatusError, so_far: u32, max: u32, reason: &'static str, tally: Tally) -> Decision {
     if order.status == Status::Draft && so_far.saturating_add(1) >= max.max(1) {
         Decision::GiveUp {
