@@ -318,8 +318,10 @@ fn rejected_credentials_change_nothing_and_stop_the_calls() {
 #[test]
 fn a_429_stops_a_large_pool_at_once() {
     let mut w = World::new("pool_429");
-    // 32 reconcilers on a lifted budget, against a PhonePe that takes 3 calls a minute.
+    // 32 reconcilers on a lifted budget (1200/min: a permit every 50 ms, so only a call whose
+    // round trip outlasts 50 ms can overlap the next), against a PhonePe that takes 3 a minute.
     w.settings.job.reconcilers = 32;
+    w.settings.job.rate_limit_per_minute = 1200;
     w.settings.job.max_orders_per_run = 64;
     w.sim.set_rate_limit(Some(3));
     w.insert_product("tee", 100);
