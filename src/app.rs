@@ -57,6 +57,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         merchant_id: settings.phonepe.merchant_id.clone(),
         pending_timeout: settings.job.pending_timeout,
         late_payment_watch: settings.job.late_payment_watch,
+        unreadable_max_attempts: settings.job.unreadable_max_attempts,
     };
     let eligibility = Eligibility {
         lookback: settings.job.lookback,

@@ -104,6 +104,9 @@ pub struct JobSettings {
     pub commit_strategy: CommitStrategy,
     /// Sized items: also guard and decrement the product's total `stock` (off: the size only).
     pub sized_items_decrement_total: bool,
+    /// Malformed or undocumented PhonePe answers about one order before it is parked as
+    /// `needs_review` (`phonepe_unreadable`).
+    pub unreadable_max_attempts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +256,7 @@ const KEYS: &[Key] = &[
     key("job", "reconcilers", Kind::UInt),
     key("job", "commit_strategy", Kind::Str),
     key("job", "sized_items_decrement_total", Kind::Bool),
+    key("job", "unreadable_max_attempts", Kind::UInt),
     key("supervisor", "max_restarts", Kind::UInt),
     key("supervisor", "restart_window_secs", Kind::UInt),
     key("ops", "listen", Kind::Str),
@@ -640,6 +644,7 @@ impl Resolved {
         self.at_least("job", "max_orders_per_run", 1)?;
         self.at_least("job", "rate_limit_per_minute", 1)?;
         self.at_least("job", "pending_timeout_secs", 1)?;
+        self.at_least("job", "unreadable_max_attempts", 1)?;
         let reconcilers = self.uint("job", "reconcilers")?;
         let ok = (1..=256).contains(&reconcilers);
         self.check(
@@ -669,6 +674,7 @@ impl Resolved {
             reconcilers: self.u32("job", "reconcilers")?,
             commit_strategy,
             sized_items_decrement_total: self.bool("job", "sized_items_decrement_total")?,
+            unreadable_max_attempts: self.u32("job", "unreadable_max_attempts")?,
         })
     }
 
@@ -933,6 +939,7 @@ impl Settings {
             format!("reconcilers = {}", j.reconcilers),
             format!("commit_strategy = {}", s(strategy)),
             format!("sized_items_decrement_total = {}", j.sized_items_decrement_total),
+            format!("unreadable_max_attempts = {}", j.unreadable_max_attempts),
             String::new(),
             "[supervisor]".into(),
             format!("max_restarts = {}", sup.max_restarts),
@@ -1019,6 +1026,7 @@ mod tests {
         assert_eq!(s.job.late_payment_watch, Duration::from_secs(86400));
         assert_eq!(s.job.lease_ttl, Duration::from_secs(300));
         assert_eq!(s.job.reconcilers, 4);
+        assert_eq!(s.job.unreadable_max_attempts, 8);
         assert_eq!(s.job.commit_strategy, CommitStrategy::Auto);
         assert_eq!(s.supervisor.max_restarts, 5);
         assert_eq!(s.supervisor.restart_window, Duration::from_secs(60));
@@ -1167,6 +1175,11 @@ mod tests {
             ("RECONCILER_JOB__RECONCILERS", "257", "job.reconcilers"),
             ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "0", "job.max_orders_per_run"),
             ("RECONCILER_JOB__PENDING_TIMEOUT_SECS", "0", "job.pending_timeout_secs"),
+            (
+                "RECONCILER_JOB__UNREADABLE_MAX_ATTEMPTS",
+                "0",
+                "job.unreadable_max_attempts",
+            ),
             ("RECONCILER_JOB__LEASE_TTL_SECS", "19", "job.lease_ttl_secs"),
             ("RECONCILER_JOB__COMMIT_STRATEGY", "yolo", "job.commit_strategy"),
             (

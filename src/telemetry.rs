@@ -158,9 +158,19 @@ pub mod labels {
         pub const CONNECTION: &str = "connection";
         pub const MALFORMED: &str = "malformed";
         pub const UNKNOWN_CODE: &str = "unknown_code";
-        /// 401 / AUTHORIZATION_FAILED / BAD_REQUEST: configuration error, calls pause.
+        /// 401 / AUTHORIZATION_FAILED: configuration error, calls pause.
         pub const REJECTED: &str = "rejected";
-        pub const ALL: [&str; 6] = [SERVER_ERROR, TIMEOUT, CONNECTION, MALFORMED, UNKNOWN_CODE, REJECTED];
+        /// BAD_REQUEST about one transaction: that order backs off, then is parked.
+        pub const REFUSED: &str = "refused";
+        pub const ALL: [&str; 7] = [
+            SERVER_ERROR,
+            TIMEOUT,
+            CONNECTION,
+            MALFORMED,
+            UNKNOWN_CODE,
+            REJECTED,
+            REFUSED,
+        ];
     }
 
     /// Values of `reason` on [`super::names::STOCK_COMMIT_FAILURES`].
@@ -419,11 +429,18 @@ mod tests {
             }
             .kind_label()
         })
-        .chain([StatusError::Rejected {
-            code: "AUTHORIZATION_FAILED".into(),
-            http_status: 401,
-        }
-        .kind_label()])
+        .chain([
+            StatusError::Rejected {
+                code: "AUTHORIZATION_FAILED".into(),
+                http_status: 401,
+            }
+            .kind_label(),
+            StatusError::Refused {
+                code: "BAD_REQUEST".into(),
+                http_status: 400,
+            }
+            .kind_label(),
+        ])
         .collect();
         assert_eq!(recorded, labels::api_error::ALL);
     }

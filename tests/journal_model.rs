@@ -143,6 +143,9 @@ impl Model<'_> {
                 items,
                 created_at: self.now(),
                 attempts: 0,
+                errors: 0,
+                unreadable: 0,
+                rejections: 0,
                 reason: None,
             };
             let t = confirm_transition("PAYMENT_SUCCESS", Some("T".into()));

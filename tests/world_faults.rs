@@ -230,8 +230,7 @@ fn a_phonepe_timeout_storm_changes_nothing_opens_the_breaker_and_recovers() {
     assert_eq!(count(&w, doc! { "history.0": { "$exists": true } }), 0);
     assert_eq!(w.stock("tee"), 100);
 
-    // PhonePe recovers: once the pause and the orders' retry backoff (30 s + jitter) are over,
-    // everything settles.
+    // PhonePe recovers: the next probe is answered and everything settles.
     w.sim.set_latency(Duration::ZERO);
     eventually(
         Duration::from_secs(90),
@@ -280,4 +279,131 @@ fn a_429_storm_or_rejected_credentials_pause_calls_instead_of_burning_the_budget
     assert_eq!(count(&rejected, doc! { "history.0": { "$exists": true } }), 0);
     assert_eq!(rejected.stock("tee"), 100);
     assert!(svc_limited.alive() && svc_rejected.alive());
+}
+
+/// `reconciliation.<field>` of `mtid` as a number (0 when absent).
+fn counter(w: &World, mtid: &str, field: &str) -> i64 {
+    let o = w.order(mtid);
+    match o.get_document("reconciliation").ok().and_then(|r| r.get(field)) {
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        _ => 0,
+    }
+}
+
+/// PhonePe answers 500 to every call for `outage`, with 10 paid orders waiting; returns how long
+/// after PhonePe came back every order was confirmed, and the calls made during the outage.
+fn settle_after_outage(w: &World, svc: &mut Service, all: &[String], outage: Duration) -> (Duration, usize) {
+    eventually(SETTLE, "the first calls fail", || !w.sim.calls().is_empty());
+    let back_at = Instant::now() + outage;
+    eventually(outage * 2, "the outage lasts", || Instant::now() >= back_at);
+    let during = w.sim.calls().len();
+    assert_eq!(
+        count(w, doc! { "status": "draft" }),
+        all.len() as u64,
+        "nothing changed"
+    );
+    assert_eq!(w.stock("tee"), 100);
+    w.sim.set_down(None);
+    let back = Instant::now();
+    eventually(
+        Duration::from_secs(150),
+        "every order settles after PhonePe is back",
+        || confirmed(w, all),
+    );
+    let took = back.elapsed();
+    assert_once(w, all);
+    assert_eq!(w.stock("tee"), 100 - all.len() as i64);
+    assert!(svc.alive());
+    (took, during)
+}
+
+#[test]
+fn after_a_phonepe_outage_the_backlog_settles_at_the_budgets_pace_not_at_the_next_scan() {
+    let w = World::new("outage_recovery");
+    w.insert_product("tee", 100);
+    let all = orders(&w, "O", 10, 600);
+    w.sim.set_down(Some(500));
+    // The default scan interval (60 s) and lease: only the first scan finds the orders, so the
+    // scan is not what brings them back. A lifted budget (120/min) scales the 30/min scenario.
+    let mut svc = Service::start(
+        &w,
+        &[
+            ("RECONCILER_JOB__INTERVAL_SECS", "60"),
+            ("RECONCILER_JOB__LEASE_TTL_SECS", "300"),
+            ("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "10"),
+            ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "120"),
+        ],
+    );
+    let (took, during) = settle_after_outage(&w, &mut svc, &all, Duration::from_secs(15));
+    eprintln!("15 s outage at 120/min: {during} calls during it, all settled {took:?} after PhonePe returned");
+    // Expected: one failure pause (≤ 8 s) until the probe, then 10 calls 0.5 s apart.
+    assert!(
+        took <= Duration::from_secs(30),
+        "settled {took:?} after PhonePe returned"
+    );
+    // The breaker kept a dead PhonePe at about one call per pause (the budget allowed 30+).
+    assert!(during <= 16, "{during} calls during a 15 s outage");
+    for m in &all {
+        assert_eq!(counter(&w, m, "errors"), 0, "{m}: the outage is not the order's error");
+    }
+}
+
+/// The real scenario, measured by hand: `cargo test --features fault-injection --test
+/// world_faults -- --ignored --nocapture outage_of_50_s` (`OUTAGE_SECS` to change the outage).
+#[test]
+#[ignore = "a 50 s outage plus recovery at the default budget: a measurement, run by hand"]
+fn outage_of_50_s_at_the_default_budget_measurement() {
+    let w = World::new("outage_50s");
+    w.insert_product("tee", 100);
+    let all = orders(&w, "M", 10, 600);
+    w.sim.set_down(Some(500));
+    let mut svc = Service::start(
+        &w,
+        &[
+            ("RECONCILER_JOB__INTERVAL_SECS", "60"),
+            ("RECONCILER_JOB__LEASE_TTL_SECS", "300"),
+            ("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "10"),
+            ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "30"),
+            ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "20"),
+        ],
+    );
+    // The phase against the 60 s scan matters: 50 s ends 10 s before the second scan; set
+    // OUTAGE_SECS=65 for an outage that ends just after it.
+    let secs = std::env::var("OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let (took, during) = settle_after_outage(&w, &mut svc, &all, Duration::from_secs(secs));
+    eprintln!("{secs} s outage at 30/min, 4 reconcilers, 60 s interval: {during} calls during it, all settled {took:?} after PhonePe returned");
+    assert!(took <= Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn a_permit_granted_before_a_pause_is_not_spent_in_it() {
+    let w = World::new("permit_before_pause");
+    w.insert_product("tee", 100);
+    let all = orders(&w, "P", 6, 600);
+    w.sim.set_rate_limit(Some(1));
+    // Reconciler 1 holds its first permit for 2 s before calling; meanwhile reconciler 0 spends
+    // PhonePe's one call a minute and meets a 429, which pauses calls for a minute.
+    let mut svc = Service::start(
+        &w,
+        &[
+            ("RECONCILER_JOB__RECONCILERS", "2"),
+            ("RECONCILER_FAULTS", "reconciler.before_call#1=delay2000@1"),
+        ],
+    );
+    eventually(SETTLE, "a 429 comes back", || {
+        w.sim.calls().iter().any(|c| c.http_status == 429)
+    });
+    let look_until = Instant::now() + Duration::from_secs(5);
+    eventually(Duration::from_secs(20), "a 5 s look", || Instant::now() >= look_until);
+    let calls = w.sim.calls();
+    let limited = calls.iter().filter(|c| c.http_status == 429).count();
+    assert_eq!(limited, 1, "the held permit was not spent in the pause: {calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(count(&w, doc! { "status": "confirmed" }), 1);
+    assert_eq!(count(&w, doc! { "status": "draft" }), all.len() as u64 - 1);
+    assert!(svc.alive());
 }

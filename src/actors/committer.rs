@@ -1,7 +1,10 @@
 //! StockCommitter: the one writer of order and stock state.
 //!
 //! It receives a decision for an order and makes it true in MongoDB exactly once: commit (confirm
-//! and deduct stock atomically), park for review, cancel, or reschedule. Every status change is
+//! and deduct stock atomically), park for review, cancel, or reschedule. A retry after a PhonePe
+//! error also increments the order's counter of that kind of failure (`Tally`) and keeps the
+//! error's secret-free excerpt in `reconciliation.lastError`; giving up on unusable answers parks
+//! the order as `needs_review` with that excerpt. Every status change is
 //! guarded by the status the reconciler saw, so when the webhook (or another instance) got there
 //! first the answer is `AlreadyProcessed` and nothing is written. Each `Settle` runs as its own
 //! future (`ResponseFuture`): commits of different orders overlap, and MongoDB's guards and
@@ -249,18 +252,20 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
                 .await?;
             Outcome::Rescheduled
         }
-        Decision::Retry { after, error } | Decision::PauseCalls { after, error } => {
-            env.store
-                .reschedule(
-                    &order.id,
-                    &env.owner,
-                    order.status,
-                    plus(now, jitter(after)),
-                    &error.code(),
-                    now,
-                )
-                .await?;
-            Outcome::Retried
+        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
+        Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
+        Decision::GiveUp { reason, error } => {
+            tracing::error!(reason, error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
+            let mut t = Transition::new(
+                order.status,
+                Status::NeedsReview,
+                PaymentStatus::Pending,
+                reason,
+                error.code(),
+                None,
+            );
+            t.last_error = Some(error.excerpt());
+            guarded(env, order, &t, now).await?
         }
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
@@ -272,6 +277,31 @@ pub async fn settle(env: &Env, order: &Order, decision: Decision) -> Result<Outc
     };
     tracing::info!(outcome = outcome.as_str(), "order reconciled");
     Ok(count(outcome))
+}
+
+/// No status change after a PhonePe error: due again after `after` (with jitter), the error's
+/// excerpt kept, and the order's counter of that kind of failure (`count`) incremented.
+async fn retry(
+    env: &Env,
+    order: &Order,
+    after: Duration,
+    error: &crate::domain::StatusError,
+    count: Option<&str>,
+    now: DateTime,
+) -> Result<Outcome, StoreError> {
+    env.store
+        .reschedule_after_error(
+            &order.id,
+            &env.owner,
+            order.status,
+            plus(now, jitter(after)),
+            &error.code(),
+            &error.excerpt(),
+            count,
+            now,
+        )
+        .await?;
+    Ok(Outcome::Retried)
 }
 
 async fn guarded(env: &Env, order: &Order, t: &Transition, now: DateTime) -> Result<Outcome, StoreError> {

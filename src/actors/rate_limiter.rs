@@ -7,13 +7,33 @@
 //! order. The budget's state lives in [`Budget`], outside the actor, so a restarted RateLimiter
 //! continues the same schedule instead of handing out a fresh burst.
 //!
-//! It is also the circuit breaker: a 429 pauses every caller for a minute; PhonePe rejecting our
-//! credentials (401 / AUTHORIZATION_FAILED / BAD_REQUEST) or a run of transient failures pauses
-//! calls for longer, so a dead PhonePe or a bad salt key does not burn the budget on doomed calls.
+//! It is also the circuit breaker, and the breaker acts at once whatever the pool size: the
+//! reconcilers record every call's result on the shared [`Budget`] directly (not through this
+//! actor's mailbox, where a report would wait behind every queued `Acquire`), and look at the
+//! pause again right before sending, so a permit granted before a pause is never spent in it.
+//! * A 429 pauses every caller for [`RATE_LIMITED_PAUSE`]; PhonePe rejecting our credentials
+//!   (401 / `AUTHORIZATION_FAILED`), or refusing [`REFUSALS_TO_PAUSE`] *different* orders in a
+//!   row (`BAD_REQUEST`, no good answer between), pauses calls for [`REJECTED_PAUSE`]. One
+//!   refused order alone is that order's problem (see `domain::decision`).
+//! * [`FAILURES_TO_OPEN`] transient failures in a row open the breaker for a *short* pause
+//!   ([`failure_pause`]: 2 s, 4 s, then 8 s, all within [`WAIT_AT_MOST`], so reconcilers wait it
+//!   out holding their orders). When it ends the breaker is half-open: one probe call goes out,
+//!   the others wait for its result; a failed probe pauses again (longer), a good answer closes
+//!   the breaker and the backlog resumes at the budget's pace. During an outage PhonePe sees one
+//!   call per pause, and the first good answer is at most one pause after it comes back.
+//! * [`Verdict::service_wide`] tells a reconciler whether its failure was the whole service's:
+//!   failures (5xx, timeout, connection) of at least two *different* orders in a row, or calls
+//!   paused. Such a failure is not the order's fault: it is retried in place (see
+//!   `actors::reconciler`) and adds nothing to the order's own backoff. A failure of one order
+//!   between good answers is that order's alone and backs it off, so one broken order cannot
+//!   burn the budget. (Two orders failing alone with no other traffic look like an outage; they
+//!   are then retried at the breaker's pace, one probe per pause.) Unreadable answers count
+//!   towards opening the breaker but never towards a service-wide verdict: PhonePe did answer.
 //!
 //! Fault points (feature `fault-injection`): `rate_limiter.started`; `rate_limiter.acquire` on
 //! each request (`panic`, `stop`, `error` = answered "paused", `delay<ms>` = a hung limiter).
 
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,20 +44,39 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 
 use super::supervisor::ChildGuard;
+pub use crate::domain::decision::{RATE_LIMITED_PAUSE, REJECTED_PAUSE};
 use crate::telemetry::names;
 
 type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
 
 /// When a pause is longer than this, `Acquire` answers `Paused` at once instead of waiting, so
 /// the reconciler gives the order back rather than sitting on its lease.
-const WAIT_AT_MOST: Duration = Duration::from_secs(10);
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(10);
 /// Consecutive transient failures that open the breaker.
-const FAILURES_TO_OPEN: u32 = 5;
+pub const FAILURES_TO_OPEN: u32 = 5;
+/// Different orders refused (`BAD_REQUEST`) in a row that pause every call as if rejected.
+pub const REFUSALS_TO_PAUSE: usize = 3;
+/// How long the other callers wait for a half-open probe's result at most (a probe whose caller
+/// never reports, e.g. it died, must not block the budget for good).
+const PROBE_AT_MOST: Duration = Duration::from_secs(30);
+/// How often waiters look at the shared state while they wait for a probe or a verdict.
+const POLL: Duration = Duration::from_millis(20);
+/// Different orders remembered in a run of failures or refusals (only "how many" matters).
+const RUN_MEMORY: usize = 8;
+
+/// The pause after the breaker opened `opened` times without a good answer between: 2 s, 4 s,
+/// then 8 s. Short on purpose: reconcilers wait through it (it is below [`WAIT_AT_MOST`]) and
+/// the half-open probe keeps an outage at one call per pause.
+pub fn failure_pause(opened: u32) -> Duration {
+    Duration::from_secs(1u64 << opened.clamp(1, 3))
+}
 
 /// The shared budget state: survives RateLimiter restarts.
 pub struct Budget {
     gcra: Gcra,
     clock: MonotonicClock,
+    /// The GCRA period: one permit per `period`.
+    period: Duration,
     /// Shared with the task that closes the `circuit_open` gauge when a pause ends.
     state: Arc<Mutex<BreakerState>>,
 }
@@ -45,27 +84,84 @@ pub struct Budget {
 #[derive(Default)]
 struct BreakerState {
     paused_until: Option<Instant>,
+    /// Transient failures in a row (calls sent since the last pause began).
     consecutive_failures: u32,
+    /// The different orders among the failures in a row (keys, see [`order_key`]).
+    failing: Vec<u64>,
+    /// The different orders refused in a row.
+    refused: Vec<u64>,
+    /// Failure pauses in a row without a good answer (sets the next pause's length).
     opened: u32,
+    /// When the last failure pause began: results of calls sent before it are stale (they were
+    /// in flight already) and do not open the breaker again.
+    opened_at: Option<Instant>,
+    /// After a failure pause: the next call is a probe, the others wait for its result.
+    half_open: bool,
+    /// When the probe was let out, while it has not reported.
+    probe: Option<Instant>,
+    /// Results recorded so far (waiters for a verdict watch it move).
+    results: u64,
+}
+
+impl BreakerState {
+    fn service_wide(&self, now: Instant) -> bool {
+        self.failing.len() >= 2 || self.paused_until.is_some_and(|t| t > now)
+    }
+
+    fn close(&mut self) {
+        self.consecutive_failures = 0;
+        self.failing.clear();
+        self.opened = 0;
+        self.opened_at = None;
+        self.half_open = false;
+        self.probe = None;
+    }
 }
 
 fn lock(state: &Mutex<BreakerState>) -> MutexGuard<'_, BreakerState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How a PhonePe call went, reported by the reconciler after each call.
+fn remember(run: &mut Vec<u64>, key: u64) {
+    if !run.contains(&key) && run.len() < RUN_MEMORY {
+        run.push(key);
+    }
+}
+
+/// The breaker's key for an order: a hash of its merchantTransactionId (the breaker only tells
+/// orders apart; it keeps no id).
+pub fn order_key(mtid: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mtid.hash(&mut h);
+    h.finish()
+}
+
+/// How a PhonePe call went, recorded by the reconciler right after each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallResult {
     /// A business answer (any state).
     Answered,
     /// HTTP 429: everyone backs off.
     RateLimited,
-    /// 5xx, timeout, connection or malformed answer.
-    Failed,
-    /// Our credentials or request were refused.
+    /// 5xx, timeout or connection error, for the order with this key.
+    Failed(u64),
+    /// A malformed or undocumented answer: counts towards opening the breaker, but never makes
+    /// another order's failure look service-wide (it is about this order; see `domain::decision`).
+    Unreadable,
+    /// Our credentials were refused (401 / AUTHORIZATION_FAILED).
     Rejected,
+    /// PhonePe refused the request about the order with this key (BAD_REQUEST).
+    Refused(u64),
 }
 
+/// What the breaker made of one result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The failure looks like the whole service's (see the module docs), not the order's.
+    pub service_wide: bool,
+    /// Results recorded up to and including this one (for [`Budget::await_verdict`]).
+    pub seq: u64,
+}
 impl Budget {
     /// A budget of `per_minute` calls in any 60-second window.
     pub fn per_minute(per_minute: u32) -> Budget {
@@ -82,6 +178,7 @@ impl Budget {
         Budget {
             gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock),
             clock: MonotonicClock,
+            period,
             state: Arc::default(),
         }
     }
@@ -118,38 +215,117 @@ impl Budget {
         }
     }
 
-    /// Feed the breaker with the result of one call.
-    pub fn record(&self, r: CallResult) {
-        let pause = {
+    /// Feed the breaker with the result of one call sent at `sent`. Called by the reconciler
+    /// directly, so it takes effect before the next permit is handed out.
+    pub fn record(&self, r: CallResult, sent: Instant) -> Verdict {
+        let now = Instant::now();
+        let (pause, verdict) = {
             let mut s = self.lock();
-            match r {
-                CallResult::Answered => {
-                    s.consecutive_failures = 0;
-                    s.opened = 0;
-                    None
-                }
-                CallResult::RateLimited => Some(Duration::from_secs(60)),
-                CallResult::Rejected => Some(crate::domain::decision::REJECTED_PAUSE),
-                CallResult::Failed => {
-                    s.consecutive_failures += 1;
-                    if s.consecutive_failures >= FAILURES_TO_OPEN {
-                        s.consecutive_failures = 0;
-                        s.opened = (s.opened + 1).min(4);
-                        Some(Duration::from_secs(15 << s.opened)) // 30 s … 4 min
-                    } else {
-                        None
-                    }
-                }
+            s.results += 1;
+            let pause = Self::apply(&mut s, r, sent);
+            if pause.is_some() {
+                s.probe = None;
             }
+            let service_wide = pause.is_some() || s.service_wide(now);
+            (
+                pause,
+                Verdict {
+                    service_wide,
+                    seq: s.results,
+                },
+            )
         };
         if let Some(d) = pause {
-            tracing::warn!(pause_secs = d.as_secs(), cause = ?r, "pausing PhonePe calls");
+            tracing::warn!(pause_secs = d.as_secs_f64(), cause = ?r, "pausing PhonePe calls");
             self.pause(d);
+        }
+        verdict
+    }
+
+    /// The breaker's transition for one result; `Some` pause if calls must pause now.
+    fn apply(s: &mut BreakerState, r: CallResult, sent: Instant) -> Option<Duration> {
+        match r {
+            CallResult::Answered => {
+                s.close();
+                s.refused.clear();
+                None
+            }
+            CallResult::RateLimited => Some(RATE_LIMITED_PAUSE),
+            CallResult::Rejected => Some(REJECTED_PAUSE),
+            CallResult::Refused(key) => {
+                // PhonePe answered coherently: it is up, whatever it thinks of this order.
+                s.close();
+                remember(&mut s.refused, key);
+                if s.refused.len() >= REFUSALS_TO_PAUSE {
+                    s.refused.clear();
+                    return Some(REJECTED_PAUSE);
+                }
+                None
+            }
+            CallResult::Failed(_) | CallResult::Unreadable => {
+                if let CallResult::Failed(key) = r {
+                    remember(&mut s.failing, key);
+                }
+                if s.opened_at.is_some_and(|t| sent < t) {
+                    return None; // in flight before the last pause: already accounted for
+                }
+                s.consecutive_failures += 1;
+                if s.half_open || s.consecutive_failures >= FAILURES_TO_OPEN {
+                    s.consecutive_failures = 0;
+                    s.opened = (s.opened + 1).min(3);
+                    s.opened_at = Some(Instant::now());
+                    s.half_open = true;
+                    return Some(failure_pause(s.opened));
+                }
+                None
+            }
         }
     }
 
-    /// Wait for the next permit: first for any pause to end, then for the GCRA schedule.
-    /// Returns how long the caller waited.
+    /// After a failure the breaker could not yet call service-wide (`verdict`): wait for the next
+    /// result of any call (bounded by about two permits), then tell whether the failure was the
+    /// whole service's after all. With no other call meanwhile, it was this order's alone.
+    pub async fn await_verdict(&self, verdict: Verdict) -> bool {
+        if verdict.service_wide {
+            return true;
+        }
+        let deadline = Instant::now() + (self.period * 2 + Duration::from_secs(1)).min(WAIT_AT_MOST);
+        loop {
+            {
+                let s = self.lock();
+                if s.results > verdict.seq {
+                    return s.service_wide(Instant::now());
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A half-open probe is out and has not reported yet: wait for it.
+    fn probe_out(&self) -> bool {
+        let s = self.lock();
+        s.half_open && s.probe.is_some_and(|t| t.elapsed() < PROBE_AT_MOST)
+    }
+
+    /// Take a GCRA permit if one is due; a permit in the half-open state makes its call the probe.
+    fn try_permit(&self) -> Result<(), Duration> {
+        let mut s = self.lock();
+        match self.gcra.check() {
+            Ok(()) => {
+                if s.half_open {
+                    s.probe = Some(Instant::now());
+                }
+                Ok(())
+            }
+            Err(not_until) => Err(not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
+    /// Wait for the next permit: first for any pause to end and any half-open probe to report,
+    /// then for the GCRA schedule. Returns how long the caller waited.
     pub async fn acquire(&self) -> Result<Duration, Paused> {
         let started = Instant::now();
         loop {
@@ -161,10 +337,14 @@ impl Budget {
                 tokio::time::sleep(left).await;
                 continue;
             }
+            if self.probe_out() {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
             metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
-            match self.gcra.check() {
+            match self.try_permit() {
                 Ok(()) => return Ok(started.elapsed()),
-                Err(not_until) => tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await,
+                Err(wait) => tokio::time::sleep(wait).await,
             }
         }
     }
@@ -181,11 +361,6 @@ pub struct Paused {
 #[rtype(result = "Result<Duration, Paused>")]
 pub struct Acquire;
 
-/// Report how a call went (feeds the breaker).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Report(pub CallResult);
-
 pub struct RateLimiter {
     budget: std::sync::Arc<Budget>,
     _guard: ChildGuard,
@@ -201,7 +376,7 @@ impl Actor for RateLimiter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Waiters queue here; make the mailbox large enough for the whole pool plus reports.
+        // Waiters queue here; make the mailbox large enough for the whole pool.
         ctx.set_mailbox_capacity(1024);
         if crate::fault::point("rate_limiter.started") == Some(crate::fault::Injected::Stop) {
             ctx.stop();
@@ -230,14 +405,6 @@ impl Handler<Acquire> for RateLimiter {
             }
             .into_actor(self),
         ))
-    }
-}
-
-impl Handler<Report> for RateLimiter {
-    type Result = ();
-
-    fn handle(&mut self, msg: Report, _: &mut Self::Context) {
-        self.budget.record(msg.0);
     }
 }
 
@@ -274,26 +441,160 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(4 * 10), "{:?}", t0.elapsed());
     }
 
+    /// How long calls stay paused from now, in whole seconds (rounded).
+    fn paused_secs(b: &Budget) -> u64 {
+        b.paused_until()
+            .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().round() as u64)
+            .unwrap_or(0)
+    }
+
+    fn record(b: &Budget, r: CallResult) -> Verdict {
+        b.record(r, Instant::now())
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn long_pause_answers_paused_at_once() {
         let b = Budget::per_minute(30);
-        b.record(CallResult::Rejected);
+        record(&b, CallResult::Rejected);
         let err = b.acquire().await.unwrap_err();
         assert!(err.until > Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_429_pauses_a_minute_and_rejected_credentials_five_minutes() {
+        let b = Budget::per_minute(30);
+        assert!(record(&b, CallResult::RateLimited).service_wide);
+        assert_eq!(paused_secs(&b), 60);
+        let b = Budget::per_minute(30);
+        assert!(record(&b, CallResult::Rejected).service_wide);
+        assert_eq!(paused_secs(&b), 300);
+    }
+
+    #[test]
+    fn one_refused_order_pauses_nothing_but_several_different_ones_do() {
+        let b = Budget::per_minute(30);
+        // The same order refused again and again (it is claimed oldest first): its problem only.
+        for _ in 0..10 {
+            assert!(!record(&b, CallResult::Refused(1)).service_wide);
+        }
+        assert_eq!(b.paused_until(), None);
+        // A good answer between refusals of different orders: still nothing.
+        record(&b, CallResult::Refused(2));
+        record(&b, CallResult::Answered);
+        record(&b, CallResult::Refused(3));
+        assert_eq!(b.paused_until(), None);
+        // Three different orders refused in a row: our request is wrong for everyone.
+        record(&b, CallResult::Refused(4));
+        assert!(record(&b, CallResult::Refused(5)).service_wide);
+        assert_eq!(paused_secs(&b), 300);
+    }
+
+    #[test]
+    fn failures_of_one_order_are_its_own_and_of_several_the_services() {
+        let b = Budget::per_minute(30);
+        assert!(!record(&b, CallResult::Failed(1)).service_wide);
+        assert!(!record(&b, CallResult::Failed(1)).service_wide);
+        assert!(record(&b, CallResult::Failed(2)).service_wide);
+        record(&b, CallResult::Answered);
+        assert!(!record(&b, CallResult::Failed(3)).service_wide);
+    }
+
+    #[test]
+    fn unreadable_answers_open_the_breaker_but_make_no_failure_look_service_wide() {
+        let b = Budget::per_minute(30);
+        record(&b, CallResult::Unreadable);
+        assert!(!record(&b, CallResult::Failed(1)).service_wide);
+        for _ in 0..FAILURES_TO_OPEN - 2 {
+            record(&b, CallResult::Unreadable);
+        }
+        assert_eq!(paused_secs(&b), 2);
     }
 
     #[test]
     fn breaker_opens_after_consecutive_failures_only() {
         let b = Budget::per_minute(30);
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            b.record(CallResult::Failed);
+            record(&b, CallResult::Failed(1));
         }
-        b.record(CallResult::Answered);
-        b.record(CallResult::Failed);
+        record(&b, CallResult::Answered);
+        record(&b, CallResult::Failed(1));
         assert!(b.paused_until().is_none());
         for _ in 0..FAILURES_TO_OPEN {
-            b.record(CallResult::Failed);
+            record(&b, CallResult::Failed(1));
         }
         assert!(b.paused_until().is_some());
+    }
+
+    #[test]
+    fn failure_pauses_are_short_grow_and_stay_within_what_callers_wait_through() {
+        let b = Budget::per_minute(30);
+        for _ in 0..FAILURES_TO_OPEN {
+            record(&b, CallResult::Failed(1));
+        }
+        assert_eq!(paused_secs(&b), 2);
+        // A call that was in flight before the pause fails too: already accounted for.
+        let before = Instant::now() - Duration::from_secs(1);
+        b.record(CallResult::Failed(2), before);
+        assert_eq!(paused_secs(&b), 2, "a stale failure does not reopen the breaker");
+        // Each failed probe (half-open: one failure is enough) pauses longer: 4 s, then 8 s.
+        let mut pauses = vec![];
+        for _ in 0..3 {
+            lock(&b.state).paused_until = None;
+            record(&b, CallResult::Failed(1));
+            pauses.push(paused_secs(&b));
+        }
+        assert_eq!(pauses, [4, 8, 8]);
+        assert!(failure_pause(u32::MAX) < WAIT_AT_MOST);
+        // A good answer closes the breaker: the next run starts from 2 s and five failures.
+        record(&b, CallResult::Answered);
+        lock(&b.state).paused_until = None;
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            record(&b, CallResult::Failed(1));
+        }
+        assert_eq!(b.paused_until(), None);
+        record(&b, CallResult::Failed(1));
+        assert_eq!(paused_secs(&b), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn half_open_lets_one_probe_out_and_the_others_wait_for_its_result() {
+        let b = Arc::new(Budget::per_minute(6000));
+        {
+            let mut s = lock(&b.state);
+            s.half_open = true; // a failure pause just ended
+        }
+        b.acquire().await.expect("the probe's permit");
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire().await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "nobody calls while the probe is out");
+        record(&b, CallResult::Answered);
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        assert!(matches!(got, Ok(Ok(Ok(_)))), "the probe answered: calls resume");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_failure_waits_for_the_next_result_to_tell_whose_it_was() {
+        let b = Arc::new(Budget::per_minute(6000));
+        let first = record(&b, CallResult::Failed(1));
+        assert!(!first.service_wide);
+        // Nobody else calls: the order's own error.
+        assert!(!b.await_verdict(first).await);
+        // Another order fails next: PhonePe fails for everyone.
+        let b2 = b.clone();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            record(&b2, CallResult::Failed(2));
+        });
+        assert!(b.await_verdict(first).await);
+        later.await.unwrap();
+        // A good answer next: the failure was the order's alone.
+        record(&b, CallResult::Answered);
+        let lone = record(&b, CallResult::Failed(3));
+        let b3 = b.clone();
+        tokio::spawn(async move { record(&b3, CallResult::Answered) });
+        assert!(!b.await_verdict(lone).await);
     }
 }

@@ -1,6 +1,10 @@
 //! OrderReconciler: one order at a time, top to bottom.
 //!
-//! permit from the RateLimiter → PhonePe status → `decide` → StockCommitter. The reconciler
+//! permit from the RateLimiter → PhonePe status → `decide` → StockCommitter. Each call's result
+//! goes straight onto the shared budget (the breaker acts before the next permit), and the pause is
+//! checked again right before sending. A failure the breaker calls service-wide (PhonePe failing
+//! for several orders in a row) is retried in place while half the lease is left, and is decided
+//! by `on_service_error`: it adds nothing to the order's own backoff. The reconciler
 //! itself writes no decision; if anything between the claim and the committer fails (an actor
 //! died, calls are paused), the order is given back — rescheduled and its lease released — and a
 //! later scan claims it again. Giving back is always safe: the release is guarded by the status
@@ -25,9 +29,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::committer::{ParkInvalid, Settle};
-use super::rate_limiter::{Acquire, CallResult, Paused, RateLimiter, Report};
+use super::rate_limiter::{order_key, Acquire, CallResult, Paused, RateLimiter, WAIT_AT_MOST};
 use super::supervisor::{ChildGuard, ChildId};
 use super::{set, Env, Outcome, Wiring};
+use crate::domain::decision::on_service_error;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
 use crate::store::orders::plus;
@@ -226,23 +231,16 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, index: usize, claimed: Claime
     if wiring.committer().is_none() {
         return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "COMMITTER_DOWN").await;
     }
-    // 1. A permit from the PhonePe budget (FIFO; may wait).
-    let limiter = match acquire(wiring).await {
-        Some((limiter, Ok(waited))) => {
-            metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
-            limiter
-        }
-        Some((_, Err(paused))) => return give_back(env, &order, paused.until).await,
-        None => return release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await,
+    // 1–2. A permit, then PhonePe's answer; a failure of the whole service is retried in place.
+    let (answer, service_wide) = match ask_until_answered(env, wiring, index, &order).await {
+        Ok(asked) => asked,
+        Err(given_back) => return given_back,
     };
-    if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
-        tokio::time::sleep(d).await;
-    }
-    // 2. Ask PhonePe.
-    let answer = ask_phonepe(env, &order).await;
-    limiter.do_send(Report(call_result(&answer)));
-    // 3. Decide.
-    let decision = decide(&order, &answer, DateTime::now(), &env.policy);
+    // 3. Decide: an error of the whole service is not held against the order.
+    let decision = match &answer {
+        Err(e) if service_wide => on_service_error(e),
+        _ => decide(&order, &answer, DateTime::now(), &env.policy),
+    };
     log_decision(&decision);
     if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_settle", index) {
         tokio::time::sleep(d).await;
@@ -275,6 +273,67 @@ pub async fn reconcile(env: &Env, wiring: &Wiring, index: usize, claimed: Claime
     outcome
 }
 
+/// A permit, then PhonePe's answer, with whether a failure was the whole service's (the breaker's
+/// [`Verdict`](super::rate_limiter::Verdict), waiting for the next call's result when one failure
+/// alone cannot tell). A service-wide failure (5xx, timeout, connection) is retried right here,
+/// holding the order, while half its lease is left: the breaker paces the retries (one probe per
+/// short pause), and when PhonePe answers again the held orders go first, at the budget's pace,
+/// instead of waiting for the next scan. `Err` is the outcome of giving the order back unasked.
+async fn ask_until_answered(
+    env: &Env,
+    wiring: &Wiring,
+    index: usize,
+    order: &Order,
+) -> Result<(Result<StatusReport, StatusError>, bool), Outcome> {
+    let hold_until = Instant::now() + env.settings.job.lease_ttl / 2;
+    let key = order_key(order.merchant_transaction_id.as_str());
+    loop {
+        permit(env, wiring, index, order).await?;
+        let sent = Instant::now();
+        let answer = ask_phonepe(env, order).await;
+        let verdict = env.budget.record(call_result(&answer, key), sent);
+        let outage = matches!(&answer, Err(e @ StatusError::Transient { .. }) if !e.is_unreadable());
+        let service_wide = match &answer {
+            Ok(_) => false,
+            // PhonePe did answer, unreadably, about this order: always the order's own count.
+            Err(e) if e.is_unreadable() => false,
+            Err(_) if outage => env.budget.await_verdict(verdict).await,
+            Err(_) => verdict.service_wide,
+        };
+        if outage && service_wide && Instant::now() < hold_until {
+            tracing::debug!("PhonePe is failing for every order; retrying in place");
+            continue;
+        }
+        return Ok((answer, service_wide));
+    }
+}
+
+/// A permit from the budget that may be spent now: if calls were paused after it was granted
+/// (another call met a 429 or a dead PhonePe), it is not spent: wait out a short pause and ask
+/// again, or give the order back for a long one.
+async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Result<(), Outcome> {
+    loop {
+        match acquire(wiring).await {
+            Some((_, Ok(waited))) => {
+                metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
+            }
+            Some((_, Err(paused))) => return Err(give_back(env, order, paused.until).await),
+            None => return Err(release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await),
+        }
+        if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
+            tokio::time::sleep(d).await;
+        }
+        // Right before sending: the permit may predate a pause.
+        match env.budget.paused_until() {
+            None => return Ok(()),
+            Some(until) if until.saturating_duration_since(Instant::now()) > WAIT_AT_MOST => {
+                return Err(give_back(env, order, until).await)
+            }
+            Some(_) => continue, // a short pause: `acquire` waits it out
+        }
+    }
+}
+
 async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusError> {
     let started = Instant::now();
     let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
@@ -292,19 +351,24 @@ async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusErr
     answer
 }
 
-fn call_result(answer: &Result<StatusReport, StatusError>) -> CallResult {
+fn call_result(answer: &Result<StatusReport, StatusError>, key: u64) -> CallResult {
     match answer {
         Ok(_) => CallResult::Answered,
         Err(StatusError::RateLimited) => CallResult::RateLimited,
         Err(StatusError::Rejected { .. }) => CallResult::Rejected,
-        Err(StatusError::Transient { .. }) => CallResult::Failed,
+        Err(StatusError::Refused { .. }) => CallResult::Refused(key),
+        Err(e @ StatusError::Transient { .. }) if e.is_unreadable() => CallResult::Unreadable,
+        Err(StatusError::Transient { .. }) => CallResult::Failed(key),
     }
 }
 
 fn log_decision(d: &Decision) {
     match d {
-        Decision::Retry { after, error } => {
-            tracing::warn!(error = %error, retry_in_secs = after.as_secs(), "PhonePe could not answer; nothing changes, retrying later")
+        Decision::Retry { after, error, tally } => {
+            tracing::warn!(error = %error, retry_in_secs = after.as_secs(), counted = ?tally, "PhonePe could not answer; nothing changes, retrying later")
+        }
+        Decision::GiveUp { reason, error } => {
+            tracing::error!(error = %error.excerpt(), reason, "PhonePe's answers about this order stay unusable; parking it for a person")
         }
         Decision::PauseCalls { after, error } => {
             tracing::error!(error = %error, pause_secs = after.as_secs(), "PhonePe rejected the request: configuration error; pausing calls")

@@ -4,7 +4,11 @@
 //! and the policy, and returns exactly one action. It does no I/O and reads no clock, so every row
 //! of the table is a unit test below. Money rules, in order of precedence:
 //! * nothing is confirmed unless PhonePe says COMPLETED for *our* merchant and the *exact* amount;
-//! * an error (429, 5xx, timeout, malformed, unknown code) never changes an order's status;
+//! * an error (429, 5xx, timeout, malformed, unknown code) never changes an order's status: it is
+//!   retried with backoff. The only exceptions are answers that will not get better for *this*
+//!   order: after `job.unreadable_max_attempts` unreadable answers (malformed or an unknown code)
+//!   or [`REJECTIONS_TO_REVIEW`] refusals (`BAD_REQUEST`) the order is parked as `needs_review`
+//!   (`phonepe_unreadable` / `phonepe_rejected`) for a person — never cancelled, never confirmed;
 //! * a final failure cancels; pending / not-found cancels only once the order is older than
 //!   `pending_timeout`, and is then watched for a late payment.
 
@@ -24,6 +28,9 @@ pub struct Policy {
     pub pending_timeout: Duration,
     /// How long after cancellation a timed-out order is still re-checked for a late payment.
     pub late_payment_watch: Duration,
+    /// Unreadable answers (malformed, unknown code) for one order before it is parked
+    /// (`job.unreadable_max_attempts`, ≥ 1).
+    pub unreadable_max_attempts: u32,
 }
 
 /// Why an order is parked for a person.
@@ -36,6 +43,37 @@ pub mod review {
     pub const INVALID_PRODUCT: &str = "invalid_product";
     pub const INVALID_ORDER: &str = "invalid_order";
     pub const PAID_AFTER_CANCEL: &str = "paid_after_cancel";
+    /// PhonePe refused the request about this transaction (`BAD_REQUEST`) several times.
+    pub const PHONEPE_REJECTED: &str = "phonepe_rejected";
+    /// PhonePe's answers about this transaction stayed malformed or undocumented.
+    pub const PHONEPE_UNREADABLE: &str = "phonepe_unreadable";
+}
+
+/// Which of the order's own counters (in `reconciliation`) a retry adds to. Each kind of failure
+/// has its own count, so its backoff and its limit are not driven by the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// A failure of the whole service (429, PhonePe down for every order): not the order's fault,
+    /// no count of its own grows, and it is retried soon.
+    Service,
+    /// An error of this order alone (5xx, timeout, connection): `reconciliation.errors`.
+    Error,
+    /// A malformed or undocumented answer: `reconciliation.unreadable`.
+    Unreadable,
+    /// A `BAD_REQUEST` refusal of this transaction: `reconciliation.rejections`.
+    Rejection,
+}
+
+impl Tally {
+    /// The `orders` field the retry increments, if any.
+    pub fn field(self) -> Option<&'static str> {
+        match self {
+            Tally::Service => None,
+            Tally::Error => Some("reconciliation.errors"),
+            Tally::Unreadable => Some("reconciliation.unreadable"),
+            Tally::Rejection => Some("reconciliation.rejections"),
+        }
+    }
 }
 
 /// Why an order is cancelled.
@@ -69,8 +107,17 @@ pub enum Decision {
     },
     /// Still pending at PhonePe (or not there yet): look again after `after`. No status change.
     Reschedule { after: Duration, code: String },
-    /// PhonePe could not answer (transient, 429): no status change, retry after `after`.
-    Retry { after: Duration, error: StatusError },
+    /// PhonePe could not answer (transient, 429, refused): no status change, retry after `after`,
+    /// counting the failure in `tally`.
+    Retry {
+        after: Duration,
+        error: StatusError,
+        tally: Tally,
+    },
+    /// PhonePe's answers about this order will not get better by asking again (unreadable or
+    /// refused too often): park as `needs_review` with `reason`, payment still pending, and the
+    /// error's secret-free excerpt in `reconciliation.lastError`. Nothing is deducted.
+    GiveUp { reason: &'static str, error: StatusError },
     /// PhonePe rejected our credentials or request: no status change, and stop calling for a while.
     PauseCalls { after: Duration, error: StatusError },
     /// A cancelled order's late-payment watch is over (or it no longer qualifies): stop looking.
@@ -83,13 +130,22 @@ pub fn pending_backoff(attempts: u32) -> Duration {
     Duration::from_secs(60u64 << attempts.min(3)) // 1, 2, 4, 8 minutes
 }
 
-/// Backoff after an error: 30 s doubling per attempt, capped at 15 minutes. Callers add jitter.
+/// Backoff after an error of the order's own: 30 s doubling with its count of that kind of
+/// failure (`errors`, `unreadable` or `rejections`, not every check), capped at 15 minutes.
+/// Callers add jitter.
 pub fn error_backoff(attempts: u32) -> Duration {
     Duration::from_secs((30u64 << attempts.min(5)).min(900))
 }
 
 /// How long calls pause after PhonePe rejects our credentials.
 pub const REJECTED_PAUSE: Duration = Duration::from_secs(300);
+/// How long calls pause, and the order waits, after a 429.
+pub const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(60);
+/// How soon an order comes back after a failure of the whole service (PhonePe down for everyone):
+/// the breaker, not the order's own backoff, keeps the calls down meanwhile.
+pub const SERVICE_RETRY: Duration = Duration::from_secs(5);
+/// `BAD_REQUEST` refusals of one order before it is parked as `phonepe_rejected`.
+pub const REJECTIONS_TO_REVIEW: u32 = 3;
 /// The first wait of a late-payment watch (after the cancellation), and the unit its later
 /// waits double from.
 pub const LATE_PAYMENT_RECHECK: Duration = Duration::from_secs(15 * 60);
@@ -131,7 +187,7 @@ fn age(order: &Order, now: DateTime) -> Duration {
 pub fn decide(order: &Order, answer: &Result<StatusReport, StatusError>, now: DateTime, policy: &Policy) -> Decision {
     let report = match answer {
         Ok(r) => r,
-        Err(e) => return on_error(order, e),
+        Err(e) => return on_error(order, e, policy),
     };
     match order.status {
         Status::Draft => decide_draft(order, report, now, policy),
@@ -141,19 +197,72 @@ pub fn decide(order: &Order, answer: &Result<StatusReport, StatusError>, now: Da
     }
 }
 
-fn on_error(order: &Order, e: &StatusError) -> Decision {
+/// An error about this order alone (as far as the breaker can tell, the calls around it went
+/// through): the order's own count of that kind of failure grows and sets its backoff.
+fn on_error(order: &Order, e: &StatusError, policy: &Policy) -> Decision {
+    match e {
+        StatusError::RateLimited | StatusError::Rejected { .. } => on_service_error(e),
+        StatusError::Refused { .. } => counted(
+            order,
+            e,
+            order.rejections,
+            REJECTIONS_TO_REVIEW,
+            review::PHONEPE_REJECTED,
+            Tally::Rejection,
+        ),
+        StatusError::Transient { .. } if e.is_unreadable() => counted(
+            order,
+            e,
+            order.unreadable,
+            policy.unreadable_max_attempts,
+            review::PHONEPE_UNREADABLE,
+            Tally::Unreadable,
+        ),
+        StatusError::Transient { .. } => Decision::Retry {
+            after: error_backoff(order.errors),
+            error: e.clone(),
+            tally: Tally::Error,
+        },
+    }
+}
+
+/// Retry with backoff on the order's count `so_far` of this kind of failure, or give up once this
+/// one makes `max` (a `max` of 0 counts as 1). Only a draft is parked: a cancelled order watched
+/// for a late payment just keeps being retried until its watch ends.
+fn counted(order: &Order, e: &StatusError, so_far: u32, max: u32, reason: &'static str, tally: Tally) -> Decision {
+    if order.status == Status::Draft && so_far.saturating_add(1) >= max.max(1) {
+        Decision::GiveUp {
+            reason,
+            error: e.clone(),
+        }
+    } else {
+        Decision::Retry {
+            after: error_backoff(so_far),
+            error: e.clone(),
+            tally,
+        }
+    }
+}
+
+/// An error of the whole service rather than of one order: a 429, rejected credentials, the same
+/// refusal for several different orders, or failures of several different orders in a row (the
+/// breaker tells, see `actors::rate_limiter`). No count of the order's grows: it is retried as
+/// soon as calls may resume, and the breaker keeps the calls down meanwhile.
+pub fn on_service_error(e: &StatusError) -> Decision {
     match e {
         StatusError::RateLimited => Decision::Retry {
-            after: Duration::from_secs(60),
+            after: RATE_LIMITED_PAUSE,
+            error: e.clone(),
+            tally: Tally::Service,
+        },
+        StatusError::Rejected { .. } | StatusError::Refused { .. } => Decision::PauseCalls {
+            after: REJECTED_PAUSE,
             error: e.clone(),
         },
         StatusError::Transient { .. } => Decision::Retry {
-            after: error_backoff(order.attempts),
+            after: SERVICE_RETRY,
             error: e.clone(),
-        },
-        StatusError::Rejected { .. } => Decision::PauseCalls {
-            after: REJECTED_PAUSE,
-            error: e.clone(),
+            tally: Tally::Service,
         },
     }
 }
@@ -262,6 +371,7 @@ mod tests {
             merchant_id: "MERCHANTUAT".into(),
             pending_timeout: Duration::from_secs(1800),
             late_payment_watch: Duration::from_secs(86400),
+            unreadable_max_attempts: 8,
         }
     }
 
@@ -280,6 +390,9 @@ mod tests {
             created_at: DateTime::from_millis(NOW_MS - age_secs * 1000),
             attempts: 0,
             reason: None,
+            errors: 0,
+            unreadable: 0,
+            rejections: 0,
         }
     }
 
@@ -495,10 +608,151 @@ mod tests {
         assert!(matches!(d, Decision::PauseCalls { .. }), "{d:?}");
     }
 
+    fn transient(kind: TransientKind) -> StatusError {
+        StatusError::Transient {
+            kind,
+            detail: "x".into(),
+        }
+    }
+
+    fn refused() -> StatusError {
+        StatusError::Refused {
+            code: "BAD_REQUEST".into(),
+            http_status: 400,
+        }
+    }
+
+    /// The retry's delay and tally, or a panic naming the decision.
+    fn retry_of(d: Decision) -> (Duration, Tally) {
+        match d {
+            Decision::Retry { after, tally, .. } => (after, tally),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_backoff_doubles_on_the_orders_own_error_count_not_its_checks() {
+        let mut o = order(100_000, Status::Draft);
+        o.attempts = 7; // pending checks and service-wide failures do not count
+        let mut delays = vec![];
+        for errors in 0..4 {
+            o.errors = errors;
+            let (after, tally) = retry_of(run(&o, Err(transient(TransientKind::Server))));
+            assert_eq!(tally, Tally::Error);
+            delays.push(after.as_secs());
+        }
+        assert_eq!(delays, [30, 60, 120, 240]);
+    }
+
+    #[test]
+    fn a_429_waits_a_minute_and_rejected_credentials_pause_five_minutes_without_counting() {
+        let o = order(100_000, Status::Draft);
+        assert_eq!(
+            retry_of(run(&o, Err(StatusError::RateLimited))),
+            (Duration::from_secs(60), Tally::Service)
+        );
+        let d = run(
+            &o,
+            Err(StatusError::Rejected {
+                code: "AUTHORIZATION_FAILED".into(),
+                http_status: 401,
+            }),
+        );
+        assert!(
+            matches!(d, Decision::PauseCalls { after, .. } if after == Duration::from_secs(300)),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_order_backs_off_then_is_parked_as_phonepe_rejected() {
+        let mut o = order(600, Status::Draft);
+        let mut delays = vec![];
+        for rejections in 0..REJECTIONS_TO_REVIEW - 1 {
+            o.rejections = rejections;
+            let (after, tally) = retry_of(run(&o, Err(refused())));
+            assert_eq!(tally, Tally::Rejection);
+            delays.push(after.as_secs());
+        }
+        assert_eq!(delays, [30, 60]);
+        o.rejections = REJECTIONS_TO_REVIEW - 1;
+        assert_eq!(
+            run(&o, Err(refused())),
+            Decision::GiveUp {
+                reason: review::PHONEPE_REJECTED,
+                error: refused()
+            }
+        );
+        assert_eq!(REJECTIONS_TO_REVIEW, 3);
+        // A watched cancellation is never parked for it: it keeps its status.
+        let mut watched = order(4000, Status::Cancelled);
+        watched.reason = Some(cancel::PENDING_TIMEOUT.into());
+        watched.rejections = 10;
+        assert_eq!(retry_of(run(&watched, Err(refused()))).1, Tally::Rejection);
+    }
+
+    #[test]
+    fn unreadable_answers_are_counted_apart_and_parked_after_the_configured_attempts() {
+        for kind in [TransientKind::Malformed, TransientKind::UnknownCode] {
+            let mut o = order(100_000, Status::Draft);
+            o.errors = 5; // other failures do not bring the limit closer
+            for unreadable in 0..7 {
+                o.unreadable = unreadable;
+                let (after, tally) = retry_of(run(&o, Err(transient(kind))));
+                assert_eq!((after, tally), (error_backoff(unreadable), Tally::Unreadable));
+            }
+            o.unreadable = 7; // this answer is the 8th
+            assert_eq!(
+                run(&o, Err(transient(kind))),
+                Decision::GiveUp {
+                    reason: review::PHONEPE_UNREADABLE,
+                    error: transient(kind)
+                }
+            );
+        }
+        // The limit is the policy's.
+        let mut p = policy();
+        p.unreadable_max_attempts = 1;
+        let d = decide(
+            &order(600, Status::Draft),
+            &Err(transient(TransientKind::Malformed)),
+            DateTime::from_millis(NOW_MS),
+            &p,
+        );
+        assert!(matches!(d, Decision::GiveUp { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_failure_of_the_whole_service_is_retried_soon_and_counts_for_no_order() {
+        for kind in [TransientKind::Server, TransientKind::Timeout, TransientKind::Connection] {
+            assert_eq!(
+                retry_of(on_service_error(&transient(kind))),
+                (SERVICE_RETRY, Tally::Service)
+            );
+        }
+        assert!(SERVICE_RETRY <= Duration::from_secs(10));
+        assert_eq!(
+            retry_of(on_service_error(&StatusError::RateLimited)),
+            (Duration::from_secs(60), Tally::Service)
+        );
+        // The same refusal for several different orders: our request is wrong for everyone.
+        assert!(matches!(
+            on_service_error(&refused()),
+            Decision::PauseCalls { after, .. } if after == REJECTED_PAUSE
+        ));
+        assert_eq!(Tally::Service.field(), None);
+        assert_eq!(Tally::Error.field(), Some("reconciliation.errors"));
+        assert_eq!(Tally::Unreadable.field(), Some("reconciliation.unreadable"));
+        assert_eq!(Tally::Rejection.field(), Some("reconciliation.rejections"));
+    }
+
     #[test]
     fn backoffs_grow_and_cap() {
         assert_eq!(error_backoff(0), Duration::from_secs(30));
         assert_eq!(error_backoff(1), Duration::from_secs(60));
+        assert_eq!(error_backoff(2), Duration::from_secs(120));
+        assert_eq!(error_backoff(4), Duration::from_secs(480));
+        assert_eq!(error_backoff(5), Duration::from_secs(900));
         assert_eq!(error_backoff(40), Duration::from_secs(900));
         assert_eq!(pending_backoff(0), Duration::from_secs(60));
         assert_eq!(pending_backoff(9), Duration::from_secs(480));

@@ -142,6 +142,13 @@ pub struct Order {
     pub attempts: u32,
     /// `reconciliation.reason`: why the order was last settled (used by the late-payment watch).
     pub reason: Option<String>,
+    /// `reconciliation.errors`: PhonePe errors of this order alone (5xx, timeout, connection while
+    /// other orders' calls went through); drives its error backoff.
+    pub errors: u32,
+    /// `reconciliation.unreadable`: malformed or undocumented answers about this order.
+    pub unreadable: u32,
+    /// `reconciliation.rejections`: `BAD_REQUEST` refusals of this order's transaction.
+    pub rejections: u32,
 }
 
 /// What is wrong with an order document: the field and the problem, never the field's value
@@ -200,10 +207,12 @@ impl Order {
         let items = parse_items(doc.get("items"))?;
         let created_at = effective_created_at(doc)?;
         let recon = doc.get_document("reconciliation").ok();
-        let attempts = match recon.and_then(|r| r.get("attempts")) {
-            None | Some(Bson::Null) => 0,
-            v => int_field(v, "reconciliation.attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
-        };
+        let attempts = counter(recon, "attempts")?;
+        let (errors, unreadable, rejections) = (
+            counter(recon, "errors")?,
+            counter(recon, "unreadable")?,
+            counter(recon, "rejections")?,
+        );
         let reason = recon.and_then(|r| r.get_str("reason").ok()).map(str::to_string);
         Ok(Order {
             id,
@@ -215,6 +224,9 @@ impl Order {
             created_at,
             attempts,
             reason,
+            errors,
+            unreadable,
+            rejections,
         })
     }
 }
@@ -252,6 +264,14 @@ fn read_time(v: &Bson) -> Option<DateTime> {
         _ => return None,
     };
     (ms >= EARLIEST_PLAUSIBLE_MS).then(|| DateTime::from_millis(ms))
+}
+
+/// A `reconciliation.<name>` counter: absent is 0.
+fn counter(recon: Option<&Document>, name: &str) -> Result<u32, OrderError> {
+    match recon.and_then(|r| r.get(name)) {
+        None | Some(Bson::Null) => Ok(0),
+        v => Ok(int_field(v, &format!("reconciliation.{name}"))?.clamp(0, i64::from(u32::MAX)) as u32),
+    }
 }
 
 fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {

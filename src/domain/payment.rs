@@ -60,6 +60,9 @@ impl TransientKind {
     }
 }
 
+/// The longest [`StatusError::excerpt`].
+pub const EXCERPT_MAX: usize = 200;
+
 /// An answer that must not change any order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatusError {
@@ -69,10 +72,16 @@ pub enum StatusError {
     /// Retry later with backoff.
     #[error("transient PhonePe error ({}): {detail}", kind.as_str())]
     Transient { kind: TransientKind, detail: String },
-    /// `AUTHORIZATION_FAILED` / `BAD_REQUEST` / 401: our configuration is wrong; retrying the
-    /// same call will not help, so calls pause (circuit breaker).
+    /// HTTP 401 / `AUTHORIZATION_FAILED`: our configuration is wrong; retrying the same call will
+    /// not help, so calls pause (circuit breaker).
     #[error("PhonePe rejected our request as {code} (HTTP {http_status}): check merchant id, salt key, salt index and base URL")]
     Rejected { code: String, http_status: u16 },
+    /// `BAD_REQUEST` (not on a 401): PhonePe refused the request about *this* transaction (an id
+    /// it cannot take). It concerns one order: that order is retried with backoff and parked
+    /// after a few refusals; only the same refusal for several different orders in a row pauses
+    /// every call (then it looks like our configuration after all).
+    #[error("PhonePe refused the request for this transaction as {code} (HTTP {http_status})")]
+    Refused { code: String, http_status: u16 },
 }
 
 impl StatusError {
@@ -82,7 +91,31 @@ impl StatusError {
             StatusError::RateLimited => "rate_limited",
             StatusError::Transient { kind, .. } => kind.as_str(),
             StatusError::Rejected { .. } => "rejected",
+            StatusError::Refused { .. } => "refused",
         }
+    }
+
+    /// A malformed answer or an undocumented code: PhonePe answered, but not in a way anyone may
+    /// act on. Counted per order and parked after `job.unreadable_max_attempts`.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            StatusError::Transient {
+                kind: TransientKind::Malformed | TransientKind::UnknownCode,
+                ..
+            }
+        )
+    }
+
+    /// A short, secret-free description of what was wrong, for `reconciliation.lastError`: the
+    /// classified detail `phonepe::wire` builds from codes and field names (never values from the
+    /// body), at most [`EXCERPT_MAX`] characters.
+    pub fn excerpt(&self) -> String {
+        let full = match self {
+            StatusError::Transient { kind, detail } => format!("{}: {detail}", kind.as_str()),
+            other => other.to_string(),
+        };
+        full.chars().take(EXCERPT_MAX).collect()
     }
 
     /// The code to record in `reconciliation.lastCode`.
@@ -90,7 +123,7 @@ impl StatusError {
         match self {
             StatusError::RateLimited => "TOO_MANY_REQUESTS".to_string(),
             StatusError::Transient { kind, .. } => format!("ERROR_{}", kind.as_str().to_uppercase()),
-            StatusError::Rejected { code, .. } => code.clone(),
+            StatusError::Rejected { code, .. } | StatusError::Refused { code, .. } => code.clone(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! data.amount").
 //!
 //! Rules (docs/phonepe.md): decide on the HTTP status first for the transport-level classes (429, 401,
-//! 5xx), then on `code` and `data.state` — never on `success`. Anything incomplete, contradictory
+//! 5xx), then on `code` and `data.state` — never on `success`. A 401 or `AUTHORIZATION_FAILED`
+//! rejects our credentials (every call would fail); `BAD_REQUEST` on any other status refuses
+//! this one transaction ([`StatusError::Refused`]), so it is the order's problem, not the service's. Anything incomplete, contradictory
 //! or undocumented is a transient error, so no order is ever settled on a half answer. Error
 //! `detail`s never contain the body (it may carry customer data such as a VPA or account number);
 //! they name what was wrong and at most PhonePe's code.
@@ -133,8 +135,15 @@ fn classify_code(
 ) -> Result<(StatusReport, Option<String>), StatusError> {
     let business = match code {
         codes::TOO_MANY_REQUESTS => return Err(StatusError::RateLimited),
-        codes::AUTHORIZATION_FAILED | codes::BAD_REQUEST => {
+        codes::AUTHORIZATION_FAILED => {
             return Err(StatusError::Rejected {
+                code: code.to_string(),
+                http_status,
+            })
+        }
+        // About this transaction only (a 401 never gets here: it is a credentials rejection).
+        codes::BAD_REQUEST => {
+            return Err(StatusError::Refused {
                 code: code.to_string(),
                 http_status,
             })
@@ -375,19 +384,14 @@ mod tests {
             ),
             (401, r#"{"success":false,"code":"BAD_REQUEST"}"#, "BAD_REQUEST"),
             (
-                400,
-                r#"{"success":false,"code":"BAD_REQUEST","message":"Bad request"}"#,
-                "BAD_REQUEST",
-            ),
-            (
                 200,
                 r#"{"success":false,"code":"AUTHORIZATION_FAILED","message":"x"}"#,
                 "AUTHORIZATION_FAILED",
             ),
             (
-                200,
-                r#"{"success":false,"code":"BAD_REQUEST","message":"x"}"#,
-                "BAD_REQUEST",
+                400,
+                r#"{"success":false,"code":"AUTHORIZATION_FAILED","message":"x"}"#,
+                "AUTHORIZATION_FAILED",
             ),
         ];
         for (status, body, code) in cases {
@@ -399,6 +403,25 @@ mod tests {
                 }),
                 "{status} {body:?}"
             );
+        }
+    }
+
+    #[test]
+    fn bad_request_not_on_a_401_refuses_one_transaction_only() {
+        for status in [400, 200, 404] {
+            let body =
+                r#"{"success":false,"code":"BAD_REQUEST","message":"Please check the inputs you have provided."}"#;
+            let e = parse_status(status, body.as_bytes()).unwrap_err();
+            assert_eq!(
+                e,
+                StatusError::Refused {
+                    code: "BAD_REQUEST".into(),
+                    http_status: status
+                },
+                "HTTP {status}"
+            );
+            assert_eq!(e.kind_label(), "refused");
+            assert_eq!(e.code(), "BAD_REQUEST");
         }
     }
 
@@ -502,6 +525,31 @@ mod tests {
             "PAYMENT_ERROR with data.state contradicting it"
         );
         assert_eq!(detail(503, ""), "HTTP 503");
+    }
+
+    #[test]
+    fn the_stored_excerpt_names_the_problem_never_values_and_stays_short() {
+        let bodies = [
+            success_body(r#""49900""#, "COMPLETED"),
+            r#"{"success":false,"code":"customer@ybl paid","message":"m"}"#.to_string(),
+            format!(r#"{{"success":true,"code":"{}"}}"#, "X".repeat(500)),
+            format!("<html>{SECRET_ISH} {}</html>", "y".repeat(500)),
+        ];
+        for body in bodies {
+            let e = parse_status(200, body.as_bytes()).unwrap_err();
+            let excerpt = e.excerpt();
+            assert!(e.is_unreadable(), "{e:?}");
+            assert!(excerpt.chars().count() <= 200, "{excerpt}");
+            assert!(
+                !excerpt.contains(SECRET_ISH) && !excerpt.contains("49900") && !excerpt.contains('{'),
+                "{excerpt}"
+            );
+        }
+        let e = parse_status(200, success_body(r#""49900""#, "COMPLETED").as_bytes()).unwrap_err();
+        assert_eq!(
+            e.excerpt(),
+            "malformed: PAYMENT_SUCCESS with data.amount that is not a number"
+        );
     }
 
     #[test]

@@ -163,6 +163,11 @@ impl SimHandle {
     pub fn set_latency(&self, latency: Duration) {
         self.state.set_latency(latency);
     }
+
+    /// An outage: every call answers `status` until `set_down(None)`.
+    pub fn set_down(&self, status: Option<u16>) {
+        self.state.set_down(status);
+    }
 }
 
 impl Drop for SimHandle {

@@ -64,6 +64,8 @@ struct Inner {
     calls: Vec<Call>,
     /// Arrival times of served calls within the last minute, oldest first.
     window: VecDeque<Instant>,
+    /// An outage: every call is answered with this HTTP status and PhonePe's error body.
+    down: Option<u16>,
 }
 
 struct Script {
@@ -88,6 +90,7 @@ impl SimState {
             scripts: HashMap::new(),
             calls: Vec::new(),
             window: VecDeque::new(),
+            down: None,
         };
         SimState {
             inner: Arc::new(Mutex::new(inner)),
@@ -133,6 +136,13 @@ impl SimState {
         self.lock().cfg.rate_limit_per_minute = per_minute;
     }
 
+    /// An outage: while `Some(status)`, every call gets that HTTP status with PhonePe's error body
+    /// (e.g. 500 → `INTERNAL_SERVER_ERROR`), before credentials or budget are looked at, as a
+    /// PhonePe that is down would; scripts do not advance. `None` ends it.
+    pub fn set_down(&self, status: Option<u16>) {
+        self.lock().down = status;
+    }
+
     /// Default delay for every answer without its own `delayMs`.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().cfg.latency = latency;
@@ -143,7 +153,10 @@ impl SimState {
         let now = Instant::now();
         let mut inner = self.lock();
         let latency = inner.cfg.latency;
-        let (http_status, body, code, delay) = if !inner.authorized(&req) {
+        let (http_status, body, code, delay) = if let Some(status) = inner.down {
+            let r = error_response(status, None);
+            (status, to_json(&r), Some(r.code), latency)
+        } else if !inner.authorized(&req) {
             let r = error_response(401, None);
             (401, to_json(&r), Some(r.code), latency)
         } else if !inner.within_budget(now) {
@@ -311,6 +324,25 @@ mod tests {
         assert!(s.answer(call("A", &xv)).body.contains("PAYMENT_SUCCESS"));
         let statuses: Vec<_> = s.calls().iter().map(|c| c.http_status).collect();
         assert_eq!(statuses, [401, 200, 200, 429, 429, 200]);
+    }
+
+    #[test]
+    fn an_outage_answers_every_call_with_the_error_and_keeps_the_script() {
+        let s = state(Some(1));
+        s.script("A", vec![Answer::pending(), Answer::completed(7)]).unwrap();
+        let xv = signed("A");
+        s.set_down(Some(500));
+        for _ in 0..3 {
+            let r = s.answer(call("A", &xv));
+            assert_eq!(r.http_status, 500);
+            assert!(r.body.contains("INTERNAL_SERVER_ERROR"), "{}", r.body);
+        }
+        s.set_down(None);
+        assert!(
+            s.answer(call("A", &xv)).body.contains("PAYMENT_PENDING"),
+            "script not advanced"
+        );
+        assert_eq!(s.answer(call("A", &xv)).http_status, 429, "outage calls used no budget");
     }
 
     #[test]

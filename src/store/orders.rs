@@ -91,6 +91,9 @@ pub struct Transition {
     pub transaction_id: Option<String>,
     /// When to look at the order again (a cancelled order watched for a late payment).
     pub next_check_at: Option<DateTime>,
+    /// A secret-free excerpt of PhonePe's last unusable answer (`reconciliation.lastError`), when
+    /// that answer is why the order is parked.
+    pub last_error: Option<String>,
 }
 
 impl Transition {
@@ -110,6 +113,7 @@ impl Transition {
             code: Some(code),
             transaction_id,
             next_check_at: None,
+            last_error: None,
         }
     }
 }
@@ -161,6 +165,9 @@ fn transition_set(now: DateTime, t: &Transition) -> Document {
     };
     if let Some(next) = t.next_check_at {
         set.insert("reconciliation.nextCheckAt", next);
+    }
+    if let Some(e) = &t.last_error {
+        set.insert("reconciliation.lastError", e);
     }
     set
 }
@@ -681,6 +688,43 @@ impl Store {
             )
             .await
             .map_err(StoreError::mongo("reschedule order"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// [`Store::reschedule`] after a PhonePe error: also records the error's secret-free
+    /// `excerpt` in `reconciliation.lastError` and, when `count` names one, increments that
+    /// per-kind counter (`reconciliation.errors` / `unreadable` / `rejections`) with the attempts.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reschedule_after_error(
+        &self,
+        id: &Bson,
+        owner: &str,
+        status: Status,
+        next: DateTime,
+        code: &str,
+        excerpt: &str,
+        count: Option<&str>,
+        now: DateTime,
+    ) -> StoreResult<bool> {
+        let mut inc = doc! { "reconciliation.attempts": 1 };
+        if let Some(field) = count {
+            inc.insert(field, 1);
+        }
+        let r = self
+            .orders
+            .update_one(
+                doc! { "_id": id, "status": status.as_str(), "reconciliation.leaseOwner": owner },
+                doc! {
+                    "$set": {
+                        "reconciliation.nextCheckAt": next, "reconciliation.lastCode": code,
+                        "reconciliation.lastCheckedAt": now, "reconciliation.lastError": excerpt,
+                    },
+                    "$unset": unset_lease(),
+                    "$inc": inc,
+                },
+            )
+            .await
+            .map_err(StoreError::mongo("reschedule order after an error"))?;
         Ok(r.matched_count == 1)
     }
 
