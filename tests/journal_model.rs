@@ -7,7 +7,7 @@
 //! `committing`, no marker is left, and each order was settled exactly once.
 //!
 //! Each schedule is reproducible from its seed: `JOURNAL_MODEL_SEED=<seed>` runs that one alone;
-//! `JOURNAL_MODEL_SCHEDULES=<n>` sets how many are explored (default 400).
+//! `JOURNAL_MODEL_SCHEDULES=<n>` sets how many are explored (default 300).
 
 mod support;
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 use draft_reconciler::domain::{Item, MerchantTransactionId, Order, Paise, PaymentStatus, Status};
 use draft_reconciler::store::commit::confirm_transition;
 use draft_reconciler::store::journal::{Driver, Step, MARKERS, MARKER_GRACE};
-use draft_reconciler::store::{CommitRules, Recovery, Store};
+use draft_reconciler::store::{CommitRules, Recovery, Store, StoreError};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use support::World;
 
@@ -178,6 +178,9 @@ impl Model<'_> {
             }
             Ok(Step::Done(outcome)) => self.log.push(format!("  done: {outcome:?}")),
             Err(e) if now >= driver.deadline() => self.log.push(format!("  stopped at its deadline: {e}")),
+            // The write was bounded by the (logical) time left and the real one took longer: the
+            // driver stops there, its write landed or not — a crash mid-write.
+            Err(e) if ran_out_of_time(&e) => self.log.push(format!("  ran out of time mid-write: {e}")),
             Err(e) => self.fail(format!("driver failed before its deadline: {e}")),
         }
     }
@@ -339,6 +342,18 @@ impl Model<'_> {
     }
 }
 
+/// A write cut by the driver's bound: client-side, or server-side (`MaxTimeMSExpired`, code 50).
+fn ran_out_of_time(e: &StoreError) -> bool {
+    match e {
+        StoreError::Timeout { .. } => true,
+        StoreError::Mongo { source, .. } => matches!(
+            *source.kind,
+            mongodb::error::ErrorKind::Command(ref c) if c.code == 50
+        ),
+        _ => false,
+    }
+}
+
 fn seeds() -> Vec<u64> {
     if let Some(seed) = std::env::var("JOURNAL_MODEL_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![seed];
@@ -346,7 +361,7 @@ fn seeds() -> Vec<u64> {
     let n: u64 = std::env::var("JOURNAL_MODEL_SCHEDULES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(300);
     (1..=n).collect()
 }
 
