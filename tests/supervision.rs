@@ -14,7 +14,10 @@
 //!
 //! Leases are long (60 s) in most tests, longer than their deadlines: an order a dead actor held
 //! must be handed back at once, not by its lease expiring.
-#![cfg(feature = "fault-injection")]
+//!
+//! **Needs `--features fault-injection`** (`scripts/test.sh` passes it): without it the binary has
+//! no fault points, so every test here fails at once with [`NEEDS_FEATURE`] rather than passing
+//! or being compiled away unnoticed.
 
 mod support;
 
@@ -28,7 +31,16 @@ use support::{eventually, http_get, World};
 /// How long a scenario may take to settle on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);
 
+const NEEDS_FEATURE: &str = "tests/supervision.rs needs the fault points in the binary: run \
+     `cargo test --features fault-injection` (scripts/test.sh does)";
+
+#[test]
+fn the_binary_under_test_has_fault_points() {
+    assert!(cfg!(feature = "fault-injection"), "{NEEDS_FEATURE}");
+}
+
 fn service(w: &World, faults: &str, extra: &[(&str, &str)]) -> Command {
+    assert!(cfg!(feature = "fault-injection"), "{NEEDS_FEATURE}");
     let mut c = w.reconciler_command(&["run"]);
     c.env("RECONCILER_JOB__INTERVAL_SECS", "1")
         .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
