@@ -36,11 +36,18 @@ const NEEDS_FEATURE: &str = "tests/supervision.rs needs the fault points in the 
 
 #[test]
 fn the_binary_under_test_has_fault_points() {
-    assert!(cfg!(feature = "fault-injection"), "{NEEDS_FEATURE}");
+    require_fault_points();
+}
+
+/// Fail the test at once, saying why, when the binary was built without fault points.
+fn require_fault_points() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("{NEEDS_FEATURE}");
+    }
 }
 
 fn service(w: &World, faults: &str, extra: &[(&str, &str)]) -> Command {
-    assert!(cfg!(feature = "fault-injection"), "{NEEDS_FEATURE}");
+    require_fault_points();
     let mut c = w.reconciler_command(&["run"]);
     c.env("RECONCILER_JOB__INTERVAL_SECS", "1")
         .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
