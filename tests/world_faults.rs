@@ -2,7 +2,8 @@
 //! same port and data, server-side failpoints (`configureFailPoint` / `failCommand`, SecantusDB
 //! with `--enable-test-commands`), and PhonePe storms (timeouts, 429, rejected credentials).
 //! Each test has its own SecantusDB when it breaks the database, so failpoints and outages do not
-//! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw.
+//! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw, and
+//! each failpoint is armed when only the step it names can hit it and shown used up afterwards.
 
 mod support;
 
