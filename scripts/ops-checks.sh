@@ -9,7 +9,7 @@
 #               and a dummy EnvironmentFile (verify wants both to exist); any warning fails
 #
 # PM2 is tested by tests/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
-# set OPS_REQUIRE_TOOLS=1 to make that a failure instead.
+# OPS_REQUIRE_TOOLS=1 (set by .ci/run) makes that a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,30 @@ promtool=$(command -v promtool || true)
 
 step "dashboard: JSON and metric names"
 python3 scripts/check-dashboard.py --rules-out "$tmp/dashboard-rules.json" || failed=1
+
+# A rule test fed label values the service never emits proves nothing about the real series.
+step "alert tests: every label value in alerts.test.yml is one the service emits"
+python3 - <<'PY' || failed=1
+import re, sys
+tests = open("deploy/prometheus/alerts.test.yml").read()
+telemetry = open("src/telemetry.rs").read()
+wire = open("src/phonepe/wire.rs").read()
+# kind/reason/actor/outcome/result values are string constants in src/telemetry.rs's `labels`;
+# `code` is PhonePe's code (src/phonepe/wire.rs `codes`) or ERROR_<KIND> for a failed call
+# (StatusError::code in src/domain/payment.rs).
+kinds = re.findall(r'"([a-z_]+)"', telemetry)
+bad = []
+for label, value in re.findall(r'\b(kind|reason|actor|outcome|result|code)="([^"]*)"', tests):
+    if label == "code":
+        ok = f'"{value}"' in wire or (value.startswith("ERROR_") and value[6:].lower() in kinds)
+    else:
+        ok = f'"{value}"' in telemetry
+    if not ok:
+        bad.append(f'{label}="{value}"')
+if bad:
+    print("ops-checks: alerts.test.yml uses label values the service never emits: " + ", ".join(sorted(set(bad))), file=sys.stderr)
+    sys.exit(1)
+PY
 
 if [[ -n $promtool ]]; then
   step "promtool ($promtool)"

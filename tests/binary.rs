@@ -524,12 +524,12 @@ fn two_processes_racing_settle_each_order_once_and_stock_stays_exact() {
     let mut env = base_env(&w);
     env.insert("RECONCILER_JOB__RECONCILERS", "4".into());
     let a = command(&env, &["once"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let b = command(&env, &["once"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -577,6 +577,29 @@ fn two_processes_racing_settle_each_order_once_and_stock_stays_exact() {
     // Both processes did work: the leases spread the orders, and no order was asked twice.
     let calls = w.sim.calls();
     assert_eq!(calls.len(), 40, "each order sent to PhonePe exactly once");
+    let (settled_a, settled_b) = (settled_by(&oa), settled_by(&ob));
+    assert!(
+        settled_a > 0 && settled_b > 0,
+        "both processes settled orders: {settled_a} and {settled_b}"
+    );
+    assert_eq!(settled_a + settled_b, 40, "each order settled by one process");
+}
+
+/// Orders a `once` run settled (confirmed or parked), from the summary it prints on stdout:
+/// `reconciled N order(s), confirmed X, needs_review Y, ...`.
+fn settled_by(out: &Output) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("reconciled "))
+        .unwrap_or_else(|| panic!("no summary line in the output of once: {stdout}"));
+    summary
+        .split(", ")
+        .skip(1)
+        .filter_map(|kv| kv.split_once(' '))
+        .filter(|(k, _)| *k == "confirmed" || *k == "needs_review")
+        .map(|(_, v)| v.parse::<u64>().expect("a count"))
+        .sum()
 }
 
 fn fastrand_delay(i: usize) -> u64 {

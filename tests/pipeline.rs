@@ -775,7 +775,6 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
     let h = w.history("ORD-RACE");
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].get_str("by").unwrap(), "webhook");
-    let _ = Bson::Null;
 }
 
 #[test]

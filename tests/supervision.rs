@@ -6,11 +6,18 @@
 //! reconciler dying over and over does not starve the others; orders in flight when a reconciler
 //! or the committer dies are settled exactly once; the PhonePe rate limit holds across
 //! RateLimiter restarts. Every test asserts database outcomes (status, one history entry, exact
-//! stock) and the restart counter from `/metrics`.
+//! stock) and the restart counter from `/metrics` (an unreachable `/metrics` fails the test).
+//! The counter goes up before the restart is scheduled, so it proves no restart: tests where a
+//! reconciler dies run a pool of one reconciler (orders after its death are settled only by its
+//! restarted successor), and the pool test checks that the dying reconciler died again, i.e. was
+//! restarted and given work.
 //!
 //! Leases are long (60 s) in most tests, longer than their deadlines: an order a dead actor held
 //! must be handed back at once, not by its lease expiring.
-#![cfg(feature = "fault-injection")]
+//!
+//! **Needs `--features fault-injection`** (`scripts/test.sh` passes it): without it the binary has
+//! no fault points, so every test here fails at once with [`NEEDS_FEATURE`] rather than passing
+//! or being compiled away unnoticed.
 
 mod support;
 
@@ -24,7 +31,23 @@ use support::{eventually, http_get, World};
 /// How long a scenario may take to settle on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);
 
+const NEEDS_FEATURE: &str = "tests/supervision.rs needs the fault points in the binary: run \
+     `cargo test --features fault-injection` (scripts/test.sh does)";
+
+#[test]
+fn the_binary_under_test_has_fault_points() {
+    require_fault_points();
+}
+
+/// Fail the test at once, saying why, when the binary was built without fault points.
+fn require_fault_points() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("{NEEDS_FEATURE}");
+    }
+}
+
 fn service(w: &World, faults: &str, extra: &[(&str, &str)]) -> Command {
+    require_fault_points();
     let mut c = w.reconciler_command(&["run"]);
     c.env("RECONCILER_JOB__INTERVAL_SECS", "1")
         .env("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")
@@ -56,16 +79,23 @@ impl Service {
         Service { child, ops }
     }
 
-    /// `reconciler_actor_restarts_total{actor}` as `/metrics` shows it (0 before the first).
+    /// `reconciler_actor_restarts_total{actor}` as `/metrics` shows it. The service zeroes every
+    /// actor's series at start, so an unreachable `/metrics` or a missing series fails the test
+    /// (reading either as 0 would make `== 0` an assertion that cannot fail).
     fn restarts(&self, actor: &str) -> u64 {
-        let Some((200, body)) = http_get(self.ops, "/metrics") else {
-            return 0;
+        let body = match http_get(self.ops, "/metrics") {
+            Some((200, body)) => body,
+            other => panic!("GET /metrics on port {} failed: {other:?}", self.ops),
         };
         let prefix = format!("reconciler_actor_restarts_total{{actor=\"{actor}\"}} ");
-        body.lines()
+        let value = body
+            .lines()
             .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
+            .unwrap_or_else(|| panic!("/metrics has no series {prefix}"));
+        value
+            .trim()
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("{prefix}{value}: {e}")) as u64
     }
 
     fn alive(&mut self) -> bool {
@@ -123,12 +153,17 @@ fn wait_all_confirmed(w: &World, n: usize, what: &str) {
     eventually(SETTLE, what, || count(w, doc! { "status": "confirmed" }) == n as u64);
 }
 
+/// A pool of one reconciler: when it dies, only its restart can settle anything more.
+const ONE_RECONCILER: (&str, &str) = ("RECONCILER_JOB__RECONCILERS", "1");
+
 /// One actor type panics (or stops) once; it is restarted, the orders it held are handed back,
-/// and the new one serves what comes next.
-fn dies_once_then_serves(test: &str, faults: &str, actor: &str) {
+/// and the new one serves what comes next. The singletons are alone anyway; the reconciler test
+/// runs a pool of one (`extra`), so in every case the orders after the death can only be settled
+/// by the restarted actor.
+fn dies_once_then_serves(test: &str, faults: &str, actor: &str, extra: &[(&str, &str)]) {
     let w = World::new(test);
     seed(&w, 6);
-    let mut svc = Service::start(&w, faults, &[]);
+    let mut svc = Service::start(&w, faults, extra);
     wait_all_confirmed(&w, 6, &format!("every order confirmed after {actor} was restarted"));
     assert_settled_exactly_once(&w, 6);
     eventually(SETTLE, &format!("one {actor} restart counted"), || {
@@ -139,30 +174,40 @@ fn dies_once_then_serves(test: &str, faults: &str, actor: &str) {
 
 #[test]
 fn a_rate_limiter_that_panics_is_restarted_and_serves_the_next_request() {
-    dies_once_then_serves("rl_panic", "rate_limiter.acquire=panic@2", "rate_limiter");
+    dies_once_then_serves("rl_panic", "rate_limiter.acquire=panic@2", "rate_limiter", &[]);
 }
 
 #[test]
 fn a_committer_that_panics_is_restarted_and_serves_the_next_settlement() {
-    dies_once_then_serves("cm_panic", "committer.settle=panic@2", "stock_committer");
+    dies_once_then_serves("cm_panic", "committer.settle=panic@2", "stock_committer", &[]);
 }
 
 #[test]
 fn a_reconciler_that_panics_is_restarted_and_its_order_handed_back_at_once() {
-    dies_once_then_serves("rc_panic", "reconciler.reconcile=panic@2", "order_reconciler");
+    dies_once_then_serves(
+        "rc_panic",
+        "reconciler.reconcile=panic@2",
+        "order_reconciler",
+        &[ONE_RECONCILER],
+    );
 }
 
 #[test]
 fn a_scanner_that_panics_is_restarted_and_ticks_again() {
     // The first tick claims nothing yet (panic@1): every settlement comes from the new scanner.
-    dies_once_then_serves("sc_panic", "scanner.tick=panic@1", "scanner");
+    dies_once_then_serves("sc_panic", "scanner.tick=panic@1", "scanner", &[]);
 }
 
 #[test]
 fn children_that_stop_are_restarted_like_those_that_panic() {
     let w = World::new("stops");
     seed(&w, 6);
-    let mut svc = Service::start(&w, "committer.settle=stop@2,reconciler.reconcile=stop@3", &[]);
+    // One reconciler: the orders after its stop are settled only if it was restarted.
+    let mut svc = Service::start(
+        &w,
+        "committer.settle=stop@2,reconciler.reconcile=stop@3",
+        &[ONE_RECONCILER],
+    );
     wait_all_confirmed(&w, 6, "every order confirmed after the stops");
     assert_settled_exactly_once(&w, 6);
     eventually(SETTLE, "both stops counted as restarts", || {
@@ -175,12 +220,17 @@ fn children_that_stop_are_restarted_like_those_that_panic() {
 fn a_committer_that_panics_is_restarted_and_every_order_is_settled_once() {
     let w = World::new("committer_panic");
     seed(&w, 6);
-    // The committer panics on its 1st and 3rd settlement: the orders it held are reclaimed
-    // when their leases expire.
+    // The committer panics on its 1st settlement and the (only) reconciler on its 3rd order:
+    // the orders they held are reclaimed when their leases expire (3 s here), and only a
+    // restarted reconciler can settle the orders after its death.
     let mut child = support::Running(
-        service(&w, "committer.settle=panic@1,reconciler.reconcile=panic@3", &[])
-            .spawn()
-            .unwrap(),
+        service(
+            &w,
+            "committer.settle=panic@1,reconciler.reconcile=panic@3",
+            &[ONE_RECONCILER],
+        )
+        .spawn()
+        .unwrap(),
     );
 
     eventually(
@@ -306,6 +356,8 @@ fn a_child_that_dies_in_started_is_restarted_with_backoff_not_in_a_spin() {
 fn one_reconciler_dying_on_every_order_does_not_starve_the_others() {
     let w = World::new("rc_storm");
     seed(&w, 12);
+    // Answers take 250 ms, so the drain outlasts reconciler 0's first restarts.
+    w.sim.set_latency(Duration::from_millis(250));
     let mut svc = Service::start(
         &w,
         "reconciler.reconcile#0=panic@1+",
@@ -316,7 +368,12 @@ fn one_reconciler_dying_on_every_order_does_not_starve_the_others() {
     );
     wait_all_confirmed(&w, 12, "every order confirmed by the three healthy reconcilers");
     assert_settled_exactly_once(&w, 12);
-    assert!(svc.restarts("order_reconciler") >= 1, "reconciler 0 kept dying");
+    // A second death means reconciler 0 was restarted and given an order again.
+    let deaths = svc.restarts("order_reconciler");
+    assert!(
+        deaths >= 2,
+        "reconciler 0 was restarted and kept dying: {deaths} restarts"
+    );
     assert_eq!(svc.restarts("stock_committer"), 0);
     assert!(svc.alive());
 }
@@ -325,24 +382,30 @@ fn one_reconciler_dying_on_every_order_does_not_starve_the_others() {
 fn orders_in_flight_when_a_reconciler_or_the_committer_dies_are_settled_exactly_once() {
     let w = World::new("in_flight");
     seed(&w, 6);
-    // Reconciler deaths: after the permit and before the PhonePe call (2nd order), and after the
-    // committer answered (3rd order: settled, then its reconciler died). The committer dies after
-    // writing its 2nd settlement and before answering: handing that order back is a no-op (it is
-    // no longer a draft); orders queued behind it at the dead committer are handed back and
-    // settled on their next check.
+    // One reconciler, so every order after its first death is settled by a restarted one and
+    // the orders go through one at a time. Reconciler deaths: after the permit and before the
+    // PhonePe call (2nd order), and after the committer answered (3rd: settled, then its
+    // reconciler died). The committer dies after writing its 2nd settlement and before
+    // answering: handing that order back is a no-op (it is no longer a draft). (Orders queued
+    // behind a dead committer are covered by the committer tests with the default pool of four.)
     let mut svc = Service::start(
         &w,
         "reconciler.before_call=panic@2,reconciler.after_settle=panic@3,committer.settled=panic@2",
-        &[],
+        &[ONE_RECONCILER],
     );
     wait_all_confirmed(&w, 6, "every order confirmed");
     eventually(SETTLE, "three restarts counted", || {
         svc.restarts("order_reconciler") == 2 && svc.restarts("stock_committer") == 1
     });
     assert_settled_exactly_once(&w, 6);
-    // The order whose answer was lost is confirmed and not checked again (the hand-back is
-    // guarded by the status it was claimed in); none was settled twice.
-    assert!(w.sim.calls().len() >= 6);
+    // PhonePe was asked exactly once per order: the order whose reconciler died before the call
+    // was asked once after the restart, and the orders whose answer was lost (committer died
+    // after writing) or whose reconciler died after settling are confirmed and not checked
+    // again (the hand-back is guarded by the status it was claimed in).
+    for i in 0..6 {
+        let mtid = format!("ORD-{i:02}");
+        assert_eq!(w.calls_for(&mtid), 1, "{mtid} was asked once: {:?}", w.sim.calls());
+    }
     assert!(svc.alive());
 }
 

@@ -2,13 +2,15 @@
 //! same port and data, server-side failpoints (`configureFailPoint` / `failCommand`, SecantusDB
 //! with `--enable-test-commands`), and PhonePe storms (timeouts, 429, rejected credentials).
 //! Each test has its own SecantusDB when it breaks the database, so failpoints and outages do not
-//! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw.
+//! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw, and
+//! each failpoint is armed when only the step it names can hit it and shown used up afterwards.
 
 mod support;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use draft_reconciler::config::CommitStrategy;
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
 use support::{eventually, http_get, DbServer, World, SALT};
@@ -140,10 +142,14 @@ fn mongodb_going_away_and_coming_back_is_ridden_out_and_the_backlog_caught_up() 
     support::stop_secantus(db, port);
 }
 
+/// The application name the service gives its MongoDB client (`src/store/orders.rs`):
+/// failpoints are scoped to it, so the test's own commands never fire them.
+const SERVICE_APP: &str = "draft-reconciler";
+
 /// Arm SecantusDB's `failCommand` for the service's connections only (its appName).
 fn fail_command(w: &World, mode: Document, data: Document) {
     let mut data = data;
-    data.insert("appName", "draft-reconciler");
+    data.insert("appName", SERVICE_APP);
     w.block(
         w.db.client()
             .database("admin")
@@ -152,51 +158,193 @@ fn fail_command(w: &World, mode: Document, data: Document) {
     .expect("configureFailPoint (needs --enable-test-commands)");
 }
 
+/// Does the armed failpoint still fire on `command` (`update` or `commitTransaction`)? Sends
+/// one such command from a client with the service's appName, so SecantusDB treats it like the
+/// service's own: an error, a closed connection or a write concern error means the failpoint
+/// still had firings left, i.e. the service's step did not use them up. `run_command` is never
+/// retried by the driver, so the probe consumes at most one firing and sees it. `tries` probes
+/// are sent (the failpoint's `skip` + 1, so a skip left over is not mistaken for "used up").
+fn failpoint_fires_on(w: &World, command: &str, tries: i32) -> bool {
+    (0..tries).any(|_| probe_fires(w, command))
+}
+
+fn probe_fires(w: &World, command: &str) -> bool {
+    let mut opts = w
+        .block(mongodb::options::ClientOptions::parse(&w.uri))
+        .expect("parse uri");
+    opts.app_name = Some(SERVICE_APP.into());
+    let reply = w.block(async {
+        let client = mongodb::Client::with_options(opts).expect("probe client");
+        let db = client.database(w.db.name());
+        match command {
+            "update" => {
+                db.run_command(doc! {
+                    "update": "failpoint_probe",
+                    "updates": [{ "q": { "_id": 1 }, "u": { "$inc": { "n": 1 } }, "upsert": true }],
+                })
+                .await
+            }
+            "commitTransaction" => {
+                let mut s = client.start_session().await.expect("probe session");
+                s.start_transaction().await.expect("probe transaction");
+                db.collection::<Document>("failpoint_probe")
+                    .insert_one(doc! {})
+                    .session(&mut s)
+                    .await
+                    .expect("probe insert");
+                let r = client
+                    .database("admin")
+                    .run_command(doc! { "commitTransaction": 1 })
+                    .session(&mut s)
+                    .await;
+                let _ = s.abort_transaction().await;
+                r
+            }
+            other => panic!("no probe for {other}"),
+        }
+    });
+    match reply {
+        Ok(d) => d.contains_key("writeConcernError"),
+        Err(_) => true,
+    }
+}
+
+/// When a phase's failpoint is armed, so that the command it names can only come from the step
+/// the phase is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// Before the order exists, with nothing in flight or eligible: the service's next `update`
+    /// is the claim of the order inserted next.
+    BeforeClaim,
+    /// While the order's PhonePe call is in flight (claimed, answer delayed): the service's next
+    /// `update` / `commitTransaction` commands are that order's commit.
+    DuringCall,
+}
+
+struct Phase {
+    what: &'static str,
+    command: &'static str,
+    armed: Armed,
+    mode: Document,
+    data: Document,
+}
+
+/// How long the simulator holds each answer in a `DuringCall` phase, while the test arms the
+/// failpoint (the service's request timeout is raised to 5 s for it).
+const HELD_ANSWER_MS: u64 = 3000;
+
+/// The phases, in order. The transaction phases need transactions: under the journal strategy
+/// (`RECONCILER_TEST_STRATEGY=journal`) there is no `commitTransaction` to fail.
+fn phases(transactions: bool) -> Vec<Phase> {
+    let commit = |what, mode, data| Phase {
+        what,
+        command: "commitTransaction",
+        armed: Armed::DuringCall,
+        mode,
+        data,
+    };
+    let mut v = Vec::new();
+    if transactions {
+        v.push(commit(
+            "commit fails with a transient transaction error (twice)",
+            doc! { "times": 2 },
+            doc! { "failCommands": ["commitTransaction"], "errorCode": 112, "errorLabels": ["TransientTransactionError"] },
+        ));
+        v.push(commit(
+            "commit succeeds but answers with a write concern error (unknown commit result)",
+            doc! { "times": 1 },
+            doc! { "failCommands": ["commitTransaction"], "writeConcernError": { "code": 91, "errmsg": "shutting down" } },
+        ));
+        v.push(commit(
+            "the connection closes on commit",
+            doc! { "times": 1 },
+            doc! { "failCommands": ["commitTransaction"], "closeConnection": true },
+        ));
+    }
+    v.push(Phase {
+        // The commit's first update is the order's (both strategies), the second the stock
+        // deduction: skip one, fail one. WriteConflict: inside a transaction it is labelled
+        // TransientTransactionError (the whole transaction is retried); under the journal it
+        // fails the commit, which recovery rolls forward. (Not 91 ShutdownInProgress: the
+        // driver would mark the server unknown and wait for its monitor, which tests the
+        // driver rather than us.)
+        what: "the stock update hits a write conflict",
+        command: "update",
+        armed: Armed::DuringCall,
+        mode: doc! { "skip": 1, "times": 1 },
+        data: doc! { "failCommands": ["update"], "errorCode": 112 },
+    });
+    v.push(Phase {
+        what: "the claim loses its connection",
+        command: "update",
+        armed: Armed::BeforeClaim,
+        mode: doc! { "times": 1 },
+        data: doc! { "failCommands": ["update"], "closeConnection": true },
+    });
+    v
+}
+
+/// Nothing of the service's is still writing: every order settled and (journal strategy) the
+/// stock markers of finished commits cleared, so an armed failpoint cannot be used up by them.
+fn quiet(w: &World) {
+    eventually(SETTLE, "the last commit's markers are cleared", || {
+        w.product("tee")
+            .get_array("reconcilerCommits")
+            .map_or(true, |m| m.is_empty())
+    });
+}
+
+/// One order through one phase: armed at the moment only the named step can hit the failpoint,
+/// settled exactly once, and the failpoint used up (so the step really failed and was retried).
+fn run_phase(w: &World, i: usize, p: &Phase) -> String {
+    let mtid = format!("P{i}");
+    quiet(w);
+    if p.armed == Armed::BeforeClaim {
+        fail_command(w, p.mode.clone(), p.data.clone());
+    }
+    w.insert_order(&mtid, 49900, 600, &[("tee", 1, None)]);
+    let mut answer = Answer::completed(49900);
+    if p.armed == Armed::DuringCall {
+        answer.delay_ms = Some(HELD_ANSWER_MS);
+    }
+    w.sim.script(&mtid, vec![answer]);
+    if p.armed == Armed::DuringCall {
+        eventually(SETTLE, &format!("{mtid} is claimed and its call in flight"), || {
+            w.calls_for(&mtid) == 1
+        });
+        fail_command(w, p.mode.clone(), p.data.clone());
+    }
+    let one = [mtid.clone()];
+    eventually(SETTLE, &format!("{mtid} settles when {}", p.what), || {
+        confirmed(w, &one)
+    });
+    assert_once(w, &one);
+    assert!(
+        !failpoint_fires_on(w, p.command, 1 + p.mode.get_i32("skip").unwrap_or(0)),
+        "{}: the failpoint on {} still had firings left, so the step never failed",
+        p.what,
+        p.command
+    );
+    fail_command(w, doc! { "times": 0 }, doc! {});
+    mtid
+}
+
 #[test]
 fn server_side_failures_are_retried_without_double_effects() {
     let (port, _db) = support::start_secantus(&["--enable-test-commands"]);
     let w = World::on(&DbServer::on_port(port), "failpoints");
     w.insert_product("tee", 100);
-    let mut svc = Service::start(&w, &[]);
-    let mut settled = Vec::new();
-    let phases: Vec<(&str, Document, Document)> = vec![
-        (
-            "commit fails with a transient transaction error (twice)",
-            doc! { "times": 2 },
-            doc! { "failCommands": ["commitTransaction"], "errorCode": 112, "errorLabels": ["TransientTransactionError"] },
-        ),
-        (
-            "commit succeeds but answers with a write concern error (unknown commit result)",
-            doc! { "times": 1 },
-            doc! { "failCommands": ["commitTransaction"], "writeConcernError": { "code": 91, "errmsg": "shutting down" } },
-        ),
-        (
-            "the connection closes on commit",
-            doc! { "times": 1 },
-            doc! { "failCommands": ["commitTransaction"], "closeConnection": true },
-        ),
-        (
-            // WriteConflict: inside the transaction it is labelled TransientTransactionError.
-            // (Not 91 ShutdownInProgress: the driver would mark the server unknown and wait for
-            // its monitor, seconds per failure, which tests the driver rather than us.)
-            "updates hit write conflicts",
-            doc! { "times": 3 },
-            doc! { "failCommands": ["update"], "errorCode": 112 },
-        ),
-        (
-            "claims (findAndModify) lose their connection",
-            doc! { "times": 2 },
-            doc! { "failCommands": ["findAndModify"], "closeConnection": true },
-        ),
-    ];
-    for (i, (what, mode, data)) in phases.into_iter().enumerate() {
-        fail_command(&w, mode, data);
-        let batch = orders(&w, &format!("P{i}"), 2, 600);
-        eventually(SETTLE, &format!("orders settle when {what}"), || confirmed(&w, &batch));
-        assert_once(&w, &batch);
-        settled.extend(batch);
+    let svc_timeout = [("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "5")];
+    let mut svc = Service::start(&w, &svc_timeout);
+    let transactions = support::test_strategy() != CommitStrategy::Journal;
+    if !transactions {
+        eprintln!("journal strategy: the commitTransaction phases do not apply (no transactions)");
     }
-    fail_command(&w, doc! { "times": 0 }, doc! {});
+    let settled: Vec<String> = phases(transactions)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| run_phase(&w, i, p))
+        .collect();
     assert_once(&w, &settled);
     assert_eq!(
         w.stock("tee"),

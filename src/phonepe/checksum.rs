@@ -76,4 +76,15 @@ mod tests {
         assert!(!verify("", &path, "test-salt-key", 1));
         assert!(!verify(&WORKED[..64], &path, "test-salt-key", 1), "missing ###index");
     }
+
+    #[test]
+    fn bytes_that_differ_never_compare_equal() {
+        // "ab" vs "ba": both positions differ by the same bits, so an accumulator that XORs the
+        // differences (instead of ORing them) would cancel them out and call the two equal.
+        assert!(!constant_time_eq(b"ab", b"ba"));
+        assert!(constant_time_eq(b"ab", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"), "a prefix is not equal");
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

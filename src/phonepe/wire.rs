@@ -590,4 +590,42 @@ mod tests {
         assert_eq!(parse_status(200, &json).unwrap().amount, Some(Paise(100)));
         assert_eq!(serde_json::from_slice::<StatusResponse>(&json).unwrap(), resp);
     }
+
+    #[test]
+    fn only_code_like_strings_are_shown_in_details() {
+        let shown = |code: &str| loggable_code(code) == code;
+        assert!(shown("PAYMENT_2FA_REQUIRED"), "uppercase, digits and underscores");
+        assert!(shown(&"A".repeat(64)), "64 characters");
+        assert!(!shown(&"A".repeat(65)), "65 characters");
+        assert!(!shown(""), "empty");
+        assert!(!shown("payment_success"), "lowercase");
+        assert!(!shown("A-B"), "a dash");
+        assert!(!shown("A B"), "a space");
+        match parse_status(200, br#"{"code":""}"#) {
+            Err(StatusError::Transient {
+                kind: TransientKind::UnknownCode,
+                detail,
+            }) => assert_eq!(detail, "undocumented code (not shown: not a code-like string)"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn not_found_keeps_what_its_data_says() {
+        let body = r#"{"success":false,"code":"TRANSACTION_NOT_FOUND","message":"m",
+            "data":{"merchantId":"MERCHANTUAT","transactionId":"T7","amount":100}}"#;
+        assert_eq!(
+            parse_status(404, body.as_bytes()).unwrap(),
+            StatusReport {
+                code: "TRANSACTION_NOT_FOUND".into(),
+                state: PaymentState::NotFound,
+                merchant_id: Some("MERCHANTUAT".into()),
+                amount: Some(Paise(100)),
+                transaction_id: Some("T7".into()),
+            }
+        );
+        // No data at all: the code alone decides, nothing else is invented.
+        let bare = parse_status(200, coded("TRANSACTION_NOT_FOUND", None).as_bytes()).unwrap();
+        assert_eq!((bare.merchant_id, bare.amount, bare.transaction_id), (None, None, None));
+    }
 }
