@@ -24,7 +24,7 @@ use actix::prelude::*;
 use mongodb::bson::{Bson, DateTime};
 use tracing::Instrument;
 
-use super::supervisor::ChildGuard;
+use super::child::ChildGuard;
 use super::{Env, Outcome};
 use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Status};

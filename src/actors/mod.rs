@@ -18,6 +18,7 @@
 //! released) and the slot stays closed until the reconciler has been restarted, so the scanner
 //! never sends work to a dead reconciler.
 
+pub mod child;
 pub mod committer;
 pub mod rate_limiter;
 pub mod reconciler;
@@ -36,11 +37,12 @@ use crate::phonepe::PhonePeClient;
 use crate::store::orders::Eligibility;
 use crate::store::{Store, StrategyChoice};
 
+pub use child::{ChildGuard, ChildId};
 pub use committer::StockCommitter;
 pub use rate_limiter::{Budget, RateLimiter};
 pub use reconciler::OrderReconciler;
 pub use scanner::{Scanner, Summary};
-pub use supervisor::{ChildGuard, ChildId, Supervisor};
+pub use supervisor::Supervisor;
 
 /// Everything the actors share read-only. Created once per process, on the System arbiter
 /// (the MongoDB and HTTP clients must be used on the runtime that created them).

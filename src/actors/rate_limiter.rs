@@ -43,7 +43,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 
-use super::supervisor::ChildGuard;
+use super::child::ChildGuard;
 pub use crate::domain::decision::{RATE_LIMITED_PAUSE, REJECTED_PAUSE};
 use crate::telemetry::names;
 

@@ -28,9 +28,9 @@ use mongodb::bson::{Bson, DateTime};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::child::{ChildGuard, ChildId};
 use super::committer::{ParkInvalid, Settle};
 use super::rate_limiter::{order_key, Acquire, CallResult, Paused, RateLimiter, WAIT_AT_MOST};
-use super::supervisor::{ChildGuard, ChildId};
 use super::{set, Env, Outcome, Wiring};
 use crate::domain::decision::on_service_error;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};

@@ -23,8 +23,8 @@ use actix::prelude::*;
 use mongodb::bson::{Bson, DateTime};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::child::ChildGuard;
 use super::reconciler::Reconcile;
-use super::supervisor::ChildGuard;
 use super::{Env, Outcome, Wiring};
 use crate::store::orders::Swept;
 use crate::store::Claimed;

@@ -32,123 +32,19 @@
 //! ones before it); shutdown stops claiming first, lets in-flight orders finish, then releases
 //! this process's leases.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::child::{remember_panics, ChildExited, ChildGuard, ChildId};
 use super::committer::StockCommitter;
 use super::rate_limiter::RateLimiter;
 use super::reconciler::OrderReconciler;
 use super::scanner::{Mode, Scanner, StopClaiming};
 use super::{set, Env, Wiring};
 use crate::telemetry::names;
-
-/// Which child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChildId {
-    RateLimiter,
-    StockCommitter,
-    OrderReconciler(usize),
-    Scanner,
-}
-
-impl ChildId {
-    /// The `actor` label of `reconciler_actor_restarts_total`.
-    pub fn actor_label(self) -> &'static str {
-        match self {
-            ChildId::RateLimiter => "rate_limiter",
-            ChildId::StockCommitter => "stock_committer",
-            ChildId::OrderReconciler(_) => "order_reconciler",
-            ChildId::Scanner => "scanner",
-        }
-    }
-}
-
-/// Lives inside each child; its `Drop` unwires the child and reports its death, panic or not.
-pub struct ChildGuard {
-    child: ChildId,
-    generation: u64,
-    supervisor: Addr<Supervisor>,
-    wiring: Arc<Wiring>,
-}
-
-impl ChildGuard {
-    /// Which child this guard belongs to.
-    pub fn child(&self) -> ChildId {
-        self.child
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Unwire first, synchronously: by the time anyone notices the dead mailbox, the wiring
-        // no longer leads to it.
-        let w = &self.wiring;
-        match self.child {
-            ChildId::RateLimiter => set(&w.rate_limiter, None),
-            ChildId::StockCommitter => set(&w.committer, None),
-            ChildId::Scanner => set(&w.scanner, None),
-            ChildId::OrderReconciler(i) => {
-                if let Some(slot) = w.slots.get(i) {
-                    set(&slot.addr, None);
-                    slot.close(None);
-                }
-            }
-        }
-        let reason = if std::thread::panicking() {
-            LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| "panicked".into())
-        } else {
-            "stopped".into()
-        };
-        self.supervisor.do_send(ChildExited {
-            child: self.child,
-            generation: self.generation,
-            reason,
-        });
-    }
-}
-
-thread_local! {
-    /// The message of the panic unwinding this thread, for the restart log line.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Chain a panic hook that remembers the panic message for [`ChildGuard`] (the default hook
-/// still prints it). Installed once per process.
-fn remember_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            let at = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("panicked: {msg}{at}")));
-            previous(info);
-        }));
-    });
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ChildExited {
-    child: ChildId,
-    generation: u64,
-    /// "stopped", or "panicked: <message> at <file:line>".
-    reason: String,
-}
 
 /// Graceful shutdown: stop claiming, wait (at most `grace`) for in-flight orders, release leases,
 /// stop the System with exit code 0.
@@ -201,12 +97,7 @@ impl Supervisor {
             *g += 1;
             *g
         };
-        let guard = ChildGuard {
-            child,
-            generation,
-            supervisor: ctx.address(),
-            wiring: self.wiring.clone(),
-        };
+        let guard = ChildGuard::new(child, generation, ctx.address().recipient(), self.wiring.clone());
         let (env, wiring) = (self.env.clone(), self.wiring.clone());
         match child {
             ChildId::RateLimiter => set(
