@@ -3,12 +3,11 @@
 //! credentials, decision, settlement; then cleaned up).
 //!
 //! Both use the same functions as the actors (`PhonePeClient::check_status`, `decide`,
-//! `committer::settle`), so what they show is what the service does.
+//! `settle::settle`), so what they show is what the service does.
 
 use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::actors::committer::settle;
 use crate::actors::{Env, Outcome};
 use crate::app::build_env;
 use crate::config::Settings;
@@ -81,7 +80,9 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
             }
             _ => {}
         }
-        let outcome = settle(&env, &order, decision).await.context("applying the decision")?;
+        let outcome = crate::settle::settle(&env.settler(), &order, decision)
+            .await
+            .context("applying the decision")?;
         println!("applied: {}", outcome.as_str());
         Ok(0)
     })
@@ -147,7 +148,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         return Err(anyhow!("PhonePe call failed: {e}"));
     }
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
-    let outcome = settle(env, &order, decision).await?;
+    let outcome = crate::settle::settle(&env.settler(), &order, decision).await?;
     let after = orders
         .find_one(doc! { "merchantTransactionId": tag })
         .await?

@@ -135,40 +135,17 @@ pub(crate) fn set<A: Actor>(m: &Mutex<Option<Addr<A>>>, addr: Option<Addr<A>>) {
     *m.lock().unwrap_or_else(|p| p.into_inner()) = addr;
 }
 
-/// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Confirmed,
-    Cancelled,
-    NeedsReview,
-    /// Someone else settled it first: no-op.
-    AlreadyProcessed,
-    /// Still pending at PhonePe (or a watched order checked): looked at again later.
-    Rescheduled,
-    /// PhonePe or MongoDB failed transiently: nothing changed, retried later.
-    Retried,
-    /// The worker gave the order back without a check (calls paused, shutting down, actor lost).
-    Released,
-}
+pub use crate::settle::Outcome;
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Confirmed => "confirmed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::NeedsReview => "needs_review",
-            Outcome::AlreadyProcessed => "already_processed",
-            Outcome::Rescheduled => "rescheduled",
-            Outcome::Retried => "retried",
-            Outcome::Released => "released",
+impl Env {
+    /// What [`crate::settle::settle`] needs from this environment.
+    pub fn settler(&self) -> crate::settle::Settler<'_> {
+        crate::settle::Settler {
+            store: &self.store,
+            strategy: self.strategy,
+            owner: &self.owner,
+            lease_ttl: self.settings.job.lease_ttl,
+            policy: &self.policy,
         }
-    }
-
-    /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
-    pub fn is_settlement(self) -> bool {
-        matches!(
-            self,
-            Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed
-        )
     }
 }

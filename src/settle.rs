@@ -1,0 +1,306 @@
+//! The one path from a decision to the database: commit (confirm and deduct stock atomically),
+//! park for review, cancel, reschedule or retry. The StockCommitter actor, `check --apply` (and
+//! the coming webhook) all settle through [`settle`], so they cannot disagree. Every status
+//! change is guarded by the status the reconciler saw: when the webhook or another instance got
+//! there first, the outcome is `AlreadyProcessed` and nothing is written. A retry after a PhonePe
+//! error also increments the order's counter of that kind of failure and keeps the error's
+//! secret-free excerpt in `reconciliation.lastError`.
+
+use std::time::Duration;
+
+use mongodb::bson::{Bson, DateTime};
+
+use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
+use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, Status};
+use crate::store::commit::confirm_transition;
+use crate::store::orders::plus;
+use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
+use crate::telemetry::names;
+
+/// What settling needs: the store, how to commit, who holds the lease, and the policy.
+#[derive(Clone, Copy)]
+pub struct Settler<'a> {
+    pub store: &'a Store,
+    pub strategy: StrategyChoice,
+    /// This process's lease owner id.
+    pub owner: &'a str,
+    pub lease_ttl: Duration,
+    pub policy: &'a Policy,
+}
+
+/// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Confirmed,
+    Cancelled,
+    NeedsReview,
+    /// Someone else settled it first: no-op.
+    AlreadyProcessed,
+    /// Still pending at PhonePe (or a watched order checked): looked at again later.
+    Rescheduled,
+    /// PhonePe or MongoDB failed transiently: nothing changed, retried later.
+    Retried,
+    /// The worker gave the order back without a check (calls paused, shutting down, actor lost).
+    Released,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Confirmed => "confirmed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::NeedsReview => "needs_review",
+            Outcome::AlreadyProcessed => "already_processed",
+            Outcome::Rescheduled => "rescheduled",
+            Outcome::Retried => "retried",
+            Outcome::Released => "released",
+        }
+    }
+
+    /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
+    pub fn is_settlement(self) -> bool {
+        matches!(
+            self,
+            Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed
+        )
+    }
+}
+
+fn count(o: Outcome) -> Outcome {
+    if o.is_settlement() {
+        metrics::counter!(names::ORDERS_SETTLED, "outcome" => o.as_str()).increment(1);
+    }
+    o
+}
+
+/// Add up to 20 % jitter so orders that failed together do not come back together.
+fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(fastrand::f64() * 0.2)
+}
+
+/// Jitter, except for a late-payment watch (a cancelled order): it keeps its exact schedule, so
+/// its last check lands inside the window.
+fn jitter_unless_watched(status: Status, d: Duration) -> Duration {
+    if status == Status::Cancelled {
+        d
+    } else {
+        jitter(d)
+    }
+}
+
+/// The path of one decision into the database.
+pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
+    let now = DateTime::now();
+    let outcome = match decision {
+        Decision::Commit { code, transaction_id } => {
+            commit(env, order, confirm_transition(&code, transaction_id), now).await?
+        }
+        Decision::Review {
+            reason,
+            payment_status,
+            code,
+            transaction_id,
+        } => {
+            if reason == review::PAID_AFTER_CANCEL {
+                metrics::counter!(names::LATE_PAYMENTS).increment(1);
+                tracing::error!(
+                    "PhonePe reports a payment for an order we cancelled: parking it as needs_review \
+                     (paid_after_cancel) for a person to refund or fulfil"
+                );
+            } else {
+                tracing::warn!(reason, "parking order as needs_review");
+            }
+            let t = Transition::new(
+                order.status,
+                Status::NeedsReview,
+                payment_status,
+                reason,
+                code,
+                transaction_id,
+            );
+            guarded(env, order, &t, now).await?
+        }
+        Decision::Cancel {
+            reason,
+            payment_status,
+            code,
+            transaction_id,
+        } => {
+            let mut t = Transition::new(
+                order.status,
+                Status::Cancelled,
+                payment_status,
+                reason,
+                code,
+                transaction_id,
+            );
+            if payment_status == PaymentStatus::Pending {
+                // Watched for a late payment: the first re-check is the schedule's first wait
+                // (15 min) after the cancellation; `decide_watch` sets the later ones.
+                let window = env.policy.late_payment_watch;
+                let first = watch_recheck(Duration::ZERO, window).unwrap_or(LATE_PAYMENT_RECHECK);
+                t.next_check_at = Some(plus(now, first));
+            }
+            guarded(env, order, &t, now).await?
+        }
+        Decision::Reschedule { after, code } => {
+            env.store
+                .reschedule(
+                    &order.id,
+                    env.owner,
+                    order.status,
+                    plus(now, jitter_unless_watched(order.status, after)),
+                    &code,
+                    now,
+                )
+                .await?;
+            Outcome::Rescheduled
+        }
+        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
+        Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
+        Decision::GiveUp { reason, error } => {
+            tracing::error!(reason, error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
+            let mut t = Transition::new(
+                order.status,
+                Status::NeedsReview,
+                PaymentStatus::Pending,
+                reason,
+                error.code(),
+                None,
+            );
+            t.last_error = Some(error.excerpt());
+            guarded(env, order, &t, now).await?
+        }
+        Decision::StopWatching => {
+            let end = plus(now, env.policy.late_payment_watch);
+            env.store
+                .reschedule(&order.id, env.owner, order.status, end, "WATCH_ENDED", now)
+                .await?;
+            Outcome::Rescheduled
+        }
+    };
+    tracing::info!(outcome = outcome.as_str(), "order reconciled");
+    Ok(count(outcome))
+}
+
+/// No status change after a PhonePe error: due again after `after` (with jitter), the error's
+/// excerpt kept, and the order's counter of that kind of failure (`count`) incremented.
+async fn retry(
+    env: &Settler<'_>,
+    order: &Order,
+    after: Duration,
+    error: &crate::domain::StatusError,
+    count: Option<&str>,
+    now: DateTime,
+) -> Result<Outcome, StoreError> {
+    env.store
+        .reschedule_after_error(
+            &order.id,
+            env.owner,
+            order.status,
+            plus(now, jitter(after)),
+            &error.code(),
+            &error.excerpt(),
+            count,
+            now,
+        )
+        .await?;
+    Ok(Outcome::Retried)
+}
+
+async fn guarded(env: &Settler<'_>, order: &Order, t: &Transition, now: DateTime) -> Result<Outcome, StoreError> {
+    if env.store.transition(&order.id, t, now).await? {
+        Ok(match t.to {
+            Status::Cancelled => Outcome::Cancelled,
+            Status::Confirmed => Outcome::Confirmed,
+            _ => Outcome::NeedsReview,
+        })
+    } else {
+        tracing::info!(
+            from = t.from.as_str(),
+            "order changed under us; someone else settled it"
+        );
+        Ok(Outcome::AlreadyProcessed)
+    }
+}
+
+async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) -> Result<Outcome, StoreError> {
+    let lease = Lease {
+        owner: env.owner,
+        ttl: env.lease_ttl,
+        now,
+    };
+    let result = env.store.commit(env.strategy, order, &t, &lease).await;
+    let parked = match result {
+        Ok(CommitOutcome::Committed) => return Ok(Outcome::Confirmed),
+        Ok(CommitOutcome::AlreadyProcessed) => {
+            tracing::info!("order was settled by someone else; stock untouched");
+            return Ok(Outcome::AlreadyProcessed);
+        }
+        Ok(parked) => parked,
+        Err(e) => {
+            metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
+            tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
+            // Best effort: bring it back soon. If this write fails too, the lease expires.
+            let _ = env
+                .store
+                .reschedule(
+                    &order.id,
+                    env.owner,
+                    Status::Draft,
+                    plus(now, jitter(Duration::from_secs(30))),
+                    "COMMIT_ERROR",
+                    now,
+                )
+                .await;
+            return Err(e);
+        }
+    };
+    let reason = parked.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+    let product = parked.product().unwrap_or_default().to_string();
+    // Both strategies have already parked the order as needs_review, with nothing deducted.
+    metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
+    tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
+    Ok(Outcome::NeedsReview)
+}
+
+/// Park an order whose document cannot be reconciled (a field is missing or wrong); its
+/// `paymentStatus` is left as the shop wrote it.
+pub async fn park_invalid(
+    env: &Settler<'_>,
+    id: &Bson,
+    status: Status,
+    error: &OrderError,
+) -> Result<Outcome, StoreError> {
+    let t = Transition::new(
+        status,
+        Status::NeedsReview,
+        PaymentStatus::Pending,
+        review::INVALID_ORDER,
+        error.to_string(),
+        None,
+    );
+    tracing::error!(order_id = %id, problem = %error, "order document is invalid; parked as needs_review");
+    let won = env.store.park_invalid(id, &t, DateTime::now()).await?;
+    Ok(count(if won {
+        Outcome::NeedsReview
+    } else {
+        Outcome::AlreadyProcessed
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_keep_their_exact_schedule_and_drafts_get_jitter() {
+        let d = Duration::from_secs(1000);
+        for _ in 0..50 {
+            assert_eq!(jitter_unless_watched(Status::Cancelled, d), d);
+            let j = jitter_unless_watched(Status::Draft, d);
+            assert!(j >= d && j <= d.mul_f64(1.2), "{j:?}");
+        }
+        assert!((0..50).any(|_| jitter_unless_watched(Status::Draft, d) != d));
+    }
+}
