@@ -317,7 +317,16 @@ async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Resu
             Some((_, Ok(waited))) => {
                 metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
             }
-            Some((_, Err(paused))) => return Err(give_back(env, order, paused.until).await),
+            Some((_, Err(paused))) => {
+                return Err(release(
+                    env,
+                    &order.id,
+                    order.status,
+                    paused.until.saturating_duration_since(Instant::now()),
+                    "CALLS_PAUSED",
+                )
+                .await)
+            }
             None => return Err(release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await),
         }
         if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
@@ -327,7 +336,14 @@ async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Resu
         match env.budget.paused_until() {
             None => return Ok(()),
             Some(until) if until.saturating_duration_since(Instant::now()) > WAIT_AT_MOST => {
-                return Err(give_back(env, order, until).await)
+                return Err(release(
+                    env,
+                    &order.id,
+                    order.status,
+                    until.saturating_duration_since(Instant::now()),
+                    "CALLS_PAUSED",
+                )
+                .await)
             }
             Some(_) => continue, // a short pause: `acquire` waits it out
         }
@@ -375,22 +391,4 @@ fn log_decision(d: &Decision) {
         }
         other => tracing::debug!(decision = ?other, "decided"),
     }
-}
-
-/// Calls are paused for a while: release the order until then, without a call.
-async fn give_back(env: &Env, order: &Order, until: Instant) -> Outcome {
-    let wait = until.saturating_duration_since(Instant::now());
-    let now = DateTime::now();
-    let _ = env
-        .store
-        .reschedule(
-            &order.id,
-            &env.owner,
-            order.status,
-            plus(now, wait),
-            "CALLS_PAUSED",
-            now,
-        )
-        .await;
-    Outcome::Released
 }
