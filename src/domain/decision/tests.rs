@@ -1,0 +1,550 @@
+//! Unit tests of `src/domain/decision.rs`.
+
+use super::*;
+use crate::domain::order::{Item, MerchantTransactionId, Paise};
+use crate::domain::payment::TransientKind;
+use mongodb::bson::Bson;
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+fn policy() -> Policy {
+    Policy {
+        merchant_id: "MERCHANTUAT".into(),
+        pending_timeout: Duration::from_secs(1800),
+        late_payment_watch: Duration::from_secs(86400),
+        unreadable_max_attempts: 8,
+    }
+}
+
+fn order(age_secs: i64, status: Status) -> Order {
+    Order {
+        id: Bson::Int32(1),
+        merchant_transaction_id: MerchantTransactionId::parse("ORD-1").unwrap(),
+        status,
+        payment_status: PaymentStatus::Pending,
+        amount: Paise(49900),
+        items: vec![Item {
+            product_id: Bson::Int32(7),
+            quantity: 1,
+            size: None,
+        }],
+        created_at: DateTime::from_millis(NOW_MS - age_secs * 1000),
+        attempts: 0,
+        reason: None,
+        errors: 0,
+        unreadable: 0,
+        rejections: 0,
+    }
+}
+
+fn report(state: PaymentState, code: &str, merchant: &str, amount: i64) -> Result<StatusReport, StatusError> {
+    Ok(StatusReport {
+        code: code.into(),
+        state,
+        merchant_id: Some(merchant.into()),
+        amount: Some(Paise(amount)),
+        transaction_id: Some("T1".into()),
+    })
+}
+
+fn run(o: &Order, a: Result<StatusReport, StatusError>) -> Decision {
+    decide(o, &a, DateTime::from_millis(NOW_MS), &policy())
+}
+
+#[test]
+fn paid_with_matching_merchant_and_amount_commits() {
+    let d = run(
+        &order(600, Status::Draft),
+        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+    );
+    assert_eq!(
+        d,
+        Decision::Commit {
+            code: "PAYMENT_SUCCESS".into(),
+            transaction_id: Some("T1".into())
+        }
+    );
+}
+
+#[test]
+fn paid_with_wrong_amount_goes_to_review() {
+    for amount in [49899, 49901, 4990, 0] {
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", amount),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Review {
+                    reason: review::AMOUNT_MISMATCH,
+                    payment_status: PaymentStatus::Paid,
+                    ..
+                }
+            ),
+            "{amount}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn paid_to_another_merchant_goes_to_review() {
+    let d = run(
+        &order(600, Status::Draft),
+        report(PaymentState::Completed, "PAYMENT_SUCCESS", "OTHER", 49900),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::MERCHANT_MISMATCH,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let mut missing = report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900).unwrap();
+    missing.merchant_id = None;
+    let d = run(&order(600, Status::Draft), Ok(missing.clone()));
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::MERCHANT_MISMATCH,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    missing.merchant_id = Some("MERCHANTUAT".into());
+    missing.amount = None;
+    let d = run(&order(600, Status::Draft), Ok(missing));
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::AMOUNT_MISMATCH,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn failed_cancels_with_payment_failed() {
+    for code in ["PAYMENT_ERROR", "PAYMENT_DECLINED", "TIMED_OUT"] {
+        let d = run(
+            &order(600, Status::Draft),
+            report(PaymentState::Failed, code, "MERCHANTUAT", 49900),
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Cancel {
+                    reason: cancel::PAYMENT_FAILED,
+                    payment_status: PaymentStatus::Failed,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn pending_young_reschedules_without_passing_the_timeout() {
+    let d = run(
+        &order(600, Status::Draft),
+        report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+    );
+    assert_eq!(
+        d,
+        Decision::Reschedule {
+            after: Duration::from_secs(60),
+            code: "PAYMENT_PENDING".into()
+        }
+    );
+    let mut o = order(1790, Status::Draft);
+    o.attempts = 3;
+    let d = run(
+        &o,
+        report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+    );
+    assert_eq!(
+        d,
+        Decision::Reschedule {
+            after: Duration::from_secs(10),
+            code: "PAYMENT_PENDING".into()
+        }
+    );
+    let d = run(
+        &order(600, Status::Draft),
+        report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+    );
+    assert!(matches!(d, Decision::Reschedule { .. }), "{d:?}");
+}
+
+#[test]
+fn pending_or_not_found_past_timeout_cancels() {
+    let d = run(
+        &order(1800, Status::Draft),
+        report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Cancel {
+                reason: cancel::PENDING_TIMEOUT,
+                payment_status: PaymentStatus::Pending,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let d = run(
+        &order(4000, Status::Draft),
+        report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Cancel {
+                reason: cancel::NOT_FOUND,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn errors_never_change_status() {
+    let o = order(100_000, Status::Draft); // even a very old order
+    let d = run(&o, Err(StatusError::RateLimited));
+    assert!(matches!(d, Decision::Retry { .. }), "{d:?}");
+    for kind in [
+        TransientKind::Server,
+        TransientKind::Timeout,
+        TransientKind::Connection,
+        TransientKind::Malformed,
+        TransientKind::UnknownCode,
+    ] {
+        let d = run(
+            &o,
+            Err(StatusError::Transient {
+                kind,
+                detail: "x".into(),
+            }),
+        );
+        assert!(matches!(d, Decision::Retry { .. }), "{d:?}");
+    }
+    let d = run(
+        &o,
+        Err(StatusError::Rejected {
+            code: "AUTHORIZATION_FAILED".into(),
+            http_status: 401,
+        }),
+    );
+    assert!(matches!(d, Decision::PauseCalls { .. }), "{d:?}");
+}
+
+fn transient(kind: TransientKind) -> StatusError {
+    StatusError::Transient {
+        kind,
+        detail: "x".into(),
+    }
+}
+
+fn refused() -> StatusError {
+    StatusError::Refused {
+        code: "BAD_REQUEST".into(),
+        http_status: 400,
+    }
+}
+
+/// The retry's delay and tally, or a panic naming the decision.
+fn retry_of(d: Decision) -> (Duration, Tally) {
+    match d {
+        Decision::Retry { after, tally, .. } => (after, tally),
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+#[test]
+fn error_backoff_doubles_on_the_orders_own_error_count_not_its_checks() {
+    let mut o = order(100_000, Status::Draft);
+    o.attempts = 7; // pending checks and service-wide failures do not count
+    let mut delays = vec![];
+    for errors in 0..4 {
+        o.errors = errors;
+        let (after, tally) = retry_of(run(&o, Err(transient(TransientKind::Server))));
+        assert_eq!(tally, Tally::Error);
+        delays.push(after.as_secs());
+    }
+    assert_eq!(delays, [30, 60, 120, 240]);
+}
+
+#[test]
+fn a_429_waits_a_minute_and_rejected_credentials_pause_five_minutes_without_counting() {
+    let o = order(100_000, Status::Draft);
+    assert_eq!(
+        retry_of(run(&o, Err(StatusError::RateLimited))),
+        (Duration::from_secs(60), Tally::Service)
+    );
+    let d = run(
+        &o,
+        Err(StatusError::Rejected {
+            code: "AUTHORIZATION_FAILED".into(),
+            http_status: 401,
+        }),
+    );
+    assert!(
+        matches!(d, Decision::PauseCalls { after, .. } if after == Duration::from_secs(300)),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_refused_order_backs_off_then_is_parked_as_phonepe_rejected() {
+    let mut o = order(600, Status::Draft);
+    let mut delays = vec![];
+    for rejections in 0..REJECTIONS_TO_REVIEW - 1 {
+        o.rejections = rejections;
+        let (after, tally) = retry_of(run(&o, Err(refused())));
+        assert_eq!(tally, Tally::Rejection);
+        delays.push(after.as_secs());
+    }
+    assert_eq!(delays, [30, 60]);
+    o.rejections = REJECTIONS_TO_REVIEW - 1;
+    assert_eq!(
+        run(&o, Err(refused())),
+        Decision::GiveUp {
+            reason: review::PHONEPE_REJECTED,
+            error: refused()
+        }
+    );
+    assert_eq!(REJECTIONS_TO_REVIEW, 3);
+    // A watched cancellation is never parked for it: it keeps its status.
+    let mut watched = order(4000, Status::Cancelled);
+    watched.reason = Some(cancel::PENDING_TIMEOUT.into());
+    watched.rejections = 10;
+    assert_eq!(retry_of(run(&watched, Err(refused()))).1, Tally::Rejection);
+}
+
+#[test]
+fn unreadable_answers_are_counted_apart_and_parked_after_the_configured_attempts() {
+    for kind in [TransientKind::Malformed, TransientKind::UnknownCode] {
+        let mut o = order(100_000, Status::Draft);
+        o.errors = 5; // other failures do not bring the limit closer
+        for unreadable in 0..7 {
+            o.unreadable = unreadable;
+            let (after, tally) = retry_of(run(&o, Err(transient(kind))));
+            assert_eq!((after, tally), (error_backoff(unreadable), Tally::Unreadable));
+        }
+        o.unreadable = 7; // this answer is the 8th
+        assert_eq!(
+            run(&o, Err(transient(kind))),
+            Decision::GiveUp {
+                reason: review::PHONEPE_UNREADABLE,
+                error: transient(kind)
+            }
+        );
+    }
+    // The limit is the policy's.
+    let mut p = policy();
+    p.unreadable_max_attempts = 1;
+    let d = decide(
+        &order(600, Status::Draft),
+        &Err(transient(TransientKind::Malformed)),
+        DateTime::from_millis(NOW_MS),
+        &p,
+    );
+    assert!(matches!(d, Decision::GiveUp { .. }), "{d:?}");
+}
+
+#[test]
+fn a_failure_of_the_whole_service_is_retried_soon_and_counts_for_no_order() {
+    for kind in [TransientKind::Server, TransientKind::Timeout, TransientKind::Connection] {
+        assert_eq!(
+            retry_of(on_service_error(&transient(kind))),
+            (SERVICE_RETRY, Tally::Service)
+        );
+    }
+    assert!(SERVICE_RETRY <= Duration::from_secs(10));
+    assert_eq!(
+        retry_of(on_service_error(&StatusError::RateLimited)),
+        (Duration::from_secs(60), Tally::Service)
+    );
+    // The same refusal for several different orders: our request is wrong for everyone.
+    assert!(matches!(
+        on_service_error(&refused()),
+        Decision::PauseCalls { after, .. } if after == REJECTED_PAUSE
+    ));
+    assert_eq!(Tally::Service.field(), None);
+    assert_eq!(Tally::Error.field(), Some("reconciliation.errors"));
+    assert_eq!(Tally::Unreadable.field(), Some("reconciliation.unreadable"));
+    assert_eq!(Tally::Rejection.field(), Some("reconciliation.rejections"));
+}
+
+#[test]
+fn backoffs_grow_and_cap() {
+    assert_eq!(error_backoff(0), Duration::from_secs(30));
+    assert_eq!(error_backoff(1), Duration::from_secs(60));
+    assert_eq!(error_backoff(2), Duration::from_secs(120));
+    assert_eq!(error_backoff(4), Duration::from_secs(480));
+    assert_eq!(error_backoff(5), Duration::from_secs(900));
+    assert_eq!(error_backoff(40), Duration::from_secs(900));
+    assert_eq!(pending_backoff(0), Duration::from_secs(60));
+    assert_eq!(pending_backoff(9), Duration::from_secs(480));
+}
+
+#[test]
+fn late_payment_after_timeout_cancel_goes_to_review() {
+    let mut o = order(4000, Status::Cancelled);
+    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    let d = run(
+        &o,
+        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::PAID_AFTER_CANCEL,
+                payment_status: PaymentStatus::Paid,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let d = run(
+        &o,
+        report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
+    );
+    // 4000 s old: 2200 s into the watch window, so the wait is 30 minutes.
+    assert_eq!(
+        d,
+        Decision::Reschedule {
+            after: Duration::from_secs(30 * 60),
+            code: "PAYMENT_PENDING".into()
+        }
+    );
+    // Past the watch window, or cancelled for a real failure: stop watching.
+    let mut old = order(1800 + 86400 + 1, Status::Cancelled);
+    old.reason = Some(cancel::NOT_FOUND.into());
+    assert_eq!(
+        run(
+            &old,
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+        ),
+        Decision::StopWatching
+    );
+    o.reason = Some(cancel::PAYMENT_FAILED.into());
+    assert_eq!(
+        run(
+            &o,
+            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+        ),
+        Decision::StopWatching
+    );
+}
+
+#[test]
+fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
+    // Cancelled as not found, two hours into its 24-hour watch.
+    let mut o = order(1800 + 7200, Status::Cancelled);
+    o.reason = Some(cancel::NOT_FOUND.into());
+    let d = run(
+        &o,
+        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::PAID_AFTER_CANCEL,
+                payment_status: PaymentStatus::Paid,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let d = run(
+        &o,
+        report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
+    );
+    assert_eq!(
+        d,
+        Decision::Reschedule {
+            after: Duration::from_secs(2 * 3600),
+            code: "TRANSACTION_NOT_FOUND".into()
+        }
+    );
+}
+
+const MIN: u64 = 60;
+
+/// Every check of a watch run exactly on time: the elapsed times, and what the schedule said
+/// after the last one.
+fn on_time_checks(window: Duration) -> Vec<u64> {
+    let mut at = watch_recheck(Duration::ZERO, window).unwrap();
+    let mut checks = vec![at.as_secs() / MIN];
+    while let Some(wait) = watch_recheck(at, window) {
+        at += wait;
+        checks.push(at.as_secs() / MIN);
+        assert!(checks.len() < 100, "the schedule never ends: {checks:?}");
+    }
+    checks
+}
+
+#[test]
+fn the_watch_schedule_doubles_and_ends_with_a_check_just_before_the_window_closes() {
+    let d = |m: u64| Duration::from_secs(m * MIN);
+    let day = d(24 * 60);
+    // Waits: 15 min, 30 min, 1 h, 2 h, 4 h, 8 h, then cut to the last check at 23 h 45.
+    assert_eq!(watch_recheck(d(0), day), Some(d(15)));
+    assert_eq!(watch_recheck(d(15), day), Some(d(30)));
+    assert_eq!(watch_recheck(d(45), day), Some(d(60)));
+    assert_eq!(watch_recheck(d(105), day), Some(d(120)));
+    assert_eq!(watch_recheck(d(225), day), Some(d(240)));
+    assert_eq!(watch_recheck(d(465), day), Some(d(480)));
+    assert_eq!(watch_recheck(d(945), day), Some(d(1425 - 945)));
+    assert_eq!(watch_recheck(d(1425), day), None, "the last check");
+    assert_eq!(on_time_checks(day), vec![15, 45, 105, 225, 465, 945, 1425]);
+    // A check that ran late keeps to the schedule rather than sliding it.
+    assert_eq!(watch_recheck(d(100), day), Some(d(60)));
+    assert_eq!(watch_recheck(d(1000), day), Some(d(425)));
+    // Past the last check, or a window too short for any: stop.
+    assert_eq!(watch_recheck(d(1500), day), None);
+    assert_eq!(watch_recheck(d(0), d(10)), None);
+    // A short window: 15 min, then the last check 15 min before its end.
+    assert_eq!(on_time_checks(d(60)), vec![15, 45]);
+    assert_eq!(on_time_checks(d(7 * 24 * 60)).len(), 10, "a week: still 10 calls");
+}
+
+#[test]
+fn a_watch_stops_after_its_last_check() {
+    let mut o = order(1800 + 1425 * 60, Status::Cancelled);
+    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    assert_eq!(
+        run(
+            &o,
+            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900)
+        ),
+        Decision::StopWatching
+    );
+    assert!(
+        matches!(
+            run(
+                &o,
+                report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
+            ),
+            Decision::Review {
+                reason: review::PAID_AFTER_CANCEL,
+                ..
+            }
+        ),
+        "the last check still catches a late payment"
+    );
+}
