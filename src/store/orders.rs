@@ -5,14 +5,9 @@
 //! document is claimed atomically), so two processes
 //! never work the same order. The lease outlives one PhonePe round trip with retries; an order
 //! whose worker died is simply claimed again once its lease expires.
+
 //!
-//! The indexed filters match `createdAt` as a BSON date and `paymentStatus: "pending"`. A *sweep*
-//! ([`Store::sweep`]) finds the drafts and watched cancellations they cannot match (`createdAt`
-//! an ISO string, epoch milliseconds or missing; a draft whose `paymentStatus` is not `pending`)
-//! and decides in Rust, from the effective creation time (`effective_created_at`), which are work
-//! now; a draft with no usable time at all is claimed and parked. Candidate lists reserve every
-//! fourth place (the first, the fifth, ...) for a due late-payment watch while there are any, so
-//! a steady draft backlog cannot starve the watches.
+//! What is eligible (the filters, the sweep, the candidate lists) is in `store/eligible.rs`.
 
 use std::time::Duration;
 
@@ -20,9 +15,9 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 
+pub use super::eligible::{Eligibility, Swept};
 use super::{StoreError, StoreResult};
-use crate::domain::decision::{cancel, WATCH_OVERDUE_GRACE};
-use crate::domain::order::effective_created_at;
+use crate::domain::decision::cancel;
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
@@ -194,97 +189,6 @@ pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
 }
 
-/// At most this many documents are read per sweep query (oldest `_id` first).
-const SWEEP_LIMIT: i64 = 1000;
-
-/// Every `WATCH_SHARE`-th candidate is a due late-payment watch while there are any.
-const WATCH_SHARE: usize = 4;
-
-/// The work a sweep found among the documents the indexed filters cannot match.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Swept {
-    /// Drafts older than the lookback (or with no usable time: they are parked), oldest first.
-    pub drafts: Vec<Bson>,
-    /// Watched cancellations still inside their window.
-    pub watches: Vec<Bson>,
-    /// How many of `watches` were due more than `WATCH_OVERDUE_GRACE` ago.
-    pub overdue_watches: u64,
-}
-
-/// Not leased by anyone: a guard every claimable order passes.
-fn free(now: DateTime) -> Document {
-    doc! { "reconciliation.leaseUntil": { "$not": { "$gt": now } } }
-}
-
-/// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
-/// `createdAt` not a date (or missing); due and not leased.
-fn irregular_draft_filter(now: DateTime) -> Document {
-    let mut f = doc! {
-        "status": Status::Draft.as_str(),
-        "$or": [
-            { "paymentStatus": { "$ne": PaymentStatus::Pending.as_str() } },
-            { "createdAt": { "$not": { "$type": "date" } } },
-        ],
-        "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-    };
-    f.extend(free(now));
-    f
-}
-
-/// Watched cancellations whose `createdAt` is not a date, due by `due_by` and not leased.
-fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
-    let mut f = doc! {
-        "status": Status::Cancelled.as_str(),
-        "paymentStatus": PaymentStatus::Pending.as_str(),
-        "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
-        "createdAt": { "$not": { "$type": "date" } },
-        "reconciliation.nextCheckAt": { "$not": { "$gt": due_by } },
-    };
-    f.extend(free(now));
-    f
-}
-
-/// Up to `limit` ids, the first of every `WATCH_SHARE` places a watch while there are any, the
-/// others drafts while there are any: every claim from the list gets its share of watches, and
-/// the drafts get the rest. Also how many drafts and watches were taken (from the front).
-fn share_with_watches(drafts: Vec<Bson>, watches: Vec<Bson>, limit: usize) -> (Vec<Bson>, usize, usize) {
-    let (mut drafts, mut watches) = (drafts.into_iter(), watches.into_iter());
-    let mut out = Vec::with_capacity(limit);
-    let (mut took_drafts, mut took_watches) = (0, 0);
-    while out.len() < limit {
-        let watch_turn = out.len() % WATCH_SHARE == 0;
-        let (first, second) = if watch_turn {
-            (&mut watches, &mut drafts)
-        } else {
-            (&mut drafts, &mut watches)
-        };
-        let (id, from_watches) = match first.next() {
-            Some(id) => (id, watch_turn),
-            None => match second.next() {
-                Some(id) => (id, !watch_turn),
-                None => break,
-            },
-        };
-        if from_watches {
-            took_watches += 1;
-        } else {
-            took_drafts += 1;
-        }
-        out.push(id);
-    }
-    (out, took_drafts, took_watches)
-}
-
-/// What the scanner looks for.
-#[derive(Debug, Clone, Copy)]
-pub struct Eligibility {
-    /// Drafts younger than this are left to the webhook.
-    pub lookback: Duration,
-    /// Cancelled (timeout / not found) orders are watched for late payment while
-    /// `createdAt > now - watch_horizon`.
-    pub watch_horizon: Option<Duration>,
-}
-
 impl Store {
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
         let mut opts = mongodb::options::ClientOptions::parse(uri)
@@ -380,118 +284,6 @@ impl Store {
         Ok(())
     }
 
-    /// The eligible-drafts filter the scanner counts and claims by (public for `explain`).
-    pub fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
-        doc! {
-            "status": Status::Draft.as_str(),
-            "paymentStatus": PaymentStatus::Pending.as_str(),
-            "createdAt": { "$lte": minus(now, e.lookback) },
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
-        }
-    }
-
-    fn watch_filter(now: DateTime, horizon: Duration) -> Document {
-        doc! {
-            "status": Status::Cancelled.as_str(),
-            "paymentStatus": PaymentStatus::Pending.as_str(),
-            "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
-            "createdAt": { "$gt": minus(now, horizon) },
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
-        }
-    }
-
-    /// How many drafts the eligible filter matches right now (with [`Swept::drafts`], the
-    /// `reconciler_eligible_backlog` gauge).
-    pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
-        self.orders
-            .count_documents(Self::draft_filter(now, e))
-            .await
-            .map_err(StoreError::mongo("count eligible"))
-    }
-
-    /// The drafts and watched cancellations the indexed filters cannot match that are work now
-    /// (due, not leased): drafts whose effective creation time is past the lookback or cannot be
-    /// had (claimed to be parked), watches whose effective time is inside the watch horizon.
-    pub async fn sweep(&self, now: DateTime, e: &Eligibility) -> StoreResult<Swept> {
-        let cutoff = minus(now, e.lookback).timestamp_millis();
-        let mut drafts: Vec<(i64, Bson)> = self
-            .irregular(irregular_draft_filter(now))
-            .await?
-            .into_iter()
-            .filter_map(|d| match effective_created_at(&d) {
-                Ok(t) if t.timestamp_millis() > cutoff => None,
-                Ok(t) => Some((t.timestamp_millis(), d.get("_id")?.clone())),
-                Err(_) => Some((i64::MIN, d.get("_id")?.clone())),
-            })
-            .collect();
-        drafts.sort_by_key(|(t, _)| *t);
-        let mut swept = Swept {
-            drafts: drafts.into_iter().map(|(_, id)| id).collect(),
-            ..Swept::default()
-        };
-        if let Some(h) = e.watch_horizon {
-            self.sweep_watches(now, h, &mut swept).await?;
-        }
-        Ok(swept)
-    }
-
-    /// Add the watched cancellations with an irregular `createdAt`, due and inside the window,
-    /// to `swept`.
-    async fn sweep_watches(&self, now: DateTime, horizon: Duration, swept: &mut Swept) -> StoreResult<()> {
-        let start = minus(now, horizon).timestamp_millis();
-        let overdue_by = minus(now, WATCH_OVERDUE_GRACE);
-        for d in self.irregular(irregular_watch_filter(now, now)).await? {
-            if !effective_created_at(&d).is_ok_and(|t| t.timestamp_millis() > start) {
-                continue;
-            }
-            let next = d
-                .get_document("reconciliation")
-                .and_then(|r| r.get_datetime("nextCheckAt"))
-                .ok();
-            if next.is_none_or(|n| *n <= overdue_by) {
-                swept.overdue_watches += 1;
-            }
-            swept.watches.extend(d.get("_id").cloned());
-        }
-        Ok(())
-    }
-
-    /// `_id`, `createdAt` and `nextCheckAt` of up to `SWEEP_LIMIT` documents matching `filter`,
-    /// oldest `_id` first.
-    async fn irregular(&self, filter: Document) -> StoreResult<Vec<Document>> {
-        use futures_util::TryStreamExt;
-        self.orders
-            .find(filter)
-            .projection(doc! { "_id": 1, "createdAt": 1, "reconciliation.nextCheckAt": 1 })
-            .sort(doc! { "_id": 1 })
-            .limit(SWEEP_LIMIT)
-            .await
-            .map_err(StoreError::mongo("sweep irregular orders"))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo("sweep irregular orders"))
-    }
-
-    /// Late-payment watches due more than `WATCH_OVERDUE_GRACE` ago, still inside their window
-    /// and not being worked on (the `reconciler_overdue_watches` gauge): the watch filter's and
-    /// `swept`'s (a sweep at `now`).
-    pub async fn count_overdue_watches(&self, now: DateTime, e: &Eligibility, swept: &Swept) -> StoreResult<u64> {
-        let Some(h) = e.watch_horizon else {
-            return Ok(0);
-        };
-        let due_by = minus(now, WATCH_OVERDUE_GRACE);
-        let mut regular = Self::watch_filter(now, h);
-        regular.insert("reconciliation.nextCheckAt", doc! { "$not": { "$gt": due_by } });
-        let n = self
-            .orders
-            .count_documents(regular)
-            .await
-            .map_err(StoreError::mongo("count overdue watches"))?;
-        Ok(n + swept.overdue_watches)
-    }
-
     /// Claim up to `max` eligible orders for `owner`, from [`Store::candidates`]: drafts oldest
     /// first, with every fourth place kept for a due late-payment watch.
     pub async fn claim(
@@ -504,62 +296,6 @@ impl Store {
     ) -> StoreResult<Vec<Claimed>> {
         let ids = self.candidates(now, e, max).await?;
         self.claim_ids(&ids, owner, now, lease).await
-    }
-
-    /// Ids of up to `limit` eligible orders, after a fresh sweep: see [`Store::candidates_with`].
-    pub async fn candidates(&self, now: DateTime, e: &Eligibility, limit: usize) -> StoreResult<Vec<Bson>> {
-        let mut swept = self.sweep(now, e).await?;
-        self.candidates_with(now, e, limit, &mut swept).await
-    }
-
-    /// Ids of up to `limit` eligible orders: drafts (`swept`'s first, then the eligible filter's,
-    /// oldest first) and due late-payment watches (`swept`'s, then the watch filter's, oldest
-    /// first), every `WATCH_SHARE`-th place a watch while there are any (see
-    /// `share_with_watches`). What is listed is taken out of `swept`. Nothing is claimed: the
-    /// scanner keeps this list and claims from it as reconcilers free up, so the (index) scan for
-    /// eligible orders runs once per list, not once per claim, and the sweep once per tick.
-    pub async fn candidates_with(
-        &self,
-        now: DateTime,
-        e: &Eligibility,
-        limit: usize,
-        swept: &mut Swept,
-    ) -> StoreResult<Vec<Bson>> {
-        if limit == 0 {
-            return Ok(vec![]);
-        }
-        let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
-        let room = limit - drafts.len();
-        drafts.extend(self.ids_oldest_first(Self::draft_filter(now, e), Some(room)).await?);
-        let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
-        if let Some(h) = e.watch_horizon {
-            let room = limit - watches.len();
-            watches.extend(self.ids_oldest_first(Self::watch_filter(now, h), Some(room)).await?);
-        }
-        let (ids, took_drafts, took_watches) = share_with_watches(drafts, watches, limit);
-        swept.drafts.drain(..took_drafts.min(swept.drafts.len()));
-        swept.watches.drain(..took_watches.min(swept.watches.len()));
-        Ok(ids)
-    }
-
-    /// Ids of the orders matching `filter`, oldest first, at most `limit` of them.
-    async fn ids_oldest_first(&self, filter: Document, limit: Option<usize>) -> StoreResult<Vec<Bson>> {
-        use futures_util::TryStreamExt;
-        if limit == Some(0) {
-            return Ok(vec![]);
-        }
-        let docs: Vec<Document> = self
-            .orders
-            .find(filter)
-            .projection(doc! { "_id": 1 })
-            .sort(doc! { "createdAt": 1 })
-            .limit(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
-            .await
-            .map_err(StoreError::mongo("find order ids"))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo("find order ids"))?;
-        Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
 
     /// Claim the orders among `ids` that are still free and due, for `owner`. Each claim is an
