@@ -253,6 +253,16 @@ impl Store {
                         .build(),
                 )
                 .build(),
+            // Journals whose markers wait for their sweep (the field is removed once swept).
+            IndexModel::builder()
+                .keys(doc! { "reconciliation.commit.sweepAt": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("reconciler_journal_sweep".to_string())
+                        .sparse(true)
+                        .build(),
+                )
+                .build(),
             IndexModel::builder()
                 .keys(doc! { "reconciliation.leaseOwner": 1 })
                 .options(
