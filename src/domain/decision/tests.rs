@@ -548,3 +548,33 @@ fn a_watch_stops_after_its_last_check() {
         "the last check still catches a late payment"
     );
 }
+
+#[test]
+fn a_late_payment_found_at_the_very_end_of_the_window_still_goes_to_review() {
+    // The window is inclusive: exactly `pending_timeout + late_payment_watch` old is still inside.
+    let mut o = order(1800 + 86400, Status::Cancelled);
+    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    let d = run(
+        &o,
+        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
+    );
+    assert!(
+        matches!(
+            d,
+            Decision::Review {
+                reason: review::PAID_AFTER_CANCEL,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_watch_constants_are_the_documented_ones() {
+    // docs/operations.md: the first re-check 15 min after the cancellation, the last 15 min before
+    // the window ends, and a watch counts as overdue when due more than 10 min ago.
+    assert_eq!(LATE_PAYMENT_RECHECK, Duration::from_secs(900));
+    assert_eq!(WATCH_FINAL_LEAD, Duration::from_secs(900));
+    assert_eq!(WATCH_OVERDUE_GRACE, Duration::from_secs(600));
+}
