@@ -597,4 +597,38 @@ mod tests {
         tokio::spawn(async move { record(&b3, CallResult::Answered) });
         assert!(!b.await_verdict(lone).await);
     }
+
+    #[test]
+    fn the_period_is_the_limit_plus_its_margin() {
+        // 60 s / limit, plus 1 % or 20 ms (at most a tenth of the period), whichever is more.
+        let period = |per_minute| Budget::per_minute(per_minute).period;
+        assert_eq!(period(30), Duration::from_millis(2_020));
+        assert_eq!(period(600), Duration::from_millis(110));
+        assert_eq!(period(6_000), Duration::from_millis(11));
+        assert_eq!(period(1), Duration::from_millis(60_600));
+        assert_eq!(period(0), period(1), "a zero budget is read as one call a minute");
+    }
+
+    #[test]
+    fn a_pause_makes_failures_service_wide_only_while_it_lasts() {
+        let now = Instant::now();
+        let mut s = BreakerState::default();
+        assert!(!s.service_wide(now));
+        s.paused_until = Some(now + Duration::from_secs(1));
+        assert!(s.service_wide(now));
+        s.paused_until = Some(now);
+        assert!(!s.service_wide(now), "a pause ending now is over");
+        s.paused_until = Some(now - Duration::from_secs(1));
+        assert!(!s.service_wide(now));
+        s.failing = vec![1, 2];
+        assert!(s.service_wide(now), "two different orders failing in a row");
+    }
+
+    #[test]
+    fn orders_get_their_own_breaker_keys() {
+        assert_eq!(order_key("ORD-1"), order_key("ORD-1"));
+        assert_ne!(order_key("ORD-1"), order_key("ORD-2"));
+        assert_ne!(order_key("ORD-1"), 0);
+        assert_ne!(order_key("ORD-2"), 1);
+    }
 }
