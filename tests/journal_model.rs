@@ -396,6 +396,9 @@ fn no_interleaving_of_journal_drivers_deducts_twice_or_restores_what_was_not_ded
             sized_items_decrement_total: false,
             lease_ttl: LEASE,
         });
+    // The service's indexes: without them every recovery claim and sweep scans the orders of
+    // every schedule run before.
+    w.block(store.ensure_indexes()).expect("indexes");
     let started = std::time::Instant::now();
     let seeds = seeds();
     for &seed in &seeds {

@@ -536,7 +536,9 @@ fn missing_product_or_size_parks_the_order() {
 
 #[test]
 fn per_size_stock_is_deducted_and_guarded() {
-    let w = World::new("sizes");
+    let mut w = World::new("sizes");
+    // One reconciler: the two orders compete for size M and the older must commit first.
+    w.settings.job.reconcilers = 1;
     w.insert_sized_product("shirt", &[("M", 2), ("L", 5)]);
     w.insert_order("ORD-M", 49900, OLD, &[("shirt", 2, Some("M")), ("shirt", 1, Some("L"))]);
     w.insert_order("ORD-M2", 49900, OLD - 10, &[("shirt", 1, Some("M"))]);
@@ -559,7 +561,9 @@ fn per_size_stock_is_deducted_and_guarded() {
 /// A product that keeps stock per size only: no total at all, or a total of 0.
 #[test]
 fn sized_items_need_only_the_size_stock() {
-    let w = World::new("sizes_only");
+    let mut w = World::new("sizes_only");
+    w.settings.job.reconcilers = 1; // ORD-S and ORD-S2 compete for the last S: oldest first
+
     w.insert_raw_product(doc! { "_id": "kurta", "sizes": [ { "size": "M", "stock": 2 } ] });
     w.insert_raw_product(doc! { "_id": "saree", "stock": 0, "sizes": [ { "size": "S", "stock": 1 } ] });
     w.insert_order("ORD-K", 49900, OLD, &[("kurta", 2, Some("M"))]);
@@ -781,6 +785,7 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
 fn a_standalone_server_under_auto_commits_with_the_journal() {
     let mut w = World::on(support::standalone_server(), "standalone");
     w.settings.job.commit_strategy = draft_reconciler::config::CommitStrategy::Auto;
+    w.settings.job.reconcilers = 1; // both orders want the last shirt M: oldest first
     w.insert_product("tee", 10);
     w.insert_sized_product("shirt", &[("M", 1)]);
     w.insert_order("ORD-PAID", 49900, OLD, &[("tee", 2, None), ("shirt", 1, Some("M"))]);
