@@ -631,4 +631,24 @@ mod tests {
         assert_ne!(order_key("ORD-1"), 0);
         assert_ne!(order_key("ORD-2"), 1);
     }
+
+    #[test]
+    fn a_failure_sent_the_instant_a_pause_began_counts_and_one_sent_before_does_not() {
+        let t = Instant::now();
+        let mut s = BreakerState {
+            opened_at: Some(t),
+            half_open: true,
+            ..BreakerState::default()
+        };
+        let before = t.checked_sub(Duration::from_millis(1)).expect("an instant before now");
+        assert_eq!(
+            Budget::apply(&mut s, CallResult::Failed(1), before),
+            None,
+            "in flight before"
+        );
+        assert!(
+            Budget::apply(&mut s, CallResult::Failed(1), t).is_some(),
+            "the probe failed"
+        );
+    }
 }

@@ -429,4 +429,42 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn vocabularies_have_their_stored_spellings_and_parse_back() {
+        let statuses = [
+            (Status::Draft, "draft"),
+            (Status::Committing, "committing"),
+            (Status::Confirmed, "confirmed"),
+            (Status::Cancelled, "cancelled"),
+            (Status::NeedsReview, "needs_review"),
+        ];
+        for (status, word) in statuses {
+            assert_eq!(status.as_str(), word);
+            assert_eq!(Status::parse(word), Some(status));
+        }
+        let payments = [
+            (PaymentStatus::Pending, "pending"),
+            (PaymentStatus::Paid, "paid"),
+            (PaymentStatus::Failed, "failed"),
+        ];
+        for (payment, word) in payments {
+            assert_eq!(payment.as_str(), word);
+            assert_eq!(PaymentStatus::parse(word), Some(payment));
+        }
+        for unknown in ["", "Draft", "refunded", "xyzzy"] {
+            assert_eq!(Status::parse(unknown), None, "{unknown}");
+            assert_eq!(PaymentStatus::parse(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn ids_are_at_most_64_characters_and_display_as_themselves() {
+        let longest = "A".repeat(MerchantTransactionId::MAX_LEN);
+        assert_eq!(MerchantTransactionId::parse(&longest).unwrap().as_str(), longest);
+        assert!(MerchantTransactionId::parse(&format!("{longest}B")).is_err());
+        let id = MerchantTransactionId::parse("ORD-1001_x").unwrap();
+        assert_eq!(id.to_string(), "ORD-1001_x");
+        assert_eq!(Paise(49900).to_string(), "49900 paise");
+    }
 }
