@@ -467,4 +467,31 @@ mod tests {
         assert_eq!(id.to_string(), "ORD-1001_x");
         assert_eq!(Paise(49900).to_string(), "49900 paise");
     }
+
+    #[test]
+    fn created_at_doubles_must_be_whole_finite_and_plausible_milliseconds() {
+        let ms = 1_700_000_000_000.0_f64;
+        assert_eq!(
+            read_time(&Bson::Double(ms)),
+            Some(DateTime::from_millis(1_700_000_000_000))
+        );
+        for not_a_time in [ms + 0.5, f64::INFINITY, f64::NAN, 9.0e15, -ms] {
+            assert_eq!(read_time(&Bson::Double(not_a_time)), None, "{not_a_time}");
+        }
+        // An Int32 cannot hold milliseconds of this century (an equivalent arm: `_` says None too).
+        assert_eq!(read_time(&Bson::Int32(1_700_000_000)), None);
+    }
+
+    #[test]
+    fn failure_counters_are_read_from_the_reconciliation_block() {
+        let mut d = good();
+        d.insert(
+            "reconciliation",
+            doc! { "errors": 2, "unreadable": 3_i64, "rejections": 1 },
+        );
+        let o = Order::parse(&d).unwrap();
+        assert_eq!((o.errors, o.unreadable, o.rejections), (2, 3, 1));
+        d.insert("reconciliation", doc! { "errors": "two" });
+        assert_eq!(Order::parse(&d).unwrap_err().field, "reconciliation.errors");
+    }
 }
