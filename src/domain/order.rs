@@ -494,4 +494,14 @@ mod tests {
         d.insert("reconciliation", doc! { "errors": "two" });
         assert_eq!(Order::parse(&d).unwrap_err().field, "reconciliation.errors");
     }
+
+    #[test]
+    fn an_empty_size_is_an_error_naming_the_item() {
+        let mut d = good();
+        d.insert(
+            "items",
+            vec![Bson::Document(doc! { "productId": 1, "quantity": 1, "size": "" })],
+        );
+        assert_eq!(Order::parse(&d).unwrap_err().field, "items.0.size");
+    }
 }
