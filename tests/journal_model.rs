@@ -386,16 +386,21 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
-#[test]
-fn no_interleaving_of_journal_drivers_deducts_twice_or_restores_what_was_not_deducted() {
-    let w = World::new("journal_model");
-    let store = w
-        .block(Store::connect(&w.uri, w.db.name()))
+/// The store of `w` as the model's drivers use it: leases of `LEASE`, sized items move their
+/// size only.
+fn model_store(w: &World) -> Store {
+    w.block(Store::connect(&w.uri, w.db.name()))
         .expect("connect")
         .with_rules(CommitRules {
             sized_items_decrement_total: false,
             lease_ttl: LEASE,
-        });
+        })
+}
+
+#[test]
+fn no_interleaving_of_journal_drivers_deducts_twice_or_restores_what_was_not_deducted() {
+    let w = World::new("journal_model");
+    let store = model_store(&w);
     // The service's indexes: without them every recovery claim and sweep scans the orders of
     // every schedule run before.
     w.block(store.ensure_indexes()).expect("indexes");
@@ -429,13 +434,7 @@ fn no_interleaving_of_journal_drivers_deducts_twice_or_restores_what_was_not_ded
 #[test]
 fn a_driver_that_outlives_its_lease_finds_the_markers_and_deducts_nothing() {
     let w = World::new("journal_stale_driver");
-    let store = w
-        .block(Store::connect(&w.uri, w.db.name()))
-        .expect("connect")
-        .with_rules(CommitRules {
-            sized_items_decrement_total: false,
-            lease_ttl: LEASE,
-        });
+    let store = model_store(&w);
     w.insert_product("tee", 10);
     w.insert_product("cap", 10);
     let id = w.insert_order("ORD-S", 100, 600, &[("tee", 2, None), ("cap", 3, None)]);
