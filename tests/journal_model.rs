@@ -360,6 +360,19 @@ impl Model<'_> {
             }
         }
         self.finish_and_check();
+        self.clean_up();
+    }
+
+    /// Remove this schedule's documents, so the collections stay small however many run.
+    fn clean_up(&self) {
+        let orders: Vec<&String> = self.orders.iter().map(|(m, _)| m).collect();
+        let products: Vec<&String> = self.initial.keys().collect();
+        self.w
+            .block(self.store_orders().delete_many(doc! { "_id": { "$in": orders } }))
+            .unwrap();
+        self.w
+            .block(self.store_products().delete_many(doc! { "_id": { "$in": products } }))
+            .unwrap();
     }
 }
 
