@@ -189,6 +189,12 @@ pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
 }
 
+/// A sparse index on `keys` named `name` (only documents that have the field are in it).
+fn sparse_index(keys: Document, name: &str) -> IndexModel {
+    let options = IndexOptions::builder().name(name.to_string()).sparse(true).build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
 impl Store {
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
         let mut opts = mongodb::options::ClientOptions::parse(uri)
@@ -244,49 +250,17 @@ impl Store {
                 .keys(doc! { "status": 1, "paymentStatus": 1, "createdAt": 1 })
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
                 .build(),
-            IndexModel::builder()
-                .keys(doc! { "reconciliation.commit.id": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("reconciler_journal".to_string())
-                        .sparse(true)
-                        .build(),
-                )
-                .build(),
+            sparse_index(doc! { "reconciliation.commit.id": 1 }, "reconciler_journal"),
             // Journals whose markers wait for their sweep (the field is removed once swept).
-            IndexModel::builder()
-                .keys(doc! { "reconciliation.commit.sweepAt": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("reconciler_journal_sweep".to_string())
-                        .sparse(true)
-                        .build(),
-                )
-                .build(),
-            IndexModel::builder()
-                .keys(doc! { "reconciliation.leaseOwner": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("reconciler_lease_owner".to_string())
-                        .sparse(true)
-                        .build(),
-                )
-                .build(),
+            sparse_index(doc! { "reconciliation.commit.sweepAt": 1 }, "reconciler_journal_sweep"),
+            sparse_index(doc! { "reconciliation.leaseOwner": 1 }, "reconciler_lease_owner"),
         ];
         self.orders
             .create_indexes(models)
             .await
             .map_err(StoreError::mongo("create indexes"))?;
         // The journal strategy's per-item commit markers on products (swept by recovery).
-        let markers = IndexModel::builder()
-            .keys(doc! { super::journal::MARKERS: 1 })
-            .options(
-                IndexOptions::builder()
-                    .name("reconciler_commit_markers".to_string())
-                    .sparse(true)
-                    .build(),
-            )
-            .build();
+        let markers = sparse_index(doc! { super::journal::MARKERS: 1 }, "reconciler_commit_markers");
         self.products
             .create_index(markers)
             .await
