@@ -18,6 +18,7 @@ pub mod domain;
 pub mod fault;
 pub mod ops;
 pub mod phonepe;
+pub mod schema;
 pub mod settle;
 pub mod sim;
 pub mod store;

@@ -1,0 +1,436 @@
+//! The shop's schema: which collections, field paths, status words and amount unit the shop's
+//! documents use, from the `[schema]` configuration section (README.md, "Fitting your schema").
+//!
+//! Defaults are the reconciler's own names, so a shop that was built for it configures nothing.
+//! Every query, guard, update and index that touches a shop field takes its name from here; the
+//! reconciler's own fields (`reconciliation`, `history`, the journal's markers on products) keep
+//! their names and no mapped path may collide with them. [`Schema::validate`] runs once at start
+//! and names the key of the first mistake.
+
+use std::collections::BTreeMap;
+
+use mongodb::bson::{Bson, Document};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::order::{PaymentStatus, Status};
+
+/// Fields on `orders` documents that belong to the reconciler, never to the shop.
+pub const OWN_ORDER_FIELDS: [&str; 3] = ["_id", "reconciliation", "history"];
+/// Field on `products` documents that belongs to the reconciler (the journal's commit markers).
+pub const OWN_PRODUCT_FIELDS: [&str; 2] = ["_id", "reconcilerCommits"];
+
+const STATUSES: [Status; 5] = [
+    Status::Draft,
+    Status::Committing,
+    Status::Confirmed,
+    Status::Cancelled,
+    Status::NeedsReview,
+];
+const PAYMENT_STATUSES: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+
+/// The unit of the order's amount field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountUnit {
+    /// An integer number of paise (what PhonePe speaks).
+    Paise,
+    /// A number of rupees with at most two decimals (a double, an integer or a Decimal128).
+    Rupees,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schema {
+    pub orders: OrdersSchema,
+    pub products: ProductsSchema,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersSchema {
+    pub collection: String,
+    /// The id sent to PhonePe (its `merchantTransactionId` / `merchantOrderId`).
+    pub id: String,
+    pub status: String,
+    pub payment_status: String,
+    pub amount: String,
+    pub amount_unit: AmountUnit,
+    pub created_at: String,
+    pub items: String,
+    /// Paths inside one element of `items`.
+    pub item_product: String,
+    pub item_quantity: String,
+    pub item_size: String,
+    pub status_values: StatusWords,
+    pub payment_status_values: PaymentStatusWords,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProductsSchema {
+    pub collection: String,
+    pub stock: String,
+    /// The array of per-size entries; inside one entry, `size_name` and `size_stock`.
+    pub sizes: String,
+    pub size_name: String,
+    pub size_stock: String,
+}
+
+/// Our order state → the shop's word for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusWords {
+    pub draft: String,
+    pub confirmed: String,
+    pub cancelled: String,
+    pub needs_review: String,
+    pub committing: String,
+    pub refunded: String,
+}
+
+/// Our payment state → the shop's word for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentStatusWords {
+    pub pending: String,
+    pub paid: String,
+    pub failed: String,
+    pub refund_pending: String,
+    pub refunded: String,
+}
+
+impl Default for OrdersSchema {
+    fn default() -> Self {
+        OrdersSchema {
+            collection: "orders".into(),
+            id: "merchantTransactionId".into(),
+            status: "status".into(),
+            payment_status: "paymentStatus".into(),
+            amount: "amount".into(),
+            amount_unit: AmountUnit::Paise,
+            created_at: "createdAt".into(),
+            items: "items".into(),
+            item_product: "productId".into(),
+            item_quantity: "quantity".into(),
+            item_size: "size".into(),
+            status_values: StatusWords::default(),
+            payment_status_values: PaymentStatusWords::default(),
+        }
+    }
+}
+
+impl Default for ProductsSchema {
+    fn default() -> Self {
+        ProductsSchema {
+            collection: "products".into(),
+            stock: "stock".into(),
+            sizes: "sizes".into(),
+            size_name: "size".into(),
+            size_stock: "stock".into(),
+        }
+    }
+}
+
+impl Default for StatusWords {
+    fn default() -> Self {
+        StatusWords {
+            draft: "draft".into(),
+            confirmed: "confirmed".into(),
+            cancelled: "cancelled".into(),
+            needs_review: "needs_review".into(),
+            committing: "committing".into(),
+            refunded: "refunded".into(),
+        }
+    }
+}
+
+impl Default for PaymentStatusWords {
+    fn default() -> Self {
+        PaymentStatusWords {
+            pending: "pending".into(),
+            paid: "paid".into(),
+            failed: "failed".into(),
+            refund_pending: "refund_pending".into(),
+            refunded: "refunded".into(),
+        }
+    }
+}
+
+/// A mistake in the mapping: the dotted key (`schema.orders.status`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct SchemaError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> SchemaError {
+    SchemaError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl StatusWords {
+    pub fn word(&self, s: Status) -> &str {
+        match s {
+            Status::Draft => &self.draft,
+            Status::Committing => &self.committing,
+            Status::Confirmed => &self.confirmed,
+            Status::Cancelled => &self.cancelled,
+            Status::NeedsReview => &self.needs_review,
+        }
+    }
+
+    pub fn parse(&self, word: &str) -> Option<Status> {
+        STATUSES.into_iter().find(|s| self.word(*s) == word)
+    }
+
+    fn entries(&self) -> [(&'static str, &str); 6] {
+        [
+            ("draft", &self.draft),
+            ("confirmed", &self.confirmed),
+            ("cancelled", &self.cancelled),
+            ("needs_review", &self.needs_review),
+            ("committing", &self.committing),
+            ("refunded", &self.refunded),
+        ]
+    }
+}
+
+impl PaymentStatusWords {
+    pub fn word(&self, s: PaymentStatus) -> &str {
+        match s {
+            PaymentStatus::Pending => &self.pending,
+            PaymentStatus::Paid => &self.paid,
+            PaymentStatus::Failed => &self.failed,
+        }
+    }
+
+    pub fn parse(&self, word: &str) -> Option<PaymentStatus> {
+        PAYMENT_STATUSES.into_iter().find(|s| self.word(*s) == word)
+    }
+
+    fn entries(&self) -> [(&'static str, &str); 5] {
+        [
+            ("pending", &self.pending),
+            ("paid", &self.paid),
+            ("failed", &self.failed),
+            ("refund_pending", &self.refund_pending),
+            ("refunded", &self.refunded),
+        ]
+    }
+}
+
+impl Schema {
+    /// Check the mapping once at start; the error names the first wrong key.
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        let (o, p) = (&self.orders, &self.products);
+        collection("schema.orders.collection", &o.collection)?;
+        collection("schema.products.collection", &p.collection)?;
+        if o.collection == p.collection {
+            return Err(err(
+                "schema.products.collection",
+                format!("is `{}`, the same collection as schema.orders.collection", p.collection),
+            ));
+        }
+        let order_fields = [
+            ("id", &o.id),
+            ("status", &o.status),
+            ("payment_status", &o.payment_status),
+            ("amount", &o.amount),
+            ("created_at", &o.created_at),
+            ("items", &o.items),
+        ];
+        disjoint_paths("schema.orders", &order_fields, &OWN_ORDER_FIELDS)?;
+        if o.id == "_id" {
+            return Err(err(
+                "schema.orders.id",
+                "cannot be `_id`: name the string field sent to PhonePe",
+            ));
+        }
+        let item_fields = [
+            ("item_product", &o.item_product),
+            ("item_quantity", &o.item_quantity),
+            ("item_size", &o.item_size),
+        ];
+        disjoint_paths("schema.orders", &item_fields, &[])?;
+        let product_fields = [("stock", &p.stock), ("sizes", &p.sizes)];
+        disjoint_paths("schema.products", &product_fields, &OWN_PRODUCT_FIELDS)?;
+        let size_fields = [("size_name", &p.size_name), ("size_stock", &p.size_stock)];
+        disjoint_paths("schema.products", &size_fields, &[])?;
+        distinct_words("schema.orders.status_values", &o.status_values.entries())?;
+        distinct_words(
+            "schema.orders.payment_status_values",
+            &o.payment_status_values.entries(),
+        )
+    }
+
+    /// The mapping as `key = value` lines for `draft-reconciler config` (nothing here is secret).
+    pub fn describe(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Ok(toml::Value::Table(t)) = toml::Value::try_from(self) {
+            flatten("schema", &toml::Value::Table(t), &mut out);
+        }
+        out
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&format!("{prefix}.{k}"), v, out)),
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+fn collection(key: &str, name: &str) -> Result<(), SchemaError> {
+    if name.is_empty() {
+        return Err(err(key, "is empty"));
+    }
+    if name.contains('$') || name.contains('\0') || name.starts_with("system.") {
+        return Err(err(key, format!("`{name}` is not a valid collection name")));
+    }
+    Ok(())
+}
+
+/// A dotted field path: non-empty segments, none starting with `$`.
+fn path(key: &str, value: &str) -> Result<(), SchemaError> {
+    if value.is_empty() {
+        return Err(err(key, "is empty"));
+    }
+    if value
+        .split('.')
+        .any(|s| s.is_empty() || s.starts_with('$') || s.contains('\0'))
+    {
+        return Err(err(
+            key,
+            format!("`{value}` is not a field path (dot-separated names, none empty or starting with `$`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether one path is the other or lies inside it (`payment` and `payment.status`).
+fn overlaps(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."))
+}
+
+fn disjoint_paths(section: &str, fields: &[(&str, &String)], reserved: &[&str]) -> Result<(), SchemaError> {
+    for (i, (name, value)) in fields.iter().enumerate() {
+        let key = format!("{section}.{name}");
+        path(&key, value)?;
+        if let Some(own) = reserved.iter().find(|own| overlaps(value, own)) {
+            return Err(err(
+                key,
+                format!("`{value}` collides with the reconciler's own field `{own}`"),
+            ));
+        }
+        if let Some((other, _)) = fields[..i].iter().find(|(_, v)| overlaps(value, v)) {
+            return Err(err(
+                key,
+                format!("`{value}` is the same field as, or overlaps, {section}.{other}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn distinct_words(section: &str, words: &[(&str, &str)]) -> Result<(), SchemaError> {
+    for (i, (state, word)) in words.iter().enumerate() {
+        let key = format!("{section}.{state}");
+        if word.is_empty() {
+            return Err(err(key, "is empty"));
+        }
+        if let Some((other, _)) = words[..i].iter().find(|(_, w)| w == word) {
+            return Err(err(key, format!("`{word}` is also the word for {section}.{other}")));
+        }
+    }
+    Ok(())
+}
+
+/// The value at a dotted path of a document (`payment.status`), `None` when any part is absent.
+pub fn get_path<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut parts = path.split('.');
+    let mut cur = doc.get(parts.next()?)?;
+    for part in parts {
+        cur = cur.as_document()?.get(part)?;
+    }
+    Some(cur)
+}
+
+/// Read an amount in `unit` as paise, exactly. The problem names no value (it may be customer data).
+pub fn amount_paise(v: Option<&Bson>, unit: AmountUnit) -> Result<i64, String> {
+    let v = match v {
+        None | Some(Bson::Null) => return Err("is missing".into()),
+        Some(v) => v,
+    };
+    match (unit, v) {
+        (_, Bson::Int32(n)) => scale(i64::from(*n), unit),
+        (_, Bson::Int64(n)) => scale(*n, unit),
+        (AmountUnit::Paise, Bson::Double(_)) => Err("is a floating-point number; an integer is required".into()),
+        (AmountUnit::Rupees, Bson::Double(f)) if f.is_finite() => decimal_paise(&f.to_string()),
+        (AmountUnit::Rupees, Bson::Decimal128(d)) => decimal_paise(&d.to_string()),
+        (AmountUnit::Paise, other) => Err(format!("has type {:?}; an integer is required", other.element_type())),
+        (AmountUnit::Rupees, other) => Err(format!(
+            "has type {:?}; a number of rupees with at most two decimals is required",
+            other.element_type()
+        )),
+    }
+}
+
+fn scale(n: i64, unit: AmountUnit) -> Result<i64, String> {
+    match unit {
+        AmountUnit::Paise => Ok(n),
+        AmountUnit::Rupees => n.checked_mul(100).ok_or_else(|| "is too large".to_string()),
+    }
+}
+
+/// Rupees written in decimal (`199.9`, `1.5E+2`, `-0`) → paise, refusing a third decimal.
+/// Decimal text, never float arithmetic: an f64 prints as the shortest decimal that reads back to
+/// it, which is the number the shop wrote.
+fn decimal_paise(text: &str) -> Result<i64, String> {
+    let bad = || "is not a number of rupees with at most two decimals".to_string();
+    let upper = text.to_ascii_uppercase();
+    let (mantissa, exp) = match upper.split_once('E') {
+        Some((m, e)) => (m, e.parse::<i32>().map_err(|_| bad())?),
+        None => (upper.as_str(), 0),
+    };
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty() || !(int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())) {
+        return Err(bad());
+    }
+    // digits × 10^(exp − frac.len()) rupees = digits × 10^(exp − frac.len() + 2) paise
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let shift = exp - frac.len() as i32 + 2;
+    let (digits, shift) = strip_zeros(digits, shift);
+    if shift < 0 {
+        return Err("has more than two decimals".into());
+    }
+    if digits.len() as i32 + shift > 18 {
+        return Err("is too large".into());
+    }
+    let n: i64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| bad())?
+    };
+    let n = n * 10_i64.pow(shift as u32);
+    Ok(if neg { -n } else { n })
+}
+
+/// Trailing zeros of the digits move into the power of ten (`1500`, −3 → `15`, −1).
+fn strip_zeros(digits: &str, shift: i32) -> (&str, i32) {
+    let kept = digits.trim_end_matches('0');
+    (kept, shift + (digits.len() - kept.len()) as i32)
+}
+
+#[cfg(test)]
+#[path = "schema/tests.rs"]
+mod tests;

@@ -1,0 +1,194 @@
+use super::*;
+use mongodb::bson::{doc, Decimal128};
+
+fn shop() -> Schema {
+    let text = r#"
+        [orders]
+        collection = "shopOrders"
+        id = "orderRef"
+        status = "orderStatus"
+        payment_status = "payment.status"
+        amount = "totalAmount"
+        amount_unit = "rupees"
+        items = "lineItems"
+        item_product = "product"
+        item_quantity = "qty"
+        [orders.status_values]
+        draft = "DRAFT"
+        confirmed = "CONFIRMED"
+        [products]
+        collection = "inventory"
+        stock = "available"
+    "#;
+    toml::from_str(text).unwrap()
+}
+
+#[test]
+fn the_defaults_are_the_reconcilers_own_names_and_valid() {
+    let s = Schema::default();
+    s.validate().unwrap();
+    assert_eq!(s.orders.collection, "orders");
+    assert_eq!(s.orders.payment_status, "paymentStatus");
+    assert_eq!(s.orders.status_values.word(Status::NeedsReview), "needs_review");
+    assert_eq!(s.products.size_stock, "stock");
+    assert_eq!(
+        toml::from_str::<Schema>("").unwrap(),
+        s,
+        "an empty section changes nothing"
+    );
+}
+
+#[test]
+fn a_partial_mapping_keeps_the_other_defaults() {
+    let s = shop();
+    s.validate().unwrap();
+    assert_eq!(s.orders.status_values.word(Status::Draft), "DRAFT");
+    assert_eq!(s.orders.status_values.word(Status::Cancelled), "cancelled");
+    assert_eq!(s.orders.status_values.parse("CONFIRMED"), Some(Status::Confirmed));
+    assert_eq!(s.orders.status_values.parse("confirmed"), None);
+    assert_eq!(s.orders.payment_status_values.parse("paid"), Some(PaymentStatus::Paid));
+    assert_eq!(s.products.collection, "inventory");
+    assert_eq!(s.products.sizes, "sizes");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let e = toml::from_str::<Schema>("[orders]\nstatuss = \"x\"").unwrap_err();
+    assert!(e.to_string().contains("statuss"), "{e}");
+}
+
+#[test]
+fn validation_names_the_key_of_each_mistake() {
+    type Edit = fn(&mut Schema);
+    let cases: Vec<(Edit, &str)> = vec![
+        (|s| s.orders.status = String::new(), "schema.orders.status"),
+        (|s| s.orders.amount = "a..b".into(), "schema.orders.amount"),
+        (|s| s.orders.amount = "$amount".into(), "schema.orders.amount"),
+        (
+            |s| s.orders.payment_status = "status".into(),
+            "schema.orders.payment_status",
+        ),
+        (
+            |s| s.orders.payment_status = "status.payment".into(),
+            "schema.orders.payment_status",
+        ),
+        (
+            |s| s.orders.status = "reconciliation.status".into(),
+            "schema.orders.status",
+        ),
+        (|s| s.orders.amount = "history".into(), "schema.orders.amount"),
+        (|s| s.orders.id = "_id".into(), "schema.orders.id"),
+        (|s| s.orders.item_size = "productId".into(), "schema.orders.item_size"),
+        (
+            |s| s.products.stock = "reconcilerCommits".into(),
+            "schema.products.stock",
+        ),
+        (|s| s.products.sizes = "stock".into(), "schema.products.sizes"),
+        (|s| s.products.size_stock = "size".into(), "schema.products.size_stock"),
+        (
+            |s| s.products.collection = "orders".into(),
+            "schema.products.collection",
+        ),
+        (
+            |s| s.orders.collection = "system.users".into(),
+            "schema.orders.collection",
+        ),
+        (|s| s.orders.collection = String::new(), "schema.orders.collection"),
+        (
+            |s| s.orders.status_values.cancelled = "draft".into(),
+            "schema.orders.status_values.cancelled",
+        ),
+        (
+            |s| s.orders.status_values.refunded = String::new(),
+            "schema.orders.status_values.refunded",
+        ),
+        (
+            |s| s.orders.payment_status_values.refunded = "paid".into(),
+            "schema.orders.payment_status_values.refunded",
+        ),
+    ];
+    for (edit, key) in cases {
+        let mut s = Schema::default();
+        edit(&mut s);
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+}
+
+#[test]
+fn dotted_paths_are_followed_into_subdocuments() {
+    let d = doc! { "payment": { "status": "PAID", "n": 1 }, "flat": 2 };
+    assert_eq!(get_path(&d, "payment.status"), Some(&Bson::String("PAID".into())));
+    assert_eq!(get_path(&d, "flat"), Some(&Bson::Int32(2)));
+    assert_eq!(get_path(&d, "payment.missing"), None);
+    assert_eq!(get_path(&d, "flat.x"), None, "a scalar has no fields");
+}
+
+#[test]
+fn rupees_become_exact_paise() {
+    let r = AmountUnit::Rupees;
+    let cases: Vec<(Bson, i64)> = vec![
+        (Bson::Double(199.99), 19999),
+        (Bson::Double(0.29), 29),
+        (Bson::Double(1.1), 110),
+        (Bson::Double(499.0), 49900),
+        (Bson::Double(1e6), 100_000_000),
+        (Bson::Int32(12), 1200),
+        (Bson::Int64(5), 500),
+        (Bson::Decimal128("199.99".parse::<Decimal128>().unwrap()), 19999),
+        (Bson::Decimal128("1.5E+2".parse::<Decimal128>().unwrap()), 15000),
+        (Bson::Decimal128("2.50".parse::<Decimal128>().unwrap()), 250),
+    ];
+    for (v, paise) in cases {
+        assert_eq!(amount_paise(Some(&v), r), Ok(paise), "{v:?}");
+    }
+}
+
+#[test]
+fn rupees_with_a_third_decimal_or_not_a_number_are_refused() {
+    let r = AmountUnit::Rupees;
+    let refused: Vec<Bson> = vec![
+        Bson::Double(199.999),
+        Bson::Double(0.001),
+        Bson::Double(f64::NAN),
+        Bson::Double(f64::INFINITY),
+        Bson::Double(1e300),
+        Bson::Decimal128("1.005".parse::<Decimal128>().unwrap()),
+        Bson::Decimal128("NaN".parse::<Decimal128>().unwrap()),
+        Bson::String("199.99".into()),
+        Bson::Boolean(true),
+        Bson::Int64(i64::MAX),
+    ];
+    for v in refused {
+        assert!(amount_paise(Some(&v), r).is_err(), "{v:?}");
+    }
+    assert_eq!(amount_paise(None, r), Err("is missing".into()));
+}
+
+#[test]
+fn paise_stay_integers() {
+    let p = AmountUnit::Paise;
+    assert_eq!(amount_paise(Some(&Bson::Int64(49900)), p), Ok(49900));
+    assert!(amount_paise(Some(&Bson::Double(499.0)), p).is_err());
+    assert!(amount_paise(Some(&Bson::String("1".into())), p).is_err());
+}
+
+#[test]
+fn decimal_text_is_read_exactly() {
+    assert_eq!(decimal_paise("12.3"), Ok(1230));
+    assert_eq!(decimal_paise("-0"), Ok(0));
+    assert_eq!(decimal_paise("0.10"), Ok(10));
+    assert_eq!(decimal_paise("1E-2"), Ok(1));
+    assert!(decimal_paise("1E-3").is_err());
+    assert!(decimal_paise(".").is_err());
+    assert!(decimal_paise("1e").is_err());
+    assert!(decimal_paise("12a").is_err());
+}
+
+#[test]
+fn the_mapping_is_described_key_by_key() {
+    let d = shop().describe();
+    assert_eq!(d["schema.orders.payment_status"], "\"payment.status\"");
+    assert_eq!(d["schema.orders.amount_unit"], "\"rupees\"");
+    assert_eq!(d["schema.orders.status_values.draft"], "\"DRAFT\"");
+}
