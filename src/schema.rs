@@ -279,6 +279,9 @@ impl Schema {
 fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
     match v {
         toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&format!("{prefix}.{k}"), v, out)),
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
         other => {
             out.insert(prefix.to_string(), other.to_string());
         }
@@ -430,6 +433,9 @@ fn strip_zeros(digits: &str, shift: i32) -> (&str, i32) {
     let kept = digits.trim_end_matches('0');
     (kept, shift + (digits.len() - kept.len()) as i32)
 }
+
+mod translate;
+pub use translate::{remove_path, set_path};
 
 #[cfg(test)]
 #[path = "schema/tests.rs"]

@@ -188,7 +188,53 @@ fn decimal_text_is_read_exactly() {
 #[test]
 fn the_mapping_is_described_key_by_key() {
     let d = shop().describe();
-    assert_eq!(d["schema.orders.payment_status"], "\"payment.status\"");
-    assert_eq!(d["schema.orders.amount_unit"], "\"rupees\"");
-    assert_eq!(d["schema.orders.status_values.draft"], "\"DRAFT\"");
+    assert_eq!(d["schema.orders.payment_status"], "payment.status");
+    assert_eq!(d["schema.orders.amount_unit"], "rupees");
+    assert_eq!(d["schema.orders.status_values.draft"], "DRAFT");
+}
+
+#[test]
+fn documents_translate_to_the_shop_and_back() {
+    let s = shop();
+    let d = doc! {
+        "_id": 7, "merchantTransactionId": "T-1", "status": "draft", "paymentStatus": "pending",
+        "amount": 49950_i64, "createdAt": "2026-01-01T00:00:00Z",
+        "items": [{ "productId": "p1", "quantity": 2, "size": "M" }, "odd"],
+        "customer": { "name": "A" }, "reconciliation": { "attempts": 1 }, "history": [],
+    };
+    let shop_doc = s.order_to_shop(&d);
+    assert_eq!(shop_doc.get_str("orderRef").unwrap(), "T-1");
+    assert_eq!(shop_doc.get_str("orderStatus").unwrap(), "DRAFT");
+    assert_eq!(
+        get_path(&shop_doc, "payment.status"),
+        Some(&Bson::String("pending".into()))
+    );
+    assert_eq!(shop_doc.get_f64("totalAmount").unwrap(), 499.5);
+    let first = shop_doc.get_array("lineItems").unwrap()[0].as_document().unwrap();
+    assert_eq!(
+        (first.get_str("product").unwrap(), first.get_i32("qty").unwrap()),
+        ("p1", 2)
+    );
+    assert_eq!(first.get_str("size").unwrap(), "M", "item_size keeps its default name");
+    assert_eq!(shop_doc.get_document("customer").unwrap(), &doc! { "name": "A" });
+    for gone in ["merchantTransactionId", "status", "paymentStatus", "amount", "items"] {
+        assert!(!shop_doc.contains_key(gone), "{gone}");
+    }
+    let mut back = s.order_from_shop(&shop_doc);
+    back.remove("payment");
+    assert_eq!(back, d);
+}
+
+#[test]
+fn broken_values_stay_broken_in_the_shops_names() {
+    let s = shop();
+    let d = doc! { "status": "paid", "amount": 499.0, "paymentStatus": 3 };
+    let shop_doc = s.order_to_shop(&d);
+    assert_eq!(shop_doc.get_str("orderStatus").unwrap(), "paid");
+    assert!(amount_paise(shop_doc.get("totalAmount"), AmountUnit::Rupees).is_err());
+    let p = s.product_to_shop(&doc! { "_id": "p", "stock": 3, "sizes": [{ "size": "M", "stock": 1 }] });
+    assert_eq!(
+        p,
+        doc! { "_id": "p", "available": 3, "sizes": [{ "size": "M", "stock": 1 }] }
+    );
 }
