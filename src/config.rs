@@ -10,16 +10,16 @@
 //!    `PHONEPE_SALT_INDEX`, `PHONEPE_BASE_URL`, `LOG_LEVEL`, `LOG_FORMAT` (empty means unset);
 //! 4. `RECONCILER_<SECTION>__<KEY>` for every key, e.g. `RECONCILER_JOB__RATE_LIMIT_PER_MINUTE=600`.
 //!
-//! The schema is the serde derive of [`Settings`]: a field's serde name is its key (`[job]
-//! interval_secs`), its variable is derived from it (`RECONCILER_JOB__INTERVAL_SECS`), and its
-//! `deserialize_with` function is its validation, so adding a key is adding a field. Unknown
-//! sections and keys are errors (`deny_unknown_fields`) with a "did you mean" hint. The layers are
-//! merged by `figment`, which remembers the layer every value came from: each error is one line
-//! naming the key and that layer (file path or variable). Values are read leniently as the key's
-//! type (figment's lossy extraction), as environment values are text: `"600"` is a number, `true`,
-//! `false` (also `yes`/`no`, `on`/`off`, `1`/`0`) a flag. Secrets ([`Secret`]) have no defaults,
-//! print as `***`, and their values never appear in an error message: errors about
-//! `phonepe.salt_key` or `mongodb.uri` describe, never quote.
+//! The schema is the serde derive of [`Settings`]: a field's serde name is its key, its variable
+//! is derived from it ([`env_var`]), its `deserialize_with` function is its validation, so adding
+//! a key is adding a field (plus its default in `config/default.toml`). Unknown sections and keys
+//! are errors (`deny_unknown_fields`) with a "did you mean" hint. `figment` merges the layers and
+//! remembers which one set each value, so every error is one line naming the key and that layer
+//! (file path or variable). Every layer's values are checked, also those a later layer overrides.
+//! Values are read leniently as the key's type, as variables are text: `"600"` is a number, and a
+//! flag is `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`). Secrets ([`Secret`]) have no
+//! defaults, print as `***`, and never appear in an error: errors about `phonepe.salt_key` or
+//! `mongodb.uri` describe, never quote.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,12 +30,17 @@ use std::time::Duration;
 
 use figment::error::Kind;
 use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
 
-/// A secret string: `Debug`, `Display` and `Serialize` print `***`, so it cannot reach a log by
-/// accident.
+use values::mongo_database;
+#[cfg(test)]
+use values::redact_mongo_uri;
+
+mod values;
+
+/// A secret string: `Debug`, `Display` and `Serialize` print `***`, so it cannot reach a log or
+/// `draft-reconciler config` by accident (its serde impls are in `values.rs`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -61,22 +66,6 @@ impl fmt::Display for Secret {
     }
 }
 
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    /// Anything but a string is refused without being echoed: it may be the secret, mistyped.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match toml::Value::deserialize(d) {
-            Ok(toml::Value::String(s)) => Ok(Secret(s)),
-            _ => Err(D::Error::custom("must be a string")),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CommitStrategy {
@@ -94,7 +83,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every section and key; field order is the order `draft-reconciler config` prints.
+/// Every section and key, in the order `draft-reconciler config` prints them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -110,7 +99,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct MongoSettings {
     /// May carry a password: redacted when printed.
-    #[serde(deserialize_with = "mongo_uri", serialize_with = "redacted_uri")]
+    #[serde(deserialize_with = "values::mongo_uri", serialize_with = "values::redacted_uri")]
     pub uri: Secret,
     /// The database name, taken from the URI path (not a key).
     #[serde(skip)]
@@ -121,81 +110,53 @@ pub struct MongoSettings {
 #[serde(deny_unknown_fields)]
 pub struct PhonePeSettings {
     /// API root including PhonePe's own prefix, without a trailing slash.
-    #[serde(deserialize_with = "base_url")]
+    #[serde(deserialize_with = "values::base_url")]
     pub base_url: String,
-    #[serde(deserialize_with = "merchant_id")]
+    #[serde(deserialize_with = "values::merchant_id")]
     pub merchant_id: String,
-    #[serde(deserialize_with = "non_blank")]
+    #[serde(deserialize_with = "values::non_blank")]
     pub salt_key: Secret,
-    #[serde(deserialize_with = "at_least::<1, _, _>")]
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub salt_index: u32,
-    #[serde(
-        rename = "request_timeout_secs",
-        deserialize_with = "secs::<1, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "request_timeout_secs", with = "values::positive_secs")]
     pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
-    #[serde(
-        rename = "interval_secs",
-        deserialize_with = "secs::<1, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "interval_secs", with = "values::positive_secs")]
     pub interval: Duration,
-    #[serde(
-        rename = "lookback_secs",
-        deserialize_with = "secs::<0, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "lookback_secs", with = "values::secs")]
     pub lookback: Duration,
-    #[serde(deserialize_with = "at_least::<1, _, _>")]
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub max_orders_per_run: u32,
-    #[serde(deserialize_with = "at_least::<1, _, _>")]
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub rate_limit_per_minute: u32,
-    #[serde(
-        rename = "pending_timeout_secs",
-        deserialize_with = "secs::<1, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "pending_timeout_secs", with = "values::positive_secs")]
     pub pending_timeout: Duration,
-    #[serde(
-        rename = "late_payment_watch_secs",
-        deserialize_with = "secs::<0, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "late_payment_watch_secs", with = "values::secs")]
     pub late_payment_watch: Duration,
-    /// At least 2 × `phonepe.request_timeout_secs` (a cross-check, see `cross_checks`).
-    #[serde(
-        rename = "lease_ttl_secs",
-        deserialize_with = "secs::<0, _>",
-        serialize_with = "as_secs"
-    )]
+    /// At least 2 × `phonepe.request_timeout_secs` ([`cross_checks`]).
+    #[serde(rename = "lease_ttl_secs", with = "values::secs")]
     pub lease_ttl: Duration,
-    #[serde(deserialize_with = "within::<1, 256, _, _>")]
+    #[serde(deserialize_with = "values::within::<1, 256, _, _>")]
     pub reconcilers: u32,
     pub commit_strategy: CommitStrategy,
     /// Sized items: also guard and decrement the product's total `stock` (off: the size only).
     pub sized_items_decrement_total: bool,
     /// Malformed or undocumented PhonePe answers about one order before it is parked as
     /// `needs_review` (`phonepe_unreadable`).
-    #[serde(deserialize_with = "at_least::<1, _, _>")]
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub unreadable_max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisorSettings {
-    #[serde(deserialize_with = "at_least::<1, _, _>")]
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub max_restarts: u32,
-    #[serde(
-        rename = "restart_window_secs",
-        deserialize_with = "secs::<1, _>",
-        serialize_with = "as_secs"
-    )]
+    #[serde(rename = "restart_window_secs", with = "values::positive_secs")]
     pub restart_window: Duration,
 }
 
@@ -203,7 +164,7 @@ pub struct SupervisorSettings {
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {
     /// `None` when `listen = ""` (ops HTTP disabled, e.g. for `once`).
-    #[serde(deserialize_with = "listen", serialize_with = "show_listen")]
+    #[serde(deserialize_with = "values::listen", serialize_with = "values::show_listen")]
     pub listen: Option<SocketAddr>,
 }
 
@@ -211,115 +172,26 @@ pub struct OpsSettings {
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// An `EnvFilter` directive, e.g. `info` or `draft_reconciler=debug`.
-    #[serde(deserialize_with = "filter_directive")]
+    #[serde(deserialize_with = "values::filter_directive")]
     pub level: String,
     pub format: LogFormat,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Per-key validation: `deserialize_with` functions. Their messages follow the key's name, e.g.
-// "job.reconcilers must be between 1 and 256, got 0 (from env RECONCILER_JOB__RECONCILERS)".
-// ---------------------------------------------------------------------------------------------
-
-/// A number in `MIN..=MAX`.
-fn within<'de, const MIN: u64, const MAX: u64, T, D>(d: D) -> Result<T, D::Error>
-where
-    T: Deserialize<'de> + Into<u64> + Copy,
-    D: Deserializer<'de>,
-{
-    let n = T::deserialize(d)?;
-    let v: u64 = n.into();
-    if (MIN..=MAX).contains(&v) {
-        Ok(n)
-    } else if MAX == u64::MAX {
-        Err(D::Error::custom(format!("must be at least {MIN}, got {v}")))
-    } else {
-        Err(D::Error::custom(format!("must be between {MIN} and {MAX}, got {v}")))
-    }
-}
-
-fn at_least<'de, const MIN: u64, T, D>(d: D) -> Result<T, D::Error>
-where
-    T: Deserialize<'de> + Into<u64> + Copy,
-    D: Deserializer<'de>,
-{
-    within::<MIN, { u64::MAX }, T, D>(d)
-}
-
-/// Whole seconds, at least `MIN`.
-fn secs<'de, const MIN: u64, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    at_least::<MIN, u64, D>(d).map(Duration::from_secs)
-}
-
-fn as_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
-}
-
-fn mongo_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-    let uri = Secret::deserialize(d)?;
-    mongo_database(uri.expose()).map_err(D::Error::custom)?;
-    Ok(uri)
-}
-
-fn redacted_uri<S: Serializer>(uri: &Secret, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_mongo_uri(uri.expose()))
-}
-
-fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    check_base_url(&String::deserialize(d)?).map_err(D::Error::custom)
-}
-
-fn merchant_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let id = String::deserialize(d)?;
-    check_merchant_id(&id).map_err(D::Error::custom)?;
-    Ok(id)
-}
-
-fn non_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-    let secret = Secret::deserialize(d)?;
-    if secret.expose().trim().is_empty() {
-        return Err(D::Error::custom("must not be empty"));
-    }
-    Ok(secret)
-}
-
-fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let listen = String::deserialize(d)?;
-    if listen.trim().is_empty() {
-        return Ok(None);
-    }
-    let reason = || format!("must be ip:port like \"127.0.0.1:9464\" or \"\", got {listen:?}");
-    listen.trim().parse().map(Some).map_err(|_| D::Error::custom(reason()))
-}
-
-fn show_listen<S: Serializer>(listen: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&listen.map(|a| a.to_string()).unwrap_or_default())
-}
-
-fn filter_directive<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let level = String::deserialize(d)?;
-    match tracing_subscriber::EnvFilter::builder().parse(&level) {
-        Ok(_) => Ok(level),
-        Err(e) => Err(D::Error::custom(format!(
-            "is not a valid filter directive ({e}): {level:?}"
-        ))),
-    }
-}
-
-/// Rules that relate two keys, checked once everything is read.
+/// Rules that relate two keys, checked once the effective values are read.
 fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
     let (lease, timeout) = (s.job.lease_ttl.as_secs(), s.phonepe.request_timeout.as_secs());
     if lease >= timeout.saturating_mul(2) {
         return Ok(());
     }
     let key = "job.lease_ttl_secs";
+    let (min, origin) = (timeout * 2, origin(figment, key, None));
+    let reason = format!(
+        "must be at least 2 × phonepe.request_timeout_secs ({min}) so a lease outlives a round trip, got {lease}"
+    );
     Err(ConfigError::Invalid {
         key: key.into(),
-        origin: origin(figment, key, None),
-        reason: format!(
-            "must be at least 2 × phonepe.request_timeout_secs ({}) so a lease outlives a round trip, got {lease}",
-            timeout * 2
-        ),
+        origin,
+        reason,
     })
 }
 
@@ -378,19 +250,15 @@ impl ConfigError {
         }
     }
 
-    /// One figment error as ours: the key is the error's path, the layer its value's provider.
-    /// Only messages we wrote and serde's type descriptions reach the text; a [`Secret`] reports
-    /// its own errors without the value.
+    /// A figment error as ours: the key is the error's path, the layer its value's provider. Only
+    /// our messages and serde's type descriptions reach the text; a [`Secret`] never says more
+    /// than "must be a string".
     fn from_figment(figment: &Figment, e: figment::Error) -> ConfigError {
         let key = e.path.join(".");
         let origin = origin(figment, &key, e.metadata.as_ref());
         match e.kind {
             Kind::MissingField(name) => {
-                let key = if key.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{key}.{name}")
-                };
+                let key = [key, name.to_string()].join(".");
                 let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
                     Some(var) => format!("set {var}"),
                     None => format!("set {key} in a config file"),
@@ -398,18 +266,18 @@ impl ConfigError {
                 ConfigError::Missing { key, hint }
             }
             Kind::UnknownField(name, known) => {
-                let hint = match e.metadata.as_ref().and_then(|m| m.source.as_ref()?.custom()) {
+                let hint = match origin.strip_prefix("env ") {
                     Some(var) => closest(var, schema().iter().map(|k| env_var(k))),
                     None => closest(&name, known.iter().map(|k| k.to_string())),
                 };
-                match e.path.len() {
-                    1 => ConfigError::UnknownSection {
+                if e.path.len() == 1 {
+                    return ConfigError::UnknownSection {
                         section: key,
                         origin,
                         hint,
-                    },
-                    _ => ConfigError::UnknownKey { key, origin, hint },
+                    };
                 }
+                ConfigError::UnknownKey { key, origin, hint }
             }
             Kind::InvalidType(actual, expected) => {
                 let expected = format!("{}, got {actual}", describe(&expected));
@@ -434,10 +302,10 @@ impl ConfigError {
     }
 }
 
-/// The layer that set `key`: the error's own, else the merged value's, else "nowhere".
+/// The layer that set `key`: the error's own, else the merged value's.
 fn origin(figment: &Figment, key: &str, meta: Option<&Metadata>) -> String {
-    meta.or_else(|| figment.find_metadata(key))
-        .map_or_else(|| "nowhere".into(), |m| m.name.to_string())
+    let meta = meta.or_else(|| figment.find_metadata(key));
+    meta.map_or_else(|| "nowhere".into(), |m| m.name.to_string())
 }
 
 /// serde's name for a type, in words.
@@ -451,12 +319,12 @@ fn describe(expected: &str) -> String {
     }
 }
 
-/// " (did you mean X?)" for the candidate nearest to `word`, if any is near.
+/// " (did you mean X?)" for the candidate nearest to `word`, if one is near.
 fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
-    candidates
+    let near = candidates
         .map(|c| (strsim::levenshtein(word, &c), c))
-        .filter(|(d, _)| *d <= 3)
-        .min()
+        .filter(|(d, _)| *d <= 3);
+    near.min()
         .map(|(_, c)| format!(" (did you mean {c}?)"))
         .unwrap_or_default()
 }
@@ -465,8 +333,8 @@ fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
 // Layering
 // ---------------------------------------------------------------------------------------------
 
-/// The seed's variables: `PHONEPE_SALT_INDEX` sets `phonepe.salt_index` ([`seed_key`]).
-const SEED_VARS: &[&str] = &[
+/// The seed's variables; each sets the key its name spells ([`seed_key`]).
+const SEED_VARS: [&str; 7] = [
     "MONGODB_URI",
     "PHONEPE_MERCHANT_ID",
     "PHONEPE_SALT_KEY",
@@ -492,45 +360,21 @@ fn env_var(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
 
-/// `RECONCILER_JOB__INTERVAL_SECS` → `job.interval_secs`; `None` for `RECONCILER_` variables
-/// without `__`, which are not config keys.
+/// `RECONCILER_JOB__INTERVAL_SECS` → `job.interval_secs`; `None` without `__` (not a key).
 fn env_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix(ENV_PREFIX).filter(|r| r.contains("__"))?;
     Some(rest.to_lowercase().replace("__", "."))
 }
 
 /// Every key (`section.key`), read from the serde derive of [`Settings`]: a probe key unknown at
-/// a path makes serde list the keys known there (`deny_unknown_fields`); a leaf answers with
-/// any other error. Nested tables are walked, so `[a.b] c` is `RECONCILER_A__B__C`.
+/// a path makes serde list the keys known there (`deny_unknown_fields`); a leaf answers with any
+/// other error. Nested tables are walked, so `[a.b] c` is `RECONCILER_A__B__C`.
 fn schema() -> &'static [String] {
     fn walk(path: String, out: &mut Vec<String>) {
-        let probe = if path.is_empty() {
-            "\u{1}".to_string()
-        } else {
-            format!("{path}.\u{1}")
-        };
-        let dict = figment::util::nest(&probe, Value::from(0))
-            .into_dict()
-            .unwrap_or_default();
-        let layer = Layer {
-            origin: "probe".into(),
-            env_var: None,
-            dict,
-        };
-        match Figment::from(layer).extract::<Settings>().map_err(|e| e.kind) {
-            Err(Kind::UnknownField(_, known)) => {
-                for name in known {
-                    walk(
-                        if path.is_empty() {
-                            name.to_string()
-                        } else {
-                            format!("{path}.{name}")
-                        },
-                        out,
-                    );
-                }
-            }
-            _ => out.push(path),
+        let probe = Layer::at(&[&path, "\u{1}"].join("."), Value::from(0), "probe".into());
+        match Figment::from(probe).extract::<Settings>().map_err(|e| e.kind) {
+            Err(Kind::UnknownField(_, known)) => known.iter().for_each(|k| walk([&path, *k].join("."), out)),
+            _ => out.push(path.trim_start_matches('.').to_string()),
         }
     }
     static KEYS: OnceLock<Vec<String>> = OnceLock::new();
@@ -541,22 +385,16 @@ fn schema() -> &'static [String] {
     })
 }
 
-/// One layer for figment: a TOML document or one variable, named for error messages.
+/// One layer for figment, named for error messages: `built-in config/default.toml`,
+/// `file <path>` or `env <VAR>`.
 struct Layer {
-    /// `built-in config/default.toml`, `file <path>` or `env <VAR>`.
     origin: String,
-    /// The variable, for layers that are one: unknown keys from it get a variable as hint.
-    env_var: Option<String>,
     dict: Dict,
 }
 
 impl Provider for Layer {
     fn metadata(&self) -> Metadata {
-        let meta = Metadata::named(self.origin.clone());
-        match &self.env_var {
-            Some(var) => meta.source(Source::Custom(var.clone())),
-            None => meta,
-        }
+        Metadata::named(self.origin.clone())
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -565,35 +403,28 @@ impl Provider for Layer {
 }
 
 impl Layer {
-    fn toml(text: &str, origin: String) -> Result<Layer, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: origin.clone(),
-            // `message()` only, never the rendered snippet: the offending line may hold a secret.
-            message: match e.span() {
-                Some(span) => format!("{} at line {}", e.message().trim(), line_of(text, span.start)),
-                None => e.message().trim().to_string(),
-            },
-        })?;
-        let dict = Value::serialize(table).ok().and_then(Value::into_dict);
-        let dict = dict.ok_or_else(|| ConfigError::Syntax {
-            origin: origin.clone(),
-            message: "holds a value the settings cannot represent".into(),
-        })?;
-        Ok(Layer {
+    /// One value at a dotted `key` (leading dots ignored).
+    fn at(key: &str, value: Value, origin: String) -> Layer {
+        let dict = figment::util::nest(key.trim_start_matches('.'), value).into_dict();
+        Layer {
             origin,
-            env_var: None,
-            dict,
-        })
+            dict: dict.unwrap_or_default(),
+        }
     }
 
-    fn env(key: &str, var: &str, text: String) -> Layer {
-        let dict = figment::util::nest(key, Value::from(text))
-            .into_dict()
-            .unwrap_or_default();
-        Layer {
-            origin: format!("env {var}"),
-            env_var: Some(var.to_string()),
-            dict,
+    fn toml(text: &str, origin: String) -> Result<Layer, ConfigError> {
+        // `message()` only, never the rendered snippet: the offending line may hold a secret.
+        let syntax = |e: toml::de::Error| match e.span() {
+            Some(span) => format!("{} at line {}", e.message().trim(), line_of(text, span.start)),
+            None => e.message().trim().to_string(),
+        };
+        let dict = text.parse::<toml::Table>().map_err(syntax).and_then(|table| {
+            let dict = Value::serialize(table).ok().and_then(Value::into_dict);
+            dict.ok_or_else(|| "holds a value the settings cannot represent".to_string())
+        });
+        match dict {
+            Ok(dict) => Ok(Layer { origin, dict }),
+            Err(message) => Err(ConfigError::Syntax { origin, message }),
         }
     }
 }
@@ -625,58 +456,42 @@ fn env_name(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, Conf
     Ok(None)
 }
 
-/// Everything `load` reads, with the file-discovery directory and the list of present
-/// `RECONCILER_*` variable names made explicit so tests need neither a CWD nor a process env.
-struct Sources<'a> {
-    /// Where `config/default.toml` and `config/<env>.toml` are looked for; `None`: nowhere.
-    base_dir: Option<&'a Path>,
-    config_file: Option<&'a Path>,
-    env: &'a dyn Fn(&str) -> Option<String>,
-    /// Names of the `RECONCILER_*` variables that are set, to catch typos; `env` alone cannot
-    /// be enumerated, so this may be empty.
-    env_names: &'a [String],
-}
-
-/// The files layered after the built-in defaults, in order.
-fn config_files(src: &Sources<'_>) -> Result<Vec<PathBuf>, ConfigError> {
-    if let Some(path) = src.config_file {
+/// The files layered after the built-in defaults, in order: `config_file`, else the ones found
+/// in `base_dir` (`None`: none).
+fn config_files(
+    base_dir: Option<&Path>,
+    config_file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    if let Some(path) = config_file {
         return Ok(vec![path.to_path_buf()]);
     }
-    let Some(base) = src.base_dir else {
-        return Ok(Vec::new());
-    };
+    let Some(base) = base_dir else { return Ok(Vec::new()) };
     let mut candidates = vec![base.join("config").join("default.toml")];
-    if let Some(name) = env_name(src.env)? {
+    if let Some(name) = env_name(env)? {
         candidates.push(base.join("config").join(format!("{name}.toml")));
     }
     Ok(candidates.into_iter().filter(|p| p.is_file()).collect())
 }
 
-/// Every layer, later wins.
-fn layers(src: &Sources<'_>) -> Result<Vec<Layer>, ConfigError> {
-    let mut layers = vec![Layer::toml(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN.into())?];
-    for path in config_files(src)? {
-        layers.push(Layer::toml(&read_file(&path)?, format!("file {}", path.display()))?);
-    }
-    for var in SEED_VARS {
-        // An empty seed variable (`PHONEPE_SALT_KEY=` in a .env file) counts as unset.
-        if let Some(text) = (src.env)(var).filter(|v| !v.is_empty()) {
-            layers.push(Layer::env(&seed_key(var), var, text));
-        }
-    }
-    // Every key's variable, and the set ones that name no key (they fail as unknown keys).
+/// The variable layers, later wins: the seed's (empty means unset, as in a `.env` file), then
+/// every key's `RECONCILER_` variable and the set ones that name no key (unknown keys, then).
+fn env_layers(env: &dyn Fn(&str) -> Option<String>, env_names: &[String]) -> Vec<Layer> {
+    let seed = SEED_VARS.iter().filter_map(|var| {
+        let text = env(var).filter(|v| !v.is_empty())?;
+        Some(Layer::at(&seed_key(var), Value::from(text), format!("env {var}")))
+    });
     let mut vars: BTreeSet<String> = schema().iter().map(|k| env_var(k)).collect();
-    vars.extend(src.env_names.iter().cloned());
-    for var in vars {
-        if let (Some(key), Some(text)) = (env_key(&var), (src.env)(&var)) {
-            layers.push(Layer::env(&key, &var, text));
-        }
-    }
-    Ok(layers)
+    vars.extend(env_names.iter().cloned());
+    let prefixed = vars.into_iter().filter_map(|var| {
+        let (key, text) = (env_key(&var)?, env(&var)?);
+        Some(Layer::at(&key, Value::from(text), format!("env {var}")))
+    });
+    seed.chain(prefixed).collect()
 }
 
 /// Merge, read and check the layers. A value a later layer overrides must be valid too (a bad
-/// file must not wait for the variable that hides it to go): each layer is read again on top.
+/// file must not wait for the variable hiding it to go): each layer is read again on top.
 fn settings(layers: &[Layer]) -> Result<Settings, ConfigError> {
     let read = |f: &Figment| {
         f.extract_lossy::<Settings>()
@@ -692,105 +507,6 @@ fn settings(layers: &[Layer]) -> Result<Settings, ConfigError> {
     settings.mongodb.database = database.to_string();
     cross_checks(&all, &settings)?;
     Ok(settings)
-}
-
-/// The database name from a MongoDB URI's path. Errors describe the problem without quoting
-/// the URI (it may hold a password).
-fn mongo_database(uri: &str) -> Result<&str, String> {
-    let rest = uri
-        .strip_prefix("mongodb://")
-        .or_else(|| uri.strip_prefix("mongodb+srv://"))
-        .ok_or("must start with mongodb:// or mongodb+srv://")?;
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (hosts, db) = rest
-        .split_once('/')
-        .ok_or("must name a database in its path, e.g. mongodb://host:27017/shop")?;
-    if hosts.rsplit('@').next().unwrap_or_default().is_empty() {
-        return Err("must name a host".into());
-    }
-    if db.is_empty() {
-        return Err("must name a database in its path, e.g. mongodb://host:27017/shop".into());
-    }
-    if db.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|']) {
-        return Err("has an invalid database name in its path".into());
-    }
-    Ok(db)
-}
-
-/// Trims a trailing `/` so callers can append `/pg/v1/status/...`.
-fn check_base_url(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("must start with http:// or https://, got {url:?}"))?;
-    if rest.contains(['?', '#']) {
-        return Err(format!("must not have a query or fragment, got {url:?}"));
-    }
-    if rest.split('/').next().unwrap_or_default().is_empty() {
-        return Err(format!("must name a host, got {url:?}"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
-fn check_merchant_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if id.len() > 38 {
-        return Err(format!("must be at most 38 characters, got {}", id.len()));
-    }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("may only contain letters, digits, '_' and '-', got {id:?}"));
-    }
-    Ok(())
-}
-
-/// `mongodb://user:pass@host/db?authMechanismProperties=...` with the password and any
-/// password/token/secret query value replaced by `***`.
-fn redact_mongo_uri(uri: &str) -> String {
-    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = before_query
-        .split_once('/')
-        .map_or((before_query, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{hosts}"),
-            None => format!("{userinfo}@{hosts}"),
-        },
-        None => authority.to_string(),
-    };
-    let mut out = if scheme.is_empty() {
-        authority
-    } else {
-        format!("{scheme}://{authority}")
-    };
-    if let Some(path) = path {
-        out.push('/');
-        out.push_str(path);
-    }
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "token", "secret", "authmechanismproperties"]
-        .iter()
-        .any(|s| name.contains(s))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -815,13 +531,12 @@ pub fn load_from(
     env: &dyn Fn(&str) -> Option<String>,
     env_names: &[String],
 ) -> Result<Settings, ConfigError> {
-    let sources = Sources {
-        base_dir,
-        config_file,
-        env,
-        env_names,
-    };
-    settings(&layers(&sources)?)
+    let mut layers = vec![Layer::toml(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN.into())?];
+    for path in config_files(base_dir, config_file, env)? {
+        layers.push(Layer::toml(&read_file(&path)?, format!("file {}", path.display()))?);
+    }
+    layers.extend(env_layers(env, env_names));
+    settings(&layers)
 }
 
 impl Settings {
@@ -858,22 +573,13 @@ impl Settings {
         }
     }
 
-    /// Every effective key as TOML (the serde derive, in field order), with `salt_key = "***"`,
-    /// the MongoDB password redacted and the database as a comment under the URI. What
-    /// `draft-reconciler config` prints.
+    /// Every effective key as TOML (the serde derive, in field order) with `salt_key = "***"`,
+    /// the MongoDB password redacted, and the database as a comment after the `[mongodb]`
+    /// section. What `draft-reconciler config` prints.
     pub fn redacted_toml(&self) -> String {
         let text = toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the settings: {e}\n"));
         let database = toml::Value::String(self.mongodb.database.clone());
-        match text.find('\n') {
-            Some(i) if text.starts_with("[mongodb]\nuri = ") => match text[i + 1..].find('\n') {
-                Some(j) => {
-                    let (head, rest) = text.split_at(i + j + 2);
-                    format!("{head}# database = {database}\n{rest}")
-                }
-                None => text,
-            },
-            _ => text,
-        }
+        text.replacen("\n\n", &format!("\n# database = {database}\n\n"), 1)
     }
 }
 
