@@ -339,6 +339,11 @@ fn the_salt_key_never_appears_in_debug_output_or_errors() {
         let e = load_with(None, Some(&file), &env_with(&[])).expect_err("bad file");
         assert!(!e.to_string().contains(SALT) && !format!("{e:?}").contains(SALT), "{e}");
     }
+    // A secret mistyped as a number is not echoed either.
+    let file = write(dir.path(), "num.toml", "[phonepe]\nsalt_key = 98765432123\n");
+    let e = load_with(None, Some(&file), &env_with(&[])).expect_err("not a string");
+    assert_eq!(e.key(), Some("phonepe.salt_key"));
+    assert!(!e.to_string().contains("98765432123"), "{e}");
     let pw = "mongo-pw-77x";
     for uri in [
         format!("mongodb://u:{pw}@h:1"),
