@@ -258,7 +258,13 @@ impl ConfigError {
         let origin = origin(figment, &key, e.metadata.as_ref());
         match e.kind {
             Kind::MissingField(name) => {
-                let key = [key, name.to_string()].join(".");
+                let key = e
+                    .path
+                    .iter()
+                    .map(String::as_str)
+                    .chain([&*name])
+                    .collect::<Vec<_>>()
+                    .join(".");
                 let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
                     Some(var) => format!("set {var}"),
                     None => format!("set {key} in a config file"),

@@ -464,3 +464,20 @@ fn errors_read_as_one_line_naming_key_reason_and_layer() {
         assert_eq!(err(&[(var, value)]).to_string(), *message);
     }
 }
+
+#[test]
+fn a_missing_key_is_named_by_its_full_path() {
+    let missing = |path: &str, name: &'static str| {
+        let e = figment::Error::from(figment::error::Kind::MissingField(name.into()));
+        let e = if path.is_empty() { e } else { e.with_path(path) };
+        ConfigError::from_figment(&Figment::new(), e).to_string()
+    };
+    assert_eq!(
+        missing("", "webhook"),
+        "webhook is required (set webhook in a config file)"
+    );
+    assert_eq!(
+        missing("phonepe", "salt_index"),
+        "phonepe.salt_index is required (set PHONEPE_SALT_INDEX)"
+    );
+}
