@@ -34,8 +34,6 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use values::mongo_database;
-#[cfg(test)]
-use values::redact_mongo_uri;
 
 mod values;
 
@@ -257,34 +255,8 @@ impl ConfigError {
         let key = e.path.join(".");
         let origin = origin(figment, &key, e.metadata.as_ref());
         match e.kind {
-            Kind::MissingField(name) => {
-                let key = e
-                    .path
-                    .iter()
-                    .map(String::as_str)
-                    .chain([&*name])
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
-                    Some(var) => format!("set {var}"),
-                    None => format!("set {key} in a config file"),
-                };
-                ConfigError::Missing { key, hint }
-            }
-            Kind::UnknownField(name, known) => {
-                let hint = match origin.strip_prefix("env ") {
-                    Some(var) => closest(var, schema().iter().map(|k| env_var(k))),
-                    None => closest(&name, known.iter().map(|k| k.to_string())),
-                };
-                if e.path.len() == 1 {
-                    return ConfigError::UnknownSection {
-                        section: key,
-                        origin,
-                        hint,
-                    };
-                }
-                ConfigError::UnknownKey { key, origin, hint }
-            }
+            Kind::MissingField(name) => missing(&e.path, &name),
+            Kind::UnknownField(name, known) => unknown(&e.path, &name, known, origin),
             Kind::InvalidType(actual, expected) => {
                 let expected = format!("{}, got {actual}", describe(&expected));
                 ConfigError::WrongType { key, origin, expected }
@@ -305,6 +277,39 @@ impl ConfigError {
                 reason: other.to_string(),
             },
         }
+    }
+}
+
+/// A key no layer sets, with the variable (or else the file key) to set.
+fn missing(path: &[String], name: &str) -> ConfigError {
+    let key = path
+        .iter()
+        .map(String::as_str)
+        .chain([name])
+        .collect::<Vec<_>>()
+        .join(".");
+    let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
+        Some(var) => format!("set {var}"),
+        None => format!("set {key} in a config file"),
+    };
+    ConfigError::Missing { key, hint }
+}
+
+/// An unknown section or key (`path` ends with it), with the nearest known one: for a variable,
+/// the nearest variable.
+fn unknown(path: &[String], name: &str, known: &[&str], origin: String) -> ConfigError {
+    let hint = match origin.strip_prefix("env ") {
+        Some(var) => closest(var, schema().iter().map(|k| env_var(k))),
+        None => closest(name, known.iter().map(|k| k.to_string())),
+    };
+    let key = path.join(".");
+    match path.len() {
+        1 => ConfigError::UnknownSection {
+            section: key,
+            origin,
+            hint,
+        },
+        _ => ConfigError::UnknownKey { key, origin, hint },
     }
 }
 

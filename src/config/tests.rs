@@ -1,5 +1,6 @@
 //! Unit tests of `src/config.rs`.
 
+use super::values::redact_mongo_uri;
 use super::*;
 use std::collections::HashMap;
 
