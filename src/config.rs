@@ -10,19 +10,35 @@
 //!    `PHONEPE_SALT_INDEX`, `PHONEPE_BASE_URL`, `LOG_LEVEL`, `LOG_FORMAT` (empty means unset);
 //! 4. `RECONCILER_<SECTION>__<KEY>` for every key, e.g. `RECONCILER_JOB__RATE_LIMIT_PER_MINUTE=600`.
 //!
-//! Every layer is checked against one schema ([`KEYS`]) as it is read, so a typo'd section or key
-//! fails at start naming the layer it came from, and env values are parsed as the key's type. The
-//! merged values remember their origin; every validation error names the key and that origin in
-//! one line. Secrets ([`Secret`]) have no defaults, print as `***`, and their values never appear
-//! in an error message: errors about `phonepe.salt_key` or `mongodb.uri` describe, never quote.
+//! The schema is the serde derive of [`Settings`]: a field's serde name is its key, its variable
+//! is derived from it ([`env_var`]), its `deserialize_with` function is its validation, so adding
+//! a key is adding a field (plus its default in `config/default.toml`). Unknown sections and keys
+//! are errors (`deny_unknown_fields`) with a "did you mean" hint. `figment` merges the layers and
+//! remembers which one set each value, so every error is one line naming the key and that layer
+//! (file path or variable). Every layer's values are checked, also those a later layer overrides.
+//! Values are read leniently as the key's type, as variables are text: `"600"` is a number, and a
+//! flag is `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`). Secrets ([`Secret`]) have no
+//! defaults, print as `***`, and never appear in an error: errors about `phonepe.salt_key` or
+//! `mongodb.uri` describe, never quote.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-/// A secret string: `Debug` and `Display` print `***`, so it cannot reach a log by accident.
+use figment::error::Kind;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use values::mongo_database;
+
+mod values;
+
+/// A secret string: `Debug`, `Display` and `Serialize` print `***`, so it cannot reach a log or
+/// `draft-reconciler config` by accident (its serde impls are in `values.rs`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -48,14 +64,16 @@ impl fmt::Display for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CommitStrategy {
     Auto,
     Transaction,
     Journal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// JSON when stdout is not a terminal (PM2, systemd), pretty otherwise.
     Auto,
@@ -63,7 +81,9 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+/// Every section and key, in the order `draft-reconciler config` prints them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub mongodb: MongoSettings,
     pub phonepe: PhonePeSettings,
@@ -73,59 +93,104 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct MongoSettings {
     /// May carry a password: redacted when printed.
+    #[serde(deserialize_with = "values::mongo_uri", serialize_with = "values::redacted_uri")]
     pub uri: Secret,
-    /// The database name, taken from the URI path.
+    /// The database name, taken from the URI path (not a key).
+    #[serde(skip)]
     pub database: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhonePeSettings {
     /// API root including PhonePe's own prefix, without a trailing slash.
+    #[serde(deserialize_with = "values::base_url")]
     pub base_url: String,
+    #[serde(deserialize_with = "values::merchant_id")]
     pub merchant_id: String,
+    #[serde(deserialize_with = "values::non_blank")]
     pub salt_key: Secret,
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub salt_index: u32,
+    #[serde(rename = "request_timeout_secs", with = "values::positive_secs")]
     pub request_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobSettings {
+    #[serde(rename = "interval_secs", with = "values::positive_secs")]
     pub interval: Duration,
+    #[serde(rename = "lookback_secs", with = "values::secs")]
     pub lookback: Duration,
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub max_orders_per_run: u32,
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub rate_limit_per_minute: u32,
+    #[serde(rename = "pending_timeout_secs", with = "values::positive_secs")]
     pub pending_timeout: Duration,
+    #[serde(rename = "late_payment_watch_secs", with = "values::secs")]
     pub late_payment_watch: Duration,
+    /// At least 2 × `phonepe.request_timeout_secs` ([`cross_checks`]).
+    #[serde(rename = "lease_ttl_secs", with = "values::secs")]
     pub lease_ttl: Duration,
+    #[serde(deserialize_with = "values::within::<1, 256, _, _>")]
     pub reconcilers: u32,
     pub commit_strategy: CommitStrategy,
     /// Sized items: also guard and decrement the product's total `stock` (off: the size only).
     pub sized_items_decrement_total: bool,
     /// Malformed or undocumented PhonePe answers about one order before it is parked as
     /// `needs_review` (`phonepe_unreadable`).
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub unreadable_max_attempts: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SupervisorSettings {
+    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
     pub max_restarts: u32,
+    #[serde(rename = "restart_window_secs", with = "values::positive_secs")]
     pub restart_window: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct OpsSettings {
     /// `None` when `listen = ""` (ops HTTP disabled, e.g. for `once`).
+    #[serde(deserialize_with = "values::listen", serialize_with = "values::show_listen")]
     pub listen: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// An `EnvFilter` directive, e.g. `info` or `draft_reconciler=debug`.
+    #[serde(deserialize_with = "values::filter_directive")]
     pub level: String,
     pub format: LogFormat,
+}
+
+/// Rules that relate two keys, checked once the effective values are read.
+fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
+    let (lease, timeout) = (s.job.lease_ttl.as_secs(), s.phonepe.request_timeout.as_secs());
+    if lease >= timeout.saturating_mul(2) {
+        return Ok(());
+    }
+    let key = "job.lease_ttl_secs";
+    let (min, origin) = (timeout * 2, origin(figment, key, None));
+    let reason = format!(
+        "must be at least 2 × phonepe.request_timeout_secs ({min}) so a lease outlives a round trip, got {lease}"
+    );
+    Err(ConfigError::Invalid {
+        key: key.into(),
+        origin,
+        reason,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,86 +247,112 @@ impl ConfigError {
             ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
         }
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Schema
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Str,
-    UInt,
-    Bool,
-}
-
-/// One configuration key: where it lives, its type, and which seed variable (if any) sets it.
-struct Key {
-    section: &'static str,
-    name: &'static str,
-    kind: Kind,
-    /// Values of secret keys are never quoted in errors.
-    secret: bool,
-    seed_env: Option<&'static str>,
-}
-
-const fn key(section: &'static str, name: &'static str, kind: Kind) -> Key {
-    Key {
-        section,
-        name,
-        kind,
-        secret: false,
-        seed_env: None,
+    /// A figment error as ours: the key is the error's path, the layer its value's provider. Only
+    /// our messages and serde's type descriptions reach the text; a [`Secret`] never says more
+    /// than "must be a string".
+    fn from_figment(figment: &Figment, e: figment::Error) -> ConfigError {
+        let key = e.path.join(".");
+        let origin = origin(figment, &key, e.metadata.as_ref());
+        match e.kind {
+            Kind::MissingField(name) => missing(&e.path, &name),
+            Kind::UnknownField(name, known) => unknown(&e.path, &name, known, origin),
+            Kind::InvalidType(actual, expected) => {
+                let expected = format!("{}, got {actual}", describe(&expected));
+                ConfigError::WrongType { key, origin, expected }
+            }
+            Kind::InvalidValue(actual, expected) => {
+                let reason = format!("must be {}, got {actual}", describe(&expected));
+                ConfigError::Invalid { key, origin, reason }
+            }
+            Kind::UnknownVariant(got, known) => {
+                let known: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+                let reason = format!("must be one of {}, got {got:?}", known.join(", "));
+                ConfigError::Invalid { key, origin, reason }
+            }
+            Kind::Message(reason) => ConfigError::Invalid { key, origin, reason },
+            other => ConfigError::Invalid {
+                key,
+                origin,
+                reason: other.to_string(),
+            },
+        }
     }
 }
 
-const fn seed(section: &'static str, name: &'static str, kind: Kind, env: &'static str) -> Key {
-    Key {
-        section,
-        name,
-        kind,
-        secret: false,
-        seed_env: Some(env),
+/// A key no layer sets, with the variable (or else the file key) to set.
+fn missing(path: &[String], name: &str) -> ConfigError {
+    let key = path
+        .iter()
+        .map(String::as_str)
+        .chain([name])
+        .collect::<Vec<_>>()
+        .join(".");
+    let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
+        Some(var) => format!("set {var}"),
+        None => format!("set {key} in a config file"),
+    };
+    ConfigError::Missing { key, hint }
+}
+
+/// An unknown section or key (`path` ends with it), with the nearest known one: for a variable,
+/// the nearest variable.
+fn unknown(path: &[String], name: &str, known: &[&str], origin: String) -> ConfigError {
+    let hint = match origin.strip_prefix("env ") {
+        Some(var) => closest(var, schema().iter().map(|k| env_var(k))),
+        None => closest(name, known.iter().map(|k| k.to_string())),
+    };
+    let key = path.join(".");
+    match path.len() {
+        1 => ConfigError::UnknownSection {
+            section: key,
+            origin,
+            hint,
+        },
+        _ => ConfigError::UnknownKey { key, origin, hint },
     }
 }
 
-/// Every key the service understands. Anything else in a file or a `RECONCILER_*__*` variable is
-/// an error.
-const KEYS: &[Key] = &[
-    Key {
-        section: "mongodb",
-        name: "uri",
-        kind: Kind::Str,
-        secret: true,
-        seed_env: Some("MONGODB_URI"),
-    },
-    seed("phonepe", "base_url", Kind::Str, "PHONEPE_BASE_URL"),
-    seed("phonepe", "merchant_id", Kind::Str, "PHONEPE_MERCHANT_ID"),
-    Key {
-        section: "phonepe",
-        name: "salt_key",
-        kind: Kind::Str,
-        secret: true,
-        seed_env: Some("PHONEPE_SALT_KEY"),
-    },
-    seed("phonepe", "salt_index", Kind::UInt, "PHONEPE_SALT_INDEX"),
-    key("phonepe", "request_timeout_secs", Kind::UInt),
-    key("job", "interval_secs", Kind::UInt),
-    key("job", "lookback_secs", Kind::UInt),
-    key("job", "max_orders_per_run", Kind::UInt),
-    key("job", "rate_limit_per_minute", Kind::UInt),
-    key("job", "pending_timeout_secs", Kind::UInt),
-    key("job", "late_payment_watch_secs", Kind::UInt),
-    key("job", "lease_ttl_secs", Kind::UInt),
-    key("job", "reconcilers", Kind::UInt),
-    key("job", "commit_strategy", Kind::Str),
-    key("job", "sized_items_decrement_total", Kind::Bool),
-    key("job", "unreadable_max_attempts", Kind::UInt),
-    key("supervisor", "max_restarts", Kind::UInt),
-    key("supervisor", "restart_window_secs", Kind::UInt),
-    key("ops", "listen", Kind::Str),
-    seed("log", "level", Kind::Str, "LOG_LEVEL"),
-    seed("log", "format", Kind::Str, "LOG_FORMAT"),
+/// The layer that set `key`: the error's own, else the merged value's.
+fn origin(figment: &Figment, key: &str, meta: Option<&Metadata>) -> String {
+    let meta = meta.or_else(|| figment.find_metadata(key));
+    meta.map_or_else(|| "nowhere".into(), |m| m.name.to_string())
+}
+
+/// serde's name for a type, in words.
+fn describe(expected: &str) -> String {
+    match expected {
+        "u32" => format!("an integer from 0 to {}", u32::MAX),
+        "u64" => "a non-negative integer".into(),
+        "a boolean" => "true or false".into(),
+        s if s.starts_with("struct ") => "a table ([section])".into(),
+        s => s.into(),
+    }
+}
+
+/// " (did you mean X?)" for the candidate nearest to `word`, if one is near.
+fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
+    let near = candidates
+        .map(|c| (strsim::levenshtein(word, &c), c))
+        .filter(|(d, _)| *d <= 3);
+    near.min()
+        .map(|(_, c)| format!(" (did you mean {c}?)"))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layering
+// ---------------------------------------------------------------------------------------------
+
+/// The seed's variables; each sets the key its name spells ([`seed_key`]).
+const SEED_VARS: [&str; 7] = [
+    "MONGODB_URI",
+    "PHONEPE_MERCHANT_ID",
+    "PHONEPE_SALT_KEY",
+    "PHONEPE_SALT_INDEX",
+    "PHONEPE_BASE_URL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
 ];
 
 const ENV_PREFIX: &str = "RECONCILER_";
@@ -270,148 +361,82 @@ const ENV_PREFIX: &str = "RECONCILER_";
 const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 const EMBEDDED_ORIGIN: &str = "built-in config/default.toml";
 
-impl Key {
-    fn dotted(&self) -> String {
-        format!("{}.{}", self.section, self.name)
-    }
-    fn env_name(&self) -> String {
-        format!(
-            "{ENV_PREFIX}{}__{}",
-            self.section.to_uppercase(),
-            self.name.to_uppercase()
-        )
-    }
+/// `PHONEPE_SALT_INDEX` → `phonepe.salt_index`.
+fn seed_key(var: &str) -> String {
+    var.to_lowercase().replacen('_', ".", 1)
 }
 
-fn find_key(section: &str, name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.section == section && k.name == name)
+/// `job.interval_secs` → `RECONCILER_JOB__INTERVAL_SECS`.
+fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
 
-fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, c)| format!(" (did you mean {c}?)"))
-        .unwrap_or_default()
+/// `RECONCILER_JOB__INTERVAL_SECS` → `job.interval_secs`; `None` without `__` (not a key).
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX).filter(|r| r.contains("__"))?;
+    Some(rest.to_lowercase().replace("__", "."))
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+/// Every key (`section.key`), read from the serde derive of [`Settings`]: a probe key unknown at
+/// a path makes serde list the keys known there (`deny_unknown_fields`); a leaf answers with any
+/// other error. Nested tables are walked, so `[a.b] c` is `RECONCILER_A__B__C`.
+fn schema() -> &'static [String] {
+    fn walk(path: String, out: &mut Vec<String>) {
+        let probe = Layer::at(&[&path, "\u{1}"].join("."), Value::from(0), "probe".into());
+        match Figment::from(probe).extract::<Settings>().map_err(|e| e.kind) {
+            Err(Kind::UnknownField(_, known)) => known.iter().for_each(|k| walk([&path, *k].join("."), out)),
+            _ => out.push(path.trim_start_matches('.').to_string()),
         }
-        prev = cur;
     }
-    prev[b.len()]
+    static KEYS: OnceLock<Vec<String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys = Vec::new();
+        walk(String::new(), &mut keys);
+        keys
+    })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Layering
-// ---------------------------------------------------------------------------------------------
-
-/// The merged raw values: `(section, key)` → (value, the layer it came from).
-#[derive(Default)]
-struct Layers {
-    values: BTreeMap<(&'static str, &'static str), (toml::Value, String)>,
+/// One layer for figment, named for error messages: `built-in config/default.toml`,
+/// `file <path>` or `env <VAR>`.
+struct Layer {
+    origin: String,
+    dict: Dict,
 }
 
-impl Layers {
-    /// Merge one TOML document, rejecting unknown sections and keys.
-    fn merge_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: origin.to_string(),
-            // `message()` only, never the rendered snippet: the offending line may hold a secret.
-            message: match e.span() {
-                Some(span) => format!("{} at line {}", e.message().trim(), line_of(text, span.start)),
-                None => e.message().trim().to_string(),
-            },
-        })?;
-        for (section, body) in table {
-            let sections = || KEYS.iter().map(|k| k.section);
-            if !sections().any(|s| s == section) {
-                let hint = closest(&section, sections());
-                return Err(ConfigError::UnknownSection {
-                    section,
-                    origin: origin.to_string(),
-                    hint,
-                });
-            }
-            let toml::Value::Table(body) = body else {
-                return Err(ConfigError::WrongType {
-                    key: section,
-                    origin: origin.to_string(),
-                    expected: "a table ([section])".into(),
-                });
-            };
-            for (name, value) in body {
-                let Some(key) = find_key(&section, &name) else {
-                    let names = KEYS.iter().filter(|k| k.section == section).map(|k| k.name);
-                    let hint = closest(&name, names);
-                    return Err(ConfigError::UnknownKey {
-                        key: format!("{section}.{name}"),
-                        origin: origin.into(),
-                        hint,
-                    });
-                };
-                self.set(key, value, origin)?;
-            }
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.origin.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+impl Layer {
+    /// One value at a dotted `key` (leading dots ignored).
+    fn at(key: &str, value: Value, origin: String) -> Layer {
+        let dict = figment::util::nest(key.trim_start_matches('.'), value).into_dict();
+        Layer {
+            origin,
+            dict: dict.unwrap_or_default(),
         }
-        Ok(())
     }
 
-    /// Set one key from an environment variable, parsing the text as the key's type.
-    fn merge_env(&mut self, key: &'static Key, var: &str, text: String) -> Result<(), ConfigError> {
-        let origin = format!("env {var}");
-        let value = match key.kind {
-            Kind::Str => toml::Value::String(text),
-            Kind::UInt => match text.trim().parse::<i64>() {
-                Ok(n) => toml::Value::Integer(n),
-                Err(_) => return Err(wrong_type(key, &origin, &toml::Value::String(text))),
-            },
-            Kind::Bool => match text.trim() {
-                "true" => toml::Value::Boolean(true),
-                "false" => toml::Value::Boolean(false),
-                _ => return Err(wrong_type(key, &origin, &toml::Value::String(text))),
-            },
+    fn toml(text: &str, origin: String) -> Result<Layer, ConfigError> {
+        // `message()` only, never the rendered snippet: the offending line may hold a secret.
+        let syntax = |e: toml::de::Error| match e.span() {
+            Some(span) => format!("{} at line {}", e.message().trim(), line_of(text, span.start)),
+            None => e.message().trim().to_string(),
         };
-        self.set(key, value, &origin)
-    }
-
-    fn set(&mut self, key: &'static Key, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
-        let ok = match (key.kind, &value) {
-            (Kind::Str, toml::Value::String(_)) => true,
-            (Kind::UInt, toml::Value::Integer(n)) => *n >= 0,
-            (Kind::Bool, toml::Value::Boolean(_)) => true,
-            _ => false,
-        };
-        if !ok {
-            return Err(wrong_type(key, origin, &value));
+        let dict = text.parse::<toml::Table>().map_err(syntax).and_then(|table| {
+            let dict = Value::serialize(table).ok().and_then(Value::into_dict);
+            dict.ok_or_else(|| "holds a value the settings cannot represent".to_string())
+        });
+        match dict {
+            Ok(dict) => Ok(Layer { origin, dict }),
+            Err(message) => Err(ConfigError::Syntax { origin, message }),
         }
-        self.values.insert((key.section, key.name), (value, origin.to_string()));
-        Ok(())
-    }
-}
-
-fn wrong_type(key: &Key, origin: &str, value: &toml::Value) -> ConfigError {
-    let what = match key.kind {
-        Kind::Str => "a string",
-        Kind::UInt => "a non-negative integer",
-        Kind::Bool => "true or false",
-    };
-    let expected = if key.secret {
-        what.to_string()
-    } else {
-        format!("{what}, got {value}")
-    };
-    ConfigError::WrongType {
-        key: key.dotted(),
-        origin: origin.to_string(),
-        expected,
     }
 }
 
@@ -442,395 +467,57 @@ fn env_name(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, Conf
     Ok(None)
 }
 
-/// Everything `load` reads, with the file-discovery directory and the list of present
-/// `RECONCILER_*` variable names made explicit so tests need neither a CWD nor a process env.
-struct Sources<'a> {
-    /// Where `config/default.toml` and `config/<env>.toml` are looked for; `None`: nowhere.
-    base_dir: Option<&'a Path>,
-    config_file: Option<&'a Path>,
-    env: &'a dyn Fn(&str) -> Option<String>,
-    /// Names of the `RECONCILER_*` variables that are set, to catch typos; `env` alone cannot
-    /// be enumerated, so this may be empty.
-    env_names: &'a [String],
+/// The files layered after the built-in defaults, in order: `config_file`, else the ones found
+/// in `base_dir` (`None`: none).
+fn config_files(
+    base_dir: Option<&Path>,
+    config_file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    if let Some(path) = config_file {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let Some(base) = base_dir else { return Ok(Vec::new()) };
+    let mut candidates = vec![base.join("config").join("default.toml")];
+    if let Some(name) = env_name(env)? {
+        candidates.push(base.join("config").join(format!("{name}.toml")));
+    }
+    Ok(candidates.into_iter().filter(|p| p.is_file()).collect())
 }
 
-fn collect(src: &Sources<'_>) -> Result<Layers, ConfigError> {
-    let mut layers = Layers::default();
-    layers.merge_toml(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN)?;
-
-    if let Some(path) = src.config_file {
-        layers.merge_toml(&read_file(path)?, &format!("file {}", path.display()))?;
-    } else if let Some(base) = src.base_dir {
-        let mut candidates = vec![base.join("config").join("default.toml")];
-        if let Some(name) = env_name(src.env)? {
-            candidates.push(base.join("config").join(format!("{name}.toml")));
-        }
-        for path in candidates.iter().filter(|p| p.is_file()) {
-            layers.merge_toml(&read_file(path)?, &format!("file {}", path.display()))?;
-        }
-    }
-
-    for key in KEYS {
-        let Some(var) = key.seed_env else { continue };
-        // An empty seed variable (`PHONEPE_SALT_KEY=` in a .env file) counts as unset.
-        if let Some(text) = (src.env)(var).filter(|v| !v.is_empty()) {
-            layers.merge_env(key, var, text)?;
-        }
-    }
-
-    for name in src.env_names {
-        check_env_name(name)?;
-    }
-    for key in KEYS {
-        let var = key.env_name();
-        if let Some(text) = (src.env)(&var) {
-            layers.merge_env(key, &var, text)?;
-        }
-    }
-    Ok(layers)
+/// The variable layers, later wins: the seed's (empty means unset, as in a `.env` file), then
+/// every key's `RECONCILER_` variable and the set ones that name no key (unknown keys, then).
+fn env_layers(env: &dyn Fn(&str) -> Option<String>, env_names: &[String]) -> Vec<Layer> {
+    let seed = SEED_VARS.iter().filter_map(|var| {
+        let text = env(var).filter(|v| !v.is_empty())?;
+        Some(Layer::at(&seed_key(var), Value::from(text), format!("env {var}")))
+    });
+    let mut vars: BTreeSet<String> = schema().iter().map(|k| env_var(k)).collect();
+    vars.extend(env_names.iter().cloned());
+    let prefixed = vars.into_iter().filter_map(|var| {
+        let (key, text) = (env_key(&var)?, env(&var)?);
+        Some(Layer::at(&key, Value::from(text), format!("env {var}")))
+    });
+    seed.chain(prefixed).collect()
 }
 
-/// `RECONCILER_<SECTION>__<KEY>` must name a real key. Variables without `__` are not config
-/// keys and are left alone.
-fn check_env_name(var: &str) -> Result<(), ConfigError> {
-    let Some((section, name)) = var.strip_prefix(ENV_PREFIX).and_then(|rest| rest.split_once("__")) else {
-        return Ok(());
+/// Merge, read and check the layers. A value a later layer overrides must be valid too (a bad
+/// file must not wait for the variable hiding it to go): each layer is read again on top.
+fn settings(layers: &[Layer]) -> Result<Settings, ConfigError> {
+    let read = |f: &Figment| {
+        f.extract_lossy::<Settings>()
+            .map_err(|e| ConfigError::from_figment(f, e))
     };
-    let (section, name) = (section.to_lowercase(), name.to_lowercase());
-    if find_key(&section, &name).is_some() {
-        return Ok(());
+    let all = layers.iter().fold(Figment::new(), Figment::merge);
+    let mut settings = read(&all)?;
+    for layer in layers {
+        read(&all.clone().merge(layer))?;
     }
-    let names = KEYS.iter().map(|k| k.env_name()).collect::<Vec<_>>();
-    let hint = closest(var, names.iter().map(String::as_str));
-    Err(ConfigError::UnknownKey {
-        key: format!("{section}.{name}"),
-        origin: format!("env {var}"),
-        hint,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Typed conversion and validation
-// ---------------------------------------------------------------------------------------------
-
-/// The merged layers, read key by key into typed values.
-struct Resolved(Layers);
-
-impl Resolved {
-    fn raw(&self, section: &'static str, name: &'static str) -> Option<&(toml::Value, String)> {
-        self.0.values.get(&(section, name))
-    }
-
-    fn origin(&self, section: &'static str, name: &'static str) -> String {
-        self.raw(section, name)
-            .map_or_else(|| "nowhere".into(), |(_, o)| o.clone())
-    }
-
-    fn missing(section: &'static str, name: &'static str) -> ConfigError {
-        let key = find_key(section, name);
-        let hint = match key.and_then(|k| k.seed_env) {
-            Some(var) => format!("set {var}"),
-            None => format!("set {section}.{name} in a config file"),
-        };
-        ConfigError::Missing {
-            key: format!("{section}.{name}"),
-            hint,
-        }
-    }
-
-    fn str(&self, section: &'static str, name: &'static str) -> Result<String, ConfigError> {
-        match self.raw(section, name) {
-            Some((toml::Value::String(s), _)) => Ok(s.clone()),
-            _ => Err(Self::missing(section, name)),
-        }
-    }
-
-    fn uint(&self, section: &'static str, name: &'static str) -> Result<u64, ConfigError> {
-        match self.raw(section, name) {
-            // `Layers::set` only admits non-negative integers.
-            Some((toml::Value::Integer(n), _)) => Ok(u64::try_from(*n).unwrap_or_default()),
-            _ => Err(Self::missing(section, name)),
-        }
-    }
-
-    fn u32(&self, section: &'static str, name: &'static str) -> Result<u32, ConfigError> {
-        let n = self.uint(section, name)?;
-        u32::try_from(n).map_err(|_| self.invalid(section, name, format!("must be at most {}, got {n}", u32::MAX)))
-    }
-
-    fn bool(&self, section: &'static str, name: &'static str) -> Result<bool, ConfigError> {
-        match self.raw(section, name) {
-            Some((toml::Value::Boolean(b), _)) => Ok(*b),
-            _ => Err(Self::missing(section, name)),
-        }
-    }
-
-    fn secs(&self, section: &'static str, name: &'static str) -> Result<Duration, ConfigError> {
-        self.uint(section, name).map(Duration::from_secs)
-    }
-
-    fn invalid(&self, section: &'static str, name: &'static str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            key: format!("{section}.{name}"),
-            origin: self.origin(section, name),
-            reason: reason.into(),
-        }
-    }
-
-    /// `Ok(())` when `ok`, else an `Invalid` error for the key.
-    fn check(&self, ok: bool, section: &'static str, name: &'static str, reason: String) -> Result<(), ConfigError> {
-        if ok {
-            Ok(())
-        } else {
-            Err(self.invalid(section, name, reason))
-        }
-    }
-
-    fn at_least(&self, section: &'static str, name: &'static str, min: u64) -> Result<u64, ConfigError> {
-        let n = self.uint(section, name)?;
-        self.check(n >= min, section, name, format!("must be at least {min}, got {n}"))?;
-        Ok(n)
-    }
-
-    fn settings(&self) -> Result<Settings, ConfigError> {
-        let settings = Settings {
-            mongodb: self.mongodb()?,
-            phonepe: self.phonepe()?,
-            job: self.job()?,
-            supervisor: self.supervisor()?,
-            ops: self.ops()?,
-            log: self.log()?,
-        };
-        self.cross_checks(&settings)?;
-        Ok(settings)
-    }
-
-    fn mongodb(&self) -> Result<MongoSettings, ConfigError> {
-        let uri = self.str("mongodb", "uri")?;
-        let database = mongo_database(&uri)
-            .map_err(|reason| self.invalid("mongodb", "uri", reason))?
-            .to_string();
-        Ok(MongoSettings {
-            uri: Secret::new(uri),
-            database,
-        })
-    }
-
-    fn phonepe(&self) -> Result<PhonePeSettings, ConfigError> {
-        let base_url = self.str("phonepe", "base_url")?;
-        let base_url = check_base_url(&base_url).map_err(|r| self.invalid("phonepe", "base_url", r))?;
-        let merchant_id = self.str("phonepe", "merchant_id")?;
-        check_merchant_id(&merchant_id).map_err(|r| self.invalid("phonepe", "merchant_id", r))?;
-        let salt_key = self.str("phonepe", "salt_key")?;
-        self.check(
-            !salt_key.trim().is_empty(),
-            "phonepe",
-            "salt_key",
-            "must not be empty".into(),
-        )?;
-        self.at_least("phonepe", "salt_index", 1)?;
-        self.at_least("phonepe", "request_timeout_secs", 1)?;
-        Ok(PhonePeSettings {
-            base_url,
-            merchant_id,
-            salt_key: Secret::new(salt_key),
-            salt_index: self.u32("phonepe", "salt_index")?,
-            request_timeout: self.secs("phonepe", "request_timeout_secs")?,
-        })
-    }
-
-    fn job(&self) -> Result<JobSettings, ConfigError> {
-        self.at_least("job", "interval_secs", 1)?;
-        self.at_least("job", "max_orders_per_run", 1)?;
-        self.at_least("job", "rate_limit_per_minute", 1)?;
-        self.at_least("job", "pending_timeout_secs", 1)?;
-        self.at_least("job", "unreadable_max_attempts", 1)?;
-        let reconcilers = self.uint("job", "reconcilers")?;
-        let ok = (1..=256).contains(&reconcilers);
-        self.check(
-            ok,
-            "job",
-            "reconcilers",
-            format!("must be between 1 and 256, got {reconcilers}"),
-        )?;
-        let strategy = self.str("job", "commit_strategy")?;
-        let commit_strategy = match strategy.as_str() {
-            "auto" => CommitStrategy::Auto,
-            "transaction" => CommitStrategy::Transaction,
-            "journal" => CommitStrategy::Journal,
-            other => {
-                let reason = format!("must be \"auto\", \"transaction\" or \"journal\", got {other:?}");
-                return Err(self.invalid("job", "commit_strategy", reason));
-            }
-        };
-        Ok(JobSettings {
-            interval: self.secs("job", "interval_secs")?,
-            lookback: self.secs("job", "lookback_secs")?,
-            max_orders_per_run: self.u32("job", "max_orders_per_run")?,
-            rate_limit_per_minute: self.u32("job", "rate_limit_per_minute")?,
-            pending_timeout: self.secs("job", "pending_timeout_secs")?,
-            late_payment_watch: self.secs("job", "late_payment_watch_secs")?,
-            lease_ttl: self.secs("job", "lease_ttl_secs")?,
-            reconcilers: self.u32("job", "reconcilers")?,
-            commit_strategy,
-            sized_items_decrement_total: self.bool("job", "sized_items_decrement_total")?,
-            unreadable_max_attempts: self.u32("job", "unreadable_max_attempts")?,
-        })
-    }
-
-    fn supervisor(&self) -> Result<SupervisorSettings, ConfigError> {
-        self.at_least("supervisor", "max_restarts", 1)?;
-        self.at_least("supervisor", "restart_window_secs", 1)?;
-        Ok(SupervisorSettings {
-            max_restarts: self.u32("supervisor", "max_restarts")?,
-            restart_window: self.secs("supervisor", "restart_window_secs")?,
-        })
-    }
-
-    fn ops(&self) -> Result<OpsSettings, ConfigError> {
-        let listen = self.str("ops", "listen")?;
-        if listen.trim().is_empty() {
-            return Ok(OpsSettings { listen: None });
-        }
-        let addr = listen.trim().parse::<SocketAddr>().map_err(|_| {
-            self.invalid(
-                "ops",
-                "listen",
-                format!("must be ip:port like \"127.0.0.1:9464\" or \"\", got {listen:?}"),
-            )
-        })?;
-        Ok(OpsSettings { listen: Some(addr) })
-    }
-
-    fn log(&self) -> Result<LogSettings, ConfigError> {
-        let level = self.str("log", "level")?;
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-            return Err(self.invalid(
-                "log",
-                "level",
-                format!("is not a valid filter directive ({e}): {level:?}"),
-            ));
-        }
-        let format = match self.str("log", "format")?.as_str() {
-            "auto" => LogFormat::Auto,
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            other => {
-                let reason = format!("must be \"auto\", \"pretty\" or \"json\", got {other:?}");
-                return Err(self.invalid("log", "format", reason));
-            }
-        };
-        Ok(LogSettings { level, format })
-    }
-
-    /// Rules that relate two keys.
-    fn cross_checks(&self, s: &Settings) -> Result<(), ConfigError> {
-        let (lease, timeout) = (s.job.lease_ttl.as_secs(), s.phonepe.request_timeout.as_secs());
-        let reason = format!(
-            "must be at least 2 × phonepe.request_timeout_secs ({}) so a lease outlives a round trip, got {lease}",
-            timeout * 2
-        );
-        self.check(lease >= timeout.saturating_mul(2), "job", "lease_ttl_secs", reason)
-    }
-}
-
-/// The database name from a MongoDB URI's path. Errors describe the problem without quoting
-/// the URI (it may hold a password).
-fn mongo_database(uri: &str) -> Result<&str, String> {
-    let rest = uri
-        .strip_prefix("mongodb://")
-        .or_else(|| uri.strip_prefix("mongodb+srv://"))
-        .ok_or("must start with mongodb:// or mongodb+srv://")?;
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (hosts, db) = rest
-        .split_once('/')
-        .ok_or("must name a database in its path, e.g. mongodb://host:27017/shop")?;
-    if hosts.rsplit('@').next().unwrap_or_default().is_empty() {
-        return Err("must name a host".into());
-    }
-    if db.is_empty() {
-        return Err("must name a database in its path, e.g. mongodb://host:27017/shop".into());
-    }
-    if db.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|']) {
-        return Err("has an invalid database name in its path".into());
-    }
-    Ok(db)
-}
-
-/// Trims a trailing `/` so callers can append `/pg/v1/status/...`.
-fn check_base_url(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("must start with http:// or https://, got {url:?}"))?;
-    if rest.contains(['?', '#']) {
-        return Err(format!("must not have a query or fragment, got {url:?}"));
-    }
-    if rest.split('/').next().unwrap_or_default().is_empty() {
-        return Err(format!("must name a host, got {url:?}"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
-fn check_merchant_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if id.len() > 38 {
-        return Err(format!("must be at most 38 characters, got {}", id.len()));
-    }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("may only contain letters, digits, '_' and '-', got {id:?}"));
-    }
-    Ok(())
-}
-
-/// `mongodb://user:pass@host/db?authMechanismProperties=...` with the password and any
-/// password/token/secret query value replaced by `***`.
-fn redact_mongo_uri(uri: &str) -> String {
-    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = before_query
-        .split_once('/')
-        .map_or((before_query, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{hosts}"),
-            None => format!("{userinfo}@{hosts}"),
-        },
-        None => authority.to_string(),
-    };
-    let mut out = if scheme.is_empty() {
-        authority
-    } else {
-        format!("{scheme}://{authority}")
-    };
-    if let Some(path) = path {
-        out.push('/');
-        out.push_str(path);
-    }
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "token", "secret", "authmechanismproperties"]
-        .iter()
-        .any(|s| name.contains(s))
+    // `mongo_uri` has checked that the URI names a database.
+    let database = mongo_database(settings.mongodb.uri.expose()).unwrap_or_default();
+    settings.mongodb.database = database.to_string();
+    cross_checks(&all, &settings)?;
+    Ok(settings)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,13 +542,12 @@ pub fn load_from(
     env: &dyn Fn(&str) -> Option<String>,
     env_names: &[String],
 ) -> Result<Settings, ConfigError> {
-    let layers = collect(&Sources {
-        base_dir,
-        config_file,
-        env,
-        env_names,
-    })?;
-    Resolved(layers).settings()
+    let mut layers = vec![Layer::toml(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN.into())?];
+    for path in config_files(base_dir, config_file, env)? {
+        layers.push(Layer::toml(&read_file(&path)?, format!("file {}", path.display()))?);
+    }
+    layers.extend(env_layers(env, env_names));
+    settings(&layers)
 }
 
 impl Settings {
@@ -898,63 +584,13 @@ impl Settings {
         }
     }
 
-    /// Every effective key as TOML, with `salt_key = "***"` and the MongoDB password redacted.
-    /// What `draft-reconciler config` prints.
+    /// Every effective key as TOML (the serde derive, in field order) with `salt_key = "***"`,
+    /// the MongoDB password redacted, and the database as a comment after the `[mongodb]`
+    /// section. What `draft-reconciler config` prints.
     pub fn redacted_toml(&self) -> String {
-        fn s(v: &str) -> String {
-            toml::Value::String(v.to_string()).to_string()
-        }
-        let (p, j, sup) = (&self.phonepe, &self.job, &self.supervisor);
-        let listen = self.ops.listen.map(|a| a.to_string()).unwrap_or_default();
-        let strategy = match j.commit_strategy {
-            CommitStrategy::Auto => "auto",
-            CommitStrategy::Transaction => "transaction",
-            CommitStrategy::Journal => "journal",
-        };
-        let format = match self.log.format {
-            LogFormat::Auto => "auto",
-            LogFormat::Pretty => "pretty",
-            LogFormat::Json => "json",
-        };
-        let lines = [
-            "[mongodb]".to_string(),
-            format!("uri = {}", s(&redact_mongo_uri(self.mongodb.uri.expose()))),
-            format!("# database = {}", s(&self.mongodb.database)),
-            String::new(),
-            "[phonepe]".into(),
-            format!("base_url = {}", s(&p.base_url)),
-            format!("merchant_id = {}", s(&p.merchant_id)),
-            "salt_key = \"***\"".into(),
-            format!("salt_index = {}", p.salt_index),
-            format!("request_timeout_secs = {}", p.request_timeout.as_secs()),
-            String::new(),
-            "[job]".into(),
-            format!("interval_secs = {}", j.interval.as_secs()),
-            format!("lookback_secs = {}", j.lookback.as_secs()),
-            format!("max_orders_per_run = {}", j.max_orders_per_run),
-            format!("rate_limit_per_minute = {}", j.rate_limit_per_minute),
-            format!("pending_timeout_secs = {}", j.pending_timeout.as_secs()),
-            format!("late_payment_watch_secs = {}", j.late_payment_watch.as_secs()),
-            format!("lease_ttl_secs = {}", j.lease_ttl.as_secs()),
-            format!("reconcilers = {}", j.reconcilers),
-            format!("commit_strategy = {}", s(strategy)),
-            format!("sized_items_decrement_total = {}", j.sized_items_decrement_total),
-            format!("unreadable_max_attempts = {}", j.unreadable_max_attempts),
-            String::new(),
-            "[supervisor]".into(),
-            format!("max_restarts = {}", sup.max_restarts),
-            format!("restart_window_secs = {}", sup.restart_window.as_secs()),
-            String::new(),
-            "[ops]".into(),
-            format!("listen = {}", s(&listen)),
-            String::new(),
-            "[log]".into(),
-            format!("level = {}", s(&self.log.level)),
-            format!("format = {}", s(format)),
-        ];
-        let mut out = lines.join("\n");
-        out.push('\n');
-        out
+        let text = toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the settings: {e}\n"));
+        let database = toml::Value::String(self.mongodb.database.clone());
+        text.replacen("\n\n", &format!("\n# database = {database}\n\n"), 1)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Unit tests of `src/config.rs`.
 
+use super::values::redact_mongo_uri;
 use super::*;
 use std::collections::HashMap;
 
@@ -300,13 +301,18 @@ fn redacted_toml_hides_secrets_and_round_trips() {
     );
     // Every key is printed, and the output is itself a valid config (minus the redacted secrets).
     let parsed: toml::Table = out.parse().expect("valid TOML");
-    for key in KEYS {
-        assert!(
-            parsed[key.section].get(key.name).is_some(),
-            "{} missing from\n{out}",
-            key.dotted()
-        );
+    for key in schema() {
+        let (section, name) = key.split_once('.').expect("section.key");
+        assert!(parsed[section].get(name).is_some(), "{key} missing from\n{out}");
     }
+    assert!(
+        out.starts_with("[mongodb]\nuri = \"mongodb://admin:***@db.example.com:27017/shop?authSource=admin&tlsCertificateKeyFilePassword=***\"\n# database = \"shop\"\n\n[phonepe]\n"),
+        "the database follows the URI as a comment: {out}"
+    );
+    assert!(
+        out.contains("\nrequest_timeout_secs = 10\n") && out.ends_with("[log]\nlevel = \"info\"\nformat = \"auto\"\n"),
+        "{out}"
+    );
     assert_eq!(redact_mongo_uri("mongodb://h:1/db"), "mongodb://h:1/db");
     assert_eq!(redact_mongo_uri("mongodb://user@h/db"), "mongodb://user@h/db");
 }
@@ -334,6 +340,11 @@ fn the_salt_key_never_appears_in_debug_output_or_errors() {
         let e = load_with(None, Some(&file), &env_with(&[])).expect_err("bad file");
         assert!(!e.to_string().contains(SALT) && !format!("{e:?}").contains(SALT), "{e}");
     }
+    // A secret mistyped as a number is not echoed either.
+    let file = write(dir.path(), "num.toml", "[phonepe]\nsalt_key = 98765432123\n");
+    let e = load_with(None, Some(&file), &env_with(&[])).expect_err("not a string");
+    assert_eq!(e.key(), Some("phonepe.salt_key"));
+    assert!(!e.to_string().contains("98765432123"), "{e}");
     let pw = "mongo-pw-77x";
     for uri in [
         format!("mongodb://u:{pw}@h:1"),
@@ -355,4 +366,119 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
     assert_eq!(s.phonepe.salt_index, 1);
     assert_eq!(s.ops.listen, None);
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
+}
+
+/// A lookup over `env` that offers no names, as [`load`] does: keys are found by their derived
+/// variable names alone.
+fn load_by_lookup(env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    load_from(None, None, &|k| env.get(k).cloned(), &[])
+}
+
+#[test]
+fn every_key_is_read_from_its_derived_variable_and_checked_there() {
+    let keys = schema();
+    assert_eq!(keys.len(), 22, "{keys:?}");
+    assert!(keys.iter().any(|k| k == "phonepe.salt_key") && !keys.iter().any(|k| k == "mongodb.database"));
+    for key in keys {
+        let var = env_var(key);
+        assert_eq!(env_key(&var).as_deref(), Some(key.as_str()));
+        let bad = match key.as_str() {
+            "phonepe.salt_key" => " ",
+            "ops.listen" => "nope",
+            "log.level" => "info,[[[",
+            _ => "[[ x",
+        };
+        let e = load_by_lookup(&env_with(&[(&var, bad)])).expect_err(&var);
+        assert_eq!(e.key(), Some(key.as_str()), "{e}");
+        assert!(e.to_string().contains(&format!("(from env {var})")), "{e}");
+    }
+}
+
+#[test]
+fn variables_are_read_as_the_key_type_and_text_keys_stay_text() {
+    let s = load_by_lookup(&env_with(&[
+        ("PHONEPE_MERCHANT_ID", "12345"),
+        ("RECONCILER_JOB__SIZED_ITEMS_DECREMENT_TOTAL", "true"),
+        ("RECONCILER_JOB__RECONCILERS", "64"),
+        ("RECONCILER_LOG__LEVEL", "1"),
+    ]))
+    .expect("valid");
+    assert_eq!(s.phonepe.merchant_id, "12345");
+    assert!(s.job.sized_items_decrement_total);
+    assert_eq!(s.job.reconcilers, 64);
+    assert_eq!(s.log.level, "1");
+    let e = load_by_lookup(&env_with(&[("RECONCILER_JOB__SIZED_ITEMS_DECREMENT_TOTAL", "maybe")])).expect_err("flag");
+    assert_eq!(e.key(), Some("job.sized_items_decrement_total"));
+}
+
+#[test]
+fn a_bad_value_is_an_error_even_when_a_later_layer_overrides_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "o.toml", "[job]\nreconcilers = 0\n");
+    let env = env_with(&[("RECONCILER_JOB__RECONCILERS", "4")]);
+    let e = load_with(None, Some(&file), &env).expect_err("file value is bad");
+    assert_eq!(e.key(), Some("job.reconcilers"));
+    assert!(e.to_string().contains("o.toml"), "{e}");
+    let file = write(dir.path(), "p.toml", "[job]\nreconcilers = 8\n");
+    let s = load_with(None, Some(&file), &env).expect("valid");
+    assert_eq!(s.job.reconcilers, 4, "the variable still wins");
+}
+
+#[test]
+fn an_unknown_variable_is_answered_with_the_nearest_variable() {
+    let e = err(&[("RECONCILER_JOB__INTERVALSECS", "5")]);
+    assert!(
+        e.to_string().contains("(did you mean RECONCILER_JOB__INTERVAL_SECS?)"),
+        "{e}"
+    );
+    let e = err(&[("RECONCILER_JOBS__INTERVAL_SECS", "5")]);
+    assert_eq!(e.key(), Some("jobs"));
+    assert!(e.to_string().contains("env RECONCILER_JOBS__INTERVAL_SECS"), "{e}");
+}
+
+#[test]
+fn errors_read_as_one_line_naming_key_reason_and_layer() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "RECONCILER_JOB__RECONCILERS",
+            "0",
+            "job.reconcilers must be between 1 and 256, got 0 (from env RECONCILER_JOB__RECONCILERS)",
+        ),
+        (
+            "RECONCILER_JOB__INTERVAL_SECS",
+            "0",
+            "job.interval_secs must be at least 1, got 0 (from env RECONCILER_JOB__INTERVAL_SECS)",
+        ),
+        (
+            "LOG_FORMAT",
+            "xml",
+            "log.format must be one of \"auto\", \"pretty\", \"json\", got \"xml\" (from env LOG_FORMAT)",
+        ),
+        (
+            "RECONCILER_JOB__INTERVALSECS",
+            "5",
+            "unknown config key job.intervalsecs in env RECONCILER_JOB__INTERVALSECS \
+             (did you mean RECONCILER_JOB__INTERVAL_SECS?)",
+        ),
+    ];
+    for (var, value, message) in cases {
+        assert_eq!(err(&[(var, value)]).to_string(), *message);
+    }
+}
+
+#[test]
+fn a_missing_key_is_named_by_its_full_path() {
+    let missing = |path: &str, name: &'static str| {
+        let e = figment::Error::from(figment::error::Kind::MissingField(name.into()));
+        let e = if path.is_empty() { e } else { e.with_path(path) };
+        ConfigError::from_figment(&Figment::new(), e).to_string()
+    };
+    assert_eq!(
+        missing("", "webhook"),
+        "webhook is required (set webhook in a config file)"
+    );
+    assert_eq!(
+        missing("phonepe", "salt_index"),
+        "phonepe.salt_index is required (set PHONEPE_SALT_INDEX)"
+    );
 }
