@@ -244,13 +244,19 @@ async fn token_expiry_mid_run_never_sends_an_expired_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = sim.state().token_stats();
-    assert_eq!(stats.expired_used, 0, "a call went out with an expired token: {stats:?}");
+    assert_eq!(
+        stats.expired_used, 0,
+        "a call went out with an expired token: {stats:?}"
+    );
     assert_eq!(stats.unknown_used, 0, "{stats:?}");
     assert!(
         stats.issued >= 3,
         "5 s of 2 s tokens refreshed at half-life needs ≥ 3 tokens: {stats:?}"
     );
-    assert!(stats.issued < calls, "not a token per call: {stats:?} for {calls} calls");
+    assert!(
+        stats.issued < calls,
+        "not a token per call: {stats:?} for {calls} calls"
+    );
     assert!(statuses(&sim).iter().all(|s| *s == 200), "{:?}", statuses(&sim));
 }
 
@@ -296,7 +302,10 @@ async fn concurrent_calls_share_one_refresh() {
     let all = join_all(clones.iter().map(|c| c.check_status(&id))).await;
     assert!(all.iter().all(Result::is_ok), "{all:?}");
     let stats = sim.state().token_stats();
-    assert_eq!(stats.issued, 2, "clones share the cache; one refresh for sixteen 401s: {stats:?}");
+    assert_eq!(
+        stats.issued, 2,
+        "clones share the cache; one refresh for sixteen 401s: {stats:?}"
+    );
 }
 
 /// The token endpoint down is a transient error (nothing cancels); wrong client credentials are
@@ -380,7 +389,10 @@ async fn sim_webhooks_carry_phonepe_signatures() {
     let v2: serde_json::Value = serde_json::from_str(b2).unwrap();
     assert_eq!(v2["event"], "checkout.order.completed");
     assert_eq!(
-        (v2["payload"]["merchantOrderId"].as_str(), v2["payload"]["amount"].as_i64()),
+        (
+            v2["payload"]["merchantOrderId"].as_str(),
+            v2["payload"]["amount"].as_i64()
+        ),
         (Some("ORD-9"), Some(AMOUNT))
     );
     let (h1, b1) = &got[1];
@@ -447,6 +459,7 @@ fn the_official_python_sdk_accepts_the_simulator() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
+    eprintln!("{stdout}");
     assert!(out.status.success(), "SDK conformance failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("conformance: ok"), "{stdout}\n{stderr}");
     let stats: TokenStats = sim.state().token_stats();

@@ -76,14 +76,17 @@ async fn main() -> anyhow::Result<()> {
         webhook_username: args.webhook_username,
         webhook_password: args.webhook_password,
     };
-    let state = SimState::with_v2(SimConfig {
-        merchant_id: args.merchant_id,
-        salt_key: args.salt_key,
-        salt_index: args.salt_index,
-        path_prefix: args.prefix,
-        rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
-        latency: Duration::from_millis(args.latency_ms),
-    }, v2);
+    let state = SimState::with_v2(
+        SimConfig {
+            merchant_id: args.merchant_id,
+            salt_key: args.salt_key,
+            salt_index: args.salt_index,
+            path_prefix: args.prefix,
+            rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
+            latency: Duration::from_millis(args.latency_ms),
+        },
+        v2,
+    );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -51,7 +51,8 @@ pub struct PhonePeClient {
 impl fmt::Debug for PhonePeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("PhonePeClient");
-        d.field("base_url", &self.base_url).field("merchant_id", &self.merchant_id);
+        d.field("base_url", &self.base_url)
+            .field("merchant_id", &self.merchant_id);
         match &self.api {
             Api::V1 { salt_key, salt_index } => d
                 .field("api", &"v1")

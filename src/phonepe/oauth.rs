@@ -97,7 +97,7 @@ impl std::fmt::Debug for Token {
 }
 
 /// A successful token answer: the header value and the token's lifetime.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Issued {
     pub authorization: Secret,
     pub lifetime: Duration,
@@ -114,7 +114,12 @@ pub fn parse_token(http_status: u16, body: &[u8]) -> Result<Issued, StatusError>
                 http_status,
             })
         }
-        500..=599 => return Err(token_error(TransientKind::Server, format!("token endpoint HTTP {http_status}"))),
+        500..=599 => {
+            return Err(token_error(
+                TransientKind::Server,
+                format!("token endpoint HTTP {http_status}"),
+            ))
+        }
         other => return Err(malformed(format!("token endpoint answered HTTP {other}"))),
     }
     let json: Value = serde_json::from_slice(body).map_err(|_| malformed("token answer is not JSON".into()))?;

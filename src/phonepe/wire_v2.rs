@@ -148,7 +148,10 @@ fn error_answer(http_status: u16, obj: &Map<String, Value>) -> Result<StatusRepo
             http_status,
         });
     }
-    Err(malformed(format!("HTTP {http_status} with code {}", loggable_code(&code))))
+    Err(malformed(format!(
+        "HTTP {http_status} with code {}",
+        loggable_code(&code)
+    )))
 }
 
 /// A 2xx answer: the root state, checked against the amount and the latest attempt.
@@ -184,11 +187,7 @@ fn order_report(obj: &Map<String, Value>, token_merchant: &str) -> Result<Status
 }
 
 /// A paid order needs its amount, and its latest attempt (if listed) must agree with it.
-fn check_completed(
-    code: &str,
-    amount: Option<Paise>,
-    latest: Option<&Map<String, Value>>,
-) -> Result<(), StatusError> {
+fn check_completed(code: &str, amount: Option<Paise>, latest: Option<&Map<String, Value>>) -> Result<(), StatusError> {
     let amount = amount.ok_or_else(|| malformed(format!("{code} without amount")))?;
     let Some(attempt) = latest else { return Ok(()) };
     match attempt.get("state") {
@@ -214,7 +213,9 @@ fn latest_attempt<'a>(obj: &'a Map<String, Value>, code: &str) -> Result<Option<
         Some(Value::Array(list)) => match list.last() {
             None => Ok(None),
             Some(Value::Object(d)) => Ok(Some(d)),
-            Some(_) => Err(malformed(format!("{code} with a paymentDetails entry that is not an object"))),
+            Some(_) => Err(malformed(format!(
+                "{code} with a paymentDetails entry that is not an object"
+            ))),
         },
         Some(_) => Err(malformed(format!("{code} with paymentDetails that is not a list"))),
     }

@@ -48,8 +48,8 @@ impl Answer {
             _ => wire_v2::states::PENDING,
         };
         let transaction_id = self.transaction_id.clone().unwrap_or_else(|| "T0".into());
-        let error_code = (state == wire_v2::states::FAILED)
-            .then(|| self.code.clone().unwrap_or_else(|| "PAYMENT_ERROR".into()));
+        let error_code =
+            (state == wire_v2::states::FAILED).then(|| self.code.clone().unwrap_or_else(|| "PAYMENT_ERROR".into()));
         OrderStatus {
             merchant_id,
             merchant_order_id: Some(mtid.into()),
@@ -143,8 +143,14 @@ mod tests {
         let other = served(Answer::completed(1).merchant("OTHER")).unwrap();
         assert_eq!(other.merchant_id.as_deref(), Some("OTHER"));
         assert!(matches!(served(Answer::http_error(429)), Err(StatusError::RateLimited)));
-        assert!(matches!(served(Answer::http_error(503)), Err(StatusError::Transient { .. })));
-        assert!(matches!(served(Answer::raw("<html>")), Err(StatusError::Transient { .. })));
+        assert!(matches!(
+            served(Answer::http_error(503)),
+            Err(StatusError::Transient { .. })
+        ));
+        assert!(matches!(
+            served(Answer::raw("<html>")),
+            Err(StatusError::Transient { .. })
+        ));
     }
 
     #[test]

@@ -123,7 +123,9 @@ impl SimState {
         }
         let lifetime = inner.v2.token_lifetime.as_secs().max(1);
         let token = format!("sim-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        inner.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(lifetime));
+        inner
+            .tokens
+            .insert(token.clone(), Instant::now() + Duration::from_secs(lifetime));
         inner.token_stats.issued += 1;
         let issued_at = (unix_ms() / 1000) as i64;
         let body = json!({
@@ -158,7 +160,12 @@ impl SimState {
             let answer = inner.scripts.get_mut(mtid).and_then(|s| s.advance()).cloned();
             let answer = answer.unwrap_or_else(Answer::not_found);
             let (status, body, code) = answer.render_v2(mtid);
-            (status, body, code, answer.delay_ms.map(Duration::from_millis).unwrap_or(latency))
+            (
+                status,
+                body,
+                code,
+                answer.delay_ms.map(Duration::from_millis).unwrap_or(latency),
+            )
         };
         inner.calls.push(Call {
             merchant_transaction_id: mtid.to_string(),

@@ -26,7 +26,10 @@ fn parse(status: u16, body: &str) -> Result<StatusReport, StatusError> {
 fn kind_of(status: u16, body: &str) -> TransientKind {
     match parse(status, body) {
         Err(StatusError::Transient { kind, detail }) => {
-            assert!(!detail.contains(VPA) && !detail.contains('{'), "detail leaks body: {detail}");
+            assert!(
+                !detail.contains(VPA) && !detail.contains('{'),
+                "detail leaks body: {detail}"
+            );
             kind
         }
         other => panic!("HTTP {status} {body} gave {other:?}"),
@@ -64,7 +67,10 @@ fn each_state_maps_to_the_v1_domain_state() {
     let failed_no_amount = r#"{"orderId":"O","state":"FAILED","expireAt":1,"errorCode":"TXN_AUTO_FAILED"}"#;
     assert_eq!(parse(200, failed_no_amount).unwrap().code, "FAILED");
     let nf = parse(404, r#"{"code":"ORDER_NOT_FOUND","message":"No order"}"#).unwrap();
-    assert_eq!((nf.state, nf.code.as_str()), (PaymentState::NotFound, "ORDER_NOT_FOUND"));
+    assert_eq!(
+        (nf.state, nf.code.as_str()),
+        (PaymentState::NotFound, "ORDER_NOT_FOUND")
+    );
 }
 
 #[test]
@@ -88,7 +94,10 @@ fn unknown_state_is_an_unknown_code_never_a_decision() {
 fn completed_without_a_usable_amount_is_malformed() {
     let a = attempt("COMPLETED", 100);
     assert_eq!(kind_of(200, &order("COMPLETED", "null", &a)), TransientKind::Malformed);
-    assert_eq!(kind_of(200, &order("COMPLETED", "\"100\"", &a)), TransientKind::Malformed);
+    assert_eq!(
+        kind_of(200, &order("COMPLETED", "\"100\"", &a)),
+        TransientKind::Malformed
+    );
     assert_eq!(kind_of(200, &order("COMPLETED", "100.5", &a)), TransientKind::Malformed);
     assert_eq!(
         kind_of(200, r#"{"orderId":"O","state":"COMPLETED","expireAt":1}"#),
@@ -128,7 +137,11 @@ fn malformed_bodies_and_transport_classes() {
     assert_eq!(kind_of(200, "[1]"), TransientKind::Malformed);
     assert_eq!(kind_of(200, r#"{"orderId":"O","amount":1}"#), TransientKind::Malformed);
     assert_eq!(kind_of(200, r#"{"state":7}"#), TransientKind::Malformed);
-    assert_eq!(kind_of(404, "<html>Not Found</html>"), TransientKind::Malformed, "wrong URL");
+    assert_eq!(
+        kind_of(404, "<html>Not Found</html>"),
+        TransientKind::Malformed,
+        "wrong URL"
+    );
     assert_eq!(kind_of(404, r#"{"message":"x"}"#), TransientKind::Malformed);
     assert_eq!(kind_of(302, r#"{"code":"MOVED"}"#), TransientKind::Malformed);
     assert_eq!(kind_of(503, ""), TransientKind::Server);
@@ -180,7 +193,10 @@ fn the_serialised_shape_round_trips_through_the_parser() {
         }],
     };
     let body = serde_json::to_string(&o).unwrap();
-    assert!(body.contains("\"merchantOrderId\"") && body.contains("\"paymentDetails\""), "{body}");
+    assert!(
+        body.contains("\"merchantOrderId\"") && body.contains("\"paymentDetails\""),
+        "{body}"
+    );
     let r = parse(200, &body).unwrap();
     assert_eq!((r.amount, r.transaction_id.as_deref()), (Some(Paise(700)), Some("OM1")));
 }
