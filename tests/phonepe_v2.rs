@@ -308,6 +308,36 @@ async fn concurrent_calls_share_one_refresh() {
     );
 }
 
+/// While the token endpoint is down (and slow), sixteen callers waiting for one refresh share
+/// its failure instead of each trying again in turn.
+#[tokio::test]
+async fn callers_waiting_for_a_failed_refresh_share_its_error() {
+    let sim = sim();
+    sim.script("ORD-1", vec![Answer::pending()]);
+    sim.set_down(Some(503));
+    sim.set_latency(Duration::from_millis(300));
+    let client = v2_client(&sim);
+    let id = mtid("ORD-1");
+    let started = Instant::now();
+    let all = join_all((0..16).map(|_| client.check_status(&id))).await;
+    for r in &all {
+        assert!(
+            matches!(
+                r,
+                Err(StatusError::Transient {
+                    kind: TransientKind::Server,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    assert_eq!(sim.state().token_stats().requests, 1, "one attempt for sixteen callers");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    sim.set_down(None);
+    assert!(client.check_status(&id).await.is_ok(), "a later call tries again");
+}
+
 /// The token endpoint down is a transient error (nothing cancels); wrong client credentials are
 /// a rejection of our configuration (calls pause); the secret is in no error.
 #[tokio::test]

@@ -7,7 +7,10 @@
 //!   `expires_at - issued_at` from the answer, so a clock difference between us and PhonePe
 //!   cannot make us use a token past its expiry (or refresh on every call).
 //! - The cache is a `tokio::sync::Mutex` held across the token call: callers that find the
-//!   token stale wait for the one refresh in flight instead of starting their own.
+//!   token stale wait for the one refresh in flight instead of starting their own. If that
+//!   refresh fails, the callers that were waiting for it get its error instead of each trying
+//!   again in turn (a token endpoint that times out would otherwise hold the pool for one
+//!   timeout per caller).
 //! - A 401 on a status call forces one refresh of *that* token ([`TokenCache::refresh_after_401`]);
 //!   if another caller already replaced it, the replacement is used without a new request.
 //! - Failures never change an order: 429 is [`StatusError::RateLimited`]; 400/401/403 mean the
@@ -145,7 +148,14 @@ pub fn parse_token(http_status: u16, body: &[u8]) -> Result<Issued, StatusError>
 #[derive(Clone)]
 pub struct TokenCache {
     creds: Arc<V2Credentials>,
-    slot: Arc<Mutex<Option<Token>>>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    token: Option<Token>,
+    /// The last failed fetch: when it ended, and its error.
+    failed: Option<(Instant, StatusError)>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -159,7 +169,7 @@ impl TokenCache {
         creds.oauth_base_url = creds.oauth_base_url.trim_end_matches('/').to_string();
         TokenCache {
             creds: Arc::new(creds),
-            slot: Arc::new(Mutex::new(None)),
+            slot: Arc::new(Mutex::new(Slot::default())),
         }
     }
 
@@ -169,36 +179,46 @@ impl TokenCache {
 
     /// A token that is still in the first half of its life, fetching one if needed.
     pub async fn get(&self, http: &reqwest::Client) -> Result<Token, StatusError> {
+        let arrived = Instant::now();
         let mut slot = self.slot.lock().await;
-        match slot.as_ref() {
-            Some(t) if Instant::now() < t.refresh_at => Ok(t.clone()),
+        match (&slot.token, &slot.failed) {
+            (Some(t), _) if Instant::now() < t.refresh_at => Ok(t.clone()),
+            (_, Some((at, e))) if *at > arrived => Err(e.clone()),
             _ => self.fetch_into(&mut slot, http).await,
         }
     }
 
     /// `rejected` got a 401: replace it, unless another caller already has.
     pub async fn refresh_after_401(&self, http: &reqwest::Client, rejected: &Token) -> Result<Token, StatusError> {
+        let arrived = Instant::now();
         let mut slot = self.slot.lock().await;
-        match slot.as_ref() {
-            Some(t) if t.generation != rejected.generation && Instant::now() < t.refresh_at => Ok(t.clone()),
+        match (&slot.token, &slot.failed) {
+            (Some(t), _) if t.generation != rejected.generation && Instant::now() < t.refresh_at => Ok(t.clone()),
+            (_, Some((at, e))) if *at > arrived => Err(e.clone()),
             _ => self.fetch_into(&mut slot, http).await,
         }
     }
 
-    async fn fetch_into(&self, slot: &mut Option<Token>, http: &reqwest::Client) -> Result<Token, StatusError> {
+    async fn fetch_into(&self, slot: &mut Slot, http: &reqwest::Client) -> Result<Token, StatusError> {
         let asked_at = Instant::now();
-        let issued = self.request(http).await?;
+        let issued = match self.request(http).await {
+            Ok(issued) => issued,
+            Err(e) => {
+                slot.failed = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
         let token = Token {
             authorization: issued.authorization,
             refresh_at: asked_at + issued.lifetime / 2,
-            generation: slot.as_ref().map_or(1, |t| t.generation + 1),
+            generation: slot.token.as_ref().map_or(1, |t| t.generation + 1),
         };
         debug!(
             generation = token.generation,
             lifetime_secs = issued.lifetime.as_secs(),
             "PhonePe OAuth token refreshed"
         );
-        *slot = Some(token.clone());
+        slot.token = Some(token.clone());
         Ok(token)
     }
 

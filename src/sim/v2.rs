@@ -64,6 +64,8 @@ impl std::fmt::Debug for SimV2 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenStats {
+    /// Every token request received (including those an outage answered).
+    pub requests: u64,
     /// Token requests with the right credentials (tokens issued).
     pub issued: u64,
     /// Token requests refused (wrong credentials or grant type).
@@ -106,6 +108,7 @@ impl SimState {
     /// Answer a token request.
     pub(crate) fn issue_token(&self, form: &TokenForm) -> Reply {
         let mut inner = self.lock();
+        inner.token_stats.requests += 1;
         let latency = inner.cfg.latency;
         if let Some(status) = inner.down {
             let e = error_body_v2(status, None);
@@ -286,6 +289,7 @@ mod tests {
         assert_eq!(
             s.token_stats(),
             TokenStats {
+                requests: 2,
                 issued: 1,
                 refused: 1,
                 expired_used: 0,
