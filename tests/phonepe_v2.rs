@@ -244,6 +244,7 @@ async fn token_expiry_mid_run_never_sends_an_expired_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = sim.state().token_stats();
+    eprintln!("{calls} calls over 5 s with 2 s tokens: {stats:?}");
     assert_eq!(
         stats.expired_used, 0,
         "a call went out with an expired token: {stats:?}"
