@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, into the project folder: SecantusDB (a MongoDB
-# wire-compatible server, PyPI `secantusdb`) in ./.venv. Idempotent; safe to run every time.
+# wire-compatible server, PyPI `secantusdb`) and PhonePe's official Python SDK (PyPI
+# `phonepe-pg-sdk-python`, pinned: tests/phonepe_v2.rs runs it against phonepe-sim) in ./.venv.
+# Idempotent; safe to run every time. An SDK that cannot be installed is reported loudly and the
+# conformance test skips (OPS_REQUIRE_TOOLS=1, set by .ci/run, makes both fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +16,20 @@ if [[ ! -x .venv/bin/secantusd-py ]]; then
 fi
 .venv/bin/secantusd-py --help >/dev/null
 echo "setup: SecantusDB ready at .venv/bin/secantusd-py"
+
+PHONEPE_SDK_VERSION="3.0.1"
+sdk_ready() {
+  .venv/bin/python -c 'import phonepe, sys; sys.exit(phonepe.__version__ != sys.argv[1])' "$PHONEPE_SDK_VERSION" 2>/dev/null
+}
+if ! sdk_ready; then
+  echo "setup: installing phonepe-pg-sdk-python==$PHONEPE_SDK_VERSION (PyPI) into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "phonepe-pg-sdk-python==$PHONEPE_SDK_VERSION" || true
+fi
+if sdk_ready; then
+  echo "setup: PhonePe Python SDK $PHONEPE_SDK_VERSION ready in .venv"
+elif [[ ${OPS_REQUIRE_TOOLS:-0} == 1 ]]; then
+  echo "setup: phonepe-pg-sdk-python==$PHONEPE_SDK_VERSION could not be installed into .venv" >&2
+  exit 1
+else
+  printf '\n!!!!!!!! setup: phonepe-pg-sdk-python could not be installed: the SDK conformance test will skip\n\n' >&2
+fi

@@ -1,13 +1,14 @@
-//! `phonepe-sim`: a local PhonePe v1 status API for demos and manual tests (see `sim` for the
-//! behaviour and the `/__sim/` admin API). Parse flags, bind, print the base URL, serve.
+//! `phonepe-sim`: a local PhonePe status API, v1 and v2 (OAuth), for demos and manual tests (see
+//! `sim` for the behaviour and the `/__sim/` admin API; `POST /__sim/webhooks` sends v1 or v2
+//! webhooks). Parse flags, bind, print the base URL, serve.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use draft_reconciler::sim::{self, SimConfig, SimState};
+use draft_reconciler::sim::{self, SimConfig, SimState, SimV2};
 
-/// A local PhonePe v1 status API with a scriptable admin API under /__sim/.
+/// A local PhonePe status API (v1 and v2) with a scriptable admin API under /__sim/.
 #[derive(Parser)]
 #[command(name = "phonepe-sim", version)]
 struct Args {
@@ -38,19 +39,54 @@ struct Args {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// API v2: the client id the token endpoint accepts.
+    #[arg(long, default_value = "TESTCLIENT")]
+    client_id: String,
+    /// API v2: the client secret the token endpoint accepts.
+    #[arg(
+        long,
+        env = "PHONEPE_CLIENT_SECRET",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = "test-client-secret"
+    )]
+    client_secret: String,
+    /// API v2: the client version the token endpoint accepts.
+    #[arg(long, default_value = "1")]
+    client_version: String,
+    /// API v2: lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    token_lifetime_secs: u64,
+    /// API v2: the dashboard username webhooks are signed with.
+    #[arg(long, default_value = "webhook-user")]
+    webhook_username: String,
+    /// API v2: the dashboard password webhooks are signed with.
+    #[arg(long, hide_default_value = true, default_value = "webhook-pass")]
+    webhook_password: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let state = SimState::new(SimConfig {
-        merchant_id: args.merchant_id,
-        salt_key: args.salt_key,
-        salt_index: args.salt_index,
-        path_prefix: args.prefix,
-        rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
-        latency: Duration::from_millis(args.latency_ms),
-    });
+    let v2 = SimV2 {
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        client_version: args.client_version,
+        token_lifetime: Duration::from_secs(args.token_lifetime_secs),
+        webhook_username: args.webhook_username,
+        webhook_password: args.webhook_password,
+    };
+    let state = SimState::with_v2(
+        SimConfig {
+            merchant_id: args.merchant_id,
+            salt_key: args.salt_key,
+            salt_index: args.salt_index,
+            path_prefix: args.prefix,
+            rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
+            latency: Duration::from_millis(args.latency_ms),
+        },
+        v2,
+    );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

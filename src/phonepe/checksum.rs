@@ -4,6 +4,11 @@
 //! `/apis/pg-sandbox`) is never part of it. Getting that wrong gives `AUTHORIZATION_FAILED` on
 //! every call, so both the client and the simulator build the path with [`status_path`] and hash
 //! it with [`x_verify`]. The salt key is a secret: nothing here logs or formats it.
+//!
+//! Webhooks are signed too: v1 with `X-VERIFY = sha256_hex(base64_body + salt_key)###salt_index`
+//! ([`webhook_v1_x_verify`]), v2 with `Authorization = sha256_hex(username + ":" + password)`
+//! ([`webhook_v2_authorization`]), the username and password the merchant set on PhonePe's
+//! dashboard.
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +31,24 @@ pub fn x_verify(api_path: &str, salt_key: &str, salt_index: u32) -> String {
 pub fn verify(header: &str, api_path: &str, salt_key: &str, salt_index: u32) -> bool {
     let expected = x_verify(api_path, salt_key, salt_index);
     constant_time_eq(header.trim().as_bytes(), expected.as_bytes())
+}
+
+/// The v1 webhook's `X-VERIFY` for its base64 `response` field.
+pub fn webhook_v1_x_verify(base64_response: &str, salt_key: &str, salt_index: u32) -> String {
+    x_verify(base64_response, salt_key, salt_index)
+}
+
+/// The v2 webhook's `Authorization` header: lowercase `sha256_hex(username:password)`.
+pub fn webhook_v2_authorization(username: &str, password: &str) -> String {
+    hex::encode(Sha256::digest(format!("{username}:{password}").as_bytes()))
+}
+
+/// Whether a v2 webhook's `Authorization` header is the one for these dashboard credentials.
+pub fn verify_webhook_v2(header: &str, username: &str, password: &str) -> bool {
+    constant_time_eq(
+        header.trim().as_bytes(),
+        webhook_v2_authorization(username, password).as_bytes(),
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -75,6 +98,26 @@ mod tests {
         );
         assert!(!verify("", &path, "test-salt-key", 1));
         assert!(!verify(&WORKED[..64], &path, "test-salt-key", 1), "missing ###index");
+    }
+
+    /// `printf '%s' 'user:pass' | sha256sum`.
+    #[test]
+    fn v2_webhook_authorization_is_sha256_of_username_colon_password() {
+        let expected = "ef4c914c591698b268db3c64163eafda7209a630f236ebf0eebf045460df723a";
+        assert_eq!(webhook_v2_authorization("user", "pass"), expected);
+        assert!(verify_webhook_v2(expected, "user", "pass"));
+        assert!(!verify_webhook_v2(expected, "user", "other"));
+        assert!(!verify_webhook_v2(&expected.to_uppercase(), "user", "pass"));
+    }
+
+    #[test]
+    fn v1_webhook_x_verify_hashes_the_base64_body() {
+        // printf '%s' 'eyJhIjoxfQ==test-salt-key' | sha256sum
+        let xv = webhook_v1_x_verify("eyJhIjoxfQ==", "test-salt-key", 1);
+        assert_eq!(
+            xv,
+            "511f3b160ee2ab93b7183682cac25713e027033d2b9db3a527b9fa7b3ee1ace6###1"
+        );
     }
 
     #[test]

@@ -1,49 +1,89 @@
-//! The HTTP side of the status call: one GET with the v1 headers, and transport failures mapped
-//! onto [`StatusError`] so callers see a single error type.
+//! The HTTP side of the status call, for either PhonePe API, and transport failures mapped onto
+//! [`StatusError`] so callers see a single error type.
 //!
-//! The answer itself is classified by [`wire::parse_status_for`]; this module only adds what the
-//! network can go wrong with (timeouts, refused connections, truncated bodies). Redirects are not
-//! followed: PhonePe does not redirect status calls, and following one would send our signed
-//! request somewhere we did not configure. The salt key and the `X-VERIFY` value are never logged
-//! or formatted into errors (`Debug` of the client prints the merchant and base URL only).
+//! [`PhonePeClient`] is one struct whose inner [`Api`] says how calls are authenticated: v1 signs
+//! each call with `X-VERIFY` (salt key + index), v2 carries an OAuth token from the shared
+//! [`TokenCache`]. Later calls (refunds: v1 `POST /pg/v1/refund`, v2 `POST /payments/v2/refund`
+//! and `GET /payments/v2/refund/{id}/status`) are methods that match on the same `Api`.
+//! [`PhonePeClient::check_status`] keeps one signature for both.
+//!
+//! The answer itself is classified by [`wire::parse_status_for`] (v1) or
+//! [`wire_v2::parse_order_status`] (v2); this module only adds what the network can go wrong with
+//! (timeouts, refused connections, truncated bodies) and, under v2, the token: a 401 forces one
+//! token refresh and one retry, never more. Redirects are not followed: PhonePe does not redirect
+//! status calls, and following one would send our credentials somewhere we did not configure.
+//! The salt key, the client secret, the token and the `X-VERIFY` value are never logged or
+//! formatted into errors (`Debug` of the client prints the merchant and base URL only).
 //!
 //! A `reqwest::Client` is bound to the tokio runtime that first drives it; build one client per
 //! runtime (per actix arbiter), which is what callers do by calling [`PhonePeClient::new`] there.
+//! Clones share the token cache.
 
 use std::fmt;
 
 use anyhow::Context;
 use tracing::debug;
 
-use super::{checksum, wire};
+use super::oauth::{Token, TokenCache, V2Credentials};
+use super::{checksum, wire, wire_v2};
 use crate::config::{PhonePeSettings, Secret};
 use crate::domain::order::MerchantTransactionId;
 use crate::domain::payment::{StatusError, StatusReport, TransientKind};
 
-/// A client for `GET /pg/v1/status/{merchantId}/{merchantTransactionId}`. Cheap to clone.
+/// How calls are authenticated.
+#[derive(Clone)]
+enum Api {
+    V1 { salt_key: Secret, salt_index: u32 },
+    V2 { tokens: TokenCache },
+}
+
+/// A PhonePe status client (v1: `GET /pg/v1/status/{merchantId}/{mtid}`; v2:
+/// `GET /checkout/v2/order/{merchantOrderId}/status`). Cheap to clone.
 #[derive(Clone)]
 pub struct PhonePeClient {
     http: reqwest::Client,
-    /// Without a trailing '/', including PhonePe's own prefix (e.g. `/apis/hermes`).
+    /// Without a trailing '/', including PhonePe's own prefix (e.g. `/apis/hermes`, `/apis/pg`).
     base_url: String,
     merchant_id: String,
-    salt_key: Secret,
-    salt_index: u32,
+    api: Api,
 }
 
 impl fmt::Debug for PhonePeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PhonePeClient")
-            .field("base_url", &self.base_url)
-            .field("merchant_id", &self.merchant_id)
-            .field("salt_key", &self.salt_key)
-            .field("salt_index", &self.salt_index)
-            .finish()
+        let mut d = f.debug_struct("PhonePeClient");
+        d.field("base_url", &self.base_url)
+            .field("merchant_id", &self.merchant_id);
+        match &self.api {
+            Api::V1 { salt_key, salt_index } => d
+                .field("api", &"v1")
+                .field("salt_key", salt_key)
+                .field("salt_index", salt_index),
+            Api::V2 { tokens } => d.field("api", &"v2").field("oauth", tokens),
+        };
+        d.finish()
     }
 }
 
 impl PhonePeClient {
+    /// An API v1 client (salt key and index from `settings`).
     pub fn new(settings: &PhonePeSettings) -> anyhow::Result<Self> {
+        let api = Api::V1 {
+            salt_key: settings.salt_key.clone(),
+            salt_index: settings.salt_index,
+        };
+        Self::build(settings, api)
+    }
+
+    /// An API v2 client: `settings` gives the PG base URL, the merchant the credentials belong
+    /// to and the request timeout (its salt fields are not used).
+    pub fn new_v2(settings: &PhonePeSettings, creds: V2Credentials) -> anyhow::Result<Self> {
+        let api = Api::V2 {
+            tokens: TokenCache::new(creds),
+        };
+        Self::build(settings, api)
+    }
+
+    fn build(settings: &PhonePeSettings, api: Api) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout)
@@ -55,8 +95,7 @@ impl PhonePeClient {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_string(),
             merchant_id: settings.merchant_id.clone(),
-            salt_key: settings.salt_key.clone(),
-            salt_index: settings.salt_index,
+            api,
         })
     }
 
@@ -64,31 +103,83 @@ impl PhonePeClient {
         &self.merchant_id
     }
 
-    /// Ask PhonePe for the status of one transaction. Every failure — transport or answer — is a
-    /// [`StatusError`]; an `Ok` is a complete, consistent business answer about `mtid`.
+    /// Ask PhonePe for the status of one transaction. Every failure — transport, token or
+    /// answer — is a [`StatusError`]; an `Ok` is a complete, consistent business answer about
+    /// `mtid`.
     pub async fn check_status(&self, mtid: &MerchantTransactionId) -> Result<StatusReport, StatusError> {
+        match &self.api {
+            Api::V1 { salt_key, salt_index } => self.status_v1(mtid, salt_key, *salt_index).await,
+            Api::V2 { tokens } => self.status_v2(mtid, tokens).await,
+        }
+    }
+
+    async fn status_v1(
+        &self,
+        mtid: &MerchantTransactionId,
+        salt_key: &Secret,
+        salt_index: u32,
+    ) -> Result<StatusReport, StatusError> {
         // The checksum covers the API path only, never the base URL's prefix.
         let path = checksum::status_path(&self.merchant_id, mtid.as_str());
-        let x_verify = checksum::x_verify(&path, self.salt_key.expose(), self.salt_index);
-        let response = self
+        let x_verify = checksum::x_verify(&path, salt_key.expose(), salt_index);
+        let request = self
             .http
             .get(format!("{}{}", self.base_url, path))
+            .header("X-MERCHANT-ID", &self.merchant_id)
+            .header("X-VERIFY", x_verify);
+        let (http_status, body) = self.send(request, mtid).await?;
+        wire::parse_status_for(http_status, &body, mtid.as_str())
+    }
+
+    /// One call with the cached token; on a 401 one refresh and one retry.
+    async fn status_v2(&self, mtid: &MerchantTransactionId, tokens: &TokenCache) -> Result<StatusReport, StatusError> {
+        let token = tokens.get(&self.http).await?;
+        let (http_status, body) = self.send_v2(mtid, &token).await?;
+        let (http_status, body) = if http_status == 401 {
+            debug!(merchant_transaction_id = %mtid, "PhonePe rejected the token: refreshing once");
+            let fresh = tokens.refresh_after_401(&self.http, &token).await?;
+            self.send_v2(mtid, &fresh).await?
+        } else {
+            (http_status, body)
+        };
+        wire_v2::parse_order_status(http_status, &body, mtid.as_str(), &self.merchant_id)
+    }
+
+    async fn send_v2(&self, mtid: &MerchantTransactionId, token: &Token) -> Result<(u16, Vec<u8>), StatusError> {
+        let request = self
+            .http
+            .get(format!("{}{}", self.base_url, order_status_path(mtid.as_str())))
+            .query(&[("details", "false")])
+            .header(reqwest::header::AUTHORIZATION, token.authorization());
+        self.send(request, mtid).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        mtid: &MerchantTransactionId,
+    ) -> Result<(u16, Vec<u8>), StatusError> {
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
-            .header("X-MERCHANT-ID", &self.merchant_id)
-            .header("X-VERIFY", x_verify)
             .send()
             .await
             .map_err(transport_error)?;
         let http_status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = response.bytes().await.map_err(transport_error)?.to_vec();
         debug!(merchant_transaction_id = %mtid, http_status, "PhonePe status answered");
-        wire::parse_status_for(http_status, &body, mtid.as_str())
+        Ok((http_status, body))
     }
 }
 
+/// The v2 order-status path under the PG base URL; our `merchantTransactionId` is PhonePe's
+/// `merchantOrderId`.
+pub fn order_status_path(merchant_order_id: &str) -> String {
+    format!("/checkout/v2/order/{merchant_order_id}/status")
+}
+
 /// Map a reqwest error without its URL (harmless here, but kept out of habit) or any header.
-fn transport_error(e: reqwest::Error) -> StatusError {
+pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
     let (kind, detail) = if e.is_timeout() {
         (TransientKind::Timeout, "no answer within the request timeout")
     } else if e.is_connect() {

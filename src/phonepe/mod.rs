@@ -1,14 +1,19 @@
-//! PhonePe API v1 status client, split the way the protocol is:
+//! PhonePe status client, API v1 (salt key) and API v2 (OAuth), split the way the protocol is:
 //!
-//! - [`checksum`]: the `X-VERIFY` header (sha256 over the API path and the salt key), shared with
-//!   the simulator so both sides hash exactly the same string;
-//! - [`wire`]: the JSON answer and its classification into a domain
-//!   [`StatusReport`](crate::domain::payment::StatusReport) or
+//! - [`checksum`]: the v1 `X-VERIFY` header (sha256 over the API path and the salt key) and the
+//!   webhook signatures of both versions, shared with the simulator so both sides hash exactly
+//!   the same string;
+//! - [`wire`] (v1) and [`wire_v2`] (v2): the JSON answer and its classification into the same
+//!   domain [`StatusReport`](crate::domain::payment::StatusReport) or
 //!   [`StatusError`](crate::domain::payment::StatusError) — pure, table-tested;
-//! - [`client`]: the HTTP call itself (headers, timeouts, transport errors).
+//! - [`oauth`]: v2 access tokens, cached and refreshed at half-life, one refresh for all clones;
+//! - [`client`]: the HTTP call itself (headers, token, timeouts, transport errors).
 
 pub mod checksum;
 pub mod client;
+pub mod oauth;
 pub mod wire;
+pub mod wire_v2;
 
 pub use client::PhonePeClient;
+pub use oauth::{ApiVersion, V2Credentials};

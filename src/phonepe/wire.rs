@@ -235,7 +235,7 @@ fn str_field(d: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// An undocumented code is logged only if it looks like a code (it comes from the network).
-fn loggable_code(code: &str) -> &str {
+pub(crate) fn loggable_code(code: &str) -> &str {
     let looks_like_code = !code.is_empty()
         && code.len() <= 64
         && code

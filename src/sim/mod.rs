@@ -1,4 +1,4 @@
-//! `phonepe-sim`: a local PhonePe v1 status API for tests and demos.
+//! `phonepe-sim`: a local PhonePe status API (v1 and v2) for tests and demos.
 //!
 //! It answers `GET {prefix}/pg/v1/status/{merchantId}/{merchantTransactionId}` with PhonePe's JSON
 //! shape, checks `X-MERCHANT-ID` and `X-VERIFY` (hashed over the path *without* the prefix, as
@@ -14,14 +14,26 @@
 //!   `DELETE /__sim/calls` clears the log;
 //! - `GET|PUT /__sim/config` — `{"rateLimitPerMinute": n|null, "latencyMs": n}` (PUT fields are
 //!   optional; `null` or 0 = unlimited); the answer also shows merchant, salt index and prefix;
-//! - `GET /__sim/health` — 200.
+//! - `GET /__sim/health` — 200;
+//! - `GET /__sim/tokens` — v2 token counters ([`TokenStats`]); `DELETE /__sim/tokens` revokes
+//!   every issued token;
+//! - `POST /__sim/webhooks` `{"url", "merchantTransactionId", "version": "v1"|"v2", "answer"?}` —
+//!   sends the webhook PhonePe would send about that transaction (see [`v2`]) and answers
+//!   `{"deliveredStatus": n}`.
+//!
+//! API v2 ([`v2`]): `POST {prefix}/v1/oauth/token` issues tokens for [`SimV2`]'s client
+//! credentials with a configurable lifetime, and `GET {prefix}/checkout/v2/order/{mtid}/status`
+//! answers the same scripts as the v1 route (rendered the v2 way, see `answer_v2`), after
+//! checking the token. `PUT /__sim/config` also takes `tokenLifetimeSecs`.
 //!
 //! In tests, [`SimHandle::spawn`] runs it on its own OS thread and tokio runtime, so it outlives
 //! the actix `System`s that tests create and tear down; dropping the handle stops it.
 
 mod answer;
+mod answer_v2;
 mod server;
 mod state;
+pub mod v2;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -30,6 +42,7 @@ use std::time::Duration;
 pub use answer::{Answer, ScriptedState};
 pub use server::{router, serve};
 pub use state::{Call, SimState};
+pub use v2::{SimV2, TokenStats, Webhook, WebhookVersion};
 
 /// How the simulator identifies the merchant and behaves.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,11 +98,16 @@ pub struct SimHandle {
 impl SimHandle {
     /// Bind `127.0.0.1:0` and serve on a new OS thread with its own current-thread runtime.
     pub fn spawn(cfg: SimConfig) -> std::io::Result<SimHandle> {
+        Self::spawn_with(cfg, SimV2::default())
+    }
+
+    /// [`SimHandle::spawn`] with these API v2 credentials.
+    pub fn spawn_with(cfg: SimConfig, v2: SimV2) -> std::io::Result<SimHandle> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let state = SimState::new(cfg);
+        let state = SimState::with_v2(cfg, v2);
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let served = state.clone();
         let thread = std::thread::Builder::new()
@@ -129,6 +147,11 @@ impl SimHandle {
     /// What to configure as the client's `base_url`: `http://127.0.0.1:PORT{prefix}`.
     pub fn base_url(&self) -> String {
         format!("http://{}{}", self.addr, self.state.config().path_prefix)
+    }
+
+    /// What to configure as the v2 `oauth_base_url` (the sandbox serves both from one root).
+    pub fn oauth_base_url(&self) -> String {
+        self.base_url()
     }
 
     /// The simulator's state, for everything the shorthands below do not cover.

@@ -5,16 +5,17 @@
 //! Handlers are thin: [`SimState::answer`] decides everything under its lock; the handler only
 //! sleeps the scripted delay (lock released) and writes the reply.
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::answer::Answer;
-use super::state::{ConfigPatch, Request, SimState};
+use super::state::{ConfigPatch, Reply, Request, SimState};
+use super::v2::{deliver, TokenForm, WebhookVersion};
 
 /// Serve the simulator on `listener` until the future is dropped or the listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: SimState) -> std::io::Result<()> {
@@ -23,9 +24,14 @@ pub async fn serve(listener: tokio::net::TcpListener, state: SimState) -> std::i
 
 /// The simulator's routes (exposed for embedding it in another axum app).
 pub fn router(state: SimState) -> Router {
-    let status_route = format!("{}/pg/v1/status/{{merchant_id}}/{{mtid}}", state.config().path_prefix);
+    let prefix = state.config().path_prefix;
+    let status_route = format!("{prefix}/pg/v1/status/{{merchant_id}}/{{mtid}}");
     Router::new()
         .route(&status_route, get(status))
+        .route(&format!("{prefix}/v1/oauth/token"), post(token))
+        .route(&format!("{prefix}/checkout/v2/order/{{mtid}}/status"), get(status_v2))
+        .route("/__sim/tokens", get(get_tokens).delete(delete_tokens))
+        .route("/__sim/webhooks", post(post_webhook))
         .route("/__sim/transactions/{mtid}", put(put_script))
         .route("/__sim/calls", get(get_calls).delete(delete_calls))
         .route("/__sim/config", get(get_config).put(put_config))
@@ -45,11 +51,66 @@ async fn status(
         header_merchant_id: header("x-merchant-id"),
         x_verify: header("x-verify"),
     });
+    send(reply).await
+}
+
+/// Sleep the decided delay (no lock held), then write the reply.
+async fn send(reply: Reply) -> Response {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
     let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
+}
+
+/// `POST {prefix}/v1/oauth/token`, form-encoded (decoded with the query-string rules, which
+/// are the same as `application/x-www-form-urlencoded`).
+async fn token(State(state): State<SimState>, body: String) -> Response {
+    let form = format!("/?{body}")
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| Query::<TokenForm>::try_from_uri(&uri).ok())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    send(state.issue_token(&form)).await
+}
+
+async fn status_v2(State(state): State<SimState>, Path(mtid): Path<String>, headers: HeaderMap) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let reply = state.answer_v2(&mtid, authorization);
+    send(reply).await
+}
+
+async fn get_tokens(State(state): State<SimState>) -> Response {
+    Json(state.token_stats()).into_response()
+}
+
+async fn delete_tokens(State(state): State<SimState>) -> StatusCode {
+    state.revoke_tokens();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WebhookRequest {
+    url: String,
+    merchant_transaction_id: String,
+    version: WebhookVersion,
+    /// Describe this answer instead of the transaction's scripted next one.
+    #[serde(default)]
+    answer: Option<Answer>,
+}
+
+/// `POST /__sim/webhooks`: send the webhook PhonePe would send; answers the receiver's status.
+async fn post_webhook(State(state): State<SimState>, Json(req): Json<WebhookRequest>) -> Response {
+    let webhook = match state.webhook(&req.merchant_transaction_id, req.version, req.answer) {
+        Ok(w) => w,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response(),
+    };
+    match deliver(&req.url, &webhook).await {
+        Ok(status) => Json(json!({"deliveredStatus": status})).into_response(),
+        Err(error) => (StatusCode::BAD_GATEWAY, Json(json!({"error": error}))).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -84,11 +145,20 @@ struct ConfigView {
     path_prefix: String,
     rate_limit_per_minute: Option<u32>,
     latency_ms: u64,
+    client_id: String,
+    client_version: String,
+    token_lifetime_secs: u64,
+    webhook_username: String,
 }
 
 async fn get_config(State(state): State<SimState>) -> Json<ConfigView> {
     let cfg = state.config();
+    let v2 = state.v2_config();
     Json(ConfigView {
+        client_id: v2.client_id,
+        client_version: v2.client_version,
+        token_lifetime_secs: v2.token_lifetime.as_secs(),
+        webhook_username: v2.webhook_username,
         merchant_id: cfg.merchant_id,
         salt_index: cfg.salt_index,
         path_prefix: cfg.path_prefix,

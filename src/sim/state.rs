@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::answer::{error_response, Answer};
+use super::v2::{SimV2, TokenStats};
 use super::SimConfig;
 use crate::phonepe::checksum;
 
@@ -58,32 +59,47 @@ pub struct SimState {
     inner: Arc<Mutex<Inner>>,
 }
 
-struct Inner {
-    cfg: SimConfig,
-    scripts: HashMap<String, Script>,
-    calls: Vec<Call>,
+pub(super) struct Inner {
+    pub(super) cfg: SimConfig,
+    pub(super) scripts: HashMap<String, Script>,
+    pub(super) calls: Vec<Call>,
     /// Arrival times of served calls within the last minute, oldest first.
     window: VecDeque<Instant>,
     /// An outage: every call is answered with this HTTP status and PhonePe's error body.
-    down: Option<u16>,
+    pub(super) down: Option<u16>,
+    /// API v2: credentials, token lifetime, webhook credentials.
+    pub(super) v2: SimV2,
+    /// Issued v2 tokens and when each expires.
+    pub(super) tokens: HashMap<String, Instant>,
+    pub(super) token_stats: TokenStats,
 }
 
-struct Script {
+pub(super) struct Script {
     answers: Vec<Answer>,
     next: usize,
 }
 
 impl Script {
     /// The next answer; the last one repeats forever.
-    fn advance(&mut self) -> Option<&Answer> {
+    pub(super) fn advance(&mut self) -> Option<&Answer> {
         let i = self.next.min(self.answers.len().checked_sub(1)?);
         self.next = i + 1;
         self.answers.get(i)
     }
+
+    /// The answer the next call would get, without serving it.
+    pub(super) fn peek(&self) -> Option<&Answer> {
+        self.answers.get(self.next.min(self.answers.len().checked_sub(1)?))
+    }
 }
 
 impl SimState {
-    pub fn new(mut cfg: SimConfig) -> Self {
+    pub fn new(cfg: SimConfig) -> Self {
+        Self::with_v2(cfg, SimV2::default())
+    }
+
+    /// A simulator that also speaks API v2 with these credentials.
+    pub fn with_v2(mut cfg: SimConfig, v2: SimV2) -> Self {
         cfg.path_prefix = normalize_prefix(&cfg.path_prefix);
         let inner = Inner {
             cfg,
@@ -91,13 +107,16 @@ impl SimState {
             calls: Vec::new(),
             window: VecDeque::new(),
             down: None,
+            v2,
+            tokens: HashMap::new(),
+            token_stats: TokenStats::default(),
         };
         SimState {
             inner: Arc::new(Mutex::new(inner)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters to a simulator; keep serving.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -200,7 +219,7 @@ impl Inner {
     }
 
     /// Count the call against the rolling minute if there is room.
-    fn within_budget(&mut self, now: Instant) -> bool {
+    pub(super) fn within_budget(&mut self, now: Instant) -> bool {
         while self.window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
             self.window.pop_front();
         }
@@ -224,11 +243,11 @@ pub(crate) fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -243,6 +262,9 @@ pub(crate) struct ConfigPatch {
     pub rate_limit_per_minute: Option<Option<u32>>,
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// Lifetime of v2 tokens issued from now on.
+    #[serde(default)]
+    pub token_lifetime_secs: Option<u64>,
 }
 
 /// Distinguish `"field": null` (Some(None)) from an absent field (None, via `default`).
@@ -258,6 +280,9 @@ impl SimState {
         }
         if let Some(ms) = patch.latency_ms {
             inner.cfg.latency = Duration::from_millis(ms);
+        }
+        if let Some(secs) = patch.token_lifetime_secs {
+            inner.v2.token_lifetime = Duration::from_secs(secs.max(1));
         }
     }
 }

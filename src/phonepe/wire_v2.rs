@@ -1,0 +1,251 @@
+//! The API v2 order-status answer (`GET /checkout/v2/order/{merchantOrderId}/status`) and its
+//! classification into the SAME [`StatusReport`] / [`StatusError`] the v1 parser produces, so the
+//! decision table (`src/domain/decision.rs`) is the same for both APIs.
+//!
+//! Rules (docs/phonepe.md, "API v2"):
+//! - HTTP first: 429 rate limited, 5xx transient, 401 a rejected token (the client refreshes
+//!   once and retries before it reports [`StatusError::Rejected`]).
+//! - 404 with code `ORDER_NOT_FOUND`: PhonePe has no such order ([`PaymentState::NotFound`]); any
+//!   other 4xx with a code refuses this one order ([`StatusError::Refused`]); a 4xx without a JSON
+//!   code (a wrong base URL, a proxy page) is malformed, never "not found".
+//! - 2xx: root `state` decides. `COMPLETED` needs an integer root `amount`, and the latest
+//!   attempt in `paymentDetails[]` (the last one; with `details=false` there is one) must not
+//!   contradict it (state other than `COMPLETED`, or another amount). `FAILED` is final;
+//!   `PENDING` and `CREATED` (no attempt yet) are pending. Any other state is
+//!   [`TransientKind::UnknownCode`].
+//! - Merchant: v2 answers need not carry `merchantId`. The token is issued for our client
+//!   credentials, which belong to one merchant, and PhonePe only answers about that merchant's
+//!   orders; so the report's `merchant_id` is the answer's `merchantId` when present (another
+//!   merchant's id then parks the order as a merchant mismatch) and otherwise the merchant the
+//!   token is bound to.
+//! - `merchantOrderId`, when present, must be the order asked about.
+//!
+//! The report's `code` is the root state (`COMPLETED`, `FAILED`, `PENDING`, `CREATED`) or
+//! `ORDER_NOT_FOUND`: a fixed set, safe as a metric label. Details name fields, never values.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::wire::loggable_code;
+use crate::domain::order::Paise;
+use crate::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
+
+/// Root `state` values of an order (the latest attempt's `state` uses the same words).
+pub mod states {
+    pub const COMPLETED: &str = "COMPLETED";
+    pub const FAILED: &str = "FAILED";
+    pub const PENDING: &str = "PENDING";
+    /// The order exists but no payment was attempted yet.
+    pub const CREATED: &str = "CREATED";
+}
+
+/// The error `code` of a 404 about an order PhonePe does not know (as the simulator answers it).
+pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
+/// The code reported for a rejected token.
+pub const AUTHORIZATION_FAILED: &str = "AUTHORIZATION_FAILED";
+
+/// The order-status answer (camelCase JSON), as the simulator serialises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_order_id: Option<String>,
+    pub order_id: String,
+    pub state: String,
+    /// Paise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    /// Epoch milliseconds.
+    pub expire_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payment_details: Vec<PaymentDetail>,
+}
+
+/// One payment attempt of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDetail {
+    pub transaction_id: String,
+    pub payment_mode: String,
+    /// Epoch milliseconds.
+    pub timestamp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+/// A v2 error body: `{"code": "...", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Classify one order-status answer about `merchant_order_id`, for the merchant our token
+/// belongs to.
+pub fn parse_order_status(
+    http_status: u16,
+    body: &[u8],
+    merchant_order_id: &str,
+    token_merchant: &str,
+) -> Result<StatusReport, StatusError> {
+    if http_status == 429 {
+        return Err(StatusError::RateLimited);
+    }
+    if (500..=599).contains(&http_status) {
+        return Err(transient(TransientKind::Server, format!("HTTP {http_status}")));
+    }
+    if http_status == 401 {
+        return Err(StatusError::Rejected {
+            code: AUTHORIZATION_FAILED.into(),
+            http_status,
+        });
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let obj = match &json {
+        None => return Err(malformed(format!("HTTP {http_status} body is not JSON"))),
+        Some(v) => v
+            .as_object()
+            .ok_or_else(|| malformed(format!("HTTP {http_status} body is not a JSON object")))?,
+    };
+    if !(200..=299).contains(&http_status) {
+        return error_answer(http_status, obj);
+    }
+    let report = order_report(obj, token_merchant)?;
+    match str_field(obj, "merchantOrderId") {
+        Some(other) if other != merchant_order_id => Err(malformed(format!(
+            "{} answer about another merchantOrderId than the one asked",
+            report.code
+        ))),
+        _ => Ok(report),
+    }
+}
+
+/// A non-2xx, non-401/429/5xx answer with a JSON body.
+fn error_answer(http_status: u16, obj: &Map<String, Value>) -> Result<StatusReport, StatusError> {
+    let code = match str_field(obj, "code") {
+        Some(c) => c,
+        None => return Err(malformed(format!("HTTP {http_status} body has no string `code`"))),
+    };
+    if http_status == 404 && code == ORDER_NOT_FOUND {
+        return Ok(StatusReport {
+            code,
+            state: PaymentState::NotFound,
+            merchant_id: None,
+            amount: None,
+            transaction_id: None,
+        });
+    }
+    if (400..=499).contains(&http_status) {
+        return Err(StatusError::Refused {
+            code: loggable_code(&code).to_string(),
+            http_status,
+        });
+    }
+    Err(malformed(format!(
+        "HTTP {http_status} with code {}",
+        loggable_code(&code)
+    )))
+}
+
+/// A 2xx answer: the root state, checked against the amount and the latest attempt.
+fn order_report(obj: &Map<String, Value>, token_merchant: &str) -> Result<StatusReport, StatusError> {
+    let state_text = match obj.get("state") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(malformed("answer without a string `state`".into())),
+    };
+    let (code, state) = match state_text {
+        states::COMPLETED => (states::COMPLETED, PaymentState::Completed),
+        states::FAILED => (states::FAILED, PaymentState::Failed),
+        states::PENDING => (states::PENDING, PaymentState::Pending),
+        states::CREATED => (states::CREATED, PaymentState::Pending),
+        other => {
+            return Err(transient(
+                TransientKind::UnknownCode,
+                format!("undocumented order state {}", loggable_code(other)),
+            ))
+        }
+    };
+    let amount = integer(obj, "amount", code)?;
+    let latest = latest_attempt(obj, code)?;
+    if state == PaymentState::Completed {
+        check_completed(code, amount, latest)?;
+    }
+    Ok(StatusReport {
+        code: code.to_string(),
+        state,
+        merchant_id: Some(str_field(obj, "merchantId").unwrap_or_else(|| token_merchant.to_string())),
+        amount,
+        transaction_id: latest.and_then(|d| str_field(d, "transactionId")),
+    })
+}
+
+/// A paid order needs its amount, and its latest attempt (if listed) must agree with it.
+fn check_completed(code: &str, amount: Option<Paise>, latest: Option<&Map<String, Value>>) -> Result<(), StatusError> {
+    let amount = amount.ok_or_else(|| malformed(format!("{code} without amount")))?;
+    let Some(attempt) = latest else { return Ok(()) };
+    match attempt.get("state") {
+        Some(Value::String(s)) if s == states::COMPLETED => {}
+        _ => {
+            return Err(malformed(format!(
+                "{code} with a latest paymentDetails state contradicting it"
+            )))
+        }
+    }
+    match integer(attempt, "amount", code)? {
+        Some(a) if a != amount => Err(malformed(format!(
+            "{code} with a latest paymentDetails amount other than the order's"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The last entry of `paymentDetails`, if the list is there and not empty.
+fn latest_attempt<'a>(obj: &'a Map<String, Value>, code: &str) -> Result<Option<&'a Map<String, Value>>, StatusError> {
+    match obj.get("paymentDetails") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) => match list.last() {
+            None => Ok(None),
+            Some(Value::Object(d)) => Ok(Some(d)),
+            Some(_) => Err(malformed(format!(
+                "{code} with a paymentDetails entry that is not an object"
+            ))),
+        },
+        Some(_) => Err(malformed(format!("{code} with paymentDetails that is not a list"))),
+    }
+}
+
+fn integer(obj: &Map<String, Value>, key: &str, code: &str) -> Result<Option<Paise>, StatusError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(|a| Some(Paise(a)))
+            .ok_or_else(|| malformed(format!("{code} with {key} that is not an integer"))),
+        Some(_) => Err(malformed(format!("{code} with {key} that is not a number"))),
+    }
+}
+
+fn str_field(d: &Map<String, Value>, key: &str) -> Option<String> {
+    d.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn malformed(detail: String) -> StatusError {
+    transient(TransientKind::Malformed, detail)
+}
+
+fn transient(kind: TransientKind, detail: String) -> StatusError {
+    StatusError::Transient { kind, detail }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! The simulator's API v2 side: the OAuth token endpoint, the v2 order status for the same
+//! scripts as v1, and webhooks of both versions.
+//!
+//! Tokens: `POST {prefix}/v1/oauth/token` with the form fields PhonePe documents; wrong client
+//! credentials get 401. Each token lives [`SimV2::token_lifetime`] (whole seconds, as PhonePe's
+//! epoch-second `issued_at`/`expires_at` express it). A status call with an expired token, an
+//! unknown one (never issued, or revoked with [`SimState::revoke_tokens`]) or none gets 401 and
+//! is counted in [`TokenStats`], so tests can prove no call ever went out with a stale token.
+//! Token requests are counted too (one refresh for a whole pool).
+//!
+//! Webhooks describe the answer the transaction's script would serve next (it does not
+//! advance): v2 `Authorization: sha256_hex(username:password)` with `{"event", "type",
+//! "payload"}`, v1 `X-VERIFY: sha256_hex(base64 + salt_key)###salt_index` with
+//! `{"response": base64}`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::answer::Answer;
+use super::answer_v2::error_body_v2;
+use super::state::{to_json, unix_ms, Call, Reply, SimState};
+use crate::phonepe::checksum;
+
+/// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimV2 {
+    pub client_id: String,
+    pub client_secret: String,
+    pub client_version: String,
+    /// How long an issued token is valid (whole seconds, at least 1).
+    pub token_lifetime: Duration,
+    /// The dashboard credentials v2 webhooks are signed with.
+    pub webhook_username: String,
+    pub webhook_password: String,
+}
+
+impl Default for SimV2 {
+    fn default() -> Self {
+        SimV2 {
+            client_id: "TESTCLIENT".into(),
+            client_secret: "test-client-secret".into(),
+            client_version: "1".into(),
+            token_lifetime: Duration::from_secs(3600),
+            webhook_username: "webhook-user".into(),
+            webhook_password: "webhook-pass".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimV2")
+            .field("client_id", &self.client_id)
+            .field("client_version", &self.client_version)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("webhook_username", &self.webhook_username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the token side has seen (admin `GET /__sim/tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenStats {
+    /// Every token request received (including those an outage answered).
+    pub requests: u64,
+    /// Token requests with the right credentials (tokens issued).
+    pub issued: u64,
+    /// Token requests refused (wrong credentials or grant type).
+    pub refused: u64,
+    /// v2 status calls that carried an expired token.
+    pub expired_used: u64,
+    /// v2 status calls with no token, or one the simulator never issued or has revoked.
+    pub unknown_used: u64,
+}
+
+/// Which webhook format to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookVersion {
+    V1,
+    V2,
+}
+
+/// A webhook ready to send: headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// The token request's form, as received.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TokenForm {
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default)]
+    pub client_version: String,
+    #[serde(default)]
+    pub grant_type: String,
+}
+
+impl SimState {
+    /// Answer a token request.
+    pub(crate) fn issue_token(&self, form: &TokenForm) -> Reply {
+        let mut inner = self.lock();
+        inner.token_stats.requests += 1;
+        let latency = inner.cfg.latency;
+        if let Some(status) = inner.down {
+            let e = error_body_v2(status, None);
+            return reply(status, to_json(&e), latency);
+        }
+        let v2 = &inner.v2;
+        let valid = form.client_id == v2.client_id
+            && form.client_secret == v2.client_secret
+            && form.client_version == v2.client_version
+            && form.grant_type == "client_credentials";
+        if !valid {
+            inner.token_stats.refused += 1;
+            let e = json!({"code": "INVALID_CLIENT", "message": "Client authentication failed"});
+            return reply(401, e.to_string(), latency);
+        }
+        let lifetime = inner.v2.token_lifetime.as_secs().max(1);
+        let token = format!("sim-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        inner
+            .tokens
+            .insert(token.clone(), Instant::now() + Duration::from_secs(lifetime));
+        inner.token_stats.issued += 1;
+        let issued_at = (unix_ms() / 1000) as i64;
+        let body = json!({
+            "access_token": token, "token_type": "O-Bearer", "issued_at": issued_at,
+            "expires_at": issued_at + lifetime as i64, "encrypted_access_token": token,
+            "session_expires_at": issued_at + lifetime as i64, "refresh_token": null, "expires_in": null,
+        });
+        reply(200, body.to_string(), latency)
+    }
+
+    /// Decide the answer to one v2 order-status call and log it.
+    pub(crate) fn answer_v2(&self, mtid: &str, authorization: Option<&str>) -> Reply {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let latency = inner.cfg.latency;
+        let token = authorization.and_then(|h| h.strip_prefix("O-Bearer ")).map(str::trim);
+        let expiry = token.and_then(|t| inner.tokens.get(t).copied());
+        let (status, body, code, delay) = if let Some(status) = inner.down {
+            let e = error_body_v2(status, None);
+            (status, to_json(&e), Some(e.code), latency)
+        } else if expiry.is_none_or(|at| now >= at) {
+            match expiry {
+                None => inner.token_stats.unknown_used += 1,
+                Some(_) => inner.token_stats.expired_used += 1,
+            }
+            let e = error_body_v2(401, None);
+            (401, to_json(&e), Some(e.code), latency)
+        } else if !inner.within_budget(now) {
+            let e = error_body_v2(429, None);
+            (429, to_json(&e), Some(e.code), latency)
+        } else {
+            let answer = inner.scripts.get_mut(mtid).and_then(|s| s.advance()).cloned();
+            let answer = answer.unwrap_or_else(Answer::not_found);
+            let (status, body, code) = answer.render_v2(mtid);
+            (
+                status,
+                body,
+                code,
+                answer.delay_ms.map(Duration::from_millis).unwrap_or(latency),
+            )
+        };
+        inner.calls.push(Call {
+            merchant_transaction_id: mtid.to_string(),
+            at_ms: unix_ms(),
+            http_status: status,
+            code,
+        });
+        reply(status, body, delay)
+    }
+
+    pub fn token_stats(&self) -> TokenStats {
+        self.lock().token_stats
+    }
+
+    /// Forget every issued token: the next v2 call with one gets 401 (a key rotation at PhonePe).
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// Lifetime of tokens issued from now on (whole seconds, at least 1).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().v2.token_lifetime = lifetime;
+    }
+
+    pub fn v2_config(&self) -> SimV2 {
+        self.lock().v2.clone()
+    }
+
+    /// The webhook PhonePe would send about `mtid` now (its script's next answer, or `answer`).
+    pub fn webhook(&self, mtid: &str, version: WebhookVersion, answer: Option<Answer>) -> Result<Webhook, String> {
+        let inner = self.lock();
+        let answer = match answer {
+            Some(a) => a.with_fixed_ids(),
+            None => inner
+                .scripts
+                .get(mtid)
+                .and_then(|s| s.peek())
+                .cloned()
+                .ok_or_else(|| format!("no script for {mtid}"))?,
+        };
+        let (cfg, v2) = (&inner.cfg, &inner.v2);
+        match version {
+            WebhookVersion::V2 => Ok(Webhook {
+                headers: vec![(
+                    "Authorization".into(),
+                    checksum::webhook_v2_authorization(&v2.webhook_username, &v2.webhook_password),
+                )],
+                body: answer.webhook_v2_body(&cfg.merchant_id, mtid)?,
+            }),
+            WebhookVersion::V1 => {
+                let (body, encoded) = answer.webhook_v1_body(&cfg.merchant_id, mtid)?;
+                let x_verify = checksum::webhook_v1_x_verify(&encoded, &cfg.salt_key, cfg.salt_index);
+                Ok(Webhook {
+                    headers: vec![("X-VERIFY".into(), x_verify)],
+                    body,
+                })
+            }
+        }
+    }
+}
+
+/// POST `webhook` to `url` as JSON; the receiver's HTTP status.
+pub async fn deliver(url: &str, webhook: &Webhook) -> Result<u16, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("building the webhook client: {e}"))?;
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(webhook.body.clone());
+    for (name, value) in &webhook.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.map_err(|e| format!("delivering to {url}: {e}"))?;
+    Ok(response.status().as_u16())
+}
+
+fn reply(http_status: u16, body: String, delay: Duration) -> Reply {
+    Reply {
+        http_status,
+        body,
+        delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    fn form(secret: &str) -> TokenForm {
+        TokenForm {
+            client_id: "TESTCLIENT".into(),
+            client_secret: secret.into(),
+            client_version: "1".into(),
+            grant_type: "client_credentials".into(),
+        }
+    }
+
+    fn bearer(reply: &Reply) -> String {
+        let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        format!("O-Bearer {}", v["access_token"].as_str().unwrap())
+    }
+
+    #[test]
+    fn tokens_are_issued_for_the_right_credentials_and_checked_on_every_call() {
+        let s = SimState::new(SimConfig::default());
+        assert_eq!(s.issue_token(&form("wrong")).http_status, 401);
+        let t = s.issue_token(&form("test-client-secret"));
+        assert_eq!(t.http_status, 200);
+        s.script("A", vec![Answer::completed(5)]).unwrap();
+        assert_eq!(s.answer_v2("A", Some(&bearer(&t))).http_status, 200);
+        assert_eq!(s.answer_v2("A", None).http_status, 401);
+        assert_eq!(s.answer_v2("A", Some("O-Bearer forged")).http_status, 401);
+        s.revoke_tokens();
+        assert_eq!(s.answer_v2("A", Some(&bearer(&t))).http_status, 401);
+        assert_eq!(
+            s.token_stats(),
+            TokenStats {
+                requests: 2,
+                issued: 1,
+                refused: 1,
+                expired_used: 0,
+                unknown_used: 3
+            }
+        );
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected_and_counted() {
+        let s = SimState::new(SimConfig::default());
+        s.set_token_lifetime(Duration::from_secs(1));
+        let t = s.issue_token(&form("test-client-secret"));
+        let v: serde_json::Value = serde_json::from_str(&t.body).unwrap();
+        assert_eq!(v["expires_at"].as_i64().unwrap() - v["issued_at"].as_i64().unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(s.answer_v2("A", Some(&bearer(&t))).http_status, 401);
+        assert_eq!(s.token_stats().expired_used, 1);
+    }
+}
