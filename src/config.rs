@@ -33,6 +33,9 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::phonepe::oauth::{
+    ApiVersion, V2Credentials, PRODUCTION_OAUTH_BASE_URL, PRODUCTION_PG_BASE_URL, SANDBOX_BASE_URL,
+};
 use values::mongo_database;
 
 mod values;
@@ -107,18 +110,81 @@ pub struct MongoSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhonePeSettings {
-    /// API root including PhonePe's own prefix, without a trailing slash.
-    #[serde(deserialize_with = "values::base_url")]
+    /// `v1` (salt key) or `v2` (OAuth client credentials).
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    /// PG root including PhonePe's own prefix, without a trailing slash. Unset: PhonePe's host
+    /// for the environment and API version ([`default_hosts`]).
+    #[serde(default, deserialize_with = "values::base_url")]
     pub base_url: String,
     #[serde(deserialize_with = "values::merchant_id")]
     pub merchant_id: String,
-    #[serde(deserialize_with = "values::non_blank")]
-    pub salt_key: Secret,
-    #[serde(deserialize_with = "values::at_least::<1, _, _>")]
-    pub salt_index: u32,
+    /// v1 only (required there).
+    #[serde(
+        default,
+        deserialize_with = "values::some_non_blank",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub salt_key: Option<Secret>,
+    /// v1 only (required there).
+    #[serde(
+        default,
+        deserialize_with = "values::some_positive",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub salt_index: Option<u32>,
+    /// v2 only (required there).
+    #[serde(
+        default,
+        deserialize_with = "values::some_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_id: Option<String>,
+    /// v2 only (required there).
+    #[serde(
+        default,
+        deserialize_with = "values::some_non_blank",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_secret: Option<Secret>,
+    /// v2 only (required there).
+    #[serde(
+        default,
+        deserialize_with = "values::some_positive",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_version: Option<u32>,
+    /// v2: the OAuth root. Unset: PhonePe's for the environment ([`default_hosts`]).
+    #[serde(default, deserialize_with = "values::base_url")]
+    pub oauth_base_url: String,
     #[serde(rename = "request_timeout_secs", with = "values::positive_secs")]
     pub request_timeout: Duration,
 }
+
+impl PhonePeSettings {
+    /// The v2 client credentials (`None` under v1, or when one is missing).
+    pub fn v2_credentials(&self) -> Option<V2Credentials> {
+        Some(V2Credentials {
+            client_id: self.client_id.clone()?,
+            client_secret: self.client_secret.clone()?,
+            client_version: self.client_version?.to_string(),
+            oauth_base_url: self.oauth_base_url.clone(),
+        })
+    }
+}
+
+/// PhonePe's hosts when `base_url` / `oauth_base_url` are not set: the sandbox, or under
+/// `APP_ENV`/`NODE_ENV` = `production` the production hosts of the API version.
+pub fn default_hosts(production: bool, version: ApiVersion) -> (&'static str, &'static str) {
+    match (production, version) {
+        (false, _) => (SANDBOX_BASE_URL, SANDBOX_BASE_URL),
+        (true, ApiVersion::V1) => (PRODUCTION_V1_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
+        (true, ApiVersion::V2) => (PRODUCTION_PG_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
+    }
+}
+
+/// The v1 production host (`/apis/hermes`); API v2 lives under `/apis/pg`.
+pub const PRODUCTION_V1_BASE_URL: &str = "https://api.phonepe.com/apis/hermes";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -178,19 +244,58 @@ pub struct LogSettings {
 /// Rules that relate two keys, checked once the effective values are read.
 fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
     let (lease, timeout) = (s.job.lease_ttl.as_secs(), s.phonepe.request_timeout.as_secs());
-    if lease >= timeout.saturating_mul(2) {
-        return Ok(());
+    if lease < timeout.saturating_mul(2) {
+        let key = "job.lease_ttl_secs";
+        let reason = format!(
+            "must be at least 2 × phonepe.request_timeout_secs ({}) so a lease outlives a round trip, got {lease}",
+            timeout * 2
+        );
+        return Err(invalid(figment, key, reason));
     }
-    let key = "job.lease_ttl_secs";
-    let (min, origin) = (timeout * 2, origin(figment, key, None));
-    let reason = format!(
-        "must be at least 2 × phonepe.request_timeout_secs ({min}) so a lease outlives a round trip, got {lease}"
-    );
-    Err(ConfigError::Invalid {
+    let p = &s.phonepe;
+    let required: &[(&str, bool)] = match p.api_version {
+        ApiVersion::V1 => &[
+            ("salt_key", p.salt_key.is_some()),
+            ("salt_index", p.salt_index.is_some()),
+        ],
+        ApiVersion::V2 => &[
+            ("client_id", p.client_id.is_some()),
+            ("client_secret", p.client_secret.is_some()),
+            ("client_version", p.client_version.is_some()),
+        ],
+    };
+    if let Some((name, _)) = required.iter().find(|(_, set)| !set) {
+        let mut e = missing(&["phonepe".to_string()], name);
+        if let (ConfigError::Missing { hint, .. }, ApiVersion::V2) = (&mut e, p.api_version) {
+            hint.push_str("; phonepe.api_version is \"v2\"");
+        }
+        return Err(e);
+    }
+    if p.api_version == ApiVersion::V2 && p.base_url.ends_with("/apis/hermes") {
+        let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
+        return Err(invalid(figment, "phonepe.base_url", reason));
+    }
+    Ok(())
+}
+
+fn invalid(figment: &Figment, key: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
         key: key.into(),
-        origin,
+        origin: origin(figment, key, None),
         reason,
-    })
+    }
+}
+
+/// Fill in the hosts left unset ([`default_hosts`]) and the database named by the URI.
+fn resolve(s: &mut Settings, production: bool) {
+    let (pg, oauth) = default_hosts(production, s.phonepe.api_version);
+    for (value, default) in [(&mut s.phonepe.base_url, pg), (&mut s.phonepe.oauth_base_url, oauth)] {
+        if value.is_empty() {
+            *value = default.to_string();
+        }
+    }
+    // `mongo_uri` has checked that the URI names a database.
+    s.mongodb.database = mongo_database(s.mongodb.uri.expose()).unwrap_or_default().to_string();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,12 +450,17 @@ fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// The seed's variables; each sets the key its name spells ([`seed_key`]).
-const SEED_VARS: [&str; 7] = [
+const SEED_VARS: [&str; 12] = [
     "MONGODB_URI",
     "PHONEPE_MERCHANT_ID",
     "PHONEPE_SALT_KEY",
     "PHONEPE_SALT_INDEX",
     "PHONEPE_BASE_URL",
+    "PHONEPE_API_VERSION",
+    "PHONEPE_CLIENT_ID",
+    "PHONEPE_CLIENT_SECRET",
+    "PHONEPE_CLIENT_VERSION",
+    "PHONEPE_OAUTH_BASE_URL",
     "LOG_LEVEL",
     "LOG_FORMAT",
 ];
@@ -503,7 +613,7 @@ fn env_layers(env: &dyn Fn(&str) -> Option<String>, env_names: &[String]) -> Vec
 
 /// Merge, read and check the layers. A value a later layer overrides must be valid too (a bad
 /// file must not wait for the variable hiding it to go): each layer is read again on top.
-fn settings(layers: &[Layer]) -> Result<Settings, ConfigError> {
+fn settings(layers: &[Layer], production: bool) -> Result<Settings, ConfigError> {
     let read = |f: &Figment| {
         f.extract_lossy::<Settings>()
             .map_err(|e| ConfigError::from_figment(f, e))
@@ -513,9 +623,7 @@ fn settings(layers: &[Layer]) -> Result<Settings, ConfigError> {
     for layer in layers {
         read(&all.clone().merge(layer))?;
     }
-    // `mongo_uri` has checked that the URI names a database.
-    let database = mongo_database(settings.mongodb.uri.expose()).unwrap_or_default();
-    settings.mongodb.database = database.to_string();
+    resolve(&mut settings, production);
     cross_checks(&all, &settings)?;
     Ok(settings)
 }
@@ -547,7 +655,8 @@ pub fn load_from(
         layers.push(Layer::toml(&read_file(&path)?, format!("file {}", path.display()))?);
     }
     layers.extend(env_layers(env, env_names));
-    settings(&layers)
+    let production = env_name(env)?.as_deref() == Some("production");
+    settings(&layers, production)
 }
 
 impl Settings {

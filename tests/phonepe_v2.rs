@@ -43,9 +43,14 @@ fn settings(sim: &SimHandle) -> PhonePeSettings {
     PhonePeSettings {
         base_url: sim.base_url(),
         merchant_id: MERCHANT.into(),
-        salt_key: Secret::new("test-salt-key"),
-        salt_index: 1,
+        salt_key: Some(Secret::new("test-salt-key")),
+        salt_index: Some(1),
         request_timeout: Duration::from_secs(10),
+        api_version: Default::default(),
+        client_id: None,
+        client_secret: None,
+        client_version: None,
+        oauth_base_url: String::new(),
     }
 }
 

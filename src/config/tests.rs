@@ -52,8 +52,8 @@ fn defaults_load_with_the_required_env_set() {
     assert_eq!(s.mongodb.database, "shop");
     assert_eq!(s.phonepe.base_url, "https://api-preprod.phonepe.com/apis/pg-sandbox");
     assert_eq!(s.phonepe.merchant_id, "MERCHANTUAT");
-    assert_eq!(s.phonepe.salt_key.expose(), SALT);
-    assert_eq!(s.phonepe.salt_index, 1);
+    assert_eq!(s.phonepe.salt_key.as_ref().unwrap().expose(), SALT);
+    assert_eq!(s.phonepe.salt_index, Some(1));
     assert_eq!(s.phonepe.request_timeout, Duration::from_secs(10));
     assert_eq!(s.job.interval, Duration::from_secs(60));
     assert_eq!(s.job.lookback, Duration::from_secs(300));
@@ -299,9 +299,11 @@ fn redacted_toml_hides_secrets_and_round_trips() {
         !out.contains(SALT) && !out.contains("hunter2pw") && !out.contains("kfp"),
         "{out}"
     );
-    // Every key is printed, and the output is itself a valid config (minus the redacted secrets).
+    // Every key is printed (but the other API version's credentials), and the output is itself a
+    // valid config (minus the redacted secrets).
     let parsed: toml::Table = out.parse().expect("valid TOML");
-    for key in schema() {
+    let v2_only = ["phonepe.client_id", "phonepe.client_secret", "phonepe.client_version"];
+    for key in schema().iter().filter(|k| !v2_only.contains(&k.as_str())) {
         let (section, name) = key.split_once('.').expect("section.key");
         assert!(parsed[section].get(name).is_some(), "{key} missing from\n{out}");
     }
@@ -362,8 +364,8 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
     let s = Settings::for_tests("mongodb://127.0.0.1:5555/rt_test_1", "http://127.0.0.1:9999");
     assert_eq!(s.mongodb.database, "rt_test_1");
     assert_eq!(s.phonepe.merchant_id, "MERCHANTUAT");
-    assert_eq!(s.phonepe.salt_key.expose(), "test-salt-key");
-    assert_eq!(s.phonepe.salt_index, 1);
+    assert_eq!(s.phonepe.salt_key.as_ref().unwrap().expose(), "test-salt-key");
+    assert_eq!(s.phonepe.salt_index, Some(1));
     assert_eq!(s.ops.listen, None);
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
 }
@@ -377,13 +379,13 @@ fn load_by_lookup(env: &HashMap<String, String>) -> Result<Settings, ConfigError
 #[test]
 fn every_key_is_read_from_its_derived_variable_and_checked_there() {
     let keys = schema();
-    assert_eq!(keys.len(), 22, "{keys:?}");
+    assert_eq!(keys.len(), 27, "{keys:?}");
     assert!(keys.iter().any(|k| k == "phonepe.salt_key") && !keys.iter().any(|k| k == "mongodb.database"));
     for key in keys {
         let var = env_var(key);
         assert_eq!(env_key(&var).as_deref(), Some(key.as_str()));
         let bad = match key.as_str() {
-            "phonepe.salt_key" => " ",
+            "phonepe.salt_key" | "phonepe.client_id" | "phonepe.client_secret" => " ",
             "ops.listen" => "nope",
             "log.level" => "info,[[[",
             _ => "[[ x",
@@ -481,4 +483,80 @@ fn a_missing_key_is_named_by_its_full_path() {
         missing("phonepe", "salt_index"),
         "phonepe.salt_index is required (set PHONEPE_SALT_INDEX)"
     );
+}
+
+/// Only the merchant id: the API version's own credentials come from `extra`.
+fn load_bare(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let mut env: HashMap<String, String> = HashMap::from([("PHONEPE_MERCHANT_ID".into(), "MERCHANTUAT".into())]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    load_with(None, None, &env)
+}
+
+const V2: [(&str, &str); 4] = [
+    ("PHONEPE_API_VERSION", "v2"),
+    ("PHONEPE_CLIENT_ID", "TESTCLIENT"),
+    ("PHONEPE_CLIENT_SECRET", "client-s3cret-77"),
+    ("PHONEPE_CLIENT_VERSION", "1"),
+];
+
+#[test]
+fn each_api_version_requires_its_own_credentials_and_no_others() {
+    let s = load_bare(&V2).expect("v2 needs no salt key");
+    assert_eq!(s.phonepe.api_version, ApiVersion::V2);
+    let creds = s.phonepe.v2_credentials().expect("credentials");
+    assert_eq!(
+        (creds.client_id.as_str(), creds.client_version.as_str()),
+        ("TESTCLIENT", "1")
+    );
+    assert_eq!(creds.oauth_base_url, "https://api-preprod.phonepe.com/apis/pg-sandbox");
+    for missing in 1..V2.len() {
+        let env: Vec<_> = V2
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != missing)
+            .map(|(_, kv)| *kv)
+            .collect();
+        let e = load_bare(&env).expect_err("missing v2 key");
+        let key = V2[missing].0.to_lowercase().replacen('_', ".", 1);
+        assert_eq!(e.key(), Some(key.as_str()), "{e}");
+        assert!(
+            e.to_string().contains(V2[missing].0) && e.to_string().contains("\"v2\""),
+            "{e}"
+        );
+    }
+    let e = load_bare(&[("PHONEPE_CLIENT_ID", "x"), ("PHONEPE_CLIENT_SECRET", "y")]).expect_err("v1 by default");
+    assert_eq!(e.key(), Some("phonepe.salt_key"));
+    let e = load_bare(&[("PHONEPE_API_VERSION", "v3")]).expect_err("unknown version");
+    assert_eq!(e.key(), Some("phonepe.api_version"), "{e}");
+}
+
+#[test]
+fn unset_hosts_are_phonepes_for_the_environment_and_version() {
+    let prod = [("APP_ENV", "production")];
+    let s = load_env(&prod).expect("v1 production");
+    assert_eq!(s.phonepe.base_url, "https://api.phonepe.com/apis/hermes");
+    let s = load_bare(&[V2.as_slice(), &prod].concat()).expect("v2 production");
+    assert_eq!(s.phonepe.base_url, "https://api.phonepe.com/apis/pg");
+    assert_eq!(
+        s.phonepe.oauth_base_url,
+        "https://api.phonepe.com/apis/identity-manager"
+    );
+    let s = load_bare(&[V2.as_slice(), &[("PHONEPE_OAUTH_BASE_URL", "http://127.0.0.1:9/x")]].concat()).unwrap();
+    assert_eq!(s.phonepe.oauth_base_url, "http://127.0.0.1:9/x");
+    let hermes = [("PHONEPE_BASE_URL", "https://api.phonepe.com/apis/hermes")];
+    let e = load_bare(&[V2.as_slice(), &hermes].concat()).expect_err("v1 host under v2");
+    assert_eq!(e.key(), Some("phonepe.base_url"), "{e}");
+}
+
+#[test]
+fn the_client_secret_is_never_printed() {
+    let s = load_bare(&V2).unwrap();
+    let out = s.redacted_toml();
+    assert!(
+        out.contains("client_secret = \"***\"") && !out.contains("client-s3cret-77"),
+        "{out}"
+    );
+    assert!(!format!("{s:?}").contains("client-s3cret-77"));
+    let e = load_bare(&[V2.as_slice(), &[("PHONEPE_CLIENT_VERSION", "client-s3cret-77")]].concat()).unwrap_err();
+    assert_eq!(e.key(), Some("phonepe.client_version"));
 }

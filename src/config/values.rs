@@ -93,6 +93,21 @@ pub(super) fn non_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Er
     }
 }
 
+pub(super) fn some_non_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    non_blank(d).map(Some)
+}
+
+pub(super) fn some_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    at_least::<1, u32, D>(d).map(Some)
+}
+
+pub(super) fn some_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match String::deserialize(d)?.trim() {
+        "" => Err(D::Error::custom("must not be empty")),
+        text => Ok(Some(text.to_string())),
+    }
+}
+
 pub(super) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let listen = String::deserialize(d)?;
     let reason = || format!("must be ip:port like \"127.0.0.1:9464\" or \"\", got {listen:?}");

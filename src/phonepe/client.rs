@@ -24,7 +24,7 @@ use std::fmt;
 use anyhow::Context;
 use tracing::debug;
 
-use super::oauth::{Token, TokenCache, V2Credentials};
+use super::oauth::{ApiVersion, Token, TokenCache, V2Credentials};
 use super::{checksum, wire, wire_v2};
 use crate::config::{PhonePeSettings, Secret};
 use crate::domain::order::MerchantTransactionId;
@@ -66,12 +66,23 @@ impl fmt::Debug for PhonePeClient {
 
 impl PhonePeClient {
     /// An API v1 client (salt key and index from `settings`).
+    /// The client `settings.api_version` names, with its credentials (checked present by
+    /// `config::cross_checks`).
     pub fn new(settings: &PhonePeSettings) -> anyhow::Result<Self> {
-        let api = Api::V1 {
-            salt_key: settings.salt_key.clone(),
-            salt_index: settings.salt_index,
-        };
-        Self::build(settings, api)
+        match settings.api_version {
+            ApiVersion::V1 => {
+                let (Some(salt_key), Some(salt_index)) = (settings.salt_key.clone(), settings.salt_index) else {
+                    anyhow::bail!("phonepe.salt_key and phonepe.salt_index are required under API v1");
+                };
+                Self::build(settings, Api::V1 { salt_key, salt_index })
+            }
+            ApiVersion::V2 => {
+                let creds = settings
+                    .v2_credentials()
+                    .context("phonepe.client_id, client_secret and client_version are required under API v2")?;
+                Self::new_v2(settings, creds)
+            }
+        }
     }
 
     /// An API v2 client: `settings` gives the PG base URL, the merchant the credentials belong
@@ -207,9 +218,14 @@ mod tests {
         PhonePeSettings {
             base_url: base_url.into(),
             merchant_id: "MERCHANTUAT".into(),
-            salt_key: Secret::new("test-salt-key"),
-            salt_index: 1,
+            salt_key: Some(Secret::new("test-salt-key")),
+            salt_index: Some(1),
             request_timeout: Duration::from_secs(2),
+            api_version: Default::default(),
+            client_id: None,
+            client_secret: None,
+            client_version: None,
+            oauth_base_url: String::new(),
         }
     }
 

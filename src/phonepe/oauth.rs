@@ -38,7 +38,8 @@ pub const PRODUCTION_PG_BASE_URL: &str = "https://api.phonepe.com/apis/pg";
 pub const PRODUCTION_OAUTH_BASE_URL: &str = "https://api.phonepe.com/apis/identity-manager";
 
 /// Which PhonePe API the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApiVersion {
     /// Salt key + salt index (`X-VERIFY`), `GET /pg/v1/status/{merchantId}/{mtid}`.
     #[default]

@@ -17,8 +17,13 @@ fn settings(base_url: &str) -> PhonePeSettings {
     PhonePeSettings {
         base_url: base_url.to_string(),
         merchant_id: "MERCHANTUAT".into(),
-        salt_key: Secret::new("test-salt-key"),
-        salt_index: 1,
+        salt_key: Some(Secret::new("test-salt-key")),
+        salt_index: Some(1),
+        api_version: Default::default(),
+        client_id: None,
+        client_secret: None,
+        client_version: None,
+        oauth_base_url: String::new(),
         request_timeout: Duration::from_secs(5),
     }
 }
@@ -103,7 +108,7 @@ async fn wrong_salt_is_rejected_with_401() {
     let sim = sim(SimConfig::default());
     sim.script("ORD-1", vec![Answer::completed(100)]);
     let mut s = settings(&sim.base_url());
-    s.salt_key = Secret::new("not-the-salt");
+    s.salt_key = Some(Secret::new("not-the-salt"));
     let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
     assert_eq!(
         r,
@@ -113,7 +118,7 @@ async fn wrong_salt_is_rejected_with_401() {
         })
     );
     let mut s = settings(&sim.base_url());
-    s.salt_index = 2;
+    s.salt_index = Some(2);
     let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
     assert!(
         matches!(r, Err(StatusError::Rejected { http_status: 401, .. })),

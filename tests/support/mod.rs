@@ -265,7 +265,7 @@ impl World {
         })
         .expect("phonepe-sim");
         let mut settings = Settings::for_tests(&uri, &sim.base_url());
-        settings.phonepe.salt_key = draft_reconciler::config::Secret::new(salt);
+        settings.phonepe.salt_key = Some(draft_reconciler::config::Secret::new(salt));
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = test_strategy();
@@ -431,7 +431,10 @@ impl World {
             .env("MONGODB_URI", &self.uri)
             .env("PHONEPE_BASE_URL", self.sim.base_url())
             .env("PHONEPE_MERCHANT_ID", MERCHANT)
-            .env("PHONEPE_SALT_KEY", self.settings.phonepe.salt_key.expose())
+            .env(
+                "PHONEPE_SALT_KEY",
+                self.settings.phonepe.salt_key.as_ref().map_or("", |s| s.expose()),
+            )
             .env("PHONEPE_SALT_INDEX", "1")
             .env("RECONCILER_OPS__LISTEN", "")
             .env("RECONCILER_JOB__COMMIT_STRATEGY", test_strategy_name())
