@@ -180,7 +180,10 @@ impl Scanner {
     /// A candidate fetch or a claim starts (only from `Idle`): a tick owed stays owed.
     fn begin_call(&mut self) {
         if let Phase::Idle { tick_owed } = self.phase {
-            self.phase = Phase::Busy { tick_owed, refill_owed: false };
+            self.phase = Phase::Busy {
+                tick_owed,
+                refill_owed: false,
+            };
         }
     }
 
@@ -218,7 +221,10 @@ impl Scanner {
             return;
         }
         // This scan pays any tick owed.
-        self.phase = Phase::Busy { tick_owed: false, refill_owed: false };
+        self.phase = Phase::Busy {
+            tick_owed: false,
+            refill_owed: false,
+        };
         // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
         // first.
         self.candidates.clear();
@@ -441,7 +447,9 @@ impl Handler<StopClaiming> for Scanner {
     type Result = ();
 
     fn handle(&mut self, _: StopClaiming, _: &mut Self::Context) {
-        self.phase = Phase::Stopped { busy: self.phase.busy() };
+        self.phase = Phase::Stopped {
+            busy: self.phase.busy(),
+        };
         self.more_waiting = false;
     }
 }

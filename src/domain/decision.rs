@@ -18,6 +18,7 @@ use mongodb::bson::DateTime;
 
 use super::order::{Order, PaymentStatus, Status};
 use super::payment::{PaymentState, StatusError, StatusReport};
+use crate::store::fields::own;
 
 /// The knobs the table depends on (from `[job]` and `[phonepe]` config).
 #[derive(Debug, Clone)]
@@ -69,9 +70,9 @@ impl Tally {
     pub fn field(self) -> Option<&'static str> {
         match self {
             Tally::Service => None,
-            Tally::Error => Some("reconciliation.errors"),
-            Tally::Unreadable => Some("reconciliation.unreadable"),
-            Tally::Rejection => Some("reconciliation.rejections"),
+            Tally::Error => Some(own::ERRORS),
+            Tally::Unreadable => Some(own::UNREADABLE),
+            Tally::Rejection => Some(own::REJECTIONS),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{
 use crate::domain::decision::review;
 use crate::domain::{PaymentStatus, Status};
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
+use crate::store::fields::{own, shop};
 use crate::store::orders::{plus, Store, Transition};
 use crate::store::{StoreError, StoreResult};
 
@@ -174,7 +175,7 @@ impl Driver {
         else {
             return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
         };
-        match (order.get_str("status").unwrap_or(""), j.state.as_str()) {
+        match (order.get_str(shop::STATUS).unwrap_or(""), j.state.as_str()) {
             ("committing", APPLYING | ROLLING_BACK) => {
                 let resumes = self.resumes;
                 *self = Driver::new(self.order_id.clone(), j, self.deadline);
@@ -240,11 +241,11 @@ impl Store {
         let begun = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, "status": Status::Draft.as_str() },
+                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
                 doc! { "$set": {
-                    "status": Status::Committing.as_str(), "updatedAt": now,
-                    "reconciliation.commit": journal.to_doc(),
-                    "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until,
+                    shop::STATUS: Status::Committing.as_str(), shop::UPDATED_AT: now,
+                    own::COMMIT: journal.to_doc(),
+                    own::LEASE_OWNER: owner, own::LEASE_UNTIL: until,
                 } },
             )
             .await
@@ -302,11 +303,11 @@ impl Store {
         let mark = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": APPLYING },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: APPLYING },
                 doc! { "$set": {
-                    "reconciliation.commit.state": ROLLING_BACK,
-                    "reconciliation.commit.failReason": reason,
-                    "reconciliation.commit.failProduct": failure.product().unwrap_or_default(),
+                    own::COMMIT_STATE: ROLLING_BACK,
+                    own::COMMIT_FAIL_REASON: reason,
+                    own::COMMIT_FAIL_PRODUCT: failure.product().unwrap_or_default(),
                 } },
             )
             .with_options(w.opts());
@@ -341,14 +342,14 @@ impl Store {
     ) -> StoreResult<bool> {
         let mut update = crate::store::orders::transition_update(now, t);
         if let Ok(set) = update.get_document_mut("$set") {
-            set.insert("reconciliation.commit.state", to);
-            set.insert("reconciliation.commit.endedAt", now);
-            set.insert("reconciliation.commit.sweepAt", plus(now, self.marker_retention()));
+            set.insert(own::COMMIT_STATE, to);
+            set.insert(own::COMMIT_ENDED_AT, now);
+            set.insert(own::COMMIT_SWEEP_AT, plus(now, self.marker_retention()));
         }
         let end = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": from },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from },
                 update,
             )
             .with_options(w.opts());

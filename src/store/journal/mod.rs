@@ -51,6 +51,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
+use super::fields::{own, shop};
 use super::StoreResult;
 use crate::domain::Item;
 
@@ -148,8 +149,8 @@ impl Journal {
 
     fn of_order(order: &Document) -> Option<Result<Journal, String>> {
         order
-            .get_document("reconciliation")
-            .and_then(|r| r.get_document("commit"))
+            .get_document(own::RECONCILIATION_KEY)
+            .and_then(|r| r.get_document(own::COMMIT_KEY))
             .ok()
             .map(Journal::parse)
     }
@@ -162,8 +163,8 @@ impl Journal {
     /// The `$inc` of item `i` (`sign` -1 deducts, +1 restores), its size matched by `s`.
     fn inc(&self, item: &Item, sign: i64) -> Document {
         let mut inc = stock_inc(item, self.sized_total, sign);
-        if let Some(n) = inc.remove("sizes.$.stock") {
-            inc.insert("sizes.$[s].stock", n);
+        if let Some(n) = inc.remove(shop::SIZES_MATCHED_STOCK) {
+            inc.insert(shop::SIZES_FILTERED_STOCK, n);
         }
         inc
     }
@@ -214,7 +215,7 @@ impl Bounded {
 
     fn opts_for(self, item: &Item) -> FindOneAndUpdateOptions {
         let mut o = self.opts();
-        o.array_filters = item.size.as_ref().map(|size| vec![doc! { "s.size": size }]);
+        o.array_filters = item.size.as_ref().map(|size| vec![doc! { shop::SIZE_FILTER: size }]);
         o
     }
 }

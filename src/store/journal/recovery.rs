@@ -8,6 +8,7 @@ use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use super::{Bounded, Driver, Journal, Recovery, APPLYING, CONFIRMED, MARKERS, ROLLED_BACK};
 use crate::domain::Status;
 use crate::store::commit::CommitOutcome;
+use crate::store::fields::{own, shop};
 use crate::store::orders::{plus, Store};
 use crate::store::{StoreError, StoreResult};
 
@@ -28,15 +29,15 @@ impl Store {
         let claim = self
             .orders
             .find_one_and_update(
-                doc! { "status": Status::Committing.as_str(), "reconciliation.leaseUntil": { "$not": { "$gt": now } } },
-                doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+                doc! { shop::STATUS: Status::Committing.as_str(), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
+                doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
             )
             .with_options(opts);
         let claimed =
             crate::store::bounded("recovery: claim committing order", crate::store::CLAIM_TIMEOUT, claim).await?;
         let Some(order) = claimed else { return Ok(None) };
         let id = order.get("_id").cloned().unwrap_or(Bson::Null);
-        let mtid = order.get_str("merchantTransactionId").unwrap_or("?").to_string();
+        let mtid = order.get_str(shop::MERCHANT_TRANSACTION_ID).unwrap_or("?").to_string();
         let driver = match Journal::of_order(&order) {
             Some(Ok(j)) => Ok(Driver::new(id, j, until)),
             Some(Err(e)) => Err(e),
@@ -85,8 +86,8 @@ impl Store {
         use futures_util::TryStreamExt;
         let due: Vec<Document> = self
             .orders
-            .find(doc! { "reconciliation.commit.sweepAt": { "$lte": now } })
-            .projection(doc! { "reconciliation.commit": 1 })
+            .find(doc! { own::COMMIT_SWEEP_AT: { "$lte": now } })
+            .projection(doc! { own::COMMIT: 1 })
             .limit(1000)
             .await
             .map_err(StoreError::mongo("sweep: find ended journals"))?
@@ -117,8 +118,8 @@ impl Store {
             }
             self.orders
                 .update_one(
-                    doc! { "_id": order.get("_id"), "reconciliation.commit.id": &j.id },
-                    doc! { "$unset": { "reconciliation.commit.sweepAt": "" }, "$set": { "reconciliation.commit.sweptAt": now } },
+                    doc! { "_id": order.get("_id"), own::COMMIT_ID: &j.id },
+                    doc! { "$unset": { own::COMMIT_SWEEP_AT: "" }, "$set": { own::COMMIT_SWEPT_AT: now } },
                 )
                 .await
                 .map_err(StoreError::mongo("sweep: mark journal swept"))?;
@@ -162,8 +163,8 @@ impl Store {
         let ids: Vec<&str> = markers.iter().map(|m| m.2.as_str()).collect();
         let journals: Vec<Document> = self
             .orders
-            .find(doc! { "reconciliation.commit.id": { "$in": ids } })
-            .projection(doc! { "reconciliation.commit": 1 })
+            .find(doc! { own::COMMIT_ID: { "$in": ids } })
+            .projection(doc! { own::COMMIT: 1 })
             .await
             .map_err(StoreError::mongo("recovery: find journals of markers"))?
             .try_collect()
@@ -172,7 +173,11 @@ impl Store {
         let by_id: std::collections::HashMap<String, (Journal, bool, bool)> = journals
             .iter()
             .filter_map(|o| {
-                let c = o.get_document("reconciliation").ok()?.get_document("commit").ok()?;
+                let c = o
+                    .get_document(own::RECONCILIATION_KEY)
+                    .ok()?
+                    .get_document(own::COMMIT_KEY)
+                    .ok()?;
                 let j = Journal::parse(c).ok()?;
                 let (pending, swept) = (c.contains_key("sweepAt"), c.contains_key("sweptAt"));
                 Some((j.id.clone(), (j, pending, swept)))
