@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime};
 
-use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
-use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, Status};
+use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
+use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::plus;
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
@@ -101,14 +101,14 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             code,
             transaction_id,
         } => {
-            if reason == review::PAID_AFTER_CANCEL {
+            if reason == ReviewReason::PaidAfterCancel {
                 metrics::counter!(names::LATE_PAYMENTS).increment(1);
                 tracing::error!(
                     "PhonePe reports a payment for an order we cancelled: parking it as needs_review \
                      (paid_after_cancel) for a person to refund or fulfil"
                 );
             } else {
-                tracing::warn!(reason, "parking order as needs_review");
+                tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
             }
             let t = Transition::new(
                 order.status,
@@ -159,7 +159,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
         Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
         Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
         Decision::GiveUp { reason, error } => {
-            tracing::error!(reason, error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
+            tracing::error!(reason = reason.as_str(), error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
             let mut t = Transition::new(
                 order.status,
                 Status::NeedsReview,
@@ -256,7 +256,10 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
             return Err(e);
         }
     };
-    let reason = parked.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+    let reason = parked
+        .review_reason()
+        .unwrap_or(ReviewReason::InsufficientStock)
+        .as_str();
     let product = parked.product().unwrap_or_default().to_string();
     // Both strategies have already parked the order as needs_review, with nothing deducted.
     metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
@@ -276,7 +279,7 @@ pub async fn park_invalid(
         status,
         Status::NeedsReview,
         PaymentStatus::Pending,
-        review::INVALID_ORDER,
+        ReviewReason::InvalidOrder,
         error.to_string(),
         None,
     );

@@ -384,7 +384,7 @@ fn log_decision(d: &Decision) {
             tracing::warn!(error = %error, retry_in_secs = after.as_secs(), counted = ?tally, "PhonePe could not answer; nothing changes, retrying later")
         }
         Decision::GiveUp { reason, error } => {
-            tracing::error!(error = %error.excerpt(), reason, "PhonePe's answers about this order stay unusable; parking it for a person")
+            tracing::error!(error = %error.excerpt(), reason = reason.as_str(), "PhonePe's answers about this order stay unusable; parking it for a person")
         }
         Decision::PauseCalls { after, error } => {
             tracing::error!(error = %error, pause_secs = after.as_secs(), "PhonePe rejected the request: configuration error; pausing calls")

@@ -20,8 +20,8 @@ use super::fields::shop;
 use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
-use crate::domain::decision::review;
 use crate::domain::{Item, Order, PaymentStatus, Status};
+use crate::domain::{Reason, ReviewReason};
 
 /// What a commit attempt ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +43,11 @@ pub enum CommitOutcome {
 
 impl CommitOutcome {
     /// The review reason of an outcome that parks the order, `None` for the others.
-    pub fn review_reason(&self) -> Option<&'static str> {
+    pub fn review_reason(&self) -> Option<ReviewReason> {
         match self {
-            CommitOutcome::InsufficientStock { .. } => Some(review::INSUFFICIENT_STOCK),
-            CommitOutcome::ProductMissing { .. } => Some(review::PRODUCT_MISSING),
-            CommitOutcome::InvalidProduct { .. } => Some(review::INVALID_PRODUCT),
+            CommitOutcome::InsufficientStock { .. } => Some(ReviewReason::InsufficientStock),
+            CommitOutcome::ProductMissing { .. } => Some(ReviewReason::ProductMissing),
+            CommitOutcome::InvalidProduct { .. } => Some(ReviewReason::InvalidProduct),
             CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
         }
     }
@@ -64,9 +64,9 @@ impl CommitOutcome {
 
     /// Rebuild a parking outcome from its stored review reason (the journal keeps the reason).
     pub(crate) fn from_review_reason(reason: Option<&str>, product: String) -> CommitOutcome {
-        match reason {
-            Some(review::PRODUCT_MISSING) => CommitOutcome::ProductMissing { product },
-            Some(review::INVALID_PRODUCT) => CommitOutcome::InvalidProduct { product },
+        match reason.and_then(ReviewReason::parse) {
+            Some(ReviewReason::ProductMissing) => CommitOutcome::ProductMissing { product },
+            Some(ReviewReason::InvalidProduct) => CommitOutcome::InvalidProduct { product },
             _ => CommitOutcome::InsufficientStock { product },
         }
     }
@@ -376,7 +376,7 @@ pub fn confirm_transition(code: &str, transaction_id: Option<String>) -> Transit
         Status::Draft,
         Status::Confirmed,
         PaymentStatus::Paid,
-        "paid",
+        Reason::Paid,
         code.to_string(),
         transaction_id,
     )

@@ -16,7 +16,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use super::fields::{own, shop};
 use super::orders::{minus, Store};
 use super::{StoreError, StoreResult};
-use crate::domain::decision::{cancel, WATCH_OVERDUE_GRACE};
+use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
 
@@ -62,7 +62,7 @@ fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
     let mut f = doc! {
         shop::STATUS: Status::Cancelled.as_str(),
         shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
-        own::REASON: { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
+        own::REASON: { "$in": watched_reasons() },
         shop::CREATED_AT: { "$not": { "$type": "date" } },
         own::NEXT_CHECK_AT: { "$not": { "$gt": due_by } },
     };
@@ -127,7 +127,7 @@ impl Store {
         doc! {
             shop::STATUS: Status::Cancelled.as_str(),
             shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
-            own::REASON: { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
+            own::REASON: { "$in": watched_reasons() },
             shop::CREATED_AT: { "$gt": minus(now, horizon) },
             own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
             own::LEASE_UNTIL: { "$not": { "$gt": now } },
@@ -279,4 +279,9 @@ impl Store {
             .map_err(StoreError::mongo("find order ids"))?;
         Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
+}
+
+/// The stored reasons of cancellations watched for a late payment.
+fn watched_reasons() -> Vec<&'static str> {
+    CancelReason::WATCHED.iter().map(|r| r.as_str()).collect()
 }

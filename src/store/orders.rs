@@ -18,7 +18,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 pub use super::eligible::{Eligibility, Swept};
 use super::fields::{own, shop};
 use super::{StoreError, StoreResult};
-use crate::domain::decision::cancel;
+use crate::domain::{CancelReason, Reason};
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
@@ -82,7 +82,7 @@ pub struct Transition {
     pub from: Status,
     pub to: Status,
     pub payment_status: PaymentStatus,
-    pub reason: String,
+    pub reason: Reason,
     pub code: Option<String>,
     pub transaction_id: Option<String>,
     /// When to look at the order again (a cancelled order watched for a late payment).
@@ -97,7 +97,7 @@ impl Transition {
         from: Status,
         to: Status,
         payment_status: PaymentStatus,
-        reason: &str,
+        reason: impl Into<Reason>,
         code: String,
         transaction_id: Option<String>,
     ) -> Transition {
@@ -105,7 +105,7 @@ impl Transition {
             from,
             to,
             payment_status,
-            reason: reason.to_string(),
+            reason: reason.into(),
             code: Some(code),
             transaction_id,
             next_check_at: None,
@@ -148,7 +148,7 @@ fn unset_lease() -> Document {
 fn history_entry(now: DateTime, t: &Transition) -> Document {
     doc! {
         "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": "reconciler",
-        "reason": &t.reason, "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
+        "reason": t.reason.as_str(), "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
     }
 }
 
@@ -156,7 +156,7 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
 fn transition_set(now: DateTime, t: &Transition) -> Document {
     let mut set = doc! {
         shop::STATUS: t.to.as_str(), shop::PAYMENT_STATUS: t.payment_status.as_str(), shop::UPDATED_AT: now,
-        own::REASON: &t.reason, own::LAST_CODE: t.code.clone(),
+        own::REASON: t.reason.as_str(), own::LAST_CODE: t.code.clone(),
         own::LAST_CHECKED_AT: now,
     };
     if let Some(next) = t.next_check_at {
@@ -504,7 +504,7 @@ fn still_claimable(d: &Document) -> bool {
     let watched = d
         .get_document(own::RECONCILIATION_KEY)
         .and_then(|r| r.get_str(own::key(own::REASON)))
-        .is_ok_and(|r| r == cancel::PENDING_TIMEOUT || r == cancel::NOT_FOUND);
+        .is_ok_and(|r| CancelReason::is_watched(Some(r)));
     match d.get_str(shop::STATUS).ok().and_then(Status::parse) {
         Some(Status::Draft) => true,
         Some(Status::Cancelled) => pending && watched,

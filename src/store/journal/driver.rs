@@ -8,8 +8,8 @@ use mongodb::bson::{doc, Bson, DateTime};
 use super::{
     fault, Bounded, Journal, APPLYING, CONFIRMED, MARKERS, MARKER_GRACE, MAX_RESUMES, ROLLED_BACK, ROLLING_BACK,
 };
-use crate::domain::decision::review;
 use crate::domain::{PaymentStatus, Status};
+use crate::domain::{Reason, ReviewReason};
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
 use crate::store::fields::{own, shop};
 use crate::store::orders::{plus, Store, Transition};
@@ -97,7 +97,7 @@ impl Driver {
                     Status::Draft,
                     Status::Confirmed,
                     PaymentStatus::Paid,
-                    "paid",
+                    Reason::Paid,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 );
@@ -115,7 +115,7 @@ impl Driver {
                 if store.mark_roll_back(&self.order_id, &self.j, &failure, w).await? {
                     fault("journal.after_rollback_mark").await;
                     self.j.state = ROLLING_BACK.into();
-                    self.j.fail_reason = failure.review_reason().map(str::to_string);
+                    self.j.fail_reason = failure.review_reason().map(|r| r.as_str().to_string());
                     self.j.fail_product = failure.product().map(str::to_string);
                     self.next = Next::Compensate(self.j.items.len());
                 } else {
@@ -129,16 +129,17 @@ impl Driver {
                 self.next = Next::Compensate(k - 1);
             }
             Next::FinishRollBack => {
+                // The journal's own outcome: its stored reason, insufficient stock when unknown.
                 let reason = self
                     .j
-                    .fail_reason
-                    .clone()
-                    .unwrap_or_else(|| review::INSUFFICIENT_STOCK.into());
+                    .outcome_of_failure()
+                    .review_reason()
+                    .unwrap_or(ReviewReason::InsufficientStock);
                 let t = Transition::new(
                     Status::Draft,
                     Status::NeedsReview,
                     PaymentStatus::Paid,
-                    &reason,
+                    reason,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 );
@@ -299,7 +300,10 @@ impl Store {
         failure: &CommitOutcome,
         w: Bounded,
     ) -> StoreResult<bool> {
-        let reason = failure.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+        let reason = failure
+            .review_reason()
+            .unwrap_or(ReviewReason::InsufficientStock)
+            .as_str();
         let mark = self
             .orders
             .find_one_and_update(
