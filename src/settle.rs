@@ -15,7 +15,7 @@ use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewRe
 use crate::store::commit::confirm_transition;
 use crate::store::orders::plus;
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// What settling needs: the store, how to commit, who holds the lease, and the policy.
 #[derive(Clone, Copy)]
@@ -45,7 +45,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Outcome::Confirmed => "confirmed",
             Outcome::Cancelled => "cancelled",
@@ -68,7 +68,7 @@ impl Outcome {
 
 fn count(o: Outcome) -> Outcome {
     if o.is_settlement() {
-        metrics::counter!(names::ORDERS_SETTLED, "outcome" => o.as_str()).increment(1);
+        metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => o.as_str()).increment(1);
     }
     o
 }
@@ -239,7 +239,8 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
         }
         Ok(parked) => parked,
         Err(e) => {
-            metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
+            metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => labels::commit_failure::DATABASE)
+                .increment(1);
             tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
             // Best effort: bring it back soon. If this write fails too, the lease expires.
             let _ = env
@@ -262,7 +263,7 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
         .as_str();
     let product = parked.product().unwrap_or_default().to_string();
     // Both strategies have already parked the order as needs_review, with nothing deducted.
-    metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
+    metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => reason).increment(1);
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
     Ok(Outcome::NeedsReview)
 }

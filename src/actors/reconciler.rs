@@ -37,7 +37,7 @@ use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
 use crate::store::orders::plus;
 use crate::store::Claimed;
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// Reconcile one claimed order. The slot permit is held until the work is done.
 #[derive(Message)]
@@ -358,11 +358,11 @@ async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusErr
         Ok(r) => r.code.clone(),
         Err(e) => e.code(),
     };
-    metrics::counter!(names::PHONEPE_REQUESTS, "code" => code).increment(1);
+    metrics::counter!(names::PHONEPE_REQUESTS, labels::CODE => code).increment(1);
     match &answer {
         Ok(_) => {}
         Err(StatusError::RateLimited) => metrics::counter!(names::PHONEPE_RATE_LIMITED).increment(1),
-        Err(e) => metrics::counter!(names::PHONEPE_API_ERRORS, "kind" => e.kind_label()).increment(1),
+        Err(e) => metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => e.kind_label()).increment(1),
     }
     answer
 }

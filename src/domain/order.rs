@@ -70,7 +70,16 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [Status; 5] = [
+        Status::Draft,
+        Status::Committing,
+        Status::Confirmed,
+        Status::Cancelled,
+        Status::NeedsReview,
+    ];
+
+    /// The stored spelling (the one place it is written).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Status::Draft => "draft",
             Status::Committing => "committing",
@@ -81,14 +90,7 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "draft" => Status::Draft,
-            "committing" => Status::Committing,
-            "confirmed" => Status::Confirmed,
-            "cancelled" => Status::Cancelled,
-            "needs_review" => Status::NeedsReview,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -101,7 +103,10 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+
+    /// The stored spelling (the one place it is written).
+    pub const fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Paid => "paid",
@@ -110,12 +115,7 @@ impl PaymentStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => PaymentStatus::Pending,
-            "paid" => PaymentStatus::Paid,
-            "failed" => PaymentStatus::Failed,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

@@ -72,6 +72,11 @@ pub mod own {
     pub fn key(path: &str) -> &str {
         path.strip_prefix("reconciliation.").unwrap_or(path)
     }
+
+    /// `path` inside the journal ([`COMMIT`]), for writing or reading it whole.
+    pub fn commit_key(path: &str) -> &str {
+        path.strip_prefix("reconciliation.commit.").unwrap_or(path)
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +100,7 @@ mod tests {
         assert_eq!(own::key(own::NEXT_CHECK_AT), "nextCheckAt");
         assert_eq!(own::key(own::COMMIT_ID), "commit.id");
         assert_eq!(own::key(own::HISTORY), "history");
+        assert_eq!(own::commit_key(own::COMMIT_STATE), "state");
+        assert_eq!(own::commit_key(own::COMMIT_SWEEP_AT), "sweepAt");
     }
 }

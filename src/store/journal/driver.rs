@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime};
 
-use super::{
-    fault, Bounded, Journal, APPLYING, CONFIRMED, MARKERS, MARKER_GRACE, MAX_RESUMES, ROLLED_BACK, ROLLING_BACK,
-};
+use super::{fault, Bounded, Journal, State, MARKERS, MARKER_GRACE, MAX_RESUMES};
 use crate::domain::{PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
@@ -48,7 +46,7 @@ pub struct Driver {
 
 impl Driver {
     pub(super) fn new(order_id: Bson, j: Journal, deadline: DateTime) -> Driver {
-        let next = if j.state == ROLLING_BACK {
+        let next = if j.state == State::RollingBack {
             Next::Compensate(j.items.len())
         } else {
             Next::Apply(0)
@@ -102,7 +100,7 @@ impl Driver {
                     self.j.transaction_id.clone(),
                 );
                 if !store
-                    .finish(&self.order_id, &self.j, APPLYING, CONFIRMED, &t, now, w)
+                    .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
                     .await?
                 {
                     self.next = Next::Resume;
@@ -114,7 +112,7 @@ impl Driver {
             Next::MarkRollBack(failure) => {
                 if store.mark_roll_back(&self.order_id, &self.j, &failure, w).await? {
                     fault("journal.after_rollback_mark").await;
-                    self.j.state = ROLLING_BACK.into();
+                    self.j.state = State::RollingBack;
                     self.j.fail_reason = failure.review_reason().map(|r| r.as_str().to_string());
                     self.j.fail_product = failure.product().map(str::to_string);
                     self.next = Next::Compensate(self.j.items.len());
@@ -144,7 +142,15 @@ impl Driver {
                     self.j.transaction_id.clone(),
                 );
                 if !store
-                    .finish(&self.order_id, &self.j, ROLLING_BACK, ROLLED_BACK, &t, now, w)
+                    .finish(
+                        &self.order_id,
+                        &self.j,
+                        State::RollingBack,
+                        State::RolledBack,
+                        &t,
+                        now,
+                        w,
+                    )
                     .await?
                 {
                     self.next = Next::Resume;
@@ -176,15 +182,16 @@ impl Driver {
         else {
             return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
         };
-        match (order.get_str(shop::STATUS).unwrap_or(""), j.state.as_str()) {
-            ("committing", APPLYING | ROLLING_BACK) => {
+        let status = order.get_str(shop::STATUS).ok().and_then(Status::parse);
+        match (status, j.state) {
+            (Some(Status::Committing), State::Applying | State::RollingBack) => {
                 let resumes = self.resumes;
                 *self = Driver::new(self.order_id.clone(), j, self.deadline);
                 self.resumes = resumes;
                 Ok(Step::More)
             }
-            (_, CONFIRMED) => Ok(Step::Done(CommitOutcome::Committed)),
-            (_, ROLLED_BACK) => Ok(Step::Done(j.outcome_of_failure())),
+            (_, State::Confirmed) => Ok(Step::Done(CommitOutcome::Committed)),
+            (_, State::RolledBack) => Ok(Step::Done(j.outcome_of_failure())),
             _ => Ok(Step::Done(CommitOutcome::AlreadyProcessed)),
         }
     }
@@ -231,7 +238,7 @@ impl Store {
     ) -> StoreResult<Option<Driver>> {
         let journal = Journal {
             id: format!("{:x}-{:08x}", now.timestamp_millis(), fastrand::u32(..)),
-            state: APPLYING.into(),
+            state: State::Applying,
             items: order.items.clone(),
             sized_total: self.rules.sized_items_decrement_total,
             code: t.code.clone(),
@@ -307,9 +314,9 @@ impl Store {
         let mark = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: APPLYING },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: State::Applying.as_str() },
                 doc! { "$set": {
-                    own::COMMIT_STATE: ROLLING_BACK,
+                    own::COMMIT_STATE: State::RollingBack.as_str(),
                     own::COMMIT_FAIL_REASON: reason,
                     own::COMMIT_FAIL_PRODUCT: failure.product().unwrap_or_default(),
                 } },
@@ -338,22 +345,22 @@ impl Store {
         &self,
         order_id: &Bson,
         j: &Journal,
-        from: &str,
-        to: &str,
+        from: State,
+        to: State,
         t: &Transition,
         now: DateTime,
         w: Bounded,
     ) -> StoreResult<bool> {
         let mut update = crate::store::orders::transition_update(now, t);
         if let Ok(set) = update.get_document_mut("$set") {
-            set.insert(own::COMMIT_STATE, to);
+            set.insert(own::COMMIT_STATE, to.as_str());
             set.insert(own::COMMIT_ENDED_AT, now);
             set.insert(own::COMMIT_SWEEP_AT, plus(now, self.marker_retention()));
         }
         let end = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from.as_str() },
                 update,
             )
             .with_options(w.opts());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
-use super::{Bounded, Driver, Journal, Recovery, APPLYING, CONFIRMED, MARKERS, ROLLED_BACK};
+use super::{Bounded, Driver, Journal, Recovery, State, MARKERS};
 use crate::domain::Status;
 use crate::store::commit::CommitOutcome;
 use crate::store::fields::{own, shop};
@@ -59,7 +59,7 @@ impl Store {
                     continue;
                 }
             };
-            let forward = driver.j.state == APPLYING;
+            let forward = driver.j.state == State::Applying;
             match driver.run(self).await {
                 Ok(outcome) => {
                     tracing::warn!(merchantTransactionId = %mtid, outcome = ?outcome, "recovered an interrupted commit from its journal");
@@ -100,8 +100,8 @@ impl Store {
                 continue;
             };
             for (i, item) in j.items.iter().enumerate() {
-                match j.state.as_str() {
-                    CONFIRMED => {
+                match j.state {
+                    State::Confirmed => {
                         let r = self
                             .products
                             .update_one(
@@ -112,7 +112,9 @@ impl Store {
                             .map_err(StoreError::mongo("sweep: clear marker"))?;
                         report.markers_cleared += r.modified_count;
                     }
-                    ROLLED_BACK => report.markers_compensated += u64::from(self.compensate(&j, i, forever).await?),
+                    State::RolledBack => {
+                        report.markers_compensated += u64::from(self.compensate(&j, i, forever).await?)
+                    }
                     _ => {}
                 }
             }
@@ -179,7 +181,10 @@ impl Store {
                     .get_document(own::COMMIT_KEY)
                     .ok()?;
                 let j = Journal::parse(c).ok()?;
-                let (pending, swept) = (c.contains_key("sweepAt"), c.contains_key("sweptAt"));
+                let (pending, swept) = (
+                    c.contains_key(own::commit_key(own::COMMIT_SWEEP_AT)),
+                    c.contains_key(own::commit_key(own::COMMIT_SWEPT_AT)),
+                );
                 Some((j.id.clone(), (j, pending, swept)))
             })
             .collect();
@@ -191,17 +196,17 @@ impl Store {
             if idx >= j.items.len() {
                 continue;
             }
-            match (j.state.as_str(), pending, swept) {
+            match (j.state, pending, swept) {
                 (_, true, _) => {} // its own sweep comes
-                (CONFIRMED, false, false) => {
+                (State::Confirmed, false, false) => {
                     self.products
                         .update_one(doc! { "_id": &pid }, doc! { "$pull": { MARKERS: &marker } })
                         .await
                         .map_err(StoreError::mongo("recovery: clear marker"))?;
                     report.markers_cleared += 1;
                 }
-                (CONFIRMED | ROLLED_BACK, false, _) => {
-                    if *swept && j.state == CONFIRMED {
+                (State::Confirmed | State::RolledBack, false, _) => {
+                    if *swept && j.state == State::Confirmed {
                         tracing::error!(marker = %marker, "a commit driver deducted after its journal was swept; restoring it");
                     }
                     if self.compensate(j, idx, Bounded(crate::store::CLAIM_TIMEOUT)).await? {
