@@ -13,7 +13,7 @@ use mongodb::bson::{Bson, DateTime};
 use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
-use crate::store::orders::plus;
+use crate::store::orders::{plus, Recheck};
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
@@ -148,9 +148,11 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 .reschedule(
                     &order.id,
                     env.owner,
-                    order.status,
-                    plus(now, jitter_unless_watched(order.status, after)),
-                    &code,
+                    Recheck::new(
+                        order.status,
+                        plus(now, jitter_unless_watched(order.status, after)),
+                        &code,
+                    ),
                     now,
                 )
                 .await?;
@@ -174,7 +176,12 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
             env.store
-                .reschedule(&order.id, env.owner, order.status, end, "WATCH_ENDED", now)
+                .reschedule(
+                    &order.id,
+                    env.owner,
+                    Recheck::new(order.status, end, "WATCH_ENDED"),
+                    now,
+                )
                 .await?;
             Outcome::Rescheduled
         }
@@ -193,18 +200,10 @@ async fn retry(
     count: Option<&str>,
     now: DateTime,
 ) -> Result<Outcome, StoreError> {
-    env.store
-        .reschedule_after_error(
-            &order.id,
-            env.owner,
-            order.status,
-            plus(now, jitter(after)),
-            &error.code(),
-            &error.excerpt(),
-            count,
-            now,
-        )
-        .await?;
+    let (code, excerpt) = (error.code(), error.excerpt());
+    let next = plus(now, jitter(after));
+    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
+    env.store.reschedule(&order.id, env.owner, recheck, now).await?;
     Ok(Outcome::Retried)
 }
 
@@ -248,9 +247,11 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
                 .reschedule(
                     &order.id,
                     env.owner,
-                    Status::Draft,
-                    plus(now, jitter(Duration::from_secs(30))),
-                    "COMMIT_ERROR",
+                    Recheck::new(
+                        Status::Draft,
+                        plus(now, jitter(Duration::from_secs(30))),
+                        "COMMIT_ERROR",
+                    ),
                     now,
                 )
                 .await;

@@ -35,7 +35,7 @@ use super::{set, Env, Outcome, Wiring};
 use crate::domain::decision::on_service_error;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
-use crate::store::orders::plus;
+use crate::store::orders::{plus, Recheck};
 use crate::store::Claimed;
 use crate::telemetry::{labels, names};
 
@@ -177,7 +177,7 @@ async fn release(env: &Env, id: &Bson, status: Status, after: Duration, code: &s
     let now = DateTime::now();
     if let Err(e) = env
         .store
-        .reschedule(id, &env.owner, status, plus(now, after), code, now)
+        .reschedule(id, &env.owner, Recheck::new(status, plus(now, after), code), now)
         .await
     {
         tracing::warn!(error = %e, "could not hand the order back; its lease will expire");

@@ -114,6 +114,47 @@ impl Transition {
     }
 }
 
+/// A check that changes no status: what [`Store::reschedule`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct Recheck<'a> {
+    /// The status the order must still have (the guard).
+    pub status: Status,
+    /// When to look at it again (`reconciliation.nextCheckAt`).
+    pub next: DateTime,
+    /// `reconciliation.lastCode`: PhonePe's code, or why the check did not happen.
+    pub code: &'a str,
+    /// PhonePe's unusable answer, when that is why the order waits.
+    pub error: Option<CheckError<'a>>,
+}
+
+/// PhonePe's unusable answer, as a reschedule records it.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckError<'a> {
+    /// Its secret-free excerpt (`reconciliation.lastError`).
+    pub excerpt: &'a str,
+    /// The per-kind counter it adds to (`reconciliation.errors` / `unreadable` / `rejections`).
+    pub count: Option<&'a str>,
+}
+
+impl<'a> Recheck<'a> {
+    pub fn new(status: Status, next: DateTime, code: &'a str) -> Recheck<'a> {
+        Recheck {
+            status,
+            next,
+            code,
+            error: None,
+        }
+    }
+
+    /// The same, after PhonePe's unusable answer.
+    pub fn after_error(self, excerpt: &'a str, count: Option<&'a str>) -> Recheck<'a> {
+        Recheck {
+            error: Some(CheckError { excerpt, count }),
+            ..self
+        }
+    }
+}
+
 /// The guard and update that claim one order for `owner` until `until`: no live lease, due.
 fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (Document, Document) {
     (
@@ -384,69 +425,26 @@ impl Store {
         Ok(r.matched_count == 1)
     }
 
-    /// No status change: record the check and when to look again, and release our lease.
-    /// Guarded by the status and our lease, so it never overwrites someone else's progress.
-    pub async fn reschedule(
-        &self,
-        id: &Bson,
-        owner: &str,
-        status: Status,
-        next: DateTime,
-        code: &str,
-        now: DateTime,
-    ) -> StoreResult<bool> {
-        let r = self
-            .orders
-            .update_one(
-                doc! { "_id": id, shop::STATUS: status.as_str(), own::LEASE_OWNER: owner },
-                doc! {
-                    "$set": {
-                        own::NEXT_CHECK_AT: next, own::LAST_CODE: code,
-                        own::LAST_CHECKED_AT: now,
-                    },
-                    "$unset": unset_lease(),
-                    "$inc": { own::ATTEMPTS: 1 },
-                },
-            )
-            .await
-            .map_err(StoreError::mongo("reschedule order"))?;
-        Ok(r.matched_count == 1)
-    }
-
-    /// [`Store::reschedule`] after a PhonePe error: also records the error's secret-free
-    /// `excerpt` in `reconciliation.lastError` and, when `count` names one, increments that
-    /// per-kind counter (`reconciliation.errors` / `unreadable` / `rejections`) with the attempts.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn reschedule_after_error(
-        &self,
-        id: &Bson,
-        owner: &str,
-        status: Status,
-        next: DateTime,
-        code: &str,
-        excerpt: &str,
-        count: Option<&str>,
-        now: DateTime,
-    ) -> StoreResult<bool> {
+    /// No status change: record the check and when to look again (with PhonePe's error, when
+    /// there was one), and release our lease. Guarded by the status and our lease, so it never
+    /// overwrites someone else's progress.
+    pub async fn reschedule(&self, id: &Bson, owner: &str, r: Recheck<'_>, now: DateTime) -> StoreResult<bool> {
+        let mut set = doc! { own::NEXT_CHECK_AT: r.next, own::LAST_CODE: r.code, own::LAST_CHECKED_AT: now };
         let mut inc = doc! { own::ATTEMPTS: 1 };
-        if let Some(field) = count {
-            inc.insert(field, 1);
+        if let Some(e) = r.error {
+            set.insert(own::LAST_ERROR, e.excerpt);
+            if let Some(field) = e.count {
+                inc.insert(field, 1);
+            }
         }
         let r = self
             .orders
             .update_one(
-                doc! { "_id": id, shop::STATUS: status.as_str(), own::LEASE_OWNER: owner },
-                doc! {
-                    "$set": {
-                        own::NEXT_CHECK_AT: next, own::LAST_CODE: code,
-                        own::LAST_CHECKED_AT: now, own::LAST_ERROR: excerpt,
-                    },
-                    "$unset": unset_lease(),
-                    "$inc": inc,
-                },
+                doc! { "_id": id, shop::STATUS: r.status.as_str(), own::LEASE_OWNER: owner },
+                doc! { "$set": set, "$unset": unset_lease(), "$inc": inc },
             )
             .await
-            .map_err(StoreError::mongo("reschedule order after an error"))?;
+            .map_err(StoreError::mongo("reschedule order"))?;
         Ok(r.matched_count == 1)
     }
 
