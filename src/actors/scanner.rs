@@ -12,6 +12,10 @@
 //! indexed filters cannot match) is kept and fed to `Store::candidates_with`, which lists its
 //! ids first and reserves a share for due watches, so the sweep runs once per tick.
 //!
+//! Coordination is one `Phase`: at most one store call (scan, candidate fetch or claim) runs at
+//! a time; a tick or a freed slot that arrives meanwhile is owed, and every call and every order
+//! that comes back ends in the same continuation, `proceed`, which pays what is owed.
+//!
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
 
