@@ -110,10 +110,87 @@ enum Phase {
     Stopped { busy: bool },
 }
 
+/// What [`Scanner::proceed`] does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The recovery pass, the gauges, then a claim (`recover_then_fill`).
+    Scan,
+    /// Claim for free slots (`fill`); while a call runs, that owes a refill.
+    Fill,
+    /// Nothing until a tick or a returning order.
+    Wait,
+}
+
+/// The Scanner's transitions, apart from the actor so they can be tested row by row.
 impl Phase {
     /// A store call runs.
     fn busy(self) -> bool {
         matches!(self, Phase::Busy { .. } | Phase::Stopped { busy: true })
+    }
+
+    /// A tick: returns whether to scan now; while a call runs the tick is owed instead.
+    fn tick(&mut self) -> bool {
+        match self {
+            Phase::Idle { .. } => true,
+            Phase::Busy { tick_owed, .. } => {
+                *tick_owed = true;
+                false
+            }
+            Phase::Stopped { .. } => false,
+        }
+    }
+
+    /// A store call starts. A scan pays the tick owed; a fetch or claim keeps it owed.
+    fn begin(&mut self, scan: bool) {
+        if let Phase::Idle { tick_owed } | Phase::Busy { tick_owed, .. } = *self {
+            *self = Phase::Busy {
+                tick_owed: tick_owed && !scan,
+                refill_owed: false,
+            };
+        }
+    }
+
+    /// The running store call ended. Returns whether a slot freed up meanwhile.
+    fn end(&mut self) -> bool {
+        match *self {
+            Phase::Busy { tick_owed, refill_owed } => {
+                *self = Phase::Idle { tick_owed };
+                refill_owed
+            }
+            Phase::Stopped { .. } => {
+                *self = Phase::Stopped { busy: false };
+                false
+            }
+            Phase::Idle { .. } => false,
+        }
+    }
+
+    /// A slot freed up: returns whether to claim now; while a call runs the refill is owed.
+    fn refill(&mut self) -> bool {
+        match self {
+            Phase::Idle { .. } => true,
+            Phase::Busy { refill_owed, .. } => {
+                *refill_owed = true;
+                false
+            }
+            Phase::Stopped { .. } => false,
+        }
+    }
+
+    /// `StopClaiming`: nothing new starts; a running call still ends.
+    fn stop(&mut self) {
+        *self = Phase::Stopped { busy: self.busy() };
+    }
+
+    /// The continuation's table: what to do after `next`, given whether more orders wait.
+    fn step(self, next: Next, more_waiting: bool) -> Step {
+        match (next, self) {
+            (_, Phase::Stopped { .. }) => Step::Wait,
+            (Next::Fill, _) => Step::Fill,
+            (Next::ScanOrFill { .. }, Phase::Idle { tick_owed: true }) => Step::Scan,
+            (Next::ScanOrFill { refill: true } | Next::FillIfWaiting, _) if more_waiting => Step::Fill,
+            _ => Step::Wait,
+        }
     }
 }
 
@@ -174,46 +251,17 @@ impl Scanner {
             return;
         }
         self.env.health.scanner_ticked();
-        match &mut self.phase {
-            Phase::Stopped { .. } => {}
-            Phase::Busy { tick_owed, .. } => *tick_owed = true,
-            Phase::Idle { .. } => self.recover_then_fill(ctx),
-        }
-    }
-
-    /// A candidate fetch or a claim starts (only from `Idle`): a tick owed stays owed.
-    fn begin_call(&mut self) {
-        if let Phase::Idle { tick_owed } = self.phase {
-            self.phase = Phase::Busy {
-                tick_owed,
-                refill_owed: false,
-            };
-        }
-    }
-
-    /// The running store call ended. Returns whether a slot freed up meanwhile.
-    fn end_call(&mut self) -> bool {
-        match self.phase {
-            Phase::Busy { tick_owed, refill_owed } => {
-                self.phase = Phase::Idle { tick_owed };
-                refill_owed
-            }
-            Phase::Stopped { .. } => {
-                self.phase = Phase::Stopped { busy: false };
-                false
-            }
-            Phase::Idle { .. } => false,
+        if self.phase.tick() {
+            self.recover_then_fill(ctx);
         }
     }
 
     /// The one continuation: every store call and every returned order ends here.
     fn proceed(&mut self, next: Next, ctx: &mut Context<Self>) {
-        match (next, self.phase) {
-            (Next::Fill, _) => self.fill(ctx),
-            (Next::ScanOrFill { .. }, Phase::Idle { tick_owed: true }) => self.recover_then_fill(ctx),
-            (Next::ScanOrFill { refill }, _) if refill && self.more_waiting => self.fill(ctx),
-            (Next::FillIfWaiting, _) if self.more_waiting => self.fill(ctx),
-            _ => {}
+        match self.phase.step(next, self.more_waiting) {
+            Step::Scan => self.recover_then_fill(ctx),
+            Step::Fill => self.fill(ctx),
+            Step::Wait => {}
         }
         self.maybe_finish_drain();
     }
@@ -224,11 +272,7 @@ impl Scanner {
         if let Phase::Stopped { .. } = self.phase {
             return;
         }
-        // This scan pays any tick owed.
-        self.phase = Phase::Busy {
-            tick_owed: false,
-            refill_owed: false,
-        };
+        self.phase.begin(true);
         // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
         // first.
         self.candidates.clear();
@@ -246,7 +290,7 @@ impl Scanner {
                     tracing::error!(error = %e, "scan failed; will try again next interval");
                 }
             }
-            act.end_call();
+            act.phase.end();
             act.proceed(Next::Fill, ctx);
         }));
     }
@@ -257,14 +301,9 @@ impl Scanner {
     /// every tick or when it runs dry, so the scan for eligible orders is not repeated for every
     /// freed slot. Only free slots are ever claimed for: the list itself holds no leases.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        match &mut self.phase {
-            Phase::Stopped { .. } => return,
-            // Slots freed while a store call runs are filled as soon as it ends.
-            Phase::Busy { refill_owed, .. } => {
-                *refill_owed = true;
-                return;
-            }
-            Phase::Idle { .. } => {}
+        // Slots freed while a store call runs are filled as soon as it ends.
+        if !self.phase.refill() {
+            return;
         }
         let permits = self.free_slots();
         if permits.is_empty() {
@@ -280,7 +319,7 @@ impl Scanner {
             self.maybe_finish_drain();
             return;
         }
-        self.begin_call();
+        self.phase.begin(false);
         let env = self.env.clone();
         let asked = ids.len();
         let claim = async move {
@@ -288,7 +327,7 @@ impl Scanner {
             env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await
         };
         ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
-            let refill_owed = act.end_call();
+            let refill_owed = act.phase.end();
             let refill = match res {
                 Ok(claimed) => {
                     if !claimed.is_empty() {
@@ -327,7 +366,7 @@ impl Scanner {
 
     /// Fetch a fresh list of eligible ids, then fill.
     fn fetch_candidates(&mut self, ctx: &mut Context<Self>) {
-        self.begin_call();
+        self.phase.begin(false);
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
         let mut swept = std::mem::take(&mut self.swept);
@@ -339,7 +378,7 @@ impl Scanner {
             (ids, swept)
         };
         ctx.spawn(fetch.into_actor(self).map(move |(res, swept), act, ctx| {
-            act.end_call();
+            act.phase.end();
             act.swept = swept;
             match res {
                 Ok(ids) => {
@@ -451,9 +490,102 @@ impl Handler<StopClaiming> for Scanner {
     type Result = ();
 
     fn handle(&mut self, _: StopClaiming, _: &mut Self::Context) {
-        self.phase = Phase::Stopped {
-            busy: self.phase.busy(),
-        };
+        self.phase.stop();
         self.more_waiting = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Phase = Phase::Idle { tick_owed: false };
+
+    #[test]
+    fn a_tick_scans_when_idle_and_is_owed_while_a_call_runs() {
+        let mut p = IDLE;
+        assert!(p.tick(), "idle: scan now");
+        p.begin(false);
+        assert!(!p.tick(), "busy: not now");
+        assert_eq!(
+            p,
+            Phase::Busy {
+                tick_owed: true,
+                refill_owed: false
+            }
+        );
+        p.end();
+        assert_eq!(
+            p.step(Next::ScanOrFill { refill: false }, false),
+            Step::Scan,
+            "paid after the claim"
+        );
+    }
+
+    #[test]
+    fn a_tick_owed_during_a_scan_waits_for_the_next_claim_and_the_scan_pays_it() {
+        let mut p = IDLE;
+        p.begin(true);
+        assert!(!p.tick());
+        p.end();
+        // After a scan the continuation fills; the tick stays owed through that claim.
+        assert_eq!(p.step(Next::Fill, false), Step::Fill);
+        p.begin(false);
+        assert_eq!(
+            p,
+            Phase::Busy {
+                tick_owed: true,
+                refill_owed: false
+            }
+        );
+        p.end();
+        assert_eq!(p.step(Next::ScanOrFill { refill: true }, true), Step::Scan);
+        p.begin(true);
+        p.end();
+        assert_eq!(p, IDLE, "the scan paid it");
+    }
+
+    #[test]
+    fn a_slot_freed_while_a_call_runs_is_owed_and_filled_when_more_wait() {
+        let mut p = IDLE;
+        assert!(p.refill(), "idle: claim now");
+        p.begin(false);
+        assert!(!p.refill(), "busy: not now");
+        assert!(p.end(), "owed to the claim's continuation");
+        assert!(
+            !{
+                p.begin(false);
+                p.end()
+            },
+            "a new call starts owing nothing"
+        );
+        assert_eq!(p.step(Next::ScanOrFill { refill: true }, true), Step::Fill);
+        assert_eq!(
+            p.step(Next::ScanOrFill { refill: true }, false),
+            Step::Wait,
+            "nothing waits"
+        );
+        assert_eq!(p.step(Next::ScanOrFill { refill: false }, true), Step::Wait);
+        assert_eq!(p.step(Next::FillIfWaiting, true), Step::Fill);
+        assert_eq!(p.step(Next::FillIfWaiting, false), Step::Wait);
+    }
+
+    #[test]
+    fn once_stopped_nothing_starts_and_a_running_call_still_counts_as_busy() {
+        let mut p = IDLE;
+        p.begin(false);
+        p.stop();
+        assert!(p.busy(), "the drain waits for the running claim");
+        assert!(!p.tick());
+        assert!(!p.refill());
+        p.end();
+        assert_eq!(p, Phase::Stopped { busy: false });
+        assert!(!p.busy());
+        for next in [Next::Fill, Next::ScanOrFill { refill: true }, Next::FillIfWaiting] {
+            assert_eq!(p.step(next, true), Step::Wait, "{next:?}");
+        }
+        let mut idle = IDLE;
+        idle.stop();
+        assert!(!idle.busy());
     }
 }
