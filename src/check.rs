@@ -11,8 +11,9 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use crate::actors::{Env, Outcome};
 use crate::app::build_env;
 use crate::config::Settings;
-use crate::domain::{decide, Decision, MerchantTransactionId, Order, StatusError, StatusReport};
+use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
+use crate::store::fields::{own, shop};
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     match answer {
@@ -124,21 +125,25 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         DateTime::now().timestamp_millis() - 60_000 - env.settings.job.lookback.as_millis() as i64,
     );
     products
-        .insert_one(doc! { "_id": tag, "stock": 1, "selftest": true })
+        .insert_one(doc! { "_id": tag, shop::STOCK: 1, "selftest": true })
         .await?;
     // Inserted already leased to this process, so no running instance picks it up meanwhile.
     let lease_until = DateTime::from_millis(DateTime::now().timestamp_millis() + 300_000);
     orders
         .insert_one(doc! {
-            "merchantTransactionId": tag, "status": "draft", "paymentStatus": "pending", "amount": 100,
-            "items": [{ "productId": tag, "quantity": 1 }], "createdAt": created, "updatedAt": created,
-            "selftest": true, "history": [],
-            "reconciliation": { "attempts": 0, "leaseOwner": &env.owner, "leaseUntil": lease_until },
+            shop::MERCHANT_TRANSACTION_ID: tag, shop::STATUS: Status::Draft.as_str(),
+            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(), shop::AMOUNT: 100,
+            shop::ITEMS: [{ shop::PRODUCT_ID: tag, shop::QUANTITY: 1 }],
+            shop::CREATED_AT: created, shop::UPDATED_AT: created, "selftest": true, own::HISTORY: [],
+            own::RECONCILIATION_KEY: {
+                own::key(own::ATTEMPTS): 0, own::key(own::LEASE_OWNER): &env.owner,
+                own::key(own::LEASE_UNTIL): lease_until,
+            },
         })
         .await?;
     println!("selftest: created draft order {tag}");
     let doc = orders
-        .find_one(doc! { "merchantTransactionId": tag })
+        .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: tag })
         .await?
         .context("test order vanished")?;
     let order = Order::parse(&doc)?;
@@ -150,16 +155,17 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
     let outcome = crate::settle::settle(&env.settler(), &order, decision).await?;
     let after = orders
-        .find_one(doc! { "merchantTransactionId": tag })
+        .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: tag })
         .await?
         .context("test order vanished")?;
-    let status = after.get_str("status").unwrap_or("?");
+    let status = after.get_str(shop::STATUS).unwrap_or("?");
     let expected = match outcome {
-        Outcome::Confirmed => "confirmed",
-        Outcome::Cancelled => "cancelled",
-        Outcome::NeedsReview => "needs_review",
-        _ => "draft",
-    };
+        Outcome::Confirmed => Status::Confirmed,
+        Outcome::Cancelled => Status::Cancelled,
+        Outcome::NeedsReview => Status::NeedsReview,
+        _ => Status::Draft,
+    }
+    .as_str();
     println!("selftest: reconciled as {} (status {status})", outcome.as_str());
     if status != expected {
         return Err(anyhow!(
@@ -173,7 +179,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
 async fn cleanup(env: &Env, tag: &str) -> anyhow::Result<()> {
     let db = env.store.database();
     db.collection::<Document>("orders")
-        .delete_many(doc! { "merchantTransactionId": tag, "selftest": true })
+        .delete_many(doc! { shop::MERCHANT_TRANSACTION_ID: tag, "selftest": true })
         .await?;
     db.collection::<Document>("products")
         .delete_many(doc! { "_id": Bson::String(tag.into()), "selftest": true })

@@ -281,7 +281,7 @@ mod tests {
             .build_recorder();
         metrics::with_local_recorder(&recorder, || {
             crate::telemetry::describe_metrics();
-            metrics::counter!(crate::telemetry::names::SCAN_RUNS, "result" => "ok").increment(2);
+            metrics::counter!(crate::telemetry::names::SCAN_RUNS, crate::telemetry::labels::RESULT => crate::telemetry::labels::scan::OK).increment(2);
         });
         let health = Health::new(Duration::from_millis(10));
         let db_up = Arc::new(AtomicBool::new(true));

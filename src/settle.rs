@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime};
 
-use crate::domain::decision::{review, watch_recheck, LATE_PAYMENT_RECHECK};
-use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, Status};
+use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
+use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
-use crate::store::orders::plus;
+use crate::store::orders::{plus, Recheck};
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// What settling needs: the store, how to commit, who holds the lease, and the policy.
 #[derive(Clone, Copy)]
@@ -45,7 +45,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Outcome::Confirmed => "confirmed",
             Outcome::Cancelled => "cancelled",
@@ -68,7 +68,7 @@ impl Outcome {
 
 fn count(o: Outcome) -> Outcome {
     if o.is_settlement() {
-        metrics::counter!(names::ORDERS_SETTLED, "outcome" => o.as_str()).increment(1);
+        metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => o.as_str()).increment(1);
     }
     o
 }
@@ -101,14 +101,14 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             code,
             transaction_id,
         } => {
-            if reason == review::PAID_AFTER_CANCEL {
+            if reason == ReviewReason::PaidAfterCancel {
                 metrics::counter!(names::LATE_PAYMENTS).increment(1);
                 tracing::error!(
                     "PhonePe reports a payment for an order we cancelled: parking it as needs_review \
                      (paid_after_cancel) for a person to refund or fulfil"
                 );
             } else {
-                tracing::warn!(reason, "parking order as needs_review");
+                tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
             }
             let t = Transition::new(
                 order.status,
@@ -148,9 +148,11 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 .reschedule(
                     &order.id,
                     env.owner,
-                    order.status,
-                    plus(now, jitter_unless_watched(order.status, after)),
-                    &code,
+                    Recheck::new(
+                        order.status,
+                        plus(now, jitter_unless_watched(order.status, after)),
+                        &code,
+                    ),
                     now,
                 )
                 .await?;
@@ -159,7 +161,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
         Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
         Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
         Decision::GiveUp { reason, error } => {
-            tracing::error!(reason, error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
+            tracing::error!(reason = reason.as_str(), error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
             let mut t = Transition::new(
                 order.status,
                 Status::NeedsReview,
@@ -174,7 +176,12 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
             env.store
-                .reschedule(&order.id, env.owner, order.status, end, "WATCH_ENDED", now)
+                .reschedule(
+                    &order.id,
+                    env.owner,
+                    Recheck::new(order.status, end, "WATCH_ENDED"),
+                    now,
+                )
                 .await?;
             Outcome::Rescheduled
         }
@@ -193,18 +200,10 @@ async fn retry(
     count: Option<&str>,
     now: DateTime,
 ) -> Result<Outcome, StoreError> {
-    env.store
-        .reschedule_after_error(
-            &order.id,
-            env.owner,
-            order.status,
-            plus(now, jitter(after)),
-            &error.code(),
-            &error.excerpt(),
-            count,
-            now,
-        )
-        .await?;
+    let (code, excerpt) = (error.code(), error.excerpt());
+    let next = plus(now, jitter(after));
+    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
+    env.store.reschedule(&order.id, env.owner, recheck, now).await?;
     Ok(Outcome::Retried)
 }
 
@@ -239,7 +238,8 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
         }
         Ok(parked) => parked,
         Err(e) => {
-            metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => "database").increment(1);
+            metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => labels::commit_failure::DATABASE)
+                .increment(1);
             tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
             // Best effort: bring it back soon. If this write fails too, the lease expires.
             let _ = env
@@ -247,19 +247,24 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
                 .reschedule(
                     &order.id,
                     env.owner,
-                    Status::Draft,
-                    plus(now, jitter(Duration::from_secs(30))),
-                    "COMMIT_ERROR",
+                    Recheck::new(
+                        Status::Draft,
+                        plus(now, jitter(Duration::from_secs(30))),
+                        "COMMIT_ERROR",
+                    ),
                     now,
                 )
                 .await;
             return Err(e);
         }
     };
-    let reason = parked.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+    let reason = parked
+        .review_reason()
+        .unwrap_or(ReviewReason::InsufficientStock)
+        .as_str();
     let product = parked.product().unwrap_or_default().to_string();
     // Both strategies have already parked the order as needs_review, with nothing deducted.
-    metrics::counter!(names::STOCK_COMMIT_FAILURES, "reason" => reason).increment(1);
+    metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => reason).increment(1);
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
     Ok(Outcome::NeedsReview)
 }
@@ -276,7 +281,7 @@ pub async fn park_invalid(
         status,
         Status::NeedsReview,
         PaymentStatus::Pending,
-        review::INVALID_ORDER,
+        ReviewReason::InvalidOrder,
         error.to_string(),
         None,
     );

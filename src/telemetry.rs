@@ -135,12 +135,13 @@ pub mod labels {
     pub const RESULT: &str = "result";
     pub const VERSION: &str = "version";
 
-    /// Values of `outcome` on [`super::names::ORDERS_SETTLED`].
+    /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
     pub mod outcome {
-        pub const CONFIRMED: &str = "confirmed";
-        pub const CANCELLED: &str = "cancelled";
-        pub const NEEDS_REVIEW: &str = "needs_review";
-        pub const ALREADY_PROCESSED: &str = "already_processed";
+        use crate::settle::Outcome;
+        pub const CONFIRMED: &str = Outcome::Confirmed.as_str();
+        pub const CANCELLED: &str = Outcome::Cancelled.as_str();
+        pub const NEEDS_REVIEW: &str = Outcome::NeedsReview.as_str();
+        pub const ALREADY_PROCESSED: &str = Outcome::AlreadyProcessed.as_str();
         pub const ALL: [&str; 4] = [CONFIRMED, CANCELLED, NEEDS_REVIEW, ALREADY_PROCESSED];
     }
 
@@ -151,17 +152,19 @@ pub mod labels {
     }
 
     /// Values of `kind` on [`super::names::PHONEPE_API_ERRORS`] (the decision table's classes,
-    /// as `StatusError::kind_label` spells them; a unit test keeps the two in step).
+    /// spelled by `TransientKind::as_str` and `StatusError`'s label constants; a unit test checks
+    /// that `StatusError::kind_label` yields exactly these).
     pub mod api_error {
-        pub const SERVER_ERROR: &str = "server_error";
-        pub const TIMEOUT: &str = "timeout";
-        pub const CONNECTION: &str = "connection";
-        pub const MALFORMED: &str = "malformed";
-        pub const UNKNOWN_CODE: &str = "unknown_code";
+        use crate::domain::{StatusError, TransientKind};
+        pub const SERVER_ERROR: &str = TransientKind::Server.as_str();
+        pub const TIMEOUT: &str = TransientKind::Timeout.as_str();
+        pub const CONNECTION: &str = TransientKind::Connection.as_str();
+        pub const MALFORMED: &str = TransientKind::Malformed.as_str();
+        pub const UNKNOWN_CODE: &str = TransientKind::UnknownCode.as_str();
         /// 401 / AUTHORIZATION_FAILED: configuration error, calls pause.
-        pub const REJECTED: &str = "rejected";
+        pub const REJECTED: &str = StatusError::REJECTED_LABEL;
         /// BAD_REQUEST about one transaction: that order backs off, then is parked.
-        pub const REFUSED: &str = "refused";
+        pub const REFUSED: &str = StatusError::REFUSED_LABEL;
         pub const ALL: [&str; 7] = [
             SERVER_ERROR,
             TIMEOUT,
@@ -173,22 +176,30 @@ pub mod labels {
         ];
     }
 
-    /// Values of `reason` on [`super::names::STOCK_COMMIT_FAILURES`].
+    /// Values of `reason` on [`super::names::STOCK_COMMIT_FAILURES`]: the review reason an
+    /// unfulfillable commit parks the order with (spelled by `ReviewReason::as_str`), or `database`.
     pub mod commit_failure {
+        use crate::domain::ReviewReason;
         /// A guard `stock >= quantity` failed: nothing deducted, the order is parked.
-        pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+        pub const INSUFFICIENT_STOCK: &str = ReviewReason::InsufficientStock.as_str();
         /// A product (or size) the order names does not exist: nothing deducted, parked.
-        pub const PRODUCT_MISSING: &str = "product_missing";
+        pub const PRODUCT_MISSING: &str = ReviewReason::ProductMissing.as_str();
         /// A product lists the ordered size twice: nothing deducted, parked.
-        pub const INVALID_PRODUCT: &str = "invalid_product";
+        pub const INVALID_PRODUCT: &str = ReviewReason::InvalidProduct.as_str();
         /// MongoDB failed the commit (after the transaction's own retries): retried later.
         pub const DATABASE: &str = "database";
         pub const ALL: [&str; 4] = [INSUFFICIENT_STOCK, PRODUCT_MISSING, INVALID_PRODUCT, DATABASE];
     }
 
-    /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (`ChildId::actor_label`).
+    /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (spelled by `ChildId::actor_label`).
     pub mod actor {
-        pub const ALL: [&str; 4] = ["rate_limiter", "stock_committer", "order_reconciler", "scanner"];
+        use crate::actors::ChildId;
+        pub const ALL: [&str; 4] = [
+            ChildId::RateLimiter.actor_label(),
+            ChildId::StockCommitter.actor_label(),
+            ChildId::OrderReconciler(0).actor_label(),
+            ChildId::Scanner.actor_label(),
+        ];
     }
 }
 

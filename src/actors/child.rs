@@ -21,7 +21,7 @@ pub enum ChildId {
 
 impl ChildId {
     /// The `actor` label of `reconciler_actor_restarts_total`.
-    pub fn actor_label(self) -> &'static str {
+    pub const fn actor_label(self) -> &'static str {
         match self {
             ChildId::RateLimiter => "rate_limiter",
             ChildId::StockCommitter => "stock_committer",

@@ -35,9 +35,9 @@ use super::{set, Env, Outcome, Wiring};
 use crate::domain::decision::on_service_error;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
-use crate::store::orders::plus;
+use crate::store::orders::{plus, Recheck};
 use crate::store::Claimed;
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// Reconcile one claimed order. The slot permit is held until the work is done.
 #[derive(Message)]
@@ -177,7 +177,7 @@ async fn release(env: &Env, id: &Bson, status: Status, after: Duration, code: &s
     let now = DateTime::now();
     if let Err(e) = env
         .store
-        .reschedule(id, &env.owner, status, plus(now, after), code, now)
+        .reschedule(id, &env.owner, Recheck::new(status, plus(now, after), code), now)
         .await
     {
         tracing::warn!(error = %e, "could not hand the order back; its lease will expire");
@@ -358,11 +358,11 @@ async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusErr
         Ok(r) => r.code.clone(),
         Err(e) => e.code(),
     };
-    metrics::counter!(names::PHONEPE_REQUESTS, "code" => code).increment(1);
+    metrics::counter!(names::PHONEPE_REQUESTS, labels::CODE => code).increment(1);
     match &answer {
         Ok(_) => {}
         Err(StatusError::RateLimited) => metrics::counter!(names::PHONEPE_RATE_LIMITED).increment(1),
-        Err(e) => metrics::counter!(names::PHONEPE_API_ERRORS, "kind" => e.kind_label()).increment(1),
+        Err(e) => metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => e.kind_label()).increment(1),
     }
     answer
 }
@@ -384,7 +384,7 @@ fn log_decision(d: &Decision) {
             tracing::warn!(error = %error, retry_in_secs = after.as_secs(), counted = ?tally, "PhonePe could not answer; nothing changes, retrying later")
         }
         Decision::GiveUp { reason, error } => {
-            tracing::error!(error = %error.excerpt(), reason, "PhonePe's answers about this order stay unusable; parking it for a person")
+            tracing::error!(error = %error.excerpt(), reason = reason.as_str(), "PhonePe's answers about this order stay unusable; parking it for a person")
         }
         Decision::PauseCalls { after, error } => {
             tracing::error!(error = %error, pause_secs = after.as_secs(), "PhonePe rejected the request: configuration error; pausing calls")

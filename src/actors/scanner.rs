@@ -12,6 +12,10 @@
 //! indexed filters cannot match) is kept and fed to `Store::candidates_with`, which lists its
 //! ids first and reserves a share for due watches, so the sweep runs once per tick.
 //!
+//! Coordination is one `Phase`: at most one store call (scan, candidate fetch or claim) runs at
+//! a time; a tick or a freed slot that arrives meanwhile is owed, and every call and every order
+//! that comes back ends in the same continuation, `proceed`, which pays what is owed.
+//!
 //! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
 //! then answers with a summary of outcomes.
 
@@ -28,7 +32,7 @@ use super::reconciler::Reconcile;
 use super::{Env, Outcome, Wiring};
 use crate::store::orders::Swept;
 use crate::store::Claimed;
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// Counts of outcomes (the `once` summary).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,16 +96,120 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct StopClaiming;
 
+/// Where the Scanner stands. At most one store call (a scan, a candidate fetch or a claim) runs
+/// at a time; what arrives meanwhile is owed and paid by [`Scanner::proceed`] when the call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No store call runs. `tick_owed`: a tick arrived during the last scan; its scan runs after
+    /// the next claim or fetch.
+    Idle { tick_owed: bool },
+    /// A store call runs. `tick_owed`: a tick arrived meanwhile, so a busy drain never skips the
+    /// recovery pass or the scan metrics; `refill_owed`: a slot freed up meanwhile.
+    Busy { tick_owed: bool, refill_owed: bool },
+    /// `StopClaiming` arrived: nothing new starts. `busy` until the running call ends.
+    Stopped { busy: bool },
+}
+
+/// What [`Scanner::proceed`] does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The recovery pass, the gauges, then a claim (`recover_then_fill`).
+    Scan,
+    /// Claim for free slots (`fill`); while a call runs, that owes a refill.
+    Fill,
+    /// Nothing until a tick or a returning order.
+    Wait,
+}
+
+/// The Scanner's transitions, apart from the actor so they can be tested row by row.
+impl Phase {
+    /// A store call runs.
+    fn busy(self) -> bool {
+        matches!(self, Phase::Busy { .. } | Phase::Stopped { busy: true })
+    }
+
+    /// A tick: returns whether to scan now; while a call runs the tick is owed instead.
+    fn tick(&mut self) -> bool {
+        match self {
+            Phase::Idle { .. } => true,
+            Phase::Busy { tick_owed, .. } => {
+                *tick_owed = true;
+                false
+            }
+            Phase::Stopped { .. } => false,
+        }
+    }
+
+    /// A store call starts. A scan pays the tick owed; a fetch or claim keeps it owed.
+    fn begin(&mut self, scan: bool) {
+        if let Phase::Idle { tick_owed } | Phase::Busy { tick_owed, .. } = *self {
+            *self = Phase::Busy {
+                tick_owed: tick_owed && !scan,
+                refill_owed: false,
+            };
+        }
+    }
+
+    /// The running store call ended. Returns whether a slot freed up meanwhile.
+    fn end(&mut self) -> bool {
+        match *self {
+            Phase::Busy { tick_owed, refill_owed } => {
+                *self = Phase::Idle { tick_owed };
+                refill_owed
+            }
+            Phase::Stopped { .. } => {
+                *self = Phase::Stopped { busy: false };
+                false
+            }
+            Phase::Idle { .. } => false,
+        }
+    }
+
+    /// A slot freed up: returns whether to claim now; while a call runs the refill is owed.
+    fn refill(&mut self) -> bool {
+        match self {
+            Phase::Idle { .. } => true,
+            Phase::Busy { refill_owed, .. } => {
+                *refill_owed = true;
+                false
+            }
+            Phase::Stopped { .. } => false,
+        }
+    }
+
+    /// `StopClaiming`: nothing new starts; a running call still ends.
+    fn stop(&mut self) {
+        *self = Phase::Stopped { busy: self.busy() };
+    }
+
+    /// The continuation's table: what to do after `next`, given whether more orders wait.
+    fn step(self, next: Next, more_waiting: bool) -> Step {
+        match (next, self) {
+            (_, Phase::Stopped { .. }) => Step::Wait,
+            (Next::Fill, _) => Step::Fill,
+            (Next::ScanOrFill { .. }, Phase::Idle { tick_owed: true }) => Step::Scan,
+            (Next::ScanOrFill { refill: true } | Next::FillIfWaiting, _) if more_waiting => Step::Fill,
+            _ => Step::Wait,
+        }
+    }
+}
+
+/// What a finished store call, or an order coming back, asks [`Scanner::proceed`] to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// A scan ended: claim for every free slot (a tick owed stays owed).
+    Fill,
+    /// Run the owed tick's scan if there is one, else fill when `refill` and more orders wait.
+    ScanOrFill { refill: bool },
+    /// An order came back: fill its slot when more orders wait.
+    FillIfWaiting,
+}
+
 pub struct Scanner {
     env: Arc<Env>,
     wiring: Arc<Wiring>,
     mode: Mode,
-    claiming: bool,
-    /// A tick arrived while a claim was running: run its scan as soon as the claim ends, so a
-    /// busy drain never skips the recovery pass or the scan metrics.
-    tick_pending: bool,
-    /// A slot freed up while a claim was running: claim again as soon as it ends.
-    refill_pending: bool,
+    phase: Phase,
     /// Eligible order ids, oldest first, not claimed yet (see `fill`).
     candidates: VecDeque<Bson>,
     /// What this tick's sweep found and no candidate list has taken yet.
@@ -111,7 +219,6 @@ pub struct Scanner {
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
-    stopping: bool,
     summary: Summary,
     drain_reply: Option<tokio::sync::oneshot::Sender<Summary>>,
     _guard: ChildGuard,
@@ -123,15 +230,12 @@ impl Scanner {
             env,
             wiring,
             mode,
-            claiming: false,
-            tick_pending: false,
-            refill_pending: false,
+            phase: Phase::Idle { tick_owed: false },
             candidates: VecDeque::new(),
             swept: Swept::default(),
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
-            stopping: false,
             summary: Summary::default(),
             drain_reply: None,
             _guard: guard,
@@ -147,72 +251,47 @@ impl Scanner {
             return;
         }
         self.env.health.scanner_ticked();
-        if self.stopping {
-            return;
+        if self.phase.tick() {
+            self.recover_then_fill(ctx);
         }
-        if self.claiming {
-            self.tick_pending = true;
-            return;
+    }
+
+    /// The one continuation: every store call and every returned order ends here.
+    fn proceed(&mut self, next: Next, ctx: &mut Context<Self>) {
+        match self.phase.step(next, self.more_waiting) {
+            Step::Scan => self.recover_then_fill(ctx),
+            Step::Fill => self.fill(ctx),
+            Step::Wait => {}
         }
-        self.recover_then_fill(ctx);
+        self.maybe_finish_drain();
     }
 
     /// The recovery pass (interrupted journal commits), the backlog gauges, then a claim.
-    /// `claiming` stays set meanwhile, so nothing is claimed before recovery has run.
+    /// The phase stays busy meanwhile, so nothing is claimed before recovery has run.
     fn recover_then_fill(&mut self, ctx: &mut Context<Self>) {
-        self.claiming = true;
-        self.tick_pending = false;
+        if let Phase::Stopped { .. } = self.phase {
+            return;
+        }
+        self.phase.begin(true);
         // Every scan starts from a fresh list: orders that became eligible since are seen, oldest
         // first.
         self.candidates.clear();
         self.swept = Swept::default();
         self.listed_all = false;
         let env = self.env.clone();
-        let scan = async move {
-            let recovered = env
-                .store
-                .recover_journals(&env.owner, env.settings.job.lease_ttl)
-                .await?;
-            if !recovered.is_empty() {
-                tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
-            }
-            let now = DateTime::now();
-            let swept = env.store.sweep(now, &env.eligibility).await?;
-            let counts = ScanCounts {
-                eligible: env.store.count_eligible(now, &env.eligibility).await?,
-                irregular: swept.drafts.len() as u64,
-                overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
-                review: env.store.count_needs_review().await?,
-            };
-            Ok::<_, crate::store::StoreError>((counts, swept))
-        };
-        ctx.spawn(scan.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(scan(env).into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok((c, swept)) => {
+                Ok((counts, swept)) => {
                     act.swept = swept;
-                    if c.irregular > 0 {
-                        tracing::warn!(
-                            drafts = c.irregular,
-                            "drafts whose createdAt or paymentStatus the indexed query cannot match; \
-                             the sweep reconciles or parks them"
-                        );
-                    }
-                    metrics::gauge!(names::ELIGIBLE_BACKLOG).set((c.eligible + c.irregular) as f64);
-                    metrics::gauge!(names::IRREGULAR_DRAFTS).set(c.irregular as f64);
-                    metrics::gauge!(names::OVERDUE_WATCHES).set(c.overdue_watches as f64);
-                    metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(c.review as f64);
-                    metrics::counter!(names::SCAN_RUNS, "result" => "ok").increment(1);
-                    metrics::gauge!(names::LAST_SUCCESSFUL_SCAN)
-                        .set(DateTime::now().timestamp_millis() as f64 / 1000.0);
+                    counts.record();
                 }
                 Err(e) => {
-                    metrics::counter!(names::SCAN_RUNS, "result" => "error").increment(1);
+                    metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::ERROR).increment(1);
                     tracing::error!(error = %e, "scan failed; will try again next interval");
                 }
             }
-            act.claiming = false;
-            act.fill(ctx);
-            act.maybe_finish_drain();
+            act.phase.end();
+            act.proceed(Next::Fill, ctx);
         }));
     }
 
@@ -222,24 +301,11 @@ impl Scanner {
     /// every tick or when it runs dry, so the scan for eligible orders is not repeated for every
     /// freed slot. Only free slots are ever claimed for: the list itself holds no leases.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
+        // Slots freed while a store call runs are filled as soon as it ends.
+        if !self.phase.refill() {
             return;
         }
-        if self.claiming {
-            // Slots freed while a claim runs are filled as soon as it ends.
-            self.refill_pending = true;
-            return;
-        }
-        self.refill_pending = false;
-        let cap = self.env.settings.job.max_orders_per_run as usize;
-        let permits: Vec<(usize, OwnedSemaphorePermit)> = self
-            .wiring
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.free.clone().try_acquire_owned().ok().map(|p| (i, p)))
-            .take(cap)
-            .collect();
+        let permits = self.free_slots();
         if permits.is_empty() {
             return;
         }
@@ -253,7 +319,7 @@ impl Scanner {
             self.maybe_finish_drain();
             return;
         }
-        self.claiming = true;
+        self.phase.begin(false);
         let env = self.env.clone();
         let asked = ids.len();
         let claim = async move {
@@ -261,39 +327,46 @@ impl Scanner {
             env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await
         };
         ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
-            act.claiming = false;
-            let mut refill = act.refill_pending;
-            match res {
+            let refill_owed = act.phase.end();
+            let refill = match res {
                 Ok(claimed) => {
                     if !claimed.is_empty() {
                         tracing::debug!(claimed = claimed.len(), "claimed orders");
                     }
                     // Fewer than asked: some candidates were taken or settled meanwhile; the
                     // freed permits go to the next candidates straight away.
-                    refill |= claimed.len() < asked;
+                    let short = claimed.len() < asked;
                     for (order, (idx, permit)) in claimed.into_iter().zip(permits) {
                         act.dispatch(idx, order, permit, ctx);
                     }
                     act.more_waiting = !act.candidates.is_empty() || !act.listed_all;
+                    refill_owed || short
                 }
                 Err(e) => {
-                    refill = false;
                     act.more_waiting = false;
                     tracing::error!(error = %e, "claiming orders failed; will try again next interval");
+                    false
                 }
-            }
-            if std::mem::take(&mut act.tick_pending) && !act.stopping {
-                act.recover_then_fill(ctx);
-            } else if refill && act.more_waiting {
-                act.fill(ctx);
-            }
-            act.maybe_finish_drain();
+            };
+            act.proceed(Next::ScanOrFill { refill }, ctx);
         }));
+    }
+
+    /// A permit for every free reconciler slot, at most `max_orders_per_run`.
+    fn free_slots(&self) -> Vec<(usize, OwnedSemaphorePermit)> {
+        let cap = self.env.settings.job.max_orders_per_run as usize;
+        self.wiring
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.free.clone().try_acquire_owned().ok().map(|p| (i, p)))
+            .take(cap)
+            .collect()
     }
 
     /// Fetch a fresh list of eligible ids, then fill.
     fn fetch_candidates(&mut self, ctx: &mut Context<Self>) {
-        self.claiming = true;
+        self.phase.begin(false);
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
         let mut swept = std::mem::take(&mut self.swept);
@@ -305,7 +378,7 @@ impl Scanner {
             (ids, swept)
         };
         ctx.spawn(fetch.into_actor(self).map(move |(res, swept), act, ctx| {
-            act.claiming = false;
+            act.phase.end();
             act.swept = swept;
             match res {
                 Ok(ids) => {
@@ -320,12 +393,7 @@ impl Scanner {
                     tracing::error!(error = %e, "finding eligible orders failed; will try again next interval");
                 }
             }
-            if std::mem::take(&mut act.tick_pending) && !act.stopping {
-                act.recover_then_fill(ctx);
-            } else if act.more_waiting {
-                act.fill(ctx);
-            }
-            act.maybe_finish_drain();
+            act.proceed(Next::ScanOrFill { refill: true }, ctx);
         }));
     }
 
@@ -342,20 +410,56 @@ impl Scanner {
                 .map(|res, act, ctx| {
                     act.in_flight -= 1;
                     act.summary.add(res.unwrap_or(Outcome::Released));
-                    if act.more_waiting {
-                        act.fill(ctx);
-                    }
-                    act.maybe_finish_drain();
+                    act.proceed(Next::FillIfWaiting, ctx);
                 }),
         );
     }
 
     fn maybe_finish_drain(&mut self) {
-        if self.mode == Mode::Once && !self.claiming && self.in_flight == 0 && !self.more_waiting {
+        if self.mode == Mode::Once && !self.phase.busy() && self.in_flight == 0 && !self.more_waiting {
             if let Some(tx) = self.drain_reply.take() {
                 let _ = tx.send(std::mem::take(&mut self.summary));
             }
         }
+    }
+}
+
+/// The scan a tick runs: the recovery pass, the sweep, and the counts for the gauges.
+async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreError> {
+    let recovered = env
+        .store
+        .recover_journals(&env.owner, env.settings.job.lease_ttl)
+        .await?;
+    if !recovered.is_empty() {
+        tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
+    }
+    let now = DateTime::now();
+    let swept = env.store.sweep(now, &env.eligibility).await?;
+    let counts = ScanCounts {
+        eligible: env.store.count_eligible(now, &env.eligibility).await?,
+        irregular: swept.drafts.len() as u64,
+        overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
+        review: env.store.count_needs_review().await?,
+    };
+    Ok((counts, swept))
+}
+
+impl ScanCounts {
+    /// Set the backlog gauges and count a successful scan.
+    fn record(&self) {
+        if self.irregular > 0 {
+            tracing::warn!(
+                drafts = self.irregular,
+                "drafts whose createdAt or paymentStatus the indexed query cannot match; \
+                 the sweep reconciles or parks them"
+            );
+        }
+        metrics::gauge!(names::ELIGIBLE_BACKLOG).set((self.eligible + self.irregular) as f64);
+        metrics::gauge!(names::IRREGULAR_DRAFTS).set(self.irregular as f64);
+        metrics::gauge!(names::OVERDUE_WATCHES).set(self.overdue_watches as f64);
+        metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(self.review as f64);
+        metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::OK).increment(1);
+        metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
     }
 }
 
@@ -386,7 +490,102 @@ impl Handler<StopClaiming> for Scanner {
     type Result = ();
 
     fn handle(&mut self, _: StopClaiming, _: &mut Self::Context) {
-        self.stopping = true;
+        self.phase.stop();
         self.more_waiting = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Phase = Phase::Idle { tick_owed: false };
+
+    #[test]
+    fn a_tick_scans_when_idle_and_is_owed_while_a_call_runs() {
+        let mut p = IDLE;
+        assert!(p.tick(), "idle: scan now");
+        p.begin(false);
+        assert!(!p.tick(), "busy: not now");
+        assert_eq!(
+            p,
+            Phase::Busy {
+                tick_owed: true,
+                refill_owed: false
+            }
+        );
+        p.end();
+        assert_eq!(
+            p.step(Next::ScanOrFill { refill: false }, false),
+            Step::Scan,
+            "paid after the claim"
+        );
+    }
+
+    #[test]
+    fn a_tick_owed_during_a_scan_waits_for_the_next_claim_and_the_scan_pays_it() {
+        let mut p = IDLE;
+        p.begin(true);
+        assert!(!p.tick());
+        p.end();
+        // After a scan the continuation fills; the tick stays owed through that claim.
+        assert_eq!(p.step(Next::Fill, false), Step::Fill);
+        p.begin(false);
+        assert_eq!(
+            p,
+            Phase::Busy {
+                tick_owed: true,
+                refill_owed: false
+            }
+        );
+        p.end();
+        assert_eq!(p.step(Next::ScanOrFill { refill: true }, true), Step::Scan);
+        p.begin(true);
+        p.end();
+        assert_eq!(p, IDLE, "the scan paid it");
+    }
+
+    #[test]
+    fn a_slot_freed_while_a_call_runs_is_owed_and_filled_when_more_wait() {
+        let mut p = IDLE;
+        assert!(p.refill(), "idle: claim now");
+        p.begin(false);
+        assert!(!p.refill(), "busy: not now");
+        assert!(p.end(), "owed to the claim's continuation");
+        assert!(
+            !{
+                p.begin(false);
+                p.end()
+            },
+            "a new call starts owing nothing"
+        );
+        assert_eq!(p.step(Next::ScanOrFill { refill: true }, true), Step::Fill);
+        assert_eq!(
+            p.step(Next::ScanOrFill { refill: true }, false),
+            Step::Wait,
+            "nothing waits"
+        );
+        assert_eq!(p.step(Next::ScanOrFill { refill: false }, true), Step::Wait);
+        assert_eq!(p.step(Next::FillIfWaiting, true), Step::Fill);
+        assert_eq!(p.step(Next::FillIfWaiting, false), Step::Wait);
+    }
+
+    #[test]
+    fn once_stopped_nothing_starts_and_a_running_call_still_counts_as_busy() {
+        let mut p = IDLE;
+        p.begin(false);
+        p.stop();
+        assert!(p.busy(), "the drain waits for the running claim");
+        assert!(!p.tick());
+        assert!(!p.refill());
+        p.end();
+        assert_eq!(p, Phase::Stopped { busy: false });
+        assert!(!p.busy());
+        for next in [Next::Fill, Next::ScanOrFill { refill: true }, Next::FillIfWaiting] {
+            assert_eq!(p.step(next, true), Step::Wait, "{next:?}");
+        }
+        let mut idle = IDLE;
+        idle.stop();
+        assert!(!idle.busy());
     }
 }

@@ -44,7 +44,7 @@ use super::rate_limiter::RateLimiter;
 use super::reconciler::OrderReconciler;
 use super::scanner::{Mode, Scanner, StopClaiming};
 use super::{set, Env, Wiring};
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// Graceful shutdown: stop claiming, wait (at most `grace`) for in-flight orders, release leases,
 /// stop the System with exit code 0.
@@ -207,7 +207,7 @@ impl Handler<ChildExited> for Supervisor {
             self.escalate(msg.child, ctx);
             return;
         }
-        metrics::counter!(names::ACTOR_RESTARTS, "actor" => actor).increment(1);
+        metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).increment(1);
         // Back off a little more for each recent death, so a child that dies at start cannot
         // spin the arbiter: 50 ms, 100 ms, 200 ms, … capped at 5 s.
         let backoff = Duration::from_millis(50u64 << (recent.saturating_sub(1)).min(7)).min(Duration::from_secs(5));

@@ -18,6 +18,7 @@ use mongodb::bson::DateTime;
 
 use super::order::{Order, PaymentStatus, Status};
 use super::payment::{PaymentState, StatusError, StatusReport};
+use crate::store::fields::own;
 
 /// The knobs the table depends on (from `[job]` and `[phonepe]` config).
 #[derive(Debug, Clone)]
@@ -33,20 +34,55 @@ pub struct Policy {
     pub unreadable_max_attempts: u32,
 }
 
-/// Why an order is parked for a person.
-pub mod review {
-    pub const AMOUNT_MISMATCH: &str = "amount_mismatch";
-    pub const MERCHANT_MISMATCH: &str = "merchant_mismatch";
-    pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
-    pub const PRODUCT_MISSING: &str = "product_missing";
+/// Why an order is parked for a person (`reconciliation.reason` of a `needs_review` order).
+/// [`ReviewReason::as_str`] is the one place that spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewReason {
+    AmountMismatch,
+    MerchantMismatch,
+    InsufficientStock,
+    ProductMissing,
     /// A product whose `sizes` lists the ordered size twice: which stock is it?
-    pub const INVALID_PRODUCT: &str = "invalid_product";
-    pub const INVALID_ORDER: &str = "invalid_order";
-    pub const PAID_AFTER_CANCEL: &str = "paid_after_cancel";
+    InvalidProduct,
+    InvalidOrder,
+    PaidAfterCancel,
     /// PhonePe refused the request about this transaction (`BAD_REQUEST`) several times.
-    pub const PHONEPE_REJECTED: &str = "phonepe_rejected";
+    PhonepeRejected,
     /// PhonePe's answers about this transaction stayed malformed or undocumented.
-    pub const PHONEPE_UNREADABLE: &str = "phonepe_unreadable";
+    PhonepeUnreadable,
+}
+
+impl ReviewReason {
+    pub const ALL: [ReviewReason; 9] = [
+        ReviewReason::AmountMismatch,
+        ReviewReason::MerchantMismatch,
+        ReviewReason::InsufficientStock,
+        ReviewReason::ProductMissing,
+        ReviewReason::InvalidProduct,
+        ReviewReason::InvalidOrder,
+        ReviewReason::PaidAfterCancel,
+        ReviewReason::PhonepeRejected,
+        ReviewReason::PhonepeUnreadable,
+    ];
+
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReviewReason::AmountMismatch => "amount_mismatch",
+            ReviewReason::MerchantMismatch => "merchant_mismatch",
+            ReviewReason::InsufficientStock => "insufficient_stock",
+            ReviewReason::ProductMissing => "product_missing",
+            ReviewReason::InvalidProduct => "invalid_product",
+            ReviewReason::InvalidOrder => "invalid_order",
+            ReviewReason::PaidAfterCancel => "paid_after_cancel",
+            ReviewReason::PhonepeRejected => "phonepe_rejected",
+            ReviewReason::PhonepeUnreadable => "phonepe_unreadable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// Which of the order's own counters (in `reconciliation`) a retry adds to. Each kind of failure
@@ -69,18 +105,80 @@ impl Tally {
     pub fn field(self) -> Option<&'static str> {
         match self {
             Tally::Service => None,
-            Tally::Error => Some("reconciliation.errors"),
-            Tally::Unreadable => Some("reconciliation.unreadable"),
-            Tally::Rejection => Some("reconciliation.rejections"),
+            Tally::Error => Some(own::ERRORS),
+            Tally::Unreadable => Some(own::UNREADABLE),
+            Tally::Rejection => Some(own::REJECTIONS),
         }
     }
 }
 
-/// Why an order is cancelled.
-pub mod cancel {
-    pub const PAYMENT_FAILED: &str = "payment_failed";
-    pub const PENDING_TIMEOUT: &str = "pending_timeout";
-    pub const NOT_FOUND: &str = "not_found";
+/// Why an order is cancelled (`reconciliation.reason` of a `cancelled` order).
+/// [`CancelReason::as_str`] is the one place that spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    PaymentFailed,
+    PendingTimeout,
+    NotFound,
+}
+
+impl CancelReason {
+    pub const ALL: [CancelReason; 3] = [
+        CancelReason::PaymentFailed,
+        CancelReason::PendingTimeout,
+        CancelReason::NotFound,
+    ];
+    /// Cancellations watched for a late payment: PhonePe never said the payment failed.
+    pub const WATCHED: [CancelReason; 2] = [CancelReason::PendingTimeout, CancelReason::NotFound];
+
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::PaymentFailed => "payment_failed",
+            CancelReason::PendingTimeout => "pending_timeout",
+            CancelReason::NotFound => "not_found",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether a stored `reconciliation.reason` is a watched cancellation's.
+    pub fn is_watched(stored: Option<&str>) -> bool {
+        stored.and_then(Self::parse).is_some_and(|r| Self::WATCHED.contains(&r))
+    }
+}
+
+/// `reconciliation.reason`: why the reconciler settled an order the way it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Confirmed: PhonePe reported the payment, amount and merchant verified.
+    Paid,
+    Review(ReviewReason),
+    Cancel(CancelReason),
+}
+
+impl Reason {
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Paid => "paid",
+            Reason::Review(r) => r.as_str(),
+            Reason::Cancel(r) => r.as_str(),
+        }
+    }
+}
+
+impl From<ReviewReason> for Reason {
+    fn from(r: ReviewReason) -> Reason {
+        Reason::Review(r)
+    }
+}
+
+impl From<CancelReason> for Reason {
+    fn from(r: CancelReason) -> Reason {
+        Reason::Cancel(r)
+    }
 }
 
 /// The one action to take for an order.
@@ -93,14 +191,14 @@ pub enum Decision {
     },
     /// Park as `needs_review`; nothing is deducted.
     Review {
-        reason: &'static str,
+        reason: ReviewReason,
         payment_status: PaymentStatus,
         code: String,
         transaction_id: Option<String>,
     },
     /// Cancel the draft.
     Cancel {
-        reason: &'static str,
+        reason: CancelReason,
         payment_status: PaymentStatus,
         code: String,
         transaction_id: Option<String>,
@@ -117,7 +215,7 @@ pub enum Decision {
     /// PhonePe's answers about this order will not get better by asking again (unreadable or
     /// refused too often): park as `needs_review` with `reason`, payment still pending, and the
     /// error's secret-free excerpt in `reconciliation.lastError`. Nothing is deducted.
-    GiveUp { reason: &'static str, error: StatusError },
+    GiveUp { reason: ReviewReason, error: StatusError },
     /// PhonePe rejected our credentials or request: no status change, and stop calling for a while.
     PauseCalls { after: Duration, error: StatusError },
     /// A cancelled order's late-payment watch is over (or it no longer qualifies): stop looking.
@@ -207,7 +305,7 @@ fn on_error(order: &Order, e: &StatusError, policy: &Policy) -> Decision {
             e,
             order.rejections,
             REJECTIONS_TO_REVIEW,
-            review::PHONEPE_REJECTED,
+            ReviewReason::PhonepeRejected,
             Tally::Rejection,
         ),
         StatusError::Transient { .. } if e.is_unreadable() => counted(
@@ -215,7 +313,7 @@ fn on_error(order: &Order, e: &StatusError, policy: &Policy) -> Decision {
             e,
             order.unreadable,
             policy.unreadable_max_attempts,
-            review::PHONEPE_UNREADABLE,
+            ReviewReason::PhonepeUnreadable,
             Tally::Unreadable,
         ),
         StatusError::Transient { .. } => Decision::Retry {
@@ -229,7 +327,7 @@ fn on_error(order: &Order, e: &StatusError, policy: &Policy) -> Decision {
 /// Retry with backoff on the order's count `so_far` of this kind of failure, or give up once this
 /// one makes `max` (a `max` of 0 counts as 1). Only a draft is parked: a cancelled order watched
 /// for a late payment just keeps being retried until its watch ends.
-fn counted(order: &Order, e: &StatusError, so_far: u32, max: u32, reason: &'static str, tally: Tally) -> Decision {
+fn counted(order: &Order, e: &StatusError, so_far: u32, max: u32, reason: ReviewReason, tally: Tally) -> Decision {
     if order.status == Status::Draft && so_far.saturating_add(1) >= max.max(1) {
         Decision::GiveUp {
             reason,
@@ -274,14 +372,14 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
         PaymentState::Completed => {
             if r.merchant_id.as_deref() != Some(policy.merchant_id.as_str()) {
                 Decision::Review {
-                    reason: review::MERCHANT_MISMATCH,
+                    reason: ReviewReason::MerchantMismatch,
                     payment_status: PaymentStatus::Paid,
                     code,
                     transaction_id: tx,
                 }
             } else if r.amount != Some(order.amount) {
                 Decision::Review {
-                    reason: review::AMOUNT_MISMATCH,
+                    reason: ReviewReason::AmountMismatch,
                     payment_status: PaymentStatus::Paid,
                     code,
                     transaction_id: tx,
@@ -294,7 +392,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             }
         }
         PaymentState::Failed => Decision::Cancel {
-            reason: cancel::PAYMENT_FAILED,
+            reason: CancelReason::PaymentFailed,
             payment_status: PaymentStatus::Failed,
             code,
             transaction_id: tx,
@@ -303,9 +401,9 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             let age = age(order, now);
             if age >= policy.pending_timeout {
                 let reason = if r.state == PaymentState::Pending {
-                    cancel::PENDING_TIMEOUT
+                    CancelReason::PendingTimeout
                 } else {
-                    cancel::NOT_FOUND
+                    CancelReason::NotFound
                 };
                 Decision::Cancel {
                     reason,
@@ -327,10 +425,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
 
 /// A cancelled order that timed out (or was never found) is watched for a late payment.
 fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy) -> Decision {
-    let watched = matches!(
-        order.reason.as_deref(),
-        Some(cancel::PENDING_TIMEOUT) | Some(cancel::NOT_FOUND)
-    );
+    let watched = CancelReason::is_watched(order.reason.as_deref());
     if !watched || age(order, now) > policy.pending_timeout + policy.late_payment_watch {
         return Decision::StopWatching;
     }
@@ -338,7 +433,7 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
         // Any COMPLETED answer after we cancelled is money a person must look at, whatever the
         // amount or merchant: refund or fulfil. Nothing is deducted automatically.
         PaymentState::Completed => Decision::Review {
-            reason: review::PAID_AFTER_CANCEL,
+            reason: ReviewReason::PaidAfterCancel,
             payment_status: PaymentStatus::Paid,
             code: r.code.clone(),
             transaction_id: r.transaction_id.clone(),

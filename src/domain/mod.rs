@@ -9,6 +9,6 @@ pub mod decision;
 pub mod order;
 pub mod payment;
 
-pub use decision::{decide, Decision, Policy};
+pub use decision::{decide, CancelReason, Decision, Policy, Reason, ReviewReason};
 pub use order::{Item, MerchantTransactionId, Order, OrderError, Paise, PaymentStatus, Status};
 pub use payment::{PaymentState, StatusError, StatusReport, TransientKind};

@@ -11,6 +11,8 @@ use std::fmt;
 
 use mongodb::bson::{Bson, DateTime, Document};
 
+use crate::store::fields::{own, shop};
+
 /// An amount of money in paise (1/100 rupee), as PhonePe and the `orders.amount` field carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Paise(pub i64);
@@ -68,7 +70,16 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [Status; 5] = [
+        Status::Draft,
+        Status::Committing,
+        Status::Confirmed,
+        Status::Cancelled,
+        Status::NeedsReview,
+    ];
+
+    /// The stored spelling (the one place it is written).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Status::Draft => "draft",
             Status::Committing => "committing",
@@ -79,14 +90,7 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "draft" => Status::Draft,
-            "committing" => Status::Committing,
-            "confirmed" => Status::Confirmed,
-            "cancelled" => Status::Cancelled,
-            "needs_review" => Status::NeedsReview,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -99,7 +103,10 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+
+    /// The stored spelling (the one place it is written).
+    pub const fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Paid => "paid",
@@ -108,12 +115,7 @@ impl PaymentStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => PaymentStatus::Pending,
-            "paid" => PaymentStatus::Paid,
-            "failed" => PaymentStatus::Failed,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -184,36 +186,40 @@ impl Order {
     /// Parse an `orders` document, naming the first field that is missing or wrong.
     pub fn parse(doc: &Document) -> Result<Order, OrderError> {
         let id = doc.get("_id").cloned().ok_or_else(|| bad("_id", "is missing"))?;
-        let mtid = match doc.get("merchantTransactionId") {
-            Some(Bson::String(s)) => MerchantTransactionId::parse(s).map_err(|p| bad("merchantTransactionId", p))?,
-            None | Some(Bson::Null) => return Err(bad("merchantTransactionId", "is missing")),
-            Some(_) => return Err(bad("merchantTransactionId", "is not a string")),
+        let mtid = match doc.get(shop::MERCHANT_TRANSACTION_ID) {
+            Some(Bson::String(s)) => {
+                MerchantTransactionId::parse(s).map_err(|p| bad(shop::MERCHANT_TRANSACTION_ID, p))?
+            }
+            None | Some(Bson::Null) => return Err(bad(shop::MERCHANT_TRANSACTION_ID, "is missing")),
+            Some(_) => return Err(bad(shop::MERCHANT_TRANSACTION_ID, "is not a string")),
         };
-        let status = doc.get_str("status").ok().and_then(Status::parse).ok_or_else(|| {
+        let status = doc.get_str(shop::STATUS).ok().and_then(Status::parse).ok_or_else(|| {
             bad(
-                "status",
+                shop::STATUS,
                 "is missing or not one of draft, committing, confirmed, cancelled, needs_review",
             )
         })?;
         let payment_status = doc
-            .get_str("paymentStatus")
+            .get_str(shop::PAYMENT_STATUS)
             .ok()
             .and_then(PaymentStatus::parse)
-            .ok_or_else(|| bad("paymentStatus", "is missing or not one of pending, paid, failed"))?;
-        let amount = int_field(doc.get("amount"), "amount")?;
+            .ok_or_else(|| bad(shop::PAYMENT_STATUS, "is missing or not one of pending, paid, failed"))?;
+        let amount = int_field(doc.get(shop::AMOUNT), shop::AMOUNT)?;
         if amount <= 0 {
-            return Err(bad("amount", "must be a positive number of paise"));
+            return Err(bad(shop::AMOUNT, "must be a positive number of paise"));
         }
-        let items = parse_items(doc.get("items"))?;
+        let items = parse_items(doc.get(shop::ITEMS))?;
         let created_at = effective_created_at(doc)?;
-        let recon = doc.get_document("reconciliation").ok();
-        let attempts = counter(recon, "attempts")?;
+        let recon = doc.get_document(own::RECONCILIATION_KEY).ok();
+        let attempts = counter(recon, own::ATTEMPTS)?;
         let (errors, unreadable, rejections) = (
-            counter(recon, "errors")?,
-            counter(recon, "unreadable")?,
-            counter(recon, "rejections")?,
+            counter(recon, own::ERRORS)?,
+            counter(recon, own::UNREADABLE)?,
+            counter(recon, own::REJECTIONS)?,
         );
-        let reason = recon.and_then(|r| r.get_str("reason").ok()).map(str::to_string);
+        let reason = recon
+            .and_then(|r| r.get_str(own::key(own::REASON)).ok())
+            .map(str::to_string);
         Ok(Order {
             id,
             merchant_transaction_id: mtid,
@@ -240,13 +246,13 @@ const EARLIEST_PLAUSIBLE_MS: i64 = 946_684_800_000;
 /// a double (`Date.now()`). When `createdAt` is missing or none of these, the time in an ObjectId
 /// `_id` (when the shop inserted the order). Fails, naming `createdAt`, when no time can be had.
 pub fn effective_created_at(doc: &Document) -> Result<DateTime, OrderError> {
-    if let Some(t) = doc.get("createdAt").and_then(read_time) {
+    if let Some(t) = doc.get(shop::CREATED_AT).and_then(read_time) {
         return Ok(t);
     }
     match doc.get("_id") {
         Some(Bson::ObjectId(oid)) => Ok(oid.timestamp()),
         _ => Err(bad(
-            "createdAt",
+            shop::CREATED_AT,
             "is missing or not a date (a BSON date, an ISO 8601 string or epoch milliseconds), \
              and `_id` is not an ObjectId to take the creation time from",
         )),
@@ -266,42 +272,42 @@ fn read_time(v: &Bson) -> Option<DateTime> {
     (ms >= EARLIEST_PLAUSIBLE_MS).then(|| DateTime::from_millis(ms))
 }
 
-/// A `reconciliation.<name>` counter: absent is 0.
-fn counter(recon: Option<&Document>, name: &str) -> Result<u32, OrderError> {
-    match recon.and_then(|r| r.get(name)) {
+/// A `reconciliation.*` counter (`path`, one of [`own`]'s): absent is 0.
+fn counter(recon: Option<&Document>, path: &str) -> Result<u32, OrderError> {
+    match recon.and_then(|r| r.get(own::key(path))) {
         None | Some(Bson::Null) => Ok(0),
-        v => Ok(int_field(v, &format!("reconciliation.{name}"))?.clamp(0, i64::from(u32::MAX)) as u32),
+        v => Ok(int_field(v, path)?.clamp(0, i64::from(u32::MAX)) as u32),
     }
 }
 
 fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
     let arr = match v {
         Some(Bson::Array(a)) => a,
-        None | Some(Bson::Null) => return Err(bad("items", "is missing")),
-        Some(_) => return Err(bad("items", "is not an array")),
+        None | Some(Bson::Null) => return Err(bad(shop::ITEMS, "is missing")),
+        Some(_) => return Err(bad(shop::ITEMS, "is not an array")),
     };
     if arr.is_empty() {
-        return Err(bad("items", "is empty"));
+        return Err(bad(shop::ITEMS, "is empty"));
     }
     arr.iter()
         .enumerate()
         .map(|(i, it)| {
-            let f = |name: &str| format!("items.{i}.{name}");
+            let f = |name: &str| format!("{}.{i}.{name}", shop::ITEMS);
             let d = it
                 .as_document()
-                .ok_or_else(|| bad(format!("items.{i}"), "is not a document"))?;
-            let product_id = match d.get("productId") {
-                None | Some(Bson::Null) => return Err(bad(f("productId"), "is missing")),
+                .ok_or_else(|| bad(format!("{}.{i}", shop::ITEMS), "is not a document"))?;
+            let product_id = match d.get(shop::PRODUCT_ID) {
+                None | Some(Bson::Null) => return Err(bad(f(shop::PRODUCT_ID), "is missing")),
                 Some(p) => p.clone(),
             };
-            let quantity = int_field(d.get("quantity"), &f("quantity"))?;
+            let quantity = int_field(d.get(shop::QUANTITY), &f(shop::QUANTITY))?;
             if quantity <= 0 {
-                return Err(bad(f("quantity"), "must be a positive integer"));
+                return Err(bad(f(shop::QUANTITY), "must be a positive integer"));
             }
-            let size = match d.get("size") {
+            let size = match d.get(shop::SIZE) {
                 None | Some(Bson::Null) => None,
                 Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(_) => return Err(bad(f("size"), "must be a non-empty string when present")),
+                Some(_) => return Err(bad(f(shop::SIZE), "must be a non-empty string when present")),
             };
             Ok(Item {
                 product_id,
@@ -319,8 +325,8 @@ mod tests {
 
     fn good() -> Document {
         doc! {
-            "_id": ObjectId::new(), "merchantTransactionId": "ORD-1001", "status": "draft",
-            "paymentStatus": "pending", "amount": 49900_i64,
+            "_id": ObjectId::new(), shop::MERCHANT_TRANSACTION_ID: "ORD-1001", shop::STATUS: "draft",
+            shop::PAYMENT_STATUS: "pending", "amount": 49900_i64,
             "items": [{"productId": ObjectId::new(), "quantity": 2, "size": "M"}, {"productId": "sku-2", "quantity": 1}],
             "createdAt": DateTime::now(),
         }
@@ -353,8 +359,8 @@ mod tests {
                 Bson::String(String::new()),
                 "merchantTransactionId",
             ),
-            ("status", Bson::String("paid".into()), "status"),
-            ("paymentStatus", Bson::Int32(1), "paymentStatus"),
+            (shop::STATUS, Bson::String("paid".into()), shop::STATUS),
+            (shop::PAYMENT_STATUS, Bson::Int32(1), shop::PAYMENT_STATUS),
             ("items", Bson::Array(vec![]), "items"),
             (
                 "items",

@@ -49,7 +49,7 @@ pub enum TransientKind {
 }
 
 impl TransientKind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             TransientKind::Server => "server_error",
             TransientKind::Timeout => "timeout",
@@ -85,13 +85,20 @@ pub enum StatusError {
 }
 
 impl StatusError {
+    /// [`StatusError::RateLimited`]'s label (stored as `lastCode`; 429s have a metric of their own).
+    pub const RATE_LIMITED_LABEL: &'static str = "rate_limited";
+    /// [`StatusError::Rejected`]'s label.
+    pub const REJECTED_LABEL: &'static str = "rejected";
+    /// [`StatusError::Refused`]'s label.
+    pub const REFUSED_LABEL: &'static str = "refused";
+
     /// The `kind` label used in metrics and the `lastCode` stored on the order.
     pub fn kind_label(&self) -> &'static str {
         match self {
-            StatusError::RateLimited => "rate_limited",
+            StatusError::RateLimited => Self::RATE_LIMITED_LABEL,
             StatusError::Transient { kind, .. } => kind.as_str(),
-            StatusError::Rejected { .. } => "rejected",
-            StatusError::Refused { .. } => "refused",
+            StatusError::Rejected { .. } => Self::REJECTED_LABEL,
+            StatusError::Refused { .. } => Self::REFUSED_LABEL,
         }
     }
 

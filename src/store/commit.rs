@@ -16,11 +16,12 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
+use super::fields::shop;
 use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
-use crate::domain::decision::review;
 use crate::domain::{Item, Order, PaymentStatus, Status};
+use crate::domain::{Reason, ReviewReason};
 
 /// What a commit attempt ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +43,11 @@ pub enum CommitOutcome {
 
 impl CommitOutcome {
     /// The review reason of an outcome that parks the order, `None` for the others.
-    pub fn review_reason(&self) -> Option<&'static str> {
+    pub fn review_reason(&self) -> Option<ReviewReason> {
         match self {
-            CommitOutcome::InsufficientStock { .. } => Some(review::INSUFFICIENT_STOCK),
-            CommitOutcome::ProductMissing { .. } => Some(review::PRODUCT_MISSING),
-            CommitOutcome::InvalidProduct { .. } => Some(review::INVALID_PRODUCT),
+            CommitOutcome::InsufficientStock { .. } => Some(ReviewReason::InsufficientStock),
+            CommitOutcome::ProductMissing { .. } => Some(ReviewReason::ProductMissing),
+            CommitOutcome::InvalidProduct { .. } => Some(ReviewReason::InvalidProduct),
             CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
         }
     }
@@ -63,9 +64,9 @@ impl CommitOutcome {
 
     /// Rebuild a parking outcome from its stored review reason (the journal keeps the reason).
     pub(crate) fn from_review_reason(reason: Option<&str>, product: String) -> CommitOutcome {
-        match reason {
-            Some(review::PRODUCT_MISSING) => CommitOutcome::ProductMissing { product },
-            Some(review::INVALID_PRODUCT) => CommitOutcome::InvalidProduct { product },
+        match reason.and_then(ReviewReason::parse) {
+            Some(ReviewReason::ProductMissing) => CommitOutcome::ProductMissing { product },
+            Some(ReviewReason::InvalidProduct) => CommitOutcome::InvalidProduct { product },
             _ => CommitOutcome::InsufficientStock { product },
         }
     }
@@ -221,7 +222,7 @@ impl Store {
         let r = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, "status": Status::Draft.as_str() },
+                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
                 transition_update(now, t),
             )
             .session(&mut *s)
@@ -266,10 +267,10 @@ impl Store {
 /// stock? Nobody can say, so nothing is deducted (`invalid_product`).
 pub(crate) fn unreadable_sizes(product: &Document, item: &Item) -> Option<CommitOutcome> {
     let size = item.size.as_deref()?;
-    let sizes = product.get_array("sizes").map(|a| a.as_slice()).unwrap_or_default();
+    let sizes = product.get_array(shop::SIZES).map(|a| a.as_slice()).unwrap_or_default();
     let n = sizes
         .iter()
-        .filter(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size))
+        .filter(|e| e.as_document().and_then(|d| d.get_str(shop::SIZE).ok()) == Some(size))
         .count();
     (n > 1).then(|| CommitOutcome::InvalidProduct {
         product: product_label(item),
@@ -287,10 +288,10 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcom
         return bad;
     }
     if let Some(size) = &item.size {
-        let sizes = p.get_array("sizes").map(|a| a.as_slice()).unwrap_or_default();
+        let sizes = p.get_array(shop::SIZES).map(|a| a.as_slice()).unwrap_or_default();
         let has_size = sizes
             .iter()
-            .any(|e| e.as_document().and_then(|d| d.get_str("size").ok()) == Some(size.as_str()));
+            .any(|e| e.as_document().and_then(|d| d.get_str(shop::SIZE).ok()) == Some(size.as_str()));
         if !has_size {
             return CommitOutcome::ProductMissing { product: name };
         }
@@ -304,12 +305,12 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcom
 pub(crate) fn stock_guard(item: &Item, sized_total: bool) -> Document {
     let mut f = doc! { "_id": &item.product_id };
     if item.size.is_none() || sized_total {
-        f.insert("stock", doc! { "$gte": item.quantity });
+        f.insert(shop::STOCK, doc! { "$gte": item.quantity });
     }
     if let Some(size) = &item.size {
         f.insert(
-            "sizes",
-            doc! { "$elemMatch": { "size": size, "stock": { "$gte": item.quantity } } },
+            shop::SIZES,
+            doc! { "$elemMatch": { shop::SIZE: size, shop::STOCK: { "$gte": item.quantity } } },
         );
     }
     f
@@ -321,10 +322,10 @@ pub(crate) fn stock_guard(item: &Item, sized_total: bool) -> Document {
 pub(crate) fn stock_inc(item: &Item, sized_total: bool, sign: i64) -> Document {
     let mut inc = Document::new();
     if item.size.is_none() || sized_total {
-        inc.insert("stock", sign * item.quantity);
+        inc.insert(shop::STOCK, sign * item.quantity);
     }
     if item.size.is_some() {
-        inc.insert("sizes.$.stock", sign * item.quantity);
+        inc.insert(shop::SIZES_MATCHED_STOCK, sign * item.quantity);
     }
     inc
 }
@@ -375,7 +376,7 @@ pub fn confirm_transition(code: &str, transaction_id: Option<String>) -> Transit
         Status::Draft,
         Status::Confirmed,
         PaymentStatus::Paid,
-        "paid",
+        Reason::Paid,
         code.to_string(),
         transaction_id,
     )

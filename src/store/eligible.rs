@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
+use super::fields::{own, shop};
 use super::orders::{minus, Store};
 use super::{StoreError, StoreResult};
-use crate::domain::decision::{cancel, WATCH_OVERDUE_GRACE};
+use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
 
@@ -38,19 +39,19 @@ pub struct Swept {
 
 /// Not leased by anyone: a guard every claimable order passes.
 fn free(now: DateTime) -> Document {
-    doc! { "reconciliation.leaseUntil": { "$not": { "$gt": now } } }
+    doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
 }
 
 /// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
 /// `createdAt` not a date (or missing); due and not leased.
 fn irregular_draft_filter(now: DateTime) -> Document {
     let mut f = doc! {
-        "status": Status::Draft.as_str(),
+        shop::STATUS: Status::Draft.as_str(),
         "$or": [
-            { "paymentStatus": { "$ne": PaymentStatus::Pending.as_str() } },
-            { "createdAt": { "$not": { "$type": "date" } } },
+            { shop::PAYMENT_STATUS: { "$ne": PaymentStatus::Pending.as_str() } },
+            { shop::CREATED_AT: { "$not": { "$type": "date" } } },
         ],
-        "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
+        own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
     };
     f.extend(free(now));
     f
@@ -59,11 +60,11 @@ fn irregular_draft_filter(now: DateTime) -> Document {
 /// Watched cancellations whose `createdAt` is not a date, due by `due_by` and not leased.
 fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
     let mut f = doc! {
-        "status": Status::Cancelled.as_str(),
-        "paymentStatus": PaymentStatus::Pending.as_str(),
-        "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
-        "createdAt": { "$not": { "$type": "date" } },
-        "reconciliation.nextCheckAt": { "$not": { "$gt": due_by } },
+        shop::STATUS: Status::Cancelled.as_str(),
+        shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
+        own::REASON: { "$in": watched_reasons() },
+        shop::CREATED_AT: { "$not": { "$type": "date" } },
+        own::NEXT_CHECK_AT: { "$not": { "$gt": due_by } },
     };
     f.extend(free(now));
     f
@@ -114,22 +115,22 @@ impl Store {
     /// The eligible-drafts filter the scanner counts and claims by (public for `explain`).
     pub fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
         doc! {
-            "status": Status::Draft.as_str(),
-            "paymentStatus": PaymentStatus::Pending.as_str(),
-            "createdAt": { "$lte": minus(now, e.lookback) },
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+            shop::STATUS: Status::Draft.as_str(),
+            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
+            shop::CREATED_AT: { "$lte": minus(now, e.lookback) },
+            own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
+            own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }
     }
 
     fn watch_filter(now: DateTime, horizon: Duration) -> Document {
         doc! {
-            "status": Status::Cancelled.as_str(),
-            "paymentStatus": PaymentStatus::Pending.as_str(),
-            "reconciliation.reason": { "$in": [cancel::PENDING_TIMEOUT, cancel::NOT_FOUND] },
-            "createdAt": { "$gt": minus(now, horizon) },
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+            shop::STATUS: Status::Cancelled.as_str(),
+            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
+            own::REASON: { "$in": watched_reasons() },
+            shop::CREATED_AT: { "$gt": minus(now, horizon) },
+            own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
+            own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }
     }
 
@@ -178,8 +179,8 @@ impl Store {
                 continue;
             }
             let next = d
-                .get_document("reconciliation")
-                .and_then(|r| r.get_datetime("nextCheckAt"))
+                .get_document(own::RECONCILIATION_KEY)
+                .and_then(|r| r.get_datetime(own::key(own::NEXT_CHECK_AT)))
                 .ok();
             if next.is_none_or(|n| *n <= overdue_by) {
                 swept.overdue_watches += 1;
@@ -195,7 +196,7 @@ impl Store {
         use futures_util::TryStreamExt;
         self.orders
             .find(filter)
-            .projection(doc! { "_id": 1, "createdAt": 1, "reconciliation.nextCheckAt": 1 })
+            .projection(doc! { "_id": 1, shop::CREATED_AT: 1, own::NEXT_CHECK_AT: 1 })
             .sort(doc! { "_id": 1 })
             .limit(SWEEP_LIMIT)
             .await
@@ -214,7 +215,7 @@ impl Store {
         };
         let due_by = minus(now, WATCH_OVERDUE_GRACE);
         let mut regular = Self::watch_filter(now, h);
-        regular.insert("reconciliation.nextCheckAt", doc! { "$not": { "$gt": due_by } });
+        regular.insert(own::NEXT_CHECK_AT, doc! { "$not": { "$gt": due_by } });
         let n = self
             .orders
             .count_documents(regular)
@@ -269,7 +270,7 @@ impl Store {
             .orders
             .find(filter)
             .projection(doc! { "_id": 1 })
-            .sort(doc! { "createdAt": 1 })
+            .sort(doc! { shop::CREATED_AT: 1 })
             .limit(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
             .await
             .map_err(StoreError::mongo("find order ids"))?
@@ -278,4 +279,9 @@ impl Store {
             .map_err(StoreError::mongo("find order ids"))?;
         Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
+}
+
+/// The stored reasons of cancellations watched for a late payment.
+fn watched_reasons() -> Vec<&'static str> {
+    CancelReason::WATCHED.iter().map(|r| r.as_str()).collect()
 }

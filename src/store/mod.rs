@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod eligible;
+pub mod fields;
 pub mod journal;
 pub mod orders;
 

@@ -16,8 +16,9 @@ use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 
 pub use super::eligible::{Eligibility, Swept};
+use super::fields::{own, shop};
 use super::{StoreError, StoreResult};
-use crate::domain::decision::cancel;
+use crate::domain::{CancelReason, Reason};
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
@@ -81,7 +82,7 @@ pub struct Transition {
     pub from: Status,
     pub to: Status,
     pub payment_status: PaymentStatus,
-    pub reason: String,
+    pub reason: Reason,
     pub code: Option<String>,
     pub transaction_id: Option<String>,
     /// When to look at the order again (a cancelled order watched for a late payment).
@@ -96,7 +97,7 @@ impl Transition {
         from: Status,
         to: Status,
         payment_status: PaymentStatus,
-        reason: &str,
+        reason: impl Into<Reason>,
         code: String,
         transaction_id: Option<String>,
     ) -> Transition {
@@ -104,11 +105,52 @@ impl Transition {
             from,
             to,
             payment_status,
-            reason: reason.to_string(),
+            reason: reason.into(),
             code: Some(code),
             transaction_id,
             next_check_at: None,
             last_error: None,
+        }
+    }
+}
+
+/// A check that changes no status: what [`Store::reschedule`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct Recheck<'a> {
+    /// The status the order must still have (the guard).
+    pub status: Status,
+    /// When to look at it again (`reconciliation.nextCheckAt`).
+    pub next: DateTime,
+    /// `reconciliation.lastCode`: PhonePe's code, or why the check did not happen.
+    pub code: &'a str,
+    /// PhonePe's unusable answer, when that is why the order waits.
+    pub error: Option<CheckError<'a>>,
+}
+
+/// PhonePe's unusable answer, as a reschedule records it.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckError<'a> {
+    /// Its secret-free excerpt (`reconciliation.lastError`).
+    pub excerpt: &'a str,
+    /// The per-kind counter it adds to (`reconciliation.errors` / `unreadable` / `rejections`).
+    pub count: Option<&'a str>,
+}
+
+impl<'a> Recheck<'a> {
+    pub fn new(status: Status, next: DateTime, code: &'a str) -> Recheck<'a> {
+        Recheck {
+            status,
+            next,
+            code,
+            error: None,
+        }
+    }
+
+    /// The same, after PhonePe's unusable answer.
+    pub fn after_error(self, excerpt: &'a str, count: Option<&'a str>) -> Recheck<'a> {
+        Recheck {
+            error: Some(CheckError { excerpt, count }),
+            ..self
         }
     }
 }
@@ -118,10 +160,10 @@ fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (D
     (
         doc! {
             "_id": id,
-            "reconciliation.nextCheckAt": { "$not": { "$gt": now } },
-            "reconciliation.leaseUntil": { "$not": { "$gt": now } },
+            own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
+            own::LEASE_UNTIL: { "$not": { "$gt": now } },
         },
-        doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+        doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
     )
 }
 
@@ -140,29 +182,29 @@ fn per_document_update(collection: &str, statements: impl Iterator<Item = (Docum
 
 /// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
 fn unset_lease() -> Document {
-    doc! { "reconciliation.leaseOwner": "", "reconciliation.leaseUntil": "" }
+    doc! { own::LEASE_OWNER: "", own::LEASE_UNTIL: "" }
 }
 
 /// One audit-trail entry (`orders.history[]`).
 fn history_entry(now: DateTime, t: &Transition) -> Document {
     doc! {
         "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": "reconciler",
-        "reason": &t.reason, "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
+        "reason": t.reason.as_str(), "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
     }
 }
 
 /// The `$set` part of a transition.
 fn transition_set(now: DateTime, t: &Transition) -> Document {
     let mut set = doc! {
-        "status": t.to.as_str(), "paymentStatus": t.payment_status.as_str(), "updatedAt": now,
-        "reconciliation.reason": &t.reason, "reconciliation.lastCode": t.code.clone(),
-        "reconciliation.lastCheckedAt": now,
+        shop::STATUS: t.to.as_str(), shop::PAYMENT_STATUS: t.payment_status.as_str(), shop::UPDATED_AT: now,
+        own::REASON: t.reason.as_str(), own::LAST_CODE: t.code.clone(),
+        own::LAST_CHECKED_AT: now,
     };
     if let Some(next) = t.next_check_at {
-        set.insert("reconciliation.nextCheckAt", next);
+        set.insert(own::NEXT_CHECK_AT, next);
     }
     if let Some(e) = &t.last_error {
-        set.insert("reconciliation.lastError", e);
+        set.insert(own::LAST_ERROR, e);
     }
     set
 }
@@ -172,8 +214,8 @@ pub(crate) fn transition_update(now: DateTime, t: &Transition) -> Document {
     doc! {
         "$set": transition_set(now, t),
         "$unset": unset_lease(),
-        "$inc": { "reconciliation.attempts": 1 },
-        "$push": { "history": history_entry(now, t) },
+        "$inc": { own::ATTEMPTS: 1 },
+        "$push": { own::HISTORY: history_entry(now, t) },
     }
 }
 
@@ -243,17 +285,17 @@ impl Store {
             .build();
         let models = vec![
             IndexModel::builder()
-                .keys(doc! { "merchantTransactionId": 1 })
+                .keys(doc! { shop::MERCHANT_TRANSACTION_ID: 1 })
                 .options(unique)
                 .build(),
             IndexModel::builder()
-                .keys(doc! { "status": 1, "paymentStatus": 1, "createdAt": 1 })
+                .keys(doc! { shop::STATUS: 1, shop::PAYMENT_STATUS: 1, shop::CREATED_AT: 1 })
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
                 .build(),
-            sparse_index(doc! { "reconciliation.commit.id": 1 }, "reconciler_journal"),
+            sparse_index(doc! { own::COMMIT_ID: 1 }, "reconciler_journal"),
             // Journals whose markers wait for their sweep (the field is removed once swept).
-            sparse_index(doc! { "reconciliation.commit.sweepAt": 1 }, "reconciler_journal_sweep"),
-            sparse_index(doc! { "reconciliation.leaseOwner": 1 }, "reconciler_lease_owner"),
+            sparse_index(doc! { own::COMMIT_SWEEP_AT: 1 }, "reconciler_journal_sweep"),
+            sparse_index(doc! { own::LEASE_OWNER: 1 }, "reconciler_lease_owner"),
         ];
         self.orders
             .create_indexes(models)
@@ -311,10 +353,8 @@ impl Store {
         // The lease's exact expiry tells our claims apart from anyone else's.
         let mine: Vec<Document> = self
             .orders
-            .find(
-                doc! { "_id": { "$in": ids }, "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
-            )
-            .sort(doc! { "createdAt": 1 })
+            .find(doc! { "_id": { "$in": ids }, own::LEASE_OWNER: owner, own::LEASE_UNTIL: until })
+            .sort(doc! { shop::CREATED_AT: 1 })
             .await
             .map_err(StoreError::mongo("read claimed orders"))?
             .try_collect()
@@ -348,7 +388,7 @@ impl Store {
     async fn release_claim(&self, d: &Document, owner: &str, until: DateTime) -> StoreResult<()> {
         self.orders
             .update_one(
-                doc! { "_id": d.get("_id"), "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until },
+                doc! { "_id": d.get("_id"), own::LEASE_OWNER: owner, own::LEASE_UNTIL: until },
                 doc! { "$unset": unset_lease() },
             )
             .await
@@ -361,7 +401,10 @@ impl Store {
     pub async fn transition(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
         let r = self
             .orders
-            .update_one(doc! { "_id": id, "status": t.from.as_str() }, transition_update(now, t))
+            .update_one(
+                doc! { "_id": id, shop::STATUS: t.from.as_str() },
+                transition_update(now, t),
+            )
             .await
             .map_err(StoreError::mongo("update order status"))?;
         Ok(r.matched_count == 1)
@@ -372,79 +415,36 @@ impl Store {
     pub async fn park_invalid(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
         let mut update = transition_update(now, t);
         if let Ok(set) = update.get_document_mut("$set") {
-            set.remove("paymentStatus");
+            set.remove(shop::PAYMENT_STATUS);
         }
         let r = self
             .orders
-            .update_one(doc! { "_id": id, "status": t.from.as_str() }, update)
+            .update_one(doc! { "_id": id, shop::STATUS: t.from.as_str() }, update)
             .await
             .map_err(StoreError::mongo("park invalid order"))?;
         Ok(r.matched_count == 1)
     }
 
-    /// No status change: record the check and when to look again, and release our lease.
-    /// Guarded by the status and our lease, so it never overwrites someone else's progress.
-    pub async fn reschedule(
-        &self,
-        id: &Bson,
-        owner: &str,
-        status: Status,
-        next: DateTime,
-        code: &str,
-        now: DateTime,
-    ) -> StoreResult<bool> {
-        let r = self
-            .orders
-            .update_one(
-                doc! { "_id": id, "status": status.as_str(), "reconciliation.leaseOwner": owner },
-                doc! {
-                    "$set": {
-                        "reconciliation.nextCheckAt": next, "reconciliation.lastCode": code,
-                        "reconciliation.lastCheckedAt": now,
-                    },
-                    "$unset": unset_lease(),
-                    "$inc": { "reconciliation.attempts": 1 },
-                },
-            )
-            .await
-            .map_err(StoreError::mongo("reschedule order"))?;
-        Ok(r.matched_count == 1)
-    }
-
-    /// [`Store::reschedule`] after a PhonePe error: also records the error's secret-free
-    /// `excerpt` in `reconciliation.lastError` and, when `count` names one, increments that
-    /// per-kind counter (`reconciliation.errors` / `unreadable` / `rejections`) with the attempts.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn reschedule_after_error(
-        &self,
-        id: &Bson,
-        owner: &str,
-        status: Status,
-        next: DateTime,
-        code: &str,
-        excerpt: &str,
-        count: Option<&str>,
-        now: DateTime,
-    ) -> StoreResult<bool> {
-        let mut inc = doc! { "reconciliation.attempts": 1 };
-        if let Some(field) = count {
-            inc.insert(field, 1);
+    /// No status change: record the check and when to look again (with PhonePe's error, when
+    /// there was one), and release our lease. Guarded by the status and our lease, so it never
+    /// overwrites someone else's progress.
+    pub async fn reschedule(&self, id: &Bson, owner: &str, r: Recheck<'_>, now: DateTime) -> StoreResult<bool> {
+        let mut set = doc! { own::NEXT_CHECK_AT: r.next, own::LAST_CODE: r.code, own::LAST_CHECKED_AT: now };
+        let mut inc = doc! { own::ATTEMPTS: 1 };
+        if let Some(e) = r.error {
+            set.insert(own::LAST_ERROR, e.excerpt);
+            if let Some(field) = e.count {
+                inc.insert(field, 1);
+            }
         }
         let r = self
             .orders
             .update_one(
-                doc! { "_id": id, "status": status.as_str(), "reconciliation.leaseOwner": owner },
-                doc! {
-                    "$set": {
-                        "reconciliation.nextCheckAt": next, "reconciliation.lastCode": code,
-                        "reconciliation.lastCheckedAt": now, "reconciliation.lastError": excerpt,
-                    },
-                    "$unset": unset_lease(),
-                    "$inc": inc,
-                },
+                doc! { "_id": id, shop::STATUS: r.status.as_str(), own::LEASE_OWNER: owner },
+                doc! { "$set": set, "$unset": unset_lease(), "$inc": inc },
             )
             .await
-            .map_err(StoreError::mongo("reschedule order after an error"))?;
+            .map_err(StoreError::mongo("reschedule order"))?;
         Ok(r.matched_count == 1)
     }
 
@@ -458,7 +458,7 @@ impl Store {
         // or escalation while a settle future is in flight); recovery takes it once it expires.
         let releases = ids.iter().map(|id| {
             (
-                doc! { "_id": id, "reconciliation.leaseOwner": owner, "status": { "$ne": Status::Committing.as_str() } },
+                doc! { "_id": id, own::LEASE_OWNER: owner, shop::STATUS: { "$ne": Status::Committing.as_str() } },
                 doc! { "$unset": unset_lease() },
             )
         });
@@ -475,14 +475,13 @@ impl Store {
 
     /// The ids of the orders `owner` holds a lease on.
     async fn leased_ids(&self, owner: &str) -> StoreResult<Vec<Bson>> {
-        self.ids_oldest_first(doc! { "reconciliation.leaseOwner": owner }, None)
-            .await
+        self.ids_oldest_first(doc! { own::LEASE_OWNER: owner }, None).await
     }
 
     /// Find one order by its merchant transaction id (for `check`).
     pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
         self.orders
-            .find_one(doc! { "merchantTransactionId": mtid })
+            .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: mtid })
             .await
             .map_err(StoreError::mongo("find order"))
     }
@@ -490,7 +489,7 @@ impl Store {
     /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge).
     pub async fn count_needs_review(&self) -> StoreResult<u64> {
         self.orders
-            .count_documents(doc! { "status": Status::NeedsReview.as_str() })
+            .count_documents(doc! { shop::STATUS: Status::NeedsReview.as_str() })
             .await
             .map_err(StoreError::mongo("count needs_review"))
     }
@@ -499,12 +498,12 @@ impl Store {
 /// A claimed document is still work for the reconciler: a draft (one that is not pending is
 /// parked by `parse_claimed`), or a cancellation watched for a late payment.
 fn still_claimable(d: &Document) -> bool {
-    let pending = d.get_str("paymentStatus").ok() == Some(PaymentStatus::Pending.as_str());
+    let pending = d.get_str(shop::PAYMENT_STATUS).ok() == Some(PaymentStatus::Pending.as_str());
     let watched = d
-        .get_document("reconciliation")
-        .and_then(|r| r.get_str("reason"))
-        .is_ok_and(|r| r == cancel::PENDING_TIMEOUT || r == cancel::NOT_FOUND);
-    match d.get_str("status").ok().and_then(Status::parse) {
+        .get_document(own::RECONCILIATION_KEY)
+        .and_then(|r| r.get_str(own::key(own::REASON)))
+        .is_ok_and(|r| CancelReason::is_watched(Some(r)));
+    match d.get_str(shop::STATUS).ok().and_then(Status::parse) {
         Some(Status::Draft) => true,
         Some(Status::Cancelled) => pending && watched,
         _ => false,
@@ -518,7 +517,7 @@ fn parse_claimed(d: &Document) -> Claimed {
             status: o.status,
             merchant_transaction_id: Some(o.merchant_transaction_id.to_string()),
             error: OrderError {
-                field: "paymentStatus".into(),
+                field: shop::PAYMENT_STATUS.into(),
                 problem: "is not `pending` on a draft order; only pending drafts are reconciled".into(),
             },
         },
@@ -527,11 +526,11 @@ fn parse_claimed(d: &Document) -> Claimed {
             id: d.get("_id").cloned().unwrap_or(Bson::Null),
             // The claim filter matched on status, so it parses; draft is the safe fallback.
             status: d
-                .get_str("status")
+                .get_str(shop::STATUS)
                 .ok()
                 .and_then(Status::parse)
                 .unwrap_or(Status::Draft),
-            merchant_transaction_id: d.get_str("merchantTransactionId").ok().map(str::to_string),
+            merchant_transaction_id: d.get_str(shop::MERCHANT_TRANSACTION_ID).ok().map(str::to_string),
             error,
         },
     }

@@ -77,7 +77,7 @@ fn paid_with_wrong_amount_goes_to_review() {
             matches!(
                 d,
                 Decision::Review {
-                    reason: review::AMOUNT_MISMATCH,
+                    reason: ReviewReason::AmountMismatch,
                     payment_status: PaymentStatus::Paid,
                     ..
                 }
@@ -97,7 +97,7 @@ fn paid_to_another_merchant_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::MERCHANT_MISMATCH,
+                reason: ReviewReason::MerchantMismatch,
                 ..
             }
         ),
@@ -110,7 +110,7 @@ fn paid_to_another_merchant_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::MERCHANT_MISMATCH,
+                reason: ReviewReason::MerchantMismatch,
                 ..
             }
         ),
@@ -123,7 +123,7 @@ fn paid_to_another_merchant_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::AMOUNT_MISMATCH,
+                reason: ReviewReason::AmountMismatch,
                 ..
             }
         ),
@@ -142,7 +142,7 @@ fn failed_cancels_with_payment_failed() {
             matches!(
                 d,
                 Decision::Cancel {
-                    reason: cancel::PAYMENT_FAILED,
+                    reason: CancelReason::PaymentFailed,
                     payment_status: PaymentStatus::Failed,
                     ..
                 }
@@ -195,7 +195,7 @@ fn pending_or_not_found_past_timeout_cancels() {
         matches!(
             d,
             Decision::Cancel {
-                reason: cancel::PENDING_TIMEOUT,
+                reason: CancelReason::PendingTimeout,
                 payment_status: PaymentStatus::Pending,
                 ..
             }
@@ -210,7 +210,7 @@ fn pending_or_not_found_past_timeout_cancels() {
         matches!(
             d,
             Decision::Cancel {
-                reason: cancel::NOT_FOUND,
+                reason: CancelReason::NotFound,
                 ..
             }
         ),
@@ -320,14 +320,14 @@ fn a_refused_order_backs_off_then_is_parked_as_phonepe_rejected() {
     assert_eq!(
         run(&o, Err(refused())),
         Decision::GiveUp {
-            reason: review::PHONEPE_REJECTED,
+            reason: ReviewReason::PhonepeRejected,
             error: refused()
         }
     );
     assert_eq!(REJECTIONS_TO_REVIEW, 3);
     // A watched cancellation is never parked for it: it keeps its status.
     let mut watched = order(4000, Status::Cancelled);
-    watched.reason = Some(cancel::PENDING_TIMEOUT.into());
+    watched.reason = Some(CancelReason::PendingTimeout.as_str().into());
     watched.rejections = 10;
     assert_eq!(retry_of(run(&watched, Err(refused()))).1, Tally::Rejection);
 }
@@ -346,7 +346,7 @@ fn unreadable_answers_are_counted_apart_and_parked_after_the_configured_attempts
         assert_eq!(
             run(&o, Err(transient(kind))),
             Decision::GiveUp {
-                reason: review::PHONEPE_UNREADABLE,
+                reason: ReviewReason::PhonepeUnreadable,
                 error: transient(kind)
             }
         );
@@ -402,7 +402,7 @@ fn backoffs_grow_and_cap() {
 #[test]
 fn late_payment_after_timeout_cancel_goes_to_review() {
     let mut o = order(4000, Status::Cancelled);
-    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
     let d = run(
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
@@ -411,7 +411,7 @@ fn late_payment_after_timeout_cancel_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::PAID_AFTER_CANCEL,
+                reason: ReviewReason::PaidAfterCancel,
                 payment_status: PaymentStatus::Paid,
                 ..
             }
@@ -432,7 +432,7 @@ fn late_payment_after_timeout_cancel_goes_to_review() {
     );
     // Past the watch window, or cancelled for a real failure: stop watching.
     let mut old = order(1800 + 86400 + 1, Status::Cancelled);
-    old.reason = Some(cancel::NOT_FOUND.into());
+    old.reason = Some(CancelReason::NotFound.as_str().into());
     assert_eq!(
         run(
             &old,
@@ -440,7 +440,7 @@ fn late_payment_after_timeout_cancel_goes_to_review() {
         ),
         Decision::StopWatching
     );
-    o.reason = Some(cancel::PAYMENT_FAILED.into());
+    o.reason = Some(CancelReason::PaymentFailed.as_str().into());
     assert_eq!(
         run(
             &o,
@@ -454,7 +454,7 @@ fn late_payment_after_timeout_cancel_goes_to_review() {
 fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
     // Cancelled as not found, two hours into its 24-hour watch.
     let mut o = order(1800 + 7200, Status::Cancelled);
-    o.reason = Some(cancel::NOT_FOUND.into());
+    o.reason = Some(CancelReason::NotFound.as_str().into());
     let d = run(
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
@@ -463,7 +463,7 @@ fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::PAID_AFTER_CANCEL,
+                reason: ReviewReason::PaidAfterCancel,
                 payment_status: PaymentStatus::Paid,
                 ..
             }
@@ -526,7 +526,7 @@ fn the_watch_schedule_doubles_and_ends_with_a_check_just_before_the_window_close
 #[test]
 fn a_watch_stops_after_its_last_check() {
     let mut o = order(1800 + 1425 * 60, Status::Cancelled);
-    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
     assert_eq!(
         run(
             &o,
@@ -541,7 +541,7 @@ fn a_watch_stops_after_its_last_check() {
                 report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
             ),
             Decision::Review {
-                reason: review::PAID_AFTER_CANCEL,
+                reason: ReviewReason::PaidAfterCancel,
                 ..
             }
         ),
@@ -553,7 +553,7 @@ fn a_watch_stops_after_its_last_check() {
 fn a_late_payment_found_at_the_very_end_of_the_window_still_goes_to_review() {
     // The window is inclusive: exactly `pending_timeout + late_payment_watch` old is still inside.
     let mut o = order(1800 + 86400, Status::Cancelled);
-    o.reason = Some(cancel::PENDING_TIMEOUT.into());
+    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
     let d = run(
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
@@ -562,7 +562,7 @@ fn a_late_payment_found_at_the_very_end_of_the_window_still_goes_to_review() {
         matches!(
             d,
             Decision::Review {
-                reason: review::PAID_AFTER_CANCEL,
+                reason: ReviewReason::PaidAfterCancel,
                 ..
             }
         ),
@@ -577,4 +577,40 @@ fn the_watch_constants_are_the_documented_ones() {
     assert_eq!(LATE_PAYMENT_RECHECK, Duration::from_secs(900));
     assert_eq!(WATCH_FINAL_LEAD, Duration::from_secs(900));
     assert_eq!(WATCH_OVERDUE_GRACE, Duration::from_secs(600));
+}
+
+#[test]
+fn reasons_parse_back_from_their_stored_spelling() {
+    for r in ReviewReason::ALL {
+        assert_eq!(ReviewReason::parse(r.as_str()), Some(r));
+        assert_eq!(Reason::from(r).as_str(), r.as_str());
+    }
+    for r in CancelReason::ALL {
+        assert_eq!(CancelReason::parse(r.as_str()), Some(r));
+        assert_eq!(Reason::from(r).as_str(), r.as_str());
+    }
+    // The stored spellings are the contract (README's decision table); pinned here, once.
+    let review: Vec<&str> = ReviewReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(
+        review,
+        [
+            "amount_mismatch",
+            "merchant_mismatch",
+            "insufficient_stock",
+            "product_missing",
+            "invalid_product",
+            "invalid_order",
+            "paid_after_cancel",
+            "phonepe_rejected",
+            "phonepe_unreadable"
+        ]
+    );
+    let cancel: Vec<&str> = CancelReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(cancel, ["payment_failed", "pending_timeout", "not_found"]);
+    assert_eq!(Reason::Paid.as_str(), "paid");
+    assert!(CancelReason::is_watched(Some("pending_timeout")));
+    assert!(CancelReason::is_watched(Some("not_found")));
+    assert!(!CancelReason::is_watched(Some("payment_failed")));
+    assert!(!CancelReason::is_watched(Some("something_else")));
+    assert!(!CancelReason::is_watched(None));
 }

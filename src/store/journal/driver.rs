@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime};
 
-use super::{
-    fault, Bounded, Journal, APPLYING, CONFIRMED, MARKERS, MARKER_GRACE, MAX_RESUMES, ROLLED_BACK, ROLLING_BACK,
-};
-use crate::domain::decision::review;
+use super::{fault, Bounded, Journal, State, MARKERS, MARKER_GRACE, MAX_RESUMES};
 use crate::domain::{PaymentStatus, Status};
+use crate::domain::{Reason, ReviewReason};
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
+use crate::store::fields::{own, shop};
 use crate::store::orders::{plus, Store, Transition};
 use crate::store::{StoreError, StoreResult};
 
@@ -47,7 +46,7 @@ pub struct Driver {
 
 impl Driver {
     pub(super) fn new(order_id: Bson, j: Journal, deadline: DateTime) -> Driver {
-        let next = if j.state == ROLLING_BACK {
+        let next = if j.state == State::RollingBack {
             Next::Compensate(j.items.len())
         } else {
             Next::Apply(0)
@@ -96,12 +95,12 @@ impl Driver {
                     Status::Draft,
                     Status::Confirmed,
                     PaymentStatus::Paid,
-                    "paid",
+                    Reason::Paid,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 );
                 if !store
-                    .finish(&self.order_id, &self.j, APPLYING, CONFIRMED, &t, now, w)
+                    .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
                     .await?
                 {
                     self.next = Next::Resume;
@@ -113,8 +112,8 @@ impl Driver {
             Next::MarkRollBack(failure) => {
                 if store.mark_roll_back(&self.order_id, &self.j, &failure, w).await? {
                     fault("journal.after_rollback_mark").await;
-                    self.j.state = ROLLING_BACK.into();
-                    self.j.fail_reason = failure.review_reason().map(str::to_string);
+                    self.j.state = State::RollingBack;
+                    self.j.fail_reason = failure.review_reason().map(|r| r.as_str().to_string());
                     self.j.fail_product = failure.product().map(str::to_string);
                     self.next = Next::Compensate(self.j.items.len());
                 } else {
@@ -128,21 +127,30 @@ impl Driver {
                 self.next = Next::Compensate(k - 1);
             }
             Next::FinishRollBack => {
+                // The journal's own outcome: its stored reason, insufficient stock when unknown.
                 let reason = self
                     .j
-                    .fail_reason
-                    .clone()
-                    .unwrap_or_else(|| review::INSUFFICIENT_STOCK.into());
+                    .outcome_of_failure()
+                    .review_reason()
+                    .unwrap_or(ReviewReason::InsufficientStock);
                 let t = Transition::new(
                     Status::Draft,
                     Status::NeedsReview,
                     PaymentStatus::Paid,
-                    &reason,
+                    reason,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 );
                 if !store
-                    .finish(&self.order_id, &self.j, ROLLING_BACK, ROLLED_BACK, &t, now, w)
+                    .finish(
+                        &self.order_id,
+                        &self.j,
+                        State::RollingBack,
+                        State::RolledBack,
+                        &t,
+                        now,
+                        w,
+                    )
                     .await?
                 {
                     self.next = Next::Resume;
@@ -174,15 +182,16 @@ impl Driver {
         else {
             return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
         };
-        match (order.get_str("status").unwrap_or(""), j.state.as_str()) {
-            ("committing", APPLYING | ROLLING_BACK) => {
+        let status = order.get_str(shop::STATUS).ok().and_then(Status::parse);
+        match (status, j.state) {
+            (Some(Status::Committing), State::Applying | State::RollingBack) => {
                 let resumes = self.resumes;
                 *self = Driver::new(self.order_id.clone(), j, self.deadline);
                 self.resumes = resumes;
                 Ok(Step::More)
             }
-            (_, CONFIRMED) => Ok(Step::Done(CommitOutcome::Committed)),
-            (_, ROLLED_BACK) => Ok(Step::Done(j.outcome_of_failure())),
+            (_, State::Confirmed) => Ok(Step::Done(CommitOutcome::Committed)),
+            (_, State::RolledBack) => Ok(Step::Done(j.outcome_of_failure())),
             _ => Ok(Step::Done(CommitOutcome::AlreadyProcessed)),
         }
     }
@@ -229,7 +238,7 @@ impl Store {
     ) -> StoreResult<Option<Driver>> {
         let journal = Journal {
             id: format!("{:x}-{:08x}", now.timestamp_millis(), fastrand::u32(..)),
-            state: APPLYING.into(),
+            state: State::Applying,
             items: order.items.clone(),
             sized_total: self.rules.sized_items_decrement_total,
             code: t.code.clone(),
@@ -240,11 +249,11 @@ impl Store {
         let begun = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, "status": Status::Draft.as_str() },
+                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
                 doc! { "$set": {
-                    "status": Status::Committing.as_str(), "updatedAt": now,
-                    "reconciliation.commit": journal.to_doc(),
-                    "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until,
+                    shop::STATUS: Status::Committing.as_str(), shop::UPDATED_AT: now,
+                    own::COMMIT: journal.to_doc(),
+                    own::LEASE_OWNER: owner, own::LEASE_UNTIL: until,
                 } },
             )
             .await
@@ -298,15 +307,18 @@ impl Store {
         failure: &CommitOutcome,
         w: Bounded,
     ) -> StoreResult<bool> {
-        let reason = failure.review_reason().unwrap_or(review::INSUFFICIENT_STOCK);
+        let reason = failure
+            .review_reason()
+            .unwrap_or(ReviewReason::InsufficientStock)
+            .as_str();
         let mark = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": APPLYING },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: State::Applying.as_str() },
                 doc! { "$set": {
-                    "reconciliation.commit.state": ROLLING_BACK,
-                    "reconciliation.commit.failReason": reason,
-                    "reconciliation.commit.failProduct": failure.product().unwrap_or_default(),
+                    own::COMMIT_STATE: State::RollingBack.as_str(),
+                    own::COMMIT_FAIL_REASON: reason,
+                    own::COMMIT_FAIL_PRODUCT: failure.product().unwrap_or_default(),
                 } },
             )
             .with_options(w.opts());
@@ -333,22 +345,22 @@ impl Store {
         &self,
         order_id: &Bson,
         j: &Journal,
-        from: &str,
-        to: &str,
+        from: State,
+        to: State,
         t: &Transition,
         now: DateTime,
         w: Bounded,
     ) -> StoreResult<bool> {
         let mut update = crate::store::orders::transition_update(now, t);
         if let Ok(set) = update.get_document_mut("$set") {
-            set.insert("reconciliation.commit.state", to);
-            set.insert("reconciliation.commit.endedAt", now);
-            set.insert("reconciliation.commit.sweepAt", plus(now, self.marker_retention()));
+            set.insert(own::COMMIT_STATE, to.as_str());
+            set.insert(own::COMMIT_ENDED_AT, now);
+            set.insert(own::COMMIT_SWEEP_AT, plus(now, self.marker_retention()));
         }
         let end = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, "status": Status::Committing.as_str(), "reconciliation.commit.id": &j.id, "reconciliation.commit.state": from },
+                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from.as_str() },
                 update,
             )
             .with_options(w.opts());

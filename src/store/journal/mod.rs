@@ -51,6 +51,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
+use super::fields::{own, shop};
 use super::StoreResult;
 use crate::domain::Item;
 
@@ -63,10 +64,37 @@ pub const MARKERS: &str = "reconcilerCommits";
 /// hosts and the time a write can spend on the wire that this design tolerates.
 pub const MARKER_GRACE: Duration = Duration::from_secs(120);
 
-const APPLYING: &str = "applying";
-const ROLLING_BACK: &str = "rolling_back";
-const CONFIRMED: &str = "confirmed";
-const ROLLED_BACK: &str = "rolled_back";
+/// `reconciliation.commit.state`: where a journal commit stands. [`State::as_str`] is the one
+/// place that spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Items are being deducted (rolled forward by recovery).
+    Applying,
+    /// An item was short: deducted items are being restored (rolled back by recovery).
+    RollingBack,
+    /// Ended: the order is confirmed; markers wait for the sweep.
+    Confirmed,
+    /// Ended: every deduction was restored; the order is parked.
+    RolledBack,
+}
+
+impl State {
+    const ALL: [State; 4] = [State::Applying, State::RollingBack, State::Confirmed, State::RolledBack];
+
+    /// The stored spelling.
+    const fn as_str(self) -> &'static str {
+        match self {
+            State::Applying => "applying",
+            State::RollingBack => "rolling_back",
+            State::Confirmed => "confirmed",
+            State::RolledBack => "rolled_back",
+        }
+    }
+
+    fn parse(s: &str) -> Option<State> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
 
 /// How often a journal may be found changed under us before giving up for this attempt.
 const MAX_RESUMES: u32 = 4;
@@ -75,7 +103,7 @@ const MAX_RESUMES: u32 = 4;
 #[derive(Debug, Clone)]
 struct Journal {
     id: String,
-    state: String,
+    state: State,
     items: Vec<Item>,
     /// Whether sized items also move the product's total (`job.sized_items_decrement_total` when
     /// the journal began): compensation restores exactly what was deducted, whatever the config
@@ -105,15 +133,22 @@ impl Journal {
             })
             .collect();
         doc! {
-            "id": &self.id, "state": &self.state, "items": items, "sizedTotal": self.sized_total,
+            own::commit_key(own::COMMIT_ID): &self.id, own::commit_key(own::COMMIT_STATE): self.state.as_str(), "items": items, "sizedTotal": self.sized_total,
             "code": self.code.clone(), "transactionId": self.transaction_id.clone(),
         }
     }
 
     /// Read a journal back; a journal this process cannot read is an error, never a guess.
     fn parse(d: &Document) -> Result<Journal, String> {
-        let id = d.get_str("id").map_err(|_| "journal has no id")?.to_string();
-        let state = d.get_str("state").map_err(|_| "journal has no state")?.to_string();
+        let id = d
+            .get_str(own::commit_key(own::COMMIT_ID))
+            .map_err(|_| "journal has no id")?
+            .to_string();
+        let state = d
+            .get_str(own::commit_key(own::COMMIT_STATE))
+            .map_err(|_| "journal has no state")?;
+        let state =
+            State::parse(state).ok_or_else(|| format!("journal state `{state}` is not one this process knows"))?;
         let items = d
             .get_array("items")
             .map_err(|_| "journal has no items")?
@@ -141,15 +176,15 @@ impl Journal {
             sized_total: d.get_bool("sizedTotal").unwrap_or(true),
             code: s("code"),
             transaction_id: s("transactionId"),
-            fail_reason: s("failReason"),
-            fail_product: s("failProduct"),
+            fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
+            fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
         })
     }
 
     fn of_order(order: &Document) -> Option<Result<Journal, String>> {
         order
-            .get_document("reconciliation")
-            .and_then(|r| r.get_document("commit"))
+            .get_document(own::RECONCILIATION_KEY)
+            .and_then(|r| r.get_document(own::COMMIT_KEY))
             .ok()
             .map(Journal::parse)
     }
@@ -162,8 +197,8 @@ impl Journal {
     /// The `$inc` of item `i` (`sign` -1 deducts, +1 restores), its size matched by `s`.
     fn inc(&self, item: &Item, sign: i64) -> Document {
         let mut inc = stock_inc(item, self.sized_total, sign);
-        if let Some(n) = inc.remove("sizes.$.stock") {
-            inc.insert("sizes.$[s].stock", n);
+        if let Some(n) = inc.remove(shop::SIZES_MATCHED_STOCK) {
+            inc.insert(shop::SIZES_FILTERED_STOCK, n);
         }
         inc
     }
@@ -214,7 +249,35 @@ impl Bounded {
 
     fn opts_for(self, item: &Item) -> FindOneAndUpdateOptions {
         let mut o = self.opts();
-        o.array_filters = item.size.as_ref().map(|size| vec![doc! { "s.size": size }]);
+        o.array_filters = item.size.as_ref().map(|size| vec![doc! { shop::SIZE_FILTER: size }]);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(state: &str) -> Document {
+        doc! { "id": "c1", "state": state, "items": [{ "productId": "p", "quantity": 1 }], "sizedTotal": false }
+    }
+
+    #[test]
+    fn states_keep_their_stored_spelling_and_round_trip() {
+        let spelled: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(spelled, ["applying", "rolling_back", "confirmed", "rolled_back"]);
+        for s in State::ALL {
+            let j = Journal::parse(&journal(s.as_str())).expect("a known state parses");
+            assert_eq!(j.state, s);
+            assert_eq!(Journal::parse(&j.to_doc()).expect("round trip").state, s);
+        }
+    }
+
+    /// Recovery must never guess what an unknown journal means (rolling it forward would deduct).
+    #[test]
+    fn an_unknown_state_is_an_error_naming_it() {
+        let err = Journal::parse(&journal("half_done")).expect_err("unknown state");
+        assert!(err.contains("half_done"), "{err}");
+        assert!(Journal::parse(&doc! { "id": "c1" }).is_err());
     }
 }

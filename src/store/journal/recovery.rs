@@ -5,9 +5,10 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
-use super::{Bounded, Driver, Journal, Recovery, APPLYING, CONFIRMED, MARKERS, ROLLED_BACK};
+use super::{Bounded, Driver, Journal, Recovery, State, MARKERS};
 use crate::domain::Status;
 use crate::store::commit::CommitOutcome;
+use crate::store::fields::{own, shop};
 use crate::store::orders::{plus, Store};
 use crate::store::{StoreError, StoreResult};
 
@@ -28,15 +29,15 @@ impl Store {
         let claim = self
             .orders
             .find_one_and_update(
-                doc! { "status": Status::Committing.as_str(), "reconciliation.leaseUntil": { "$not": { "$gt": now } } },
-                doc! { "$set": { "reconciliation.leaseOwner": owner, "reconciliation.leaseUntil": until } },
+                doc! { shop::STATUS: Status::Committing.as_str(), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
+                doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
             )
             .with_options(opts);
         let claimed =
             crate::store::bounded("recovery: claim committing order", crate::store::CLAIM_TIMEOUT, claim).await?;
         let Some(order) = claimed else { return Ok(None) };
         let id = order.get("_id").cloned().unwrap_or(Bson::Null);
-        let mtid = order.get_str("merchantTransactionId").unwrap_or("?").to_string();
+        let mtid = order.get_str(shop::MERCHANT_TRANSACTION_ID).unwrap_or("?").to_string();
         let driver = match Journal::of_order(&order) {
             Some(Ok(j)) => Ok(Driver::new(id, j, until)),
             Some(Err(e)) => Err(e),
@@ -58,7 +59,7 @@ impl Store {
                     continue;
                 }
             };
-            let forward = driver.j.state == APPLYING;
+            let forward = driver.j.state == State::Applying;
             match driver.run(self).await {
                 Ok(outcome) => {
                     tracing::warn!(merchantTransactionId = %mtid, outcome = ?outcome, "recovered an interrupted commit from its journal");
@@ -85,8 +86,8 @@ impl Store {
         use futures_util::TryStreamExt;
         let due: Vec<Document> = self
             .orders
-            .find(doc! { "reconciliation.commit.sweepAt": { "$lte": now } })
-            .projection(doc! { "reconciliation.commit": 1 })
+            .find(doc! { own::COMMIT_SWEEP_AT: { "$lte": now } })
+            .projection(doc! { own::COMMIT: 1 })
             .limit(1000)
             .await
             .map_err(StoreError::mongo("sweep: find ended journals"))?
@@ -99,8 +100,8 @@ impl Store {
                 continue;
             };
             for (i, item) in j.items.iter().enumerate() {
-                match j.state.as_str() {
-                    CONFIRMED => {
+                match j.state {
+                    State::Confirmed => {
                         let r = self
                             .products
                             .update_one(
@@ -111,14 +112,16 @@ impl Store {
                             .map_err(StoreError::mongo("sweep: clear marker"))?;
                         report.markers_cleared += r.modified_count;
                     }
-                    ROLLED_BACK => report.markers_compensated += u64::from(self.compensate(&j, i, forever).await?),
+                    State::RolledBack => {
+                        report.markers_compensated += u64::from(self.compensate(&j, i, forever).await?)
+                    }
                     _ => {}
                 }
             }
             self.orders
                 .update_one(
-                    doc! { "_id": order.get("_id"), "reconciliation.commit.id": &j.id },
-                    doc! { "$unset": { "reconciliation.commit.sweepAt": "" }, "$set": { "reconciliation.commit.sweptAt": now } },
+                    doc! { "_id": order.get("_id"), own::COMMIT_ID: &j.id },
+                    doc! { "$unset": { own::COMMIT_SWEEP_AT: "" }, "$set": { own::COMMIT_SWEPT_AT: now } },
                 )
                 .await
                 .map_err(StoreError::mongo("sweep: mark journal swept"))?;
@@ -162,8 +165,8 @@ impl Store {
         let ids: Vec<&str> = markers.iter().map(|m| m.2.as_str()).collect();
         let journals: Vec<Document> = self
             .orders
-            .find(doc! { "reconciliation.commit.id": { "$in": ids } })
-            .projection(doc! { "reconciliation.commit": 1 })
+            .find(doc! { own::COMMIT_ID: { "$in": ids } })
+            .projection(doc! { own::COMMIT: 1 })
             .await
             .map_err(StoreError::mongo("recovery: find journals of markers"))?
             .try_collect()
@@ -172,9 +175,16 @@ impl Store {
         let by_id: std::collections::HashMap<String, (Journal, bool, bool)> = journals
             .iter()
             .filter_map(|o| {
-                let c = o.get_document("reconciliation").ok()?.get_document("commit").ok()?;
+                let c = o
+                    .get_document(own::RECONCILIATION_KEY)
+                    .ok()?
+                    .get_document(own::COMMIT_KEY)
+                    .ok()?;
                 let j = Journal::parse(c).ok()?;
-                let (pending, swept) = (c.contains_key("sweepAt"), c.contains_key("sweptAt"));
+                let (pending, swept) = (
+                    c.contains_key(own::commit_key(own::COMMIT_SWEEP_AT)),
+                    c.contains_key(own::commit_key(own::COMMIT_SWEPT_AT)),
+                );
                 Some((j.id.clone(), (j, pending, swept)))
             })
             .collect();
@@ -186,17 +196,17 @@ impl Store {
             if idx >= j.items.len() {
                 continue;
             }
-            match (j.state.as_str(), pending, swept) {
+            match (j.state, pending, swept) {
                 (_, true, _) => {} // its own sweep comes
-                (CONFIRMED, false, false) => {
+                (State::Confirmed, false, false) => {
                     self.products
                         .update_one(doc! { "_id": &pid }, doc! { "$pull": { MARKERS: &marker } })
                         .await
                         .map_err(StoreError::mongo("recovery: clear marker"))?;
                     report.markers_cleared += 1;
                 }
-                (CONFIRMED | ROLLED_BACK, false, _) => {
-                    if *swept && j.state == CONFIRMED {
+                (State::Confirmed | State::RolledBack, false, _) => {
+                    if *swept && j.state == State::Confirmed {
                         tracing::error!(marker = %marker, "a commit driver deducted after its journal was swept; restoring it");
                     }
                     if self.compensate(j, idx, Bounded(crate::store::CLAIM_TIMEOUT)).await? {

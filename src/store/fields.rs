@@ -1,0 +1,106 @@
+//! Every MongoDB field path the reconciler reads or writes, one constant each.
+//!
+//! Two groups. [`shop`] holds the fields the shop owns (orders and products as the storefront
+//! writes them): a later change makes their spellings configurable at run time, so every query,
+//! update, index and parse that names a shop field goes through this module and nothing else
+//! spells them. [`own`] holds the reconciler's own bookkeeping (`reconciliation.*`, `history`),
+//! whose spellings are part of the contract in the README.
+//!
+//! Paths are full dotted paths, ready for filters and `$set`; the few bare names (`*_KEY`) are
+//! for reading a nested document that was fetched whole.
+
+/// Fields of the shop's `orders` and `products` documents.
+pub mod shop {
+    /// `orders`: the PhonePe transaction id, unique per order.
+    pub const MERCHANT_TRANSACTION_ID: &str = "merchantTransactionId";
+    /// `orders`: draft, confirmed, cancelled, needs_review (and committing, the journal's).
+    pub const STATUS: &str = "status";
+    /// `orders`: pending, paid, failed.
+    pub const PAYMENT_STATUS: &str = "paymentStatus";
+    /// `orders`: the amount in paise.
+    pub const AMOUNT: &str = "amount";
+    pub const CREATED_AT: &str = "createdAt";
+    pub const UPDATED_AT: &str = "updatedAt";
+    /// `orders`: the lines, each with [`PRODUCT_ID`], [`QUANTITY`] and maybe [`SIZE`].
+    pub const ITEMS: &str = "items";
+    pub const PRODUCT_ID: &str = "productId";
+    pub const QUANTITY: &str = "quantity";
+    /// An order line's size, and the size of an entry in a product's [`SIZES`].
+    pub const SIZE: &str = "size";
+    /// `products`: stock of a product without sizes, and of each entry in [`SIZES`].
+    pub const STOCK: &str = "stock";
+    /// `products`: `[{size, stock}]` for a product sold in sizes.
+    pub const SIZES: &str = "sizes";
+    /// The stock of the size entry a positional guard (`$elemMatch`) matched.
+    pub const SIZES_MATCHED_STOCK: &str = "sizes.$.stock";
+    /// The stock of the size entry the array filter `s` names (see [`SIZE_FILTER`]).
+    pub const SIZES_FILTERED_STOCK: &str = "sizes.$[s].stock";
+    /// The array filter's path for [`SIZES_FILTERED_STOCK`].
+    pub const SIZE_FILTER: &str = "s.size";
+}
+
+/// The reconciler's own fields on `orders`.
+pub mod own {
+    /// The sub-document holding everything below.
+    pub const RECONCILIATION_KEY: &str = "reconciliation";
+    /// Appended to on every transition.
+    pub const HISTORY: &str = "history";
+    pub const LEASE_OWNER: &str = "reconciliation.leaseOwner";
+    pub const LEASE_UNTIL: &str = "reconciliation.leaseUntil";
+    pub const NEXT_CHECK_AT: &str = "reconciliation.nextCheckAt";
+    pub const REASON: &str = "reconciliation.reason";
+    pub const LAST_CODE: &str = "reconciliation.lastCode";
+    pub const LAST_CHECKED_AT: &str = "reconciliation.lastCheckedAt";
+    pub const LAST_ERROR: &str = "reconciliation.lastError";
+    pub const ATTEMPTS: &str = "reconciliation.attempts";
+    pub const ERRORS: &str = "reconciliation.errors";
+    pub const UNREADABLE: &str = "reconciliation.unreadable";
+    pub const REJECTIONS: &str = "reconciliation.rejections";
+    /// The journal of a commit in progress (journal strategy).
+    pub const COMMIT: &str = "reconciliation.commit";
+    /// [`COMMIT`]'s name inside [`RECONCILIATION_KEY`].
+    pub const COMMIT_KEY: &str = "commit";
+    pub const COMMIT_ID: &str = "reconciliation.commit.id";
+    pub const COMMIT_STATE: &str = "reconciliation.commit.state";
+    pub const COMMIT_FAIL_REASON: &str = "reconciliation.commit.failReason";
+    pub const COMMIT_FAIL_PRODUCT: &str = "reconciliation.commit.failProduct";
+    pub const COMMIT_ENDED_AT: &str = "reconciliation.commit.endedAt";
+    pub const COMMIT_SWEEP_AT: &str = "reconciliation.commit.sweepAt";
+    pub const COMMIT_SWEPT_AT: &str = "reconciliation.commit.sweptAt";
+
+    /// `path` inside [`RECONCILIATION_KEY`], for reading a fetched sub-document.
+    pub fn key(path: &str) -> &str {
+        path.strip_prefix("reconciliation.").unwrap_or(path)
+    }
+
+    /// `path` inside the journal ([`COMMIT`]), for writing or reading it whole.
+    pub fn commit_key(path: &str) -> &str {
+        path.strip_prefix("reconciliation.commit.").unwrap_or(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored spellings are the contract (README, the shop's schema): pin them here, once.
+    #[test]
+    fn spellings_are_the_contract() {
+        assert_eq!(shop::STATUS, "status");
+        assert_eq!(shop::PAYMENT_STATUS, "paymentStatus");
+        assert_eq!(shop::MERCHANT_TRANSACTION_ID, "merchantTransactionId");
+        assert_eq!(shop::CREATED_AT, "createdAt");
+        assert_eq!(own::NEXT_CHECK_AT, "reconciliation.nextCheckAt");
+        assert_eq!(own::LEASE_UNTIL, "reconciliation.leaseUntil");
+        assert_eq!(own::HISTORY, "history");
+    }
+
+    #[test]
+    fn key_is_the_name_inside_reconciliation() {
+        assert_eq!(own::key(own::NEXT_CHECK_AT), "nextCheckAt");
+        assert_eq!(own::key(own::COMMIT_ID), "commit.id");
+        assert_eq!(own::key(own::HISTORY), "history");
+        assert_eq!(own::commit_key(own::COMMIT_STATE), "state");
+        assert_eq!(own::commit_key(own::COMMIT_SWEEP_AT), "sweepAt");
+    }
+}
