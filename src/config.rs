@@ -71,6 +71,7 @@ pub struct Settings {
     pub supervisor: SupervisorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
+    pub webhook: WebhookSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +120,19 @@ pub struct SupervisorSettings {
 pub struct OpsSettings {
     /// `None` when `listen = ""` (ops HTTP disabled, e.g. for `once`).
     pub listen: Option<SocketAddr>,
+}
+
+/// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSettings {
+    /// `None` when `listen = ""` (the default: no webhook listener).
+    pub listen: Option<SocketAddr>,
+    /// The v2 callback credentials configured on PhonePe's dashboard; both or neither. Without
+    /// them v2 callbacks are refused (401); v1 callbacks are verified with `phonepe.salt_key`.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Ask the status API (within the PhonePe budget) before acting, and act on its answer.
+    pub confirm_with_status_api: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +276,16 @@ const KEYS: &[Key] = &[
     key("ops", "listen", Kind::Str),
     seed("log", "level", Kind::Str, "LOG_LEVEL"),
     seed("log", "format", Kind::Str, "LOG_FORMAT"),
+    key("webhook", "listen", Kind::Str),
+    seed("webhook", "username", Kind::Str, "PHONEPE_WEBHOOK_USERNAME"),
+    Key {
+        section: "webhook",
+        name: "password",
+        kind: Kind::Str,
+        secret: true,
+        seed_env: Some("PHONEPE_WEBHOOK_PASSWORD"),
+    },
+    key("webhook", "confirm_with_status_api", Kind::Bool),
 ];
 
 const ENV_PREFIX: &str = "RECONCILER_";
@@ -600,6 +624,7 @@ impl Resolved {
             supervisor: self.supervisor()?,
             ops: self.ops()?,
             log: self.log()?,
+            webhook: self.webhook()?,
         };
         self.cross_checks(&settings)?;
         Ok(settings)
@@ -700,6 +725,46 @@ impl Resolved {
             )
         })?;
         Ok(OpsSettings { listen: Some(addr) })
+    }
+
+    /// `[webhook]`: `listen` like `ops.listen`; `username` / `password` optional (empty = unset)
+    /// but both or neither.
+    fn webhook(&self) -> Result<WebhookSettings, ConfigError> {
+        let listen = self.str("webhook", "listen")?;
+        let listen = match listen.trim() {
+            "" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                let reason = format!("must be ip:port like \"127.0.0.1:9465\" or \"\", got {listen:?}");
+                self.invalid("webhook", "listen", reason)
+            })?),
+        };
+        let optional = |name| match self.raw("webhook", name) {
+            Some((toml::Value::String(s), _)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let (username, password) = (optional("username"), optional("password"));
+        if username.is_some() != password.is_some() {
+            let (set, unset) = if username.is_some() {
+                ("username", "password")
+            } else {
+                ("password", "username")
+            };
+            let var = if unset == "username" {
+                "PHONEPE_WEBHOOK_USERNAME"
+            } else {
+                "PHONEPE_WEBHOOK_PASSWORD"
+            };
+            return Err(ConfigError::Missing {
+                key: format!("webhook.{unset}"),
+                hint: format!("set {var}: webhook.{set} is set and v2 callbacks are checked with both"),
+            });
+        }
+        Ok(WebhookSettings {
+            listen,
+            username,
+            password: password.map(Secret::new),
+            confirm_with_status_api: self.bool("webhook", "confirm_with_status_api")?,
+        })
     }
 
     fn log(&self) -> Result<LogSettings, ConfigError> {
@@ -951,6 +1016,18 @@ impl Settings {
             "[log]".into(),
             format!("level = {}", s(&self.log.level)),
             format!("format = {}", s(format)),
+            String::new(),
+            "[webhook]".into(),
+            format!(
+                "listen = {}",
+                s(&self.webhook.listen.map(|a| a.to_string()).unwrap_or_default())
+            ),
+            format!("username = {}", s(self.webhook.username.as_deref().unwrap_or_default())),
+            format!(
+                "password = {}",
+                s(if self.webhook.password.is_some() { "***" } else { "" })
+            ),
+            format!("confirm_with_status_api = {}", self.webhook.confirm_with_status_api),
         ];
         let mut out = lines.join("\n");
         out.push('\n');

@@ -99,7 +99,8 @@ impl Driver {
                     "paid",
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
-                );
+                )
+                .by(self.j.by);
                 if !store
                     .finish(&self.order_id, &self.j, APPLYING, CONFIRMED, &t, now, w)
                     .await?
@@ -140,7 +141,8 @@ impl Driver {
                     &reason,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
-                );
+                )
+                .by(self.j.by);
                 if !store
                     .finish(&self.order_id, &self.j, ROLLING_BACK, ROLLED_BACK, &t, now, w)
                     .await?
@@ -236,6 +238,7 @@ impl Store {
             transaction_id: t.transaction_id.clone(),
             fail_reason: None,
             fail_product: None,
+            by: t.by,
         };
         let begun = self
             .orders

@@ -85,6 +85,8 @@ struct Journal {
     transaction_id: Option<String>,
     fail_reason: Option<String>,
     fail_product: Option<String>,
+    /// Who began the commit (`store::orders::by`): its history entry says so.
+    by: &'static str,
 }
 
 impl Journal {
@@ -106,7 +108,7 @@ impl Journal {
             .collect();
         doc! {
             "id": &self.id, "state": &self.state, "items": items, "sizedTotal": self.sized_total,
-            "code": self.code.clone(), "transactionId": self.transaction_id.clone(),
+            "code": self.code.clone(), "transactionId": self.transaction_id.clone(), "by": self.by,
         }
     }
 
@@ -143,6 +145,7 @@ impl Journal {
             transaction_id: s("transactionId"),
             fail_reason: s("failReason"),
             fail_product: s("failProduct"),
+            by: super::orders::by::parse(d.get_str("by").ok()),
         })
     }
 
