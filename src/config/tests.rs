@@ -356,3 +356,39 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
     assert_eq!(s.ops.listen, None);
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
 }
+
+#[test]
+fn webhook_is_off_by_default_and_its_keys_load_from_env() {
+    let s = load_env(&[]).expect("valid");
+    assert_eq!(s.webhook.listen, None);
+    assert_eq!((s.webhook.username.as_deref(), s.webhook.password.is_some()), (None, false));
+    assert!(!s.webhook.confirm_with_status_api);
+    let hook_pass = "hook-S3CRET-pass";
+    let s = load_env(&[
+        ("RECONCILER_WEBHOOK__LISTEN", "127.0.0.1:9465"),
+        ("PHONEPE_WEBHOOK_USERNAME", "hook"),
+        ("PHONEPE_WEBHOOK_PASSWORD", hook_pass),
+        ("RECONCILER_WEBHOOK__CONFIRM_WITH_STATUS_API", "true"),
+    ])
+    .expect("valid");
+    assert_eq!(s.webhook.listen, Some("127.0.0.1:9465".parse().expect("addr")));
+    assert_eq!(s.webhook.username.as_deref(), Some("hook"));
+    assert_eq!(s.webhook.password.as_ref().map(Secret::expose), Some(hook_pass));
+    assert!(s.webhook.confirm_with_status_api);
+    let out = s.redacted_toml();
+    assert!(out.contains("password = \"***\"") && !out.contains(hook_pass), "{out}");
+    assert!(!format!("{s:?}").contains(hook_pass));
+}
+
+#[test]
+fn webhook_credentials_come_in_pairs_and_listen_must_be_an_address() {
+    let e = err(&[("PHONEPE_WEBHOOK_USERNAME", "hook")]);
+    assert_eq!(e.key(), Some("webhook.password"), "{e}");
+    assert!(e.to_string().contains("PHONEPE_WEBHOOK_PASSWORD"), "{e}");
+    let e = err(&[("PHONEPE_WEBHOOK_PASSWORD", "hook-S3CRET-pass")]);
+    assert_eq!(e.key(), Some("webhook.username"), "{e}");
+    assert!(!e.to_string().contains("hook-S3CRET-pass"), "{e}");
+    let e = err(&[("RECONCILER_WEBHOOK__LISTEN", "localhost")]);
+    assert_eq!(e.key(), Some("webhook.listen"), "{e}");
+    assert!(e.to_string().contains("env RECONCILER_WEBHOOK__LISTEN"), "{e}");
+}
