@@ -189,7 +189,10 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     for mtid in ["ORD-SIG", "ORD-BAD", "ORD-FAIL", "ORD-AMT", "ORD-PEND", "ORD-FAIL2"] {
         w.insert_order(mtid, 10_000, 10, &[("tee", 1, None)]);
     }
-    let svc = Service::start(&w, &[]);
+    // Older than pending_timeout (1800 s): a PENDING answer from the reconciler would cancel it,
+    // a PENDING callback must not. The long lookback keeps the scanner off it.
+    w.insert_order("ORD-OLD", 10_000, 2_000, &[("tee", 1, None)]);
+    let svc = Service::start(&w, &[("RECONCILER_JOB__LOOKBACK_SECS", "100000")]);
     let draft = || ("draft".to_string(), "pending".to_string());
 
     // Bad signatures: 401, nothing changes.
@@ -234,6 +237,10 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     assert_eq!(svc.v1(&v1_status("ORD-PEND", "PAYMENT_PENDING", "PENDING", 10_000), support::SALT).0, 200);
     assert_eq!(w.status("ORD-PEND"), draft());
     assert!(history(&w, "ORD-PEND").is_empty());
+    let old = v2_body("checkout.order.completed", "ORD-OLD", "PENDING", 10_000);
+    assert_eq!(svc.v2(&v2_auth(), &old).0, 200);
+    assert_eq!(svc.v1(&v1_status("ORD-OLD", "PAYMENT_PENDING", "PENDING", 10_000), support::SALT).0, 200);
+    assert_eq!(w.status("ORD-OLD"), draft(), "a pending callback never cancels");
 
     assert_eq!(w.stock("tee"), 10, "nothing was deducted");
     let m = svc.metrics();
@@ -243,9 +250,9 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
         "reconciler_webhooks_total{event=\"unknown\",result=\"malformed\"} 1",
         "reconciler_webhooks_total{event=\"v1.completed\",result=\"unknown_order\"} 1",
         "reconciler_webhooks_total{event=\"v1.failed\",result=\"accepted\"} 1",
-        "reconciler_webhooks_total{event=\"checkout.order.completed\",result=\"ignored\"} 1",
+        "reconciler_webhooks_total{event=\"checkout.order.completed\",result=\"ignored\"} 2",
         "reconciler_webhooks_total{event=\"checkout.transaction.attempt.failed\",result=\"ignored\"} 1",
-        "reconciler_webhooks_total{event=\"v1.pending\",result=\"ignored\"} 1",
+        "reconciler_webhooks_total{event=\"v1.pending\",result=\"ignored\"} 2",
     ] {
         assert!(m.contains(line), "{line} missing from\n{m}");
     }
