@@ -185,7 +185,8 @@ pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Deliv
 }
 
 fn verify_v1(keys: &Keys<'_>, x_verify: &str, body: &[u8]) -> Result<Delivery, Reply> {
-    let outer: Value = serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
     let Some(encoded) = outer.get("response").and_then(Value::as_str) else {
         return Err(Reply::malformed(event::UNKNOWN, "v1 body has no string `response`"));
     };
@@ -200,7 +201,8 @@ fn verify_v1(keys: &Keys<'_>, x_verify: &str, body: &[u8]) -> Result<Delivery, R
 
 /// The decoded v1 `response`: the status API's JSON about `data.merchantTransactionId`.
 fn parse_v1(inner: &[u8]) -> Result<Delivery, Reply> {
-    let json: Value = serde_json::from_slice(&inner).map_err(|_| Reply::malformed(event::UNKNOWN, "`response` is not JSON"))?;
+    let json: Value =
+        serde_json::from_slice(inner).map_err(|_| Reply::malformed(event::UNKNOWN, "`response` is not JSON"))?;
     let mtid = json
         .pointer("/data/merchantTransactionId")
         .and_then(Value::as_str)
@@ -274,12 +276,18 @@ pub fn parse_v2_payload(p: &Value) -> Result<(MerchantTransactionId, StatusRepor
     if state == PaymentState::Completed && amount.is_none() {
         return Err("COMPLETED payload without amount".into());
     }
-    let latest = p
-        .get("paymentDetails")
-        .and_then(Value::as_array)
-        .and_then(|a| a.last());
-    let detail = |k: &str| latest.and_then(|d| d.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let code_like = |c: &&str| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let latest = p.get("paymentDetails").and_then(Value::as_array).and_then(|a| a.last());
+    let detail = |k: &str| {
+        latest
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let code_like = |c: &&str| {
+        c.len() <= 64
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
     let state_name = text("state").unwrap_or_default();
     let code = detail("errorCode")
         .or_else(|| text("errorCode"))
@@ -394,7 +402,14 @@ pub async fn read_body(headers: &HeaderMap, body: Body, within: Duration) -> Res
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|n| n > BODY_LIMIT);
-    let too_large = || Reply::new(StatusCode::PAYLOAD_TOO_LARGE, event::UNKNOWN, result::MALFORMED, "body too large");
+    let too_large = || {
+        Reply::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            event::UNKNOWN,
+            result::MALFORMED,
+            "body too large",
+        )
+    };
     if too_long {
         return Err(too_large());
     }
@@ -455,8 +470,14 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serve until `shutdown` resolves. Run it on the runtime that built `env` (its MongoDB client).
-pub async fn serve(listener: TcpListener, env: Arc<Env>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(env)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    env: Arc<Env>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(env))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]

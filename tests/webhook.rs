@@ -37,7 +37,10 @@ fn post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> Option<(u16, String
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let text = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let text = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, text))
 }
 
@@ -124,7 +127,9 @@ impl Service {
     }
 
     fn metrics(&self) -> String {
-        support::http_get(self.ops, "/metrics").map(|(_, b)| b).unwrap_or_default()
+        support::http_get(self.ops, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 }
 
@@ -156,7 +161,10 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
 
     for mtid in ["ORD-V1", "ORD-V2"] {
         assert_eq!(w.status(mtid), ("confirmed".into(), "paid".into()), "{mtid}");
-        assert_eq!(settled_by(&w, mtid), ("confirmed".into(), "webhook".into(), "paid".into()));
+        assert_eq!(
+            settled_by(&w, mtid),
+            ("confirmed".into(), "webhook".into(), "paid".into())
+        );
     }
     assert_eq!(w.stock("tee"), 5, "2 + 3 deducted");
     let tx = history(&w, "ORD-V2")[0].get_str("transactionId").map(str::to_string);
@@ -170,7 +178,11 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
     assert_eq!(w.stock("tee"), 5);
     assert_eq!(history(&w, "ORD-V1").len(), 1);
     assert_eq!(history(&w, "ORD-V2").len(), 1);
-    assert_eq!(w.calls_for("ORD-V1") + w.calls_for("ORD-V2"), 0, "no status call needed");
+    assert_eq!(
+        w.calls_for("ORD-V1") + w.calls_for("ORD-V2"),
+        0,
+        "no status call needed"
+    );
     let m = svc.metrics();
     for line in [
         "reconciler_webhooks_total{event=\"v1.completed\",result=\"accepted\"} 1",
@@ -216,9 +228,16 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     assert_eq!(svc.v1(&unknown, support::SALT).0, 200);
 
     // A failed payment cancels (v1 and v2).
-    assert_eq!(svc.v1(&v1_status("ORD-FAIL", "PAYMENT_ERROR", "FAILED", 10_000), support::SALT).0, 200);
+    assert_eq!(
+        svc.v1(&v1_status("ORD-FAIL", "PAYMENT_ERROR", "FAILED", 10_000), support::SALT)
+            .0,
+        200
+    );
     assert_eq!(w.status("ORD-FAIL"), ("cancelled".into(), "failed".into()));
-    assert_eq!(settled_by(&w, "ORD-FAIL"), ("cancelled".into(), "webhook".into(), "payment_failed".into()));
+    assert_eq!(
+        settled_by(&w, "ORD-FAIL"),
+        ("cancelled".into(), "webhook".into(), "payment_failed".into())
+    );
     let failed = v2_body("checkout.order.failed", "ORD-FAIL2", "FAILED", 10_000);
     assert_eq!(svc.v2(&v2_auth(), &failed).0, 200);
     assert_eq!(w.status("ORD-FAIL2"), ("cancelled".into(), "failed".into()));
@@ -227,19 +246,36 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     let short = v2_body("checkout.order.completed", "ORD-AMT", "COMPLETED", 9_999);
     assert_eq!(svc.v2(&v2_auth(), &short).0, 200);
     assert_eq!(w.status("ORD-AMT"), ("needs_review".into(), "paid".into()));
-    assert_eq!(settled_by(&w, "ORD-AMT"), ("needs_review".into(), "webhook".into(), "amount_mismatch".into()));
+    assert_eq!(
+        settled_by(&w, "ORD-AMT"),
+        ("needs_review".into(), "webhook".into(), "amount_mismatch".into())
+    );
 
     // A pending event, and an attempt failing, change nothing.
     let pending = v2_body("checkout.order.completed", "ORD-PEND", "PENDING", 10_000);
     assert_eq!(svc.v2(&v2_auth(), &pending).0, 200);
     let attempt = v2_body("checkout.transaction.attempt.failed", "ORD-PEND", "FAILED", 10_000);
     assert_eq!(svc.v2(&v2_auth(), &attempt).0, 200);
-    assert_eq!(svc.v1(&v1_status("ORD-PEND", "PAYMENT_PENDING", "PENDING", 10_000), support::SALT).0, 200);
+    assert_eq!(
+        svc.v1(
+            &v1_status("ORD-PEND", "PAYMENT_PENDING", "PENDING", 10_000),
+            support::SALT
+        )
+        .0,
+        200
+    );
     assert_eq!(w.status("ORD-PEND"), draft());
     assert!(history(&w, "ORD-PEND").is_empty());
     let old = v2_body("checkout.order.completed", "ORD-OLD", "PENDING", 10_000);
     assert_eq!(svc.v2(&v2_auth(), &old).0, 200);
-    assert_eq!(svc.v1(&v1_status("ORD-OLD", "PAYMENT_PENDING", "PENDING", 10_000), support::SALT).0, 200);
+    assert_eq!(
+        svc.v1(
+            &v1_status("ORD-OLD", "PAYMENT_PENDING", "PENDING", 10_000),
+            support::SALT
+        )
+        .0,
+        200
+    );
     assert_eq!(w.status("ORD-OLD"), draft(), "a pending callback never cancels");
 
     assert_eq!(w.stock("tee"), 10, "nothing was deducted");
@@ -288,7 +324,11 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
     let ids = ["ORD-ASK-0", "ORD-ASK-1", "ORD-ASK-2"];
     for (i, id) in ids.iter().enumerate() {
         w.insert_order(id, 10_000, 10, &[("tee", 1, None)]);
-        let answer = if i == 0 { Answer::failed() } else { Answer::completed(10_000) };
+        let answer = if i == 0 {
+            Answer::failed()
+        } else {
+            Answer::completed(10_000)
+        };
         w.sim.script(id, vec![answer]);
     }
     let svc = Service::start(
@@ -313,16 +353,25 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         }
     }
     assert_eq!(w.status("ORD-ASK-0"), ("cancelled".into(), "failed".into()));
-    assert_eq!(settled_by(&w, "ORD-ASK-0"), ("cancelled".into(), "webhook".into(), "payment_failed".into()));
+    assert_eq!(
+        settled_by(&w, "ORD-ASK-0"),
+        ("cancelled".into(), "webhook".into(), "payment_failed".into())
+    );
     for id in &ids[1..] {
-        assert_eq!(settled_by(&w, id), ("confirmed".into(), "webhook".into(), "paid".into()));
+        assert_eq!(
+            settled_by(&w, id),
+            ("confirmed".into(), "webhook".into(), "paid".into())
+        );
     }
     assert_eq!(w.stock("tee"), 8);
     // One status call per order, spaced by the budget (60 s / 30 = 2 s, less clock slack).
     let mut at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
     at.sort_unstable();
     assert_eq!(at.len(), 3, "{at:?}");
-    assert!(at.windows(2).all(|p| p[1] - p[0] >= 1_900), "calls closer than the budget: {at:?}");
+    assert!(
+        at.windows(2).all(|p| p[1] - p[0] >= 1_900),
+        "calls closer than the budget: {at:?}"
+    );
     println!("503 answers while waiting for the budget: {refused}");
 }
 
@@ -349,7 +398,9 @@ impl InProcess {
                 .await;
             })
         });
-        let port = port_rx.recv_timeout(Duration::from_secs(60)).expect("webhook listening");
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("webhook listening");
         InProcess {
             port,
             stop: Some(stop),
@@ -385,7 +436,8 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
         let ids: Vec<String> = (0..ORDERS).map(|i| format!("RACE-{round}-{i}")).collect();
         for id in &ids {
             w.insert_order(id, 5_000, 600, &[("tee", 2, None)]);
-            w.sim.script(id, vec![Answer::completed(5_000).delay(fastrand::u64(0..600))]);
+            w.sim
+                .script(id, vec![Answer::completed(5_000).delay(fastrand::u64(0..600))]);
         }
         std::thread::scope(|s| {
             let settings = w.settings.clone();
@@ -396,7 +448,8 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
                 s.spawn(move || {
                     for id in order {
                         std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
-                        let (body, sig) = v1_signed(&v1_status(&id, "PAYMENT_SUCCESS", "COMPLETED", 5_000), support::SALT);
+                        let (body, sig) =
+                            v1_signed(&v1_status(&id, "PAYMENT_SUCCESS", "COMPLETED", 5_000), support::SALT);
                         let (status, text) = post(hook.port, &[("X-VERIFY", &sig)], &body).expect("answers");
                         assert!(status == 200 || status == 503, "{id}: {status} {text}");
                     }

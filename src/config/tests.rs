@@ -361,7 +361,10 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
 fn webhook_is_off_by_default_and_its_keys_load_from_env() {
     let s = load_env(&[]).expect("valid");
     assert_eq!(s.webhook.listen, None);
-    assert_eq!((s.webhook.username.as_deref(), s.webhook.password.is_some()), (None, false));
+    assert_eq!(
+        (s.webhook.username.as_deref(), s.webhook.password.is_some()),
+        (None, false)
+    );
     assert!(!s.webhook.confirm_with_status_api);
     let hook_pass = "hook-S3CRET-pass";
     let s = load_env(&[

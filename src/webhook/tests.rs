@@ -80,7 +80,11 @@ fn v2_authorization_is_sha256_hex_of_username_colon_password() {
 
 #[test]
 fn a_signed_v1_callback_is_the_status_answer_it_carries() {
-    let d = v1_verify(&status_json("PAYMENT_SUCCESS", "COMPLETED", Some(49_900), "ORD-1"), SALT).expect("valid");
+    let d = v1_verify(
+        &status_json("PAYMENT_SUCCESS", "COMPLETED", Some(49_900), "ORD-1"),
+        SALT,
+    )
+    .expect("valid");
     assert_eq!(d.mtid.as_str(), "ORD-1");
     assert_eq!(d.event, event::V1_COMPLETED);
     assert!(d.settles);
@@ -89,7 +93,10 @@ fn a_signed_v1_callback_is_the_status_answer_it_carries() {
     assert_eq!(d.report.merchant_id.as_deref(), Some("MERCHANTUAT"));
     assert_eq!(d.report.transaction_id.as_deref(), Some("T1"));
     let failed = v1_verify(&status_json("PAYMENT_ERROR", "FAILED", None, "ORD-1"), SALT).expect("valid");
-    assert_eq!((failed.event, failed.report.state), (event::V1_FAILED, PaymentState::Failed));
+    assert_eq!(
+        (failed.event, failed.report.state),
+        (event::V1_FAILED, PaymentState::Failed)
+    );
 }
 
 #[test]
@@ -101,7 +108,10 @@ fn the_v1_signature_covers_the_base64_and_the_salt() {
     );
     let inner = status_json("PAYMENT_SUCCESS", "COMPLETED", Some(100), "ORD-1");
     let wrong_salt = expect_err(v1_verify(&inner, "another-salt"));
-    assert_eq!((wrong_salt.status, wrong_salt.result), (StatusCode::UNAUTHORIZED, result::BAD_SIGNATURE));
+    assert_eq!(
+        (wrong_salt.status, wrong_salt.result),
+        (StatusCode::UNAUTHORIZED, result::BAD_SIGNATURE)
+    );
     // A body changed after signing.
     let (body, sig) = v1(&inner, SALT);
     let other = v1(&status_json("PAYMENT_SUCCESS", "COMPLETED", Some(1), "ORD-1"), SALT).0;
@@ -120,7 +130,10 @@ fn the_v1_signature_covers_the_base64_and_the_salt() {
 fn unreadable_v1_callbacks_are_400_naming_what_is_wrong_without_quoting_it() {
     let k = keys();
     let not_json = expect_err(verify(&k, &headers(&[("x-verify", "x###1")]), b"nope"));
-    assert_eq!((not_json.status, not_json.result), (StatusCode::BAD_REQUEST, result::MALFORMED));
+    assert_eq!(
+        (not_json.status, not_json.result),
+        (StatusCode::BAD_REQUEST, result::MALFORMED)
+    );
     let no_response = expect_err(verify(&k, &headers(&[("x-verify", "x###1")]), b"{\"r\":1}"));
     assert!(no_response.message.contains("`response`"), "{}", no_response.message);
     // Signed, but not base64.
@@ -128,13 +141,22 @@ fn unreadable_v1_callbacks_are_400_naming_what_is_wrong_without_quoting_it() {
     let r = expect_err(verify(&k, &headers(&[("x-verify", &sig)]), b"{\"response\":\"%%%\"}"));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Signed, but the inner answer is incomplete: the status parser's rules apply.
-    let r = expect_err(v1_verify(&status_json("PAYMENT_SUCCESS", "COMPLETED", None, "ORD-1"), SALT));
+    let r = expect_err(v1_verify(
+        &status_json("PAYMENT_SUCCESS", "COMPLETED", None, "ORD-1"),
+        SALT,
+    ));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message.contains("data.amount"), "{}", r.message);
-    let r = expect_err(v1_verify(&status_json("SOMETHING_NEW", "COMPLETED", Some(1), "ORD-1"), SALT));
+    let r = expect_err(v1_verify(
+        &status_json("SOMETHING_NEW", "COMPLETED", Some(1), "ORD-1"),
+        SALT,
+    ));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let secret_ish = "ORD 1 asha@example.com";
-    let r = expect_err(v1_verify(&status_json("PAYMENT_SUCCESS", "COMPLETED", Some(1), secret_ish), SALT));
+    let r = expect_err(v1_verify(
+        &status_json("PAYMENT_SUCCESS", "COMPLETED", Some(1), secret_ish),
+        SALT,
+    ));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(!r.message.contains("asha"), "{}", r.message);
 }
@@ -159,14 +181,21 @@ fn a_v2_callback_with_the_right_authorization_parses_its_payload() {
 fn v2_signature_failures_are_401() {
     let body = v2_body("checkout.order.completed", completed_payload("ORD-2", json!(1)));
     let wrong = expect_err(v2_verify(&v2_authorization(USER, "guess"), &body));
-    assert_eq!((wrong.status, wrong.result), (StatusCode::UNAUTHORIZED, result::BAD_SIGNATURE));
+    assert_eq!(
+        (wrong.status, wrong.result),
+        (StatusCode::UNAUTHORIZED, result::BAD_SIGNATURE)
+    );
     let truncated = expect_err(v2_verify(&AUTH_VECTOR[..63], &body));
     assert_eq!(truncated.status, StatusCode::UNAUTHORIZED);
     let unconfigured = Keys {
         v2_authorization: None,
         ..keys()
     };
-    let r = expect_err(verify(&unconfigured, &headers(&[("authorization", AUTH_VECTOR)]), &body));
+    let r = expect_err(verify(
+        &unconfigured,
+        &headers(&[("authorization", AUTH_VECTOR)]),
+        &body,
+    ));
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.message.contains("webhook.username"), "{}", r.message);
     // A bad signature is refused before the body is looked at.
@@ -186,7 +215,10 @@ fn v2_failed_and_pending_payloads_and_events() {
     assert!(d.settles);
     let pending = json!({ "merchantOrderId": "ORD-3", "state": "PENDING" });
     let (_, r) = parse_v2_payload(&pending).expect("valid");
-    assert_eq!((r.state, r.amount, r.code.as_str()), (PaymentState::Pending, None, "PENDING"));
+    assert_eq!(
+        (r.state, r.amount, r.code.as_str()),
+        (PaymentState::Pending, None, "PENDING")
+    );
     // An attempt failing is not the order failing; refunds are not payments.
     for ev in event::NON_SETTLING {
         let payload = json!({ "merchantOrderId": "ORD-3", "state": "FAILED" });
@@ -204,19 +236,43 @@ fn v2_failed_and_pending_payloads_and_events() {
 fn malformed_v2_payloads_are_400_naming_the_field() {
     let cases = [
         (json!({ "state": "COMPLETED", "amount": 1 }), "merchantOrderId"),
-        (json!({ "merchantOrderId": "A B", "state": "COMPLETED", "amount": 1 }), "merchantOrderId"),
-        (json!({ "merchantOrderId": "ORD-4", "state": "PAID", "amount": 1 }), "state"),
+        (
+            json!({ "merchantOrderId": "A B", "state": "COMPLETED", "amount": 1 }),
+            "merchantOrderId",
+        ),
+        (
+            json!({ "merchantOrderId": "ORD-4", "state": "PAID", "amount": 1 }),
+            "state",
+        ),
         (json!({ "merchantOrderId": "ORD-4", "amount": 1 }), "state"),
         (json!({ "merchantOrderId": "ORD-4", "state": "COMPLETED" }), "amount"),
-        (json!({ "merchantOrderId": "ORD-4", "state": "COMPLETED", "amount": "100" }), "amount"),
-        (json!({ "merchantOrderId": "ORD-4", "state": "COMPLETED", "amount": 1.5 }), "amount"),
+        (
+            json!({ "merchantOrderId": "ORD-4", "state": "COMPLETED", "amount": "100" }),
+            "amount",
+        ),
+        (
+            json!({ "merchantOrderId": "ORD-4", "state": "COMPLETED", "amount": 1.5 }),
+            "amount",
+        ),
     ];
     for (payload, field) in cases {
-        let r = expect_err(v2_verify(AUTH_VECTOR, &v2_body("checkout.order.completed", payload.clone())));
-        assert_eq!((r.status, r.result), (StatusCode::BAD_REQUEST, result::MALFORMED), "{payload}");
+        let r = expect_err(v2_verify(
+            AUTH_VECTOR,
+            &v2_body("checkout.order.completed", payload.clone()),
+        ));
+        assert_eq!(
+            (r.status, r.result),
+            (StatusCode::BAD_REQUEST, result::MALFORMED),
+            "{payload}"
+        );
         assert!(r.message.contains(field), "{payload}: {}", r.message);
     }
-    for body in [&b"[]"[..], b"{\"payload\":{}}", b"{\"event\":\"x\"}", b"{\"event\":\"x\",\"payload\":1}"] {
+    for body in [
+        &b"[]"[..],
+        b"{\"payload\":{}}",
+        b"{\"event\":\"x\"}",
+        b"{\"event\":\"x\",\"payload\":1}",
+    ] {
         let r = expect_err(v2_verify(AUTH_VECTOR, body));
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
@@ -224,11 +280,10 @@ fn malformed_v2_payloads_are_400_naming_the_field() {
 
 #[tokio::test]
 async fn bodies_are_bounded_in_size_and_time() {
-    let big = HeaderMap::from_iter([(
-        axum::http::header::CONTENT_LENGTH,
-        HeaderValue::from(BODY_LIMIT + 1),
-    )]);
-    let r = read_body(&big, Body::empty(), READ_TIMEOUT).await.expect_err("too large");
+    let big = HeaderMap::from_iter([(axum::http::header::CONTENT_LENGTH, HeaderValue::from(BODY_LIMIT + 1))]);
+    let r = read_body(&big, Body::empty(), READ_TIMEOUT)
+        .await
+        .expect_err("too large");
     assert_eq!((r.status, r.result), (StatusCode::PAYLOAD_TOO_LARGE, result::MALFORMED));
     // Without a Content-Length, the limit holds while reading.
     let r = read_body(&HeaderMap::new(), Body::from(vec![b'x'; BODY_LIMIT + 1]), READ_TIMEOUT)
@@ -240,7 +295,9 @@ async fn bodies_are_bounded_in_size_and_time() {
         .await
         .expect_err("too slow");
     assert_eq!((r.status, r.result), (StatusCode::REQUEST_TIMEOUT, result::MALFORMED));
-    let ok = read_body(&HeaderMap::new(), Body::from("{}"), READ_TIMEOUT).await.expect("read");
+    let ok = read_body(&HeaderMap::new(), Body::from("{}"), READ_TIMEOUT)
+        .await
+        .expect("read");
     assert_eq!(&ok[..], b"{}");
 }
 
@@ -254,9 +311,15 @@ fn event_labels_are_a_fixed_set() {
 #[test]
 fn a_v2_payload_without_merchant_is_ours_and_one_naming_another_is_kept() {
     let (_, r) = parse_v2_payload(&completed_payload("ORD-5", json!(1))).expect("valid");
-    assert_eq!(with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(), Some("MERCHANTUAT"));
+    assert_eq!(
+        with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(),
+        Some("MERCHANTUAT")
+    );
     let mut p = completed_payload("ORD-5", json!(1));
     p["merchantId"] = json!("OTHER");
     let (_, r) = parse_v2_payload(&p).expect("valid");
-    assert_eq!(with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(), Some("OTHER"));
+    assert_eq!(
+        with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(),
+        Some("OTHER")
+    );
 }
