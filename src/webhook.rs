@@ -321,14 +321,14 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::ok(ev, result::IGNORED);
         }
     };
-    let open = match order.status {
-        Status::Draft => order.payment_status == PaymentStatus::Pending,
+    match order.status {
+        Status::Draft if order.payment_status != PaymentStatus::Pending => {
+            tracing::warn!("webhook: a draft whose paymentStatus is not pending; the reconciler parks it");
+            return Reply::ok(ev, result::IGNORED);
+        }
         // A cancellation watched for a late payment: a payment now is parked (paid_after_cancel).
-        Status::Cancelled => true,
-        _ => false,
-    };
-    if !open {
-        return Reply::ok(ev, result::ALREADY_SETTLED);
+        Status::Draft | Status::Cancelled => {}
+        _ => return Reply::ok(ev, result::ALREADY_SETTLED),
     }
     if !d.settles || !is_final(&d.report) {
         return Reply::ok(ev, result::IGNORED);

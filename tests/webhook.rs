@@ -122,6 +122,23 @@ impl Service {
         post(self.hook, &[("Authorization", auth)], body).expect("webhook answers")
     }
 
+    /// SIGTERM, then the exit code (`None` if it did not exit within a minute).
+    fn terminate(&mut self) -> Option<i32> {
+        let pid = self._child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self._child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(self._logs.path().join("out.log")).unwrap_or_default()
     }
@@ -152,7 +169,7 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
     // Ten seconds old: well inside the five-minute lookback, so only the webhook can settle them.
     w.insert_order("ORD-V1", 49_900, 10, &[("tee", 2, None)]);
     w.insert_order("ORD-V2", 25_000, 10, &[("tee", 3, None)]);
-    let svc = Service::start(&w, &[]);
+    let mut svc = Service::start(&w, &[]);
 
     let v1 = v1_status("ORD-V1", "PAYMENT_SUCCESS", "COMPLETED", 49_900);
     assert_eq!(svc.v1(&v1, support::SALT).0, 200);
@@ -192,6 +209,10 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
     ] {
         assert!(m.contains(line), "{line} missing from\n{m}");
     }
+    assert!(!svc.logs().contains(HOOK_PASS) && !svc.logs().contains(&v2_auth()));
+    // The webhook listener stops with the service on SIGTERM, which still exits 0.
+    assert_eq!(svc.terminate(), Some(0), "{}", svc.logs());
+    assert!(post(svc.hook, &[], b"{}").is_none(), "the webhook listener is closed");
 }
 
 #[test]
@@ -204,6 +225,15 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     // Older than pending_timeout (1800 s): a PENDING answer from the reconciler would cancel it,
     // a PENDING callback must not. The long lookback keeps the scanner off it.
     w.insert_order("ORD-OLD", 10_000, 2_000, &[("tee", 1, None)]);
+    // Cancelled for a pending timeout and watched for a late payment (next check far away).
+    let late = w.insert_order("ORD-LATE", 10_000, 2_000, &[("tee", 1, None)]);
+    let next = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000);
+    w.block(w.db.collection::<Document>("orders").update_one(
+        mongodb::bson::doc! { "_id": &late },
+        mongodb::bson::doc! { "$set": { "status": "cancelled", "reconciliation.reason": "pending_timeout",
+        "reconciliation.nextCheckAt": next } },
+    ))
+    .expect("cancel ORD-LATE");
     let svc = Service::start(&w, &[("RECONCILER_JOB__LOOKBACK_SECS", "100000")]);
     let draft = || ("draft".to_string(), "pending".to_string());
 
@@ -277,6 +307,19 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
         200
     );
     assert_eq!(w.status("ORD-OLD"), draft(), "a pending callback never cancels");
+
+    // A late payment for a watched cancellation is parked for a person, never confirmed; a
+    // failure for it changes nothing.
+    let failed_late = v2_body("checkout.order.failed", "ORD-LATE", "FAILED", 10_000);
+    assert_eq!(svc.v2(&v2_auth(), &failed_late).0, 200);
+    assert_eq!(w.status("ORD-LATE"), ("cancelled".into(), "pending".into()));
+    let paid_late = v1_status("ORD-LATE", "PAYMENT_SUCCESS", "COMPLETED", 10_000);
+    assert_eq!(svc.v1(&paid_late, support::SALT).0, 200);
+    assert_eq!(w.status("ORD-LATE"), ("needs_review".into(), "paid".into()));
+    assert_eq!(
+        settled_by(&w, "ORD-LATE"),
+        ("needs_review".into(), "webhook".into(), "paid_after_cancel".into())
+    );
 
     assert_eq!(w.stock("tee"), 10, "nothing was deducted");
     let m = svc.metrics();
