@@ -514,3 +514,37 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
     println!("race winners: {winners:?}");
     assert_eq!(winners.values().sum::<usize>(), ROUNDS * ORDERS);
 }
+
+/// A journal commit the webhook began and did not finish (its process died) is finished by
+/// recovery, and the history still says the webhook confirmed it.
+#[test]
+fn recovery_finishing_a_webhook_journal_records_the_webhook() {
+    use draft_reconciler::domain::Order;
+    use draft_reconciler::store::commit::confirm_transition;
+    use draft_reconciler::store::orders::by;
+    use mongodb::bson::DateTime;
+    let w = World::new("hook_journal_recovery");
+    let store = w
+        .block(draft_reconciler::store::Store::connect(&w.uri, w.db.name()))
+        .expect("connect");
+    w.insert_product("tee", 5);
+    w.insert_order("ORD-J", 100, 10, &[("tee", 2, None)]);
+    let order = Order::parse(&w.order("ORD-J")).expect("order");
+    let now = DateTime::now();
+    // Begun with a lease that has already run out, as if the process died right after.
+    let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(by::WEBHOOK);
+    let expired = DateTime::from_millis(now.timestamp_millis() - 1);
+    w.block(store.begin_journal(&order, &t, "dead-webhook", expired, now))
+        .expect("begin")
+        .expect("a draft");
+    assert_eq!(w.status("ORD-J").0, "committing");
+    let report = w
+        .block(store.recover_journals("recoverer", Duration::from_secs(60)))
+        .expect("recover");
+    assert_eq!(report.rolled_forward, 1, "{report:?}");
+    assert_eq!(
+        settled_by(&w, "ORD-J"),
+        ("confirmed".into(), "webhook".into(), "paid".into())
+    );
+    assert_eq!(w.stock("tee"), 3);
+}
