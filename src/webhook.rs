@@ -15,7 +15,8 @@
 //!   this merchant hold, authenticate it, so a payload without `merchantId` counts as ours
 //!   (one that names another merchant is parked as `merchant_mismatch`, as in the status API).
 //!
-//! Both signatures are compared in constant time, before anything else is read. A verified
+//! Both signatures are compared in constant time before the payload is parsed (v1 reads only the
+//! outer `response` string first, the signed text; v2 checks the header before the body). A verified
 //! delivery goes down the reconciler's own path: `domain::decide`, then `settle::settle`, with
 //! `by: "webhook"` in the history. Status-guarded writes make a webhook racing a reconciler, or
 //! two deliveries of one event, settle once. It acts at once, inside the lookback too, but only
@@ -391,6 +392,7 @@ async fn ask_status_api(env: &Env, order: &Order) -> Result<StatusReport, &'stat
 }
 
 /// A v2 callback without `merchantId` is ours: its credentials authenticated it (module doc).
+/// (A v1 answer that could confirm always names its merchant: `parse_status_for` requires it.)
 fn with_merchant_default(mut report: StatusReport, merchant_id: &str) -> StatusReport {
     report.merchant_id.get_or_insert_with(|| merchant_id.to_string());
     report
@@ -426,33 +428,55 @@ pub async fn read_body(headers: &HeaderMap, body: Body, within: Duration) -> Res
 }
 
 /// Read the body, verify, act within [`ANSWER_WITHIN`] (then answer 503 and let it finish).
+/// Every delivery is counted and logged once, inside a span with its `merchantTransactionId`
+/// once that is known.
 pub async fn handle(env: Arc<Env>, headers: HeaderMap, body: Body) -> Reply {
+    let (reply, span) = receive(env, headers, body).await;
+    match span {
+        Some(span) => span.in_scope(|| record(&reply)),
+        None => record(&reply),
+    }
+    reply
+}
+
+async fn receive(env: Arc<Env>, headers: HeaderMap, body: Body) -> (Reply, Option<tracing::Span>) {
     let body = match read_body(&headers, body, READ_TIMEOUT).await {
         Ok(b) => b,
-        Err(reply) => return reply,
+        Err(reply) => return (reply, None),
     };
     let delivery = match verify(&Keys::of(&env.settings), &headers, &body) {
         Ok(d) => d,
-        Err(reply) => return reply,
+        Err(reply) => return (reply, None),
     };
     let ev = delivery.event;
     let span = tracing::info_span!("webhook", merchantTransactionId = %delivery.mtid);
-    let work = tokio::spawn(tracing::Instrument::instrument(act(env, delivery), span));
-    match tokio::time::timeout(ANSWER_WITHIN, work).await {
+    let work = tokio::spawn(tracing::Instrument::instrument(act(env, delivery), span.clone()));
+    let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => Reply::unavailable(ev, "internal error"),
         Err(_) => Reply::unavailable(ev, "busy; retry"),
+    };
+    (reply, Some(span))
+}
+
+/// The metric and the one log line of a delivery (never the body or a header).
+fn record(reply: &Reply) {
+    metrics::counter!(names::WEBHOOKS, "event" => reply.event, "result" => reply.result).increment(1);
+    if reply.status.is_success() {
+        tracing::info!(event = reply.event, result = reply.result, "PhonePe webhook");
+    } else {
+        tracing::warn!(
+            event = reply.event,
+            result = reply.result,
+            status = reply.status.as_u16(),
+            why = %reply.message,
+            "PhonePe webhook refused"
+        );
     }
 }
 
 async fn endpoint(State(env): State<Arc<Env>>, headers: HeaderMap, body: Body) -> Response {
     let reply = handle(env, headers, body).await;
-    metrics::counter!(names::WEBHOOKS, "event" => reply.event, "result" => reply.result).increment(1);
-    if reply.status.is_success() {
-        tracing::info!(event = reply.event, result = reply.result, "PhonePe webhook");
-    } else {
-        tracing::warn!(event = reply.event, result = reply.result, status = reply.status.as_u16(), why = %reply.message, "PhonePe webhook refused");
-    }
     (reply.status, format!("{}\n", reply.message)).into_response()
 }
 
