@@ -420,10 +420,11 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         );
     }
     assert_eq!(w.stock("tee"), 8);
-    // One status call per order, spaced by the budget (60 s / 30 = 2 s, less clock slack).
+    // Status calls spaced by the budget (60 s / 30 = 2 s, less clock slack). At least one per
+    // order; on a loaded machine a callback answered 503 after ANSWER_WITHIN may have asked too.
     let mut at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
     at.sort_unstable();
-    assert_eq!(at.len(), 3, "{at:?}");
+    assert!(at.len() >= 3, "{at:?}");
     assert!(
         at.windows(2).all(|p| p[1] - p[0] >= 1_900),
         "calls closer than the budget: {at:?}"
