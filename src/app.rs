@@ -2,8 +2,9 @@
 //!
 //! `build_env` connects to MongoDB (and checks it answers), creates the indexes, resolves the
 //! commit strategy and builds the PhonePe client — all on the runtime of the System that will
-//! use them. `run` then starts the Supervisor with a ticking Scanner plus the ops HTTP server and
-//! waits for a signal; `once` starts the same actors with a Scanner that drains what is eligible
+//! use them. `run` then starts the Supervisor with a ticking Scanner plus the ops HTTP server (and
+//! the PhonePe webhook listener when `webhook.listen` is set, `src/webhook.rs`) and waits for a
+//! signal; both listeners live on the System and stop with it; `once` starts the same actors with a Scanner that drains what is eligible
 //! now and returns a summary.
 
 use std::sync::Arc;
@@ -110,6 +111,7 @@ pub fn run(
     let sys = System::new();
     sys.block_on(async move {
         let listen = settings.ops.listen;
+        let webhook = settings.webhook.listen;
         let interval = settings.job.interval;
         let health = Health::new(interval);
         let env = build_env(settings, health.clone()).await?;
@@ -120,6 +122,11 @@ pub fn run(
             tracing::info!(%addr, "ops HTTP listening (/metrics, /healthz, /readyz)");
             let ready = crate::ops::mongo_ping(env.store.clone());
             actix_rt::spawn(crate::ops::serve(listener, health, prometheus.clone(), ready));
+        }
+        if let Some(addr) = webhook {
+            let listener = crate::webhook::bind(addr).await?;
+            tracing::info!(%addr, path = crate::webhook::PATH, "PhonePe webhook listening");
+            actix_rt::spawn(crate::webhook::serve(listener, env.clone(), std::future::pending()));
         }
         if let Some(handle) = prometheus {
             actix_rt::spawn(crate::telemetry::run_upkeep(handle, Duration::from_secs(5)));

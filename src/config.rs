@@ -94,6 +94,7 @@ pub struct Settings {
     pub supervisor: SupervisorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
+    pub webhook: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -232,6 +233,31 @@ pub struct OpsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `None` when `listen = ""` (the default: no webhook listener).
+    #[serde(deserialize_with = "values::listen", serialize_with = "values::show_listen")]
+    pub listen: Option<SocketAddr>,
+    /// The v2 callback credentials configured on PhonePe's dashboard; both or neither (empty is
+    /// unset). Without them v2 callbacks are refused (401); v1 ones are checked with the salt key.
+    #[serde(
+        default,
+        deserialize_with = "values::unless_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "values::secret_unless_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<Secret>,
+    /// Ask the status API (within the PhonePe budget) before acting, and act on its answer.
+    pub confirm_with_status_api: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -271,11 +297,29 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         }
         return Err(e);
     }
+    webhook_checks(s)?;
     if p.api_version == ApiVersion::V2 && p.base_url.ends_with("/apis/hermes") {
         let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
         return Err(invalid(figment, "phonepe.base_url", reason));
     }
     Ok(())
+}
+
+/// The v2 callback credentials come in pairs, and a v2 merchant's listener needs them.
+fn webhook_checks(s: &Settings) -> Result<(), ConfigError> {
+    let w = &s.webhook;
+    let unset = match (w.username.is_some(), w.password.is_some()) {
+        (true, false) => "password",
+        (false, true) => "username",
+        (true, true) => return Ok(()),
+        (false, false) if w.listen.is_some() && s.phonepe.api_version == ApiVersion::V2 => "username",
+        (false, false) => return Ok(()),
+    };
+    let mut e = missing(&["webhook".to_string()], unset);
+    if let ConfigError::Missing { hint, .. } = &mut e {
+        hint.push_str(": v2 callbacks are checked with webhook.username and webhook.password");
+    }
+    Err(e)
 }
 
 fn invalid(figment: &Figment, key: &str, reason: String) -> ConfigError {
@@ -450,7 +494,7 @@ fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// The seed's variables; each sets the key its name spells ([`seed_key`]).
-const SEED_VARS: [&str; 12] = [
+const SEED_VARS: [&str; 14] = [
     "MONGODB_URI",
     "PHONEPE_MERCHANT_ID",
     "PHONEPE_SALT_KEY",
@@ -461,6 +505,8 @@ const SEED_VARS: [&str; 12] = [
     "PHONEPE_CLIENT_SECRET",
     "PHONEPE_CLIENT_VERSION",
     "PHONEPE_OAUTH_BASE_URL",
+    "PHONEPE_WEBHOOK_USERNAME",
+    "PHONEPE_WEBHOOK_PASSWORD",
     "LOG_LEVEL",
     "LOG_FORMAT",
 ];
@@ -473,7 +519,10 @@ const EMBEDDED_ORIGIN: &str = "built-in config/default.toml";
 
 /// `PHONEPE_SALT_INDEX` → `phonepe.salt_index`.
 fn seed_key(var: &str) -> String {
-    var.to_lowercase().replacen('_', ".", 1)
+    match var.strip_prefix("PHONEPE_WEBHOOK_") {
+        Some(name) => format!("webhook.{}", name.to_lowercase()),
+        None => var.to_lowercase().replacen('_', ".", 1),
+    }
 }
 
 /// `job.interval_secs` → `RECONCILER_JOB__INTERVAL_SECS`.

@@ -23,3 +23,4 @@ pub mod settle;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -1,6 +1,7 @@
 //! The one path from a decision to the database: commit (confirm and deduct stock atomically),
-//! park for review, cancel, reschedule or retry. The StockCommitter actor, `check --apply` (and
-//! the coming webhook) all settle through [`settle`], so they cannot disagree. Every status
+//! park for review, cancel, reschedule or retry. The StockCommitter actor, `check --apply` and
+//! the PhonePe webhook (`src/webhook.rs`) all settle through [`settle`], so they cannot disagree;
+//! [`Settler::by`] is who the history entry names (`reconciler` or `webhook`). Every status
 //! change is guarded by the status the reconciler saw: when the webhook or another instance got
 //! there first, the outcome is `AlreadyProcessed` and nothing is written. A retry after a PhonePe
 //! error also increments the order's counter of that kind of failure and keeps the error's
@@ -26,6 +27,8 @@ pub struct Settler<'a> {
     pub owner: &'a str,
     pub lease_ttl: Duration,
     pub policy: &'a Policy,
+    /// Who settles (`store::orders::by`): recorded in every history entry written.
+    pub by: &'static str,
 }
 
 /// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
@@ -93,7 +96,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
     let now = DateTime::now();
     let outcome = match decision {
         Decision::Commit { code, transaction_id } => {
-            commit(env, order, confirm_transition(&code, transaction_id), now).await?
+            commit(env, order, confirm_transition(&code, transaction_id).by(env.by), now).await?
         }
         Decision::Review {
             reason,
@@ -117,7 +120,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 reason,
                 code,
                 transaction_id,
-            );
+            )
+            .by(env.by);
             guarded(env, order, &t, now).await?
         }
         Decision::Cancel {
@@ -133,7 +137,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 reason,
                 code,
                 transaction_id,
-            );
+            )
+            .by(env.by);
             if payment_status == PaymentStatus::Pending {
                 // Watched for a late payment: the first re-check is the schedule's first wait
                 // (15 min) after the cancellation; `decide_watch` sets the later ones.
@@ -169,7 +174,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 reason,
                 error.code(),
                 None,
-            );
+            )
+            .by(env.by);
             t.last_error = Some(error.excerpt());
             guarded(env, order, &t, now).await?
         }
@@ -284,7 +290,8 @@ pub async fn park_invalid(
         ReviewReason::InvalidOrder,
         error.to_string(),
         None,
-    );
+    )
+    .by(env.by);
     tracing::error!(order_id = %id, problem = %error, "order document is invalid; parked as needs_review");
     let won = env.store.park_invalid(id, &t, DateTime::now()).await?;
     Ok(count(if won {

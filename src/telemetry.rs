@@ -100,9 +100,12 @@ pub mod names {
     pub const IRREGULAR_DRAFTS: &str = "reconciler_irregular_drafts";
     /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
     pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
+    /// Counter, labels `event` ([`super::labels::webhook_event`]) and `result`
+    /// ([`super::labels::webhook_result`]): PhonePe callbacks received (`src/webhook.rs`).
+    pub const WEBHOOKS: &str = "reconciler_webhooks_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -122,6 +125,7 @@ pub mod names {
         LATE_PAYMENTS,
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
+        WEBHOOKS,
     ];
 }
 
@@ -134,6 +138,7 @@ pub mod labels {
     pub const ACTOR: &str = "actor";
     pub const RESULT: &str = "result";
     pub const VERSION: &str = "version";
+    pub const EVENT: &str = "event";
 
     /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
     pub mod outcome {
@@ -189,6 +194,64 @@ pub mod labels {
         /// MongoDB failed the commit (after the transaction's own retries): retried later.
         pub const DATABASE: &str = "database";
         pub const ALL: [&str; 4] = [INSUFFICIENT_STOCK, PRODUCT_MISSING, INVALID_PRODUCT, DATABASE];
+    }
+
+    /// Values of `event` on [`super::names::WEBHOOKS`]: a v2 callback's `event` when PhonePe
+    /// documents it, `v1.<state>` for a v1 callback, `other` for an undocumented v2 event, and
+    /// `unknown` before the delivery was verified and parsed (every bad signature).
+    pub mod webhook_event {
+        pub const UNKNOWN: &str = "unknown";
+        pub const OTHER: &str = "other";
+        pub const V1_COMPLETED: &str = "v1.completed";
+        pub const V1_FAILED: &str = "v1.failed";
+        pub const V1_PENDING: &str = "v1.pending";
+        pub const V1_NOT_FOUND: &str = "v1.not_found";
+        pub const ORDER_COMPLETED: &str = "checkout.order.completed";
+        pub const ORDER_FAILED: &str = "checkout.order.failed";
+        /// v2 events PhonePe documents that never settle an order here.
+        pub const NON_SETTLING: [&str; 4] = [
+            "checkout.transaction.attempt.failed",
+            "pg.refund.completed",
+            "pg.refund.failed",
+            "pg.refund.accepted",
+        ];
+
+        /// The label value of a v2 `event` (a fixed set, whatever the network sends).
+        pub fn v2(event: &str) -> &'static str {
+            match event {
+                ORDER_COMPLETED => ORDER_COMPLETED,
+                ORDER_FAILED => ORDER_FAILED,
+                other => NON_SETTLING.into_iter().find(|e| *e == other).unwrap_or(OTHER),
+            }
+        }
+    }
+
+    /// Values of `result` on [`super::names::WEBHOOKS`].
+    pub mod webhook_result {
+        /// Verified and acted on: the order was confirmed, cancelled or parked (200).
+        pub const ACCEPTED: &str = "accepted";
+        /// The order was settled already (a duplicate delivery, or the reconciler won) (200).
+        pub const ALREADY_SETTLED: &str = "already_settled";
+        /// No order has that merchantTransactionId (200).
+        pub const UNKNOWN_ORDER: &str = "unknown_order";
+        /// X-VERIFY or Authorization did not match, or was missing (401).
+        pub const BAD_SIGNATURE: &str = "bad_signature";
+        /// Verified (v2) or not (v1 outer body), but unreadable (400, 408, 413).
+        pub const MALFORMED: &str = "malformed";
+        /// MongoDB (or the status API check) could not answer in time (503: PhonePe retries).
+        pub const UNAVAILABLE: &str = "unavailable";
+        /// Nothing to do: not a final answer, an event that does not settle, or an order the
+        /// reconciler must park itself (200).
+        pub const IGNORED: &str = "ignored";
+        pub const ALL: [&str; 7] = [
+            ACCEPTED,
+            ALREADY_SETTLED,
+            UNKNOWN_ORDER,
+            BAD_SIGNATURE,
+            MALFORMED,
+            UNAVAILABLE,
+            IGNORED,
+        ];
     }
 
     /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (spelled by `ChildId::actor_label`).
@@ -309,6 +372,11 @@ pub fn describe_metrics() {
         CIRCUIT_OPEN,
         "1 while PhonePe calls are paused after a configuration error, else 0."
     );
+    describe_counter!(
+        WEBHOOKS,
+        Unit::Count,
+        "PhonePe callbacks received on webhook.listen, by event and result."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label carries the running build.");
     describe_gauge!(
         SCAN_INTERVAL,
@@ -333,6 +401,9 @@ fn initialize_metrics() {
     metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
     metrics::counter!(names::PHONEPE_RATE_LIMITED).absolute(0);
     metrics::counter!(names::LATE_PAYMENTS).absolute(0);
+    // The signature-failure alert's series exists from the first scrape (bad signatures are
+    // always `event="unknown"`).
+    metrics::counter!(names::WEBHOOKS, labels::EVENT => labels::webhook_event::UNKNOWN, labels::RESULT => labels::webhook_result::BAD_SIGNATURE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     for outcome in labels::outcome::ALL {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use draft_reconciler::config::{PhonePeSettings, Secret};
-use draft_reconciler::domain::decision::{cancel, review, Tally};
+use draft_reconciler::domain::decision::{CancelReason, ReviewReason, Tally};
 use draft_reconciler::domain::{
     decide, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, Status, StatusError,
     StatusReport, TransientKind,
@@ -104,7 +104,7 @@ fn order(id: &str, age_secs: i64, status: Status) -> Order {
         }],
         created_at: DateTime::from_millis(NOW_MS - age_secs * 1000),
         attempts: 0,
-        reason: Some(cancel::PENDING_TIMEOUT.into()),
+        reason: Some(CancelReason::PendingTimeout.as_str().into()),
         errors: 0,
         unreadable: 0,
         rejections: 0,
@@ -115,8 +115,8 @@ fn order(id: &str, age_secs: i64, status: Status) -> Order {
 fn action(d: &Decision) -> String {
     match d {
         Decision::Commit { .. } => "commit".into(),
-        Decision::Review { reason, .. } => format!("review:{reason}"),
-        Decision::Cancel { reason, .. } => format!("cancel:{reason}"),
+        Decision::Review { reason, .. } => format!("review:{}", reason.as_str()),
+        Decision::Cancel { reason, .. } => format!("cancel:{}", reason.as_str()),
         Decision::Reschedule { .. } => "reschedule".into(),
         Decision::Retry { tally, .. } => format!("retry:{tally:?}"),
         Decision::PauseCalls { .. } => "pause".into(),
@@ -142,21 +142,21 @@ async fn each_decision_row_is_the_same_under_v2_and_v1() {
             Answer::completed(AMOUNT - 1),
             young,
             Status::Draft,
-            format!("review:{}", review::AMOUNT_MISMATCH),
+            format!("review:{}", ReviewReason::AmountMismatch.as_str()),
         ),
         (
             "OTHERM",
             Answer::completed(AMOUNT).merchant("OTHERMERCHANT"),
             young,
             Status::Draft,
-            format!("review:{}", review::MERCHANT_MISMATCH),
+            format!("review:{}", ReviewReason::MerchantMismatch.as_str()),
         ),
         (
             "FAILED",
             Answer::failed(),
             young,
             Status::Draft,
-            format!("cancel:{}", cancel::PAYMENT_FAILED),
+            format!("cancel:{}", CancelReason::PaymentFailed.as_str()),
         ),
         ("PEND-Y", Answer::pending(), young, Status::Draft, "reschedule".into()),
         (
@@ -164,7 +164,7 @@ async fn each_decision_row_is_the_same_under_v2_and_v1() {
             Answer::pending(),
             old,
             Status::Draft,
-            format!("cancel:{}", cancel::PENDING_TIMEOUT),
+            format!("cancel:{}", CancelReason::PendingTimeout.as_str()),
         ),
         ("NF-Y", Answer::not_found(), young, Status::Draft, "reschedule".into()),
         (
@@ -172,14 +172,14 @@ async fn each_decision_row_is_the_same_under_v2_and_v1() {
             Answer::not_found(),
             old,
             Status::Draft,
-            format!("cancel:{}", cancel::NOT_FOUND),
+            format!("cancel:{}", CancelReason::NotFound.as_str()),
         ),
         (
             "LATE",
             Answer::completed(AMOUNT),
             old,
             Status::Cancelled,
-            format!("review:{}", review::PAID_AFTER_CANCEL),
+            format!("review:{}", ReviewReason::PaidAfterCancel.as_str()),
         ),
         (
             "DOWN",

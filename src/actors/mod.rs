@@ -146,6 +146,7 @@ impl Env {
             owner: &self.owner,
             lease_ttl: self.settings.job.lease_ttl,
             policy: &self.policy,
+            by: crate::store::orders::by::RECONCILER,
         }
     }
 }

@@ -350,7 +350,7 @@ async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Resu
     }
 }
 
-async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusError> {
+pub(crate) async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusError> {
     let started = Instant::now();
     let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
     metrics::histogram!(names::PHONEPE_REQUEST_DURATION).record(started.elapsed().as_secs_f64());
@@ -367,7 +367,7 @@ async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusErr
     answer
 }
 
-fn call_result(answer: &Result<StatusReport, StatusError>, key: u64) -> CallResult {
+pub(crate) fn call_result(answer: &Result<StatusReport, StatusError>, key: u64) -> CallResult {
     match answer {
         Ok(_) => CallResult::Answered,
         Err(StatusError::RateLimited) => CallResult::RateLimited,

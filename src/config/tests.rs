@@ -302,7 +302,13 @@ fn redacted_toml_hides_secrets_and_round_trips() {
     // Every key is printed (but the other API version's credentials), and the output is itself a
     // valid config (minus the redacted secrets).
     let parsed: toml::Table = out.parse().expect("valid TOML");
-    let v2_only = ["phonepe.client_id", "phonepe.client_secret", "phonepe.client_version"];
+    let v2_only = [
+        "phonepe.client_id",
+        "phonepe.client_secret",
+        "phonepe.client_version",
+        "webhook.username",
+        "webhook.password",
+    ];
     for key in schema().iter().filter(|k| !v2_only.contains(&k.as_str())) {
         let (section, name) = key.split_once('.').expect("section.key");
         assert!(parsed[section].get(name).is_some(), "{key} missing from\n{out}");
@@ -312,7 +318,9 @@ fn redacted_toml_hides_secrets_and_round_trips() {
         "the database follows the URI as a comment: {out}"
     );
     assert!(
-        out.contains("\nrequest_timeout_secs = 10\n") && out.ends_with("[log]\nlevel = \"info\"\nformat = \"auto\"\n"),
+        out.contains("\nrequest_timeout_secs = 10\n")
+            && out.contains("[log]\nlevel = \"info\"\nformat = \"auto\"\n")
+            && out.ends_with("[webhook]\nlisten = \"\"\nconfirm_with_status_api = false\n"),
         "{out}"
     );
     assert_eq!(redact_mongo_uri("mongodb://h:1/db"), "mongodb://h:1/db");
@@ -379,14 +387,16 @@ fn load_by_lookup(env: &HashMap<String, String>) -> Result<Settings, ConfigError
 #[test]
 fn every_key_is_read_from_its_derived_variable_and_checked_there() {
     let keys = schema();
-    assert_eq!(keys.len(), 27, "{keys:?}");
+    assert_eq!(keys.len(), 31, "{keys:?}");
     assert!(keys.iter().any(|k| k == "phonepe.salt_key") && !keys.iter().any(|k| k == "mongodb.database"));
     for key in keys {
         let var = env_var(key);
         assert_eq!(env_key(&var).as_deref(), Some(key.as_str()));
         let bad = match key.as_str() {
             "phonepe.salt_key" | "phonepe.client_id" | "phonepe.client_secret" => " ",
-            "ops.listen" => "nope",
+            "ops.listen" | "webhook.listen" => "nope",
+            // Empty is unset for these: a lone one is the error, named by its missing partner.
+            "webhook.username" | "webhook.password" => continue,
             "log.level" => "info,[[[",
             _ => "[[ x",
         };
@@ -519,10 +529,7 @@ fn each_api_version_requires_its_own_credentials_and_no_others() {
         let e = load_bare(&env).expect_err("missing v2 key");
         let key = var.to_lowercase().replacen('_', ".", 1);
         assert_eq!(e.key(), Some(key.as_str()), "{e}");
-        assert!(
-            e.to_string().contains(var) && e.to_string().contains("\"v2\""),
-            "{e}"
-        );
+        assert!(e.to_string().contains(var) && e.to_string().contains("\"v2\""), "{e}");
     }
     let e = load_bare(&[("PHONEPE_CLIENT_ID", "x"), ("PHONEPE_CLIENT_SECRET", "y")]).expect_err("v1 by default");
     assert_eq!(e.key(), Some("phonepe.salt_key"));
@@ -559,4 +566,57 @@ fn the_client_secret_is_never_printed() {
     assert!(!format!("{s:?}").contains("client-s3cret-77"));
     let e = load_bare(&[V2.as_slice(), &[("PHONEPE_CLIENT_VERSION", "client-s3cret-77")]].concat()).unwrap_err();
     assert_eq!(e.key(), Some("phonepe.client_version"));
+}
+
+#[test]
+fn webhook_is_off_by_default_and_its_keys_load_from_env() {
+    let s = load_env(&[]).expect("valid");
+    assert_eq!(s.webhook.listen, None);
+    assert_eq!(
+        (s.webhook.username.as_deref(), s.webhook.password.is_some()),
+        (None, false)
+    );
+    assert!(!s.webhook.confirm_with_status_api);
+    let hook_pass = "hook-S3CRET-pass";
+    let s = load_env(&[
+        ("RECONCILER_WEBHOOK__LISTEN", "127.0.0.1:9465"),
+        ("PHONEPE_WEBHOOK_USERNAME", "hook"),
+        ("PHONEPE_WEBHOOK_PASSWORD", hook_pass),
+        ("RECONCILER_WEBHOOK__CONFIRM_WITH_STATUS_API", "true"),
+    ])
+    .expect("valid");
+    assert_eq!(s.webhook.listen, Some("127.0.0.1:9465".parse().expect("addr")));
+    assert_eq!(s.webhook.username.as_deref(), Some("hook"));
+    assert_eq!(s.webhook.password.as_ref().map(Secret::expose), Some(hook_pass));
+    assert!(s.webhook.confirm_with_status_api);
+    let out = s.redacted_toml();
+    assert!(out.contains("password = \"***\"") && !out.contains(hook_pass), "{out}");
+    assert!(!format!("{s:?}").contains(hook_pass));
+}
+
+#[test]
+fn webhook_credentials_come_in_pairs_and_listen_must_be_an_address() {
+    let e = err(&[("PHONEPE_WEBHOOK_USERNAME", "hook")]);
+    assert_eq!(e.key(), Some("webhook.password"), "{e}");
+    assert!(e.to_string().contains("PHONEPE_WEBHOOK_PASSWORD"), "{e}");
+    let e = err(&[("PHONEPE_WEBHOOK_PASSWORD", "hook-S3CRET-pass")]);
+    assert_eq!(e.key(), Some("webhook.username"), "{e}");
+    assert!(!e.to_string().contains("hook-S3CRET-pass"), "{e}");
+    let e = err(&[("RECONCILER_WEBHOOK__LISTEN", "localhost")]);
+    assert_eq!(e.key(), Some("webhook.listen"), "{e}");
+    assert!(e.to_string().contains("env RECONCILER_WEBHOOK__LISTEN"), "{e}");
+}
+
+#[test]
+fn a_v2_merchants_webhook_listener_needs_the_callback_credentials() {
+    let v2 = [V2.as_slice(), &[("RECONCILER_WEBHOOK__LISTEN", "127.0.0.1:9465")]].concat();
+    let e = load_bare(&v2).expect_err("v2 listener without credentials");
+    assert_eq!(e.key(), Some("webhook.username"), "{e}");
+    let with = [
+        v2.as_slice(),
+        &[("PHONEPE_WEBHOOK_USERNAME", "u"), ("PHONEPE_WEBHOOK_PASSWORD", "p")],
+    ]
+    .concat();
+    load_bare(&with).expect("credentials given");
+    load_env(&[("RECONCILER_WEBHOOK__LISTEN", "127.0.0.1:9465")]).expect("v1 checks callbacks with the salt key");
 }

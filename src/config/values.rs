@@ -108,6 +108,16 @@ pub(super) fn some_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String
     }
 }
 
+pub(super) fn unless_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+pub(super) fn secret_unless_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    let secret = Secret::deserialize(d)?;
+    Ok((!secret.expose().trim().is_empty()).then_some(secret))
+}
+
 pub(super) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let listen = String::deserialize(d)?;
     let reason = || format!("must be ip:port like \"127.0.0.1:9464\" or \"\", got {listen:?}");

@@ -165,7 +165,8 @@ impl Store {
             reason,
             code,
             t.transaction_id.clone(),
-        );
+        )
+        .by(t.by);
         if self.transition(&order.id, &park, now).await? {
             Ok(outcome)
         } else {

@@ -76,6 +76,24 @@ impl Claimed {
     }
 }
 
+/// Who made a status change: `history[].by` (and the journal's `by`, so a commit a webhook began
+/// is recorded as the webhook's even when recovery finishes it).
+pub mod by {
+    /// The scanner → reconciler → committer path, `check --apply` and `selftest`.
+    pub const RECONCILER: &str = "reconciler";
+    /// PhonePe's callback (`src/webhook.rs`).
+    pub const WEBHOOK: &str = "webhook";
+
+    /// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
+    /// `by` existed were all the reconciler's).
+    pub fn parse(s: Option<&str>) -> &'static str {
+        match s {
+            Some(WEBHOOK) => WEBHOOK,
+            _ => RECONCILER,
+        }
+    }
+}
+
 /// A status change to apply to one order (everything but the stock commit itself).
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -90,6 +108,8 @@ pub struct Transition {
     /// A secret-free excerpt of PhonePe's last unusable answer (`reconciliation.lastError`), when
     /// that answer is why the order is parked.
     pub last_error: Option<String>,
+    /// Who makes the change ([`by`]), recorded in the history entry.
+    pub by: &'static str,
 }
 
 impl Transition {
@@ -110,7 +130,14 @@ impl Transition {
             transaction_id,
             next_check_at: None,
             last_error: None,
+            by: by::RECONCILER,
         }
+    }
+
+    /// The same transition, made by `who` ([`by`]).
+    pub fn by(mut self, who: &'static str) -> Transition {
+        self.by = who;
+        self
     }
 }
 
@@ -188,7 +215,7 @@ fn unset_lease() -> Document {
 /// One audit-trail entry (`orders.history[]`).
 fn history_entry(now: DateTime, t: &Transition) -> Document {
     doc! {
-        "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": "reconciler",
+        "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": t.by,
         "reason": t.reason.as_str(), "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
     }
 }

@@ -98,7 +98,8 @@ impl Driver {
                     Reason::Paid,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
-                );
+                )
+                .by(self.j.by);
                 if !store
                     .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
                     .await?
@@ -140,7 +141,8 @@ impl Driver {
                     reason,
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
-                );
+                )
+                .by(self.j.by);
                 if !store
                     .finish(
                         &self.order_id,
@@ -245,6 +247,7 @@ impl Store {
             transaction_id: t.transaction_id.clone(),
             fail_reason: None,
             fail_product: None,
+            by: t.by,
         };
         let begun = self
             .orders

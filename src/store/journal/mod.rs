@@ -113,6 +113,8 @@ struct Journal {
     transaction_id: Option<String>,
     fail_reason: Option<String>,
     fail_product: Option<String>,
+    /// Who began the commit (`store::orders::by`): its history entry says so.
+    by: &'static str,
 }
 
 impl Journal {
@@ -134,7 +136,7 @@ impl Journal {
             .collect();
         doc! {
             own::commit_key(own::COMMIT_ID): &self.id, own::commit_key(own::COMMIT_STATE): self.state.as_str(), "items": items, "sizedTotal": self.sized_total,
-            "code": self.code.clone(), "transactionId": self.transaction_id.clone(),
+            "code": self.code.clone(), "transactionId": self.transaction_id.clone(), "by": self.by,
         }
     }
 
@@ -178,6 +180,7 @@ impl Journal {
             transaction_id: s("transactionId"),
             fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
+            by: super::orders::by::parse(d.get_str("by").ok()),
         })
     }
 

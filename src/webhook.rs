@@ -1,0 +1,515 @@
+//! PhonePe's server-to-server callback: `POST /webhooks/phonepe` on its own listener
+//! (`webhook.listen`, off by default), separate from the private ops listener. TLS, and the
+//! limits on slow clients before the body, are left to the reverse proxy in front of it
+//! (docs/operations.md, Webhook); here the body is capped at [`BODY_LIMIT`] bytes and must arrive
+//! within [`READ_TIMEOUT`].
+//!
+//! Two formats, told apart by their headers:
+//! * **v1**: body `{"response": "<base64 of the status-API JSON>"}`, header
+//!   `X-VERIFY: sha256_hex(base64 + salt_key)###salt_index`. The inner JSON is parsed by the
+//!   status API's own parser (`phonepe::wire::parse_status_for`), `data.merchantId` included.
+//! * **v2**: header `Authorization: sha256_hex(username + ":" + password)` (`webhook.username`,
+//!   `webhook.password`, as set on PhonePe's dashboard), body `{"event", "payload": {...}}`
+//!   parsed by [`parse_v2_payload`]. Only `checkout.order.completed` / `checkout.order.failed`
+//!   can act. A v2 payload need not name the merchant: the credentials, which only PhonePe and
+//!   this merchant hold, authenticate it, so a payload without `merchantId` counts as ours
+//!   (one that names another merchant is parked as `merchant_mismatch`, as in the status API).
+//!
+//! Both signatures are compared in constant time before the payload is parsed (v1 reads only the
+//! outer `response` string first, the signed text; v2 checks the header before the body). A verified
+//! delivery goes down the reconciler's own path: `domain::decide`, then `settle::settle`, with
+//! `by: "webhook"` in the history. Status-guarded writes make a webhook racing a reconciler, or
+//! two deliveries of one event, settle once. It acts at once, inside the lookback too, but only
+//! on final answers (confirm, cancel, park); a PENDING event or anything the decision table would
+//! retry changes nothing. With `webhook.confirm_with_status_api` the status API is asked first
+//! (a permit from the shared PhonePe budget, waiting at most [`PERMIT_WAIT`]) and its answer is
+//! acted on instead.
+//!
+//! Answers: 401 bad signature (nothing read further); 400 malformed; 503 when MongoDB (or, with
+//! `confirm_with_status_api`, PhonePe or the budget) cannot help within [`ANSWER_WITHIN`], so
+//! PhonePe retries; 200 for everything else — accepted, already settled, an order we do not know,
+//! or nothing to do — since a retry would not change it. Each delivery is counted in
+//! `reconciler_webhooks_total{event,result}` and logged (its `merchantTransactionId`, never the
+//! body or a header).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use mongodb::bson::DateTime;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::actors::Env;
+use crate::domain::{decide, Decision, MerchantTransactionId, Order, Paise, PaymentState, PaymentStatus, Status};
+use crate::domain::{StatusError, StatusReport};
+use crate::settle::Outcome;
+use crate::store::orders::by;
+use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
+use crate::telemetry::names;
+
+/// The one route.
+pub const PATH: &str = "/webhooks/phonepe";
+/// The largest body read (a callback is well under 4 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long the body may take to arrive.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long handling may take before answering 503 (PhonePe wants an answer within 3–5 s). The
+/// handling goes on after that answer; PhonePe's retry then finds the order settled.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// With `confirm_with_status_api`: the longest wait for a PhonePe budget permit.
+pub const PERMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// What one delivery came to: the HTTP answer and the metric's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub event: &'static str,
+    pub result: &'static str,
+    /// The response body's first line: what was wrong, naming fields, never quoting values.
+    pub message: String,
+}
+
+impl Reply {
+    fn new(status: StatusCode, event: &'static str, result: &'static str, message: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            event,
+            result,
+            message: message.into(),
+        }
+    }
+
+    fn bad_signature(why: &str) -> Reply {
+        Reply::new(
+            StatusCode::UNAUTHORIZED,
+            event::UNKNOWN,
+            result::BAD_SIGNATURE,
+            format!("bad signature: {why}"),
+        )
+    }
+
+    fn malformed(event: &'static str, why: impl Into<String>) -> Reply {
+        Reply::new(
+            StatusCode::BAD_REQUEST,
+            event,
+            result::MALFORMED,
+            format!("malformed: {}", why.into()),
+        )
+    }
+
+    fn unavailable(event: &'static str, why: &str) -> Reply {
+        Reply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            event,
+            result::UNAVAILABLE,
+            format!("unavailable: {why}"),
+        )
+    }
+
+    fn ok(event: &'static str, result: &'static str) -> Reply {
+        Reply::new(StatusCode::OK, event, result, result)
+    }
+}
+
+/// A verified, parsed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The `event` label value.
+    pub event: &'static str,
+    pub mtid: MerchantTransactionId,
+    pub report: StatusReport,
+    /// Whether this kind of event may settle an order (v2 attempt and refund events may not).
+    pub settles: bool,
+}
+
+/// What verification needs: the v1 salt and the v2 credentials (each when configured; a
+/// callback of a version whose keys are not configured is refused as unsigned).
+pub struct Keys<'a> {
+    /// `None` under API v2 (no salt key).
+    pub salt_key: Option<&'a str>,
+    pub salt_index: u32,
+    pub v2_authorization: Option<String>,
+}
+
+impl<'a> Keys<'a> {
+    pub fn of(settings: &'a crate::config::Settings) -> Keys<'a> {
+        let w = &settings.webhook;
+        Keys {
+            salt_key: settings.phonepe.salt_key.as_ref().map(|k| k.expose()),
+            salt_index: settings.phonepe.salt_index.unwrap_or(1),
+            v2_authorization: match (&w.username, &w.password) {
+                (Some(u), Some(p)) => Some(v2_authorization(u, p.expose())),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The v2 `Authorization` header PhonePe sends: `sha256_hex(username + ":" + password)`.
+pub fn v2_authorization(username: &str, password: &str) -> String {
+    hex::encode(Sha256::digest(format!("{username}:{password}").as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Verify and parse one delivery: `X-VERIFY` means v1, else `Authorization` means v2.
+pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, Reply> {
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or_default().trim());
+    if let Some(x_verify) = header("x-verify") {
+        return verify_v1(keys, x_verify, body);
+    }
+    match (header("authorization"), &keys.v2_authorization) {
+        (Some(_), None) => Err(Reply::bad_signature(
+            "v2 callback, but webhook.username / webhook.password are not configured",
+        )),
+        (Some(auth), Some(expected)) => {
+            if !constant_time_eq(auth.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
+                return Err(Reply::bad_signature("Authorization does not match"));
+            }
+            parse_v2(body)
+        }
+        (None, _) => Err(Reply::bad_signature("neither X-VERIFY nor Authorization")),
+    }
+}
+
+fn verify_v1(keys: &Keys<'_>, x_verify: &str, body: &[u8]) -> Result<Delivery, Reply> {
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
+    let Some(encoded) = outer.get("response").and_then(Value::as_str) else {
+        return Err(Reply::malformed(event::UNKNOWN, "v1 body has no string `response`"));
+    };
+    let Some(salt_key) = keys.salt_key else {
+        return Err(Reply::bad_signature(
+            "a v1 callback, but no salt key is configured (API v2)",
+        ));
+    };
+    if !crate::phonepe::checksum::verify(x_verify, encoded, salt_key, keys.salt_index) {
+        return Err(Reply::bad_signature("X-VERIFY does not match"));
+    }
+    let inner = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| Reply::malformed(event::UNKNOWN, "`response` is not base64"))?;
+    parse_v1(&inner)
+}
+
+/// The decoded v1 `response`: the status API's JSON about `data.merchantTransactionId`.
+fn parse_v1(inner: &[u8]) -> Result<Delivery, Reply> {
+    let json: Value =
+        serde_json::from_slice(inner).map_err(|_| Reply::malformed(event::UNKNOWN, "`response` is not JSON"))?;
+    let mtid = json
+        .pointer("/data/merchantTransactionId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Reply::malformed(event::UNKNOWN, "no data.merchantTransactionId"))?;
+    let mtid = MerchantTransactionId::parse(mtid)
+        .map_err(|p| Reply::malformed(event::UNKNOWN, format!("data.merchantTransactionId {p}")))?;
+    let report = crate::phonepe::wire::parse_status_for(200, inner, mtid.as_str())
+        .map_err(|e| Reply::malformed(event::UNKNOWN, status_error(&e)))?;
+    let event = match report.state {
+        PaymentState::Completed => event::V1_COMPLETED,
+        PaymentState::Failed => event::V1_FAILED,
+        PaymentState::Pending => event::V1_PENDING,
+        PaymentState::NotFound => event::V1_NOT_FOUND,
+    };
+    Ok(Delivery {
+        event,
+        mtid,
+        report,
+        settles: true,
+    })
+}
+
+fn status_error(e: &StatusError) -> String {
+    match e {
+        StatusError::Transient { .. } => e.excerpt(),
+        other => format!("callback carries {}", other.code()),
+    }
+}
+
+/// A v2 body: `{"event": ..., "payload": {...}}`.
+fn parse_v2(body: &[u8]) -> Result<Delivery, Reply> {
+    let json: Value = serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
+    let name = json
+        .get("event")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Reply::malformed(event::UNKNOWN, "v2 body has no string `event`"))?;
+    let event = event::v2(name);
+    let payload = json
+        .get("payload")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| Reply::malformed(event, "v2 body has no object `payload`"))?;
+    let (mtid, report) = parse_v2_payload(payload).map_err(|why| Reply::malformed(event, why))?;
+    Ok(Delivery {
+        event,
+        mtid,
+        report,
+        settles: matches!(event, event::ORDER_COMPLETED | event::ORDER_FAILED),
+    })
+}
+
+/// A v2 callback `payload` as a status answer: `merchantOrderId`, `state` (COMPLETED, FAILED,
+/// PENDING), `amount` (paise, required when COMPLETED), `merchantId` if present, and from the
+/// latest (last) `paymentDetails[]` entry its `transactionId` and `errorCode`. `code` is that
+/// `errorCode` when it looks like a code, else the state. Errors name the field, never its value.
+/// (One function, so the shared v2 status parser of `phonepe` can replace it.)
+pub fn parse_v2_payload(p: &Value) -> Result<(MerchantTransactionId, StatusReport), String> {
+    let text = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let mtid = text("merchantOrderId").ok_or("payload has no string merchantOrderId")?;
+    let mtid = MerchantTransactionId::parse(mtid).map_err(|e| format!("payload.merchantOrderId {e}"))?;
+    let state = match text("state") {
+        Some("COMPLETED") => PaymentState::Completed,
+        Some("FAILED") => PaymentState::Failed,
+        Some("PENDING") => PaymentState::Pending,
+        Some(_) => return Err("payload.state is not COMPLETED, FAILED or PENDING".into()),
+        None => return Err("payload has no string state".into()),
+    };
+    let amount = match p.get("amount") {
+        None | Some(Value::Null) => None,
+        Some(a) => Some(Paise(a.as_i64().ok_or("payload.amount is not an integer")?)),
+    };
+    if state == PaymentState::Completed && amount.is_none() {
+        return Err("COMPLETED payload without amount".into());
+    }
+    let latest = p.get("paymentDetails").and_then(Value::as_array).and_then(|a| a.last());
+    let detail = |k: &str| {
+        latest
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let code_like = |c: &&str| {
+        c.len() <= 64
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let state_name = text("state").unwrap_or_default();
+    let code = detail("errorCode")
+        .or_else(|| text("errorCode"))
+        .filter(code_like)
+        .unwrap_or(state_name);
+    let report = StatusReport {
+        code: code.to_string(),
+        state,
+        merchant_id: text("merchantId").map(str::to_string),
+        amount,
+        transaction_id: detail("transactionId").map(str::to_string),
+    };
+    Ok((mtid, report))
+}
+
+/// Act on a verified delivery, as the reconciler would on the same answer.
+pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
+    let ev = d.event;
+    let doc = match env.store.find_by_mtid(d.mtid.as_str()).await {
+        Ok(Some(doc)) => doc,
+        Ok(None) => return Reply::ok(ev, result::UNKNOWN_ORDER),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: MongoDB failed; answering 503 so PhonePe retries");
+            return Reply::unavailable(ev, "database");
+        }
+    };
+    let order = match Order::parse(&doc) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(problem = %e, "webhook: the order document cannot be reconciled; the reconciler parks it");
+            return Reply::ok(ev, result::IGNORED);
+        }
+    };
+    match order.status {
+        Status::Draft if order.payment_status != PaymentStatus::Pending => {
+            tracing::warn!("webhook: a draft whose paymentStatus is not pending; the reconciler parks it");
+            return Reply::ok(ev, result::IGNORED);
+        }
+        // A cancellation watched for a late payment: a payment now is parked (paid_after_cancel).
+        Status::Draft | Status::Cancelled => {}
+        _ => return Reply::ok(ev, result::ALREADY_SETTLED),
+    }
+    if !d.settles || !is_final(&d.report) {
+        return Reply::ok(ev, result::IGNORED);
+    }
+    let report = if env.settings.webhook.confirm_with_status_api {
+        match ask_status_api(&env, &order).await {
+            Ok(r) if is_final(&r) => r,
+            Ok(_) => return Reply::ok(ev, result::IGNORED),
+            Err(why) => return Reply::unavailable(ev, why),
+        }
+    } else {
+        with_merchant_default(d.report, &env.policy.merchant_id)
+    };
+    let decision = decide(&order, &Ok(report), DateTime::now(), &env.policy);
+    settle(&env, &order, decision, ev).await
+}
+
+fn is_final(r: &StatusReport) -> bool {
+    matches!(r.state, PaymentState::Completed | PaymentState::Failed)
+}
+
+/// Only final decisions are applied; the rest answer 200 and change nothing.
+async fn settle(env: &Env, order: &Order, decision: Decision, ev: &'static str) -> Reply {
+    match decision {
+        Decision::Commit { .. } | Decision::Review { .. } | Decision::Cancel { .. } => {}
+        Decision::StopWatching => return Reply::ok(ev, result::ALREADY_SETTLED),
+        _ => return Reply::ok(ev, result::IGNORED),
+    }
+    let settler = crate::settle::Settler {
+        by: by::WEBHOOK,
+        ..env.settler()
+    };
+    match crate::settle::settle(&settler, order, decision).await {
+        Ok(Outcome::AlreadyProcessed) => Reply::ok(ev, result::ALREADY_SETTLED),
+        Ok(Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview) => Reply::ok(ev, result::ACCEPTED),
+        Ok(_) => Reply::ok(ev, result::IGNORED),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: settling failed; answering 503 so PhonePe retries");
+            Reply::unavailable(ev, "database")
+        }
+    }
+}
+
+/// `confirm_with_status_api`: one status call within the shared budget, fed to its breaker.
+async fn ask_status_api(env: &Env, order: &Order) -> Result<StatusReport, &'static str> {
+    match tokio::time::timeout(PERMIT_WAIT, env.budget.acquire()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err("PhonePe calls are paused"),
+        Err(_) => return Err("no PhonePe budget permit in time"),
+    }
+    let sent = Instant::now();
+    let answer = crate::actors::reconciler::ask_phonepe(env, order).await;
+    let key = crate::actors::rate_limiter::order_key(order.merchant_transaction_id.as_str());
+    env.budget
+        .record(crate::actors::reconciler::call_result(&answer, key), sent);
+    answer.map_err(|e| {
+        tracing::warn!(error = %e, "webhook: the status API gave no usable answer; answering 503");
+        "the status API gave no usable answer"
+    })
+}
+
+/// A v2 callback without `merchantId` is ours: its credentials authenticated it (module doc).
+/// (A v1 answer that could confirm always names its merchant: `parse_status_for` requires it.)
+fn with_merchant_default(mut report: StatusReport, merchant_id: &str) -> StatusReport {
+    report.merchant_id.get_or_insert_with(|| merchant_id.to_string());
+    report
+}
+
+/// The body, at most [`BODY_LIMIT`] bytes, within `within`.
+pub async fn read_body(headers: &HeaderMap, body: Body, within: Duration) -> Result<axum::body::Bytes, Reply> {
+    let too_long = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > BODY_LIMIT);
+    let too_large = || {
+        Reply::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            event::UNKNOWN,
+            result::MALFORMED,
+            "body too large",
+        )
+    };
+    if too_long {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(within, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(Reply::new(
+            StatusCode::REQUEST_TIMEOUT,
+            event::UNKNOWN,
+            result::MALFORMED,
+            "body too slow",
+        )),
+    }
+}
+
+/// Read the body, verify, act within [`ANSWER_WITHIN`] (then answer 503 and let it finish).
+/// Every delivery is counted and logged once, inside a span with its `merchantTransactionId`
+/// once that is known.
+pub async fn handle(env: Arc<Env>, headers: HeaderMap, body: Body) -> Reply {
+    let (reply, span) = receive(env, headers, body).await;
+    match span {
+        Some(span) => span.in_scope(|| record(&reply)),
+        None => record(&reply),
+    }
+    reply
+}
+
+async fn receive(env: Arc<Env>, headers: HeaderMap, body: Body) -> (Reply, Option<tracing::Span>) {
+    let body = match read_body(&headers, body, READ_TIMEOUT).await {
+        Ok(b) => b,
+        Err(reply) => return (reply, None),
+    };
+    let delivery = match verify(&Keys::of(&env.settings), &headers, &body) {
+        Ok(d) => d,
+        Err(reply) => return (reply, None),
+    };
+    let ev = delivery.event;
+    let span = tracing::info_span!("webhook", merchantTransactionId = %delivery.mtid);
+    let work = tokio::spawn(tracing::Instrument::instrument(act(env, delivery), span.clone()));
+    let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Reply::unavailable(ev, "internal error"),
+        Err(_) => Reply::unavailable(ev, "busy; retry"),
+    };
+    (reply, Some(span))
+}
+
+/// The metric and the one log line of a delivery (never the body or a header).
+fn record(reply: &Reply) {
+    metrics::counter!(names::WEBHOOKS, "event" => reply.event, "result" => reply.result).increment(1);
+    if reply.status.is_success() {
+        tracing::info!(event = reply.event, result = reply.result, "PhonePe webhook");
+    } else {
+        tracing::warn!(
+            event = reply.event,
+            result = reply.result,
+            status = reply.status.as_u16(),
+            why = %reply.message,
+            "PhonePe webhook refused"
+        );
+    }
+}
+
+async fn endpoint(State(env): State<Arc<Env>>, headers: HeaderMap, body: Body) -> Response {
+    let reply = handle(env, headers, body).await;
+    (reply.status, format!("{}\n", reply.message)).into_response()
+}
+
+/// The webhook app: `POST /webhooks/phonepe` only.
+pub fn router(env: Arc<Env>) -> Router {
+    Router::new().route(PATH, post(endpoint)).with_state(env)
+}
+
+/// Bind `webhook.listen` (an error names the key).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("webhook.listen: cannot listen on {addr}"))
+}
+
+/// Serve until `shutdown` resolves. Run it on the runtime that built `env` (its MongoDB client).
+pub async fn serve(
+    listener: TcpListener,
+    env: Arc<Env>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(env))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests;
