@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::actors::Env;
-use crate::domain::{decide, Decision, MerchantTransactionId, Order, Paise, PaymentState, PaymentStatus, Status};
+use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
 use crate::settle::Outcome;
 use crate::store::orders::by;
