@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::Paise;
 use crate::phonepe::checksum::x_verify;
 use axum::http::HeaderValue;
 use serde_json::json;
