@@ -230,7 +230,8 @@ mod armed {
     }
 
     fn fire(name: &str) -> Option<Action> {
-        if let Some(own) = ARMED.with(|t| hit(&mut t.borrow_mut(), name)) {
+        // `try_with`: a point hit while the thread's locals are being destroyed is not armed.
+        if let Some(own) = ARMED.try_with(|t| hit(&mut t.borrow_mut(), name)).ok().flatten() {
             return own;
         }
         hit(&mut table().lock().unwrap_or_else(|p| p.into_inner()), name).flatten()
