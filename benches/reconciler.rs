@@ -5,7 +5,9 @@
 //! per second, RSS, CPU seconds) are the product's own. Results go to stdout as `key: value`
 //! lines; `BENCHMARKS.md` records them with the method.
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' support module; the bench uses a part of it.
+#[path = "../tests/it/support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::collections::HashMap;

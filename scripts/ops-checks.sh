@@ -8,7 +8,7 @@
 #   systemd     systemd-analyze verify on the unit, with ExecStart pointing at the built binary
 #               and a dummy EnvironmentFile (verify wants both to exist); any warning fails
 #
-# PM2 is tested by tests/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
+# PM2 is tested by tests/it/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
 # OPS_REQUIRE_TOOLS=1 (set by .ci/run) makes that a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,8 @@
 //! Test support: a real SecantusDB on a free port (or `MONGODB_URI`), a fresh database per test,
-//! the phonepe-sim in-process over real HTTP, fixtures, and polling with a deadline.
-#![allow(dead_code)]
+//! the phonepe-sim in-process over real HTTP, fixtures, counts, and polling with a deadline;
+//! [`tools`] finds the operations tools (pm2, prometheus) some suites run.
+
+pub mod tools;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -22,7 +24,8 @@ pub struct DbServer {
     _child: Option<Child>,
 }
 
-fn manifest_dir() -> PathBuf {
+/// The repository root.
+pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -200,6 +203,31 @@ impl DbServer {
             .take(60)
             .collect();
         (format!("{}/{}{}", self.base, name, self.query), name)
+    }
+}
+
+/// Documents of `collection` in `w`'s database matching `filter`.
+pub fn count(w: &World, collection: &str, filter: Document) -> u64 {
+    w.block(w.db.collection::<Document>(collection).count_documents(filter))
+        .unwrap()
+}
+
+/// Orders matching `filter`.
+pub fn count_orders(w: &World, filter: Document) -> u64 {
+    count(w, "orders", filter)
+}
+
+/// Orders not settled yet: drafts, and orders the journal strategy is committing right now.
+pub fn unsettled(w: &World) -> u64 {
+    count_orders(w, doc! { "status": { "$in": ["draft", "committing"] } })
+}
+
+/// An integer field (stored as int32 or int64) as `i64`; panics on anything else.
+pub fn int(b: Option<&Bson>) -> i64 {
+    match b {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        other => panic!("not an integer: {other:?}"),
     }
 }
 

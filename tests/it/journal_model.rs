@@ -9,17 +9,15 @@
 //! Each schedule is reproducible from its seed: `JOURNAL_MODEL_SEED=<seed>` runs that one alone;
 //! `JOURNAL_MODEL_SCHEDULES=<n>` sets how many are explored (default 300).
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{int, World};
 use draft_reconciler::domain::{Item, MerchantTransactionId, Order, Paise, PaymentStatus, Status};
 use draft_reconciler::store::commit::confirm_transition;
 use draft_reconciler::store::journal::{Driver, Step, MARKERS, MARKER_GRACE};
 use draft_reconciler::store::{CommitRules, Recovery, Store, StoreError};
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use support::World;
 
 /// The lease of every driver in the model (logical time).
 const LEASE: Duration = Duration::from_secs(10);
@@ -40,14 +38,6 @@ struct Model<'a> {
     initial: HashMap<String, (i64, HashMap<String, i64>)>,
     orders: Vec<(String, Vec<Item>)>,
     log: Vec<String>,
-}
-
-fn int(b: Option<&Bson>) -> i64 {
-    match b {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        other => panic!("not an integer: {other:?}"),
-    }
 }
 
 impl Model<'_> {
