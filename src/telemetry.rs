@@ -101,8 +101,15 @@ pub mod names {
     /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
     pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
 
+    /// Gauge: instances of this merchant heard from in the last 30 s (sharing the budget).
+    pub const BUDGET_INSTANCES: &str = "reconciler_budget_instances";
+    /// Counter: PhonePe call permits this instance took from the shared budget.
+    pub const BUDGET_PERMITS: &str = "reconciler_budget_permits_total";
+    /// Counter: permits refused because the shared budget in MongoDB could not be read.
+    pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 22] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -122,6 +129,9 @@ pub mod names {
         LATE_PAYMENTS,
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
+        BUDGET_INSTANCES,
+        BUDGET_PERMITS,
+        BUDGET_UNAVAILABLE,
     ];
 }
 
@@ -308,6 +318,21 @@ pub fn describe_metrics() {
         RATE_LIMIT_PER_MINUTE,
         "Configured PhonePe status-call budget per rolling minute (job.rate_limit_per_minute)."
     );
+    describe_gauge!(
+        BUDGET_INSTANCES,
+        Unit::Count,
+        "Instances sharing this merchant's PhonePe budget heard from in the last 30 s."
+    );
+    describe_counter!(
+        BUDGET_PERMITS,
+        Unit::Count,
+        "PhonePe call permits this instance took from the shared budget."
+    );
+    describe_counter!(
+        BUDGET_UNAVAILABLE,
+        Unit::Count,
+        "Permits refused because the shared budget in MongoDB could not be read (no call made)."
+    );
 }
 
 /// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
@@ -322,6 +347,8 @@ fn initialize_metrics() {
     metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
     metrics::counter!(names::PHONEPE_RATE_LIMITED).absolute(0);
     metrics::counter!(names::LATE_PAYMENTS).absolute(0);
+    metrics::counter!(names::BUDGET_PERMITS).absolute(0);
+    metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     for outcome in labels::outcome::ALL {
