@@ -32,7 +32,9 @@ fn describe(answer: &Result<StatusReport, StatusError>) -> String {
 async fn permit(env: &Env) -> anyhow::Result<()> {
     env.budget.acquire().await.map(|_| ()).map_err(|p| {
         let secs = p.until.saturating_duration_since(std::time::Instant::now()).as_secs();
-        anyhow!("no PhonePe call made: calls are paused for {secs} s more, or the shared budget in MongoDB cannot be read")
+        anyhow!(
+            "no PhonePe call made: calls are paused for {secs} s more, or the shared budget in MongoDB cannot be read"
+        )
     })
 }
 

@@ -24,10 +24,17 @@ fn report(line: &str) {
 }
 
 /// Poll an async `cond` until it is true, or fail after `limit` with `what`.
-async fn eventually_async<F: std::future::Future<Output = bool>>(limit: Duration, what: &str, mut cond: impl FnMut() -> F) {
+async fn eventually_async<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + limit;
     while !cond().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -133,7 +140,10 @@ fn three_instances_share_one_budget_through_a_kill_and_restart() {
     assert_eq!(rate_limited_calls(&w), 0, "PhonePe answered 429");
     assert!(busiest <= PER_MINUTE as usize, "{busiest} calls in one 60 s window");
     // Kept used: the backlog outlasts a minute, so the busiest window is (nearly) full.
-    assert!(busiest >= 54, "budget under-used: {busiest} calls in the busiest window");
+    assert!(
+        busiest >= 54,
+        "budget under-used: {busiest} calls in the busiest window"
+    );
     assert_settled_once(&w, ORDERS);
 }
 
@@ -158,7 +168,10 @@ fn a_restart_loop_never_exceeds_the_budget() {
         "restart loop: {RESTARTS} processes made {calls} calls, busiest 60 s window {busiest}"
     ));
     assert!(busiest <= PER_MINUTE as usize, "{busiest} calls in one 60 s window");
-    assert!(calls >= 2, "the shared schedule went on across restarts ({calls} calls)");
+    assert!(
+        calls >= 2,
+        "the shared schedule went on across restarts ({calls} calls)"
+    );
 }
 
 fn connect(w: &World) -> Store {
@@ -178,12 +191,11 @@ fn one_instances_429_pauses_every_instance() {
         assert!(two.acquire().await.is_ok(), "no pause yet");
         one.record(CallResult::RateLimited, Instant::now());
         eventually_async(Duration::from_secs(10), "the pause is shared", || async {
-            let stored = w
-                .db
-                .collection::<Document>(BUDGET_COLLECTION)
-                .find_one(doc! { "_id": MERCHANT })
-                .await
-                .unwrap();
+            let stored =
+                w.db.collection::<Document>(BUDGET_COLLECTION)
+                    .find_one(doc! { "_id": MERCHANT })
+                    .await
+                    .unwrap();
             stored.is_some_and(|d| d.contains_key("pausedUntilUs"))
         })
         .await;
@@ -206,7 +218,7 @@ fn a_new_process_continues_the_stored_schedule() {
     w.block(async {
         let coll = w.db.collection::<Document>(BUDGET_COLLECTION);
         let due_in_3s = vec![doc! { "$set": { "tatUs": { "$add": [
-            { "$multiply": [{ "$toLong": "$$NOW" }, 1000_i64] }, 3_000_000_i64] } } }];
+        { "$multiply": [{ "$toLong": "$$NOW" }, 1000_i64] }, 3_000_000_i64] } } }];
         coll.update_one(doc! { "_id": MERCHANT }, due_in_3s)
             .upsert(true)
             .await
@@ -222,12 +234,18 @@ fn no_permit_without_mongodb() {
     let w = World::new("shared_unreachable");
     let port = support::free_port();
     let uri = format!("mongodb://127.0.0.1:{port}/x?directConnection=true&serverSelectionTimeoutMS=20000");
-    let store = w.block(Store::connect(&uri, "x")).expect("a client (it connects lazily)");
+    let store = w
+        .block(Store::connect(&uri, "x"))
+        .expect("a client (it connects lazily)");
     let budget = Budget::shared(6000, store.shared_budget(MERCHANT, "cut-off"));
     w.block(async {
         let started = Instant::now();
         let paused = budget.acquire().await.expect_err("no permit without MongoDB");
-        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
         assert!(paused.until > Instant::now() + UNREACHABLE_RETRY / 2);
     });
 }
@@ -261,4 +279,48 @@ fn permits_per_second_on_the_local_server() {
         assert!(per_trip > 20.0, "{per_trip:.0} round trips/s");
         assert!(batched > 2.0 * per_trip, "batching does not lift the ceiling: {batched:.0}/s");
     });
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus text body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `/metrics` shows the instances sharing the budget and the permits this one took.
+#[test]
+fn metrics_count_the_instances_and_this_ones_permits() {
+    let w = World::new("shared_metrics");
+    backlog(&w, 4);
+    let port = support::free_port();
+    let mut watched = w.reconciler_command(&["run"]);
+    watched
+        .env("RECONCILER_OPS__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "600");
+    let _watched = watched.spawn().map(Running).expect("start draft-reconciler");
+    let _other = spawn(&w, 600);
+    let mut last = String::new();
+    support::eventually(
+        Duration::from_secs(60),
+        "two instances and some permits on /metrics",
+        || {
+            last = support::http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+            sample(&last, "reconciler_budget_instances") == Some(2.0)
+                && sample(&last, "reconciler_budget_permits_total").is_some_and(|n| n >= 1.0)
+        },
+    );
+    support::eventually(Duration::from_secs(60), "the backlog settled", || confirmed(&w) == 4);
+    let body = support::http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+    let permits = sample(&body, "reconciler_budget_permits_total").unwrap_or(0.0);
+    let mine = w.sim.calls().len();
+    assert!(
+        permits <= mine as f64,
+        "{permits} permits counted, {mine} calls made by both"
+    );
+    assert_eq!(
+        sample(&body, "reconciler_budget_unavailable_total"),
+        Some(0.0),
+        "{body}"
+    );
 }

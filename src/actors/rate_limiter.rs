@@ -7,6 +7,14 @@
 //! order. The budget's state lives in [`Budget`], outside the actor, so a restarted RateLimiter
 //! continues the same schedule instead of handing out a fresh burst.
 //!
+//! The budget is the merchant's, not the process's: in the service (`Budget::shared`) the GCRA
+//! schedule is one document per merchant in MongoDB that every instance advances atomically on
+//! the database server's clock (`store::budget`, reserved here by [`shared`]), so all instances
+//! together, across kills and restarts, stay within `rate_limit_per_minute`. No database, no
+//! permit: an unreadable schedule answers `Paused` for [`UNREACHABLE_RETRY`] (fail closed). A 429
+//! or refused credentials also pause the shared schedule, so every instance holds its calls.
+//! `Budget::per_minute` (an in-process governor GCRA) remains for unit tests.
+//!
 //! It is also the circuit breaker, and the breaker acts at once whatever the pool size: the
 //! reconcilers record every call's result on the shared [`Budget`] directly (not through this
 //! actor's mailbox, where a report would wait behind every queued `Acquire`), and look at the
@@ -44,8 +52,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 
 use super::child::ChildGuard;
-use crate::store::budget::SharedBudget;
 pub use crate::domain::decision::{RATE_LIMITED_PAUSE, REJECTED_PAUSE};
+use crate::store::budget::SharedBudget;
 use crate::telemetry::names;
 
 type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
@@ -265,7 +273,10 @@ impl Budget {
             tracing::warn!(pause_secs = d.as_secs_f64(), cause = ?r, "pausing PhonePe calls");
             self.pause(d);
             // A 429 or refused credentials concern the merchant account: pause every instance.
-            if matches!(r, CallResult::RateLimited | CallResult::Rejected | CallResult::Refused(_)) {
+            if matches!(
+                r,
+                CallResult::RateLimited | CallResult::Rejected | CallResult::Refused(_)
+            ) {
                 self.share_pause(d);
             }
         }
@@ -405,7 +416,9 @@ impl Budget {
     async fn shared_permit(&self, shared: &shared::Shared) -> Option<Result<(), Paused>> {
         match shared.next().await {
             Ok(shared::Next::At(at)) => {
-                tokio::time::sleep_until(at.into()).await;
+                if at > Instant::now() {
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 let mut s = self.lock();
                 if s.half_open {
                     s.probe = Some(Instant::now());

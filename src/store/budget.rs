@@ -53,7 +53,10 @@ fn now_us() -> Document {
 /// `period` apart; or nothing, because calls are paused, or the next permit is not due yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    Permits { first: Duration, count: u32 },
+    Permits {
+        first: Duration,
+        count: u32,
+    },
     Paused(Duration),
     /// The next permit is further away than [`LEAD`]: ask again after this long.
     NotYet(Duration),
@@ -138,7 +141,8 @@ impl SharedBudget {
         let d = bounded("reserve PhonePe permits", BUDGET_TIMEOUT, action)
             .await?
             .ok_or_else(|| StoreError::Unsupported("the budget document vanished after its upsert".into()))?;
-        let field = |k| int(&d, k).ok_or_else(|| StoreError::Unsupported(format!("budget document: {k} is not a number")));
+        let field =
+            |k| int(&d, k).ok_or_else(|| StoreError::Unsupported(format!("budget document: {k} is not a number")));
         let (now, paused_for, first) = (field("nowUs")?, field("pausedForUs")?, field("firstUs")?);
         Ok(if paused_for > 0 {
             Reservation::Paused(positive_micros(paused_for))

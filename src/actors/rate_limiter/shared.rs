@@ -117,3 +117,15 @@ pub async fn heartbeats(db: SharedBudget) {
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_permit_per_round_trip_at_low_budgets_small_batches_at_high_ones() {
+        assert_eq!(batch_for(Duration::from_millis(1020)), 1, "60/min");
+        assert_eq!(batch_for(Duration::from_millis(11)), 9, "6000/min: 100 ms of schedule");
+        assert_eq!(batch_for(Duration::from_micros(10)), BATCH_MAX, "capped");
+    }
+}
