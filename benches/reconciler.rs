@@ -26,6 +26,7 @@ fn main() {
         "idle" => idle(n(10_000)),
         "scan" => scan(),
         "instances" => instances(n(2000)),
+        "instances-unthrottled" => [1usize, 2, 4].into_iter().for_each(|k| instances_unthrottled(k, n(2000))),
         "all" => {
             scan();
             idle(10_000);
@@ -514,6 +515,7 @@ fn instances_unthrottled(k: usize, n: usize) {
     seed_products(&w);
     w.sim.set_latency(Duration::from_millis(50));
     seed_paid(&w, "FREE-", n, 600);
+    let requests = db_requests(&w);
     let started = Instant::now();
     let mut children: Vec<Running> = (0..k)
         .map(|_| {
@@ -537,4 +539,8 @@ fn instances_unthrottled(k: usize, n: usize) {
         "every order confirmed"
     );
     println!("instances.unthrottled.{k}.orders_per_sec: {:.1}", n as f64 / elapsed);
+    println!(
+        "instances.unthrottled.{k}.db_requests_per_order: {:.2}",
+        (db_requests(&w) - requests) as f64 / n as f64
+    );
 }
