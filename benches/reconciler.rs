@@ -1,4 +1,4 @@
-//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|all]`.
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|all]`.
 //!
 //! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
 //! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
@@ -26,7 +26,9 @@ fn main() {
         "idle" => idle(n(10_000)),
         "scan" => scan(),
         "instances" => instances(n(2000)),
-        "instances-unthrottled" => [1usize, 2, 4].into_iter().for_each(|k| instances_unthrottled(k, n(2000))),
+        "instances-unthrottled" => [1usize, 2, 4]
+            .into_iter()
+            .for_each(|k| instances_unthrottled(k, n(2000))),
         "all" => {
             scan();
             idle(10_000);

@@ -2,10 +2,10 @@
 //!
 //! `build_env` connects to MongoDB (and checks it answers), creates the indexes, resolves the
 //! commit strategy, joins the merchant's PhonePe budget shared by every instance and builds the
-//! PhonePe client — all on the runtime of the System that will
-//! use them. `run` then starts the Supervisor with a ticking Scanner plus the ops HTTP server and
-//! waits for a signal; `once` starts the same actors with a Scanner that drains what is eligible
-//! now and returns a summary.
+//! PhonePe client — all on the runtime of the System that will use them. `run` then starts the
+//! Supervisor with a ticking Scanner plus the ops HTTP server and this instance's heartbeat in
+//! the shared budget's instance list, and waits for a signal; `once` starts the same actors with
+//! a Scanner that drains what is eligible now and returns a summary.
 
 use std::sync::Arc;
 use std::time::Duration;
