@@ -300,23 +300,22 @@ fn metrics_count_the_instances_and_this_ones_permits() {
         .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "600");
     let _watched = watched.spawn().map(Running).expect("start draft-reconciler");
     let _other = spawn(&w, 600);
-    let mut last = String::new();
     support::eventually(
         Duration::from_secs(60),
         "two instances and some permits on /metrics",
         || {
-            last = support::http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
-            sample(&last, "reconciler_budget_instances") == Some(2.0)
-                && sample(&last, "reconciler_budget_permits_total").is_some_and(|n| n >= 1.0)
+            let body = support::http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+            sample(&body, "reconciler_budget_instances") == Some(2.0)
+                && sample(&body, "reconciler_budget_permits_total").is_some_and(|n| n >= 1.0)
         },
     );
     support::eventually(Duration::from_secs(60), "the backlog settled", || confirmed(&w) == 4);
     let body = support::http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
     let permits = sample(&body, "reconciler_budget_permits_total").unwrap_or(0.0);
-    let mine = w.sim.calls().len();
+    let calls = w.sim.calls().len();
     assert!(
-        permits <= mine as f64,
-        "{permits} permits counted, {mine} calls made by both"
+        permits <= calls as f64,
+        "{permits} permits counted by one instance, {calls} calls made by both"
     );
     assert_eq!(
         sample(&body, "reconciler_budget_unavailable_total"),
