@@ -104,8 +104,15 @@ pub mod names {
     /// ([`super::labels::webhook_result`]): PhonePe callbacks received (`src/webhook.rs`).
     pub const WEBHOOKS: &str = "reconciler_webhooks_total";
 
+    /// Gauge: instances of this merchant heard from in the last 30 s (sharing the budget).
+    pub const BUDGET_INSTANCES: &str = "reconciler_budget_instances";
+    /// Counter: PhonePe call permits this instance took from the shared budget.
+    pub const BUDGET_PERMITS: &str = "reconciler_budget_permits_total";
+    /// Counter: permits refused because the shared budget in MongoDB could not be read.
+    pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 23] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -126,6 +133,9 @@ pub mod names {
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
         WEBHOOKS,
+        BUDGET_INSTANCES,
+        BUDGET_PERMITS,
+        BUDGET_UNAVAILABLE,
     ];
 }
 
@@ -387,6 +397,21 @@ pub fn describe_metrics() {
         RATE_LIMIT_PER_MINUTE,
         "Configured PhonePe status-call budget per rolling minute (job.rate_limit_per_minute)."
     );
+    describe_gauge!(
+        BUDGET_INSTANCES,
+        Unit::Count,
+        "Instances sharing this merchant's PhonePe budget heard from in the last 30 s."
+    );
+    describe_counter!(
+        BUDGET_PERMITS,
+        Unit::Count,
+        "PhonePe call permits this instance took from the shared budget."
+    );
+    describe_counter!(
+        BUDGET_UNAVAILABLE,
+        Unit::Count,
+        "Permits refused because the shared budget in MongoDB could not be read (no call made)."
+    );
 }
 
 /// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
@@ -404,6 +429,8 @@ fn initialize_metrics() {
     // The signature-failure alert's series exists from the first scrape (bad signatures are
     // always `event="unknown"`).
     metrics::counter!(names::WEBHOOKS, labels::EVENT => labels::webhook_event::UNKNOWN, labels::RESULT => labels::webhook_result::BAD_SIGNATURE).absolute(0);
+    metrics::counter!(names::BUDGET_PERMITS).absolute(0);
+    metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     for outcome in labels::outcome::ALL {
