@@ -340,6 +340,8 @@ mod tests {
             metrics::gauge!(names::ELIGIBLE_BACKLOG).set(3.0);
             metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(1.0);
             metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
+            // Set by the heartbeat of a running service (`actors/rate_limiter/shared.rs`).
+            metrics::gauge!(names::BUDGET_INSTANCES).set(2.0);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();
