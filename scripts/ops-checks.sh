@@ -37,9 +37,14 @@ step "alert tests: every label value in alerts.test.yml is one the service emits
 python3 - <<'PY' || failed=1
 import re, sys
 tests = open("deploy/prometheus/alerts.test.yml").read()
-telemetry = open("src/telemetry.rs").read()
+# Where label values are spelled: the telemetry module and the enums whose `as_str` / label
+# constants it records (child actors, PhonePe error kinds, settle outcomes, decision reasons).
+telemetry = "".join(open(f).read() for f in [
+    "src/telemetry.rs", "src/telemetry/labels.rs", "src/actors/child.rs", "src/domain/payment.rs",
+    "src/settle.rs", "src/domain/decision.rs",
+])
 wire = open("src/phonepe/wire.rs").read()
-# kind/reason/actor/outcome/result values are string constants in src/telemetry.rs's `labels`;
+# kind/reason/actor/outcome/result values are string constants in those files;
 # `code` is PhonePe's code (src/phonepe/wire.rs `codes`) or ERROR_<KIND> for a failed call
 # (StatusError::code in src/domain/payment.rs).
 kinds = re.findall(r'"([a-z_]+)"', telemetry)
