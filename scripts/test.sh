@@ -23,7 +23,7 @@ e2e() {
     while (($#)) && [[ $1 != -- ]]; do cargo_args+=("$1"); shift; done
     (($#)) && shift
     test_args=("$@")
-    cargo test --features fault-injection --test it "${cargo_args[@]}" -- pipeline:: binary:: "${test_args[@]}"
+    cargo test --features fault-injection --test it "${cargo_args[@]}" -- pipeline:: binary:: webhook:: "${test_args[@]}"
 }
 RECONCILER_TEST_STRATEGY=journal e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"
