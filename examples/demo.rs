@@ -1,6 +1,9 @@
 //! Demo helper for `scripts/demo.sh`: `demo seed <mongodb-uri> <sim-base-url>` writes products
-//! and draft orders of every kind and scripts phonepe-sim's answers for them; `demo report
-//! <mongodb-uri>` prints each order's status, reason and the stock left.
+//! and draft orders of every kind and scripts phonepe-sim's answers for them; `demo seed-v2` adds
+//! the two orders of the API v2 part; `demo webhook <sim-base-url> <mtid> <url>` has the simulator
+//! send PhonePe's v2 webhook for an order; `demo settled <mongodb-uri> <mtid>...` succeeds once
+//! none of them is a draft; `demo report <mongodb-uri>` prints each order's status, reason and the
+//! stock left.
 
 use mongodb::bson::{doc, DateTime, Document};
 use serde_json::json;
@@ -103,13 +106,41 @@ fn orders() -> Vec<DemoOrder> {
     ]
 }
 
+/// The API v2 part: one order settled by a v2 status call, one by a v2 webhook inside the lookback.
+fn v2_orders() -> Vec<DemoOrder> {
+    vec![
+        (
+            "DEMO-V2",
+            10,
+            29900,
+            vec![("mug", 1, None)],
+            json!({"state": "COMPLETED", "amount": 29900}),
+            "confirmed via API v2 (OAuth token, v2 status)",
+        ),
+        (
+            "DEMO-HOOK",
+            2,
+            19900,
+            vec![("tee", 1, None)],
+            json!({"state": "COMPLETED", "amount": 19900}),
+            "confirmed by the v2 webhook, inside the lookback",
+        ),
+    ]
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("seed") if args.len() == 4 => seed(&args[2], &args[3]).await,
+        Some("seed-v2") if args.len() == 4 => insert_orders(&db(&args[2]).await?, &args[3], v2_orders()).await,
+        Some("webhook") if args.len() == 5 => webhook(&args[2], &args[3], &args[4]).await,
+        Some("settled") if args.len() >= 4 => settled(&args[2], &args[3..]).await,
         Some("report") if args.len() == 3 => report(&args[2]).await,
-        _ => anyhow::bail!("usage: demo seed <mongodb-uri> <sim-base-url> | demo report <mongodb-uri>"),
+        _ => anyhow::bail!(
+            "usage: demo seed|seed-v2 <mongodb-uri> <sim-base-url> | demo webhook <sim-base-url> <mtid> <url> \
+             | demo settled <mongodb-uri> <mtid>... | demo report <mongodb-uri>"
+        ),
     }
 }
 
@@ -132,13 +163,16 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
             doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
         ])
         .await?;
+    insert_orders(&db, sim, orders()).await?;
+    println!("seeded {} draft orders and 4 products", orders().len());
+    Ok(())
+}
+
+/// Insert `list` as drafts and script the simulator's answer for each.
+async fn insert_orders(db: &mongodb::Database, sim: &str, list: Vec<DemoOrder>) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let admin = sim
-        .trim_end_matches('/')
-        .rsplit_once("/apis")
-        .map(|(root, _)| root.to_string())
-        .unwrap_or_else(|| sim.to_string());
-    for (mtid, age, amount, items, answer, _) in orders() {
+    let admin = admin_root(sim);
+    for (mtid, age, amount, items, answer, _) in list {
         let items: Vec<Document> = items
             .into_iter()
             .map(|(p, q, s)| {
@@ -169,7 +203,39 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
             );
         }
     }
-    println!("seeded {} draft orders and 4 products", orders().len());
+    Ok(())
+}
+
+/// The simulator's root (its admin API) from its PG base URL.
+fn admin_root(sim: &str) -> String {
+    sim.trim_end_matches('/')
+        .rsplit_once("/apis")
+        .map(|(root, _)| root.to_string())
+        .unwrap_or_else(|| sim.to_string())
+}
+
+/// Have the simulator send PhonePe's v2 webhook about `mtid` to `url`; print what the receiver said.
+async fn webhook(sim: &str, mtid: &str, url: &str) -> anyhow::Result<()> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/__sim/webhooks", admin_root(sim)))
+        .json(&json!({ "url": url, "merchantTransactionId": mtid, "version": "v2" }))
+        .send()
+        .await?;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "sending the webhook: {status} {body}");
+    println!("phonepe-sim delivered the v2 webhook for {mtid}: {body}");
+    Ok(())
+}
+
+/// Succeed once none of `mtids` is a draft any more.
+async fn settled(uri: &str, mtids: &[String]) -> anyhow::Result<()> {
+    let orders = db(uri).await?.collection::<Document>("orders");
+    for mtid in mtids {
+        let o = orders.find_one(doc! { "merchantTransactionId": mtid }).await?;
+        let status = o.as_ref().and_then(|o| o.get_str("status").ok()).unwrap_or("draft");
+        anyhow::ensure!(status != "draft", "{mtid} is still a draft");
+    }
     Ok(())
 }
 
@@ -180,12 +246,14 @@ async fn report(uri: &str) -> anyhow::Result<()> {
         "{:<14} {:<13} {:<8} {:<20} expected",
         "order", "status", "payment", "reason"
     );
-    for (mtid, .., expected) in orders() {
-        let o = db
+    for (mtid, .., expected) in orders().into_iter().chain(v2_orders()) {
+        let Some(o) = db
             .collection::<Document>("orders")
             .find_one(doc! { "merchantTransactionId": mtid })
             .await?
-            .unwrap_or_default();
+        else {
+            continue;
+        };
         let reason = o
             .get_document("reconciliation")
             .ok()

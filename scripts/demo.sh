@@ -33,3 +33,24 @@ echo "--- draft-reconciler once (PhonePe budget: 30 calls/min) ---"
 target/debug/draft-reconciler once
 echo "--- result ---"
 target/debug/examples/demo report "$MONGODB_URI"
+
+echo
+echo "--- API v2 (OAuth client credentials) and PhonePe's webhook, on the same commit path ---"
+target/debug/examples/demo seed-v2 "$MONGODB_URI" "$PHONEPE_BASE_URL"
+HOOK_PORT=$(free_port)
+export PHONEPE_API_VERSION=v2 PHONEPE_CLIENT_ID=TESTCLIENT PHONEPE_CLIENT_SECRET=test-client-secret \
+  PHONEPE_CLIENT_VERSION=1 PHONEPE_OAUTH_BASE_URL="$PHONEPE_BASE_URL" \
+  PHONEPE_WEBHOOK_USERNAME=webhook-user PHONEPE_WEBHOOK_PASSWORD=webhook-pass \
+  RECONCILER_WEBHOOK__LISTEN="127.0.0.1:$HOOK_PORT"
+target/debug/draft-reconciler run &
+service=$!
+pids+=("$service")
+for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$HOOK_PORT") 2>/dev/null && break; sleep 0.2; done
+target/debug/examples/demo webhook "$PHONEPE_BASE_URL" DEMO-HOOK "http://127.0.0.1:$HOOK_PORT/webhooks/phonepe"
+for _ in $(seq 1 150); do
+  target/debug/examples/demo settled "$MONGODB_URI" DEMO-V2 DEMO-HOOK 2>/dev/null && break
+  sleep 0.2
+done
+kill -TERM "$service"; wait "$service" || true
+echo "--- result ---"
+target/debug/examples/demo report "$MONGODB_URI"
