@@ -400,6 +400,12 @@ impl Budget {
             if let Some(shared) = &self.shared {
                 match self.shared_permit(shared).await {
                     Some(Ok(())) => return Ok(started.elapsed()),
+                    // A slow or briefly unreachable database: still no call, but look again
+                    // while the caller may hold its order, rather than give the order back.
+                    Some(Err(_)) if started.elapsed() + UNREACHABLE_RETRY <= WAIT_AT_MOST => {
+                        tokio::time::sleep(UNREACHABLE_RETRY).await;
+                        continue;
+                    }
                     Some(Err(paused)) => return Err(paused),
                     None => continue,
                 }

@@ -226,7 +226,8 @@ fn a_new_process_continues_the_stored_schedule() {
     });
 }
 
-/// Fail closed: an instance that cannot reach MongoDB gets no permit, promptly.
+/// Fail closed: an instance that cannot reach MongoDB gets no permit; it looks again while the
+/// caller may hold its order (`WAIT_AT_MOST`), then answers `Paused` so the order is given back.
 #[test]
 fn no_permit_without_mongodb() {
     let w = World::new("shared_unreachable");
@@ -239,8 +240,9 @@ fn no_permit_without_mongodb() {
     w.block(async {
         let started = Instant::now();
         let paused = budget.acquire().await.expect_err("no permit without MongoDB");
+        // At most WAIT_AT_MOST (10 s) plus one database timeout (3 s); 2x for a loaded machine.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(26),
             "took {:?}",
             started.elapsed()
         );
