@@ -141,16 +141,7 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str, journal: bool) {
         );
     }
 
-    let orders: Vec<Document> = w.block(async {
-        use futures_util::TryStreamExt;
-        w.db.collection::<Document>("orders")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    });
+    let orders: Vec<Document> = w.all_orders();
     let mut deducted: HashMap<String, i64> = HashMap::new();
     for o in &orders {
         let status = o.get_str("status").unwrap();

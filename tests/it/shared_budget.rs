@@ -76,16 +76,7 @@ fn backlog(w: &World, n: usize) {
 }
 
 fn orders(w: &World) -> Vec<Document> {
-    w.block(async {
-        use futures_util::TryStreamExt;
-        w.db.collection::<Document>("orders")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    })
+    w.all_orders()
 }
 
 fn confirmed(w: &World) -> usize {

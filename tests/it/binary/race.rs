@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::{Output, Stdio};
 
 use draft_reconciler::sim::Answer;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::Document;
 
 use super::{base_env, command, output, settle_fixture, text};
 use crate::support::{unsettled, World};
@@ -46,16 +46,7 @@ fn two_processes_racing_settle_each_order_once_and_stock_stays_exact() {
         text(&ob)
     );
 
-    let orders: Vec<Document> = w.rt.block_on(async {
-        use futures_util::TryStreamExt;
-        w.db.collection::<Document>("orders")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    });
+    let orders: Vec<Document> = w.all_orders();
     let mut confirmed = HashMap::from([("tee", 0i64), ("mug", 0i64)]);
     for o in &orders {
         let status = o.get_str("status").unwrap();

@@ -432,6 +432,21 @@ impl World {
             .expect("size stock")
     }
 
+    /// Every order document, as stored.
+    pub fn all_orders(&self) -> Vec<Document> {
+        self.block(async {
+            use futures_util::TryStreamExt;
+            self.db
+                .collection::<Document>("orders")
+                .find(doc! {})
+                .await
+                .expect("find orders")
+                .try_collect()
+                .await
+                .expect("read orders")
+        })
+    }
+
     /// Calls the simulator received for `mtid`.
     pub fn calls_for(&self, mtid: &str) -> usize {
         self.sim
