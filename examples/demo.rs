@@ -1,7 +1,10 @@
-//! Demo helper for `scripts/demo.sh`: `demo seed <mongodb-uri> <sim-base-url>` writes products
-//! and draft orders of every kind and scripts phonepe-sim's answers for them; `demo report
-//! <mongodb-uri>` prints each order's status, reason and the stock left.
+//! Demo helper for `scripts/demo.sh`: `demo seed <mongodb-uri> <sim-base-url> [config.toml]`
+//! writes products and draft orders of every kind and scripts phonepe-sim's answers for them;
+//! `demo report <mongodb-uri> [config.toml]` prints each order's status, reason and the stock
+//! left. With a config file, its `[schema]` section is the shop's mapping: documents are written
+//! and read through it (`Schema::order_to_shop`, `order_from_shop`, ...), in the shop's names.
 
+use draft_reconciler::schema::Schema;
 use mongodb::bson::{doc, DateTime, Document};
 use serde_json::json;
 
@@ -107,10 +110,26 @@ fn orders() -> Vec<DemoOrder> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("seed") if args.len() == 4 => seed(&args[2], &args[3]).await,
-        Some("report") if args.len() == 3 => report(&args[2]).await,
-        _ => anyhow::bail!("usage: demo seed <mongodb-uri> <sim-base-url> | demo report <mongodb-uri>"),
+        Some("seed") if (4..=5).contains(&args.len()) => seed(&args[2], &args[3], &schema(args.get(4))?).await,
+        Some("report") if (3..=4).contains(&args.len()) => report(&args[2], &schema(args.get(3))?).await,
+        _ => anyhow::bail!(
+            "usage: demo seed <mongodb-uri> <sim-base-url> [config.toml] | demo report <mongodb-uri> [config.toml]"
+        ),
     }
+}
+
+/// The `[schema]` section of `config` (defaults without one), validated like the service does.
+fn schema(config: Option<&String>) -> anyhow::Result<Schema> {
+    let Some(path) = config else {
+        return Ok(Schema::default());
+    };
+    let mut table: toml::Table = std::fs::read_to_string(path)?.parse()?;
+    let schema: Schema = match table.remove("schema") {
+        Some(v) => v.try_into()?,
+        None => Schema::default(),
+    };
+    schema.validate()?;
+    Ok(schema)
 }
 
 async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
@@ -120,17 +139,18 @@ async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
         .ok_or_else(|| anyhow::anyhow!("the URI needs a database path"))
 }
 
-async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
+async fn seed(uri: &str, sim: &str, schema: &Schema) -> anyhow::Result<()> {
     let db = db(uri).await?;
     db.drop().await?;
-    let products = db.collection::<Document>("products");
+    let products = db.collection::<Document>(&schema.products.collection);
+    let stock = [
+        doc! { "_id": "tee", "stock": 20 },
+        doc! { "_id": "mug", "stock": 10 },
+        doc! { "_id": "poster", "stock": 2 },
+        doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
+    ];
     products
-        .insert_many(vec![
-            doc! { "_id": "tee", "stock": 20 },
-            doc! { "_id": "mug", "stock": 10 },
-            doc! { "_id": "poster", "stock": 2 },
-            doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
-        ])
+        .insert_many(stock.iter().map(|p| schema.product_to_shop(p)))
         .await?;
     let http = reqwest::Client::new();
     let admin = sim
@@ -150,11 +170,11 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
             })
             .collect();
         let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age * MINUTE);
-        db.collection::<Document>("orders")
-            .insert_one(doc! {
+        db.collection::<Document>(&schema.orders.collection)
+            .insert_one(schema.order_to_shop(&doc! {
                 "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
                 "items": items, "createdAt": created, "updatedAt": created, "history": [],
-            })
+            }))
             .await?;
         if !answer.is_null() {
             let r = http
@@ -173,7 +193,7 @@ async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn report(uri: &str) -> anyhow::Result<()> {
+async fn report(uri: &str, schema: &Schema) -> anyhow::Result<()> {
     use futures_util::TryStreamExt;
     let db = db(uri).await?;
     println!(
@@ -182,9 +202,10 @@ async fn report(uri: &str) -> anyhow::Result<()> {
     );
     for (mtid, .., expected) in orders() {
         let o = db
-            .collection::<Document>("orders")
-            .find_one(doc! { "merchantTransactionId": mtid })
+            .collection::<Document>(&schema.orders.collection)
+            .find_one(doc! { &schema.orders.id: mtid })
             .await?
+            .map(|o| schema.order_from_shop(&o))
             .unwrap_or_default();
         let reason = o
             .get_document("reconciliation")
@@ -201,11 +222,12 @@ async fn report(uri: &str) -> anyhow::Result<()> {
         );
     }
     let products: Vec<Document> = db
-        .collection::<Document>("products")
+        .collection::<Document>(&schema.products.collection)
         .find(doc! {})
         .await?
         .try_collect()
         .await?;
+    let products = products.iter().map(|p| schema.product_from_shop(p));
     println!("\nstock left:");
     for p in products {
         println!(

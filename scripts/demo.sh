@@ -28,8 +28,10 @@ export PHONEPE_BASE_URL="http://127.0.0.1:$SIM_PORT/apis/pg-sandbox"
 export PHONEPE_MERCHANT_ID=DEMOMERCHANT PHONEPE_SALT_INDEX=1
 export LOG_FORMAT=pretty LOG_LEVEL=info RECONCILER_OPS__LISTEN=""
 
-target/debug/examples/demo seed "$MONGODB_URI" "$PHONEPE_BASE_URL"
+# DEMO_CONFIG=<file.toml>: run the demo on that file's [schema] mapping (docs/schema.md).
+config=(); [ -n "${DEMO_CONFIG:-}" ] && config=(--config "$DEMO_CONFIG")
+target/debug/examples/demo seed "$MONGODB_URI" "$PHONEPE_BASE_URL" ${DEMO_CONFIG:+"$DEMO_CONFIG"}
 echo "--- draft-reconciler once (PhonePe budget: 30 calls/min) ---"
-target/debug/draft-reconciler once
+target/debug/draft-reconciler "${config[@]}" once
 echo "--- result ---"
-target/debug/examples/demo report "$MONGODB_URI"
+target/debug/examples/demo report "$MONGODB_URI" ${DEMO_CONFIG:+"$DEMO_CONFIG"}
