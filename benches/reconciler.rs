@@ -1,11 +1,13 @@
-//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|all]`.
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|all]`.
 //!
 //! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
 //! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
 //! per second, RSS, CPU seconds) are the product's own. Results go to stdout as `key: value`
 //! lines; `BENCHMARKS.md` records them with the method.
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' support module; the bench uses a part of it.
+#[path = "../tests/it/support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::collections::HashMap;
@@ -25,6 +27,10 @@ fn main() {
         "throughput" => throughput(n(10_000)),
         "idle" => idle(n(10_000)),
         "scan" => scan(),
+        "instances" => instances(n(2000)),
+        "instances-unthrottled" => [1usize, 2, 4]
+            .into_iter()
+            .for_each(|k| instances_unthrottled(k, n(2000))),
         "all" => {
             scan();
             idle(10_000);
@@ -32,7 +38,7 @@ fn main() {
             latency();
             drain(100);
         }
-        other => panic!("unknown scenario {other}: drain | latency | throughput | idle | scan | all"),
+        other => panic!("unknown scenario {other}: drain | latency | throughput | idle | scan | instances | all"),
     }
 }
 
@@ -456,4 +462,89 @@ fn scan() {
             percentile(&times, 0.5)
         );
     }
+}
+
+/// Scenario 6: N instances sharing one budget (1, 2, 4), at the budget (60/min, the simulator
+/// limited to 60/min, a backlog outlasting the run) and unthrottled (`once` in N processes at
+/// once over `n` orders, budget lifted, PhonePe latency 50 ms).
+fn instances(n: usize) {
+    for k in [1usize, 2, 4] {
+        instances_at_budget(k);
+    }
+    for k in [1usize, 2, 4] {
+        instances_unthrottled(k, n);
+    }
+}
+
+fn instances_at_budget(k: usize) {
+    const BUDGET: usize = 60;
+    let w = World::new("bench_instances_budget");
+    seed_products(&w);
+    w.sim.set_rate_limit(Some(BUDGET as u32));
+    seed_paid(&w, "INST-", 200, 600);
+    let children: Vec<Running> = (0..k)
+        .map(|_| {
+            Running(
+                w.reconciler_command(&["run"])
+                    .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+                    .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", BUDGET.to_string())
+                    .spawn()
+                    .expect("start"),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(100));
+    drop(children);
+    let calls = w.sim.calls();
+    let mut at: Vec<u64> = calls.iter().map(|c| c.at_ms).collect();
+    at.sort_unstable();
+    let first = at.first().copied().unwrap_or(0);
+    let first_minute = at.iter().filter(|t| **t < first + 60_000).count();
+    let max_window = (0..at.len())
+        .map(|i| at[i..].iter().take_while(|u| **u < at[i] + 60_000).count())
+        .max()
+        .unwrap_or(0);
+    let too_many = calls.iter().filter(|c| c.http_status == 429).count();
+    println!("instances.budget.{k}.calls_first_minute: {first_minute}");
+    println!("instances.budget.{k}.max_calls_in_any_60s_window: {max_window}");
+    println!(
+        "instances.budget.{k}.share_used_pct: {:.0}",
+        first_minute as f64 / BUDGET as f64 * 100.0
+    );
+    println!("instances.budget.{k}.http_429: {too_many}");
+}
+
+fn instances_unthrottled(k: usize, n: usize) {
+    let w = World::new("bench_instances_free");
+    seed_products(&w);
+    w.sim.set_latency(Duration::from_millis(50));
+    seed_paid(&w, "FREE-", n, 600);
+    let requests = db_requests(&w);
+    let started = Instant::now();
+    let mut children: Vec<Running> = (0..k)
+        .map(|_| {
+            Running(
+                w.reconciler_command(&["once"])
+                    .env("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "100000000")
+                    .env("RECONCILER_JOB__RECONCILERS", "32")
+                    .env("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "32")
+                    .spawn()
+                    .expect("start"),
+            )
+        })
+        .collect();
+    for c in &mut children {
+        c.wait().expect("wait");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        count(&w, doc! { "status": "confirmed" }) as usize,
+        n,
+        "every order confirmed"
+    );
+    println!("instances.unthrottled.{k}.orders_per_sec: {:.1}", n as f64 / elapsed);
+    println!(
+        "instances.unthrottled.{k}.db_requests_per_order: {:.2}",
+        (db_requests(&w) - requests) as f64 / n as f64
+    );
 }

@@ -1,8 +1,15 @@
-//! Demo helper for `scripts/demo.sh`: `demo seed <mongodb-uri> <sim-base-url> [config.toml]`
-//! writes products and draft orders of every kind and scripts phonepe-sim's answers for them;
-//! `demo report <mongodb-uri> [config.toml]` prints each order's status, reason and the stock
-//! left. With a config file, its `[schema]` section is the shop's mapping: documents are written
-//! and read through it (`Schema::order_to_shop`, `order_from_shop`, ...), in the shop's names.
+//! Demo helper for `scripts/demo.sh`: `demo seed <mongodb-uri> <sim-base-url>` writes products
+//! and draft orders of every kind and scripts phonepe-sim's answers for them; `demo seed-v2` adds
+//! the two orders of the API v2 part; `demo webhook <sim-base-url> <mtid> <url>` has the simulator
+//! send PhonePe's v2 webhook for an order; `demo settled <mongodb-uri> <mtid>...` succeeds once
+//! none of them is a draft; `demo report <mongodb-uri>` prints each order's status, reason and the
+//! stock left.
+//!
+//! With `DEMO_CONFIG=<file.toml>`, that file's `[schema]` section is the shop's mapping
+//! (docs/schema.md): documents are written and read through it (`Schema::order_to_shop`,
+//! `order_from_shop`, ...), so they are stored in the shop's names.
+
+use std::sync::OnceLock;
 
 use draft_reconciler::schema::Schema;
 use mongodb::bson::{doc, DateTime, Document};
@@ -106,30 +113,42 @@ fn orders() -> Vec<DemoOrder> {
     ]
 }
 
+/// The API v2 part: one order settled by a v2 status call, one by a v2 webhook inside the lookback.
+fn v2_orders() -> Vec<DemoOrder> {
+    vec![
+        (
+            "DEMO-V2",
+            10,
+            29900,
+            vec![("mug", 1, None)],
+            json!({"state": "COMPLETED", "amount": 29900}),
+            "confirmed via API v2 (OAuth token, v2 status)",
+        ),
+        (
+            "DEMO-HOOK",
+            2,
+            19900,
+            vec![("tee", 1, None)],
+            json!({"state": "COMPLETED", "amount": 19900}),
+            "confirmed by the v2 webhook, inside the lookback",
+        ),
+    ]
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("seed") if (4..=5).contains(&args.len()) => seed(&args[2], &args[3], &schema(args.get(4))?).await,
-        Some("report") if (3..=4).contains(&args.len()) => report(&args[2], &schema(args.get(3))?).await,
+        Some("seed") if args.len() == 4 => seed(&args[2], &args[3]).await,
+        Some("seed-v2") if args.len() == 4 => insert_orders(&db(&args[2]).await?, &args[3], v2_orders()).await,
+        Some("webhook") if args.len() == 5 => webhook(&args[2], &args[3], &args[4]).await,
+        Some("settled") if args.len() >= 4 => settled(&args[2], &args[3..]).await,
+        Some("report") if args.len() == 3 => report(&args[2]).await,
         _ => anyhow::bail!(
-            "usage: demo seed <mongodb-uri> <sim-base-url> [config.toml] | demo report <mongodb-uri> [config.toml]"
+            "usage: demo seed|seed-v2 <mongodb-uri> <sim-base-url> | demo webhook <sim-base-url> <mtid> <url> \
+             | demo settled <mongodb-uri> <mtid>... | demo report <mongodb-uri>"
         ),
     }
-}
-
-/// The `[schema]` section of `config` (defaults without one), validated like the service does.
-fn schema(config: Option<&String>) -> anyhow::Result<Schema> {
-    let Some(path) = config else {
-        return Ok(Schema::default());
-    };
-    let mut table: toml::Table = std::fs::read_to_string(path)?.parse()?;
-    let schema: Schema = match table.remove("schema") {
-        Some(v) => v.try_into()?,
-        None => Schema::default(),
-    };
-    schema.validate()?;
-    Ok(schema)
 }
 
 async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
@@ -139,10 +158,38 @@ async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
         .ok_or_else(|| anyhow::anyhow!("the URI needs a database path"))
 }
 
-async fn seed(uri: &str, sim: &str, schema: &Schema) -> anyhow::Result<()> {
+/// The `[schema]` section of `$DEMO_CONFIG` (defaults without one), validated like the service does.
+fn schema() -> &'static Schema {
+    fn read() -> anyhow::Result<Schema> {
+        let Some(path) = std::env::var_os("DEMO_CONFIG").filter(|p| !p.is_empty()) else {
+            return Ok(Schema::default());
+        };
+        let mut table: toml::Table = std::fs::read_to_string(path)?.parse()?;
+        let schema: Schema = match table.remove("schema") {
+            Some(v) => v.try_into()?,
+            None => Schema::default(),
+        };
+        schema.validate()?;
+        Ok(schema)
+    }
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| read().unwrap_or_else(|e| panic!("DEMO_CONFIG [schema]: {e}")))
+}
+
+fn orders_of(db: &mongodb::Database) -> mongodb::Collection<Document> {
+    db.collection(&schema().orders.collection)
+}
+
+/// One order by id, read back into the reconciler's default names.
+async fn find_order(db: &mongodb::Database, mtid: &str) -> anyhow::Result<Option<Document>> {
+    let o = orders_of(db).find_one(doc! { &schema().orders.id: mtid }).await?;
+    Ok(o.map(|o| schema().order_from_shop(&o)))
+}
+
+async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
     let db = db(uri).await?;
     db.drop().await?;
-    let products = db.collection::<Document>(&schema.products.collection);
+    let products = db.collection::<Document>(&schema().products.collection);
     let stock = [
         doc! { "_id": "tee", "stock": 20 },
         doc! { "_id": "mug", "stock": 10 },
@@ -150,15 +197,18 @@ async fn seed(uri: &str, sim: &str, schema: &Schema) -> anyhow::Result<()> {
         doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
     ];
     products
-        .insert_many(stock.iter().map(|p| schema.product_to_shop(p)))
+        .insert_many(stock.iter().map(|p| schema().product_to_shop(p)))
         .await?;
+    insert_orders(&db, sim, orders()).await?;
+    println!("seeded {} draft orders and 4 products", orders().len());
+    Ok(())
+}
+
+/// Insert `list` as drafts and script the simulator's answer for each.
+async fn insert_orders(db: &mongodb::Database, sim: &str, list: Vec<DemoOrder>) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let admin = sim
-        .trim_end_matches('/')
-        .rsplit_once("/apis")
-        .map(|(root, _)| root.to_string())
-        .unwrap_or_else(|| sim.to_string());
-    for (mtid, age, amount, items, answer, _) in orders() {
+    let admin = admin_root(sim);
+    for (mtid, age, amount, items, answer, _) in list {
         let items: Vec<Document> = items
             .into_iter()
             .map(|(p, q, s)| {
@@ -170,8 +220,8 @@ async fn seed(uri: &str, sim: &str, schema: &Schema) -> anyhow::Result<()> {
             })
             .collect();
         let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age * MINUTE);
-        db.collection::<Document>(&schema.orders.collection)
-            .insert_one(schema.order_to_shop(&doc! {
+        orders_of(db)
+            .insert_one(schema().order_to_shop(&doc! {
                 "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
                 "items": items, "createdAt": created, "updatedAt": created, "history": [],
             }))
@@ -189,24 +239,53 @@ async fn seed(uri: &str, sim: &str, schema: &Schema) -> anyhow::Result<()> {
             );
         }
     }
-    println!("seeded {} draft orders and 4 products", orders().len());
     Ok(())
 }
 
-async fn report(uri: &str, schema: &Schema) -> anyhow::Result<()> {
+/// The simulator's root (its admin API) from its PG base URL.
+fn admin_root(sim: &str) -> String {
+    sim.trim_end_matches('/')
+        .rsplit_once("/apis")
+        .map(|(root, _)| root.to_string())
+        .unwrap_or_else(|| sim.to_string())
+}
+
+/// Have the simulator send PhonePe's v2 webhook about `mtid` to `url`; print what the receiver said.
+async fn webhook(sim: &str, mtid: &str, url: &str) -> anyhow::Result<()> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/__sim/webhooks", admin_root(sim)))
+        .json(&json!({ "url": url, "merchantTransactionId": mtid, "version": "v2" }))
+        .send()
+        .await?;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "sending the webhook: {status} {body}");
+    println!("phonepe-sim delivered the v2 webhook for {mtid}: {body}");
+    Ok(())
+}
+
+/// Succeed once none of `mtids` is a draft any more.
+async fn settled(uri: &str, mtids: &[String]) -> anyhow::Result<()> {
+    let db = db(uri).await?;
+    for mtid in mtids {
+        let o = find_order(&db, mtid).await?;
+        let status = o.as_ref().and_then(|o| o.get_str("status").ok()).unwrap_or("draft");
+        anyhow::ensure!(status != "draft", "{mtid} is still a draft");
+    }
+    Ok(())
+}
+
+async fn report(uri: &str) -> anyhow::Result<()> {
     use futures_util::TryStreamExt;
     let db = db(uri).await?;
     println!(
         "{:<14} {:<13} {:<8} {:<20} expected",
         "order", "status", "payment", "reason"
     );
-    for (mtid, .., expected) in orders() {
-        let o = db
-            .collection::<Document>(&schema.orders.collection)
-            .find_one(doc! { &schema.orders.id: mtid })
-            .await?
-            .map(|o| schema.order_from_shop(&o))
-            .unwrap_or_default();
+    for (mtid, .., expected) in orders().into_iter().chain(v2_orders()) {
+        let Some(o) = find_order(&db, mtid).await? else {
+            continue;
+        };
         let reason = o
             .get_document("reconciliation")
             .ok()
@@ -222,12 +301,12 @@ async fn report(uri: &str, schema: &Schema) -> anyhow::Result<()> {
         );
     }
     let products: Vec<Document> = db
-        .collection::<Document>(&schema.products.collection)
+        .collection::<Document>(&schema().products.collection)
         .find(doc! {})
         .await?
         .try_collect()
         .await?;
-    let products = products.iter().map(|p| schema.product_from_shop(p));
+    let products = products.iter().map(|p| schema().product_from_shop(p));
     println!("\nstock left:");
     for p in products {
         println!(

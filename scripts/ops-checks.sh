@@ -8,7 +8,7 @@
 #   systemd     systemd-analyze verify on the unit, with ExecStart pointing at the built binary
 #               and a dummy EnvironmentFile (verify wants both to exist); any warning fails
 #
-# PM2 is tested by tests/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
+# PM2 is tested by tests/it/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
 # OPS_REQUIRE_TOOLS=1 (set by .ci/run) makes that a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +37,14 @@ step "alert tests: every label value in alerts.test.yml is one the service emits
 python3 - <<'PY' || failed=1
 import re, sys
 tests = open("deploy/prometheus/alerts.test.yml").read()
-telemetry = open("src/telemetry.rs").read()
+# Where label values are spelled: the telemetry module and the enums whose `as_str` / label
+# constants it records (child actors, PhonePe error kinds, settle outcomes, decision reasons).
+telemetry = "".join(open(f).read() for f in [
+    "src/telemetry.rs", "src/telemetry/labels.rs", "src/actors/child.rs", "src/domain/payment.rs",
+    "src/settle.rs", "src/domain/decision.rs",
+])
 wire = open("src/phonepe/wire.rs").read()
-# kind/reason/actor/outcome/result values are string constants in src/telemetry.rs's `labels`;
+# kind/reason/actor/outcome/result values are string constants in those files;
 # `code` is PhonePe's code (src/phonepe/wire.rs `codes`) or ERROR_<KIND> for a failed call
 # (StatusError::code in src/domain/payment.rs).
 kinds = re.findall(r'"([a-z_]+)"', telemetry)

@@ -3,11 +3,11 @@
 # Debian's `npm` / `systemd` packages when npm / systemd-analyze are missing and we are root). Idempotent: re-running
 # it only checks what is already there.
 #
-#   pm2        npm package `pm2` into .tools/pm2            (tests/pm2.rs runs it); needs npm,
+#   pm2        npm package `pm2` into .tools/pm2            (tests/it/pm2.rs runs it); needs npm,
 #              which comes from Debian's `npm` package when missing and we are root
 #   promtool   from Debian's `prometheus` package: the .deb is downloaded and unpacked into
 #   prometheus .tools/prometheus (not installed, so no Prometheus service is set up or started);
-#              ones already on PATH are used instead. tests/monitoring.rs runs the server.
+#              ones already on PATH are used instead. tests/it/monitoring.rs runs the server.
 #   systemd-analyze   Debian's `systemd` package (apt-get install) when missing
 #
 # Prints one line per tool. A tool that cannot be installed is reported LOUDLY and the script

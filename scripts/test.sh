@@ -14,7 +14,16 @@ cargo fmt --check
 cargo clippy --all-targets --features fault-injection -- -D warnings
 OPS_REQUIRE_TOOLS="${OPS_REQUIRE_TOOLS:-0}" scripts/ops-checks.sh
 cargo test --features fault-injection "$@"
-# The same end-to-end suites with the journal commit strategy forced on a transactional server,
-# and under `auto` against a standalone server (which has no transactions): same outcomes.
-RECONCILER_TEST_STRATEGY=journal cargo test --features fault-injection --test pipeline --test binary "$@"
-RECONCILER_TEST_SERVER=standalone cargo test --features fault-injection --test pipeline --test binary "$@"
+# The same end-to-end suites (modules `pipeline` and `binary` of the one integration-test binary,
+# tests/it) with the journal commit strategy forced on a transactional server, and under `auto`
+# against a standalone server (which has no transactions): same outcomes. Arguments after a
+# `--` in "$@" go to the test binary, after the two module filters.
+e2e() {
+    local cargo_args=() test_args=()
+    while (($#)) && [[ $1 != -- ]]; do cargo_args+=("$1"); shift; done
+    (($#)) && shift
+    test_args=("$@")
+    cargo test --features fault-injection --test it "${cargo_args[@]}" -- pipeline:: binary:: webhook:: "${test_args[@]}"
+}
+RECONCILER_TEST_STRATEGY=journal e2e "$@"
+RECONCILER_TEST_SERVER=standalone e2e "$@"

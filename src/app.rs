@@ -1,11 +1,13 @@
 //! Wiring: from validated settings to a running actor system, for each CLI mode.
 //!
 //! `build_env` connects to MongoDB (and checks it answers), creates the indexes, resolves the
-//! commit strategy and builds the PhonePe client — all on the runtime of the System that will
-//! use them. `run` then starts the Supervisor with a ticking Scanner plus the ops HTTP server (and
-//! the PhonePe webhook listener when `webhook.listen` is set, `src/webhook.rs`) and waits for a
-//! signal; both listeners live on the System and stop with it; `once` starts the same actors with a Scanner that drains what is eligible
-//! now and returns a summary.
+//! commit strategy, joins the merchant's PhonePe budget shared by every instance and builds the
+//! PhonePe client — all on the runtime of the System that will use them. `run` then starts the
+//! Supervisor with a ticking Scanner plus the ops HTTP server (and the PhonePe webhook listener
+//! when `webhook.listen` is set, `src/webhook.rs`) and this instance's heartbeat in the shared
+//! budget's instance list, and waits for a signal; the listeners live on the System and stop with
+//! it. `once` starts the same actors with a Scanner that drains what is eligible now and returns a
+//! summary.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,14 +67,21 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         lookback: settings.job.lookback,
         watch_horizon: Some(settings.job.pending_timeout + settings.job.late_payment_watch),
     };
-    let budget = Arc::new(Budget::per_minute(settings.job.rate_limit_per_minute));
+    let owner = lease_owner();
+    // One budget for every instance of this merchant on this database (see `store::budget`).
+    let shared = store.shared_budget(&settings.phonepe.merchant_id, &owner);
+    shared
+        .ensure_indexes()
+        .await
+        .context("creating the reconciler_instances index")?;
+    let budget = Arc::new(Budget::shared(settings.job.rate_limit_per_minute, shared));
     Ok(Arc::new(Env {
         settings,
         store,
         phonepe,
         strategy,
         policy,
-        owner: lease_owner(),
+        owner,
         eligibility,
         health,
         budget,
@@ -131,6 +140,9 @@ pub fn run(
         }
         if let Some(handle) = prometheus {
             actix_rt::spawn(crate::telemetry::run_upkeep(handle, Duration::from_secs(5)));
+        }
+        if let Some(db) = env.budget.shared_db() {
+            actix_rt::spawn(crate::actors::rate_limiter::shared::heartbeats(db.clone()));
         }
         let (sup, _) = start(env, Mode::Run);
         actix_rt::spawn(on_signals(sup));

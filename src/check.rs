@@ -29,6 +29,16 @@ fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     }
 }
 
+/// A permit from the PhonePe budget every instance shares: operator calls count against it too.
+async fn permit(env: &Env) -> anyhow::Result<()> {
+    env.budget.acquire().await.map(|_| ()).map_err(|p| {
+        let secs = p.until.saturating_duration_since(std::time::Instant::now()).as_secs();
+        anyhow!(
+            "no PhonePe call made: calls are paused for {secs} s more, or the shared budget in MongoDB cannot be read"
+        )
+    })
+}
+
 /// `draft-reconciler check <merchantTransactionId> [--apply]`.
 pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> {
     let mtid = match MerchantTransactionId::parse(mtid) {
@@ -41,6 +51,7 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
     };
     actix::System::new().block_on(async move {
         let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
+        permit(&env).await?;
         let answer = env.phonepe.check_status(&mtid).await;
         println!("PhonePe: {}", describe(&answer));
         let Some(doc) = env.store.find_by_mtid(mtid.as_str()).await? else {
@@ -153,6 +164,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         .await?
         .context("test order vanished")?;
     let order = Order::parse(&doc, schema)?;
+    permit(env).await?;
     let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
     println!("selftest: PhonePe answered: {}", describe(&answer));
     if let Err(e) = &answer {

@@ -33,12 +33,15 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
-use crate::phonepe::oauth::{
-    ApiVersion, V2Credentials, PRODUCTION_OAUTH_BASE_URL, PRODUCTION_PG_BASE_URL, SANDBOX_BASE_URL,
-};
-use values::mongo_database;
+use crate::phonepe::oauth::{ApiVersion, V2Credentials, PRODUCTION_PG_BASE_URL};
+pub use values::{default_hosts, PRODUCTION_V1_BASE_URL};
+use values::{mongo_database, webhook_checks};
 
+mod errors;
 mod values;
+
+pub use errors::ConfigError;
+use errors::{missing, origin};
 
 /// A secret string: `Debug`, `Display` and `Serialize` print `***`, so it cannot reach a log or
 /// `draft-reconciler config` by accident (its serde impls are in `values.rs`).
@@ -178,19 +181,6 @@ impl PhonePeSettings {
     }
 }
 
-/// PhonePe's hosts when `base_url` / `oauth_base_url` are not set: the sandbox, or under
-/// `APP_ENV`/`NODE_ENV` = `production` the production hosts of the API version.
-pub fn default_hosts(production: bool, version: ApiVersion) -> (&'static str, &'static str) {
-    match (production, version) {
-        (false, _) => (SANDBOX_BASE_URL, SANDBOX_BASE_URL),
-        (true, ApiVersion::V1) => (PRODUCTION_V1_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
-        (true, ApiVersion::V2) => (PRODUCTION_PG_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
-    }
-}
-
-/// The v1 production host (`/apis/hermes`); API v2 lives under `/apis/pg`.
-pub const PRODUCTION_V1_BASE_URL: &str = "https://api.phonepe.com/apis/hermes";
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
@@ -311,23 +301,6 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         .map_err(|e| invalid(figment, &e.key, e.problem))
 }
 
-/// The v2 callback credentials come in pairs, and a v2 merchant's listener needs them.
-fn webhook_checks(s: &Settings) -> Result<(), ConfigError> {
-    let w = &s.webhook;
-    let unset = match (w.username.is_some(), w.password.is_some()) {
-        (true, false) => "password",
-        (false, true) => "username",
-        (true, true) => return Ok(()),
-        (false, false) if w.listen.is_some() && s.phonepe.api_version == ApiVersion::V2 => "username",
-        (false, false) => return Ok(()),
-    };
-    let mut e = missing(&["webhook".to_string()], unset);
-    if let ConfigError::Missing { hint, .. } = &mut e {
-        hint.push_str(": v2 callbacks are checked with webhook.username and webhook.password");
-    }
-    Err(e)
-}
-
 fn invalid(figment: &Figment, key: &str, reason: String) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -346,153 +319,6 @@ fn resolve(s: &mut Settings, production: bool) {
     }
     // `mongo_uri` has checked that the URI names a database.
     s.mongodb.database = mongo_database(s.mongodb.uri.expose()).unwrap_or_default().to_string();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/// Why the configuration is unusable. `Display` is one line naming the key (and its layer).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{origin} is not valid TOML: {message}")]
-    Syntax { origin: String, message: String },
-    #[error("unknown config section [{section}] in {origin}{hint}")]
-    UnknownSection {
-        section: String,
-        origin: String,
-        hint: String,
-    },
-    #[error("unknown config key {key} in {origin}{hint}")]
-    UnknownKey { key: String, origin: String, hint: String },
-    #[error("{key} must be {expected} (from {origin})")]
-    WrongType {
-        key: String,
-        origin: String,
-        expected: String,
-    },
-    #[error("{key} is required ({hint})")]
-    Missing { key: String, hint: String },
-    #[error("{key} {reason} (from {origin})")]
-    Invalid {
-        key: String,
-        origin: String,
-        reason: String,
-    },
-    #[error("{var} must be a plain environment name (letters, digits, '_', '-'), got {value:?}")]
-    BadEnvName { var: &'static str, value: String },
-}
-
-impl ConfigError {
-    /// The `section.key` the error is about, if it is about one.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            ConfigError::UnknownKey { key, .. }
-            | ConfigError::WrongType { key, .. }
-            | ConfigError::Missing { key, .. }
-            | ConfigError::Invalid { key, .. } => Some(key),
-            ConfigError::UnknownSection { section, .. } => Some(section),
-            ConfigError::BadEnvName { var, .. } => Some(var),
-            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
-        }
-    }
-
-    /// A figment error as ours: the key is the error's path, the layer its value's provider. Only
-    /// our messages and serde's type descriptions reach the text; a [`Secret`] never says more
-    /// than "must be a string".
-    fn from_figment(figment: &Figment, e: figment::Error) -> ConfigError {
-        let key = e.path.join(".");
-        let origin = origin(figment, &key, e.metadata.as_ref());
-        match e.kind {
-            Kind::MissingField(name) => missing(&e.path, &name),
-            Kind::UnknownField(name, known) => unknown(&e.path, &name, known, origin),
-            Kind::InvalidType(actual, expected) => {
-                let expected = format!("{}, got {actual}", describe(&expected));
-                ConfigError::WrongType { key, origin, expected }
-            }
-            Kind::InvalidValue(actual, expected) => {
-                let reason = format!("must be {}, got {actual}", describe(&expected));
-                ConfigError::Invalid { key, origin, reason }
-            }
-            Kind::UnknownVariant(got, known) => {
-                let known: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
-                let reason = format!("must be one of {}, got {got:?}", known.join(", "));
-                ConfigError::Invalid { key, origin, reason }
-            }
-            Kind::Message(reason) => ConfigError::Invalid { key, origin, reason },
-            other => ConfigError::Invalid {
-                key,
-                origin,
-                reason: other.to_string(),
-            },
-        }
-    }
-}
-
-/// A key no layer sets, with the variable (or else the file key) to set.
-fn missing(path: &[String], name: &str) -> ConfigError {
-    let key = path
-        .iter()
-        .map(String::as_str)
-        .chain([name])
-        .collect::<Vec<_>>()
-        .join(".");
-    let hint = match SEED_VARS.iter().find(|v| seed_key(v) == key) {
-        Some(var) => format!("set {var}"),
-        None => format!("set {key} in a config file"),
-    };
-    ConfigError::Missing { key, hint }
-}
-
-/// An unknown section or key (`path` ends with it), with the nearest known one: for a variable,
-/// the nearest variable.
-fn unknown(path: &[String], name: &str, known: &[&str], origin: String) -> ConfigError {
-    let hint = match origin.strip_prefix("env ") {
-        Some(var) => closest(var, schema().iter().map(|k| env_var(k))),
-        None => closest(name, known.iter().map(|k| k.to_string())),
-    };
-    let key = path.join(".");
-    match path.len() {
-        1 => ConfigError::UnknownSection {
-            section: key,
-            origin,
-            hint,
-        },
-        _ => ConfigError::UnknownKey { key, origin, hint },
-    }
-}
-
-/// The layer that set `key`: the error's own, else the merged value's.
-fn origin(figment: &Figment, key: &str, meta: Option<&Metadata>) -> String {
-    let meta = meta.or_else(|| figment.find_metadata(key));
-    meta.map_or_else(|| "nowhere".into(), |m| m.name.to_string())
-}
-
-/// serde's name for a type, in words.
-fn describe(expected: &str) -> String {
-    match expected {
-        "u32" => format!("an integer from 0 to {}", u32::MAX),
-        "u64" => "a non-negative integer".into(),
-        "a boolean" => "true or false".into(),
-        s if s.starts_with("struct ") => "a table ([section])".into(),
-        s => s.into(),
-    }
-}
-
-/// " (did you mean X?)" for the candidate nearest to `word`, if one is near.
-fn closest(word: &str, candidates: impl Iterator<Item = String>) -> String {
-    let near = candidates
-        .map(|c| (strsim::levenshtein(word, &c), c))
-        .filter(|(d, _)| *d <= 3);
-    near.min()
-        .map(|(_, c)| format!(" (did you mean {c}?)"))
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,3 +586,5 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_api;

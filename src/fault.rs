@@ -9,6 +9,7 @@
 //!
 //! Faults are armed in-process ([`arm`], for tests) or from outside through `RECONCILER_FAULTS`,
 //! read once when the first fault point is hit: a comma-separated list of `point=action[@when]`.
+//! `RECONCILER_FAULTS` arms the whole process; [`arm`] arms only the calling thread.
 //!
 //! * `action`: `panic`, `stop`, `error`, or `delay<ms>` (e.g. `delay10000`, a 10 s hang);
 //! * `when`: `n` (the n-th hit only), `n+` (the n-th and every later hit), `n-m` (hits n to m),
@@ -18,9 +19,10 @@
 //! `reconciler.reconcile#2` fires only in reconciler 2, `reconciler.reconcile` in any of them.
 //! Example: `RECONCILER_FAULTS="committer.settle=panic@3,scanner.tick=panic@1+,reconciler.before_call#2=delay10000"`.
 //!
-//! The fault table is process-global: tests that arm faults in-process must not run
-//! concurrently in one test binary (the supervision tests use `RECONCILER_FAULTS` on the real
-//! binary instead, which is per process).
+//! Faults armed with [`arm`] fire only at points hit on the thread that armed them: an
+//! in-process `once` runs its whole actor system on the calling thread, so a test arming a fault
+//! reaches its own run and no other test running in parallel in the same test binary. The
+//! supervision tests use `RECONCILER_FAULTS` on the real binary, which is per process.
 
 use std::time::Duration;
 
@@ -92,6 +94,7 @@ pub use armed::{arm, clear, point, point_at};
 
 #[cfg(feature = "fault-injection")]
 mod armed {
+    use std::cell::RefCell;
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     use std::time::Duration;
@@ -147,6 +150,12 @@ mod armed {
         hits: u64,
     }
 
+    thread_local! {
+        /// Faults armed by [`arm`] on this thread, checked before the process-wide table.
+        static ARMED: RefCell<HashMap<String, Fault>> = RefCell::new(HashMap::new());
+    }
+
+    /// The faults of `RECONCILER_FAULTS`, for every thread of the process.
     fn table() -> &'static Mutex<HashMap<String, Fault>> {
         static T: OnceLock<Mutex<HashMap<String, Fault>>> = OnceLock::new();
         T.get_or_init(|| {
@@ -195,7 +204,8 @@ mod armed {
         out
     }
 
-    /// Arm `point` with a spec like `panic@3`, `stop@2-4` or `delay500@1+`.
+    /// Arm `point` with a spec like `panic@3`, `stop@2-4` or `delay500@1+`, on the calling
+    /// thread only: hits of `point` on other threads neither fire it nor count.
     ///
     /// # Panics
     /// When `point` is not a fault point of this code or `spec` does not parse: a test arming a
@@ -204,19 +214,27 @@ mod armed {
         assert!(super::is_known(point), "fault::arm: no fault point is named {point:?}");
         let parsed = parse(&format!("{point}={spec}"));
         assert!(!parsed.is_empty(), "fault::arm: cannot parse {spec:?} for {point}");
-        table().lock().unwrap_or_else(|p| p.into_inner()).extend(parsed);
+        ARMED.with(|t| t.borrow_mut().extend(parsed));
     }
 
-    /// Disarm every fault (including those from `RECONCILER_FAULTS`).
+    /// Disarm every fault armed on the calling thread (`RECONCILER_FAULTS` stays armed).
     pub fn clear() {
-        table().lock().unwrap_or_else(|p| p.into_inner()).clear();
+        ARMED.with(|t| t.borrow_mut().clear());
+    }
+
+    /// Count a hit of `name` in `t`: `None` when `t` does not arm it, else whether it is due.
+    fn hit(t: &mut HashMap<String, Fault>, name: &str) -> Option<Option<Action>> {
+        let f = t.get_mut(name)?;
+        f.hits += 1;
+        Some(f.when.due(f.hits).then_some(f.action))
     }
 
     fn fire(name: &str) -> Option<Action> {
-        let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
-        let f = t.get_mut(name)?;
-        f.hits += 1;
-        f.when.due(f.hits).then_some(f.action)
+        // `try_with`: a point hit while the thread's locals are being destroyed is not armed.
+        if let Some(own) = ARMED.try_with(|t| hit(&mut t.borrow_mut(), name)).ok().flatten() {
+            return own;
+        }
+        hit(&mut table().lock().unwrap_or_else(|p| p.into_inner()), name).flatten()
     }
 
     fn act(name: &str, action: Option<Action>) -> Option<Injected> {
@@ -284,6 +302,16 @@ mod armed {
             assert!(!super::super::is_known("reconciler.reconcile#x"));
             let armed = std::panic::catch_unwind(|| arm("journal.renamed_point", "panic@1"));
             assert!(armed.is_err(), "arming an unknown point must fail");
+        }
+
+        #[test]
+        fn a_fault_armed_on_one_thread_fires_only_there() {
+            arm("committer.settled", "error@1+");
+            let elsewhere = std::thread::spawn(|| point("committer.settled")).join().unwrap();
+            assert_eq!(elsewhere, None, "a fault armed on another thread fired here");
+            assert_eq!(point("committer.settled"), Some(Injected::Error));
+            clear();
+            assert_eq!(point("committer.settled"), None, "clear disarms this thread's faults");
         }
 
         #[test]

@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::actors::Env;
-use crate::domain::{decide, Decision, MerchantTransactionId, Order, Paise, PaymentState, PaymentStatus, Status};
+use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
 use crate::settle::Outcome;
 use crate::store::orders::by;
@@ -135,6 +135,8 @@ pub struct Delivery {
 /// What verification needs: the v1 salt and the v2 credentials (each when configured; a
 /// callback of a version whose keys are not configured is refused as unsigned).
 pub struct Keys<'a> {
+    /// Ours: a v2 payload without `merchantId` is taken as ours (PhonePe signed it with our credentials).
+    pub merchant_id: &'a str,
     /// `None` under API v2 (no salt key).
     pub salt_key: Option<&'a str>,
     pub salt_index: u32,
@@ -145,6 +147,7 @@ impl<'a> Keys<'a> {
     pub fn of(settings: &'a crate::config::Settings) -> Keys<'a> {
         let w = &settings.webhook;
         Keys {
+            merchant_id: &settings.phonepe.merchant_id,
             salt_key: settings.phonepe.salt_key.as_ref().map(|k| k.expose()),
             salt_index: settings.phonepe.salt_index.unwrap_or(1),
             v2_authorization: match (&w.username, &w.password) {
@@ -181,7 +184,7 @@ pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Deliv
             if !constant_time_eq(auth.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
                 return Err(Reply::bad_signature("Authorization does not match"));
             }
-            parse_v2(body)
+            parse_v2(body, keys.merchant_id)
         }
         (None, _) => Err(Reply::bad_signature("neither X-VERIFY nor Authorization")),
     }
@@ -241,7 +244,7 @@ fn status_error(e: &StatusError) -> String {
 }
 
 /// A v2 body: `{"event": ..., "payload": {...}}`.
-fn parse_v2(body: &[u8]) -> Result<Delivery, Reply> {
+fn parse_v2(body: &[u8], merchant_id: &str) -> Result<Delivery, Reply> {
     let json: Value = serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
     let name = json
         .get("event")
@@ -252,7 +255,7 @@ fn parse_v2(body: &[u8]) -> Result<Delivery, Reply> {
         .get("payload")
         .filter(|p| p.is_object())
         .ok_or_else(|| Reply::malformed(event, "v2 body has no object `payload`"))?;
-    let (mtid, report) = parse_v2_payload(payload).map_err(|why| Reply::malformed(event, why))?;
+    let (mtid, report) = parse_v2_payload(payload, merchant_id).map_err(|why| Reply::malformed(event, why))?;
     Ok(Delivery {
         event,
         mtid,
@@ -261,53 +264,18 @@ fn parse_v2(body: &[u8]) -> Result<Delivery, Reply> {
     })
 }
 
-/// A v2 callback `payload` as a status answer: `merchantOrderId`, `state` (COMPLETED, FAILED,
-/// PENDING), `amount` (paise, required when COMPLETED), `merchantId` if present, and from the
-/// latest (last) `paymentDetails[]` entry its `transactionId` and `errorCode`. `code` is that
-/// `errorCode` when it looks like a code, else the state. Errors name the field, never its value.
-/// (One function, so the shared v2 status parser of `phonepe` can replace it.)
-pub fn parse_v2_payload(p: &Value) -> Result<(MerchantTransactionId, StatusReport), String> {
-    let text = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let mtid = text("merchantOrderId").ok_or("payload has no string merchantOrderId")?;
+/// A v2 callback `payload` as a status answer: the same parser as the v2 status API
+/// (`phonepe::wire_v2::order_report`: `state`, `amount` in paise required when COMPLETED and
+/// agreeing with the latest attempt, `merchantId` if present else the merchant whose credentials
+/// PhonePe signed with), plus the `merchantOrderId` it is about. Errors name fields, never values.
+pub fn parse_v2_payload(p: &Value, merchant_id: &str) -> Result<(MerchantTransactionId, StatusReport), String> {
+    let mtid = p
+        .get("merchantOrderId")
+        .and_then(Value::as_str)
+        .ok_or("payload has no string merchantOrderId")?;
     let mtid = MerchantTransactionId::parse(mtid).map_err(|e| format!("payload.merchantOrderId {e}"))?;
-    let state = match text("state") {
-        Some("COMPLETED") => PaymentState::Completed,
-        Some("FAILED") => PaymentState::Failed,
-        Some("PENDING") => PaymentState::Pending,
-        Some(_) => return Err("payload.state is not COMPLETED, FAILED or PENDING".into()),
-        None => return Err("payload has no string state".into()),
-    };
-    let amount = match p.get("amount") {
-        None | Some(Value::Null) => None,
-        Some(a) => Some(Paise(a.as_i64().ok_or("payload.amount is not an integer")?)),
-    };
-    if state == PaymentState::Completed && amount.is_none() {
-        return Err("COMPLETED payload without amount".into());
-    }
-    let latest = p.get("paymentDetails").and_then(Value::as_array).and_then(|a| a.last());
-    let detail = |k: &str| {
-        latest
-            .and_then(|d| d.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let code_like = |c: &&str| {
-        c.len() <= 64
-            && c.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    };
-    let state_name = text("state").unwrap_or_default();
-    let code = detail("errorCode")
-        .or_else(|| text("errorCode"))
-        .filter(code_like)
-        .unwrap_or(state_name);
-    let report = StatusReport {
-        code: code.to_string(),
-        state,
-        merchant_id: text("merchantId").map(str::to_string),
-        amount,
-        transaction_id: detail("transactionId").map(str::to_string),
-    };
+    let obj = p.as_object().ok_or("payload is not an object")?;
+    let report = crate::phonepe::wire_v2::order_report(obj, merchant_id).map_err(|e| format!("payload: {e}"))?;
     Ok((mtid, report))
 }
 

@@ -7,7 +7,7 @@
 // (PHONEPE_SALT_KEY, MONGODB_URI, PHONEPE_MERCHANT_ID, PHONEPE_SALT_INDEX, ...) come from the
 // environment `pm2 start` is run in; never write them into this file.
 //
-// Two optional overrides, used by the test suite (tests/pm2.rs) and handy for odd layouts:
+// Two optional overrides, used by the test suite (tests/it/pm2.rs) and handy for odd layouts:
 //   DRAFT_RECONCILER_BIN      the binary to run (default: target/release/draft-reconciler)
 //   DRAFT_RECONCILER_LOG_DIR  where the three log files go (default: logs/ in the repository)
 const path = require("path");

@@ -7,6 +7,14 @@
 //! order. The budget's state lives in [`Budget`], outside the actor, so a restarted RateLimiter
 //! continues the same schedule instead of handing out a fresh burst.
 //!
+//! The budget is the merchant's, not the process's: in the service (`Budget::shared`) the GCRA
+//! schedule is one document per merchant in MongoDB that every instance advances atomically on
+//! the database server's clock (`store::budget`, reserved here by [`shared`]), so all instances
+//! together, across kills and restarts, stay within `rate_limit_per_minute`. No database, no
+//! permit: an unreadable schedule answers `Paused` for [`UNREACHABLE_RETRY`] (fail closed). A 429
+//! or refused credentials also pause the shared schedule, so every instance holds its calls.
+//! `Budget::per_minute` (an in-process governor GCRA) remains for unit tests.
+//!
 //! It is also the circuit breaker, and the breaker acts at once whatever the pool size: the
 //! reconcilers record every call's result on the shared [`Budget`] directly (not through this
 //! actor's mailbox, where a report would wait behind every queued `Acquire`), and look at the
@@ -45,6 +53,7 @@ use governor::Quota;
 
 use super::child::ChildGuard;
 pub use crate::domain::decision::{RATE_LIMITED_PAUSE, REJECTED_PAUSE};
+use crate::store::budget::SharedBudget;
 use crate::telemetry::names;
 
 type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
@@ -52,6 +61,8 @@ type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpM
 /// When a pause is longer than this, `Acquire` answers `Paused` at once instead of waiting, so
 /// the reconciler gives the order back rather than sitting on its lease.
 pub const WAIT_AT_MOST: Duration = Duration::from_secs(10);
+/// When the shared budget cannot be read, callers hold their calls this long (fail closed).
+pub const UNREACHABLE_RETRY: Duration = Duration::from_secs(5);
 /// Consecutive transient failures that open the breaker.
 pub const FAILURES_TO_OPEN: u32 = 5;
 /// Different orders refused (`BAD_REQUEST`) in a row that pause every call as if rejected.
@@ -71,9 +82,25 @@ pub fn failure_pause(opened: u32) -> Duration {
     Duration::from_secs(1u64 << opened.clamp(1, 3))
 }
 
-/// The shared budget state: survives RateLimiter restarts.
+/// The GCRA period for `per_minute` calls a minute, margin included.
+fn period_for(per_minute: u32) -> Duration {
+    let per_minute = per_minute.max(1);
+    // Margin per call, because PhonePe counts arrivals while we count departures: 20 ms (or a
+    // tenth of the period for very high budgets, so a lifted budget is not capped at 50
+    // calls/s), and never less than 1 %. At 30/min that is 2.02 s between calls: no 60 s
+    // window PhonePe sees can hold more than 30, even with network jitter.
+    let period = Duration::from_secs(60) / per_minute;
+    let margin = (period / 100).max(Duration::from_millis(20).min(period / 10));
+    (period + margin).max(Duration::from_micros(1))
+}
+
+/// The budget state: survives RateLimiter restarts. With a [`SharedBudget`] (how the service
+/// runs) permits come from the schedule every instance shares in MongoDB; without one (unit
+/// tests) from an in-process GCRA.
 pub struct Budget {
     gcra: Gcra,
+    /// The schedule shared with every instance of this merchant, when there is one.
+    shared: Option<shared::Shared>,
     clock: MonotonicClock,
     /// The GCRA period: one permit per `period`.
     period: Duration,
@@ -165,22 +192,29 @@ pub struct Verdict {
 impl Budget {
     /// A budget of `per_minute` calls in any 60-second window.
     pub fn per_minute(per_minute: u32) -> Budget {
-        let per_minute = per_minute.max(1);
-        // Margin per call, because PhonePe counts arrivals while we count departures: 20 ms (or a
-        // tenth of the period for very high budgets, so a lifted budget is not capped at 50
-        // calls/s), and never less than 1 %. At 30/min that is 2.02 s between calls: no 60 s
-        // window PhonePe sees can hold more than 30, even with network jitter.
-        let period = Duration::from_secs(60) / per_minute;
-        let margin = (period / 100).max(Duration::from_millis(20).min(period / 10));
-        let period = (period + margin).max(Duration::from_micros(1));
-        // with_period is None only for a zero period, which the max() rules out.
+        let period = period_for(per_minute);
+        // with_period is None only for a zero period, which period_for rules out.
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
         Budget {
             gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock),
+            shared: None,
             clock: MonotonicClock,
             period,
             state: Arc::default(),
         }
+    }
+
+    /// A budget of `per_minute` calls in any 60-second window for *every* instance using `db`'s
+    /// merchant together (see `store::budget`).
+    pub fn shared(per_minute: u32, db: SharedBudget) -> Budget {
+        let mut b = Budget::per_minute(per_minute);
+        b.shared = Some(shared::Shared::new(db, b.period));
+        b
+    }
+
+    /// The shared schedule's handle, when this budget is shared.
+    pub fn shared_db(&self) -> Option<&SharedBudget> {
+        self.shared.as_ref().map(shared::Shared::db)
     }
 
     fn lock(&self) -> MutexGuard<'_, BreakerState> {
@@ -238,8 +272,29 @@ impl Budget {
         if let Some(d) = pause {
             tracing::warn!(pause_secs = d.as_secs_f64(), cause = ?r, "pausing PhonePe calls");
             self.pause(d);
+            // A 429 or refused credentials concern the merchant account: pause every instance.
+            if matches!(
+                r,
+                CallResult::RateLimited | CallResult::Rejected | CallResult::Refused(_)
+            ) {
+                self.share_pause(d);
+            }
         }
         verdict
+    }
+
+    /// Write a pause of `d` to the shared schedule (in the background: `record` must not wait).
+    fn share_pause(&self, d: Duration) {
+        let (Some(shared), Ok(rt)) = (&self.shared, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        shared.forget();
+        let db = shared.db().clone();
+        rt.spawn(async move {
+            if let Err(e) = db.pause(d).await {
+                tracing::warn!(error = %e, "could not share the pause with the other instances");
+            }
+        });
     }
 
     /// The breaker's transition for one result; `Some` pause if calls must pause now.
@@ -342,9 +397,44 @@ impl Budget {
                 continue;
             }
             metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
+            if let Some(shared) = &self.shared {
+                match self.shared_permit(shared).await {
+                    Some(Ok(())) => return Ok(started.elapsed()),
+                    Some(Err(paused)) => return Err(paused),
+                    None => continue,
+                }
+            }
             match self.try_permit() {
                 Ok(()) => return Ok(started.elapsed()),
                 Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// A permit from the shared schedule, waited for; `None` when a shared pause began (now in
+    /// force locally: look again); `Err` when MongoDB cannot be asked (fail closed: no call).
+    async fn shared_permit(&self, shared: &shared::Shared) -> Option<Result<(), Paused>> {
+        match shared.next().await {
+            Ok(shared::Next::At(at)) => {
+                if at > Instant::now() {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let mut s = self.lock();
+                if s.half_open {
+                    s.probe = Some(Instant::now());
+                }
+                Some(Ok(()))
+            }
+            Ok(shared::Next::Paused(d)) => {
+                shared.forget();
+                self.pause(d);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared PhonePe budget cannot be read: no call");
+                Some(Err(Paused {
+                    until: Instant::now() + UNREACHABLE_RETRY,
+                }))
             }
         }
     }
@@ -408,5 +498,6 @@ impl Handler<Acquire> for RateLimiter {
     }
 }
 
+pub mod shared;
 #[cfg(test)]
 mod tests;

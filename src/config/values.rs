@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Secret;
+use super::{missing, ConfigError, Secret, Settings};
+use crate::phonepe::oauth::{ApiVersion, PRODUCTION_OAUTH_BASE_URL, PRODUCTION_PG_BASE_URL, SANDBOX_BASE_URL};
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -238,4 +239,34 @@ pub(super) fn is_secret_param(name: &str) -> bool {
     ["password", "token", "secret", "authmechanismproperties"]
         .iter()
         .any(|s| name.contains(s))
+}
+
+/// PhonePe's hosts when `base_url` / `oauth_base_url` are not set: the sandbox, or under
+/// `APP_ENV`/`NODE_ENV` = `production` the production hosts of the API version.
+pub fn default_hosts(production: bool, version: ApiVersion) -> (&'static str, &'static str) {
+    match (production, version) {
+        (false, _) => (SANDBOX_BASE_URL, SANDBOX_BASE_URL),
+        (true, ApiVersion::V1) => (PRODUCTION_V1_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
+        (true, ApiVersion::V2) => (PRODUCTION_PG_BASE_URL, PRODUCTION_OAUTH_BASE_URL),
+    }
+}
+
+/// The v1 production host (`/apis/hermes`); API v2 lives under `/apis/pg`.
+pub const PRODUCTION_V1_BASE_URL: &str = "https://api.phonepe.com/apis/hermes";
+
+/// The v2 callback credentials come in pairs, and a v2 merchant's listener needs them.
+pub(super) fn webhook_checks(s: &Settings) -> Result<(), ConfigError> {
+    let w = &s.webhook;
+    let unset = match (w.username.is_some(), w.password.is_some()) {
+        (true, false) => "password",
+        (false, true) => "username",
+        (true, true) => return Ok(()),
+        (false, false) if w.listen.is_some() && s.phonepe.api_version == ApiVersion::V2 => "username",
+        (false, false) => return Ok(()),
+    };
+    let mut e = missing(&["webhook".to_string()], unset);
+    if let ConfigError::Missing { hint, .. } = &mut e {
+        hint.push_str(": v2 callbacks are checked with webhook.username and webhook.password");
+    }
+    Err(e)
 }

@@ -454,3 +454,5 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_watch;

@@ -154,8 +154,9 @@ fn error_answer(http_status: u16, obj: &Map<String, Value>) -> Result<StatusRepo
     )))
 }
 
-/// A 2xx answer: the root state, checked against the amount and the latest attempt.
-fn order_report(obj: &Map<String, Value>, token_merchant: &str) -> Result<StatusReport, StatusError> {
+/// A 2xx answer (or a v2 callback's `payload`): the root state, checked against the amount and
+/// the latest attempt.
+pub fn order_report(obj: &Map<String, Value>, token_merchant: &str) -> Result<StatusReport, StatusError> {
     let state_text = match obj.get("state") {
         Some(Value::String(s)) => s.as_str(),
         _ => return Err(malformed("answer without a string `state`".into())),

@@ -5,6 +5,7 @@
 //! order's `status` is a conditional update guarded by the status the reconciler saw, so the
 //! webhook path and any number of reconciler instances can race and exactly one wins.
 
+pub mod budget;
 pub mod commit;
 pub mod eligible;
 pub mod fields;

@@ -1,9 +1,11 @@
 use super::*;
+use crate::domain::Paise;
 use crate::phonepe::checksum::x_verify;
 use axum::http::HeaderValue;
 use serde_json::json;
 
 const SALT: &str = "test-salt-key";
+const MERCHANT: &str = "MERCHANTUAT";
 const USER: &str = "phonepe-hook";
 const PASS: &str = "s3cret-pass";
 /// `printf '%s' 'phonepe-hook:s3cret-pass' | sha256sum`
@@ -11,6 +13,7 @@ const AUTH_VECTOR: &str = "378315097e0c4a45acd664a0a5915e48de4608f7bd59342b488a4
 
 fn keys() -> Keys<'static> {
     Keys {
+        merchant_id: MERCHANT,
         salt_key: Some(SALT),
         salt_index: 1,
         v2_authorization: Some(v2_authorization(USER, PASS)),
@@ -170,7 +173,11 @@ fn a_v2_callback_with_the_right_authorization_parses_its_payload() {
     assert!(d.settles);
     assert_eq!(d.report.state, PaymentState::Completed);
     assert_eq!(d.report.amount, Some(Paise(25_000)));
-    assert_eq!(d.report.merchant_id, None, "v2 payloads need not name the merchant");
+    assert_eq!(
+        d.report.merchant_id.as_deref(),
+        Some(MERCHANT),
+        "a payload naming no merchant is ours: PhonePe signed it with our credentials"
+    );
     assert_eq!(d.report.transaction_id.as_deref(), Some("OM-new"), "the latest attempt");
     assert_eq!(d.report.code, "COMPLETED");
     // Hex case does not matter.
@@ -211,10 +218,13 @@ fn v2_failed_and_pending_payloads_and_events() {
     });
     let d = v2_verify(AUTH_VECTOR, &v2_body("checkout.order.failed", failed)).expect("valid");
     assert_eq!((d.event, d.report.state), (event::ORDER_FAILED, PaymentState::Failed));
-    assert_eq!(d.report.code, "TXN_AUTO_FAILED", "the latest attempt's errorCode");
+    assert_eq!(
+        d.report.code, "FAILED",
+        "the order state, as the v2 status API reports it"
+    );
     assert!(d.settles);
     let pending = json!({ "merchantOrderId": "ORD-3", "state": "PENDING" });
-    let (_, r) = parse_v2_payload(&pending).expect("valid");
+    let (_, r) = parse_v2_payload(&pending, MERCHANT).expect("valid");
     assert_eq!(
         (r.state, r.amount, r.code.as_str()),
         (PaymentState::Pending, None, "PENDING")
@@ -229,7 +239,7 @@ fn v2_failed_and_pending_payloads_and_events() {
     assert_eq!((d.event, d.settles), (event::OTHER, false));
     // An errorCode that does not look like a code is not stored.
     let odd = json!({ "merchantOrderId": "ORD-3", "state": "FAILED", "errorCode": "call +91 98000" });
-    assert_eq!(parse_v2_payload(&odd).expect("valid").1.code, "FAILED");
+    assert_eq!(parse_v2_payload(&odd, MERCHANT).expect("valid").1.code, "FAILED");
 }
 
 #[test]
@@ -310,14 +320,14 @@ fn event_labels_are_a_fixed_set() {
 
 #[test]
 fn a_v2_payload_without_merchant_is_ours_and_one_naming_another_is_kept() {
-    let (_, r) = parse_v2_payload(&completed_payload("ORD-5", json!(1))).expect("valid");
+    let (_, r) = parse_v2_payload(&completed_payload("ORD-5", json!(1)), MERCHANT).expect("valid");
     assert_eq!(
         with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(),
         Some("MERCHANTUAT")
     );
     let mut p = completed_payload("ORD-5", json!(1));
     p["merchantId"] = json!("OTHER");
-    let (_, r) = parse_v2_payload(&p).expect("valid");
+    let (_, r) = parse_v2_payload(&p, MERCHANT).expect("valid");
     assert_eq!(
         with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(),
         Some("OTHER")

@@ -5,9 +5,9 @@ use crate::domain::order::{Item, MerchantTransactionId, Paise};
 use crate::domain::payment::TransientKind;
 use mongodb::bson::Bson;
 
-const NOW_MS: i64 = 1_800_000_000_000;
+pub(super) const NOW_MS: i64 = 1_800_000_000_000;
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         merchant_id: "MERCHANTUAT".into(),
         pending_timeout: Duration::from_secs(1800),
@@ -16,7 +16,7 @@ fn policy() -> Policy {
     }
 }
 
-fn order(age_secs: i64, status: Status) -> Order {
+pub(super) fn order(age_secs: i64, status: Status) -> Order {
     Order {
         id: Bson::Int32(1),
         merchant_transaction_id: MerchantTransactionId::parse("ORD-1").unwrap(),
@@ -37,7 +37,12 @@ fn order(age_secs: i64, status: Status) -> Order {
     }
 }
 
-fn report(state: PaymentState, code: &str, merchant: &str, amount: i64) -> Result<StatusReport, StatusError> {
+pub(super) fn report(
+    state: PaymentState,
+    code: &str,
+    merchant: &str,
+    amount: i64,
+) -> Result<StatusReport, StatusError> {
     Ok(StatusReport {
         code: code.into(),
         state,
@@ -47,7 +52,7 @@ fn report(state: PaymentState, code: &str, merchant: &str, amount: i64) -> Resul
     })
 }
 
-fn run(o: &Order, a: Result<StatusReport, StatusError>) -> Decision {
+pub(super) fn run(o: &Order, a: Result<StatusReport, StatusError>) -> Decision {
     decide(o, &a, DateTime::from_millis(NOW_MS), &policy())
 }
 
@@ -397,186 +402,6 @@ fn backoffs_grow_and_cap() {
     assert_eq!(error_backoff(40), Duration::from_secs(900));
     assert_eq!(pending_backoff(0), Duration::from_secs(60));
     assert_eq!(pending_backoff(9), Duration::from_secs(480));
-}
-
-#[test]
-fn late_payment_after_timeout_cancel_goes_to_review() {
-    let mut o = order(4000, Status::Cancelled);
-    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
-    let d = run(
-        &o,
-        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
-    );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                payment_status: PaymentStatus::Paid,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
-    let d = run(
-        &o,
-        report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
-    );
-    // 4000 s old: 2200 s into the watch window, so the wait is 30 minutes.
-    assert_eq!(
-        d,
-        Decision::Reschedule {
-            after: Duration::from_secs(30 * 60),
-            code: "PAYMENT_PENDING".into()
-        }
-    );
-    // Past the watch window, or cancelled for a real failure: stop watching.
-    let mut old = order(1800 + 86400 + 1, Status::Cancelled);
-    old.reason = Some(CancelReason::NotFound.as_str().into());
-    assert_eq!(
-        run(
-            &old,
-            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
-        ),
-        Decision::StopWatching
-    );
-    o.reason = Some(CancelReason::PaymentFailed.as_str().into());
-    assert_eq!(
-        run(
-            &o,
-            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
-        ),
-        Decision::StopWatching
-    );
-}
-
-#[test]
-fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
-    // Cancelled as not found, two hours into its 24-hour watch.
-    let mut o = order(1800 + 7200, Status::Cancelled);
-    o.reason = Some(CancelReason::NotFound.as_str().into());
-    let d = run(
-        &o,
-        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
-    );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                payment_status: PaymentStatus::Paid,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
-    let d = run(
-        &o,
-        report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
-    );
-    assert_eq!(
-        d,
-        Decision::Reschedule {
-            after: Duration::from_secs(2 * 3600),
-            code: "TRANSACTION_NOT_FOUND".into()
-        }
-    );
-}
-
-const MIN: u64 = 60;
-
-/// Every check of a watch run exactly on time: the elapsed times, and what the schedule said
-/// after the last one.
-fn on_time_checks(window: Duration) -> Vec<u64> {
-    let mut at = watch_recheck(Duration::ZERO, window).unwrap();
-    let mut checks = vec![at.as_secs() / MIN];
-    while let Some(wait) = watch_recheck(at, window) {
-        at += wait;
-        checks.push(at.as_secs() / MIN);
-        assert!(checks.len() < 100, "the schedule never ends: {checks:?}");
-    }
-    checks
-}
-
-#[test]
-fn the_watch_schedule_doubles_and_ends_with_a_check_just_before_the_window_closes() {
-    let d = |m: u64| Duration::from_secs(m * MIN);
-    let day = d(24 * 60);
-    // Waits: 15 min, 30 min, 1 h, 2 h, 4 h, 8 h, then cut to the last check at 23 h 45.
-    assert_eq!(watch_recheck(d(0), day), Some(d(15)));
-    assert_eq!(watch_recheck(d(15), day), Some(d(30)));
-    assert_eq!(watch_recheck(d(45), day), Some(d(60)));
-    assert_eq!(watch_recheck(d(105), day), Some(d(120)));
-    assert_eq!(watch_recheck(d(225), day), Some(d(240)));
-    assert_eq!(watch_recheck(d(465), day), Some(d(480)));
-    assert_eq!(watch_recheck(d(945), day), Some(d(1425 - 945)));
-    assert_eq!(watch_recheck(d(1425), day), None, "the last check");
-    assert_eq!(on_time_checks(day), vec![15, 45, 105, 225, 465, 945, 1425]);
-    // A check that ran late keeps to the schedule rather than sliding it.
-    assert_eq!(watch_recheck(d(100), day), Some(d(60)));
-    assert_eq!(watch_recheck(d(1000), day), Some(d(425)));
-    // Past the last check, or a window too short for any: stop.
-    assert_eq!(watch_recheck(d(1500), day), None);
-    assert_eq!(watch_recheck(d(0), d(10)), None);
-    // A short window: 15 min, then the last check 15 min before its end.
-    assert_eq!(on_time_checks(d(60)), vec![15, 45]);
-    assert_eq!(on_time_checks(d(7 * 24 * 60)).len(), 10, "a week: still 10 calls");
-}
-
-#[test]
-fn a_watch_stops_after_its_last_check() {
-    let mut o = order(1800 + 1425 * 60, Status::Cancelled);
-    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
-    assert_eq!(
-        run(
-            &o,
-            report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900)
-        ),
-        Decision::StopWatching
-    );
-    assert!(
-        matches!(
-            run(
-                &o,
-                report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
-            ),
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                ..
-            }
-        ),
-        "the last check still catches a late payment"
-    );
-}
-
-#[test]
-fn a_late_payment_found_at_the_very_end_of_the_window_still_goes_to_review() {
-    // The window is inclusive: exactly `pending_timeout + late_payment_watch` old is still inside.
-    let mut o = order(1800 + 86400, Status::Cancelled);
-    o.reason = Some(CancelReason::PendingTimeout.as_str().into());
-    let d = run(
-        &o,
-        report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
-    );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
-}
-
-#[test]
-fn the_watch_constants_are_the_documented_ones() {
-    // docs/operations.md: the first re-check 15 min after the cancellation, the last 15 min before
-    // the window ends, and a watch counts as overdue when due more than 10 min ago.
-    assert_eq!(LATE_PAYMENT_RECHECK, Duration::from_secs(900));
-    assert_eq!(WATCH_FINAL_LEAD, Duration::from_secs(900));
-    assert_eq!(WATCH_OVERDUE_GRACE, Duration::from_secs(600));
 }
 
 #[test]

@@ -31,7 +31,7 @@
 //! * **compensation only undoes what is marked**, in the same update that removes the marker, so
 //!   nothing is ever restored that was not deducted.
 //!
-//! `tests/journal_model.rs` drives two and three drivers of the same commits in thousands of
+//! `tests/it/journal_model.rs` drives two and three drivers of the same commits in thousands of
 //! seeded random interleavings, with crashes and skewed clocks, and checks the stock invariant.
 //!
 //! **Recovery** ([`Store::recover_journals`], at start and on every scan) claims any `committing`

@@ -19,19 +19,19 @@
 //! no fault points, so every test here fails at once with [`NEEDS_FEATURE`] rather than passing
 //! or being compiled away unnoticed.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use crate::support::{count_orders, eventually, http_get, World};
 use draft_reconciler::sim::Answer;
-use mongodb::bson::{doc, Document};
-use support::{eventually, http_get, World};
+use mongodb::bson::doc;
 
 /// How long a scenario may take to settle on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);
 
-const NEEDS_FEATURE: &str = "tests/supervision.rs needs the fault points in the binary: run \
+const NEEDS_FEATURE: &str = "tests/it/supervision.rs needs the fault points in the binary: run \
      `cargo test --features fault-injection` (scripts/test.sh does)";
 
 #[test]
@@ -134,14 +134,9 @@ fn seed(w: &World, n: usize) {
     }
 }
 
-fn count(w: &World, filter: Document) -> u64 {
-    w.block(w.db.collection::<Document>("orders").count_documents(filter))
-        .unwrap()
-}
-
 /// Every seeded order confirmed, each with exactly one history entry, stock deducted once each.
 fn assert_settled_exactly_once(w: &World, n: usize) {
-    assert_eq!(count(w, doc! { "status": "confirmed" }), n as u64);
+    assert_eq!(count_orders(w, doc! { "status": "confirmed" }), n as u64);
     for i in 0..n {
         let mtid = format!("ORD-{i:02}");
         assert_eq!(w.history(&mtid).len(), 1, "{mtid} settled once: {:?}", w.history(&mtid));
@@ -150,7 +145,9 @@ fn assert_settled_exactly_once(w: &World, n: usize) {
 }
 
 fn wait_all_confirmed(w: &World, n: usize, what: &str) {
-    eventually(SETTLE, what, || count(w, doc! { "status": "confirmed" }) == n as u64);
+    eventually(SETTLE, what, || {
+        count_orders(w, doc! { "status": "confirmed" }) == n as u64
+    });
 }
 
 /// A pool of one reconciler: when it dies, only its restart can settle anything more.
@@ -236,7 +233,7 @@ fn a_committer_that_panics_is_restarted_and_every_order_is_settled_once() {
     eventually(
         Duration::from_secs(90),
         "every order confirmed after the restarts",
-        || count(&w, doc! { "status": "confirmed" }) == 6,
+        || count_orders(&w, doc! { "status": "confirmed" }) == 6,
     );
     assert_eq!(w.stock("tee"), 94, "each order deducted exactly once");
     for i in 0..6 {
@@ -279,7 +276,7 @@ fn a_restart_storm_escalates_to_a_non_zero_exit() {
         "escalation exits 1 so PM2/systemd restart the process"
     );
     assert_eq!(
-        count(&w, doc! { "status": "draft" }),
+        count_orders(&w, doc! { "status": "draft" }),
         1,
         "nothing was settled by a broken scanner"
     );
@@ -311,12 +308,12 @@ fn n_deaths_in_the_window_are_tolerated_and_the_next_one_escalates() {
         "escalation exits 1 so PM2/systemd restart the process"
     );
     assert_eq!(
-        count(&escalated, doc! { "history.1": { "$exists": true } }),
+        count_orders(&escalated, doc! { "history.1": { "$exists": true } }),
         0,
         "no order settled twice"
     );
     assert_eq!(
-        count(&escalated, doc! { "reconciliation.leaseOwner": { "$exists": true } }),
+        count_orders(&escalated, doc! { "reconciliation.leaseOwner": { "$exists": true } }),
         0,
         "escalation gave this process's leases back"
     );
@@ -346,7 +343,7 @@ fn a_child_that_dies_in_started_is_restarted_with_backoff_not_in_a_spin() {
         t0.elapsed()
     );
     assert_eq!(
-        count(&w, doc! { "status": "draft" }),
+        count_orders(&w, doc! { "status": "draft" }),
         1,
         "nothing settled without a committer"
     );

@@ -13,31 +13,16 @@
 //! `DRAFT_RECONCILER_LOG_DIR` override at the temporary directory. Everything else (interpreter,
 //! memory limit, backoff, `NODE_ENV=production`, JSON logs, cwd) is the file as shipped.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::tools::pm2_bin;
+use crate::support::{eventually, manifest_dir, reconciler_bin, World, MERCHANT, SALT};
 use draft_reconciler::sim::Answer;
 use serde_json::Value;
-use support::{eventually, reconciler_bin, World, MERCHANT, SALT};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn pm2_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("PM2") {
-        return p.into();
-    }
-    let p = repo().join(".tools/pm2/node_modules/.bin/pm2");
-    assert!(
-        p.exists(),
-        "pm2 is not installed: run scripts/ops-tools.sh (installs it from npm into .tools/pm2) or set PM2"
-    );
-    p
-}
 
 /// A PM2 daemon of our own; `pm2 kill` on drop, so a failing test leaves nothing running.
 struct Pm2 {
@@ -49,7 +34,7 @@ impl Pm2 {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(pm2_bin());
         c.args(args)
-            .current_dir(repo())
+            .current_dir(manifest_dir())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &self.home)
@@ -173,7 +158,7 @@ fn pm2_runs_the_service_from_the_ecosystem_file_and_it_settles_orders() {
     assert_eq!(env_of["max_memory_restart"], 500 * 1024 * 1024, "500 MB limit");
     assert_eq!(env_of["exp_backoff_restart_delay"], 1000);
     assert_eq!(env_of["NODE_ENV"], "production");
-    assert_eq!(env_of["pm_cwd"], repo().display().to_string());
+    assert_eq!(env_of["pm_cwd"], manifest_dir().display().to_string());
     let pid = app["pid"].as_i64().expect("pid");
     assert!(alive(pid), "pid {pid} from pm2 jlist is running");
 

@@ -1,6 +1,8 @@
 //! Test support: a real SecantusDB on a free port (or `MONGODB_URI`), a fresh database per test,
-//! the phonepe-sim in-process over real HTTP, fixtures, and polling with a deadline.
-#![allow(dead_code)]
+//! the phonepe-sim in-process over real HTTP, fixtures, counts, and polling with a deadline;
+//! [`tools`] finds the operations tools (pm2, prometheus) some suites run.
+
+pub mod tools;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -10,9 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use draft_reconciler::config::{CommitStrategy, Settings};
+use draft_reconciler::schema::Schema;
 use draft_reconciler::sim::{SimConfig, SimHandle};
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
-use mongodb::{Client, Database};
+use mongodb::{Client, Collection, Database};
 
 /// A database server shared by every test of one test binary.
 pub struct DbServer {
@@ -22,7 +25,8 @@ pub struct DbServer {
     _child: Option<Child>,
 }
 
-fn manifest_dir() -> PathBuf {
+/// The repository root.
+pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -161,6 +165,66 @@ pub fn test_strategy() -> CommitStrategy {
     }
 }
 
+/// The shop schema the suite runs on: `RECONCILER_TEST_SCHEMA` = `default` (the reconciler's own
+/// names) or `shop` ([`shop_schema`]). Test bodies are written in default names; the helpers
+/// translate through the schema.
+pub fn test_schema() -> Schema {
+    match std::env::var("RECONCILER_TEST_SCHEMA").as_deref() {
+        Ok("shop") => shop_schema(),
+        Ok("default") | Ok("") | Err(_) => Schema::default(),
+        Ok(other) => panic!("RECONCILER_TEST_SCHEMA={other}: expected default or shop"),
+    }
+}
+
+/// A typical Mongoose shop (docs/schema.md): renamed collections and fields, a dotted payment
+/// status, upper-case words, rupee amounts, per-size stock under other names.
+pub fn shop_schema() -> Schema {
+    let text = r#"
+        [orders]
+        collection = "shoporders"
+        id = "orderRef"
+        status = "orderStatus"
+        payment_status = "payment.status"
+        amount = "totalAmount"
+        amount_unit = "rupees"
+        items = "lineItems"
+        item_product = "product"
+        item_quantity = "qty"
+        item_size = "variant"
+        [orders.status_values]
+        draft = "DRAFT"
+        confirmed = "PLACED"
+        cancelled = "CANCELLED"
+        needs_review = "ON_HOLD"
+        committing = "LOCKED"
+        refunded = "REFUNDED"
+        [orders.payment_status_values]
+        pending = "PENDING"
+        paid = "SUCCESS"
+        failed = "FAILED"
+        refund_pending = "REFUNDING"
+        refunded = "REFUNDED"
+        [products]
+        collection = "inventory"
+        stock = "available"
+        sizes = "variants"
+        size_name = "label"
+        size_stock = "available"
+    "#;
+    let s: Schema = toml::from_str(text).expect("shop schema");
+    s.validate().expect("valid shop schema");
+    s
+}
+
+/// `schema` as the binary's variables (`RECONCILER_SCHEMA__ORDERS__COLLECTION`, ...).
+pub fn schema_env(schema: &Schema) -> Vec<(String, String)> {
+    schema
+        .describe()
+        .into_iter()
+        .map(|(k, v)| (format!("RECONCILER_{}", k.replace('.', "__").to_uppercase()), v))
+        .collect()
+}
+
 /// The same, as the value of `RECONCILER_JOB__COMMIT_STRATEGY` for the real binary.
 pub fn test_strategy_name() -> &'static str {
     match test_strategy() {
@@ -203,6 +267,38 @@ impl DbServer {
     }
 }
 
+/// Documents of `collection` (`orders` and `products` are the schema's) in `w`'s database
+/// matching `filter` (in default names, translated by [`World::shop_query`]).
+pub fn count(w: &World, collection: &str, filter: Document) -> u64 {
+    let collection = match collection {
+        "orders" => &w.schema.orders.collection,
+        "products" => &w.schema.products.collection,
+        other => other,
+    };
+    let filter = w.shop_query(&filter);
+    w.block(w.db.collection::<Document>(collection).count_documents(filter))
+        .unwrap()
+}
+
+/// Orders matching `filter`.
+pub fn count_orders(w: &World, filter: Document) -> u64 {
+    count(w, "orders", filter)
+}
+
+/// Orders not settled yet: drafts, and orders the journal strategy is committing right now.
+pub fn unsettled(w: &World) -> u64 {
+    count_orders(w, doc! { "status": { "$in": ["draft", "committing"] } })
+}
+
+/// An integer field (stored as int32 or int64) as `i64`; panics on anything else.
+pub fn int(b: Option<&Bson>) -> i64 {
+    match b {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
 /// Poll `cond` until it is true, or fail after `limit` with `what`.
 pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -226,6 +322,8 @@ pub struct World {
     pub uri: String,
     pub sim: SimHandle,
     pub settings: Settings,
+    /// The shop's schema this world's documents are stored in ([`test_schema`]).
+    pub schema: Schema,
 }
 
 pub const MERCHANT: &str = "MERCHANTUAT";
@@ -269,12 +367,15 @@ impl World {
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = test_strategy();
+        let schema = test_schema();
+        settings.schema = schema.clone();
         World {
             rt,
             db,
             uri,
             sim,
             settings,
+            schema,
         }
     }
 
@@ -283,30 +384,91 @@ impl World {
         self.rt.block_on(f.into_future())
     }
 
-    pub fn insert_product(&self, id: &str, stock: i64) {
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .insert_one(doc! { "_id": id, "stock": stock }),
-        )
-        .expect("insert product");
+    /// The schema's orders collection.
+    pub fn orders(&self) -> Collection<Document> {
+        self.db.collection(&self.schema.orders.collection)
     }
 
-    /// A product document exactly as given (sizes only, odd totals, duplicates).
+    /// The schema's products collection.
+    pub fn products(&self) -> Collection<Document> {
+        self.db.collection(&self.schema.products.collection)
+    }
+
+    /// A filter or update written in default names, in the schema's: top-level field names
+    /// (also inside `$set`, `$inc`, `$or`, ...) and the status words compared or set.
+    pub fn shop_query(&self, q: &Document) -> Document {
+        let (o, p, def) = (&self.schema.orders, &self.schema.products, Schema::default());
+        let names = [
+            (def.orders.id.as_str(), o.id.as_str()),
+            (&def.orders.status, &o.status),
+            (&def.orders.payment_status, &o.payment_status),
+            (&def.orders.amount, &o.amount),
+            (&def.orders.created_at, &o.created_at),
+            (&def.orders.updated_at, &o.updated_at),
+            (&def.orders.items, &o.items),
+            (&def.products.stock, &p.stock),
+            (&def.products.sizes, &p.sizes),
+        ];
+        let mut out = Document::new();
+        for (k, v) in q {
+            let v = match v {
+                Bson::Document(d) if k.starts_with('$') => Bson::Document(self.shop_query(d)),
+                Bson::Array(a) if k.starts_with('$') => Bson::Array(
+                    a.iter()
+                        .map(|e| match e {
+                            Bson::Document(d) => Bson::Document(self.shop_query(d)),
+                            other => other.clone(),
+                        })
+                        .collect(),
+                ),
+                v if k == &def.orders.status || k == &def.orders.payment_status => self.words(k, v),
+                v => v.clone(),
+            };
+            let k = names.iter().find(|(d, _)| d == k).map_or(k.as_str(), |(_, s)| s);
+            out.insert(k, v);
+        }
+        out
+    }
+
+    /// Status words in a value compared with or set to the `field` (`status`/`paymentStatus`).
+    fn words(&self, field: &str, v: &Bson) -> Bson {
+        use draft_reconciler::schema::{PaymentStatusWords, StatusWords};
+        let o = &self.schema.orders;
+        match v {
+            Bson::String(w) if field == "status" => match StatusWords::default().parse(w) {
+                Some(s) => Bson::String(o.status_values.word(s).into()),
+                None => v.clone(),
+            },
+            Bson::String(w) => match PaymentStatusWords::default().parse(w) {
+                Some(p) => Bson::String(o.payment_status_values.word(p).into()),
+                None => v.clone(),
+            },
+            Bson::Array(a) => Bson::Array(a.iter().map(|e| self.words(field, e)).collect()),
+            Bson::Document(d) => Bson::Document(d.iter().map(|(k, v)| (k.clone(), self.words(field, v))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Update one order: `filter` and `update` in default names.
+    pub fn update_order(&self, filter: Document, update: Document) {
+        let r = self.block(self.orders().update_one(self.shop_query(&filter), self.shop_query(&update)));
+        assert_eq!(r.expect("update order").matched_count, 1, "no order matches {filter:?}");
+    }
+
+    pub fn insert_product(&self, id: &str, stock: i64) {
+        self.insert_raw_product(doc! { "_id": id, "stock": stock });
+    }
+
+    /// A product document as given, in default names (sizes only, odd totals, duplicates).
     pub fn insert_raw_product(&self, d: Document) {
-        self.block(self.db.collection::<Document>("products").insert_one(d))
+        self.block(self.products().insert_one(self.schema.product_to_shop(&d)))
             .expect("insert product");
     }
 
     pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
         let total: i64 = sizes.iter().map(|s| s.1).sum();
         let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }),
-        )
-        .expect("insert product");
+        self.insert_raw_product(doc! { "_id": id, "stock": total, "sizes": sizes });
     }
 
     /// A draft order `age_secs` old for `amount` paise with `items` (productId, quantity, size).
@@ -330,22 +492,30 @@ impl World {
         })
     }
 
+    /// An order document in default names (stored in the schema's), with a fresh ObjectId.
     pub fn insert_raw(&self, mut d: Document) -> Bson {
         let id = Bson::ObjectId(ObjectId::new());
         d.insert("_id", id.clone());
-        self.block(self.db.collection::<Document>("orders").insert_one(d))
-            .expect("insert order");
+        self.insert_stored(d);
         id
     }
 
+    /// An order document in default names (stored in the schema's), `_id` as given.
+    pub fn insert_stored(&self, d: Document) {
+        self.block(self.orders().insert_one(self.schema.order_to_shop(&d)))
+            .expect("insert order");
+    }
+
+    /// The order as stored, in the schema's names.
+    pub fn stored_order(&self, mtid: &str) -> Document {
+        self.block(self.orders().find_one(doc! { &self.schema.orders.id: mtid }))
+            .expect("find order")
+            .unwrap_or_else(|| panic!("order {mtid} not found"))
+    }
+
+    /// The order in default names (amounts in paise).
     pub fn order(&self, mtid: &str) -> Document {
-        self.block(
-            self.db
-                .collection::<Document>("orders")
-                .find_one(doc! { "merchantTransactionId": mtid }),
-        )
-        .expect("find order")
-        .unwrap_or_else(|| panic!("order {mtid} not found"))
+        self.schema.order_from_shop(&self.stored_order(mtid))
     }
 
     pub fn status(&self, mtid: &str) -> (String, String) {
@@ -371,14 +541,13 @@ impl World {
             .unwrap_or_default()
     }
 
+    /// The product in default names.
     pub fn product(&self, product: &str) -> Document {
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .find_one(doc! { "_id": product }),
-        )
-        .expect("find product")
-        .unwrap_or_else(|| panic!("product {product} not found"))
+        let p = self
+            .block(self.products().find_one(doc! { "_id": product }))
+            .expect("find product")
+            .unwrap_or_else(|| panic!("product {product} not found"));
+        self.schema.product_from_shop(&p)
     }
 
     pub fn stock(&self, product: &str) -> i64 {
@@ -438,6 +607,7 @@ impl World {
             .env("PHONEPE_SALT_INDEX", "1")
             .env("RECONCILER_OPS__LISTEN", "")
             .env("RECONCILER_JOB__COMMIT_STRATEGY", test_strategy_name())
+            .envs(schema_env(&self.schema))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

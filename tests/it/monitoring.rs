@@ -6,43 +6,15 @@
 //! Prometheus is the binary from Debian's `prometheus` package that `scripts/ops-tools.sh`
 //! unpacks into `.tools/prometheus` (or `PROMETHEUS`, or one on PATH).
 
-mod support;
+use crate::support;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::tools::prometheus_bin;
+use crate::support::{eventually, free_port, manifest_dir, World};
 use draft_reconciler::sim::Answer;
 use serde_json::Value;
-use support::{eventually, World};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn prometheus_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("PROMETHEUS") {
-        return p.into();
-    }
-    let local = repo().join(".tools/prometheus/usr/bin/prometheus");
-    if local.exists() {
-        return local;
-    }
-    let on_path = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| PathBuf::from(d).join("prometheus"))
-        .find(|p| p.exists());
-    on_path
-        .expect("prometheus is not installed: run scripts/ops-tools.sh (Debian's prometheus package) or set PROMETHEUS")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// GET a Prometheus API path; the `data` field of a successful answer.
 fn api(port: u16, path_and_query: &str) -> Option<Value> {
@@ -86,8 +58,9 @@ fn prometheus_scrapes_the_service_and_evaluates_every_alert_rule() {
     let _service = support::Running(service);
 
     // Prometheus with the shipped config: only the target, the intervals and the rule path change.
-    let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
-    let alerts = repo().join("deploy/prometheus/alerts.yml");
+    let shipped =
+        std::fs::read_to_string(manifest_dir().join("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
+    let alerts = manifest_dir().join("deploy/prometheus/alerts.yml");
     let config = shipped
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{ops_port}"))
         .replace("15s", "1s")

@@ -9,17 +9,15 @@
 //! Each schedule is reproducible from its seed: `JOURNAL_MODEL_SEED=<seed>` runs that one alone;
 //! `JOURNAL_MODEL_SCHEDULES=<n>` sets how many are explored (default 300).
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{int, World};
 use draft_reconciler::domain::{Item, MerchantTransactionId, Order, Paise, PaymentStatus, Status};
 use draft_reconciler::store::commit::confirm_transition;
 use draft_reconciler::store::journal::{Driver, Step, MARKERS, MARKER_GRACE};
 use draft_reconciler::store::{CommitRules, Recovery, Store, StoreError};
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use support::World;
 
 /// The lease of every driver in the model (logical time).
 const LEASE: Duration = Duration::from_secs(10);
@@ -40,14 +38,6 @@ struct Model<'a> {
     initial: HashMap<String, (i64, HashMap<String, i64>)>,
     orders: Vec<(String, Vec<Item>)>,
     log: Vec<String>,
-}
-
-fn int(b: Option<&Bson>) -> i64 {
-    match b {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        other => panic!("not an integer: {other:?}"),
-    }
 }
 
 impl Model<'_> {
@@ -451,7 +441,7 @@ fn a_driver_that_outlives_its_lease_finds_the_markers_and_deducts_nothing() {
     w.insert_product("tee", 10);
     w.insert_product("cap", 10);
     let id = w.insert_order("ORD-S", 100, 600, &[("tee", 2, None), ("cap", 3, None)]);
-    let mut order = Order::parse(&w.order("ORD-S")).expect("order");
+    let mut order = Order::parse(&w.order("ORD-S"), &Default::default()).expect("order");
     order.id = id;
     let t0 = DateTime::now().timestamp_millis();
     let at = |ms: i64| DateTime::from_millis(t0 + ms);
@@ -512,7 +502,7 @@ fn releasing_leases_keeps_the_lease_of_an_order_being_committed() {
     w.insert_order("ORD-C", 100, 600, &[("tee", 1, None)]);
     let claimed = w.insert_order("ORD-D", 100, 600, &[("tee", 1, None)]);
     let now = DateTime::now();
-    let mut order = Order::parse(&w.order("ORD-C")).expect("order");
+    let mut order = Order::parse(&w.order("ORD-C"), &Default::default()).expect("order");
     order.status = Status::Draft;
     let until = DateTime::from_millis(now.timestamp_millis() + 60_000);
     let t = confirm_transition("PAYMENT_SUCCESS", None);

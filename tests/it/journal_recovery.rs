@@ -3,21 +3,16 @@
 //! state, markers, stock), then recovered from: every order ends settled once, stock exact, and
 //! recovering again changes nothing; once no driver can act any more, the sweep removes the
 //! markers. (These tests need `--features fault-injection`: without it this file compiles to
-//! nothing.)
-#![cfg(feature = "fault-injection")]
+//! nothing.) The faults are armed on the test's own thread, where its `once` runs (see
+//! `src/fault.rs`): these tests run in parallel with each other and with every other suite.
 
-mod support;
+use crate::support;
 
-use std::sync::Mutex;
-
+use crate::support::World;
 use draft_reconciler::config::CommitStrategy;
 use draft_reconciler::fault;
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime, Document};
-use support::World;
-
-/// Fault points are process-wide: one test at a time arms them.
-static FAULTS: Mutex<()> = Mutex::new(());
 
 fn world(test: &str) -> World {
     let mut w = World::on(support::standalone_server(), test);
@@ -74,7 +69,6 @@ fn age_journals(w: &World) {
 /// end. The order: tee ×2, cap ×1, shirt size M ×2 (×4 when `short`: only 3 in stock, so the
 /// journal must roll back after deducting tee and cap).
 fn crash_and_recover(point: &str, spec: &str, short: bool, left: Left) -> World {
-    let _one_at_a_time = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
     let w = world(&point.replace('.', "_"));
     w.insert_product("tee", 10);
     w.insert_product("cap", 5);
@@ -223,7 +217,6 @@ fn crash_in_the_middle_of_compensation_finishes_it() {
 
 #[test]
 fn two_recoveries_at_once_change_nothing_more() {
-    let _one_at_a_time = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
     let w = world("two_recoveries");
     w.insert_product("tee", 100);
     for i in 0..8 {

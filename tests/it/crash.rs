@@ -5,14 +5,14 @@
 //! left in `draft` or `committing`. Runs against both servers: transactions (replica set) and the
 //! journal (standalone). Bounded: a fixed number of kills.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{count_orders, int, unsettled, DbServer, Running, World};
 use draft_reconciler::sim::Answer;
-use mongodb::bson::{doc, Bson, Document};
-use support::{DbServer, Running, World};
+use mongodb::bson::{doc, Document};
 
 const ORDERS: usize = 80;
 const KILLS: usize = 12;
@@ -32,23 +32,6 @@ fn spawn(w: &World) -> Running {
         .spawn()
         .map(Running)
         .expect("start draft-reconciler")
-}
-
-fn int(b: Option<&Bson>) -> i64 {
-    match b {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        other => panic!("not an integer: {other:?}"),
-    }
-}
-
-fn count(w: &World, filter: Document) -> u64 {
-    w.block(w.db.collection::<Document>("orders").count_documents(filter))
-        .unwrap()
-}
-
-fn unsettled(w: &World) -> u64 {
-    count(w, doc! { "status": { "$in": ["draft", "committing"] } })
 }
 
 fn markers_left(w: &World) -> usize {
@@ -101,7 +84,7 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str, journal: bool) {
         child.wait().unwrap();
         survived += 1;
         // A kill that left an order `committing` interrupted a journal commit for real.
-        if count(&w, doc! { "status": "committing" }) > 0 {
+        if count_orders(&w, doc! { "status": "committing" }) > 0 {
             mid_commit += 1;
         }
         if unsettled(&w) == 0 {

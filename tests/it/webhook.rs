@@ -4,18 +4,16 @@
 //! webhook × reconciler races in-process on the suite's commit strategy
 //! (`RECONCILER_TEST_STRATEGY=journal` for the journal).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::{eventually, free_port, wait_for_port, World, MERCHANT};
 use base64::Engine as _;
 use draft_reconciler::sim::Answer;
 use mongodb::bson::Document;
 use serde_json::{json, Value};
-use support::{eventually, free_port, wait_for_port, World, MERCHANT};
 
 const HOOK_USER: &str = "phonepe-hook";
 const HOOK_PASS: &str = "hook-S3CRET-pass-7c2e";
@@ -81,7 +79,7 @@ fn v2_auth() -> String {
 /// The real `draft-reconciler run` with the webhook on a free port (and ops HTTP on another),
 /// a scan interval long enough that only the webhook touches orders inside the lookback.
 struct Service {
-    _child: support::Running,
+    _child: crate::support::Running,
     hook: u16,
     ops: u16,
     _logs: tempfile::TempDir,
@@ -104,7 +102,7 @@ impl Service {
         for (k, v) in extra {
             c.env(k, v);
         }
-        let child = support::Running(c.spawn().expect("start draft-reconciler"));
+        let child = crate::support::Running(c.spawn().expect("start draft-reconciler"));
         wait_for_port(hook, Duration::from_secs(60));
         Service {
             _child: child,
@@ -176,7 +174,7 @@ impl Service {
     }
 
     fn metrics(&self) -> String {
-        support::http_get(self.ops, "/metrics")
+        crate::support::http_get(self.ops, "/metrics")
             .map(|(_, b)| b)
             .unwrap_or_default()
     }
@@ -205,7 +203,7 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
 
     let v1 = v1_status("ORD-V1", "PAYMENT_SUCCESS", "COMPLETED", 49_900);
     let started = std::time::Instant::now();
-    assert_eq!(svc.v1(&v1, support::SALT).0, 200);
+    assert_eq!(svc.v1(&v1, crate::support::SALT).0, 200);
     let v2 = v2_body("checkout.order.completed", "ORD-V2", "COMPLETED", 25_000);
     assert_eq!(svc.v2(&v2_auth(), &v2).0, 200);
     println!("two accepted callbacks answered in {:?}", started.elapsed());
@@ -223,7 +221,7 @@ fn signed_v1_and_v2_completed_callbacks_confirm_drafts_inside_the_lookback_once(
 
     // Duplicate deliveries: 200, nothing more deducted, no second history entry.
     for _ in 0..3 {
-        assert_eq!(svc.v1(&v1, support::SALT).0, 200);
+        assert_eq!(svc.v1(&v1, crate::support::SALT).0, 200);
         assert_eq!(svc.v2(&v2_auth(), &v2).0, 200);
     }
     assert_eq!(w.stock("tee"), 5);
@@ -281,17 +279,23 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     let (status, text) = svc.v2(&v2_auth(), b"{\"event\":\"checkout.order.completed\",\"payload\":{\"merchantOrderId\":\"ORD-BAD\",\"state\":\"COMPLETED\"}}");
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("amount"), "{text}");
-    assert_eq!(svc.v1(&json!({ "code": "PAYMENT_SUCCESS" }), support::SALT).0, 400);
+    assert_eq!(
+        svc.v1(&json!({ "code": "PAYMENT_SUCCESS" }), crate::support::SALT).0,
+        400
+    );
     assert_eq!(w.status("ORD-BAD"), draft());
 
     // An order we do not know: 200 (a retry would not help).
     let unknown = v1_status("ORD-NOBODY", "PAYMENT_SUCCESS", "COMPLETED", 1);
-    assert_eq!(svc.v1(&unknown, support::SALT).0, 200);
+    assert_eq!(svc.v1(&unknown, crate::support::SALT).0, 200);
 
     // A failed payment cancels (v1 and v2).
     assert_eq!(
-        svc.v1(&v1_status("ORD-FAIL", "PAYMENT_ERROR", "FAILED", 10_000), support::SALT)
-            .0,
+        svc.v1(
+            &v1_status("ORD-FAIL", "PAYMENT_ERROR", "FAILED", 10_000),
+            crate::support::SALT
+        )
+        .0,
         200
     );
     assert_eq!(w.status("ORD-FAIL"), ("cancelled".into(), "failed".into()));
@@ -320,7 +324,7 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     assert_eq!(
         svc.v1(
             &v1_status("ORD-PEND", "PAYMENT_PENDING", "PENDING", 10_000),
-            support::SALT
+            crate::support::SALT
         )
         .0,
         200
@@ -332,7 +336,7 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     assert_eq!(
         svc.v1(
             &v1_status("ORD-OLD", "PAYMENT_PENDING", "PENDING", 10_000),
-            support::SALT
+            crate::support::SALT
         )
         .0,
         200
@@ -345,7 +349,7 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     assert_eq!(svc.v2(&v2_auth(), &failed_late).0, 200);
     assert_eq!(w.status("ORD-LATE"), ("cancelled".into(), "pending".into()));
     let paid_late = v1_status("ORD-LATE", "PAYMENT_SUCCESS", "COMPLETED", 10_000);
-    assert_eq!(svc.v1(&paid_late, support::SALT).0, 200);
+    assert_eq!(svc.v1(&paid_late, crate::support::SALT).0, 200);
     assert_eq!(w.status("ORD-LATE"), ("needs_review".into(), "paid".into()));
     assert_eq!(
         settled_by(&w, "ORD-LATE"),
@@ -372,7 +376,7 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
             .any(|l| l.contains("\"unknown_order\"") && l.contains("\"merchantTransactionId\":\"ORD-NOBODY\"")),
         "{logs}"
     );
-    for secret in [support::SALT, HOOK_PASS, "Asha", "+919800000000"] {
+    for secret in [crate::support::SALT, HOOK_PASS, "Asha", "+919800000000"] {
         assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
     }
 }
@@ -380,16 +384,16 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
 #[test]
 fn mongodb_down_answers_503_so_phonepe_retries() {
     let port = free_port();
-    let server = support::start_secantus_on(port, ":memory:", &["--enable-test-commands"]);
-    let own = support::DbServer::on_port(port);
+    let server = crate::support::start_secantus_on(port, ":memory:", &["--enable-test-commands"]);
+    let own = crate::support::DbServer::on_port(port);
     let w = World::on(&own, "hook_db_down");
     w.insert_product("tee", 10);
     w.insert_order("ORD-DOWN", 10_000, 10, &[("tee", 1, None)]);
     let svc = Service::start(&w, &[]);
-    support::stop_secantus(server, port);
+    crate::support::stop_secantus(server, port);
     let paid = v1_status("ORD-DOWN", "PAYMENT_SUCCESS", "COMPLETED", 10_000);
     let started = std::time::Instant::now();
-    let (body, sig) = v1_signed(&paid, support::SALT);
+    let (body, sig) = v1_signed(&paid, crate::support::SALT);
     let (status, text) = post(svc.hook, &[("X-VERIFY", &sig)], &body).expect("answers");
     assert_eq!(status, 503, "{text}");
     // PhonePe waits 3–5 s; the answer is due after 3 s (the bound allows for a loaded machine).
@@ -532,8 +536,10 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
                 s.spawn(move || {
                     for id in order {
                         std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
-                        let (body, sig) =
-                            v1_signed(&v1_status(&id, "PAYMENT_SUCCESS", "COMPLETED", 5_000), support::SALT);
+                        let (body, sig) = v1_signed(
+                            &v1_status(&id, "PAYMENT_SUCCESS", "COMPLETED", 5_000),
+                            crate::support::SALT,
+                        );
                         let (status, text) = post(hook.port, &[("X-VERIFY", &sig)], &body).expect("answers");
                         assert!(status == 200 || status == 503, "{id}: {status} {text}");
                     }
@@ -570,7 +576,7 @@ fn recovery_finishing_a_webhook_journal_records_the_webhook() {
         .expect("connect");
     w.insert_product("tee", 5);
     w.insert_order("ORD-J", 100, 10, &[("tee", 2, None)]);
-    let order = Order::parse(&w.order("ORD-J")).expect("order");
+    let order = Order::parse(&w.order("ORD-J"), &Default::default()).expect("order");
     let now = DateTime::now();
     // Begun with a lease that has already run out, as if the process died right after.
     let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(by::WEBHOOK);

@@ -5,15 +5,15 @@
 //! reach the other tests; assertions are on database outcomes and on the calls PhonePe saw, and
 //! each failpoint is armed when only the step it names can hit it and shown used up afterwards.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{count_orders, eventually, http_get, DbServer, World, SALT};
 use draft_reconciler::config::CommitStrategy;
 use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
-use support::{eventually, http_get, DbServer, World, SALT};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -41,16 +41,8 @@ impl Service {
             .env("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "50")
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
-            .stdout(if std::env::var_os("SHOW_SERVICE_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stderr(if std::env::var_os("SHOW_SERVICE_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stdout(service_logs())
+            .stderr(service_logs())
             .spawn()
             .expect("start draft-reconciler");
         Service { child, ops }
@@ -62,6 +54,16 @@ impl Service {
 
     fn alive(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+/// Where the service's output goes: the test's own output with `SHOW_SERVICE_LOGS` set, else
+/// nowhere.
+fn service_logs() -> Stdio {
+    if std::env::var_os("SHOW_SERVICE_LOGS").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
     }
 }
 
@@ -92,11 +94,6 @@ fn assert_once(w: &World, mtids: &[String]) {
         assert_eq!(w.status(m), ("confirmed".into(), "paid".into()), "{m}");
         assert_eq!(w.history(m).len(), 1, "{m} settled once: {:?}", w.history(m));
     }
-}
-
-fn count(w: &World, filter: Document) -> u64 {
-    w.block(w.db.collection::<Document>("orders").count_documents(filter))
-        .unwrap()
 }
 
 #[test]
@@ -298,9 +295,10 @@ fn quiet(w: &World) {
 /// settled exactly once, and the failpoint used up (so the step really failed and was retried).
 fn run_phase(w: &World, i: usize, p: &Phase) -> String {
     let mtid = format!("P{i}");
+    let arm = || fail_command(w, p.mode.clone(), p.data.clone());
     quiet(w);
     if p.armed == Armed::BeforeClaim {
-        fail_command(w, p.mode.clone(), p.data.clone());
+        arm();
     }
     w.insert_order(&mtid, 49900, 600, &[("tee", 1, None)]);
     let mut answer = Answer::completed(49900);
@@ -312,7 +310,7 @@ fn run_phase(w: &World, i: usize, p: &Phase) -> String {
         eventually(SETTLE, &format!("{mtid} is claimed and its call in flight"), || {
             w.calls_for(&mtid) == 1
         });
-        fail_command(w, p.mode.clone(), p.data.clone());
+        arm();
     }
     let one = [mtid.clone()];
     eventually(SETTLE, &format!("{mtid} settles when {}", p.what), || {
@@ -374,8 +372,12 @@ fn a_phonepe_timeout_storm_changes_nothing_opens_the_breaker_and_recovers() {
         during <= 12,
         "the breaker stopped calls a dead PhonePe cannot answer: {during} calls for 30 orders"
     );
-    assert_eq!(count(&w, doc! { "status": "draft" }), 30, "nothing changed state");
-    assert_eq!(count(&w, doc! { "history.0": { "$exists": true } }), 0);
+    assert_eq!(
+        count_orders(&w, doc! { "status": "draft" }),
+        30,
+        "nothing changed state"
+    );
+    assert_eq!(count_orders(&w, doc! { "history.0": { "$exists": true } }), 0);
     assert_eq!(w.stock("tee"), 100);
 
     // PhonePe recovers: the next probe is answered and everything settles.
@@ -419,12 +421,12 @@ fn a_429_storm_or_rejected_credentials_pause_calls_instead_of_burning_the_budget
     assert!(calls_a <= 3 + 4, "429: {calls_a} calls for {} orders", a.len());
     assert!(calls_b <= 4, "401: {calls_b} calls for {} orders", b.len());
     // Only the answered calls changed anything; the refused ones changed nothing.
-    let settled = count(&limited, doc! { "status": "confirmed" });
+    let settled = count_orders(&limited, doc! { "status": "confirmed" });
     assert!(settled <= 3, "{settled}");
-    assert_eq!(count(&limited, doc! { "status": "draft" }), 20 - settled);
+    assert_eq!(count_orders(&limited, doc! { "status": "draft" }), 20 - settled);
     assert_eq!(limited.stock("tee"), 100 - settled as i64);
-    assert_eq!(count(&rejected, doc! { "status": "draft" }), 20);
-    assert_eq!(count(&rejected, doc! { "history.0": { "$exists": true } }), 0);
+    assert_eq!(count_orders(&rejected, doc! { "status": "draft" }), 20);
+    assert_eq!(count_orders(&rejected, doc! { "history.0": { "$exists": true } }), 0);
     assert_eq!(rejected.stock("tee"), 100);
     assert!(svc_limited.alive() && svc_rejected.alive());
 }
@@ -447,7 +449,7 @@ fn settle_after_outage(w: &World, svc: &mut Service, all: &[String], outage: Dur
     eventually(outage * 2, "the outage lasts", || Instant::now() >= back_at);
     let during = w.sim.calls().len();
     assert_eq!(
-        count(w, doc! { "status": "draft" }),
+        count_orders(w, doc! { "status": "draft" }),
         all.len() as u64,
         "nothing changed"
     );
@@ -497,8 +499,8 @@ fn after_a_phonepe_outage_the_backlog_settles_at_the_budgets_pace_not_at_the_nex
     }
 }
 
-/// The real scenario, measured by hand: `cargo test --features fault-injection --test
-/// world_faults -- --ignored --nocapture outage_of_50_s` (`OUTAGE_SECS` to change the outage).
+/// The real scenario, measured by hand: `cargo test --features fault-injection --test it --
+/// --ignored --nocapture outage_of_50_s` (`OUTAGE_SECS` to change the outage).
 #[test]
 #[ignore = "a 50 s outage plus recovery at the default budget: a measurement, run by hand"]
 fn outage_of_50_s_at_the_default_budget_measurement() {
@@ -551,7 +553,7 @@ fn a_permit_granted_before_a_pause_is_not_spent_in_it() {
     let limited = calls.iter().filter(|c| c.http_status == 429).count();
     assert_eq!(limited, 1, "the held permit was not spent in the pause: {calls:?}");
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!(count(&w, doc! { "status": "confirmed" }), 1);
-    assert_eq!(count(&w, doc! { "status": "draft" }), all.len() as u64 - 1);
+    assert_eq!(count_orders(&w, doc! { "status": "confirmed" }), 1);
+    assert_eq!(count_orders(&w, doc! { "status": "draft" }), all.len() as u64 - 1);
     assert!(svc.alive());
 }
