@@ -72,15 +72,11 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
 
 #[test]
 fn claims_are_exclusive_and_releasing_leases_frees_only_our_own() {
-    use draft_reconciler::store::Store;
     let w = World::new("claims_release");
     let ids: Vec<Bson> = (0..6)
         .map(|i| w.insert_order(&format!("ORD-C{i}"), 49900, OLD, &[("tee", 1, None)]))
         .collect();
-    let store = w
-        .block(Store::connect(&w.uri, w.db.name()))
-        .unwrap()
-        .with_schema(std::sync::Arc::new(w.schema.clone()));
+    let store = w.store();
     let lease = Duration::from_secs(300);
     let leased_by = |owner: &str| {
         w.block(

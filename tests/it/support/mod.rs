@@ -384,6 +384,13 @@ impl World {
         self.rt.block_on(f.into_future())
     }
 
+    /// A store on this world's database and schema.
+    pub fn store(&self) -> draft_reconciler::store::Store {
+        self.block(draft_reconciler::store::Store::connect(&self.uri, self.db.name()))
+            .expect("connect")
+            .with_schema(std::sync::Arc::new(self.schema.clone()))
+    }
+
     /// The schema's orders collection.
     pub fn orders(&self) -> Collection<Document> {
         self.db.collection(&self.schema.orders.collection)
@@ -428,6 +435,12 @@ impl World {
             out.insert(k, v);
         }
         out
+    }
+
+    /// A top-level order or product field's name in the schema (`paymentStatus` → `payment.status`).
+    pub fn shop_field(&self, default_name: &str) -> String {
+        let q = self.shop_query(&doc! { default_name: 1 });
+        q.keys().next().expect("one key").clone()
     }
 
     /// Status words in a value compared with or set to the `field` (`status`/`paymentStatus`).
