@@ -337,15 +337,20 @@ impl World {
     }
 
     pub fn on(server: &DbServer, test: &str) -> World {
-        Self::build(server, test, SALT)
+        Self::build(server, test, SALT, test_schema())
     }
 
     /// A world whose PhonePe (and settings) use `salt` as the salt key.
     pub fn with_salt(test: &str, salt: &str) -> World {
-        Self::build(default_server(), test, salt)
+        Self::build(default_server(), test, salt, test_schema())
     }
 
-    fn build(server: &DbServer, test: &str, salt: &str) -> World {
+    /// A world on `schema` whatever `RECONCILER_TEST_SCHEMA` says.
+    pub fn with_schema(test: &str, schema: Schema) -> World {
+        Self::build(default_server(), test, SALT, schema)
+    }
+
+    fn build(server: &DbServer, test: &str, salt: &str, schema: Schema) -> World {
         let (uri, name) = server.fresh_uri(test);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -367,7 +372,6 @@ impl World {
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = test_strategy();
-        let schema = test_schema();
         settings.schema = schema.clone();
         World {
             rt,
@@ -554,13 +558,16 @@ impl World {
             .unwrap_or_default()
     }
 
+    /// The product as stored, in the schema's names.
+    pub fn stored_product(&self, product: &str) -> Document {
+        self.block(self.products().find_one(doc! { "_id": product }))
+            .expect("find product")
+            .unwrap_or_else(|| panic!("product {product} not found"))
+    }
+
     /// The product in default names.
     pub fn product(&self, product: &str) -> Document {
-        let p = self
-            .block(self.products().find_one(doc! { "_id": product }))
-            .expect("find product")
-            .unwrap_or_else(|| panic!("product {product} not found"));
-        self.schema.product_from_shop(&p)
+        self.schema.product_from_shop(&self.stored_product(product))
     }
 
     pub fn stock(&self, product: &str) -> i64 {
