@@ -328,7 +328,10 @@ async fn raw_commits(w: &World, concurrency: usize, claims: bool) -> f64 {
             .try_collect()
             .await
             .unwrap();
-    let orders: Vec<Order> = docs.iter().map(|d| Order::parse(d, &Default::default()).expect("order")).collect();
+    let orders: Vec<Order> = docs
+        .iter()
+        .map(|d| Order::parse(d, &Default::default()).expect("order"))
+        .collect();
     let commit = |store: Store, order: Order| async move {
         let t = confirm_transition("PAYMENT_SUCCESS", Some("T1".into()));
         let lease = Lease {

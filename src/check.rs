@@ -62,7 +62,10 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
             return Ok(1);
         };
         let schema = env.store.schema();
-        println!("order, as read through [schema] (collection {}):", schema.orders.collection);
+        println!(
+            "order, as read through [schema] (collection {}):",
+            schema.orders.collection
+        );
         schema.read_order(&doc).iter().for_each(|l| println!("  {l}"));
         let order = match Order::parse(&doc, schema) {
             Ok(o) => o,

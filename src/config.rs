@@ -296,9 +296,7 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
         return Err(invalid(figment, "phonepe.base_url", reason));
     }
-    s.schema
-        .validate()
-        .map_err(|e| invalid(figment, &e.key, e.problem))
+    s.schema.validate().map_err(|e| invalid(figment, &e.key, e.problem))
 }
 
 fn invalid(figment: &Figment, key: &str, reason: String) -> ConfigError {

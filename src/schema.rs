@@ -56,7 +56,7 @@ pub struct OrdersSchema {
     pub amount: String,
     pub amount_unit: AmountUnit,
     pub created_at: String,
-    /// Set to the time of every write the reconciler makes to an order.
+    /// Set to the time of each status change the reconciler makes.
     pub updated_at: String,
     pub items: String,
     /// Paths inside one element of `items`.

@@ -410,8 +410,20 @@ fn every_key_is_read_from_its_derived_variable_and_checked_there() {
             "webhook.username" | "webhook.password" => continue,
             "log.level" => "info,[[[",
             // A collection or a field path starting with `$`; a state's word shared with another.
-            k if k.starts_with("schema.orders.status_values.") => if k.ends_with(".draft") { "confirmed" } else { "draft" },
-            k if k.starts_with("schema.orders.payment_status_values.") => if k.ends_with(".pending") { "paid" } else { "pending" },
+            k if k.starts_with("schema.orders.status_values.") => {
+                if k.ends_with(".draft") {
+                    "confirmed"
+                } else {
+                    "draft"
+                }
+            }
+            k if k.starts_with("schema.orders.payment_status_values.") => {
+                if k.ends_with(".pending") {
+                    "paid"
+                } else {
+                    "pending"
+                }
+            }
             k if k.starts_with("schema.") && !k.ends_with("amount_unit") => "$x",
             _ => "[[ x",
         };

@@ -196,8 +196,12 @@ impl Order {
         };
         let status = read_status(doc, schema)
             .ok_or_else(|| bad(&o.status, format!("is missing or not one of {}", status_words(schema))))?;
-        let payment_status = read_payment_status(doc, schema)
-            .ok_or_else(|| bad(&o.payment_status, format!("is missing or not one of {}", payment_words(schema))))?;
+        let payment_status = read_payment_status(doc, schema).ok_or_else(|| {
+            bad(
+                &o.payment_status,
+                format!("is missing or not one of {}", payment_words(schema)),
+            )
+        })?;
         let amount = amount_paise(get_path(doc, &o.amount), o.amount_unit).map_err(|p| bad(&o.amount, p))?;
         if amount <= 0 {
             return Err(bad(&o.amount, "must be a positive amount"));
@@ -289,9 +293,15 @@ pub fn read_payment_status(doc: &Document, schema: &Schema) -> Option<PaymentSta
 
 fn status_words(schema: &Schema) -> String {
     let w = &schema.orders.status_values;
-    [Status::Draft, Status::Committing, Status::Confirmed, Status::Cancelled, Status::NeedsReview]
-        .map(|s| w.word(s).to_string())
-        .join(", ")
+    [
+        Status::Draft,
+        Status::Committing,
+        Status::Confirmed,
+        Status::Cancelled,
+        Status::NeedsReview,
+    ]
+    .map(|s| w.word(s).to_string())
+    .join(", ")
 }
 
 fn payment_words(schema: &Schema) -> String {
@@ -423,7 +433,14 @@ mod tests {
         for v in cases {
             let mut d = good();
             d.insert("createdAt", v.clone());
-            assert_eq!(Order::parse(&d, &Schema::default()).unwrap().created_at.timestamp_millis(), ms, "{v:?}");
+            assert_eq!(
+                Order::parse(&d, &Schema::default())
+                    .unwrap()
+                    .created_at
+                    .timestamp_millis(),
+                ms,
+                "{v:?}"
+            );
             assert_eq!(d.get("createdAt"), Some(&v), "the document is not rewritten");
         }
     }
@@ -521,7 +538,10 @@ mod tests {
         let o = Order::parse(&d, &Schema::default()).unwrap();
         assert_eq!((o.errors, o.unreadable, o.rejections), (2, 3, 1));
         d.insert("reconciliation", doc! { "errors": "two" });
-        assert_eq!(Order::parse(&d, &Schema::default()).unwrap_err().field, "reconciliation.errors");
+        assert_eq!(
+            Order::parse(&d, &Schema::default()).unwrap_err().field,
+            "reconciliation.errors"
+        );
     }
 
     #[test]

@@ -277,7 +277,11 @@ fn a_bad_mapped_field_is_named_as_the_shop_spells_it() {
         ("totalAmount", Bson::Double(12.345), "totalAmount"),
         ("totalAmount", Bson::String("1299.50".into()), "totalAmount"),
         ("orderStatus", Bson::String("draft".into()), "orderStatus"),
-        ("lineItems", Bson::Array(vec![doc! { "product": 1, "qty": 0 }.into()]), "lineItems.0.qty"),
+        (
+            "lineItems",
+            Bson::Array(vec![doc! { "product": 1, "qty": 0 }.into()]),
+            "lineItems.0.qty",
+        ),
         ("orderRef", Bson::Int32(7), "orderRef"),
     ];
     for (field, value, named) in cases {
@@ -285,7 +289,10 @@ fn a_bad_mapped_field_is_named_as_the_shop_spells_it() {
         d.insert(field, value.clone());
         let e = crate::domain::Order::parse(&d, &shop()).expect_err(field);
         assert_eq!(e.field, named, "{field}={value:?}: {e}");
-        assert!(!e.to_string().contains("12.345") && !e.to_string().contains("1299.50"), "{e}");
+        assert!(
+            !e.to_string().contains("12.345") && !e.to_string().contains("1299.50"),
+            "{e}"
+        );
     }
     let mut d = shop_order();
     d.insert("payment", doc! { "status": "PAID" });
@@ -305,8 +312,18 @@ fn check_reads_each_mapped_field_with_its_meaning() {
     d.insert("orderStatus", "PLACED");
     d.insert("totalAmount", 1.005);
     let lines = shop().read_order(&d);
-    assert!(lines.iter().any(|l| l.starts_with("orderStatus \"PLACED\" → not a word")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.starts_with("totalAmount 1.005 rupees → unreadable")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("orderStatus \"PLACED\" → not a word")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("totalAmount 1.005 rupees → unreadable")),
+        "{lines:#?}"
+    );
 }
 
 #[test]

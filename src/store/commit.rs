@@ -16,12 +16,12 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use crate::schema::{get_path, Schema};
 use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
+use crate::schema::{get_path, Schema};
 
 /// What a commit attempt ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +243,10 @@ impl Store {
             }
             let r = self
                 .products
-                .update_one(stock_guard(item, total, &self.schema), stock_decrement(item, total, &self.schema))
+                .update_one(
+                    stock_guard(item, total, &self.schema),
+                    stock_decrement(item, total, &self.schema),
+                )
                 .session(&mut *s)
                 .await
                 .map_err(StoreError::mongo("deduct stock"))?;

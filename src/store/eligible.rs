@@ -14,12 +14,12 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::fields::own;
-use crate::schema::Schema;
 use super::orders::{minus, Store};
 use super::{StoreError, StoreResult};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::Schema;
 
 /// At most this many documents are read per sweep query (oldest `_id` first).
 const SWEEP_LIMIT: i64 = 1000;
@@ -253,11 +253,17 @@ impl Store {
         }
         let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
         let room = limit - drafts.len();
-        drafts.extend(self.ids_oldest_first(Self::draft_filter(&self.schema, now, e), Some(room)).await?);
+        drafts.extend(
+            self.ids_oldest_first(Self::draft_filter(&self.schema, now, e), Some(room))
+                .await?,
+        );
         let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
         if let Some(h) = e.watch_horizon {
             let room = limit - watches.len();
-            watches.extend(self.ids_oldest_first(Self::watch_filter(&self.schema, now, h), Some(room)).await?);
+            watches.extend(
+                self.ids_oldest_first(Self::watch_filter(&self.schema, now, h), Some(room))
+                    .await?,
+            );
         }
         let (ids, took_drafts, took_watches) = share_with_watches(drafts, watches, limit);
         swept.drafts.drain(..took_drafts.min(swept.drafts.len()));

@@ -17,11 +17,11 @@ use mongodb::{Client, Collection, Database, IndexModel};
 
 pub use super::eligible::{Eligibility, Swept};
 use super::fields::own;
-use crate::schema::{get_path, Schema};
-use std::sync::Arc;
 use super::{StoreError, StoreResult};
 use crate::domain::{CancelReason, Reason};
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
+use crate::schema::{get_path, Schema};
+use std::sync::Arc;
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
 #[derive(Clone, Debug)]
@@ -337,10 +337,7 @@ impl Store {
             .name(format!("{}_unique", o.id))
             .build();
         let models = vec![
-            IndexModel::builder()
-                .keys(doc! { &o.id: 1 })
-                .options(unique)
-                .build(),
+            IndexModel::builder().keys(doc! { &o.id: 1 }).options(unique).build(),
             IndexModel::builder()
                 .keys(doc! { &o.status: 1, &o.payment_status: 1, &o.created_at: 1 })
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
@@ -472,7 +469,10 @@ impl Store {
         }
         let r = self
             .orders
-            .update_one(doc! { "_id": id, &self.schema.orders.status: self.word(t.from) }, update)
+            .update_one(
+                doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
+                update,
+            )
             .await
             .map_err(StoreError::mongo("park invalid order"))?;
         Ok(r.matched_count == 1)

@@ -52,9 +52,9 @@ use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
 use super::fields::own;
-use crate::schema::Schema;
 use super::StoreResult;
 use crate::domain::Item;
+use crate::schema::Schema;
 
 pub use driver::{Driver, Step};
 
@@ -201,7 +201,7 @@ impl Journal {
     /// The `$inc` of item `i` (`sign` -1 deducts, +1 restores), its size matched by `s`.
     fn inc(&self, item: &Item, sign: i64, s: &Schema) -> Document {
         let mut inc = stock_inc(item, self.sized_total, sign, s);
-        if let Some(n) = inc.remove(&s.sizes_matched_stock()) {
+        if let Some(n) = inc.remove(s.sizes_matched_stock()) {
             inc.insert(s.sizes_filtered_stock(), n);
         }
         inc

@@ -199,7 +199,10 @@ fn check_prints_the_order_as_read_through_the_mapping() {
     assert_eq!(w.stored_order("CHK-SHOP"), before, "a dry run writes nothing");
 
     // A mapping mistake shows before anything runs: the status word is not the shop's.
-    w.update_order(doc! { "merchantTransactionId": "CHK-SHOP" }, doc! { "$set": { "orderStatus": "draft" } });
+    w.update_order(
+        doc! { "merchantTransactionId": "CHK-SHOP" },
+        doc! { "$set": { "orderStatus": "draft" } },
+    );
     let wrong = output(&base_env(&w), &["check", "CHK-SHOP"]);
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
     assert!(

@@ -77,8 +77,16 @@ fn a_bad_schema_mapping_stops_every_command_with_exit_2_naming_the_key() {
             &draft_word,
             "schema.orders.status_values.cancelled",
         ),
-        ("RECONCILER_SCHEMA__ORDERS__AMOUNT", "reconciliation.amount", "schema.orders.amount"),
-        ("RECONCILER_SCHEMA__PRODUCTS__COLLECTION", "", "schema.products.collection"),
+        (
+            "RECONCILER_SCHEMA__ORDERS__AMOUNT",
+            "reconciliation.amount",
+            "schema.orders.amount",
+        ),
+        (
+            "RECONCILER_SCHEMA__PRODUCTS__COLLECTION",
+            "",
+            "schema.products.collection",
+        ),
     ];
     for (var, value, key) in cases {
         for args in [&["once"][..], &["check", "ORD-1"], &["selftest"], &["run"], &["config"]] {

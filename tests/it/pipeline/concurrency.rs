@@ -47,10 +47,7 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let r = orders
-                .update_one(guard, settle)
-                .await
-                .unwrap();
+            let r = orders.update_one(guard, settle).await.unwrap();
             assert_eq!(r.matched_count, 1);
             c.database(&db)
                 .collection::<mongodb::bson::Document>(&products_coll)
@@ -79,11 +76,8 @@ fn claims_are_exclusive_and_releasing_leases_frees_only_our_own() {
     let store = w.store();
     let lease = Duration::from_secs(300);
     let leased_by = |owner: &str| {
-        w.block(
-            w.orders()
-                .count_documents(doc! { "reconciliation.leaseOwner": owner }),
-        )
-        .unwrap()
+        w.block(w.orders().count_documents(doc! { "reconciliation.leaseOwner": owner }))
+            .unwrap()
     };
 
     let a = w

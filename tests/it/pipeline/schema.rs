@@ -11,7 +11,12 @@ use crate::support::{shop_schema, World};
 
 /// `d` without the fields the reconciler may write: the mapped status words, `updatedAt`, its own.
 fn shop_part(w: &World, mut d: Document) -> Document {
-    for own in ["reconciliation", "history", &w.schema.orders.status, &w.schema.orders.updated_at] {
+    for own in [
+        "reconciliation",
+        "history",
+        &w.schema.orders.status,
+        &w.schema.orders.updated_at,
+    ] {
         draft_reconciler::schema::remove_path(&mut d, own);
     }
     draft_reconciler::schema::remove_path(&mut d, &w.schema.orders.payment_status);
@@ -44,8 +49,11 @@ fn the_shops_own_fields_are_untouched_and_rupees_are_exact() {
     .unwrap();
     let created = DateTime::from_millis(DateTime::now().timestamp_millis() - OLD * 1000);
     // 1299.5 rupees: the confirmation requires PhonePe's 129950 paise exactly.
-    w.block(w.orders().insert_one(shop_order("SHOP-1", Bson::Double(1299.5), created)))
-        .unwrap();
+    w.block(
+        w.orders()
+            .insert_one(shop_order("SHOP-1", Bson::Double(1299.5), created)),
+    )
+    .unwrap();
     let before = w.stored_order("SHOP-1");
     let products_before: Vec<Document> = ["tee", "shirt"].map(|p| w.stored_product(p)).to_vec();
     w.sim.script("SHOP-1", vec![Answer::completed(129_950)]);
@@ -61,8 +69,15 @@ fn the_shops_own_fields_are_untouched_and_rupees_are_exact() {
         "payment.status set, payment.provider kept"
     );
     assert_eq!(shop_part(&w, after.clone()), shop_part(&w, before.clone()));
-    assert_ne!(after.get("updatedAt"), before.get("updatedAt"), "updatedAt is the mapped updated_at");
-    assert_eq!((w.stock("tee"), w.size_stock("shirt", "M"), w.size_stock("shirt", "L")), (8, 1, 3));
+    assert_ne!(
+        after.get("updatedAt"),
+        before.get("updatedAt"),
+        "updatedAt is the mapped updated_at"
+    );
+    assert_eq!(
+        (w.stock("tee"), w.size_stock("shirt", "M"), w.size_stock("shirt", "L")),
+        (8, 1, 3)
+    );
     for (p, before) in ["tee", "shirt"].iter().zip(products_before) {
         let mut after = w.stored_product(p);
         let mut before = before;
@@ -107,5 +122,9 @@ fn a_rupee_amount_that_is_not_exact_parks_the_order_naming_the_field() {
         assert!(!code.contains("1299"), "{mtid}: the value is not repeated: {code}");
         assert_eq!(w.calls_for(mtid), 0, "{mtid}: never sent to PhonePe");
     }
-    assert_eq!((w.stock("tee"), w.size_stock("shirt", "M")), (10, 2), "nothing deducted");
+    assert_eq!(
+        (w.stock("tee"), w.size_stock("shirt", "M")),
+        (10, 2),
+        "nothing deducted"
+    );
 }

@@ -468,7 +468,10 @@ impl World {
 
     /// Update one order: `filter` and `update` in default names.
     pub fn update_order(&self, filter: Document, update: Document) {
-        let r = self.block(self.orders().update_one(self.shop_query(&filter), self.shop_query(&update)));
+        let r = self.block(
+            self.orders()
+                .update_one(self.shop_query(&filter), self.shop_query(&update)),
+        );
         assert_eq!(r.expect("update order").matched_count, 1, "no order matches {filter:?}");
     }
 
