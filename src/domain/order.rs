@@ -6,6 +6,9 @@
 //! wrong states unrepresentable: amounts are `Paise`, quantities are positive, ids are path-safe.
 //! `created_at` is the effective creation time (`effective_created_at`: a date, an ISO string,
 //! epoch milliseconds, or the ObjectId's time); the document's `createdAt` is never rewritten.
+//! Field names, status words and the amount's unit are the shop's, from the `[schema]` mapping
+//! (`src/schema.rs`); the default names are used in these comments, and errors name the field as
+//! the shop spells it.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Every MongoDB field path the reconciler reads or writes, one constant each.
+//! The reconciler's own MongoDB field paths, one constant each.
 //!
 //! [`own`] holds the reconciler's own bookkeeping (`reconciliation.*`, `history`), whose
 //! spellings are part of the contract in the README. The shop's fields (orders and products as
