@@ -328,7 +328,10 @@ async fn raw_commits(w: &World, concurrency: usize, claims: bool) -> f64 {
             .try_collect()
             .await
             .unwrap();
-    let orders: Vec<Order> = docs.iter().map(|d| Order::parse(d).expect("order")).collect();
+    let orders: Vec<Order> = docs
+        .iter()
+        .map(|d| Order::parse(d, &Default::default()).expect("order"))
+        .collect();
     let commit = |store: Store, order: Order| async move {
         let t = confirm_transition("PAYMENT_SUCCESS", Some("T1".into()));
         let lease = Lease {
@@ -428,7 +431,7 @@ fn scan() {
             "COLLSCAN"
         }
     };
-    let real = Store::draft_filter(DateTime::now(), &e);
+    let real = Store::draft_filter(&Default::default(), DateTime::now(), &e);
     let mut prefix = real.clone();
     prefix.remove("reconciliation.nextCheckAt");
     prefix.remove("reconciliation.leaseUntil");

@@ -4,7 +4,14 @@
 //! send PhonePe's v2 webhook for an order; `demo settled <mongodb-uri> <mtid>...` succeeds once
 //! none of them is a draft; `demo report <mongodb-uri>` prints each order's status, reason and the
 //! stock left.
+//!
+//! With `DEMO_CONFIG=<file.toml>`, that file's `[schema]` section is the shop's mapping
+//! (docs/schema.md): documents are written and read through it (`Schema::order_to_shop`,
+//! `order_from_shop`, ...), so they are stored in the shop's names.
 
+use std::sync::OnceLock;
+
+use draft_reconciler::schema::Schema;
 use mongodb::bson::{doc, DateTime, Document};
 use serde_json::json;
 
@@ -151,17 +158,46 @@ async fn db(uri: &str) -> anyhow::Result<mongodb::Database> {
         .ok_or_else(|| anyhow::anyhow!("the URI needs a database path"))
 }
 
+/// The `[schema]` section of `$DEMO_CONFIG` (defaults without one), validated like the service does.
+fn schema() -> &'static Schema {
+    fn read() -> anyhow::Result<Schema> {
+        let Some(path) = std::env::var_os("DEMO_CONFIG").filter(|p| !p.is_empty()) else {
+            return Ok(Schema::default());
+        };
+        let mut table: toml::Table = std::fs::read_to_string(path)?.parse()?;
+        let schema: Schema = match table.remove("schema") {
+            Some(v) => v.try_into()?,
+            None => Schema::default(),
+        };
+        schema.validate()?;
+        Ok(schema)
+    }
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| read().unwrap_or_else(|e| panic!("DEMO_CONFIG [schema]: {e}")))
+}
+
+fn orders_of(db: &mongodb::Database) -> mongodb::Collection<Document> {
+    db.collection(&schema().orders.collection)
+}
+
+/// One order by id, read back into the reconciler's default names.
+async fn find_order(db: &mongodb::Database, mtid: &str) -> anyhow::Result<Option<Document>> {
+    let o = orders_of(db).find_one(doc! { &schema().orders.id: mtid }).await?;
+    Ok(o.map(|o| schema().order_from_shop(&o)))
+}
+
 async fn seed(uri: &str, sim: &str) -> anyhow::Result<()> {
     let db = db(uri).await?;
     db.drop().await?;
-    let products = db.collection::<Document>("products");
+    let products = db.collection::<Document>(&schema().products.collection);
+    let stock = [
+        doc! { "_id": "tee", "stock": 20 },
+        doc! { "_id": "mug", "stock": 10 },
+        doc! { "_id": "poster", "stock": 2 },
+        doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
+    ];
     products
-        .insert_many(vec![
-            doc! { "_id": "tee", "stock": 20 },
-            doc! { "_id": "mug", "stock": 10 },
-            doc! { "_id": "poster", "stock": 2 },
-            doc! { "_id": "shirt", "stock": 5, "sizes": [{ "size": "M", "stock": 2 }, { "size": "L", "stock": 3 }] },
-        ])
+        .insert_many(stock.iter().map(|p| schema().product_to_shop(p)))
         .await?;
     insert_orders(&db, sim, orders()).await?;
     println!("seeded {} draft orders and 4 products", orders().len());
@@ -184,11 +220,11 @@ async fn insert_orders(db: &mongodb::Database, sim: &str, list: Vec<DemoOrder>) 
             })
             .collect();
         let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age * MINUTE);
-        db.collection::<Document>("orders")
-            .insert_one(doc! {
+        orders_of(db)
+            .insert_one(schema().order_to_shop(&doc! {
                 "merchantTransactionId": mtid, "status": "draft", "paymentStatus": "pending", "amount": amount,
                 "items": items, "createdAt": created, "updatedAt": created, "history": [],
-            })
+            }))
             .await?;
         if !answer.is_null() {
             let r = http
@@ -230,9 +266,9 @@ async fn webhook(sim: &str, mtid: &str, url: &str) -> anyhow::Result<()> {
 
 /// Succeed once none of `mtids` is a draft any more.
 async fn settled(uri: &str, mtids: &[String]) -> anyhow::Result<()> {
-    let orders = db(uri).await?.collection::<Document>("orders");
+    let db = db(uri).await?;
     for mtid in mtids {
-        let o = orders.find_one(doc! { "merchantTransactionId": mtid }).await?;
+        let o = find_order(&db, mtid).await?;
         let status = o.as_ref().and_then(|o| o.get_str("status").ok()).unwrap_or("draft");
         anyhow::ensure!(status != "draft", "{mtid} is still a draft");
     }
@@ -247,11 +283,7 @@ async fn report(uri: &str) -> anyhow::Result<()> {
         "order", "status", "payment", "reason"
     );
     for (mtid, .., expected) in orders().into_iter().chain(v2_orders()) {
-        let Some(o) = db
-            .collection::<Document>("orders")
-            .find_one(doc! { "merchantTransactionId": mtid })
-            .await?
-        else {
+        let Some(o) = find_order(&db, mtid).await? else {
             continue;
         };
         let reason = o
@@ -269,11 +301,12 @@ async fn report(uri: &str) -> anyhow::Result<()> {
         );
     }
     let products: Vec<Document> = db
-        .collection::<Document>("products")
+        .collection::<Document>(&schema().products.collection)
         .find(doc! {})
         .await?
         .try_collect()
         .await?;
+    let products = products.iter().map(|p| schema().product_from_shop(p));
     println!("\nstock left:");
     for p in products {
         println!(

@@ -28,9 +28,12 @@ export PHONEPE_BASE_URL="http://127.0.0.1:$SIM_PORT/apis/pg-sandbox"
 export PHONEPE_MERCHANT_ID=DEMOMERCHANT PHONEPE_SALT_INDEX=1
 export LOG_FORMAT=pretty LOG_LEVEL=info RECONCILER_OPS__LISTEN=""
 
+# DEMO_CONFIG=<file.toml>: the demo and the service on that file's [schema] mapping (docs/schema.md).
+config=(); [ -n "${DEMO_CONFIG:-}" ] && config=(--config "$DEMO_CONFIG")
+export DEMO_CONFIG=${DEMO_CONFIG:-}
 target/debug/examples/demo seed "$MONGODB_URI" "$PHONEPE_BASE_URL"
 echo "--- draft-reconciler once (PhonePe budget: 30 calls/min) ---"
-target/debug/draft-reconciler once
+target/debug/draft-reconciler "${config[@]}" once
 echo "--- result ---"
 target/debug/examples/demo report "$MONGODB_URI"
 
@@ -42,7 +45,7 @@ export PHONEPE_API_VERSION=v2 PHONEPE_CLIENT_ID=TESTCLIENT PHONEPE_CLIENT_SECRET
   PHONEPE_CLIENT_VERSION=1 PHONEPE_OAUTH_BASE_URL="$PHONEPE_BASE_URL" \
   PHONEPE_WEBHOOK_USERNAME=webhook-user PHONEPE_WEBHOOK_PASSWORD=webhook-pass \
   RECONCILER_WEBHOOK__LISTEN="127.0.0.1:$HOOK_PORT"
-target/debug/draft-reconciler run &
+target/debug/draft-reconciler "${config[@]}" run &
 service=$!
 pids+=("$service")
 for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$HOOK_PORT") 2>/dev/null && break; sleep 0.2; done

@@ -23,7 +23,14 @@ e2e() {
     while (($#)) && [[ $1 != -- ]]; do cargo_args+=("$1"); shift; done
     (($#)) && shift
     test_args=("$@")
-    cargo test --features fault-injection --test it "${cargo_args[@]}" -- pipeline:: binary:: webhook:: "${test_args[@]}"
+    # E2E_MODULES: the module filters (default: the three end-to-end suites).
+    # shellcheck disable=SC2086
+    cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook::} "${test_args[@]}"
 }
 RECONCILER_TEST_STRATEGY=journal e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"
+# Again on a shop's own schema (RECONCILER_TEST_SCHEMA=shop, tests/it/support: renamed collections
+# and fields, a dotted payment status, upper-case words, rupee amounts, per-size stock under other
+# names): the pipeline on both commit strategies, the binary and webhook suites once.
+RECONCILER_TEST_SCHEMA=shop e2e "$@"
+RECONCILER_TEST_SCHEMA=shop RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline::" e2e "$@"

@@ -47,7 +47,8 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .with_rules(CommitRules {
             sized_items_decrement_total: settings.job.sized_items_decrement_total,
             lease_ttl: settings.job.lease_ttl,
-        });
+        })
+        .with_schema(Arc::new(settings.schema.clone()));
     store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
     store.ensure_indexes().await.context("creating the orders indexes")?;
     let strategy = store

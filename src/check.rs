@@ -13,7 +13,7 @@ use crate::app::build_env;
 use crate::config::Settings;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
-use crate::store::fields::{own, shop};
+use crate::store::fields::own;
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     match answer {
@@ -61,7 +61,13 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
             );
             return Ok(1);
         };
-        let order = match Order::parse(&doc) {
+        let schema = env.store.schema();
+        println!(
+            "order, as read through [schema] (collection {}):",
+            schema.orders.collection
+        );
+        schema.read_order(&doc).iter().for_each(|l| println!("  {l}"));
+        let order = match Order::parse(&doc, schema) {
             Ok(o) => o,
             Err(e) => {
                 println!("order: cannot be reconciled: {e}");
@@ -130,34 +136,37 @@ pub fn selftest(settings: Settings) -> anyhow::Result<u8> {
 }
 
 async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
-    let orders = env.store.database().collection::<Document>("orders");
-    let products = env.store.database().collection::<Document>("products");
+    let schema = env.store.schema();
+    let orders = env.store.database().collection::<Document>(&schema.orders.collection);
+    let products = env.store.database().collection::<Document>(&schema.products.collection);
+    let id = &schema.orders.id;
     let created = DateTime::from_millis(
         DateTime::now().timestamp_millis() - 60_000 - env.settings.job.lookback.as_millis() as i64,
     );
     products
-        .insert_one(doc! { "_id": tag, shop::STOCK: 1, "selftest": true })
+        .insert_one(schema.product_to_shop(&doc! { "_id": tag, "stock": 1, "selftest": true }))
         .await?;
     // Inserted already leased to this process, so no running instance picks it up meanwhile.
     let lease_until = DateTime::from_millis(DateTime::now().timestamp_millis() + 300_000);
     orders
-        .insert_one(doc! {
-            shop::MERCHANT_TRANSACTION_ID: tag, shop::STATUS: Status::Draft.as_str(),
-            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(), shop::AMOUNT: 100,
-            shop::ITEMS: [{ shop::PRODUCT_ID: tag, shop::QUANTITY: 1 }],
-            shop::CREATED_AT: created, shop::UPDATED_AT: created, "selftest": true, own::HISTORY: [],
+        .insert_one(schema.order_to_shop(&doc! {
+            // The reconciler's default names; `order_to_shop` writes them as the shop spells them.
+            "merchantTransactionId": tag, "status": Status::Draft.as_str(),
+            "paymentStatus": PaymentStatus::Pending.as_str(), "amount": 100,
+            "items": [{ "productId": tag, "quantity": 1 }],
+            "createdAt": created, "updatedAt": created, "selftest": true, own::HISTORY: [],
             own::RECONCILIATION_KEY: {
                 own::key(own::ATTEMPTS): 0, own::key(own::LEASE_OWNER): &env.owner,
                 own::key(own::LEASE_UNTIL): lease_until,
             },
-        })
+        }))
         .await?;
     println!("selftest: created draft order {tag}");
     let doc = orders
-        .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: tag })
+        .find_one(doc! { id: tag })
         .await?
         .context("test order vanished")?;
-    let order = Order::parse(&doc)?;
+    let order = Order::parse(&doc, schema)?;
     permit(env).await?;
     let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
     println!("selftest: PhonePe answered: {}", describe(&answer));
@@ -167,10 +176,11 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
     let decision = decide(&order, &answer, DateTime::now(), &env.policy);
     let outcome = crate::settle::settle(&env.settler(), &order, decision).await?;
     let after = orders
-        .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: tag })
+        .find_one(doc! { id: tag })
         .await?
         .context("test order vanished")?;
-    let status = after.get_str(shop::STATUS).unwrap_or("?");
+    // The stored word read back through the mapping: our state's name, whatever the shop's word.
+    let status = crate::domain::order::read_status(&after, schema).map_or("?", Status::as_str);
     let expected = match outcome {
         Outcome::Confirmed => Status::Confirmed,
         Outcome::Cancelled => Status::Cancelled,
@@ -189,11 +199,11 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
 }
 
 async fn cleanup(env: &Env, tag: &str) -> anyhow::Result<()> {
-    let db = env.store.database();
-    db.collection::<Document>("orders")
-        .delete_many(doc! { shop::MERCHANT_TRANSACTION_ID: tag, "selftest": true })
+    let (db, schema) = (env.store.database(), env.store.schema());
+    db.collection::<Document>(&schema.orders.collection)
+        .delete_many(doc! { &schema.orders.id: tag, "selftest": true })
         .await?;
-    db.collection::<Document>("products")
+    db.collection::<Document>(&schema.products.collection)
         .delete_many(doc! { "_id": Bson::String(tag.into()), "selftest": true })
         .await?;
     Ok(())

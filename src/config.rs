@@ -98,6 +98,10 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub log: LogSettings,
     pub webhook: WebhookSettings,
+    /// `[schema]`: the shop's collections, field paths, status words and amount unit
+    /// (`src/schema.rs`, docs/schema.md); defaults are the reconciler's own names.
+    #[serde(default)]
+    pub schema: crate::schema::Schema,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -292,7 +296,7 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
         return Err(invalid(figment, "phonepe.base_url", reason));
     }
-    Ok(())
+    s.schema.validate().map_err(|e| invalid(figment, &e.key, e.problem))
 }
 
 fn invalid(figment: &Figment, key: &str, reason: String) -> ConfigError {

@@ -56,6 +56,8 @@ pub struct OrdersSchema {
     pub amount: String,
     pub amount_unit: AmountUnit,
     pub created_at: String,
+    /// Set to the time of each status change the reconciler makes.
+    pub updated_at: String,
     pub items: String,
     /// Paths inside one element of `items`.
     pub item_product: String,
@@ -109,6 +111,7 @@ impl Default for OrdersSchema {
             amount: "amount".into(),
             amount_unit: AmountUnit::Paise,
             created_at: "createdAt".into(),
+            updated_at: "updatedAt".into(),
             items: "items".into(),
             item_product: "productId".into(),
             item_quantity: "quantity".into(),
@@ -240,6 +243,7 @@ impl Schema {
             ("payment_status", &o.payment_status),
             ("amount", &o.amount),
             ("created_at", &o.created_at),
+            ("updated_at", &o.updated_at),
             ("items", &o.items),
         ];
         disjoint_paths("schema.orders", &order_fields, &OWN_ORDER_FIELDS)?;
@@ -259,11 +263,32 @@ impl Schema {
         disjoint_paths("schema.products", &product_fields, &OWN_PRODUCT_FIELDS)?;
         let size_fields = [("size_name", &p.size_name), ("size_stock", &p.size_stock)];
         disjoint_paths("schema.products", &size_fields, &[])?;
-        distinct_words("schema.orders.status_values", &o.status_values.entries())?;
+        let (words, pay) = (StatusWords::default(), PaymentStatusWords::default());
+        distinct_words(
+            "schema.orders.status_values",
+            &o.status_values.entries(),
+            &words.entries(),
+        )?;
         distinct_words(
             "schema.orders.payment_status_values",
             &o.payment_status_values.entries(),
+            &pay.entries(),
         )
+    }
+
+    /// The stock of the size entry a positional guard (`$elemMatch` on `sizes`) matched.
+    pub fn sizes_matched_stock(&self) -> String {
+        format!("{}.$.{}", self.products.sizes, self.products.size_stock)
+    }
+
+    /// The stock of the size entry the array filter `s` names (see [`Schema::size_filter`]).
+    pub fn sizes_filtered_stock(&self) -> String {
+        format!("{}.$[s].{}", self.products.sizes, self.products.size_stock)
+    }
+
+    /// The array filter's path for [`Schema::sizes_filtered_stock`].
+    pub fn size_filter(&self) -> String {
+        format!("s.{}", self.products.size_name)
     }
 
     /// The mapping as `key = value` lines for `draft-reconciler config` (nothing here is secret).
@@ -340,14 +365,20 @@ fn disjoint_paths(section: &str, fields: &[(&str, &String)], reserved: &[&str]) 
     Ok(())
 }
 
-fn distinct_words(section: &str, words: &[(&str, &str)]) -> Result<(), SchemaError> {
+/// Every state has its own non-empty word. Of two states sharing a word, the error names the one
+/// whose word was changed from its default (the key the operator wrote), else the later one.
+fn distinct_words(section: &str, words: &[(&str, &str)], defaults: &[(&str, &str)]) -> Result<(), SchemaError> {
     for (i, (state, word)) in words.iter().enumerate() {
-        let key = format!("{section}.{state}");
         if word.is_empty() {
-            return Err(err(key, "is empty"));
+            return Err(err(format!("{section}.{state}"), "is empty"));
         }
-        if let Some((other, _)) = words[..i].iter().find(|(_, w)| w == word) {
-            return Err(err(key, format!("`{word}` is also the word for {section}.{other}")));
+        if let Some(j) = words[..i].iter().position(|(_, w)| w == word) {
+            let changed = |k: usize| words[k].1 != defaults[k].1;
+            let (named, other) = if changed(j) && !changed(i) { (j, i) } else { (i, j) };
+            return Err(err(
+                format!("{section}.{}", words[named].0),
+                format!("`{word}` is also the word for {section}.{}", words[other].0),
+            ));
         }
     }
     Ok(())
@@ -434,6 +465,7 @@ fn strip_zeros(digits: &str, shift: i32) -> (&str, i32) {
     (kept, shift + (digits.len() - kept.len()) as i32)
 }
 
+mod reading;
 mod translate;
 pub use translate::{remove_path, set_path};
 

@@ -290,7 +290,7 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::unavailable(ev, "database");
         }
     };
-    let order = match Order::parse(&doc) {
+    let order = match Order::parse(&doc, env.store.schema()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(problem = %e, "webhook: the order document cannot be reconciled; the reconciler parks it");

@@ -6,12 +6,16 @@
 //! wrong states unrepresentable: amounts are `Paise`, quantities are positive, ids are path-safe.
 //! `created_at` is the effective creation time (`effective_created_at`: a date, an ISO string,
 //! epoch milliseconds, or the ObjectId's time); the document's `createdAt` is never rewritten.
+//! Field names, status words and the amount's unit are the shop's, from the `[schema]` mapping
+//! (`src/schema.rs`); the default names are used in these comments, and errors name the field as
+//! the shop spells it.
 
 use std::fmt;
 
 use mongodb::bson::{Bson, DateTime, Document};
 
-use crate::store::fields::{own, shop};
+use crate::schema::{amount_paise, get_path, Schema};
+use crate::store::fields::own;
 
 /// An amount of money in paise (1/100 rupee), as PhonePe and the `orders.amount` field carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,33 +187,30 @@ fn int_field(v: Option<&Bson>, field: &str) -> Result<i64, OrderError> {
 }
 
 impl Order {
-    /// Parse an `orders` document, naming the first field that is missing or wrong.
-    pub fn parse(doc: &Document) -> Result<Order, OrderError> {
+    /// Parse an `orders` document read through `schema` (the shop's paths, words and amount
+    /// unit), naming the first field (as the shop spells it) that is missing or wrong.
+    pub fn parse(doc: &Document, schema: &Schema) -> Result<Order, OrderError> {
+        let o = &schema.orders;
         let id = doc.get("_id").cloned().ok_or_else(|| bad("_id", "is missing"))?;
-        let mtid = match doc.get(shop::MERCHANT_TRANSACTION_ID) {
-            Some(Bson::String(s)) => {
-                MerchantTransactionId::parse(s).map_err(|p| bad(shop::MERCHANT_TRANSACTION_ID, p))?
-            }
-            None | Some(Bson::Null) => return Err(bad(shop::MERCHANT_TRANSACTION_ID, "is missing")),
-            Some(_) => return Err(bad(shop::MERCHANT_TRANSACTION_ID, "is not a string")),
+        let mtid = match get_path(doc, &o.id) {
+            Some(Bson::String(s)) => MerchantTransactionId::parse(s).map_err(|p| bad(&o.id, p))?,
+            None | Some(Bson::Null) => return Err(bad(&o.id, "is missing")),
+            Some(_) => return Err(bad(&o.id, "is not a string")),
         };
-        let status = doc.get_str(shop::STATUS).ok().and_then(Status::parse).ok_or_else(|| {
+        let status = read_status(doc, schema)
+            .ok_or_else(|| bad(&o.status, format!("is missing or not one of {}", status_words(schema))))?;
+        let payment_status = read_payment_status(doc, schema).ok_or_else(|| {
             bad(
-                shop::STATUS,
-                "is missing or not one of draft, committing, confirmed, cancelled, needs_review",
+                &o.payment_status,
+                format!("is missing or not one of {}", payment_words(schema)),
             )
         })?;
-        let payment_status = doc
-            .get_str(shop::PAYMENT_STATUS)
-            .ok()
-            .and_then(PaymentStatus::parse)
-            .ok_or_else(|| bad(shop::PAYMENT_STATUS, "is missing or not one of pending, paid, failed"))?;
-        let amount = int_field(doc.get(shop::AMOUNT), shop::AMOUNT)?;
+        let amount = amount_paise(get_path(doc, &o.amount), o.amount_unit).map_err(|p| bad(&o.amount, p))?;
         if amount <= 0 {
-            return Err(bad(shop::AMOUNT, "must be a positive number of paise"));
+            return Err(bad(&o.amount, "must be a positive amount"));
         }
-        let items = parse_items(doc.get(shop::ITEMS))?;
-        let created_at = effective_created_at(doc)?;
+        let items = parse_items(get_path(doc, &o.items), schema)?;
+        let created_at = effective_created_at(doc, schema)?;
         let recon = doc.get_document(own::RECONCILIATION_KEY).ok();
         let attempts = counter(recon, own::ATTEMPTS)?;
         let (errors, unreadable, rejections) = (
@@ -245,14 +246,15 @@ const EARLIEST_PLAUSIBLE_MS: i64 = 946_684_800_000;
 /// ISO 8601 / RFC 3339 string (JavaScript's `toISOString()`); epoch milliseconds as an integer or
 /// a double (`Date.now()`). When `createdAt` is missing or none of these, the time in an ObjectId
 /// `_id` (when the shop inserted the order). Fails, naming `createdAt`, when no time can be had.
-pub fn effective_created_at(doc: &Document) -> Result<DateTime, OrderError> {
-    if let Some(t) = doc.get(shop::CREATED_AT).and_then(read_time) {
+pub fn effective_created_at(doc: &Document, schema: &Schema) -> Result<DateTime, OrderError> {
+    let field = &schema.orders.created_at;
+    if let Some(t) = get_path(doc, field).and_then(read_time) {
         return Ok(t);
     }
     match doc.get("_id") {
         Some(Bson::ObjectId(oid)) => Ok(oid.timestamp()),
         _ => Err(bad(
-            shop::CREATED_AT,
+            field,
             "is missing or not a date (a BSON date, an ISO 8601 string or epoch milliseconds), \
              and `_id` is not an ObjectId to take the creation time from",
         )),
@@ -280,34 +282,68 @@ fn counter(recon: Option<&Document>, path: &str) -> Result<u32, OrderError> {
     }
 }
 
-fn parse_items(v: Option<&Bson>) -> Result<Vec<Item>, OrderError> {
+/// The order's status, read through the schema's path and words (`None`: missing or unmapped).
+pub fn read_status(doc: &Document, schema: &Schema) -> Option<Status> {
+    let word = get_path(doc, &schema.orders.status)?.as_str()?;
+    schema.orders.status_values.parse(word)
+}
+
+/// The order's payment status, read through the schema's path and words.
+pub fn read_payment_status(doc: &Document, schema: &Schema) -> Option<PaymentStatus> {
+    let word = get_path(doc, &schema.orders.payment_status)?.as_str()?;
+    schema.orders.payment_status_values.parse(word)
+}
+
+fn status_words(schema: &Schema) -> String {
+    let w = &schema.orders.status_values;
+    [
+        Status::Draft,
+        Status::Committing,
+        Status::Confirmed,
+        Status::Cancelled,
+        Status::NeedsReview,
+    ]
+    .map(|s| w.word(s).to_string())
+    .join(", ")
+}
+
+fn payment_words(schema: &Schema) -> String {
+    let w = &schema.orders.payment_status_values;
+    [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed]
+        .map(|s| w.word(s).to_string())
+        .join(", ")
+}
+
+fn parse_items(v: Option<&Bson>, schema: &Schema) -> Result<Vec<Item>, OrderError> {
+    let o = &schema.orders;
+    let items = &o.items;
     let arr = match v {
         Some(Bson::Array(a)) => a,
-        None | Some(Bson::Null) => return Err(bad(shop::ITEMS, "is missing")),
-        Some(_) => return Err(bad(shop::ITEMS, "is not an array")),
+        None | Some(Bson::Null) => return Err(bad(items, "is missing")),
+        Some(_) => return Err(bad(items, "is not an array")),
     };
     if arr.is_empty() {
-        return Err(bad(shop::ITEMS, "is empty"));
+        return Err(bad(items, "is empty"));
     }
     arr.iter()
         .enumerate()
         .map(|(i, it)| {
-            let f = |name: &str| format!("{}.{i}.{name}", shop::ITEMS);
+            let f = |name: &str| format!("{items}.{i}.{name}");
             let d = it
                 .as_document()
-                .ok_or_else(|| bad(format!("{}.{i}", shop::ITEMS), "is not a document"))?;
-            let product_id = match d.get(shop::PRODUCT_ID) {
-                None | Some(Bson::Null) => return Err(bad(f(shop::PRODUCT_ID), "is missing")),
+                .ok_or_else(|| bad(format!("{items}.{i}"), "is not a document"))?;
+            let product_id = match get_path(d, &o.item_product) {
+                None | Some(Bson::Null) => return Err(bad(f(&o.item_product), "is missing")),
                 Some(p) => p.clone(),
             };
-            let quantity = int_field(d.get(shop::QUANTITY), &f(shop::QUANTITY))?;
+            let quantity = int_field(get_path(d, &o.item_quantity), &f(&o.item_quantity))?;
             if quantity <= 0 {
-                return Err(bad(f(shop::QUANTITY), "must be a positive integer"));
+                return Err(bad(f(&o.item_quantity), "must be a positive integer"));
             }
-            let size = match d.get(shop::SIZE) {
+            let size = match get_path(d, &o.item_size) {
                 None | Some(Bson::Null) => None,
                 Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(_) => return Err(bad(f(shop::SIZE), "must be a non-empty string when present")),
+                Some(_) => return Err(bad(f(&o.item_size), "must be a non-empty string when present")),
             };
             Ok(Item {
                 product_id,
@@ -325,8 +361,8 @@ mod tests {
 
     fn good() -> Document {
         doc! {
-            "_id": ObjectId::new(), shop::MERCHANT_TRANSACTION_ID: "ORD-1001", shop::STATUS: "draft",
-            shop::PAYMENT_STATUS: "pending", "amount": 49900_i64,
+            "_id": ObjectId::new(), "merchantTransactionId": "ORD-1001", "status": "draft",
+            "paymentStatus": "pending", "amount": 49900_i64,
             "items": [{"productId": ObjectId::new(), "quantity": 2, "size": "M"}, {"productId": "sku-2", "quantity": 1}],
             "createdAt": DateTime::now(),
         }
@@ -334,7 +370,7 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_order() {
-        let o = Order::parse(&good()).unwrap();
+        let o = Order::parse(&good(), &Schema::default()).unwrap();
         assert_eq!(o.amount, Paise(49900));
         assert_eq!(o.items.len(), 2);
         assert_eq!(o.items[0].size.as_deref(), Some("M"));
@@ -359,8 +395,8 @@ mod tests {
                 Bson::String(String::new()),
                 "merchantTransactionId",
             ),
-            (shop::STATUS, Bson::String("paid".into()), shop::STATUS),
-            (shop::PAYMENT_STATUS, Bson::Int32(1), shop::PAYMENT_STATUS),
+            ("status", Bson::String("paid".into()), "status"),
+            ("paymentStatus", Bson::Int32(1), "paymentStatus"),
             ("items", Bson::Array(vec![]), "items"),
             (
                 "items",
@@ -376,13 +412,13 @@ mod tests {
         for (key, value, field) in cases {
             let mut d = good();
             d.insert(key, value.clone());
-            let err = Order::parse(&d).unwrap_err();
+            let err = Order::parse(&d, &Schema::default()).unwrap_err();
             assert_eq!(err.field, field, "{key}={value:?} gave {err}");
         }
         let mut d = good();
         d.remove("amount");
         assert_eq!(
-            Order::parse(&d).unwrap_err().to_string(),
+            Order::parse(&d, &Schema::default()).unwrap_err().to_string(),
             "order document field `amount` is missing"
         );
     }
@@ -400,7 +436,14 @@ mod tests {
         for v in cases {
             let mut d = good();
             d.insert("createdAt", v.clone());
-            assert_eq!(Order::parse(&d).unwrap().created_at.timestamp_millis(), ms, "{v:?}");
+            assert_eq!(
+                Order::parse(&d, &Schema::default())
+                    .unwrap()
+                    .created_at
+                    .timestamp_millis(),
+                ms,
+                "{v:?}"
+            );
             assert_eq!(d.get("createdAt"), Some(&v), "the document is not rewritten");
         }
     }
@@ -424,10 +467,10 @@ mod tests {
                 None => d.remove("createdAt"),
             };
             d.insert("_id", oid);
-            let o = Order::parse(&d).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            let o = Order::parse(&d, &Schema::default()).unwrap_or_else(|e| panic!("{v:?}: {e}"));
             assert_eq!(o.created_at, oid.timestamp(), "{v:?}");
             d.insert("_id", "order-17");
-            let err = Order::parse(&d).unwrap_err();
+            let err = Order::parse(&d, &Schema::default()).unwrap_err();
             assert_eq!(err.field, "createdAt", "{v:?}: {err}");
             assert!(
                 !err.to_string().contains("yesterday"),
@@ -495,10 +538,13 @@ mod tests {
             "reconciliation",
             doc! { "errors": 2, "unreadable": 3_i64, "rejections": 1 },
         );
-        let o = Order::parse(&d).unwrap();
+        let o = Order::parse(&d, &Schema::default()).unwrap();
         assert_eq!((o.errors, o.unreadable, o.rejections), (2, 3, 1));
         d.insert("reconciliation", doc! { "errors": "two" });
-        assert_eq!(Order::parse(&d).unwrap_err().field, "reconciliation.errors");
+        assert_eq!(
+            Order::parse(&d, &Schema::default()).unwrap_err().field,
+            "reconciliation.errors"
+        );
     }
 
     #[test]
@@ -508,6 +554,6 @@ mod tests {
             "items",
             vec![Bson::Document(doc! { "productId": 1, "quantity": 1, "size": "" })],
         );
-        assert_eq!(Order::parse(&d).unwrap_err().field, "items.0.size");
+        assert_eq!(Order::parse(&d, &Schema::default()).unwrap_err().field, "items.0.size");
     }
 }

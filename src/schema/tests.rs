@@ -106,6 +106,15 @@ fn validation_names_the_key_of_each_mistake() {
             |s| s.orders.payment_status_values.refunded = "paid".into(),
             "schema.orders.payment_status_values.refunded",
         ),
+        // The key the operator changed is named, even when it comes first.
+        (
+            |s| s.orders.status_values.draft = "confirmed".into(),
+            "schema.orders.status_values.draft",
+        ),
+        (
+            |s| s.orders.updated_at = "history.at".into(),
+            "schema.orders.updated_at",
+        ),
     ];
     for (edit, key) in cases {
         let mut s = Schema::default();
@@ -237,4 +246,93 @@ fn broken_values_stay_broken_in_the_shops_names() {
         p,
         doc! { "_id": "p", "available": 3, "sizes": [{ "size": "M", "stock": 1 }] }
     );
+}
+
+/// A shop order as the `shop()` mapping stores it.
+fn shop_order() -> Document {
+    doc! {
+        "_id": 7, "orderRef": "ORD-7", "orderStatus": "DRAFT",
+        "payment": { "status": "pending", "provider": "phonepe" }, "totalAmount": 1299.5,
+        "lineItems": [{ "product": "tee", "qty": 2, "size": "M" }], "createdAt": mongodb::bson::DateTime::now(),
+    }
+}
+
+#[test]
+fn orders_are_parsed_through_the_mapping() {
+    let o = crate::domain::Order::parse(&shop_order(), &shop()).expect("parses");
+    assert_eq!(o.merchant_transaction_id.as_str(), "ORD-7");
+    assert_eq!(o.status, Status::Draft);
+    assert_eq!(o.payment_status, PaymentStatus::Pending);
+    assert_eq!(o.amount, crate::domain::Paise(129_950));
+    assert_eq!((o.items[0].quantity, o.items[0].size.as_deref()), (2, Some("M")));
+    // The default names mean nothing on this mapping.
+    let default_doc = Schema::default().order_to_shop(&shop().order_from_shop(&shop_order()));
+    let e = crate::domain::Order::parse(&default_doc, &shop()).expect_err("default names");
+    assert_eq!(e.field, "orderRef", "{e}");
+}
+
+#[test]
+fn a_bad_mapped_field_is_named_as_the_shop_spells_it() {
+    let cases: [(&str, Bson, &str); 5] = [
+        ("totalAmount", Bson::Double(12.345), "totalAmount"),
+        ("totalAmount", Bson::String("1299.50".into()), "totalAmount"),
+        ("orderStatus", Bson::String("draft".into()), "orderStatus"),
+        (
+            "lineItems",
+            Bson::Array(vec![doc! { "product": 1, "qty": 0 }.into()]),
+            "lineItems.0.qty",
+        ),
+        ("orderRef", Bson::Int32(7), "orderRef"),
+    ];
+    for (field, value, named) in cases {
+        let mut d = shop_order();
+        d.insert(field, value.clone());
+        let e = crate::domain::Order::parse(&d, &shop()).expect_err(field);
+        assert_eq!(e.field, named, "{field}={value:?}: {e}");
+        assert!(
+            !e.to_string().contains("12.345") && !e.to_string().contains("1299.50"),
+            "{e}"
+        );
+    }
+    let mut d = shop_order();
+    d.insert("payment", doc! { "status": "PAID" });
+    let e = crate::domain::Order::parse(&d, &shop()).expect_err("unmapped payment word");
+    assert_eq!(e.field, "payment.status", "{e}");
+}
+
+#[test]
+fn check_reads_each_mapped_field_with_its_meaning() {
+    let lines = shop().read_order(&shop_order());
+    let has = |l: &str| lines.iter().any(|x| x == l);
+    assert!(has("orderStatus \"DRAFT\" → draft"), "{lines:#?}");
+    assert!(has("payment.status \"pending\" → pending"), "{lines:#?}");
+    assert!(has("totalAmount 1299.5 rupees → 129950 paise"), "{lines:#?}");
+    assert!(has("lineItems.0: product \"tee\", qty 2, size \"M\""), "{lines:#?}");
+    let mut d = shop_order();
+    d.insert("orderStatus", "PLACED");
+    d.insert("totalAmount", 1.005);
+    let lines = shop().read_order(&d);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("orderStatus \"PLACED\" → not a word")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("totalAmount 1.005 rupees → unreadable")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn sized_stock_paths_follow_the_mapping() {
+    let mut s = shop();
+    s.products.sizes = "variants".into();
+    s.products.size_name = "label".into();
+    s.products.size_stock = "available".into();
+    assert_eq!(s.sizes_matched_stock(), "variants.$.available");
+    assert_eq!(s.sizes_filtered_stock(), "variants.$[s].available");
+    assert_eq!(s.size_filter(), "s.label");
 }

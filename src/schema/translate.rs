@@ -44,6 +44,7 @@ impl Schema {
             (&def.payment_status, &o.payment_status),
             (&def.amount, &o.amount),
             (&def.created_at, &o.created_at),
+            (&def.updated_at, &o.updated_at),
             (&def.items, &o.items),
         ];
         let (words, pay) = (&o.status_values, &o.payment_status_values);

@@ -133,14 +133,7 @@ impl SharedBudget {
             ] } } },
             doc! { "$set": { "tatUs": { "$cond": ["$granted", { "$add": ["$firstUs", span] }, "$tatUs"] } } },
         ];
-        let action = self
-            .budget
-            .find_one_and_update(doc! { "_id": &self.merchant }, pipeline)
-            .upsert(true)
-            .return_document(ReturnDocument::After);
-        let d = bounded("reserve PhonePe permits", BUDGET_TIMEOUT, action)
-            .await?
-            .ok_or_else(|| StoreError::Unsupported("the budget document vanished after its upsert".into()))?;
+        let d = self.advance(pipeline).await?;
         let field =
             |k| int(&d, k).ok_or_else(|| StoreError::Unsupported(format!("budget document: {k} is not a number")));
         let (now, paused_for, first) = (field("nowUs")?, field("pausedForUs")?, field("firstUs")?);
@@ -154,6 +147,30 @@ impl SharedBudget {
         } else {
             Reservation::NotYet(positive_micros(first - now - micros(LEAD)))
         })
+    }
+
+    /// Run one schedule update on the merchant's document, creating it if needed. Two first
+    /// upserts racing (two instances starting together) can lose: one gets a duplicate-key error
+    /// or (on SecantusDB) no document back; the document exists then, so the update is run again.
+    async fn advance(&self, pipeline: Vec<Document>) -> StoreResult<Document> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let action = self
+                .budget
+                .find_one_and_update(doc! { "_id": &self.merchant }, pipeline.clone())
+                .upsert(true)
+                .return_document(ReturnDocument::After);
+            let lost_race = match bounded("reserve PhonePe permits", BUDGET_TIMEOUT, action).await {
+                Ok(Some(d)) => return Ok(d),
+                Ok(None) => StoreError::Unsupported("the budget document vanished after its upsert".into()),
+                Err(e) if e.is_duplicate_key() => e,
+                Err(e) => return Err(e),
+            };
+            if attempt == 3 {
+                return Err(lost_race);
+            }
+        }
     }
 
     /// Pause every instance's calls for `d` from the server's now (never shortens a pause).

@@ -16,12 +16,12 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use super::fields::shop;
 use super::orders::{transition_update, Store, Transition};
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
+use crate::schema::{get_path, Schema};
 
 /// What a commit attempt ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,8 +223,8 @@ impl Store {
         let r = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
-                transition_update(now, t),
+                doc! { "_id": &order.id, &self.schema.orders.status: self.word(Status::Draft) },
+                transition_update(now, t, &self.schema),
             )
             .session(&mut *s)
             .await
@@ -237,19 +237,22 @@ impl Store {
             if item.size.is_some() {
                 // A product listing the size twice cannot be deducted safely: look before.
                 let product = self.read_product(s, item).await?;
-                if let Some(bad) = product.as_ref().and_then(|p| unreadable_sizes(p, item)) {
+                if let Some(bad) = product.as_ref().and_then(|p| unreadable_sizes(p, item, &self.schema)) {
                     return Ok(bad);
                 }
             }
             let r = self
                 .products
-                .update_one(stock_guard(item, total), stock_decrement(item, total))
+                .update_one(
+                    stock_guard(item, total, &self.schema),
+                    stock_decrement(item, total, &self.schema),
+                )
                 .session(&mut *s)
                 .await
                 .map_err(StoreError::mongo("deduct stock"))?;
             if r.matched_count == 0 {
                 let product = self.read_product(s, item).await?;
-                return Ok(why_short(product.as_ref(), item));
+                return Ok(why_short(product.as_ref(), item, &self.schema));
             }
         }
         Ok(CommitOutcome::Committed)
@@ -266,12 +269,10 @@ impl Store {
 
 /// A sized item's product whose `sizes` lists that size more than once: which entry is the
 /// stock? Nobody can say, so nothing is deducted (`invalid_product`).
-pub(crate) fn unreadable_sizes(product: &Document, item: &Item) -> Option<CommitOutcome> {
+pub(crate) fn unreadable_sizes(product: &Document, item: &Item, s: &Schema) -> Option<CommitOutcome> {
     let size = item.size.as_deref()?;
-    let sizes = product.get_array(shop::SIZES).map(|a| a.as_slice()).unwrap_or_default();
-    let n = sizes
-        .iter()
-        .filter(|e| e.as_document().and_then(|d| d.get_str(shop::SIZE).ok()) == Some(size))
+    let n = size_entries(product, s)
+        .filter(|e| size_name(e, s) == Some(size))
         .count();
     (n > 1).then(|| CommitOutcome::InvalidProduct {
         product: product_label(item),
@@ -280,19 +281,27 @@ pub(crate) fn unreadable_sizes(product: &Document, item: &Item) -> Option<Commit
 
 /// Why a stock guard failed, from the product as it is now: missing (or without the item's
 /// size) or short.
-pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcome {
+/// The entries of a product's per-size array (the schema's `sizes`).
+fn size_entries<'a>(product: &'a Document, s: &Schema) -> impl Iterator<Item = &'a Document> {
+    let sizes = get_path(product, &s.products.sizes).and_then(Bson::as_array);
+    sizes.into_iter().flatten().filter_map(Bson::as_document)
+}
+
+/// The size an entry of `sizes` names (the schema's `size_name`).
+fn size_name<'a>(entry: &'a Document, s: &Schema) -> Option<&'a str> {
+    get_path(entry, &s.products.size_name).and_then(Bson::as_str)
+}
+
+pub(crate) fn why_short(product: Option<&Document>, item: &Item, s: &Schema) -> CommitOutcome {
     let name = product_label(item);
     let Some(p) = product else {
         return CommitOutcome::ProductMissing { product: name };
     };
-    if let Some(bad) = unreadable_sizes(p, item) {
+    if let Some(bad) = unreadable_sizes(p, item, s) {
         return bad;
     }
     if let Some(size) = &item.size {
-        let sizes = p.get_array(shop::SIZES).map(|a| a.as_slice()).unwrap_or_default();
-        let has_size = sizes
-            .iter()
-            .any(|e| e.as_document().and_then(|d| d.get_str(shop::SIZE).ok()) == Some(size.as_str()));
+        let has_size = size_entries(p, s).any(|e| size_name(e, s) == Some(size.as_str()));
         if !has_size {
             return CommitOutcome::ProductMissing { product: name };
         }
@@ -303,15 +312,16 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item) -> CommitOutcom
 /// The guard of one item: `{_id, stock >= qty}` for an unsized item; for a sized one
 /// `sizes: {$elemMatch: {size, stock >= qty}}`, plus `stock >= qty` when the product's total is
 /// maintained too (`job.sized_items_decrement_total`).
-pub(crate) fn stock_guard(item: &Item, sized_total: bool) -> Document {
+pub(crate) fn stock_guard(item: &Item, sized_total: bool, s: &Schema) -> Document {
+    let p = &s.products;
     let mut f = doc! { "_id": &item.product_id };
     if item.size.is_none() || sized_total {
-        f.insert(shop::STOCK, doc! { "$gte": item.quantity });
+        f.insert(&p.stock, doc! { "$gte": item.quantity });
     }
     if let Some(size) = &item.size {
         f.insert(
-            shop::SIZES,
-            doc! { "$elemMatch": { shop::SIZE: size, shop::STOCK: { "$gte": item.quantity } } },
+            &p.sizes,
+            doc! { "$elemMatch": { &p.size_name: size, &p.size_stock: { "$gte": item.quantity } } },
         );
     }
     f
@@ -320,20 +330,20 @@ pub(crate) fn stock_guard(item: &Item, sized_total: bool) -> Document {
 /// The `$inc` of one item, `sign` = -1 to deduct, +1 to restore: the matched size (positional
 /// `$`, the element the guard's `$elemMatch` or `sizes.size` found) for a sized item, the total
 /// for an unsized one or when it is maintained too.
-pub(crate) fn stock_inc(item: &Item, sized_total: bool, sign: i64) -> Document {
+pub(crate) fn stock_inc(item: &Item, sized_total: bool, sign: i64, s: &Schema) -> Document {
     let mut inc = Document::new();
     if item.size.is_none() || sized_total {
-        inc.insert(shop::STOCK, sign * item.quantity);
+        inc.insert(&s.products.stock, sign * item.quantity);
     }
     if item.size.is_some() {
-        inc.insert(shop::SIZES_MATCHED_STOCK, sign * item.quantity);
+        inc.insert(s.sizes_matched_stock(), sign * item.quantity);
     }
     inc
 }
 
 /// Deduct one item (see [`stock_inc`]).
-pub(crate) fn stock_decrement(item: &Item, sized_total: bool) -> Document {
-    doc! { "$inc": stock_inc(item, sized_total, -1) }
+pub(crate) fn stock_decrement(item: &Item, sized_total: bool, s: &Schema) -> Document {
+    doc! { "$inc": stock_inc(item, sized_total, -1, s) }
 }
 
 /// A product reference for logs and review reasons: the product id (and size), never a customer field.

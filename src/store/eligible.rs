@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::fields::{own, shop};
+use super::fields::own;
 use super::orders::{minus, Store};
 use super::{StoreError, StoreResult};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::Schema;
 
 /// At most this many documents are read per sweep query (oldest `_id` first).
 const SWEEP_LIMIT: i64 = 1000;
@@ -44,12 +45,13 @@ fn free(now: DateTime) -> Document {
 
 /// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
 /// `createdAt` not a date (or missing); due and not leased.
-fn irregular_draft_filter(now: DateTime) -> Document {
+fn irregular_draft_filter(s: &Schema, now: DateTime) -> Document {
+    let o = &s.orders;
     let mut f = doc! {
-        shop::STATUS: Status::Draft.as_str(),
+        &o.status: o.status_values.word(Status::Draft),
         "$or": [
-            { shop::PAYMENT_STATUS: { "$ne": PaymentStatus::Pending.as_str() } },
-            { shop::CREATED_AT: { "$not": { "$type": "date" } } },
+            { &o.payment_status: { "$ne": o.payment_status_values.word(PaymentStatus::Pending) } },
+            { &o.created_at: { "$not": { "$type": "date" } } },
         ],
         own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
     };
@@ -58,12 +60,13 @@ fn irregular_draft_filter(now: DateTime) -> Document {
 }
 
 /// Watched cancellations whose `createdAt` is not a date, due by `due_by` and not leased.
-fn irregular_watch_filter(now: DateTime, due_by: DateTime) -> Document {
+fn irregular_watch_filter(s: &Schema, now: DateTime, due_by: DateTime) -> Document {
+    let o = &s.orders;
     let mut f = doc! {
-        shop::STATUS: Status::Cancelled.as_str(),
-        shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
+        &o.status: o.status_values.word(Status::Cancelled),
+        &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
         own::REASON: { "$in": watched_reasons() },
-        shop::CREATED_AT: { "$not": { "$type": "date" } },
+        &o.created_at: { "$not": { "$type": "date" } },
         own::NEXT_CHECK_AT: { "$not": { "$gt": due_by } },
     };
     f.extend(free(now));
@@ -113,22 +116,24 @@ pub struct Eligibility {
 
 impl Store {
     /// The eligible-drafts filter the scanner counts and claims by (public for `explain`).
-    pub fn draft_filter(now: DateTime, e: &Eligibility) -> Document {
+    pub fn draft_filter(s: &Schema, now: DateTime, e: &Eligibility) -> Document {
+        let o = &s.orders;
         doc! {
-            shop::STATUS: Status::Draft.as_str(),
-            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
-            shop::CREATED_AT: { "$lte": minus(now, e.lookback) },
+            &o.status: o.status_values.word(Status::Draft),
+            &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
+            &o.created_at: { "$lte": minus(now, e.lookback) },
             own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
             own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }
     }
 
-    fn watch_filter(now: DateTime, horizon: Duration) -> Document {
+    fn watch_filter(s: &Schema, now: DateTime, horizon: Duration) -> Document {
+        let o = &s.orders;
         doc! {
-            shop::STATUS: Status::Cancelled.as_str(),
-            shop::PAYMENT_STATUS: PaymentStatus::Pending.as_str(),
+            &o.status: o.status_values.word(Status::Cancelled),
+            &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
             own::REASON: { "$in": watched_reasons() },
-            shop::CREATED_AT: { "$gt": minus(now, horizon) },
+            &o.created_at: { "$gt": minus(now, horizon) },
             own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
             own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }
@@ -138,7 +143,7 @@ impl Store {
     /// `reconciler_eligible_backlog` gauge).
     pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
         self.orders
-            .count_documents(Self::draft_filter(now, e))
+            .count_documents(Self::draft_filter(&self.schema, now, e))
             .await
             .map_err(StoreError::mongo("count eligible"))
     }
@@ -149,10 +154,10 @@ impl Store {
     pub async fn sweep(&self, now: DateTime, e: &Eligibility) -> StoreResult<Swept> {
         let cutoff = minus(now, e.lookback).timestamp_millis();
         let mut drafts: Vec<(i64, Bson)> = self
-            .irregular(irregular_draft_filter(now))
+            .irregular(irregular_draft_filter(&self.schema, now))
             .await?
             .into_iter()
-            .filter_map(|d| match effective_created_at(&d) {
+            .filter_map(|d| match effective_created_at(&d, &self.schema) {
                 Ok(t) if t.timestamp_millis() > cutoff => None,
                 Ok(t) => Some((t.timestamp_millis(), d.get("_id")?.clone())),
                 Err(_) => Some((i64::MIN, d.get("_id")?.clone())),
@@ -174,8 +179,8 @@ impl Store {
     async fn sweep_watches(&self, now: DateTime, horizon: Duration, swept: &mut Swept) -> StoreResult<()> {
         let start = minus(now, horizon).timestamp_millis();
         let overdue_by = minus(now, WATCH_OVERDUE_GRACE);
-        for d in self.irregular(irregular_watch_filter(now, now)).await? {
-            if !effective_created_at(&d).is_ok_and(|t| t.timestamp_millis() > start) {
+        for d in self.irregular(irregular_watch_filter(&self.schema, now, now)).await? {
+            if !effective_created_at(&d, &self.schema).is_ok_and(|t| t.timestamp_millis() > start) {
                 continue;
             }
             let next = d
@@ -196,7 +201,7 @@ impl Store {
         use futures_util::TryStreamExt;
         self.orders
             .find(filter)
-            .projection(doc! { "_id": 1, shop::CREATED_AT: 1, own::NEXT_CHECK_AT: 1 })
+            .projection(doc! { "_id": 1, &self.schema.orders.created_at: 1, own::NEXT_CHECK_AT: 1 })
             .sort(doc! { "_id": 1 })
             .limit(SWEEP_LIMIT)
             .await
@@ -214,7 +219,7 @@ impl Store {
             return Ok(0);
         };
         let due_by = minus(now, WATCH_OVERDUE_GRACE);
-        let mut regular = Self::watch_filter(now, h);
+        let mut regular = Self::watch_filter(&self.schema, now, h);
         regular.insert(own::NEXT_CHECK_AT, doc! { "$not": { "$gt": due_by } });
         let n = self
             .orders
@@ -248,11 +253,17 @@ impl Store {
         }
         let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
         let room = limit - drafts.len();
-        drafts.extend(self.ids_oldest_first(Self::draft_filter(now, e), Some(room)).await?);
+        drafts.extend(
+            self.ids_oldest_first(Self::draft_filter(&self.schema, now, e), Some(room))
+                .await?,
+        );
         let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
         if let Some(h) = e.watch_horizon {
             let room = limit - watches.len();
-            watches.extend(self.ids_oldest_first(Self::watch_filter(now, h), Some(room)).await?);
+            watches.extend(
+                self.ids_oldest_first(Self::watch_filter(&self.schema, now, h), Some(room))
+                    .await?,
+            );
         }
         let (ids, took_drafts, took_watches) = share_with_watches(drafts, watches, limit);
         swept.drafts.drain(..took_drafts.min(swept.drafts.len()));
@@ -270,7 +281,7 @@ impl Store {
             .orders
             .find(filter)
             .projection(doc! { "_id": 1 })
-            .sort(doc! { shop::CREATED_AT: 1 })
+            .sort(doc! { &self.schema.orders.created_at: 1 })
             .limit(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
             .await
             .map_err(StoreError::mongo("find order ids"))?

@@ -1,43 +1,12 @@
-//! Every MongoDB field path the reconciler reads or writes, one constant each.
+//! The reconciler's own MongoDB field paths, one constant each.
 //!
-//! Two groups. [`shop`] holds the fields the shop owns (orders and products as the storefront
-//! writes them): a later change makes their spellings configurable at run time, so every query,
-//! update, index and parse that names a shop field goes through this module and nothing else
-//! spells them. [`own`] holds the reconciler's own bookkeeping (`reconciliation.*`, `history`),
-//! whose spellings are part of the contract in the README.
+//! [`own`] holds the reconciler's own bookkeeping (`reconciliation.*`, `history`), whose
+//! spellings are part of the contract in the README. The shop's fields (orders and products as
+//! the storefront writes them) are not here: their spellings come from the `[schema]` mapping
+//! (`src/schema.rs`), through which every query, update, index and parse names them.
 //!
 //! Paths are full dotted paths, ready for filters and `$set`; the few bare names (`*_KEY`) are
 //! for reading a nested document that was fetched whole.
-
-/// Fields of the shop's `orders` and `products` documents.
-pub mod shop {
-    /// `orders`: the PhonePe transaction id, unique per order.
-    pub const MERCHANT_TRANSACTION_ID: &str = "merchantTransactionId";
-    /// `orders`: draft, confirmed, cancelled, needs_review (and committing, the journal's).
-    pub const STATUS: &str = "status";
-    /// `orders`: pending, paid, failed.
-    pub const PAYMENT_STATUS: &str = "paymentStatus";
-    /// `orders`: the amount in paise.
-    pub const AMOUNT: &str = "amount";
-    pub const CREATED_AT: &str = "createdAt";
-    pub const UPDATED_AT: &str = "updatedAt";
-    /// `orders`: the lines, each with [`PRODUCT_ID`], [`QUANTITY`] and maybe [`SIZE`].
-    pub const ITEMS: &str = "items";
-    pub const PRODUCT_ID: &str = "productId";
-    pub const QUANTITY: &str = "quantity";
-    /// An order line's size, and the size of an entry in a product's [`SIZES`].
-    pub const SIZE: &str = "size";
-    /// `products`: stock of a product without sizes, and of each entry in [`SIZES`].
-    pub const STOCK: &str = "stock";
-    /// `products`: `[{size, stock}]` for a product sold in sizes.
-    pub const SIZES: &str = "sizes";
-    /// The stock of the size entry a positional guard (`$elemMatch`) matched.
-    pub const SIZES_MATCHED_STOCK: &str = "sizes.$.stock";
-    /// The stock of the size entry the array filter `s` names (see [`SIZE_FILTER`]).
-    pub const SIZES_FILTERED_STOCK: &str = "sizes.$[s].stock";
-    /// The array filter's path for [`SIZES_FILTERED_STOCK`].
-    pub const SIZE_FILTER: &str = "s.size";
-}
 
 /// The reconciler's own fields on `orders`.
 pub mod own {
@@ -86,10 +55,6 @@ mod tests {
     /// The stored spellings are the contract (README, the shop's schema): pin them here, once.
     #[test]
     fn spellings_are_the_contract() {
-        assert_eq!(shop::STATUS, "status");
-        assert_eq!(shop::PAYMENT_STATUS, "paymentStatus");
-        assert_eq!(shop::MERCHANT_TRANSACTION_ID, "merchantTransactionId");
-        assert_eq!(shop::CREATED_AT, "createdAt");
         assert_eq!(own::NEXT_CHECK_AT, "reconciliation.nextCheckAt");
         assert_eq!(own::LEASE_UNTIL, "reconciliation.leaseUntil");
         assert_eq!(own::HISTORY, "history");

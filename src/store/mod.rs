@@ -60,6 +60,19 @@ impl StoreError {
         move |source| StoreError::Mongo { op, source }
     }
 
+    /// Whether the server refused a write for a duplicate key (E11000), e.g. two upserts racing.
+    pub fn is_duplicate_key(&self) -> bool {
+        use mongodb::error::{ErrorKind, WriteFailure};
+        let StoreError::Mongo { source, .. } = self else {
+            return false;
+        };
+        match source.kind.as_ref() {
+            ErrorKind::Command(c) => c.code == 11000,
+            ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+            _ => false,
+        }
+    }
+
     /// Whether the driver labelled the error as safe to retry inside a transaction.
     pub fn is_transient_txn(&self) -> bool {
         matches!(self, StoreError::Mongo { source, .. }

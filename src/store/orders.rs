@@ -16,10 +16,12 @@ use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 
 pub use super::eligible::{Eligibility, Swept};
-use super::fields::{own, shop};
+use super::fields::own;
 use super::{StoreError, StoreResult};
 use crate::domain::{CancelReason, Reason};
 use crate::domain::{Order, OrderError, PaymentStatus, Status};
+use crate::schema::{get_path, Schema};
+use std::sync::Arc;
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
 #[derive(Clone, Debug)]
@@ -29,6 +31,8 @@ pub struct Store {
     pub(crate) orders: Collection<Document>,
     pub(crate) products: Collection<Document>,
     pub(crate) rules: CommitRules,
+    /// The shop's collections, field paths and words (`[schema]`).
+    pub(crate) schema: Arc<Schema>,
 }
 
 /// The settings the stock commit depends on.
@@ -221,9 +225,11 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
 }
 
 /// The `$set` part of a transition.
-fn transition_set(now: DateTime, t: &Transition) -> Document {
+fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
+    let o = &schema.orders;
     let mut set = doc! {
-        shop::STATUS: t.to.as_str(), shop::PAYMENT_STATUS: t.payment_status.as_str(), shop::UPDATED_AT: now,
+        &o.status: o.status_values.word(t.to), &o.payment_status: o.payment_status_values.word(t.payment_status),
+        &o.updated_at: now,
         own::REASON: t.reason.as_str(), own::LAST_CODE: t.code.clone(),
         own::LAST_CHECKED_AT: now,
     };
@@ -237,9 +243,9 @@ fn transition_set(now: DateTime, t: &Transition) -> Document {
 }
 
 /// The whole update of a status transition: new status, bookkeeping, lease released, audit entry.
-pub(crate) fn transition_update(now: DateTime, t: &Transition) -> Document {
+pub(crate) fn transition_update(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     doc! {
-        "$set": transition_set(now, t),
+        "$set": transition_set(now, t, schema),
         "$unset": unset_lease(),
         "$inc": { own::ATTEMPTS: 1 },
         "$push": { own::HISTORY: history_entry(now, t) },
@@ -283,7 +289,26 @@ impl Store {
             db,
             client,
             rules: CommitRules::default(),
+            schema: Arc::new(Schema::default()),
         }
+    }
+
+    /// The same store on the shop's `schema`: its collections, field paths and status words.
+    pub fn with_schema(mut self, schema: Arc<Schema>) -> Store {
+        self.orders = self.db.collection(&schema.orders.collection);
+        self.products = self.db.collection(&schema.products.collection);
+        self.schema = schema;
+        self
+    }
+
+    /// The mapping every query of this store goes through.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The status word the shop stores for `s`.
+    pub(crate) fn word(&self, s: Status) -> &str {
+        self.schema.orders.status_values.word(s)
     }
 
     /// The same store, committing by `rules`.
@@ -306,17 +331,15 @@ impl Store {
 
     /// The indexes the scanner queries by; idempotent.
     pub async fn ensure_indexes(&self) -> StoreResult<()> {
+        let o = &self.schema.orders;
         let unique = IndexOptions::builder()
             .unique(true)
-            .name("merchantTransactionId_unique".to_string())
+            .name(format!("{}_unique", o.id))
             .build();
         let models = vec![
+            IndexModel::builder().keys(doc! { &o.id: 1 }).options(unique).build(),
             IndexModel::builder()
-                .keys(doc! { shop::MERCHANT_TRANSACTION_ID: 1 })
-                .options(unique)
-                .build(),
-            IndexModel::builder()
-                .keys(doc! { shop::STATUS: 1, shop::PAYMENT_STATUS: 1, shop::CREATED_AT: 1 })
+                .keys(doc! { &o.status: 1, &o.payment_status: 1, &o.created_at: 1 })
                 .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
                 .build(),
             sparse_index(doc! { own::COMMIT_ID: 1 }, "reconciler_journal"),
@@ -381,7 +404,7 @@ impl Store {
         let mine: Vec<Document> = self
             .orders
             .find(doc! { "_id": { "$in": ids }, own::LEASE_OWNER: owner, own::LEASE_UNTIL: until })
-            .sort(doc! { shop::CREATED_AT: 1 })
+            .sort(doc! { &self.schema.orders.created_at: 1 })
             .await
             .map_err(StoreError::mongo("read claimed orders"))?
             .try_collect()
@@ -389,8 +412,8 @@ impl Store {
             .map_err(StoreError::mongo("read claimed orders"))?;
         let mut out = Vec::with_capacity(mine.len());
         for d in mine {
-            if still_claimable(&d) {
-                out.push(parse_claimed(&d));
+            if still_claimable(&d, &self.schema) {
+                out.push(parse_claimed(&d, &self.schema));
             } else {
                 self.release_claim(&d, owner, until).await?;
             }
@@ -429,8 +452,8 @@ impl Store {
         let r = self
             .orders
             .update_one(
-                doc! { "_id": id, shop::STATUS: t.from.as_str() },
-                transition_update(now, t),
+                doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
+                transition_update(now, t, &self.schema),
             )
             .await
             .map_err(StoreError::mongo("update order status"))?;
@@ -440,13 +463,16 @@ impl Store {
     /// Park an order whose document cannot be reconciled: [`Store::transition`], except that
     /// `paymentStatus` is left as the shop wrote it (`t.payment_status` is ignored).
     pub async fn park_invalid(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
-        let mut update = transition_update(now, t);
+        let mut update = transition_update(now, t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {
-            set.remove(shop::PAYMENT_STATUS);
+            set.remove(&self.schema.orders.payment_status);
         }
         let r = self
             .orders
-            .update_one(doc! { "_id": id, shop::STATUS: t.from.as_str() }, update)
+            .update_one(
+                doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
+                update,
+            )
             .await
             .map_err(StoreError::mongo("park invalid order"))?;
         Ok(r.matched_count == 1)
@@ -467,7 +493,7 @@ impl Store {
         let r = self
             .orders
             .update_one(
-                doc! { "_id": id, shop::STATUS: r.status.as_str(), own::LEASE_OWNER: owner },
+                doc! { "_id": id, &self.schema.orders.status: self.word(r.status), own::LEASE_OWNER: owner },
                 doc! { "$set": set, "$unset": unset_lease(), "$inc": inc },
             )
             .await
@@ -485,7 +511,7 @@ impl Store {
         // or escalation while a settle future is in flight); recovery takes it once it expires.
         let releases = ids.iter().map(|id| {
             (
-                doc! { "_id": id, own::LEASE_OWNER: owner, shop::STATUS: { "$ne": Status::Committing.as_str() } },
+                doc! { "_id": id, own::LEASE_OWNER: owner, &self.schema.orders.status: { "$ne": self.word(Status::Committing) } },
                 doc! { "$unset": unset_lease() },
             )
         });
@@ -508,7 +534,7 @@ impl Store {
     /// Find one order by its merchant transaction id (for `check`).
     pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
         self.orders
-            .find_one(doc! { shop::MERCHANT_TRANSACTION_ID: mtid })
+            .find_one(doc! { &self.schema.orders.id: mtid })
             .await
             .map_err(StoreError::mongo("find order"))
     }
@@ -516,7 +542,7 @@ impl Store {
     /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge).
     pub async fn count_needs_review(&self) -> StoreResult<u64> {
         self.orders
-            .count_documents(doc! { shop::STATUS: Status::NeedsReview.as_str() })
+            .count_documents(doc! { &self.schema.orders.status: self.word(Status::NeedsReview) })
             .await
             .map_err(StoreError::mongo("count needs_review"))
     }
@@ -524,40 +550,40 @@ impl Store {
 
 /// A claimed document is still work for the reconciler: a draft (one that is not pending is
 /// parked by `parse_claimed`), or a cancellation watched for a late payment.
-fn still_claimable(d: &Document) -> bool {
-    let pending = d.get_str(shop::PAYMENT_STATUS).ok() == Some(PaymentStatus::Pending.as_str());
+fn still_claimable(d: &Document, schema: &Schema) -> bool {
+    let pending = crate::domain::order::read_payment_status(d, schema) == Some(PaymentStatus::Pending);
     let watched = d
         .get_document(own::RECONCILIATION_KEY)
         .and_then(|r| r.get_str(own::key(own::REASON)))
         .is_ok_and(|r| CancelReason::is_watched(Some(r)));
-    match d.get_str(shop::STATUS).ok().and_then(Status::parse) {
+    match crate::domain::order::read_status(d, schema) {
         Some(Status::Draft) => true,
         Some(Status::Cancelled) => pending && watched,
         _ => false,
     }
 }
 
-fn parse_claimed(d: &Document) -> Claimed {
-    match Order::parse(d) {
+fn parse_claimed(d: &Document, schema: &Schema) -> Claimed {
+    let words = &schema.orders;
+    match Order::parse(d, schema) {
         Ok(o) if o.status == Status::Draft && o.payment_status != PaymentStatus::Pending => Claimed::Invalid {
             id: o.id,
             status: o.status,
             merchant_transaction_id: Some(o.merchant_transaction_id.to_string()),
             error: OrderError {
-                field: shop::PAYMENT_STATUS.into(),
-                problem: "is not `pending` on a draft order; only pending drafts are reconciled".into(),
+                field: words.payment_status.clone(),
+                problem: format!(
+                    "is not `{}` on a draft order; only pending drafts are reconciled",
+                    words.payment_status_values.pending
+                ),
             },
         },
         Ok(o) => Claimed::Valid(o),
         Err(error) => Claimed::Invalid {
             id: d.get("_id").cloned().unwrap_or(Bson::Null),
             // The claim filter matched on status, so it parses; draft is the safe fallback.
-            status: d
-                .get_str(shop::STATUS)
-                .ok()
-                .and_then(Status::parse)
-                .unwrap_or(Status::Draft),
-            merchant_transaction_id: d.get_str(shop::MERCHANT_TRANSACTION_ID).ok().map(str::to_string),
+            status: crate::domain::order::read_status(d, schema).unwrap_or(Status::Draft),
+            merchant_transaction_id: get_path(d, &words.id).and_then(Bson::as_str).map(str::to_string),
             error,
         },
     }

@@ -441,7 +441,7 @@ fn a_driver_that_outlives_its_lease_finds_the_markers_and_deducts_nothing() {
     w.insert_product("tee", 10);
     w.insert_product("cap", 10);
     let id = w.insert_order("ORD-S", 100, 600, &[("tee", 2, None), ("cap", 3, None)]);
-    let mut order = Order::parse(&w.order("ORD-S")).expect("order");
+    let mut order = Order::parse(&w.order("ORD-S"), &Default::default()).expect("order");
     order.id = id;
     let t0 = DateTime::now().timestamp_millis();
     let at = |ms: i64| DateTime::from_millis(t0 + ms);
@@ -502,7 +502,7 @@ fn releasing_leases_keeps_the_lease_of_an_order_being_committed() {
     w.insert_order("ORD-C", 100, 600, &[("tee", 1, None)]);
     let claimed = w.insert_order("ORD-D", 100, 600, &[("tee", 1, None)]);
     let now = DateTime::now();
-    let mut order = Order::parse(&w.order("ORD-C")).expect("order");
+    let mut order = Order::parse(&w.order("ORD-C"), &Default::default()).expect("order");
     order.status = Status::Draft;
     let until = DateTime::from_millis(now.timestamp_millis() + 60_000);
     let t = confirm_transition("PAYMENT_SUCCESS", None);

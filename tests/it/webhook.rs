@@ -257,12 +257,11 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
     // Cancelled for a pending timeout and watched for a late payment (next check far away).
     let late = w.insert_order("ORD-LATE", 10_000, 2_000, &[("tee", 1, None)]);
     let next = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000);
-    w.block(w.db.collection::<Document>("orders").update_one(
+    w.update_order(
         mongodb::bson::doc! { "_id": &late },
         mongodb::bson::doc! { "$set": { "status": "cancelled", "reconciliation.reason": "pending_timeout",
         "reconciliation.nextCheckAt": next } },
-    ))
-    .expect("cancel ORD-LATE");
+    );
     let svc = Service::start(&w, &[("RECONCILER_JOB__LOOKBACK_SECS", "100000")]);
     let draft = || ("draft".to_string(), "pending".to_string());
 
@@ -571,12 +570,10 @@ fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     use draft_reconciler::store::orders::by;
     use mongodb::bson::DateTime;
     let w = World::new("hook_journal_recovery");
-    let store = w
-        .block(draft_reconciler::store::Store::connect(&w.uri, w.db.name()))
-        .expect("connect");
+    let store = w.store();
     w.insert_product("tee", 5);
     w.insert_order("ORD-J", 100, 10, &[("tee", 2, None)]);
-    let order = Order::parse(&w.order("ORD-J")).expect("order");
+    let order = Order::parse(&w.stored_order("ORD-J"), &w.schema).expect("order");
     let now = DateTime::now();
     // Begun with a lease that has already run out, as if the process died right after.
     let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(by::WEBHOOK);

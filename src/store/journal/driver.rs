@@ -9,7 +9,7 @@ use super::{fault, Bounded, Journal, State, MARKERS, MARKER_GRACE, MAX_RESUMES};
 use crate::domain::{PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
-use crate::store::fields::{own, shop};
+use crate::store::fields::own;
 use crate::store::orders::{plus, Store, Transition};
 use crate::store::{StoreError, StoreResult};
 
@@ -184,7 +184,7 @@ impl Driver {
         else {
             return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
         };
-        let status = order.get_str(shop::STATUS).ok().and_then(Status::parse);
+        let status = crate::domain::order::read_status(&order, store.schema());
         match (status, j.state) {
             (Some(Status::Committing), State::Applying | State::RollingBack) => {
                 let resumes = self.resumes;
@@ -252,9 +252,9 @@ impl Store {
         let begun = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
+                doc! { "_id": &order.id, &self.schema.orders.status: self.word(Status::Draft) },
                 doc! { "$set": {
-                    shop::STATUS: Status::Committing.as_str(), shop::UPDATED_AT: now,
+                    &self.schema.orders.status: self.word(Status::Committing), &self.schema.orders.updated_at: now,
                     own::COMMIT: journal.to_doc(),
                     own::LEASE_OWNER: owner, own::LEASE_UNTIL: until,
                 } },
@@ -275,18 +275,18 @@ impl Store {
             if let Some(bad) = w
                 .run("journal: read product", read)
                 .await?
-                .and_then(|p| unreadable_sizes(&p, item))
+                .and_then(|p| unreadable_sizes(&p, item, &self.schema))
             {
                 return Ok(Some(bad));
             }
         }
-        let mut filter = stock_guard(item, j.sized_total);
+        let mut filter = stock_guard(item, j.sized_total, &self.schema);
         filter.insert(MARKERS, doc! { "$ne": &marker });
-        let update = doc! { "$inc": j.inc(item, -1), "$push": { MARKERS: &marker } };
+        let update = doc! { "$inc": j.inc(item, -1, &self.schema), "$push": { MARKERS: &marker } };
         let apply = self
             .products
             .find_one_and_update(filter, update)
-            .with_options(w.opts_for(item));
+            .with_options(w.opts_for(item, &self.schema));
         if w.run("journal: deduct item", apply).await?.is_some() {
             return Ok(None);
         }
@@ -299,7 +299,7 @@ impl Store {
         if marked {
             return Ok(None); // applied before (by us before a crash, or by another driver)
         }
-        Ok(Some(why_short(product.as_ref(), item)))
+        Ok(Some(why_short(product.as_ref(), item, &self.schema)))
     }
 
     /// Record the decision to roll back in the journal (guarded by id and state `applying`).
@@ -317,7 +317,7 @@ impl Store {
         let mark = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: State::Applying.as_str() },
+                doc! { "_id": order_id, &self.schema.orders.status: self.word(Status::Committing), own::COMMIT_ID: &j.id, own::COMMIT_STATE: State::Applying.as_str() },
                 doc! { "$set": {
                     own::COMMIT_STATE: State::RollingBack.as_str(),
                     own::COMMIT_FAIL_REASON: reason,
@@ -335,9 +335,9 @@ impl Store {
             .products
             .find_one_and_update(
                 doc! { "_id": &item.product_id, MARKERS: &marker },
-                doc! { "$inc": j.inc(item, 1), "$pull": { MARKERS: &marker } },
+                doc! { "$inc": j.inc(item, 1, &self.schema), "$pull": { MARKERS: &marker } },
             )
-            .with_options(w.opts_for(item));
+            .with_options(w.opts_for(item, &self.schema));
         Ok(w.run("journal: compensate item", undo).await?.is_some())
     }
 
@@ -354,7 +354,7 @@ impl Store {
         now: DateTime,
         w: Bounded,
     ) -> StoreResult<bool> {
-        let mut update = crate::store::orders::transition_update(now, t);
+        let mut update = crate::store::orders::transition_update(now, t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {
             set.insert(own::COMMIT_STATE, to.as_str());
             set.insert(own::COMMIT_ENDED_AT, now);
@@ -363,7 +363,7 @@ impl Store {
         let end = self
             .orders
             .find_one_and_update(
-                doc! { "_id": order_id, shop::STATUS: Status::Committing.as_str(), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from.as_str() },
+                doc! { "_id": order_id, &self.schema.orders.status: self.word(Status::Committing), own::COMMIT_ID: &j.id, own::COMMIT_STATE: from.as_str() },
                 update,
             )
             .with_options(w.opts());

@@ -51,9 +51,10 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
-use super::fields::{own, shop};
+use super::fields::own;
 use super::StoreResult;
 use crate::domain::Item;
+use crate::schema::Schema;
 
 pub use driver::{Driver, Step};
 
@@ -198,10 +199,10 @@ impl Journal {
     }
 
     /// The `$inc` of item `i` (`sign` -1 deducts, +1 restores), its size matched by `s`.
-    fn inc(&self, item: &Item, sign: i64) -> Document {
-        let mut inc = stock_inc(item, self.sized_total, sign);
-        if let Some(n) = inc.remove(shop::SIZES_MATCHED_STOCK) {
-            inc.insert(shop::SIZES_FILTERED_STOCK, n);
+    fn inc(&self, item: &Item, sign: i64, s: &Schema) -> Document {
+        let mut inc = stock_inc(item, self.sized_total, sign, s);
+        if let Some(n) = inc.remove(s.sizes_matched_stock()) {
+            inc.insert(s.sizes_filtered_stock(), n);
         }
         inc
     }
@@ -250,9 +251,9 @@ impl Bounded {
             .build()
     }
 
-    fn opts_for(self, item: &Item) -> FindOneAndUpdateOptions {
+    fn opts_for(self, item: &Item, s: &Schema) -> FindOneAndUpdateOptions {
         let mut o = self.opts();
-        o.array_filters = item.size.as_ref().map(|size| vec![doc! { shop::SIZE_FILTER: size }]);
+        o.array_filters = item.size.as_ref().map(|size| vec![doc! { s.size_filter(): size }]);
         o
     }
 }

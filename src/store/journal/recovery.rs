@@ -8,7 +8,7 @@ use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use super::{Bounded, Driver, Journal, Recovery, State, MARKERS};
 use crate::domain::Status;
 use crate::store::commit::CommitOutcome;
-use crate::store::fields::{own, shop};
+use crate::store::fields::own;
 use crate::store::orders::{plus, Store};
 use crate::store::{StoreError, StoreResult};
 
@@ -29,7 +29,7 @@ impl Store {
         let claim = self
             .orders
             .find_one_and_update(
-                doc! { shop::STATUS: Status::Committing.as_str(), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
+                doc! { &self.schema.orders.status: self.word(Status::Committing), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
                 doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
             )
             .with_options(opts);
@@ -37,7 +37,10 @@ impl Store {
             crate::store::bounded("recovery: claim committing order", crate::store::CLAIM_TIMEOUT, claim).await?;
         let Some(order) = claimed else { return Ok(None) };
         let id = order.get("_id").cloned().unwrap_or(Bson::Null);
-        let mtid = order.get_str(shop::MERCHANT_TRANSACTION_ID).unwrap_or("?").to_string();
+        let mtid = crate::schema::get_path(&order, &self.schema.orders.id)
+            .and_then(Bson::as_str)
+            .unwrap_or("?")
+            .to_string();
         let driver = match Journal::of_order(&order) {
             Some(Ok(j)) => Ok(Driver::new(id, j, until)),
             Some(Err(e)) => Err(e),

@@ -173,3 +173,41 @@ fn help_texts_name_every_command_and_the_exit_codes() {
         format!("draft-reconciler {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn check_prints_the_order_as_read_through_the_mapping() {
+    let w = World::with_schema("check_schema", crate::support::shop_schema());
+    w.insert_product("tee", 5);
+    w.insert_order("CHK-SHOP", 129_950, 600, &[("tee", 2, None)]);
+    w.sim.script("CHK-SHOP", vec![Answer::completed(129_950)]);
+    let before = w.stored_order("CHK-SHOP");
+    assert_eq!(before.get_f64("totalAmount").ok(), Some(1299.5), "stored in rupees");
+
+    let dry = output(&base_env(&w), &["check", "CHK-SHOP"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let out = stdout(&dry);
+    for line in [
+        "orderRef \"CHK-SHOP\" → the id sent to PhonePe (CHK-SHOP)",
+        "orderStatus \"DRAFT\" → draft",
+        "payment.status \"PENDING\" → pending",
+        "totalAmount 1299.5 rupees → 129950 paise",
+        "lineItems.0: product \"tee\", qty 2, variant (missing)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(out.contains("decision: Commit"), "{out}");
+    assert_eq!(w.stored_order("CHK-SHOP"), before, "a dry run writes nothing");
+
+    // A mapping mistake shows before anything runs: the status word is not the shop's.
+    w.update_order(
+        doc! { "merchantTransactionId": "CHK-SHOP" },
+        doc! { "$set": { "orderStatus": "draft" } },
+    );
+    let wrong = output(&base_env(&w), &["check", "CHK-SHOP"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        stdout(&wrong).contains("orderStatus \"draft\" → not a word of schema.orders.status_values"),
+        "{}",
+        text(&wrong)
+    );
+}

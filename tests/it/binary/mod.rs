@@ -19,7 +19,11 @@ use draft_reconciler::sim::Answer;
 const LOUD_SALT: &str = "S3CRET-SALT-do-not-print-4f1a";
 
 fn base_env(w: &World) -> HashMap<&'static str, String> {
-    HashMap::from([
+    // The suite's schema as variables (names leaked: a handful per test).
+    let schema = support::schema_env(&w.schema)
+        .into_iter()
+        .map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v));
+    let mut env = HashMap::from([
         ("MONGODB_URI", w.uri.clone()),
         ("PHONEPE_BASE_URL", w.sim.base_url()),
         ("PHONEPE_MERCHANT_ID", MERCHANT.to_string()),
@@ -33,7 +37,9 @@ fn base_env(w: &World) -> HashMap<&'static str, String> {
             "RECONCILER_JOB__COMMIT_STRATEGY",
             support::test_strategy_name().to_string(),
         ),
-    ])
+    ]);
+    env.extend(schema);
+    env
 }
 
 fn command(env: &HashMap<&'static str, String>, args: &[&str]) -> Command {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use draft_reconciler::sim::Answer;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::doc;
 
 use super::{assert_no_secrets, base_env, command, kill_term, settle_fixture, wait_exit, LOUD_SALT};
 use crate::support::{self, eventually, unsettled, World};
@@ -202,7 +202,7 @@ fn sigterm_lets_in_flight_orders_finish_then_releases_leases_and_exits_0() {
     );
     assert_eq!(w.stock("tee"), 9);
     let leased = w.block(
-        w.db.collection::<Document>("orders")
+        w.orders()
             .count_documents(doc! { "reconciliation.leaseOwner": { "$exists": true } }),
     );
     assert_eq!(leased.unwrap(), 0, "no lease left behind");

@@ -19,6 +19,12 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
     w.sim.script("ORD-RACE", vec![Answer::completed(49900).delay(1500)]);
     let uri = w.uri.clone();
     let db = w.db.name().to_string();
+    // The webhook's writes, in the shop's names.
+    let (orders_coll, products_coll) = (w.schema.orders.collection.clone(), w.schema.products.collection.clone());
+    let guard = w.shop_query(&doc! { "_id": &id, "status": "draft" });
+    let settle = w.shop_query(&doc! { "$set": { "status": "confirmed", "paymentStatus": "paid" },
+    "$push": { "history": { "from": "draft", "to": "confirmed", "by": "webhook" } } });
+    let deduct = w.shop_query(&doc! { "$inc": { "stock": -2 } });
     let webhook = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -26,7 +32,7 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
             .unwrap();
         rt.block_on(async {
             let c = mongodb::Client::with_uri_str(&uri).await.unwrap();
-            let orders = c.database(&db).collection::<mongodb::bson::Document>("orders");
+            let orders = c.database(&db).collection::<mongodb::bson::Document>(&orders_coll);
             // Wait until the reconciler holds the lease (it is waiting on PhonePe), then settle.
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while orders
@@ -41,18 +47,11 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let r = orders
-                .update_one(
-                    doc! { "_id": &id, "status": "draft" },
-                    doc! { "$set": { "status": "confirmed", "paymentStatus": "paid" },
-                    "$push": { "history": { "from": "draft", "to": "confirmed", "by": "webhook" } } },
-                )
-                .await
-                .unwrap();
+            let r = orders.update_one(guard, settle).await.unwrap();
             assert_eq!(r.matched_count, 1);
             c.database(&db)
-                .collection::<mongodb::bson::Document>("products")
-                .update_one(doc! { "_id": "tee" }, doc! { "$inc": { "stock": -2 } })
+                .collection::<mongodb::bson::Document>(&products_coll)
+                .update_one(doc! { "_id": "tee" }, deduct)
                 .await
                 .unwrap();
         });
@@ -70,19 +69,15 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
 
 #[test]
 fn claims_are_exclusive_and_releasing_leases_frees_only_our_own() {
-    use draft_reconciler::store::Store;
     let w = World::new("claims_release");
     let ids: Vec<Bson> = (0..6)
         .map(|i| w.insert_order(&format!("ORD-C{i}"), 49900, OLD, &[("tee", 1, None)]))
         .collect();
-    let store = w.block(Store::connect(&w.uri, w.db.name())).unwrap();
+    let store = w.store();
     let lease = Duration::from_secs(300);
     let leased_by = |owner: &str| {
-        w.block(
-            w.db.collection::<mongodb::bson::Document>("orders")
-                .count_documents(doc! { "reconciliation.leaseOwner": owner }),
-        )
-        .unwrap()
+        w.block(w.orders().count_documents(doc! { "reconciliation.leaseOwner": owner }))
+            .unwrap()
     };
 
     let a = w

@@ -86,11 +86,10 @@ fn the_error_backoff_doubles_with_the_orders_own_errors() {
     w.insert_product("tee", 10);
     // Two errors already (and many other checks): the third waits 2 minutes, not 30 s.
     let id = w.insert_order("ORD-E2", 49900, OLD, &[("tee", 1, None)]);
-    w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+    w.update_order(
         doc! { "_id": id },
         doc! { "$set": { "reconciliation.errors": 2, "reconciliation.attempts": 9 } },
-    ))
-    .unwrap();
+    );
     w.sim.script("ORD-E2", vec![Answer::http_error(500)]);
 
     w.once();
@@ -190,11 +189,10 @@ fn a_429_stops_a_large_pool_at_once() {
 /// Make `mtid` due now (as if its backoff were over).
 fn make_due(w: &World, mtid: &str) {
     let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1000);
-    w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+    w.update_order(
         doc! { "merchantTransactionId": mtid },
         doc! { "$set": { "reconciliation.nextCheckAt": past } },
-    ))
-    .unwrap();
+    );
 }
 
 fn bad_request() -> Answer {
@@ -299,11 +297,10 @@ fn an_order_whose_answers_stay_unreadable_is_parked_after_the_configured_attempt
     );
     // Errors of another kind, already counted, do not bring the limit closer.
     make_due(&w, "ORD-GARBLED");
-    w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+    w.update_order(
         doc! { "merchantTransactionId": "ORD-GARBLED" },
         doc! { "$set": { "reconciliation.errors": 5 } },
-    ))
-    .unwrap();
+    );
 
     for pass in 1..=2 {
         w.once();

@@ -6,6 +6,7 @@
 mod concurrency;
 mod decisions;
 mod errors;
+mod schema;
 mod stock;
 mod sweep;
 

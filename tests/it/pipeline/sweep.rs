@@ -18,9 +18,7 @@ fn store_of(
     draft_reconciler::store::Store,
     draft_reconciler::store::orders::Eligibility,
 ) {
-    let store = w
-        .block(draft_reconciler::store::Store::connect(&w.uri, w.db.name()))
-        .unwrap();
+    let store = w.store();
     let e = draft_reconciler::store::orders::Eligibility {
         lookback: w.settings.job.lookback,
         watch_horizon: Some(w.settings.job.pending_timeout + w.settings.job.late_payment_watch),
@@ -53,8 +51,7 @@ fn insert_irregular(w: &World, mtid: &str, id: Bson, created: Option<Bson>, paym
     if let Some(p) = payment {
         d.insert("paymentStatus", p);
     }
-    w.block(w.db.collection::<mongodb::bson::Document>("orders").insert_one(d))
-        .unwrap();
+    w.insert_stored(d);
 }
 
 /// The value of an unlabelled gauge in Prometheus text.
@@ -133,7 +130,7 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
         assert_eq!(w.reason(mtid).as_deref(), Some("invalid_order"), "{mtid}");
         let h = w.history(mtid);
         let code = h[0].get_str("code").unwrap();
-        assert!(code.contains(&format!("`{field}`")), "{mtid}: {code}");
+        assert!(code.contains(&format!("`{}`", w.shop_field(field))), "{mtid}: {code}");
     };
     parked("ORD-YESTERDAY", "pending", "createdAt");
     parked("ORD-PAID-DRAFT", "paid", "paymentStatus");
@@ -143,7 +140,7 @@ fn drafts_the_indexed_query_cannot_match_are_reconciled_or_parked() {
     assert!(w.history("ORD-NO-PAYSTATUS")[0]
         .get_str("code")
         .unwrap()
-        .contains("`paymentStatus`"));
+        .contains(&format!("`{}`", w.shop_field("paymentStatus"))));
     assert_eq!(w.order("ORD-YESTERDAY").get_str("createdAt").unwrap(), "yesterday");
     assert_untouched(&w, "ORD-YOUNG");
     for mtid in never_asked {
@@ -159,12 +156,11 @@ fn a_watched_cancellation_with_an_irregular_created_at_is_still_watched() {
     w.insert_product("tee", 10);
     let cancelled = |mtid: &str, created: Bson, due_secs_ago: i64| {
         insert_irregular(&w, mtid, object_id_aged(0), Some(created), Some("pending"));
-        w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+        w.update_order(
             doc! { "merchantTransactionId": mtid },
             doc! { "$set": { "status": "cancelled", "reconciliation.reason": "not_found",
             "reconciliation.nextCheckAt": DateTime::from_millis(ms_ago(due_secs_ago)) } },
-        ))
-        .unwrap();
+        );
         w.sim.script(mtid, vec![Answer::completed(49900)]);
     };
     let iso = |secs| Bson::String(DateTime::from_millis(ms_ago(secs)).try_to_rfc3339_string().unwrap());
@@ -196,12 +192,11 @@ fn a_due_watch_gets_its_share_of_candidates_when_drafts_fill_the_pool() {
         .collect();
     let watch = |mtid: &str, age: i64, due_secs_ago: i64| {
         let id = w.insert_order(mtid, 49900, age, &[("tee", 1, None)]);
-        w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+        w.update_order(
             doc! { "_id": &id },
             doc! { "$set": { "status": "cancelled", "reconciliation.reason": "pending_timeout",
             "reconciliation.nextCheckAt": DateTime::from_millis(ms_ago(due_secs_ago)) } },
-        ))
-        .unwrap();
+        );
         id
     };
     let overdue = watch("ORD-W1", ANCIENT + 60, 30 * 60);
@@ -257,11 +252,10 @@ fn a_not_found_order_paid_later_goes_to_review_after_its_first_watch_interval() 
 
     // Paid late at PhonePe; the re-check comes due.
     w.sim.script("ORD-NF", vec![Answer::completed(49900)]);
-    w.block(w.db.collection::<mongodb::bson::Document>("orders").update_one(
+    w.update_order(
         doc! { "merchantTransactionId": "ORD-NF" },
         doc! { "$set": { "reconciliation.nextCheckAt": DateTime::now() } },
-    ))
-    .unwrap();
+    );
     w.once();
 
     assert_eq!(w.status("ORD-NF"), ("needs_review".into(), "paid".into()));

@@ -12,9 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use draft_reconciler::config::{CommitStrategy, Settings};
+use draft_reconciler::schema::Schema;
 use draft_reconciler::sim::{SimConfig, SimHandle};
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
-use mongodb::{Client, Database};
+use mongodb::{Client, Collection, Database};
 
 /// A database server shared by every test of one test binary.
 pub struct DbServer {
@@ -164,6 +165,66 @@ pub fn test_strategy() -> CommitStrategy {
     }
 }
 
+/// The shop schema the suite runs on: `RECONCILER_TEST_SCHEMA` = `default` (the reconciler's own
+/// names) or `shop` ([`shop_schema`]). Test bodies are written in default names; the helpers
+/// translate through the schema.
+pub fn test_schema() -> Schema {
+    match std::env::var("RECONCILER_TEST_SCHEMA").as_deref() {
+        Ok("shop") => shop_schema(),
+        Ok("default") | Ok("") | Err(_) => Schema::default(),
+        Ok(other) => panic!("RECONCILER_TEST_SCHEMA={other}: expected default or shop"),
+    }
+}
+
+/// A typical Mongoose shop (docs/schema.md): renamed collections and fields, a dotted payment
+/// status, upper-case words, rupee amounts, per-size stock under other names.
+pub fn shop_schema() -> Schema {
+    let text = r#"
+        [orders]
+        collection = "shoporders"
+        id = "orderRef"
+        status = "orderStatus"
+        payment_status = "payment.status"
+        amount = "totalAmount"
+        amount_unit = "rupees"
+        items = "lineItems"
+        item_product = "product"
+        item_quantity = "qty"
+        item_size = "variant"
+        [orders.status_values]
+        draft = "DRAFT"
+        confirmed = "PLACED"
+        cancelled = "CANCELLED"
+        needs_review = "ON_HOLD"
+        committing = "LOCKED"
+        refunded = "REFUNDED"
+        [orders.payment_status_values]
+        pending = "PENDING"
+        paid = "SUCCESS"
+        failed = "FAILED"
+        refund_pending = "REFUNDING"
+        refunded = "REFUNDED"
+        [products]
+        collection = "inventory"
+        stock = "available"
+        sizes = "variants"
+        size_name = "label"
+        size_stock = "available"
+    "#;
+    let s: Schema = toml::from_str(text).expect("shop schema");
+    s.validate().expect("valid shop schema");
+    s
+}
+
+/// `schema` as the binary's variables (`RECONCILER_SCHEMA__ORDERS__COLLECTION`, ...).
+pub fn schema_env(schema: &Schema) -> Vec<(String, String)> {
+    schema
+        .describe()
+        .into_iter()
+        .map(|(k, v)| (format!("RECONCILER_{}", k.replace('.', "__").to_uppercase()), v))
+        .collect()
+}
+
 /// The same, as the value of `RECONCILER_JOB__COMMIT_STRATEGY` for the real binary.
 pub fn test_strategy_name() -> &'static str {
     match test_strategy() {
@@ -206,8 +267,15 @@ impl DbServer {
     }
 }
 
-/// Documents of `collection` in `w`'s database matching `filter`.
+/// Documents of `collection` (`orders` and `products` are the schema's) in `w`'s database
+/// matching `filter` (in default names, translated by [`World::shop_query`]).
 pub fn count(w: &World, collection: &str, filter: Document) -> u64 {
+    let collection = match collection {
+        "orders" => &w.schema.orders.collection,
+        "products" => &w.schema.products.collection,
+        other => other,
+    };
+    let filter = w.shop_query(&filter);
     w.block(w.db.collection::<Document>(collection).count_documents(filter))
         .unwrap()
 }
@@ -254,6 +322,8 @@ pub struct World {
     pub uri: String,
     pub sim: SimHandle,
     pub settings: Settings,
+    /// The shop's schema this world's documents are stored in ([`test_schema`]).
+    pub schema: Schema,
 }
 
 pub const MERCHANT: &str = "MERCHANTUAT";
@@ -267,15 +337,20 @@ impl World {
     }
 
     pub fn on(server: &DbServer, test: &str) -> World {
-        Self::build(server, test, SALT)
+        Self::build(server, test, SALT, test_schema())
     }
 
     /// A world whose PhonePe (and settings) use `salt` as the salt key.
     pub fn with_salt(test: &str, salt: &str) -> World {
-        Self::build(default_server(), test, salt)
+        Self::build(default_server(), test, salt, test_schema())
     }
 
-    fn build(server: &DbServer, test: &str, salt: &str) -> World {
+    /// A world on `schema` whatever `RECONCILER_TEST_SCHEMA` says.
+    pub fn with_schema(test: &str, schema: Schema) -> World {
+        Self::build(default_server(), test, SALT, schema)
+    }
+
+    fn build(server: &DbServer, test: &str, salt: &str, schema: Schema) -> World {
         let (uri, name) = server.fresh_uri(test);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -297,12 +372,14 @@ impl World {
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = test_strategy();
+        settings.schema = schema.clone();
         World {
             rt,
             db,
             uri,
             sim,
             settings,
+            schema,
         }
     }
 
@@ -311,30 +388,107 @@ impl World {
         self.rt.block_on(f.into_future())
     }
 
-    pub fn insert_product(&self, id: &str, stock: i64) {
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .insert_one(doc! { "_id": id, "stock": stock }),
-        )
-        .expect("insert product");
+    /// A store on this world's database and schema.
+    pub fn store(&self) -> draft_reconciler::store::Store {
+        self.block(draft_reconciler::store::Store::connect(&self.uri, self.db.name()))
+            .expect("connect")
+            .with_schema(std::sync::Arc::new(self.schema.clone()))
     }
 
-    /// A product document exactly as given (sizes only, odd totals, duplicates).
+    /// The schema's orders collection.
+    pub fn orders(&self) -> Collection<Document> {
+        self.db.collection(&self.schema.orders.collection)
+    }
+
+    /// The schema's products collection.
+    pub fn products(&self) -> Collection<Document> {
+        self.db.collection(&self.schema.products.collection)
+    }
+
+    /// A filter or update written in default names, in the schema's: top-level field names
+    /// (also inside `$set`, `$inc`, `$or`, ...) and the status words compared or set.
+    pub fn shop_query(&self, q: &Document) -> Document {
+        let (o, p, def) = (&self.schema.orders, &self.schema.products, Schema::default());
+        let names = [
+            (def.orders.id.as_str(), o.id.as_str()),
+            (&def.orders.status, &o.status),
+            (&def.orders.payment_status, &o.payment_status),
+            (&def.orders.amount, &o.amount),
+            (&def.orders.created_at, &o.created_at),
+            (&def.orders.updated_at, &o.updated_at),
+            (&def.orders.items, &o.items),
+            (&def.products.stock, &p.stock),
+            (&def.products.sizes, &p.sizes),
+        ];
+        let mut out = Document::new();
+        for (k, v) in q {
+            let v = match v {
+                Bson::Document(d) if k.starts_with('$') => Bson::Document(self.shop_query(d)),
+                Bson::Array(a) if k.starts_with('$') => Bson::Array(
+                    a.iter()
+                        .map(|e| match e {
+                            Bson::Document(d) => Bson::Document(self.shop_query(d)),
+                            other => other.clone(),
+                        })
+                        .collect(),
+                ),
+                v if k == &def.orders.status || k == &def.orders.payment_status => self.words(k, v),
+                v => v.clone(),
+            };
+            let k = names.iter().find(|(d, _)| d == k).map_or(k.as_str(), |(_, s)| s);
+            out.insert(k, v);
+        }
+        out
+    }
+
+    /// A top-level order or product field's name in the schema (`paymentStatus` → `payment.status`).
+    pub fn shop_field(&self, default_name: &str) -> String {
+        let q = self.shop_query(&doc! { default_name: 1 });
+        q.keys().next().expect("one key").clone()
+    }
+
+    /// Status words in a value compared with or set to the `field` (`status`/`paymentStatus`).
+    fn words(&self, field: &str, v: &Bson) -> Bson {
+        use draft_reconciler::schema::{PaymentStatusWords, StatusWords};
+        let o = &self.schema.orders;
+        match v {
+            Bson::String(w) if field == "status" => match StatusWords::default().parse(w) {
+                Some(s) => Bson::String(o.status_values.word(s).into()),
+                None => v.clone(),
+            },
+            Bson::String(w) => match PaymentStatusWords::default().parse(w) {
+                Some(p) => Bson::String(o.payment_status_values.word(p).into()),
+                None => v.clone(),
+            },
+            Bson::Array(a) => Bson::Array(a.iter().map(|e| self.words(field, e)).collect()),
+            Bson::Document(d) => Bson::Document(d.iter().map(|(k, v)| (k.clone(), self.words(field, v))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Update one order: `filter` and `update` in default names.
+    pub fn update_order(&self, filter: Document, update: Document) {
+        let r = self.block(
+            self.orders()
+                .update_one(self.shop_query(&filter), self.shop_query(&update)),
+        );
+        assert_eq!(r.expect("update order").matched_count, 1, "no order matches {filter:?}");
+    }
+
+    pub fn insert_product(&self, id: &str, stock: i64) {
+        self.insert_raw_product(doc! { "_id": id, "stock": stock });
+    }
+
+    /// A product document as given, in default names (sizes only, odd totals, duplicates).
     pub fn insert_raw_product(&self, d: Document) {
-        self.block(self.db.collection::<Document>("products").insert_one(d))
+        self.block(self.products().insert_one(self.schema.product_to_shop(&d)))
             .expect("insert product");
     }
 
     pub fn insert_sized_product(&self, id: &str, sizes: &[(&str, i64)]) {
         let total: i64 = sizes.iter().map(|s| s.1).sum();
         let sizes: Vec<Document> = sizes.iter().map(|(s, n)| doc! { "size": *s, "stock": *n }).collect();
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .insert_one(doc! { "_id": id, "stock": total, "sizes": sizes }),
-        )
-        .expect("insert product");
+        self.insert_raw_product(doc! { "_id": id, "stock": total, "sizes": sizes });
     }
 
     /// A draft order `age_secs` old for `amount` paise with `items` (productId, quantity, size).
@@ -358,22 +512,30 @@ impl World {
         })
     }
 
+    /// An order document in default names (stored in the schema's), with a fresh ObjectId.
     pub fn insert_raw(&self, mut d: Document) -> Bson {
         let id = Bson::ObjectId(ObjectId::new());
         d.insert("_id", id.clone());
-        self.block(self.db.collection::<Document>("orders").insert_one(d))
-            .expect("insert order");
+        self.insert_stored(d);
         id
     }
 
+    /// An order document in default names (stored in the schema's), `_id` as given.
+    pub fn insert_stored(&self, d: Document) {
+        self.block(self.orders().insert_one(self.schema.order_to_shop(&d)))
+            .expect("insert order");
+    }
+
+    /// The order as stored, in the schema's names.
+    pub fn stored_order(&self, mtid: &str) -> Document {
+        self.block(self.orders().find_one(doc! { &self.schema.orders.id: mtid }))
+            .expect("find order")
+            .unwrap_or_else(|| panic!("order {mtid} not found"))
+    }
+
+    /// The order in default names (amounts in paise).
     pub fn order(&self, mtid: &str) -> Document {
-        self.block(
-            self.db
-                .collection::<Document>("orders")
-                .find_one(doc! { "merchantTransactionId": mtid }),
-        )
-        .expect("find order")
-        .unwrap_or_else(|| panic!("order {mtid} not found"))
+        self.schema.order_from_shop(&self.stored_order(mtid))
     }
 
     pub fn status(&self, mtid: &str) -> (String, String) {
@@ -399,14 +561,16 @@ impl World {
             .unwrap_or_default()
     }
 
+    /// The product as stored, in the schema's names.
+    pub fn stored_product(&self, product: &str) -> Document {
+        self.block(self.products().find_one(doc! { "_id": product }))
+            .expect("find product")
+            .unwrap_or_else(|| panic!("product {product} not found"))
+    }
+
+    /// The product in default names.
     pub fn product(&self, product: &str) -> Document {
-        self.block(
-            self.db
-                .collection::<Document>("products")
-                .find_one(doc! { "_id": product }),
-        )
-        .expect("find product")
-        .unwrap_or_else(|| panic!("product {product} not found"))
+        self.schema.product_from_shop(&self.stored_product(product))
     }
 
     pub fn stock(&self, product: &str) -> i64 {
@@ -432,18 +596,19 @@ impl World {
             .expect("size stock")
     }
 
-    /// Every order document, as stored.
+    /// Every order document, in default names (translated from the world's schema).
     pub fn all_orders(&self) -> Vec<Document> {
         self.block(async {
             use futures_util::TryStreamExt;
-            self.db
-                .collection::<Document>("orders")
+            let stored: Vec<Document> = self
+                .orders()
                 .find(doc! {})
                 .await
                 .expect("find orders")
                 .try_collect()
                 .await
-                .expect("read orders")
+                .expect("read orders");
+            stored.iter().map(|o| self.schema.order_from_shop(o)).collect()
         })
     }
 
@@ -481,6 +646,7 @@ impl World {
             .env("PHONEPE_SALT_INDEX", "1")
             .env("RECONCILER_OPS__LISTEN", "")
             .env("RECONCILER_JOB__COMMIT_STRATEGY", test_strategy_name())
+            .envs(schema_env(&self.schema))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
