@@ -17,14 +17,16 @@ fn each_order_is_asked_about_when_it_becomes_due_not_at_the_next_interval() {
     let w = World::new("wake_at_due");
     w.insert_product("tee", 100);
     let now = DateTime::now().timestamp_millis();
-    // Drafts inside the lookback, due 12 s and 22 s from now; an old draft rescheduled to 17 s.
+    // Drafts inside the lookback, due 12 s and 30 s from now; an old draft rescheduled to 21 s:
+    // each due moment more than `LATE_BOUND_MS` after the one before, so each kind must wake
+    // the scanner itself.
     let mut due = Vec::new();
-    for (mtid, due_in) in [("WAKE-1", 12), ("WAKE-2", 22)] {
+    for (mtid, due_in) in [("WAKE-1", 12), ("WAKE-2", 30)] {
         w.insert_order(mtid, 5_000, LOOKBACK_SECS - due_in, &[("tee", 1, None)]);
         due.push((mtid, now + due_in * 1000));
     }
     w.insert_order("WAKE-R", 5_000, 600, &[("tee", 1, None)]);
-    let next_check = DateTime::from_millis(now + 17_000);
+    let next_check = DateTime::from_millis(now + 21_000);
     w.block(w.db.collection::<Document>("orders").update_one(
         doc! { "merchantTransactionId": "WAKE-R" },
         doc! { "$set": { "reconciliation.nextCheckAt": next_check } },
@@ -43,7 +45,7 @@ fn each_order_is_asked_about_when_it_becomes_due_not_at_the_next_interval() {
             .expect("start draft-reconciler"),
     );
     // Well before the first interval tick after the start scan (60 s).
-    eventually(Duration::from_secs(40), "every order confirmed", || {
+    eventually(Duration::from_secs(45), "every order confirmed", || {
         due.iter().all(|(mtid, _)| w.status(mtid).0 == "confirmed")
     });
     let calls = w.sim.calls();
