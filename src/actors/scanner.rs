@@ -1,7 +1,12 @@
 //! Scanner: finds eligible orders, claims them with a lease, and keeps the reconcilers busy.
 //!
 //! Every `interval` it measures the backlog and claims as many eligible orders as there are free
-//! reconciler slots (never more than `max_orders_per_run` at once). When a reconciler finishes
+//! reconciler slots (never more than `max_orders_per_run` at once). Each scan also finds when the
+//! next order becomes due (`Store::next_due`: a draft's lookback passing, a `nextCheckAt` coming)
+//! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
+//! interval, which stays the safety net (every tick arms the next one first, see `arm`). Drafts
+//! inserted after a scan are seen at the next due moment or interval, which with the default
+//! lookback (longer than the interval) is before they are due. When a reconciler finishes
 //! and the last claim was full — the backlog is not drained — it claims again for the freed slot
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
