@@ -386,7 +386,9 @@ fn idle(n: usize) {
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(10)); // start-up done, first scan run
     let (_, _, cpu0) = proc_stats(pid).expect("stats");
+    let ops0 = server_requests(&w);
     std::thread::sleep(Duration::from_secs(60));
+    let ops1 = server_requests(&w);
     let (peak, rss, cpu1) = proc_stats(pid).expect("stats");
     drop(child);
     assert_eq!(
@@ -398,6 +400,23 @@ fn idle(n: usize) {
     println!("idle.rss_mib: {:.1}", rss as f64 / 1024.0);
     println!("idle.peak_rss_mib: {:.1}", peak as f64 / 1024.0);
     println!("idle.cpu_secs_per_minute: {:.3}", cpu1 - cpu0);
+    // Includes the second reading's own connection and `serverStatus` (a few requests).
+    println!("idle.db_requests_per_minute: {}", ops1 - ops0);
+}
+
+/// Requests the database server has answered so far (`serverStatus`'s `network.numRequests`),
+/// read through a fresh client (the world's idles between calls and loses its connections): the
+/// bench's server serves only this scenario's world.
+fn server_requests(w: &World) -> i64 {
+    let status = w
+        .block(async {
+            let client = mongodb::Client::with_uri_str(&w.uri).await?;
+            client.database("admin").run_command(doc! { "serverStatus": 1 }).await
+        })
+        .expect("serverStatus");
+    let n = status.get_document("network").ok().and_then(|n| n.get("numRequests"));
+    n.and_then(|b| b.as_i64().or_else(|| b.as_i32().map(i64::from)))
+        .expect("network.numRequests")
 }
 
 /// 5. The scanner's queries use an index and cost the same as settled orders pile up.

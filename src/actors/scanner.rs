@@ -1,7 +1,12 @@
 //! Scanner: finds eligible orders, claims them with a lease, and keeps the reconcilers busy.
 //!
 //! Every `interval` it measures the backlog and claims as many eligible orders as there are free
-//! reconciler slots (never more than `max_orders_per_run` at once). When a reconciler finishes
+//! reconciler slots (never more than `max_orders_per_run` at once). Each scan also finds when the
+//! next order becomes due (`Store::next_due`: a draft's lookback passing, a `nextCheckAt` coming)
+//! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
+//! interval, which stays the safety net (every tick arms the next one first, see `arm`). Drafts
+//! inserted after a scan are seen at the next due moment or interval, which with the default
+//! lookback (longer than the interval) is before they are due. When a reconciler finishes
 //! and the last claim was full — the backlog is not drained — it claims again for the freed slot
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
@@ -22,6 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use mongodb::bson::{Bson, DateTime};
@@ -76,6 +82,16 @@ pub enum Mode {
 /// many claims, few enough that the list stays fresh between ticks.
 const CANDIDATES_PER_SLOT: usize = 16;
 
+/// The least wait before a wake-up for a due order: orders due within it are claimed together,
+/// and a steady stream of drafts costs at most one scan a second.
+const WAKE_FLOOR: Duration = Duration::from_secs(1);
+
+/// How long to sleep from `now` until `due` (at least `WAKE_FLOOR`).
+fn wake_delay(now: DateTime, due: DateTime) -> Duration {
+    let ms = due.timestamp_millis().saturating_sub(now.timestamp_millis());
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).max(WAKE_FLOOR)
+}
+
 /// What a scan counts for the gauges.
 struct ScanCounts {
     /// Drafts the eligible (indexed) filter matches.
@@ -84,6 +100,8 @@ struct ScanCounts {
     irregular: u64,
     overdue_watches: u64,
     review: u64,
+    /// The earliest moment after the scan at which an order becomes due (`Store::next_due`).
+    next_due: Option<DateTime>,
 }
 
 /// `once`: claim and reconcile everything eligible now, answer when done.
@@ -219,6 +237,8 @@ pub struct Scanner {
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
+    /// The armed tick: when it fires and its handle (`Mode::Run` only, see `arm`).
+    wake: Option<(Instant, SpawnHandle)>,
     summary: Summary,
     drain_reply: Option<tokio::sync::oneshot::Sender<Summary>>,
     _guard: ChildGuard,
@@ -236,6 +256,7 @@ impl Scanner {
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
+            wake: None,
             summary: Summary::default(),
             drain_reply: None,
             _guard: guard,
@@ -243,6 +264,9 @@ impl Scanner {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        // The safety net first, so a lost tick (fault, failed scan) never stops the timer.
+        self.wake = None;
+        self.arm(Instant::now() + self.env.settings.job.interval, ctx);
         if let Some(f) = crate::fault::point("scanner.tick") {
             // `stop`: the scanner stops; `error` or `delay`: this tick is lost, as if it failed.
             if f == crate::fault::Injected::Stop {
@@ -254,6 +278,18 @@ impl Scanner {
         if self.phase.tick() {
             self.recover_then_fill(ctx);
         }
+    }
+
+    /// Tick at `at` unless a tick is already armed no later than that (`Mode::Run` only).
+    fn arm(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        if self.mode != Mode::Run || self.wake.is_some_and(|(armed, _)| armed <= at) {
+            return;
+        }
+        if let Some((_, old)) = self.wake.take() {
+            ctx.cancel_future(old);
+        }
+        let handle = ctx.run_later(at.saturating_duration_since(Instant::now()), |act, ctx| act.tick(ctx));
+        self.wake = Some((at, handle));
     }
 
     /// The one continuation: every store call and every returned order ends here.
@@ -284,6 +320,9 @@ impl Scanner {
                 Ok((counts, swept)) => {
                     act.swept = swept;
                     counts.record();
+                    if let Some(delay) = counts.next_due.map(|due| wake_delay(DateTime::now(), due)) {
+                        act.arm(Instant::now() + delay, ctx);
+                    }
                 }
                 Err(e) => {
                     metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::ERROR).increment(1);
@@ -440,6 +479,7 @@ async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreE
         irregular: swept.drafts.len() as u64,
         overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
         review: env.store.count_needs_review().await?,
+        next_due: env.store.next_due(now, &env.eligibility).await?,
     };
     Ok((counts, swept))
 }
@@ -469,7 +509,6 @@ impl Actor for Scanner {
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.mode == Mode::Run {
             self.tick(ctx);
-            ctx.run_interval(self.env.settings.job.interval, |act, ctx| act.tick(ctx));
         }
     }
 }
@@ -500,6 +539,15 @@ mod tests {
     use super::*;
 
     const IDLE: Phase = Phase::Idle { tick_owed: false };
+
+    #[test]
+    fn the_wake_is_at_the_due_moment_but_never_sooner_than_the_floor() {
+        let now = DateTime::from_millis(1_000_000);
+        let at = |ms: i64| wake_delay(now, DateTime::from_millis(1_000_000 + ms));
+        assert_eq!(at(4_500), Duration::from_millis(4_500));
+        assert_eq!(at(200), WAKE_FLOOR, "due soon: bursts are claimed together");
+        assert_eq!(at(-5_000), WAKE_FLOOR, "already due");
+    }
 
     #[test]
     fn a_tick_scans_when_idle_and_is_owed_while_a_call_runs() {

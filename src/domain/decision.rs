@@ -222,10 +222,25 @@ pub enum Decision {
     StopWatching,
 }
 
-/// How long a still-pending order waits before the next check: PhonePe's schedule ends at one
-/// check a minute, the reconciler runs after that window, so start at a minute and double.
-pub fn pending_backoff(attempts: u32) -> Duration {
-    Duration::from_secs(60u64 << attempts.min(3)) // 1, 2, 4, 8 minutes
+/// The longest time PhonePe gives a payment to reach a final state (its pages say 15 or 20
+/// minutes, from the payment's start): after this a pending payment can no longer complete.
+/// `job.pending_timeout_secs` (30 min by default) stays above it.
+pub const PAYMENT_EXPIRY: Duration = Duration::from_secs(20 * 60);
+
+/// The tail of PhonePe's polling schedule for a pending payment: one check a minute.
+pub const PENDING_RECHECK: Duration = Duration::from_secs(60);
+
+/// How long a still-pending order `age` old waits before the next check, `left` being the time
+/// to its `pending_timeout`: every minute (PhonePe's schedule's tail) while the payment can still
+/// complete (`PAYMENT_EXPIRY`), then once more at the timeout, where it is cancelled. Never past
+/// the timeout. Per order that stays pending from the lookback (5 min) to the timeout (30 min):
+/// about 15 calls to the expiry plus one at the timeout.
+pub fn pending_backoff(age: Duration, left: Duration) -> Duration {
+    if age < PAYMENT_EXPIRY {
+        PENDING_RECHECK.min(left)
+    } else {
+        left
+    }
 }
 
 /// Backoff after an error of the order's own: 30 s doubling with its count of that kind of
@@ -415,7 +430,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
                 // Never wait past the timeout itself: the order is cancelled on time.
                 let left = policy.pending_timeout - age;
                 Decision::Reschedule {
-                    after: pending_backoff(order.attempts).min(left),
+                    after: pending_backoff(age, left),
                     code,
                 }
             }

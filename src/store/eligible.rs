@@ -14,7 +14,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::fields::own;
-use super::orders::{minus, Store};
+use super::orders::{minus, plus, Store};
 use super::{StoreError, StoreResult};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
@@ -183,11 +183,7 @@ impl Store {
             if !effective_created_at(&d, &self.schema).is_ok_and(|t| t.timestamp_millis() > start) {
                 continue;
             }
-            let next = d
-                .get_document(own::RECONCILIATION_KEY)
-                .and_then(|r| r.get_datetime(own::key(own::NEXT_CHECK_AT)))
-                .ok();
-            if next.is_none_or(|n| *n <= overdue_by) {
+            if next_check_at(&d).is_none_or(|n| n <= overdue_by) {
                 swept.overdue_watches += 1;
             }
             swept.watches.extend(d.get("_id").cloned());
@@ -271,6 +267,44 @@ impl Store {
         Ok(ids)
     }
 
+    /// The earliest moment after `now` at which an order becomes due, if one is known (the
+    /// scanner sleeps until then instead of a whole interval). Two indexed find-ones: the oldest pending draft still
+    /// inside the lookback (due at `createdAt + lookback`, or its `nextCheckAt` if later; the
+    /// `reconciler_eligible` index), and the earliest future `nextCheckAt` of a pending draft or
+    /// a watched cancellation (the `reconciler_next_check` index). Leases and irregular
+    /// `createdAt`s are left to the next interval.
+    pub async fn next_due(&self, now: DateTime, e: &Eligibility) -> StoreResult<Option<DateTime>> {
+        let o = &self.schema.orders;
+        let young = doc! {
+            &o.status: o.status_values.word(Status::Draft),
+            &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
+            &o.created_at: { "$gt": minus(now, e.lookback) },
+        };
+        let draft = self.first_by(young, &o.created_at).await?.and_then(|d| {
+            let created = crate::schema::get_path(&d, &o.created_at)?.as_datetime()?;
+            let ripe = plus(*created, e.lookback);
+            Some(next_check_at(&d).map_or(ripe, |n| n.max(ripe)))
+        });
+        let rescheduled = doc! {
+            own::NEXT_CHECK_AT: { "$gt": now },
+            &o.status: { "$in": [o.status_values.word(Status::Draft), o.status_values.word(Status::Cancelled)] },
+            &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
+        };
+        let next = self.first_by(rescheduled, own::NEXT_CHECK_AT).await?;
+        let next = next.as_ref().and_then(next_check_at);
+        Ok([draft, next].into_iter().flatten().min())
+    }
+
+    /// `createdAt` and `nextCheckAt` of the first document matching `filter` in `field` order.
+    async fn first_by(&self, filter: Document, field: &str) -> StoreResult<Option<Document>> {
+        self.orders
+            .find_one(filter)
+            .projection(doc! { "_id": 0, &self.schema.orders.created_at: 1, own::NEXT_CHECK_AT: 1 })
+            .sort(doc! { field: 1 })
+            .await
+            .map_err(StoreError::mongo("find the next due order"))
+    }
+
     /// Ids of the orders matching `filter`, oldest first, at most `limit` of them.
     pub(crate) async fn ids_oldest_first(&self, filter: Document, limit: Option<usize>) -> StoreResult<Vec<Bson>> {
         use futures_util::TryStreamExt;
@@ -290,6 +324,14 @@ impl Store {
             .map_err(StoreError::mongo("find order ids"))?;
         Ok(docs.into_iter().filter_map(|d| d.get("_id").cloned()).collect())
     }
+}
+
+/// A fetched order's `reconciliation.nextCheckAt`, when it is a date.
+fn next_check_at(d: &Document) -> Option<DateTime> {
+    d.get_document(own::RECONCILIATION_KEY)
+        .and_then(|r| r.get_datetime(own::key(own::NEXT_CHECK_AT)))
+        .ok()
+        .copied()
 }
 
 /// The stored reasons of cancellations watched for a late payment.

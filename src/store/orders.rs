@@ -346,6 +346,8 @@ impl Store {
             // Journals whose markers wait for their sweep (the field is removed once swept).
             sparse_index(doc! { own::COMMIT_SWEEP_AT: 1 }, "reconciler_journal_sweep"),
             sparse_index(doc! { own::LEASE_OWNER: 1 }, "reconciler_lease_owner"),
+            // The scanner's next due moment (`Store::next_due`): rescheduled orders by `nextCheckAt`.
+            sparse_index(doc! { own::NEXT_CHECK_AT: 1 }, "reconciler_next_check"),
         ];
         self.orders
             .create_indexes(models)

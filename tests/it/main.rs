@@ -20,5 +20,6 @@ mod pm2;
 mod shared_budget;
 mod supervision;
 mod support;
+mod wake;
 mod webhook;
 mod world_faults;

@@ -191,6 +191,26 @@ fn pending_young_reschedules_without_passing_the_timeout() {
 }
 
 #[test]
+fn pending_is_checked_every_minute_until_the_payment_expires_then_once_at_the_timeout() {
+    let pending = || report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900);
+    let after = |age_secs: i64, attempts: u32| {
+        let mut o = order(age_secs, Status::Draft);
+        o.attempts = attempts;
+        match run(&o, pending()) {
+            Decision::Reschedule { after, .. } => after,
+            d => panic!("age {age_secs}: {d:?}"),
+        }
+    };
+    for (age, attempts) in [(300, 0), (600, 5), (1_000, 9), (1_199, 14)] {
+        assert_eq!(after(age, attempts), PENDING_RECHECK, "age {age} s, attempt {attempts}");
+    }
+    // Past PhonePe's expiry the payment cannot complete: one more check, at the timeout.
+    assert_eq!(after(1_200, 15), Duration::from_secs(600));
+    assert_eq!(after(1_500, 16), Duration::from_secs(300));
+    assert!(policy().pending_timeout > PAYMENT_EXPIRY);
+}
+
+#[test]
 fn pending_or_not_found_past_timeout_cancels() {
     let d = run(
         &order(1800, Status::Draft),
@@ -400,8 +420,6 @@ fn backoffs_grow_and_cap() {
     assert_eq!(error_backoff(4), Duration::from_secs(480));
     assert_eq!(error_backoff(5), Duration::from_secs(900));
     assert_eq!(error_backoff(40), Duration::from_secs(900));
-    assert_eq!(pending_backoff(0), Duration::from_secs(60));
-    assert_eq!(pending_backoff(9), Duration::from_secs(480));
 }
 
 #[test]
