@@ -33,6 +33,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ReviewReason;
 use crate::phonepe::oauth::{ApiVersion, V2Credentials, PRODUCTION_PG_BASE_URL};
 pub use values::{default_hosts, PRODUCTION_V1_BASE_URL};
 use values::{mongo_database, webhook_checks};
@@ -98,6 +99,7 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub log: LogSettings,
     pub webhook: WebhookSettings,
+    pub refunds: RefundSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -223,6 +225,18 @@ pub struct OpsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[refunds]`: refunds through PhonePe (`src/refund.rs`, `review resolve <id> refund`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSettings {
+    /// Review reasons whose paid orders are refunded without a person (e.g.
+    /// `["paid_after_cancel", "insufficient_stock"]`); empty (the default): a person decides.
+    pub auto: Vec<String>,
+    /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
+    #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
+    pub poll_interval: Duration,
+}
+
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +302,10 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         return Err(e);
     }
     webhook_checks(s)?;
+    if let Some(bad) = s.refunds.auto.iter().find(|r| ReviewReason::parse(r).is_none()) {
+        let reason = format!("names `{bad}`, which is not a review reason (see README.md, decision table)");
+        return Err(invalid(figment, "refunds.auto", reason));
+    }
     if p.api_version == ApiVersion::V2 && p.base_url.ends_with("/apis/hermes") {
         let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
         return Err(invalid(figment, "phonepe.base_url", reason));

@@ -61,6 +61,10 @@ where
 
 /// Metric family names (all prefixed `reconciler_`), the contract dashboards and alerts use.
 pub mod names {
+    /// Counter, label `result`: completed, failed — refunds PhonePe finished (`src/refund.rs`).
+    pub const REFUNDS: &str = "reconciler_refunds_total";
+    /// Gauge: orders whose refund is still pending at PhonePe (`paymentStatus: refund_pending`).
+    pub const REFUNDS_PENDING: &str = "reconciler_refunds_pending";
     /// Counter, label `outcome`: confirmed, cancelled, needs_review, already_processed.
     pub const ORDERS_SETTLED: &str = "reconciler_orders_settled_total";
     /// Counter, label `code`: PhonePe's `code` (or the HTTP status class when there is none).
@@ -218,6 +222,16 @@ pub fn describe_metrics() {
         "Actor restarts by the supervisor, by actor."
     );
     describe_counter!(SCAN_RUNS, Unit::Count, "Scanner passes, by result (ok or error).");
+    describe_counter!(
+        REFUNDS,
+        Unit::Count,
+        "Refunds PhonePe finished, by result (completed or failed)."
+    );
+    describe_gauge!(
+        REFUNDS_PENDING,
+        Unit::Count,
+        "Orders whose refund is still pending at PhonePe."
+    );
     describe_gauge!(
         LAST_SUCCESSFUL_SCAN,
         Unit::Seconds,

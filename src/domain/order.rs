@@ -67,15 +67,19 @@ pub enum Status {
     Confirmed,
     Cancelled,
     NeedsReview,
+    /// A paid order whose money went back to the customer through PhonePe (`review resolve
+    /// refund`, or `refunds.auto`); nothing was deducted.
+    Refunded,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Draft,
         Status::Committing,
         Status::Confirmed,
         Status::Cancelled,
         Status::NeedsReview,
+        Status::Refunded,
     ];
 
     /// The stored spelling (the one place it is written).
@@ -86,6 +90,7 @@ impl Status {
             Status::Confirmed => "confirmed",
             Status::Cancelled => "cancelled",
             Status::NeedsReview => "needs_review",
+            Status::Refunded => "refunded",
         }
     }
 
@@ -100,10 +105,21 @@ pub enum PaymentStatus {
     Pending,
     Paid,
     Failed,
+    /// A refund was recorded on the order (`reconciliation.refund`) and asked of PhonePe; the
+    /// poller settles it.
+    RefundPending,
+    /// PhonePe completed the refund.
+    Refunded,
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Paid,
+        PaymentStatus::Failed,
+        PaymentStatus::RefundPending,
+        PaymentStatus::Refunded,
+    ];
 
     /// The stored spelling (the one place it is written).
     pub const fn as_str(self) -> &'static str {
@@ -111,6 +127,8 @@ impl PaymentStatus {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Paid => "paid",
             PaymentStatus::Failed => "failed",
+            PaymentStatus::RefundPending => "refund_pending",
+            PaymentStatus::Refunded => "refunded",
         }
     }
 

@@ -83,12 +83,15 @@ pub mod by {
     pub const RECONCILER: &str = "reconciler";
     /// PhonePe's callback (`src/webhook.rs`).
     pub const WEBHOOK: &str = "webhook";
+    /// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
+    pub const OPERATOR: &str = "operator";
 
     /// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
     /// `by` existed were all the reconciler's).
     pub fn parse(s: Option<&str>) -> &'static str {
         match s {
             Some(WEBHOOK) => WEBHOOK,
+            Some(OPERATOR) => OPERATOR,
             _ => RECONCILER,
         }
     }
@@ -110,6 +113,8 @@ pub struct Transition {
     pub last_error: Option<String>,
     /// Who makes the change ([`by`]), recorded in the history entry.
     pub by: &'static str,
+    /// The operator's `--note` (`review resolve`), recorded in the history entry.
+    pub note: Option<String>,
 }
 
 impl Transition {
@@ -131,6 +136,7 @@ impl Transition {
             next_check_at: None,
             last_error: None,
             by: by::RECONCILER,
+            note: None,
         }
     }
 
@@ -207,6 +213,16 @@ fn per_document_update(collection: &str, statements: impl Iterator<Item = (Docum
     doc! { "update": collection, "updates": updates, "ordered": false }
 }
 
+/// The filter a stock commit begins with: the order still in `from`; an operator's `fulfil`
+/// (`from` = `needs_review`) also needs it still `paid` (not refunding, not refunded).
+pub(crate) fn commit_guard(id: &Bson, from: Status) -> Document {
+    let mut guard = doc! { "_id": id, shop::STATUS: from.as_str() };
+    if from == Status::NeedsReview {
+        guard.insert(shop::PAYMENT_STATUS, PaymentStatus::Paid.as_str());
+    }
+    guard
+}
+
 /// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
 fn unset_lease() -> Document {
     doc! { own::LEASE_OWNER: "", own::LEASE_UNTIL: "" }
@@ -214,10 +230,14 @@ fn unset_lease() -> Document {
 
 /// One audit-trail entry (`orders.history[]`).
 fn history_entry(now: DateTime, t: &Transition) -> Document {
-    doc! {
+    let mut entry = doc! {
         "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": t.by,
         "reason": t.reason.as_str(), "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
+    };
+    if let Some(note) = &t.note {
+        entry.insert("note", note);
     }
+    entry
 }
 
 /// The `$set` part of a transition.

@@ -228,7 +228,7 @@ impl Store {
         }
     }
 
-    /// Step 1: `draft → committing` with a fresh journal, leased to `owner` until `until`.
+    /// Step 1: `t.from` (draft; `needs_review` for an operator's `fulfil`) → `committing` with a fresh journal, leased to `owner` until `until`.
     /// `None` when the order is no longer a draft (someone settled it): nothing written.
     pub async fn begin_journal(
         &self,
@@ -252,7 +252,7 @@ impl Store {
         let begun = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, shop::STATUS: Status::Draft.as_str() },
+                super::super::orders::commit_guard(&order.id, t.from),
                 doc! { "$set": {
                     shop::STATUS: Status::Committing.as_str(), shop::UPDATED_AT: now,
                     own::COMMIT: journal.to_doc(),
