@@ -195,7 +195,7 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
             crate::check::check(settings, &merchant_transaction_id, apply)
         }
         Command::Review(cmd) => {
-            crate::telemetry::init_tracing(&settings.log);
+            crate::telemetry::init_tracing_stderr(&settings.log);
             crate::review::execute(cmd, settings)
         }
         Command::Selftest => {

@@ -34,6 +34,16 @@ pub fn init_tracing(log: &LogSettings) {
     let _ = subscriber(log, pretty, std::io::stdout).try_init();
 }
 
+/// [`init_tracing`] to stderr, for commands whose stdout is their answer (`review list --json`).
+pub fn init_tracing_stderr(log: &LogSettings) {
+    let pretty = match log.format {
+        LogFormat::Pretty => true,
+        LogFormat::Json => false,
+        LogFormat::Auto => std::io::stderr().is_terminal(),
+    };
+    let _ = subscriber(log, pretty, std::io::stderr).try_init();
+}
+
 /// The subscriber [`init_tracing`] installs, writing to `writer` (tests capture into a buffer).
 fn subscriber<W>(log: &LogSettings, pretty: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where

@@ -1,0 +1,262 @@
+//! The operator's review queue (`draft-reconciler review list|show|resolve`, the real binary)
+//! and refunds through PhonePe exactly once (`src/refund.rs`, its poller driven pass by pass).
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use draft_reconciler::actors::Budget;
+use draft_reconciler::phonepe::PhonePeClient;
+use draft_reconciler::refund::{poll_due, Refunder};
+use draft_reconciler::sim::{Answer, RefundAnswer};
+use draft_reconciler::store::orders::by;
+use draft_reconciler::store::Store;
+use mongodb::bson::{doc, Document};
+
+use crate::support::{eventually, World};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `draft-reconciler <args>` against `w`, output captured.
+fn review(w: &World, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut c = w.reconciler_command(args);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.env("RECONCILER_REFUNDS__POLL_INTERVAL_SECS", "1");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.output().expect("run draft-reconciler")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// A paid order parked as `insufficient_stock` (product `tee` has `stock`, the order wants 2).
+fn parked_paid(w: &World, mtid: &str, stock: i64) {
+    w.insert_product("tee", stock);
+    w.insert_order(mtid, 49900, 600, &[("tee", 2, None)]);
+    w.sim.script(mtid, vec![Answer::completed(49900)]);
+    w.once();
+    assert_eq!(w.status(mtid), ("needs_review".into(), "paid".into()));
+    assert_eq!(w.reason(mtid).as_deref(), Some("insufficient_stock"));
+}
+
+fn refund_doc(w: &World, mtid: &str) -> Document {
+    w.order(mtid)
+        .get_document("reconciliation")
+        .and_then(|r| r.get_document("refund"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One pass of the service's refund poller (with `auto` as `refunds.auto`).
+fn poll(w: &World, auto: &[&str]) {
+    let auto: Vec<String> = auto.iter().map(|s| s.to_string()).collect();
+    w.block(async {
+        let store = Store::connect(&w.uri, &w.settings.mongodb.database).await.expect("store");
+        let phonepe = PhonePeClient::new(&w.settings.phonepe).expect("client");
+        let budget = Budget::per_minute(6000);
+        let r = Refunder {
+            store: &store,
+            phonepe: &phonepe,
+            budget: &budget,
+            poll_interval: Duration::from_millis(1),
+            by: by::RECONCILER,
+        };
+        poll_due(&r, &auto).await.expect("poll");
+    });
+}
+
+fn last_history(w: &World, mtid: &str) -> Document {
+    w.history(mtid).last().cloned().expect("a history entry")
+}
+
+#[test]
+fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
+    let w = World::new("review_fulfil");
+    parked_paid(&w, "RV-F1", 1);
+    let short = review(&w, &["review", "resolve", "RV-F1", "fulfil"], &[]);
+    assert_eq!(code(&short), 1, "{}", text(&short));
+    assert!(text(&short).contains("insufficient_stock"), "{}", text(&short));
+    assert_eq!(w.status("RV-F1"), ("needs_review".into(), "paid".into()));
+    assert_eq!(w.stock("tee"), 1);
+
+    w.block(w.db.collection::<Document>("products").update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}))
+        .expect("restock");
+    let done = review(&w, &["review", "resolve", "RV-F1", "fulfil", "--note", "restocked"], &[]);
+    assert_eq!(code(&done), 0, "{}", text(&done));
+    assert_eq!(w.status("RV-F1"), ("confirmed".into(), "paid".into()));
+    assert_eq!(w.stock("tee"), 3);
+    let h = last_history(&w, "RV-F1");
+    assert_eq!(h.get_str("by").ok(), Some("operator"), "{h:?}");
+    assert_eq!(h.get_str("to").ok(), Some("confirmed"), "{h:?}");
+    let entries = w.history("RV-F1").len();
+
+    let again = review(&w, &["review", "resolve", "RV-F1", "fulfil"], &[]);
+    assert_eq!(code(&again), 1, "{}", text(&again));
+    assert_eq!(w.stock("tee"), 3, "never deducted twice");
+    assert_eq!(w.history("RV-F1").len(), entries);
+}
+
+#[test]
+fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
+    let w = World::new("review_refund_timeout");
+    parked_paid(&w, "RV-R1", 0);
+    // PhonePe makes the refund but answers after our 1 s timeout.
+    w.sim.state().delay_refund("RV-R1-R1", Duration::from_secs(3));
+    let timeout = [("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")];
+    let first = review(&w, &["review", "resolve", "RV-R1", "refund", "--note", "customer asked"], &timeout);
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    assert_eq!(w.status("RV-R1"), ("needs_review".into(), "refund_pending".into()));
+    assert_eq!(refund_doc(&w, "RV-R1").get_str("id").ok(), Some("RV-R1-R1"));
+    let h = last_history(&w, "RV-R1");
+    assert_eq!(h.get_str("by").ok(), Some("operator"));
+    assert_eq!(h.get_str("note").ok(), Some("customer asked"));
+
+    eventually(WAIT, "the poller finishes the refund", || {
+        poll(&w, &[]);
+        w.status("RV-R1").0 == "refunded"
+    });
+    assert_eq!(w.status("RV-R1"), ("refunded".into(), "refunded".into()));
+    assert!(w.sim.state().refund_requests("RV-R1-R1") >= 2, "asked again after the timeout");
+    assert_eq!(w.sim.state().refunds_created("RV-R1-R1"), 1, "one refund only");
+    assert_eq!(w.stock("tee"), 0, "stock never moves on a refund");
+
+    let again = review(&w, &["review", "resolve", "RV-R1", "refund"], &[]);
+    assert_eq!(code(&again), 1, "{}", text(&again));
+    assert_eq!(refund_doc(&w, "RV-R1").get_str("id").ok(), Some("RV-R1-R1"));
+}
+
+#[test]
+fn a_failed_refund_parks_the_order_again_and_the_next_refund_has_a_new_id() {
+    let w = World::new("review_refund_failed");
+    parked_paid(&w, "RV-R2", 0);
+    w.sim.state().script_refund("RV-R2-R1", vec![RefundAnswer::Pending, RefundAnswer::Failed]);
+    let first = review(&w, &["review", "resolve", "RV-R2", "refund"], &[]);
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    eventually(WAIT, "PhonePe's FAILED is recorded", || {
+        poll(&w, &[]);
+        w.reason("RV-R2").as_deref() == Some("refund_failed")
+    });
+    assert_eq!(w.status("RV-R2"), ("needs_review".into(), "paid".into()));
+
+    let second = review(&w, &["review", "resolve", "RV-R2", "refund"], &[]);
+    assert_eq!(code(&second), 0, "{}", text(&second));
+    assert_eq!(refund_doc(&w, "RV-R2").get_str("id").ok(), Some("RV-R2-R2"));
+    eventually(WAIT, "the second refund completes", || {
+        poll(&w, &[]);
+        w.status("RV-R2").0 == "refunded"
+    });
+    assert_eq!(w.sim.state().refunds_created("RV-R2-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created("RV-R2-R2"), 1);
+}
+
+#[test]
+fn auto_refunds_take_only_the_configured_reasons() {
+    let w = World::new("review_auto");
+    parked_paid(&w, "RV-A1", 0);
+    w.insert_order("RV-A2", 100, 600, &[("tee", 1, None)]);
+    w.sim.script("RV-A2", vec![Answer::completed(999)]);
+    w.once();
+    assert_eq!(w.reason("RV-A2").as_deref(), Some("amount_mismatch"));
+
+    poll(&w, &[]);
+    assert_eq!(w.status("RV-A1").1, "paid", "refunds.auto empty: a person decides");
+    eventually(WAIT, "the auto refund completes", || {
+        poll(&w, &["insufficient_stock"]);
+        w.status("RV-A1").0 == "refunded"
+    });
+    assert_eq!(w.sim.state().refunds_created("RV-A1-R1"), 1);
+    assert_eq!(w.status("RV-A2"), ("needs_review".into(), "paid".into()));
+    assert_eq!(w.sim.state().refund_requests("RV-A2-R1"), 0);
+    let h = w.history("RV-A1");
+    assert!(h.iter().any(|e| e.get_str("by").ok() == Some("reconciler") && e.get_str("refundId").is_ok()));
+}
+
+#[test]
+fn two_shells_refunding_at_once_make_one_refund() {
+    let w = World::new("review_concurrent");
+    parked_paid(&w, "RV-C1", 0);
+    let spawn = || {
+        let mut c = w.reconciler_command(&["review", "resolve", "RV-C1", "refund"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().expect("a"), b.wait_with_output().expect("b"));
+    let mut codes = [code(&a), code(&b)];
+    codes.sort_unstable();
+    assert_eq!(codes, [0, 1], "{}\n{}", text(&a), text(&b));
+    assert_eq!(w.sim.state().refund_requests("RV-C1-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created("RV-C1-R1"), 1);
+    let asked = w.history("RV-C1").iter().filter(|h| h.get_str("refundId").is_ok()).count();
+    assert_eq!(asked, 1);
+}
+
+#[test]
+fn cancel_closes_an_unpaid_order_only_and_refusals_change_nothing() {
+    let w = World::new("review_cancel");
+    parked_paid(&w, "RV-P1", 0);
+    w.insert_raw(doc! { "merchantTransactionId": "RV-X1", "status": "needs_review", "paymentStatus": "pending",
+        "amount": 100, "items": [], "reconciliation": { "reason": "invalid_order" }, "history": [] });
+
+    let paid = review(&w, &["review", "resolve", "RV-P1", "cancel"], &[]);
+    assert_eq!(code(&paid), 1, "{}", text(&paid));
+    assert!(text(&paid).contains("paid"), "{}", text(&paid));
+    assert_eq!(w.status("RV-P1"), ("needs_review".into(), "paid".into()));
+
+    let ok = review(&w, &["review", "resolve", "RV-X1", "cancel", "--note", "test order"], &[]);
+    assert_eq!(code(&ok), 0, "{}", text(&ok));
+    assert_eq!(w.status("RV-X1"), ("cancelled".into(), "pending".into()));
+    assert_eq!(w.reason("RV-X1").as_deref(), Some("operator_cancelled"));
+    let h = last_history(&w, "RV-X1");
+    assert_eq!((h.get_str("by").ok(), h.get_str("note").ok()), (Some("operator"), Some("test order")));
+
+    let again = review(&w, &["review", "resolve", "RV-X1", "cancel"], &[]);
+    assert_eq!(code(&again), 1, "{}", text(&again));
+    assert_eq!(w.history("RV-X1").len(), 1);
+    let unknown = review(&w, &["review", "resolve", "NO-SUCH", "refund"], &[]);
+    assert_eq!(code(&unknown), 1, "{}", text(&unknown));
+    let usage = review(&w, &["review", "resolve", "RV-P1", "burn"], &[]);
+    assert_eq!(code(&usage), 2, "{}", text(&usage));
+    let no_refund = review(&w, &["review", "resolve", "RV-X1", "refund"], &[]);
+    assert_eq!(code(&no_refund), 1, "{}", text(&no_refund));
+}
+
+#[test]
+fn list_and_show_print_the_queue() {
+    let w = World::new("review_list");
+    parked_paid(&w, "RV-L1", 0);
+    w.insert_order("RV-L2", 100, 600, &[("tee", 1, None)]);
+    w.sim.script("RV-L2", vec![Answer::completed(999)]);
+    w.once();
+
+    let all = review(&w, &["review", "list", "--json"], &[]);
+    assert_eq!(code(&all), 0, "{}", text(&all));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&all.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let l1 = lines.iter().find(|l| l["merchantTransactionId"] == "RV-L1").expect("RV-L1 listed");
+    assert_eq!(l1["reason"], "insufficient_stock");
+    assert_eq!(l1["amount"], 49900);
+    assert_eq!(l1["paymentStatus"], "paid");
+    assert!(l1["parkedAt"].is_string(), "{l1}");
+
+    let only = review(&w, &["review", "list", "--json", "--reason", "amount_mismatch"], &[]);
+    let out = String::from_utf8_lossy(&only.stdout).to_string();
+    assert!(out.contains("RV-L2") && !out.contains("RV-L1"), "{out}");
+    let table = review(&w, &["review", "list"], &[]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("RV-L1"), "{}", text(&table));
+
+    let show = review(&w, &["review", "show", "RV-L2"], &[]);
+    assert_eq!(code(&show), 0, "{}", text(&show));
+    let out = String::from_utf8_lossy(&show.stdout).to_string();
+    assert!(out.contains("amount_mismatch") && out.contains("history:") && out.contains("phonepe now:"), "{out}");
+    assert!(!out.contains("Asha") && !out.contains("+9198"), "no customer data: {out}");
+}
