@@ -94,6 +94,7 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     let h = last_history(&w, "RV-F1");
     assert_eq!(h.get_str("by").ok(), Some("operator"), "{h:?}");
     assert_eq!(h.get_str("to").ok(), Some("confirmed"), "{h:?}");
+    assert_eq!(h.get_str("note").ok(), Some("restocked"), "{h:?}");
     let entries = w.history("RV-F1").len();
 
     let again = review(&w, &["review", "resolve", "RV-F1", "fulfil"], &[]);

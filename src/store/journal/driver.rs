@@ -100,6 +100,10 @@ impl Driver {
                     self.j.transaction_id.clone(),
                 )
                 .by(self.j.by);
+                let t = Transition {
+                    note: self.j.note.clone(),
+                    ..t
+                };
                 if !store
                     .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
                     .await?
@@ -248,6 +252,7 @@ impl Store {
             fail_reason: None,
             fail_product: None,
             by: t.by,
+            note: t.note.clone(),
         };
         let begun = self
             .orders
