@@ -203,7 +203,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&["review", "resolve", "MT1", "burn"]).expect_err("action").exit_code(),
+            parse(&["review", "resolve", "MT1", "burn"])
+                .expect_err("action")
+                .exit_code(),
             2
         );
         let check = |apply| Command::Check {

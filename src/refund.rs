@@ -63,11 +63,7 @@ pub fn paid_amount(order: &Document) -> Option<i64> {
 
 /// Record a refund of `order` and ask PhonePe for it. `Ok(None)` when the order is not a paid,
 /// parked one (nothing written, nothing asked).
-pub async fn start(
-    r: &Refunder<'_>,
-    order: &Document,
-    note: Option<&str>,
-) -> Result<Option<Pushed>, StoreError> {
+pub async fn start(r: &Refunder<'_>, order: &Document, note: Option<&str>) -> Result<Option<Pushed>, StoreError> {
     let Some(amount) = paid_amount(order) else {
         return Ok(None);
     };
@@ -106,7 +102,12 @@ pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreEr
     finish(r, p, state, later).await
 }
 
-async fn finish(r: &Refunder<'_>, p: &PendingRefund, state: RefundState, later: DateTime) -> Result<Pushed, StoreError> {
+async fn finish(
+    r: &Refunder<'_>,
+    p: &PendingRefund,
+    state: RefundState,
+    later: DateTime,
+) -> Result<Pushed, StoreError> {
     let now = DateTime::now();
     let (done, result) = match state {
         RefundState::Pending => {
@@ -119,7 +120,11 @@ async fn finish(r: &Refunder<'_>, p: &PendingRefund, state: RefundState, later: 
     if !done {
         return Ok(Pushed::AlreadyFinished);
     }
-    let label = if result == Pushed::Completed { "completed" } else { "failed" };
+    let label = if result == Pushed::Completed {
+        "completed"
+    } else {
+        "failed"
+    };
     metrics::counter!(names::REFUNDS, "result" => label).increment(1);
     if result == Pushed::Failed {
         tracing::error!(refund_id = %p.refund_id, "PhonePe failed a refund; the order is parked again (refund_failed)");

@@ -83,7 +83,10 @@ pub fn summary(d: &Document) -> serde_json::Value {
 async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<u8> {
     let orders = env.store.parked(reason).await.context("listing parked orders")?;
     if !as_json {
-        println!("{:<28} {:<20} {:>10} {:<15} {:>8} LAST CODE", "MERCHANT TXN ID", "REASON", "AMOUNT", "PAYMENT", "AGE (h)");
+        println!(
+            "{:<28} {:<20} {:>10} {:<15} {:>8} LAST CODE",
+            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAYMENT", "AGE (h)"
+        );
     }
     for d in &orders {
         let s = summary(d);
@@ -115,7 +118,7 @@ async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
     if let Ok(history) = d.get_array(own::HISTORY) {
         println!("history:");
         for h in history {
-            println!("  {}", Bson::from(h.clone()).into_relaxed_extjson());
+            println!("  {}", h.clone().into_relaxed_extjson());
         }
     }
     match crate::domain::MerchantTransactionId::parse(mtid) {
@@ -144,12 +147,17 @@ async fn resolve(env: &Arc<Env>, mtid: &str, action: ResolveAction, note: Option
         return refuse(mtid, &format!("it is `{}`, not needs_review", text(&d, shop::STATUS)));
     }
     match (action, payment) {
-        (ResolveAction::Cancel, Some(PaymentStatus::Pending | PaymentStatus::Failed)) => cancel(env, mtid, &d, note).await,
+        (ResolveAction::Cancel, Some(PaymentStatus::Pending | PaymentStatus::Failed)) => {
+            cancel(env, mtid, &d, note).await
+        }
         (ResolveAction::Cancel, _) => refuse(mtid, "it was paid (or is being refunded): refund or fulfil it instead"),
         (_, Some(PaymentStatus::RefundPending)) => refuse(mtid, "a refund is pending at PhonePe; the service polls it"),
         (_, Some(PaymentStatus::Paid)) if action == ResolveAction::Fulfil => fulfil(env, mtid, &d, note).await,
         (_, Some(PaymentStatus::Paid)) => refund(env, mtid, &d, note).await,
-        _ => refuse(mtid, &format!("its paymentStatus is `{}`, not paid", text(&d, shop::PAYMENT_STATUS))),
+        _ => refuse(
+            mtid,
+            &format!("its paymentStatus is `{}`, not paid", text(&d, shop::PAYMENT_STATUS)),
+        ),
     }
 }
 

@@ -153,13 +153,21 @@ pub(super) async fn refund_v2(State(state): State<SimState>, Json(req): Json<Val
         return bad_request("merchantRefundId, originalMerchantOrderId and amount are required");
     };
     let delay = state.lock().refunds.request(id, original, amount);
-    accepted(delay, json!({ "refundId": format!("OMR{id}"), "amount": amount, "state": "PENDING" })).await
+    accepted(
+        delay,
+        json!({ "refundId": format!("OMR{id}"), "amount": amount, "state": "PENDING" }),
+    )
+    .await
 }
 
 /// v2 `GET /payments/v2/refund/{id}/status`.
 pub(super) async fn refund_status_v2(State(state): State<SimState>, Path(id): Path<String>) -> Response {
     match state.lock().refunds.status(&id) {
-        Some(a) => (StatusCode::OK, Json(json!({ "merchantRefundId": id, "state": a.v2_state() }))).into_response(),
+        Some(a) => (
+            StatusCode::OK,
+            Json(json!({ "merchantRefundId": id, "state": a.v2_state() })),
+        )
+            .into_response(),
         None => {
             let body = json!({ "code": "NOT_FOUND", "message": "no refund with this id" });
             (StatusCode::NOT_FOUND, Json(body)).into_response()

@@ -45,7 +45,11 @@ pub struct PendingRefund {
 impl PendingRefund {
     /// Read the refund recorded on a fetched order; `None` when it has none.
     pub fn of(order: &Document) -> Option<PendingRefund> {
-        let r = order.get_document(own::RECONCILIATION_KEY).ok()?.get_document(REFUND_KEY).ok()?;
+        let r = order
+            .get_document(own::RECONCILIATION_KEY)
+            .ok()?
+            .get_document(REFUND_KEY)
+            .ok()?;
         Some(PendingRefund {
             order_id: order.get("_id")?.clone(),
             merchant_transaction_id: order.get_str(shop::MERCHANT_TRANSACTION_ID).ok()?.to_string(),
@@ -162,13 +166,37 @@ impl Store {
     /// PhonePe's final word on the refund: COMPLETED → `refunded`; FAILED → parked again as
     /// `paid` with reason `refund_failed`. Guarded by the refund's id: `false` when someone else
     /// finished it first.
-    pub async fn finish_refund(&self, p: &PendingRefund, completed: bool, by: &'static str, now: DateTime) -> StoreResult<bool> {
+    pub async fn finish_refund(
+        &self,
+        p: &PendingRefund,
+        completed: bool,
+        by: &'static str,
+        now: DateTime,
+    ) -> StoreResult<bool> {
         let (to, payment, reason, code): (Status, PaymentStatus, Reason, &str) = if completed {
-            (Status::Refunded, PaymentStatus::Refunded, Reason::Refunded, "REFUND_COMPLETED")
+            (
+                Status::Refunded,
+                PaymentStatus::Refunded,
+                Reason::Refunded,
+                "REFUND_COMPLETED",
+            )
         } else {
-            (Status::NeedsReview, PaymentStatus::Paid, ReviewReason::RefundFailed.into(), "REFUND_FAILED")
+            (
+                Status::NeedsReview,
+                PaymentStatus::Paid,
+                ReviewReason::RefundFailed.into(),
+                "REFUND_FAILED",
+            )
         };
-        let t = Transition::new(Status::NeedsReview, to, payment, reason, code.into(), Some(p.refund_id.clone())).by(by);
+        let t = Transition::new(
+            Status::NeedsReview,
+            to,
+            payment,
+            reason,
+            code.into(),
+            Some(p.refund_id.clone()),
+        )
+        .by(by);
         let mut update = transition_update(now, &t);
         if let Ok(set) = update.get_document_mut("$set") {
             // Nothing left to poll; the refund's record stays for the audit.

@@ -28,7 +28,11 @@ fn review(w: &World, args: &[&str], extra: &[(&str, &str)]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn code(o: &Output) -> i32 {
@@ -57,7 +61,9 @@ fn refund_doc(w: &World, mtid: &str) -> Document {
 fn poll(w: &World, auto: &[&str]) {
     let auto: Vec<String> = auto.iter().map(|s| s.to_string()).collect();
     w.block(async {
-        let store = Store::connect(&w.uri, &w.settings.mongodb.database).await.expect("store");
+        let store = Store::connect(&w.uri, &w.settings.mongodb.database)
+            .await
+            .expect("store");
         let phonepe = PhonePeClient::new(&w.settings.phonepe).expect("client");
         let budget = Budget::per_minute(6000);
         let r = Refunder {
@@ -85,9 +91,16 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     assert_eq!(w.status("RV-F1"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.stock("tee"), 1);
 
-    w.block(w.db.collection::<Document>("products").update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}))
-        .expect("restock");
-    let done = review(&w, &["review", "resolve", "RV-F1", "fulfil", "--note", "restocked"], &[]);
+    w.block(
+        w.db.collection::<Document>("products")
+            .update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}),
+    )
+    .expect("restock");
+    let done = review(
+        &w,
+        &["review", "resolve", "RV-F1", "fulfil", "--note", "restocked"],
+        &[],
+    );
     assert_eq!(code(&done), 0, "{}", text(&done));
     assert_eq!(w.status("RV-F1"), ("confirmed".into(), "paid".into()));
     assert_eq!(w.stock("tee"), 3);
@@ -110,7 +123,11 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
     // PhonePe makes the refund but answers after our 1 s timeout.
     w.sim.state().delay_refund("RV-R1-R1", Duration::from_secs(3));
     let timeout = [("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")];
-    let first = review(&w, &["review", "resolve", "RV-R1", "refund", "--note", "customer asked"], &timeout);
+    let first = review(
+        &w,
+        &["review", "resolve", "RV-R1", "refund", "--note", "customer asked"],
+        &timeout,
+    );
     assert_eq!(code(&first), 0, "{}", text(&first));
     assert_eq!(w.status("RV-R1"), ("needs_review".into(), "refund_pending".into()));
     assert_eq!(refund_doc(&w, "RV-R1").get_str("id").ok(), Some("RV-R1-R1"));
@@ -123,7 +140,10 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
         w.status("RV-R1").0 == "refunded"
     });
     assert_eq!(w.status("RV-R1"), ("refunded".into(), "refunded".into()));
-    assert!(w.sim.state().refund_requests("RV-R1-R1") >= 2, "asked again after the timeout");
+    assert!(
+        w.sim.state().refund_requests("RV-R1-R1") >= 2,
+        "asked again after the timeout"
+    );
     assert_eq!(w.sim.state().refunds_created("RV-R1-R1"), 1, "one refund only");
     assert_eq!(w.stock("tee"), 0, "stock never moves on a refund");
 
@@ -136,7 +156,9 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
 fn a_failed_refund_parks_the_order_again_and_the_next_refund_has_a_new_id() {
     let w = World::new("review_refund_failed");
     parked_paid(&w, "RV-R2", 0);
-    w.sim.state().script_refund("RV-R2-R1", vec![RefundAnswer::Pending, RefundAnswer::Failed]);
+    w.sim
+        .state()
+        .script_refund("RV-R2-R1", vec![RefundAnswer::Pending, RefundAnswer::Failed]);
     let first = review(&w, &["review", "resolve", "RV-R2", "refund"], &[]);
     assert_eq!(code(&first), 0, "{}", text(&first));
     eventually(WAIT, "PhonePe's FAILED is recorded", || {
@@ -175,7 +197,9 @@ fn auto_refunds_take_only_the_configured_reasons() {
     assert_eq!(w.status("RV-A2"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.sim.state().refund_requests("RV-A2-R1"), 0);
     let h = w.history("RV-A1");
-    assert!(h.iter().any(|e| e.get_str("by").ok() == Some("reconciler") && e.get_str("refundId").is_ok()));
+    assert!(h
+        .iter()
+        .any(|e| e.get_str("by").ok() == Some("reconciler") && e.get_str("refundId").is_ok()));
 }
 
 #[test]
@@ -194,7 +218,11 @@ fn two_shells_refunding_at_once_make_one_refund() {
     assert_eq!(codes, [0, 1], "{}\n{}", text(&a), text(&b));
     assert_eq!(w.sim.state().refund_requests("RV-C1-R1"), 1);
     assert_eq!(w.sim.state().refunds_created("RV-C1-R1"), 1);
-    let asked = w.history("RV-C1").iter().filter(|h| h.get_str("refundId").is_ok()).count();
+    let asked = w
+        .history("RV-C1")
+        .iter()
+        .filter(|h| h.get_str("refundId").is_ok())
+        .count();
     assert_eq!(asked, 1);
 }
 
@@ -202,20 +230,29 @@ fn two_shells_refunding_at_once_make_one_refund() {
 fn cancel_closes_an_unpaid_order_only_and_refusals_change_nothing() {
     let w = World::new("review_cancel");
     parked_paid(&w, "RV-P1", 0);
-    w.insert_raw(doc! { "merchantTransactionId": "RV-X1", "status": "needs_review", "paymentStatus": "pending",
-        "amount": 100, "items": [], "reconciliation": { "reason": "invalid_order" }, "history": [] });
+    w.insert_raw(
+        doc! { "merchantTransactionId": "RV-X1", "status": "needs_review", "paymentStatus": "pending",
+        "amount": 100, "items": [], "reconciliation": { "reason": "invalid_order" }, "history": [] },
+    );
 
     let paid = review(&w, &["review", "resolve", "RV-P1", "cancel"], &[]);
     assert_eq!(code(&paid), 1, "{}", text(&paid));
     assert!(text(&paid).contains("paid"), "{}", text(&paid));
     assert_eq!(w.status("RV-P1"), ("needs_review".into(), "paid".into()));
 
-    let ok = review(&w, &["review", "resolve", "RV-X1", "cancel", "--note", "test order"], &[]);
+    let ok = review(
+        &w,
+        &["review", "resolve", "RV-X1", "cancel", "--note", "test order"],
+        &[],
+    );
     assert_eq!(code(&ok), 0, "{}", text(&ok));
     assert_eq!(w.status("RV-X1"), ("cancelled".into(), "pending".into()));
     assert_eq!(w.reason("RV-X1").as_deref(), Some("operator_cancelled"));
     let h = last_history(&w, "RV-X1");
-    assert_eq!((h.get_str("by").ok(), h.get_str("note").ok()), (Some("operator"), Some("test order")));
+    assert_eq!(
+        (h.get_str("by").ok(), h.get_str("note").ok()),
+        (Some("operator"), Some("test order"))
+    );
 
     let again = review(&w, &["review", "resolve", "RV-X1", "cancel"], &[]);
     assert_eq!(code(&again), 1, "{}", text(&again));
@@ -243,7 +280,10 @@ fn list_and_show_print_the_queue() {
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let l1 = lines.iter().find(|l| l["merchantTransactionId"] == "RV-L1").expect("RV-L1 listed");
+    let l1 = lines
+        .iter()
+        .find(|l| l["merchantTransactionId"] == "RV-L1")
+        .expect("RV-L1 listed");
     assert_eq!(l1["reason"], "insufficient_stock");
     assert_eq!(l1["amount"], 49900);
     assert_eq!(l1["paymentStatus"], "paid");
@@ -253,11 +293,21 @@ fn list_and_show_print_the_queue() {
     let out = String::from_utf8_lossy(&only.stdout).to_string();
     assert!(out.contains("RV-L2") && !out.contains("RV-L1"), "{out}");
     let table = review(&w, &["review", "list"], &[]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("RV-L1"), "{}", text(&table));
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("RV-L1"),
+        "{}",
+        text(&table)
+    );
 
     let show = review(&w, &["review", "show", "RV-L2"], &[]);
     assert_eq!(code(&show), 0, "{}", text(&show));
     let out = String::from_utf8_lossy(&show.stdout).to_string();
-    assert!(out.contains("amount_mismatch") && out.contains("history:") && out.contains("phonepe now:"), "{out}");
-    assert!(!out.contains("Asha") && !out.contains("+9198"), "no customer data: {out}");
+    assert!(
+        out.contains("amount_mismatch") && out.contains("history:") && out.contains("phonepe now:"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Asha") && !out.contains("+9198"),
+        "no customer data: {out}"
+    );
 }

@@ -432,7 +432,10 @@ fn reasons_parse_back_from_their_stored_spelling() {
         ]
     );
     let cancel: Vec<&str> = CancelReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(cancel, ["payment_failed", "pending_timeout", "not_found", "operator_cancelled"]);
+    assert_eq!(
+        cancel,
+        ["payment_failed", "pending_timeout", "not_found", "operator_cancelled"]
+    );
     assert_eq!(Reason::Paid.as_str(), "paid");
     assert!(CancelReason::is_watched(Some("pending_timeout")));
     assert!(CancelReason::is_watched(Some("not_found")));

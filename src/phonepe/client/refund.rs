@@ -145,8 +145,14 @@ mod tests {
 
     #[test]
     fn answers_map_to_refund_states() {
-        assert_eq!(parse_refund(200, br#"{"state":"COMPLETED"}"#).unwrap(), RefundState::Completed);
-        assert_eq!(parse_refund(200, br#"{"state":"FAILED"}"#).unwrap(), RefundState::Failed);
+        assert_eq!(
+            parse_refund(200, br#"{"state":"COMPLETED"}"#).unwrap(),
+            RefundState::Completed
+        );
+        assert_eq!(
+            parse_refund(200, br#"{"state":"FAILED"}"#).unwrap(),
+            RefundState::Failed
+        );
         assert_eq!(
             parse_refund(200, br#"{"code":"PAYMENT_PENDING","data":{"state":"PENDING"}}"#).unwrap(),
             RefundState::Pending
