@@ -462,6 +462,7 @@ mod tests {
             (Status::Confirmed, "confirmed"),
             (Status::Cancelled, "cancelled"),
             (Status::NeedsReview, "needs_review"),
+            (Status::Refunded, "refunded"),
         ];
         for (status, word) in statuses {
             assert_eq!(status.as_str(), word);
@@ -471,12 +472,14 @@ mod tests {
             (PaymentStatus::Pending, "pending"),
             (PaymentStatus::Paid, "paid"),
             (PaymentStatus::Failed, "failed"),
+            (PaymentStatus::RefundPending, "refund_pending"),
+            (PaymentStatus::Refunded, "refunded"),
         ];
         for (payment, word) in payments {
             assert_eq!(payment.as_str(), word);
             assert_eq!(PaymentStatus::parse(word), Some(payment));
         }
-        for unknown in ["", "Draft", "refunded", "xyzzy"] {
+        for unknown in ["", "Draft", "Refunded", "xyzzy"] {
             assert_eq!(Status::parse(unknown), None, "{unknown}");
             assert_eq!(PaymentStatus::parse(unknown), None, "{unknown}");
         }
