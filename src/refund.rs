@@ -144,6 +144,10 @@ pub async fn poll_due(r: &Refunder<'_>, auto: &[String]) -> Result<usize, StoreE
     }
     let pending = r.store.count_pending_refunds().await?;
     metrics::gauge!(names::REFUNDS_PENDING).set(pending as f64);
+    let age = r.store.oldest_pending_refund().await?.map_or(0, |t| {
+        (DateTime::now().timestamp_millis() - t.timestamp_millis()).max(0) / 1000
+    });
+    metrics::gauge!(names::REFUND_OLDEST_PENDING).set(age as f64);
     Ok(stepped)
 }
 

@@ -75,6 +75,8 @@ pub mod names {
     pub const REFUNDS: &str = "reconciler_refunds_total";
     /// Gauge: orders whose refund is still pending at PhonePe (`paymentStatus: refund_pending`).
     pub const REFUNDS_PENDING: &str = "reconciler_refunds_pending";
+    /// Gauge (seconds): how long the oldest pending refund has waited (0 when none).
+    pub const REFUND_OLDEST_PENDING: &str = "reconciler_refund_oldest_pending_seconds";
     /// Counter, label `outcome`: confirmed, cancelled, needs_review, already_processed.
     pub const ORDERS_SETTLED: &str = "reconciler_orders_settled_total";
     /// Counter, label `code`: PhonePe's `code` (or the HTTP status class when there is none).
@@ -241,6 +243,11 @@ pub fn describe_metrics() {
         REFUNDS_PENDING,
         Unit::Count,
         "Orders whose refund is still pending at PhonePe."
+    );
+    describe_gauge!(
+        REFUND_OLDEST_PENDING,
+        Unit::Seconds,
+        "How long the oldest pending refund has waited (0 when none)."
     );
     describe_gauge!(
         LAST_SUCCESSFUL_SCAN,

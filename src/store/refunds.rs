@@ -238,6 +238,23 @@ impl Store {
             .map_err(StoreError::mongo("count pending refunds"))
     }
 
+    /// When the oldest refund still pending was asked for (the oldest-pending-refund gauge).
+    pub async fn oldest_pending_refund(&self) -> StoreResult<Option<DateTime>> {
+        let oldest = self
+            .orders
+            .find_one(doc! { shop::PAYMENT_STATUS: PaymentStatus::RefundPending.as_str() })
+            .sort(doc! { REFUND_REQUESTED_AT: 1 })
+            .await
+            .map_err(StoreError::mongo("find the oldest pending refund"))?;
+        Ok(oldest.and_then(|d| {
+            d.get_document(own::RECONCILIATION_KEY)
+                .and_then(|r| r.get_document(REFUND_KEY))
+                .and_then(|r| r.get_datetime("requestedAt"))
+                .ok()
+                .copied()
+        }))
+    }
+
     /// Paid, parked orders whose reason is one of `reasons` (`refunds.auto`), at most `max`.
     pub async fn auto_refundable(&self, reasons: &[String], max: i64) -> StoreResult<Vec<Document>> {
         use futures_util::TryStreamExt;
