@@ -311,3 +311,44 @@ fn list_and_show_print_the_queue() {
         "no customer data: {out}"
     );
 }
+
+/// A fulfil racing a refund: the commit is guarded by `paid`, so an order whose refund was
+/// recorded meanwhile is not confirmed and no stock moves (either strategy).
+#[test]
+fn fulfil_never_confirms_an_order_being_refunded() {
+    use draft_reconciler::domain::{Order, Status};
+    use draft_reconciler::store::commit::confirm_transition;
+    use draft_reconciler::store::{CommitOutcome, Lease};
+    let w = World::new("review_fulfil_vs_refund");
+    parked_paid(&w, "RV-FR", 0);
+    w.sim.state().delay_refund("RV-FR-R1", Duration::from_secs(2));
+    let before = w.order("RV-FR");
+    let r = review(&w, &["review", "resolve", "RV-FR", "refund"], &[]);
+    assert_eq!(code(&r), 0, "{}", text(&r));
+    w.block(
+        w.db.collection::<Document>("products")
+            .update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}),
+    )
+    .expect("restock");
+    let outcome = w.block(async {
+        let store = Store::connect(&w.uri, &w.settings.mongodb.database)
+            .await
+            .expect("store");
+        let strategy = store
+            .resolve_strategy(w.settings.job.commit_strategy)
+            .await
+            .expect("strategy");
+        let order = Order::parse(&before).expect("order");
+        let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
+        t.from = Status::NeedsReview;
+        let lease = Lease {
+            owner: "test",
+            ttl: Duration::from_secs(60),
+            now: mongodb::bson::DateTime::now(),
+        };
+        store.commit(strategy, &order, &t, &lease).await.expect("commit")
+    });
+    assert_eq!(outcome, CommitOutcome::AlreadyProcessed);
+    assert_eq!(w.status("RV-FR"), ("needs_review".into(), "refund_pending".into()));
+    assert_eq!(w.stock("tee"), 5, "no stock moved");
+}
