@@ -6,19 +6,22 @@
 //! prove "exactly once". What a refund's status says is scripted with
 //! [`SimState::script_refund`] (the last answer repeats; unscripted refunds complete); a
 //! creation can be delayed past the client's timeout with [`SimState::delay_refund`] — the refund
-//! is created before the delay, as a real PhonePe would have done.
+//! is created before the delay, as a real PhonePe would have done. A v1 request must carry the
+//! `X-VERIFY` PhonePe documents (sha256 of the base64 body, the path and the salt key); v2
+//! refund routes do not check the token (the status routes prove the client sends it).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
 use super::state::SimState;
+use crate::phonepe::checksum;
 
 /// What a refund's status answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +124,19 @@ async fn accepted(delay: Duration, body: Value) -> Response {
 }
 
 /// v1 `POST /pg/v1/refund`, body `{"request": base64(JSON)}`.
-pub(super) async fn refund_v1(State(state): State<SimState>, Json(body): Json<Value>) -> Response {
-    let decoded = body
-        .get("request")
-        .and_then(Value::as_str)
+pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let b64 = body.get("request").and_then(Value::as_str).unwrap_or_default();
+    let cfg = state.config();
+    let x_verify = headers
+        .get("x-verify")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let signed = format!("{b64}{}", crate::phonepe::client::REFUND_V1_PATH);
+    if !checksum::verify(x_verify, &signed, &cfg.salt_key, cfg.salt_index) {
+        let body = json!({ "success": false, "code": "AUTHORIZATION_FAILED", "message": "X-VERIFY" });
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    let decoded = Some(b64)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let Some(req) = decoded else {

@@ -352,3 +352,46 @@ fn fulfil_never_confirms_an_order_being_refunded() {
     assert_eq!(w.status("RV-FR"), ("needs_review".into(), "refund_pending".into()));
     assert_eq!(w.stock("tee"), 5, "no stock moved");
 }
+
+/// The refund calls of both APIs against the simulator: the same id asked twice is one refund,
+/// and its status is read back (v1 through the status API with the refund's id, v2 through
+/// `/payments/v2/refund/{id}/status`).
+#[tokio::test]
+async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
+    use draft_reconciler::config::Secret;
+    use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
+    use draft_reconciler::phonepe::V2Credentials;
+    use draft_reconciler::sim::{SimConfig, SimHandle};
+    let sim = SimHandle::spawn(SimConfig::default()).expect("sim");
+    let mut settings =
+        draft_reconciler::config::Settings::for_tests("mongodb://127.0.0.1:1/x", &sim.base_url()).phonepe;
+    settings.merchant_id = SimConfig::default().merchant_id;
+    settings.salt_key = Some(Secret::new(SimConfig::default().salt_key));
+    let creds = V2Credentials {
+        client_id: "TESTCLIENT".into(),
+        client_secret: Secret::new("test-client-secret"),
+        client_version: "1".into(),
+        oauth_base_url: sim.oauth_base_url(),
+    };
+    let clients = [
+        ("V1", PhonePeClient::new(&settings).expect("v1")),
+        ("V2", PhonePeClient::new_v2(&settings, creds).expect("v2")),
+    ];
+    for (api, client) in clients {
+        let id = format!("ORD-{api}-R1");
+        sim.state()
+            .script_refund(&id, vec![RefundAnswer::Pending, RefundAnswer::Completed]);
+        let req = RefundRequest {
+            refund_id: &id,
+            original: "ORD-1",
+            amount: 49900,
+            callback_url: "",
+        };
+        assert_eq!(client.refund(&req).await.expect(api), RefundState::Pending);
+        assert_eq!(client.refund(&req).await.expect(api), RefundState::Pending);
+        assert_eq!(sim.state().refund_requests(&id), 2, "{api}");
+        assert_eq!(sim.state().refunds_created(&id), 1, "{api}: one refund per id");
+        assert_eq!(client.refund_status(&id).await.expect(api), RefundState::Pending);
+        assert_eq!(client.refund_status(&id).await.expect(api), RefundState::Completed);
+    }
+}
