@@ -231,10 +231,34 @@ pub struct OpsSettings {
 pub struct RefundSettings {
     /// Review reasons whose paid orders are refunded without a person (e.g.
     /// `["paid_after_cancel", "insufficient_stock"]`); empty (the default): a person decides.
+    /// A variable may give them as text: `paid_after_cancel,insufficient_stock` or the TOML array.
+    #[serde(deserialize_with = "reason_list")]
     pub auto: Vec<String>,
     /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
     #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
     pub poll_interval: Duration,
+}
+
+/// A list of words: a sequence, or text (from a variable) with the words separated by commas,
+/// optionally written as a TOML array (`["a", "b"]`).
+fn reason_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Words::deserialize(d)? {
+        Words::List(l) => l,
+        Words::Text(t) => t
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|w| w.trim().trim_matches('"').trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect(),
+    })
 }
 
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.

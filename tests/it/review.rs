@@ -395,3 +395,62 @@ async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
         assert_eq!(client.refund_status(&id).await.expect(api), RefundState::Completed);
     }
 }
+
+/// The running service polls a refund the operator asked for, and refunds the reasons in
+/// `refunds.auto` on its own; a reason that is not a review reason is a configuration error.
+#[test]
+fn the_service_finishes_refunds_and_makes_the_automatic_ones() {
+    let w = World::new("review_service");
+    parked_paid(&w, "RV-S1", 0);
+    w.insert_order("RV-S2", 49900, 600, &[("tee", 2, None)]);
+    w.sim.script("RV-S2", vec![Answer::completed(49900)]);
+    w.once();
+    w.sim.state().script_refund("RV-S1-R1", vec![RefundAnswer::Pending]);
+    let r = review(&w, &["review", "resolve", "RV-S1", "refund"], &[]);
+    assert_eq!(code(&r), 0, "{}", text(&r));
+
+    let bad = review(
+        &w,
+        &["config"],
+        &[("RECONCILER_REFUNDS__AUTO", "[\"insufficent_stock\"]")],
+    );
+    assert_eq!(code(&bad), 2, "{}", text(&bad));
+    assert!(
+        text(&bad).contains("refunds.auto") && text(&bad).contains("not a review reason"),
+        "{}",
+        text(&bad)
+    );
+
+    let mut c = w.reconciler_command(&["run"]);
+    c.env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .env("RECONCILER_REFUNDS__POLL_INTERVAL_SECS", "1")
+        .env("RECONCILER_REFUNDS__AUTO", "insufficient_stock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("service.log");
+    c.stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(log.with_extension("err")).expect("log"));
+    let _service = crate::support::Running(c.spawn().expect("run"));
+    let deadline = std::time::Instant::now() + WAIT;
+    while w.status("RV-S2") != ("refunded".into(), "refunded".into()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not refund RV-S2: {:?}\n{}",
+            w.order("RV-S2"),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        w.status("RV-S1"),
+        ("needs_review".into(), "refund_pending".into()),
+        "still pending at PhonePe"
+    );
+    w.sim.state().script_refund("RV-S1-R1", vec![RefundAnswer::Completed]);
+    eventually(WAIT, "the service finishes RV-S1's refund", || {
+        w.status("RV-S1").0 == "refunded"
+    });
+    assert_eq!(w.sim.state().refunds_created("RV-S1-R1"), 1);
+    assert_eq!(w.sim.state().refund_requests("RV-S1-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created("RV-S2-R1"), 1);
+    assert_eq!(w.stock("tee"), 0);
+}
