@@ -3,7 +3,9 @@
 //! until PhonePe's answer is final. Every PhonePe call here takes a permit of the PhonePe budget
 //! through [`permit`], the one place refunds touch it.
 //!
-//! The refund is recorded on the order (`store/refunds.rs`) **before** the call, under an id
+//! Before anything is written PhonePe is asked what was paid: only a COMPLETED payment to our
+//! merchant is refunded, and by the amount PhonePe reports (not the order's, which differs for
+//! an `amount_mismatch`). The refund is recorded on the order (`store/refunds.rs`) **before** the call, under an id
 //! derived from the order; a call that times out is simply asked again under the same id by
 //! [`poll_due`] (PhonePe makes one refund per id). COMPLETED → `refunded`; FAILED → parked again
 //! (`paid`, reason `refund_failed`). Stock never moves on a refund.
@@ -13,6 +15,7 @@ use std::time::Duration;
 use mongodb::bson::{DateTime, Document};
 
 use crate::actors::Budget;
+use crate::domain::{MerchantTransactionId, PaymentState};
 use crate::phonepe::client::{RefundRequest, RefundState};
 use crate::phonepe::PhonePeClient;
 use crate::store::fields::shop;
@@ -25,8 +28,10 @@ use crate::telemetry::names;
 const PER_PASS: i64 = 20;
 
 /// What a refund push ended as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {
+    /// Nothing recorded: PhonePe did not confirm a completed payment to refund (the reason).
+    Unverified(String),
     Completed,
     Failed,
     /// PhonePe has it (or could not be asked): polled again later.
@@ -51,21 +56,37 @@ pub async fn permit(budget: &Budget) -> bool {
     budget.acquire().await.is_ok()
 }
 
-/// The paid amount of a parked order, in paise.
-pub fn paid_amount(order: &Document) -> Option<i64> {
-    match order.get(shop::AMOUNT)? {
-        mongodb::bson::Bson::Int32(n) => Some(i64::from(*n)),
-        mongodb::bson::Bson::Int64(n) => Some(*n),
-        _ => None,
+/// What PhonePe says was paid for `mtid` to our merchant, in paise: the amount a refund gives
+/// back (for an `amount_mismatch` it differs from the order's). `Err` says why there is none.
+async fn verified_paid(r: &Refunder<'_>, mtid: &str) -> Result<i64, String> {
+    let id = MerchantTransactionId::parse(mtid).map_err(|e| format!("the id is not one PhonePe takes: {e}"))?;
+    if !permit(r.budget).await {
+        return Err("PhonePe calls are paused (the budget); try again shortly".into());
     }
-    .filter(|a| *a > 0)
+    let report = r
+        .phonepe
+        .check_status(&id)
+        .await
+        .map_err(|e| format!("PhonePe could not be asked for the payment: {}", e.excerpt()))?;
+    match (report.state, report.merchant_id.as_deref(), report.amount) {
+        (PaymentState::Completed, Some(m), Some(a)) if m == r.phonepe.merchant_id() && a.0 > 0 => Ok(a.0),
+        _ => Err(format!(
+            "PhonePe does not report a completed payment to this merchant (code {})",
+            report.code
+        )),
+    }
 }
 
-/// Record a refund of `order` and ask PhonePe for it. `Ok(None)` when the order is not a paid,
-/// parked one (nothing written, nothing asked).
+/// Record a refund of `order` (of the amount PhonePe reports paid) and ask PhonePe for it.
+/// `Ok(None)` when the order is not a paid, parked one: nothing written, nothing asked.
 pub async fn start(r: &Refunder<'_>, order: &Document, note: Option<&str>) -> Result<Option<Pushed>, StoreError> {
-    let Some(amount) = paid_amount(order) else {
-        return Ok(None);
+    let mtid = order.get_str(shop::MERCHANT_TRANSACTION_ID).unwrap_or_default();
+    let amount = match verified_paid(r, mtid).await {
+        Ok(a) => a,
+        Err(why) => {
+            tracing::warn!(problem = %why, "refund not started: the payment is not verified");
+            return Ok(Some(Pushed::Unverified(why)));
+        }
     };
     match r.store.begin_refund(order, amount, r.by, note, DateTime::now()).await? {
         Some(p) => Ok(Some(push(r, &p).await?)),
@@ -136,7 +157,8 @@ async fn finish(
 pub async fn poll_due(r: &Refunder<'_>, auto: &[String]) -> Result<usize, StoreError> {
     let mut stepped = 0;
     for order in r.store.auto_refundable(auto, PER_PASS).await? {
-        stepped += usize::from(start(r, &order, Some("refunds.auto")).await?.is_some());
+        let started = start(r, &order, Some("refunds.auto")).await?;
+        stepped += usize::from(matches!(started, Some(p) if !matches!(p, Pushed::Unverified(_))));
     }
     for p in r.store.due_refunds(DateTime::now(), PER_PASS).await? {
         push(r, &p).await?;

@@ -210,7 +210,7 @@ async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
         by: by::OPERATOR,
     };
     match crate::refund::start(&r, d, note.as_deref()).await? {
-        None => refuse(mtid, "it changed meanwhile, or has no positive amount"),
+        None => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
         Some(Pushed::Completed) => {
             println!("review: {mtid} refunded");
             Ok(0)
@@ -221,5 +221,6 @@ async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
         }
         Some(Pushed::Failed) => refuse(mtid, "PhonePe failed the refund; parked again (refund_failed)"),
         Some(Pushed::AlreadyFinished) => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
+        Some(Pushed::Unverified(why)) => refuse(mtid, &format!("nothing refunded: {why}")),
     }
 }

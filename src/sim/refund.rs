@@ -96,6 +96,11 @@ impl SimState {
         usize::from(self.lock().refunds.made.contains_key(id))
     }
 
+    /// The amount (paise) of the refund made under `id`.
+    pub fn refund_amount(&self, id: &str) -> Option<i64> {
+        self.lock().refunds.made.get(id).map(|(_, a)| *a)
+    }
+
     /// How many creation requests named `id`.
     pub fn refund_requests(&self, id: &str) -> u32 {
         self.lock().refunds.requests.get(id).copied().unwrap_or(0)

@@ -454,3 +454,31 @@ fn the_service_finishes_refunds_and_makes_the_automatic_ones() {
     assert_eq!(w.sim.state().refunds_created("RV-S2-R1"), 1);
     assert_eq!(w.stock("tee"), 0);
 }
+
+/// A refund gives back what PhonePe reports paid (an `amount_mismatch` paid another amount than
+/// the order's), and nothing is recorded when PhonePe does not confirm a completed payment.
+#[test]
+fn a_refund_gives_back_what_phonepe_reports_paid_and_only_that() {
+    let w = World::new("review_refund_amount");
+    w.insert_product("tee", 0);
+    w.insert_order("RV-M1", 100, 600, &[("tee", 1, None)]);
+    w.sim.script("RV-M1", vec![Answer::completed(999)]);
+    w.insert_order("RV-M2", 100, 600, &[("tee", 1, None)]);
+    w.sim.script("RV-M2", vec![Answer::completed(100)]);
+    w.once();
+    assert_eq!(w.reason("RV-M1").as_deref(), Some("amount_mismatch"));
+    assert_eq!(w.reason("RV-M2").as_deref(), Some("insufficient_stock"));
+
+    let r = review(&w, &["review", "resolve", "RV-M1", "refund"], &[]);
+    assert_eq!(code(&r), 0, "{}", text(&r));
+    assert_eq!(w.sim.state().refund_amount("RV-M1-R1"), Some(999));
+    assert_eq!(refund_doc(&w, "RV-M1").get_i64("amount").ok(), Some(999));
+
+    w.sim.script("RV-M2", vec![Answer::failed()]);
+    let before = w.order("RV-M2");
+    let refused = review(&w, &["review", "resolve", "RV-M2", "refund"], &[]);
+    assert_eq!(code(&refused), 1, "{}", text(&refused));
+    assert!(text(&refused).contains("nothing refunded"), "{}", text(&refused));
+    assert_eq!(w.order("RV-M2"), before, "nothing recorded");
+    assert_eq!(w.sim.state().refund_requests("RV-M2-R1"), 0);
+}
