@@ -144,6 +144,7 @@ pub fn run(
         if let Some(db) = env.budget.shared_db() {
             actix_rt::spawn(crate::actors::rate_limiter::shared::heartbeats(db.clone()));
         }
+        actix_rt::spawn(crate::refund::poll_forever(env.clone()));
         let (sup, _) = start(env, Mode::Run);
         actix_rt::spawn(on_signals(sup));
         Ok::<_, anyhow::Error>(())
@@ -193,6 +194,10 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
         } => {
             crate::telemetry::init_tracing(&settings.log);
             crate::check::check(settings, &merchant_transaction_id, apply)
+        }
+        Command::Review(cmd) => {
+            crate::telemetry::init_tracing_stderr(&settings.log);
+            crate::review::execute(cmd, settings)
         }
         Command::Selftest => {
             crate::telemetry::init_tracing(&settings.log);

@@ -105,6 +105,57 @@ pub enum Command {
     /// otherwise.
     #[command(verbatim_doc_comment)]
     Config,
+    /// The review queue: list parked orders, show one, resolve it (fulfil, refund, cancel).
+    ///
+    /// Every action is a status-guarded change recorded in the order's history with
+    /// by: "operator" and the note; safe while the service runs, and run twice it does nothing
+    /// more.
+    ///
+    /// Exit codes: 0 when done; 1 when refused (unknown order, wrong state, PhonePe refused)
+    /// with the reason; 2 on a usage or configuration error.
+    #[command(verbatim_doc_comment, subcommand)]
+    Review(ReviewCommand),
+}
+
+/// `review` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ReviewCommand {
+    /// Every parked order: reason, amount, payment status, age, last PhonePe code.
+    List {
+        /// Only orders parked for this reason (e.g. insufficient_stock).
+        #[arg(long)]
+        reason: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One order: as stored, its history, and PhonePe's answer now.
+    Show {
+        /// The order's merchantTransactionId.
+        merchant_transaction_id: String,
+    },
+    /// Act on a parked order.
+    ///
+    /// fulfil: confirm and deduct stock through the same atomic commit as the service (after a
+    /// restock); short stock again leaves it parked. refund: refund the paid amount through
+    /// PhonePe, exactly once. cancel: close an order that was never paid (refused for a paid one).
+    #[command(verbatim_doc_comment)]
+    Resolve {
+        /// The order's merchantTransactionId.
+        merchant_transaction_id: String,
+        action: ResolveAction,
+        /// Why, recorded in the order's history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// What `review resolve` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResolveAction {
+    Fulfil,
+    Refund,
+    Cancel,
 }
 
 #[cfg(test)]
@@ -143,6 +194,20 @@ mod tests {
         assert_eq!(command(&["once"]), Command::Once);
         assert_eq!(command(&["selftest"]), Command::Selftest);
         assert_eq!(command(&["config"]), Command::Config);
+        assert_eq!(
+            command(&["review", "resolve", "MT1", "refund", "--note", "asked"]),
+            Command::Review(ReviewCommand::Resolve {
+                merchant_transaction_id: "MT1".into(),
+                action: ResolveAction::Refund,
+                note: Some("asked".into()),
+            })
+        );
+        assert_eq!(
+            parse(&["review", "resolve", "MT1", "burn"])
+                .expect_err("action")
+                .exit_code(),
+            2
+        );
         let check = |apply| Command::Check {
             merchant_transaction_id: "MT7850590068188104".into(),
             apply,

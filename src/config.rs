@@ -33,6 +33,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ReviewReason;
 use crate::phonepe::oauth::{ApiVersion, V2Credentials, PRODUCTION_PG_BASE_URL};
 pub use values::{default_hosts, PRODUCTION_V1_BASE_URL};
 use values::{mongo_database, webhook_checks};
@@ -98,6 +99,7 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub log: LogSettings,
     pub webhook: WebhookSettings,
+    pub refunds: RefundSettings,
     /// `[schema]`: the shop's collections, field paths, status words and amount unit
     /// (`src/schema.rs`, docs/schema.md); defaults are the reconciler's own names.
     #[serde(default)]
@@ -227,6 +229,42 @@ pub struct OpsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[refunds]`: refunds through PhonePe (`src/refund.rs`, `review resolve <id> refund`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSettings {
+    /// Review reasons whose paid orders are refunded without a person (e.g.
+    /// `["paid_after_cancel", "insufficient_stock"]`); empty (the default): a person decides.
+    /// A variable may give them as text: `paid_after_cancel,insufficient_stock` or the TOML array.
+    #[serde(deserialize_with = "reason_list")]
+    pub auto: Vec<String>,
+    /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
+    #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
+    pub poll_interval: Duration,
+}
+
+/// A list of words: a sequence, or text (from a variable) with the words separated by commas,
+/// optionally written as a TOML array (`["a", "b"]`).
+fn reason_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Words::deserialize(d)? {
+        Words::List(l) => l,
+        Words::Text(t) => t
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|w| w.trim().trim_matches('"').trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect(),
+    })
+}
+
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +330,10 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         return Err(e);
     }
     webhook_checks(s)?;
+    if let Some(bad) = s.refunds.auto.iter().find(|r| ReviewReason::parse(r).is_none()) {
+        let reason = format!("names `{bad}`, which is not a review reason (see README.md, decision table)");
+        return Err(invalid(figment, "refunds.auto", reason));
+    }
     if p.api_version == ApiVersion::V2 && p.base_url.ends_with("/apis/hermes") {
         let reason = format!("is the v1 host; API v2 is served under {PRODUCTION_PG_BASE_URL}");
         return Err(invalid(figment, "phonepe.base_url", reason));

@@ -18,6 +18,8 @@ pub mod domain;
 pub mod fault;
 pub mod ops;
 pub mod phonepe;
+pub mod refund;
+pub mod review;
 pub mod schema;
 pub mod settle;
 pub mod sim;

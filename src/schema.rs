@@ -19,14 +19,8 @@ pub const OWN_ORDER_FIELDS: [&str; 3] = ["_id", "reconciliation", "history"];
 /// Field on `products` documents that belongs to the reconciler (the journal's commit markers).
 pub const OWN_PRODUCT_FIELDS: [&str; 2] = ["_id", "reconcilerCommits"];
 
-const STATUSES: [Status; 5] = [
-    Status::Draft,
-    Status::Committing,
-    Status::Confirmed,
-    Status::Cancelled,
-    Status::NeedsReview,
-];
-const PAYMENT_STATUSES: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+const STATUSES: [Status; 6] = Status::ALL;
+const PAYMENT_STATUSES: [PaymentStatus; 5] = PaymentStatus::ALL;
 
 /// The unit of the order's amount field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +176,7 @@ impl StatusWords {
             Status::Confirmed => &self.confirmed,
             Status::Cancelled => &self.cancelled,
             Status::NeedsReview => &self.needs_review,
+            Status::Refunded => &self.refunded,
         }
     }
 
@@ -207,6 +202,8 @@ impl PaymentStatusWords {
             PaymentStatus::Pending => &self.pending,
             PaymentStatus::Paid => &self.paid,
             PaymentStatus::Failed => &self.failed,
+            PaymentStatus::RefundPending => &self.refund_pending,
+            PaymentStatus::Refunded => &self.refunded,
         }
     }
 

@@ -34,6 +34,16 @@ pub fn init_tracing(log: &LogSettings) {
     let _ = subscriber(log, pretty, std::io::stdout).try_init();
 }
 
+/// [`init_tracing`] to stderr, for commands whose stdout is their answer (`review list --json`).
+pub fn init_tracing_stderr(log: &LogSettings) {
+    let pretty = match log.format {
+        LogFormat::Pretty => true,
+        LogFormat::Json => false,
+        LogFormat::Auto => std::io::stderr().is_terminal(),
+    };
+    let _ = subscriber(log, pretty, std::io::stderr).try_init();
+}
+
 /// The subscriber [`init_tracing`] installs, writing to `writer` (tests capture into a buffer).
 fn subscriber<W>(log: &LogSettings, pretty: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where
@@ -61,6 +71,12 @@ where
 
 /// Metric family names (all prefixed `reconciler_`), the contract dashboards and alerts use.
 pub mod names {
+    /// Counter, label `result`: completed, failed — refunds PhonePe finished (`src/refund.rs`).
+    pub const REFUNDS: &str = "reconciler_refunds_total";
+    /// Gauge: orders whose refund is still pending at PhonePe (`paymentStatus: refund_pending`).
+    pub const REFUNDS_PENDING: &str = "reconciler_refunds_pending";
+    /// Gauge (seconds): how long the oldest pending refund has waited (0 when none).
+    pub const REFUND_OLDEST_PENDING: &str = "reconciler_refund_oldest_pending_seconds";
     /// Counter, label `outcome`: confirmed, cancelled, needs_review, already_processed.
     pub const ORDERS_SETTLED: &str = "reconciler_orders_settled_total";
     /// Counter, label `code`: PhonePe's `code` (or the HTTP status class when there is none).
@@ -218,6 +234,21 @@ pub fn describe_metrics() {
         "Actor restarts by the supervisor, by actor."
     );
     describe_counter!(SCAN_RUNS, Unit::Count, "Scanner passes, by result (ok or error).");
+    describe_counter!(
+        REFUNDS,
+        Unit::Count,
+        "Refunds PhonePe finished, by result (completed or failed)."
+    );
+    describe_gauge!(
+        REFUNDS_PENDING,
+        Unit::Count,
+        "Orders whose refund is still pending at PhonePe."
+    );
+    describe_gauge!(
+        REFUND_OLDEST_PENDING,
+        Unit::Seconds,
+        "How long the oldest pending refund has waited (0 when none)."
+    );
     describe_gauge!(
         LAST_SUCCESSFUL_SCAN,
         Unit::Seconds,

@@ -330,6 +330,7 @@ fn redacted_toml_hides_secrets_and_round_trips() {
         out.contains("\nrequest_timeout_secs = 10\n")
             && out.contains("[log]\nlevel = \"info\"\nformat = \"auto\"\n")
             && out.contains("[webhook]\nlisten = \"\"\nconfirm_with_status_api = false\n")
+            && out.contains("[refunds]\nauto = []\npoll_interval_secs = 60\n")
             && out.contains("[schema.orders]\ncollection = \"orders\"\n")
             && out.ends_with("size_stock = \"stock\"\n"),
         "{out}"
@@ -398,7 +399,7 @@ fn load_by_lookup(env: &HashMap<String, String>) -> Result<Settings, ConfigError
 #[test]
 fn every_key_is_read_from_its_derived_variable_and_checked_there() {
     let keys = schema();
-    assert_eq!(keys.len(), 31 + 28, "{keys:?}"); // 28 in [schema]
+    assert_eq!(keys.len(), 33 + 28, "{keys:?}"); // 28 in [schema]
     assert!(keys.iter().any(|k| k == "phonepe.salt_key") && !keys.iter().any(|k| k == "mongodb.database"));
     for key in keys {
         let var = env_var(key);

@@ -50,10 +50,12 @@ pub enum ReviewReason {
     PhonepeRejected,
     /// PhonePe's answers about this transaction stayed malformed or undocumented.
     PhonepeUnreadable,
+    /// PhonePe answered FAILED for a refund the operator (or `refunds.auto`) asked for.
+    RefundFailed,
 }
 
 impl ReviewReason {
-    pub const ALL: [ReviewReason; 9] = [
+    pub const ALL: [ReviewReason; 10] = [
         ReviewReason::AmountMismatch,
         ReviewReason::MerchantMismatch,
         ReviewReason::InsufficientStock,
@@ -63,6 +65,7 @@ impl ReviewReason {
         ReviewReason::PaidAfterCancel,
         ReviewReason::PhonepeRejected,
         ReviewReason::PhonepeUnreadable,
+        ReviewReason::RefundFailed,
     ];
 
     /// The stored spelling.
@@ -77,6 +80,7 @@ impl ReviewReason {
             ReviewReason::PaidAfterCancel => "paid_after_cancel",
             ReviewReason::PhonepeRejected => "phonepe_rejected",
             ReviewReason::PhonepeUnreadable => "phonepe_unreadable",
+            ReviewReason::RefundFailed => "refund_failed",
         }
     }
 
@@ -119,13 +123,16 @@ pub enum CancelReason {
     PaymentFailed,
     PendingTimeout,
     NotFound,
+    /// A person closed an order that was never paid (`review resolve <id> cancel`).
+    Operator,
 }
 
 impl CancelReason {
-    pub const ALL: [CancelReason; 3] = [
+    pub const ALL: [CancelReason; 4] = [
         CancelReason::PaymentFailed,
         CancelReason::PendingTimeout,
         CancelReason::NotFound,
+        CancelReason::Operator,
     ];
     /// Cancellations watched for a late payment: PhonePe never said the payment failed.
     pub const WATCHED: [CancelReason; 2] = [CancelReason::PendingTimeout, CancelReason::NotFound];
@@ -136,6 +143,7 @@ impl CancelReason {
             CancelReason::PaymentFailed => "payment_failed",
             CancelReason::PendingTimeout => "pending_timeout",
             CancelReason::NotFound => "not_found",
+            CancelReason::Operator => "operator_cancelled",
         }
     }
 
@@ -154,6 +162,8 @@ impl CancelReason {
 pub enum Reason {
     /// Confirmed: PhonePe reported the payment, amount and merchant verified.
     Paid,
+    /// PhonePe completed a refund of the order (`refund_pending` → `refunded`).
+    Refunded,
     Review(ReviewReason),
     Cancel(CancelReason),
 }
@@ -163,6 +173,7 @@ impl Reason {
     pub const fn as_str(self) -> &'static str {
         match self {
             Reason::Paid => "paid",
+            Reason::Refunded => "refunded",
             Reason::Review(r) => r.as_str(),
             Reason::Cancel(r) => r.as_str(),
         }

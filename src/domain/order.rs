@@ -71,15 +71,19 @@ pub enum Status {
     Confirmed,
     Cancelled,
     NeedsReview,
+    /// A paid order whose money went back to the customer through PhonePe (`review resolve
+    /// refund`, or `refunds.auto`); nothing was deducted.
+    Refunded,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Draft,
         Status::Committing,
         Status::Confirmed,
         Status::Cancelled,
         Status::NeedsReview,
+        Status::Refunded,
     ];
 
     /// The stored spelling (the one place it is written).
@@ -90,6 +94,7 @@ impl Status {
             Status::Confirmed => "confirmed",
             Status::Cancelled => "cancelled",
             Status::NeedsReview => "needs_review",
+            Status::Refunded => "refunded",
         }
     }
 
@@ -104,10 +109,21 @@ pub enum PaymentStatus {
     Pending,
     Paid,
     Failed,
+    /// A refund was recorded on the order (`reconciliation.refund`) and asked of PhonePe; the
+    /// poller settles it.
+    RefundPending,
+    /// PhonePe completed the refund.
+    Refunded,
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 3] = [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Failed];
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Paid,
+        PaymentStatus::Failed,
+        PaymentStatus::RefundPending,
+        PaymentStatus::Refunded,
+    ];
 
     /// The stored spelling (the one place it is written).
     pub const fn as_str(self) -> &'static str {
@@ -115,6 +131,8 @@ impl PaymentStatus {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Paid => "paid",
             PaymentStatus::Failed => "failed",
+            PaymentStatus::RefundPending => "refund_pending",
+            PaymentStatus::Refunded => "refunded",
         }
     }
 
@@ -487,6 +505,7 @@ mod tests {
             (Status::Confirmed, "confirmed"),
             (Status::Cancelled, "cancelled"),
             (Status::NeedsReview, "needs_review"),
+            (Status::Refunded, "refunded"),
         ];
         for (status, word) in statuses {
             assert_eq!(status.as_str(), word);
@@ -496,12 +515,14 @@ mod tests {
             (PaymentStatus::Pending, "pending"),
             (PaymentStatus::Paid, "paid"),
             (PaymentStatus::Failed, "failed"),
+            (PaymentStatus::RefundPending, "refund_pending"),
+            (PaymentStatus::Refunded, "refunded"),
         ];
         for (payment, word) in payments {
             assert_eq!(payment.as_str(), word);
             assert_eq!(PaymentStatus::parse(word), Some(payment));
         }
-        for unknown in ["", "Draft", "refunded", "xyzzy"] {
+        for unknown in ["", "Draft", "Refunded", "xyzzy"] {
             assert_eq!(Status::parse(unknown), None, "{unknown}");
             assert_eq!(PaymentStatus::parse(unknown), None, "{unknown}");
         }

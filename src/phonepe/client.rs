@@ -208,6 +208,9 @@ pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
     }
 }
 
+mod refund;
+pub use refund::{parse_refund, RefundRequest, RefundState, REFUND_V1_PATH, REFUND_V2_PATH};
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

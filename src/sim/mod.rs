@@ -31,6 +31,7 @@
 
 mod answer;
 mod answer_v2;
+pub mod refund;
 mod server;
 mod state;
 pub mod v2;
@@ -40,6 +41,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use answer::{Answer, ScriptedState};
+pub use refund::RefundAnswer;
 pub use server::{router, serve};
 pub use state::{Call, SimState};
 pub use v2::{SimV2, TokenStats, Webhook, WebhookVersion};

@@ -30,6 +30,12 @@ pub fn router(state: SimState) -> Router {
         .route(&status_route, get(status))
         .route(&format!("{prefix}/v1/oauth/token"), post(token))
         .route(&format!("{prefix}/checkout/v2/order/{{mtid}}/status"), get(status_v2))
+        .route(&format!("{prefix}/pg/v1/refund"), post(super::refund::refund_v1))
+        .route(&format!("{prefix}/payments/v2/refund"), post(super::refund::refund_v2))
+        .route(
+            &format!("{prefix}/payments/v2/refund/{{id}}/status"),
+            get(super::refund::refund_status_v2),
+        )
         .route("/__sim/tokens", get(get_tokens).delete(delete_tokens))
         .route("/__sim/webhooks", post(post_webhook))
         .route("/__sim/transactions/{mtid}", put(put_script))
@@ -44,6 +50,9 @@ async fn status(
     Path((merchant_id, mtid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(refund) = state.refund_status_v1(&mtid) {
+        return refund;
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let reply = state.answer(Request {
         path_merchant_id: &merchant_id,

@@ -72,6 +72,8 @@ pub(super) struct Inner {
     /// Issued v2 tokens and when each expires.
     pub(super) tokens: HashMap<String, Instant>,
     pub(super) token_stats: TokenStats,
+    /// Refunds made, their requests and scripts (`sim/refund.rs`).
+    pub(super) refunds: super::refund::Refunds,
 }
 
 pub(super) struct Script {
@@ -110,6 +112,7 @@ impl SimState {
             v2,
             tokens: HashMap::new(),
             token_stats: TokenStats::default(),
+            refunds: Default::default(),
         };
         SimState {
             inner: Arc::new(Mutex::new(inner)),

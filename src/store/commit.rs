@@ -145,7 +145,7 @@ impl Store {
         }
     }
 
-    /// The transaction was aborted by a stock guard: park the (still draft) order for review, as
+    /// The transaction was aborted by a stock guard: park the order (still in `t.from`) for review, as
     /// the journal does inside its saga. Someone else settling it first wins.
     async fn park_if_refused(
         &self,
@@ -157,9 +157,14 @@ impl Store {
         let Some(reason) = outcome.review_reason() else {
             return Ok(outcome);
         };
+        if t.from == Status::NeedsReview {
+            // An operator's `fulfil`: the order is still parked as it was; writing it again
+            // could undo a refund begun meanwhile.
+            return Ok(outcome);
+        }
         let code = t.code.clone().unwrap_or_default();
         let park = Transition::new(
-            Status::Draft,
+            t.from,
             Status::NeedsReview,
             PaymentStatus::Paid,
             reason,
@@ -212,7 +217,8 @@ impl Store {
         }
     }
 
-    /// The transaction body: order first (so a concurrent webhook conflicts early), then items.
+    /// The transaction body, guarded by `t.from` (draft; `needs_review` for an operator's
+    /// `fulfil`): order first (so a concurrent webhook conflicts early), then items.
     async fn commit_body(
         &self,
         s: &mut ClientSession,
@@ -223,7 +229,7 @@ impl Store {
         let r = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, &self.schema.orders.status: self.word(Status::Draft) },
+                self.commit_guard(&order.id, t.from),
                 transition_update(now, t, &self.schema),
             )
             .session(&mut *s)

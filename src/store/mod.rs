@@ -11,6 +11,7 @@ pub mod eligible;
 pub mod fields;
 pub mod journal;
 pub mod orders;
+pub mod refunds;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;

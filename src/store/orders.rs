@@ -87,12 +87,15 @@ pub mod by {
     pub const RECONCILER: &str = "reconciler";
     /// PhonePe's callback (`src/webhook.rs`).
     pub const WEBHOOK: &str = "webhook";
+    /// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
+    pub const OPERATOR: &str = "operator";
 
     /// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
     /// `by` existed were all the reconciler's).
     pub fn parse(s: Option<&str>) -> &'static str {
         match s {
             Some(WEBHOOK) => WEBHOOK,
+            Some(OPERATOR) => OPERATOR,
             _ => RECONCILER,
         }
     }
@@ -114,6 +117,8 @@ pub struct Transition {
     pub last_error: Option<String>,
     /// Who makes the change ([`by`]), recorded in the history entry.
     pub by: &'static str,
+    /// The operator's `--note` (`review resolve`), recorded in the history entry.
+    pub note: Option<String>,
 }
 
 impl Transition {
@@ -135,6 +140,7 @@ impl Transition {
             next_check_at: None,
             last_error: None,
             by: by::RECONCILER,
+            note: None,
         }
     }
 
@@ -218,10 +224,14 @@ fn unset_lease() -> Document {
 
 /// One audit-trail entry (`orders.history[]`).
 fn history_entry(now: DateTime, t: &Transition) -> Document {
-    doc! {
+    let mut entry = doc! {
         "at": now, "from": t.from.as_str(), "to": t.to.as_str(), "by": t.by,
         "reason": t.reason.as_str(), "code": t.code.clone(), "transactionId": t.transaction_id.clone(),
+    };
+    if let Some(note) = &t.note {
+        entry.insert("note", note);
     }
+    entry
 }
 
 /// The `$set` part of a transition.
@@ -271,6 +281,17 @@ fn sparse_index(keys: Document, name: &str) -> IndexModel {
 }
 
 impl Store {
+    /// The filter a stock commit begins with: the order still in `from`; an operator's `fulfil`
+    /// (`from` = `needs_review`) also needs it still `paid` (not refunding, not refunded).
+    pub(crate) fn commit_guard(&self, id: &Bson, from: Status) -> Document {
+        let o = &self.schema.orders;
+        let mut guard = doc! { "_id": id, &o.status: o.status_values.word(from) };
+        if from == Status::NeedsReview {
+            guard.insert(&o.payment_status, o.payment_status_values.word(PaymentStatus::Paid));
+        }
+        guard
+    }
+
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
         let mut opts = mongodb::options::ClientOptions::parse(uri)
             .await

@@ -445,11 +445,15 @@ fn reasons_parse_back_from_their_stored_spelling() {
             "invalid_order",
             "paid_after_cancel",
             "phonepe_rejected",
-            "phonepe_unreadable"
+            "phonepe_unreadable",
+            "refund_failed"
         ]
     );
     let cancel: Vec<&str> = CancelReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(cancel, ["payment_failed", "pending_timeout", "not_found"]);
+    assert_eq!(
+        cancel,
+        ["payment_failed", "pending_timeout", "not_found", "operator_cancelled"]
+    );
     assert_eq!(Reason::Paid.as_str(), "paid");
     assert!(CancelReason::is_watched(Some("pending_timeout")));
     assert!(CancelReason::is_watched(Some("not_found")));

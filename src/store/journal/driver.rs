@@ -100,6 +100,10 @@ impl Driver {
                     self.j.transaction_id.clone(),
                 )
                 .by(self.j.by);
+                let t = Transition {
+                    note: self.j.note.clone(),
+                    ..t
+                };
                 if !store
                     .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
                     .await?
@@ -228,7 +232,7 @@ impl Store {
         }
     }
 
-    /// Step 1: `draft → committing` with a fresh journal, leased to `owner` until `until`.
+    /// Step 1: `t.from` (draft; `needs_review` for an operator's `fulfil`) → `committing` with a fresh journal, leased to `owner` until `until`.
     /// `None` when the order is no longer a draft (someone settled it): nothing written.
     pub async fn begin_journal(
         &self,
@@ -248,11 +252,12 @@ impl Store {
             fail_reason: None,
             fail_product: None,
             by: t.by,
+            note: t.note.clone(),
         };
         let begun = self
             .orders
             .update_one(
-                doc! { "_id": &order.id, &self.schema.orders.status: self.word(Status::Draft) },
+                self.commit_guard(&order.id, t.from),
                 doc! { "$set": {
                     &self.schema.orders.status: self.word(Status::Committing), &self.schema.orders.updated_at: now,
                     own::COMMIT: journal.to_doc(),

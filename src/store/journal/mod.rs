@@ -116,6 +116,8 @@ struct Journal {
     fail_product: Option<String>,
     /// Who began the commit (`store::orders::by`): its history entry says so.
     by: &'static str,
+    /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
+    note: Option<String>,
 }
 
 impl Journal {
@@ -135,10 +137,14 @@ impl Journal {
                 d
             })
             .collect();
-        doc! {
+        let mut d = doc! {
             own::commit_key(own::COMMIT_ID): &self.id, own::commit_key(own::COMMIT_STATE): self.state.as_str(), "items": items, "sizedTotal": self.sized_total,
             "code": self.code.clone(), "transactionId": self.transaction_id.clone(), "by": self.by,
+        };
+        if let Some(n) = &self.note {
+            d.insert("note", n);
         }
+        d
     }
 
     /// Read a journal back; a journal this process cannot read is an error, never a guess.
@@ -182,6 +188,7 @@ impl Journal {
             fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
             by: super::orders::by::parse(d.get_str("by").ok()),
+            note: s("note"),
         })
     }
 

@@ -1,0 +1,247 @@
+//! `draft-reconciler review`: the operator's way through the `needs_review` queue.
+//!
+//! `list` and `show` only read (and `show` asks PhonePe once, within the budget). `resolve`
+//! acts through the same guarded writes as the service: `fulfil` is the service's own stock
+//! commit (either strategy) guarded by `status: needs_review` and `paymentStatus: paid`;
+//! `refund` goes through `src/refund.rs` (recorded before the call, exactly once); `cancel` only
+//! closes an order that was never paid. Each records `by: "operator"` and the note in the
+//! order's history. Exit codes: 0 done, 1 refused (with the reason), 2 usage.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use mongodb::bson::{Bson, DateTime, Document};
+use serde_json::json;
+
+use crate::actors::Env;
+use crate::cli::{ResolveAction, ReviewCommand};
+use crate::config::Settings;
+use crate::domain::{Order, PaymentStatus, Status};
+use crate::refund::{Pushed, Refunder};
+use crate::schema::{OrdersSchema, Schema};
+use crate::store::commit::confirm_transition;
+use crate::store::fields::own;
+use crate::store::orders::by;
+use crate::store::{CommitOutcome, Lease};
+
+/// Run one `review` subcommand; returns the exit code.
+pub fn execute(cmd: ReviewCommand, settings: Settings) -> anyhow::Result<u8> {
+    let sys = actix_rt::System::new();
+    sys.block_on(async move {
+        let health = crate::ops::Health::new(settings.job.interval);
+        let env = crate::app::build_env(settings, health).await?;
+        match cmd {
+            ReviewCommand::List { reason, json } => list(&env, reason.as_deref(), json).await,
+            ReviewCommand::Show {
+                merchant_transaction_id,
+            } => show(&env, &merchant_transaction_id).await,
+            ReviewCommand::Resolve {
+                merchant_transaction_id,
+                action,
+                note,
+            } => resolve(&env, &merchant_transaction_id, action, note).await,
+        }
+    })
+}
+
+fn text<'a>(d: &'a Document, key: &str) -> &'a str {
+    d.get_str(key).unwrap_or("-")
+}
+
+/// The reconciler's own names: documents are read here after `Schema::order_from_shop`, and
+/// handed to the store (which speaks the shop's names) as they were stored.
+fn names() -> &'static OrdersSchema {
+    static DEFAULT: std::sync::LazyLock<Schema> = std::sync::LazyLock::new(Schema::default);
+    &DEFAULT.orders
+}
+
+fn own_text<'a>(d: &'a Document, path: &str) -> &'a str {
+    d.get_document(own::RECONCILIATION_KEY)
+        .and_then(|r| r.get_str(own::key(path)))
+        .unwrap_or("-")
+}
+
+fn amount(d: &Document) -> Option<i64> {
+    match d.get(&names().amount)? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// When the order was parked: its last `updatedAt`.
+fn parked_at(d: &Document) -> Option<DateTime> {
+    d.get_datetime(&names().updated_at).ok().copied()
+}
+
+/// One line of `review list --json` (never the customer's data: only what the queue needs).
+pub fn summary(d: &Document) -> serde_json::Value {
+    let parked = parked_at(d);
+    json!({
+        "merchantTransactionId": text(d, &names().id),
+        "reason": own_text(d, own::REASON),
+        "amount": amount(d),
+        "paymentStatus": text(d, &names().payment_status),
+        "parkedAt": parked.map(|t| t.try_to_rfc3339_string().unwrap_or_default()),
+        "ageSecs": parked.map(|t| (DateTime::now().timestamp_millis() - t.timestamp_millis()) / 1000),
+        "lastCode": own_text(d, own::LAST_CODE),
+    })
+}
+
+async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<u8> {
+    let orders = env.store.parked(reason).await.context("listing parked orders")?;
+    if !as_json {
+        println!(
+            "{:<28} {:<20} {:>10} {:<15} {:>8} LAST CODE",
+            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAYMENT", "AGE (h)"
+        );
+    }
+    for stored in &orders {
+        let view = env.store.schema().order_from_shop(stored);
+        let d = &view;
+        let s = summary(d);
+        if as_json {
+            println!("{s}");
+        } else {
+            let age_h = s["ageSecs"].as_i64().unwrap_or(0) / 3600;
+            println!(
+                "{:<28} {:<20} {:>10} {:<15} {:>8} {}",
+                text(d, &names().id),
+                own_text(d, own::REASON),
+                amount(d).map_or("-".into(), |a| a.to_string()),
+                text(d, &names().payment_status),
+                age_h,
+                own_text(d, own::LAST_CODE)
+            );
+        }
+    }
+    Ok(0)
+}
+
+async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
+    let Some(d) = env.store.find_by_mtid(mtid).await.context("reading the order")? else {
+        eprintln!("review: no order has merchantTransactionId {mtid}");
+        return Ok(1);
+    };
+    let d = env.store.schema().order_from_shop(&d);
+    println!("order: {}", summary(&d));
+    println!("status: {}", text(&d, &names().status));
+    if let Ok(history) = d.get_array(own::HISTORY) {
+        println!("history:");
+        for h in history {
+            println!("  {}", h.clone().into_relaxed_extjson());
+        }
+    }
+    match crate::domain::MerchantTransactionId::parse(mtid) {
+        Ok(id) if crate::refund::permit(&env.budget).await => match env.phonepe.check_status(&id).await {
+            Ok(report) => println!("phonepe now: {report:?}"),
+            Err(e) => println!("phonepe now: could not be asked: {}", e.excerpt()),
+        },
+        Ok(_) => println!("phonepe now: calls are paused (the PhonePe budget); try again shortly"),
+        Err(e) => println!("phonepe now: not asked, the id is not one PhonePe takes: {e}"),
+    }
+    Ok(0)
+}
+
+fn refuse(mtid: &str, why: &str) -> anyhow::Result<u8> {
+    eprintln!("review: refused for {mtid}: {why}");
+    Ok(1)
+}
+
+async fn resolve(env: &Arc<Env>, mtid: &str, action: ResolveAction, note: Option<String>) -> anyhow::Result<u8> {
+    let Some(d) = env.store.find_by_mtid(mtid).await.context("reading the order")? else {
+        return refuse(mtid, "no order has this merchantTransactionId");
+    };
+    let view = env.store.schema().order_from_shop(&d);
+    let status = view.get_str(&names().status).ok().and_then(Status::parse);
+    let payment = view
+        .get_str(&names().payment_status)
+        .ok()
+        .and_then(PaymentStatus::parse);
+    if status != Some(Status::NeedsReview) {
+        return refuse(
+            mtid,
+            &format!("it is `{}`, not needs_review", text(&view, &names().status)),
+        );
+    }
+    match (action, payment) {
+        (ResolveAction::Cancel, Some(PaymentStatus::Pending | PaymentStatus::Failed)) => {
+            cancel(env, mtid, &d, note).await
+        }
+        (ResolveAction::Cancel, _) => refuse(mtid, "it was paid (or is being refunded): refund or fulfil it instead"),
+        (_, Some(PaymentStatus::RefundPending)) => refuse(mtid, "a refund is pending at PhonePe; the service polls it"),
+        (_, Some(PaymentStatus::Paid)) if action == ResolveAction::Fulfil => fulfil(env, mtid, &d, note).await,
+        (_, Some(PaymentStatus::Paid)) => refund(env, mtid, &d, note).await,
+        _ => refuse(
+            mtid,
+            &format!(
+                "its paymentStatus is `{}`, not paid",
+                text(&view, &names().payment_status)
+            ),
+        ),
+    }
+}
+
+async fn cancel(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
+    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+    if env.store.operator_cancel(&id, note, DateTime::now()).await? {
+        println!("review: {mtid} cancelled");
+        Ok(0)
+    } else {
+        refuse(mtid, "it changed meanwhile (someone else resolved it)")
+    }
+}
+
+async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
+    let order = match Order::parse(d, env.store.schema()) {
+        Ok(o) => o,
+        Err(e) => return refuse(mtid, &format!("the document still cannot be reconciled: {e}")),
+    };
+    let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
+    t.from = Status::NeedsReview;
+    t.note = note;
+    let lease = Lease {
+        owner: &env.owner,
+        ttl: env.settings.job.lease_ttl,
+        now: DateTime::now(),
+    };
+    match env.store.commit(env.strategy, &order, &t, &lease).await? {
+        CommitOutcome::Committed => {
+            println!("review: {mtid} confirmed; stock deducted");
+            Ok(0)
+        }
+        CommitOutcome::AlreadyProcessed => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
+        short => refuse(
+            mtid,
+            &format!(
+                "{} ({}): nothing deducted, still parked",
+                short.review_reason().map_or("cannot commit", |r| r.as_str()),
+                short.product().unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
+    let r = Refunder {
+        store: &env.store,
+        phonepe: &env.phonepe,
+        budget: &env.budget,
+        poll_interval: env.settings.refunds.poll_interval,
+        by: by::OPERATOR,
+    };
+    match crate::refund::start(&r, d, note.as_deref()).await? {
+        None => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
+        Some(Pushed::Completed) => {
+            println!("review: {mtid} refunded");
+            Ok(0)
+        }
+        Some(Pushed::Pending) => {
+            println!("review: refund of {mtid} recorded and asked of PhonePe; pending, the service polls it");
+            Ok(0)
+        }
+        Some(Pushed::Failed) => refuse(mtid, "PhonePe failed the refund; parked again (refund_failed)"),
+        Some(Pushed::AlreadyFinished) => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
+        Some(Pushed::Unverified(why)) => refuse(mtid, &format!("nothing refunded: {why}")),
+    }
+}
