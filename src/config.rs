@@ -34,7 +34,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ReviewReason;
-use crate::phonepe::oauth::{ApiVersion, V2Credentials, PRODUCTION_PG_BASE_URL};
+use crate::phonepe::oauth::{ApiVersion, PRODUCTION_PG_BASE_URL};
 pub use values::{default_hosts, PRODUCTION_V1_BASE_URL};
 use values::{mongo_database, webhook_checks};
 
@@ -171,18 +171,6 @@ pub struct PhonePeSettings {
     pub request_timeout: Duration,
 }
 
-impl PhonePeSettings {
-    /// The v2 client credentials (`None` under v1, or when one is missing).
-    pub fn v2_credentials(&self) -> Option<V2Credentials> {
-        Some(V2Credentials {
-            client_id: self.client_id.clone()?,
-            client_secret: self.client_secret.clone()?,
-            client_version: self.client_version?.to_string(),
-            oauth_base_url: self.oauth_base_url.clone(),
-        })
-    }
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
@@ -236,33 +224,11 @@ pub struct RefundSettings {
     /// Review reasons whose paid orders are refunded without a person (e.g.
     /// `["paid_after_cancel", "insufficient_stock"]`); empty (the default): a person decides.
     /// A variable may give them as text: `paid_after_cancel,insufficient_stock` or the TOML array.
-    #[serde(deserialize_with = "reason_list")]
+    #[serde(deserialize_with = "values::reason_list")]
     pub auto: Vec<String>,
     /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
     #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
     pub poll_interval: Duration,
-}
-
-/// A list of words: a sequence, or text (from a variable) with the words separated by commas,
-/// optionally written as a TOML array (`["a", "b"]`).
-fn reason_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Words {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Words::deserialize(d)? {
-        Words::List(l) => l,
-        Words::Text(t) => t
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .split(',')
-            .map(|w| w.trim().trim_matches('"').trim().to_string())
-            .filter(|w| !w.is_empty())
-            .collect(),
-    })
 }
 
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.

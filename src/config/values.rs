@@ -270,3 +270,37 @@ pub(super) fn webhook_checks(s: &Settings) -> Result<(), ConfigError> {
     }
     Err(e)
 }
+
+/// A list of words: a sequence, or text (from a variable) with the words separated by commas,
+/// optionally written as a TOML array (`["a", "b"]`).
+pub(super) fn reason_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Words::deserialize(d)? {
+        Words::List(l) => l,
+        Words::Text(t) => t
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|w| w.trim().trim_matches('"').trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect(),
+    })
+}
+
+impl super::PhonePeSettings {
+    /// The v2 client credentials (`None` under v1, or when one is missing).
+    pub fn v2_credentials(&self) -> Option<crate::phonepe::V2Credentials> {
+        Some(crate::phonepe::V2Credentials {
+            client_id: self.client_id.clone()?,
+            client_secret: self.client_secret.clone()?,
+            client_version: self.client_version?.to_string(),
+            oauth_base_url: self.oauth_base_url.clone(),
+        })
+    }
+}

@@ -6,6 +6,7 @@
 //! webhook path and any number of reconciler instances can race and exactly one wins.
 
 pub mod budget;
+pub mod by;
 pub mod commit;
 pub mod eligible;
 pub mod fields;

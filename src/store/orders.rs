@@ -80,26 +80,7 @@ impl Claimed {
     }
 }
 
-/// Who made a status change: `history[].by` (and the journal's `by`, so a commit a webhook began
-/// is recorded as the webhook's even when recovery finishes it).
-pub mod by {
-    /// The scanner → reconciler → committer path, `check --apply` and `selftest`.
-    pub const RECONCILER: &str = "reconciler";
-    /// PhonePe's callback (`src/webhook.rs`).
-    pub const WEBHOOK: &str = "webhook";
-    /// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
-    pub const OPERATOR: &str = "operator";
-
-    /// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
-    /// `by` existed were all the reconciler's).
-    pub fn parse(s: Option<&str>) -> &'static str {
-        match s {
-            Some(WEBHOOK) => WEBHOOK,
-            Some(OPERATOR) => OPERATOR,
-            _ => RECONCILER,
-        }
-    }
-}
+pub use super::by;
 
 /// A status change to apply to one order (everything but the stock commit itself).
 #[derive(Debug, Clone)]
