@@ -21,7 +21,7 @@ use crate::phonepe::PhonePeClient;
 use crate::store::orders::plus;
 use crate::store::refunds::PendingRefund;
 use crate::store::{Store, StoreError};
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// Refunds polled (and auto refunds begun) per pass, at most.
 const PER_PASS: i64 = 20;
@@ -143,11 +143,11 @@ async fn finish(
         return Ok(Pushed::AlreadyFinished);
     }
     let label = if result == Pushed::Completed {
-        "completed"
+        labels::refund_result::COMPLETED
     } else {
-        "failed"
+        labels::refund_result::FAILED
     };
-    metrics::counter!(names::REFUNDS, "result" => label).increment(1);
+    metrics::counter!(names::REFUNDS, labels::RESULT => label).increment(1);
     if result == Pushed::Failed {
         tracing::error!(refund_id = %p.refund_id, "PhonePe failed a refund; the order is parked again (refund_failed)");
     }

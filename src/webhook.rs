@@ -55,7 +55,7 @@ use crate::domain::{StatusError, StatusReport};
 use crate::settle::Outcome;
 use crate::store::orders::by;
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
-use crate::telemetry::names;
+use crate::telemetry::{labels, names};
 
 /// The one route.
 pub const PATH: &str = "/webhooks/phonepe";
@@ -436,7 +436,7 @@ async fn receive(env: Arc<Env>, headers: HeaderMap, body: Body) -> (Reply, Optio
 
 /// The metric and the one log line of a delivery (never the body or a header).
 fn record(reply: &Reply) {
-    metrics::counter!(names::WEBHOOKS, "event" => reply.event, "result" => reply.result).increment(1);
+    metrics::counter!(names::WEBHOOKS, labels::EVENT => reply.event, labels::RESULT => reply.result).increment(1);
     if reply.status.is_success() {
         tracing::info!(event = reply.event, result = reply.result, "PhonePe webhook");
     } else {

@@ -133,3 +133,9 @@ pub mod actor {
         ChildId::Scanner.actor_label(),
     ];
 }
+
+/// Values of `result` on [`super::names::REFUNDS`]: PhonePe's final word on a refund.
+pub mod refund_result {
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+}
