@@ -14,23 +14,24 @@ cargo fmt --check
 cargo clippy --all-targets --features fault-injection -- -D warnings
 OPS_REQUIRE_TOOLS="${OPS_REQUIRE_TOOLS:-0}" scripts/ops-checks.sh
 cargo test --features fault-injection "$@"
-# The same end-to-end suites (modules `pipeline` and `binary` of the one integration-test binary,
+# The same end-to-end suites (modules `pipeline`, `binary`, `webhook` and `review` of the one
+# integration-test binary,
 # tests/it) with the journal commit strategy forced on a transactional server, and under `auto`
 # against a standalone server (which has no transactions): same outcomes. Arguments after a
-# `--` in "$@" go to the test binary, after the two module filters.
+# `--` in "$@" go to the test binary, after the module filters.
 e2e() {
     local cargo_args=() test_args=()
     while (($#)) && [[ $1 != -- ]]; do cargo_args+=("$1"); shift; done
     (($#)) && shift
     test_args=("$@")
-    # E2E_MODULES: the module filters (default: the three end-to-end suites).
+    # E2E_MODULES: the module filters (default: the four end-to-end suites).
     # shellcheck disable=SC2086
-    cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook::} "${test_args[@]}"
+    cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook:: review::} "${test_args[@]}"
 }
 RECONCILER_TEST_STRATEGY=journal e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"
 # Again on a shop's own schema (RECONCILER_TEST_SCHEMA=shop, tests/it/support: renamed collections
 # and fields, a dotted payment status, upper-case words, rupee amounts, per-size stock under other
-# names): the pipeline on both commit strategies, the binary and webhook suites once.
+# names): the pipeline and review suites on both commit strategies, binary and webhook once.
 RECONCILER_TEST_SCHEMA=shop e2e "$@"
-RECONCILER_TEST_SCHEMA=shop RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline::" e2e "$@"
+RECONCILER_TEST_SCHEMA=shop RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline:: review::" e2e "$@"

@@ -9,7 +9,6 @@ use draft_reconciler::phonepe::PhonePeClient;
 use draft_reconciler::refund::{poll_due, Refunder};
 use draft_reconciler::sim::{Answer, RefundAnswer};
 use draft_reconciler::store::orders::by;
-use draft_reconciler::store::Store;
 use mongodb::bson::{doc, Document};
 
 use crate::support::{eventually, World};
@@ -60,10 +59,8 @@ fn refund_doc(w: &World, mtid: &str) -> Document {
 /// One pass of the service's refund poller (with `auto` as `refunds.auto`).
 fn poll(w: &World, auto: &[&str]) {
     let auto: Vec<String> = auto.iter().map(|s| s.to_string()).collect();
+    let store = w.store();
     w.block(async {
-        let store = Store::connect(&w.uri, &w.settings.mongodb.database)
-            .await
-            .expect("store");
         let phonepe = PhonePeClient::new(&w.settings.phonepe).expect("client");
         let budget = Budget::per_minute(6000);
         let r = Refunder {
@@ -92,8 +89,8 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     assert_eq!(w.stock("tee"), 1);
 
     w.block(
-        w.db.collection::<Document>("products")
-            .update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}),
+        w.products()
+            .update_one(doc! {"_id": "tee"}, w.shop_query(&doc! {"$set": {"stock": 5}})),
     )
     .expect("restock");
     let done = review(
@@ -326,19 +323,17 @@ fn fulfil_never_confirms_an_order_being_refunded() {
     let r = review(&w, &["review", "resolve", "RV-FR", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
     w.block(
-        w.db.collection::<Document>("products")
-            .update_one(doc! {"_id": "tee"}, doc! {"$set": {"stock": 5}}),
+        w.products()
+            .update_one(doc! {"_id": "tee"}, w.shop_query(&doc! {"$set": {"stock": 5}})),
     )
     .expect("restock");
+    let store = w.store();
     let outcome = w.block(async {
-        let store = Store::connect(&w.uri, &w.settings.mongodb.database)
-            .await
-            .expect("store");
         let strategy = store
             .resolve_strategy(w.settings.job.commit_strategy)
             .await
             .expect("strategy");
-        let order = Order::parse(&before, &draft_reconciler::schema::Schema::default()).expect("order");
+        let order = Order::parse(&w.schema.order_to_shop(&before), &w.schema).expect("order");
         let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
         t.from = Status::NeedsReview;
         let lease = Lease {
