@@ -427,7 +427,9 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
     let mut refused = 0;
     for id in ids {
         let paid = v2_body("checkout.order.completed", id, "COMPLETED", 10_000);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Generous for a loaded machine: a callback waits at most 1 s for a permit, and a slow
+        // database can make several retries in a row miss theirs (a permit is never used late).
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
         loop {
             let (status, text) = post(svc.hook, &[("Authorization", &v2_auth())], &paid).expect("answers");
             if status == 200 {
@@ -435,7 +437,9 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
             }
             assert_eq!(status, 503, "{id}: {text}\n{}", svc.logs());
             assert!(std::time::Instant::now() < deadline, "{id} never accepted");
-            refused += 1; // PhonePe retries
+            refused += 1;
+            // PhonePe retries a 503 after a pause, not in a tight loop.
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
     assert_eq!(w.status("ORD-ASK-0"), ("cancelled".into(), "failed".into()));
