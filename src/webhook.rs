@@ -46,7 +46,6 @@ use axum::Router;
 use base64::Engine as _;
 use mongodb::bson::DateTime;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::actors::Env;
@@ -158,17 +157,9 @@ impl<'a> Keys<'a> {
     }
 }
 
+use crate::phonepe::checksum::constant_time_eq;
 /// The v2 `Authorization` header PhonePe sends: `sha256_hex(username + ":" + password)`.
-pub fn v2_authorization(username: &str, password: &str) -> String {
-    hex::encode(Sha256::digest(format!("{username}:{password}").as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use crate::phonepe::checksum::webhook_v2_authorization as v2_authorization;
 
 /// Verify and parse one delivery: `X-VERIFY` means v1, else `Authorization` means v2.
 pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, Reply> {

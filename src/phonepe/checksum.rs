@@ -51,7 +51,8 @@ pub fn verify_webhook_v2(header: &str, username: &str, password: &str) -> bool {
     )
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equal, in time that does not depend on where they differ (signature checks).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
