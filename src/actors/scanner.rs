@@ -6,7 +6,9 @@
 //! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
 //! interval, which stays the safety net (every tick arms the next one first, see `arm`). Drafts
 //! inserted after a scan are seen at the next due moment or interval, which with the default
-//! lookback (longer than the interval) is before they are due. When a reconciler finishes
+//! lookback (longer than the interval) is before they are due. A scan whose counts find nothing
+//! due skips the candidate fetch, so the wake's two find-ones cost an idle minute nothing extra
+//! (`ScanCounts::nothing_due`). When a reconciler finishes
 //! and the last claim was full — the backlog is not drained — it claims again for the freed slot
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
@@ -98,6 +100,8 @@ struct ScanCounts {
     eligible: u64,
     /// Drafts only the sweep finds (`createdAt` not a date, `paymentStatus` not pending).
     irregular: u64,
+    /// Late-payment watches due now (the sweep's included).
+    due_watches: u64,
     overdue_watches: u64,
     review: u64,
     /// The earliest moment after the scan at which an order becomes due (`Store::next_due`).
@@ -319,6 +323,8 @@ impl Scanner {
             match res {
                 Ok((counts, swept)) => {
                     act.swept = swept;
+                    // An idle scan costs no candidate fetch: the counts just said it finds nothing.
+                    act.listed_all = counts.nothing_due();
                     counts.record();
                     if let Some(delay) = counts.next_due.map(|due| wake_delay(DateTime::now(), due)) {
                         act.arm(Instant::now() + delay, ctx);
@@ -474,10 +480,12 @@ async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreE
     }
     let now = DateTime::now();
     let swept = env.store.sweep(now, &env.eligibility).await?;
+    let watches = env.store.count_watches(now, &env.eligibility, &swept).await?;
     let counts = ScanCounts {
         eligible: env.store.count_eligible(now, &env.eligibility).await?,
         irregular: swept.drafts.len() as u64,
-        overdue_watches: env.store.count_overdue_watches(now, &env.eligibility, &swept).await?,
+        due_watches: watches.due,
+        overdue_watches: watches.overdue,
         review: env.store.count_needs_review().await?,
         next_due: env.store.next_due(now, &env.eligibility).await?,
     };
@@ -485,6 +493,12 @@ async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreE
 }
 
 impl ScanCounts {
+    /// Nothing was due at the scan: the candidate fetch right after it would find nothing (an
+    /// order that becomes due meanwhile is `next_due`'s, and the wake comes for it).
+    fn nothing_due(&self) -> bool {
+        self.eligible == 0 && self.irregular == 0 && self.due_watches == 0
+    }
+
     /// Set the backlog gauges and count a successful scan.
     fn record(&self) {
         if self.irregular > 0 {

@@ -38,6 +38,15 @@ pub struct Swept {
     pub overdue_watches: u64,
 }
 
+/// Due late-payment watches, as one scan counts them ([`Store::count_watches`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchCounts {
+    /// Due now, inside their window, not leased.
+    pub due: u64,
+    /// Of those, due more than `WATCH_OVERDUE_GRACE` ago.
+    pub overdue: u64,
+}
+
 /// Not leased by anyone: a guard every claimable order passes.
 fn free(now: DateTime) -> Document {
     doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
@@ -207,22 +216,56 @@ impl Store {
             .map_err(StoreError::mongo("sweep irregular orders"))
     }
 
-    /// Late-payment watches due more than `WATCH_OVERDUE_GRACE` ago, still inside their window
-    /// and not being worked on (the `reconciler_overdue_watches` gauge): the watch filter's and
-    /// `swept`'s (a sweep at `now`).
-    pub async fn count_overdue_watches(&self, now: DateTime, e: &Eligibility, swept: &Swept) -> StoreResult<u64> {
-        let Some(h) = e.watch_horizon else {
-            return Ok(0);
+    /// Late-payment watches due now, still inside their window and not being worked on, and how
+    /// many of them are due more than `WATCH_OVERDUE_GRACE` ago (the `reconciler_overdue_watches`
+    /// gauge): the watch filter's, counted by one aggregate, plus `swept`'s (a sweep at `now`).
+    /// The scanner skips the candidate fetch when nothing is due (see `actors/scanner.rs`).
+    pub async fn count_watches(&self, now: DateTime, e: &Eligibility, swept: &Swept) -> StoreResult<WatchCounts> {
+        let from_sweep = WatchCounts {
+            due: swept.watches.len() as u64,
+            overdue: swept.overdue_watches,
         };
+        let Some(h) = e.watch_horizon else {
+            return Ok(from_sweep);
+        };
+        use futures_util::TryStreamExt;
         let due_by = minus(now, WATCH_OVERDUE_GRACE);
-        let mut regular = Self::watch_filter(&self.schema, now, h);
-        regular.insert(own::NEXT_CHECK_AT, doc! { "$not": { "$gt": due_by } });
-        let n = self
+        let next_check = format!("${}", own::NEXT_CHECK_AT);
+        let pipeline = [
+            doc! { "$match": Self::watch_filter(&self.schema, now, h) },
+            doc! { "$group": {
+                "_id": Bson::Null,
+                "due": { "$sum": 1 },
+                // A missing `nextCheckAt` compares below every date: due since the cancel.
+                "overdue": { "$sum": { "$cond": [{ "$lte": [next_check, due_by] }, 1, 0] } },
+            } },
+        ];
+        let groups: Vec<Document> = self
             .orders
-            .count_documents(regular)
+            .aggregate(pipeline)
             .await
-            .map_err(StoreError::mongo("count overdue watches"))?;
-        Ok(n + swept.overdue_watches)
+            .map_err(StoreError::mongo("count due watches"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("count due watches"))?;
+        let Some(group) = groups.first() else {
+            return Ok(from_sweep); // no watch due
+        };
+        let count = |key: &str| match group.get(key) {
+            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        match (count("due"), count("overdue")) {
+            (Some(due), Some(overdue)) => Ok(WatchCounts {
+                due: from_sweep.due + due,
+                overdue: from_sweep.overdue + overdue,
+            }),
+            // Never read as "nothing due": the scanner would skip the watches' candidate fetch.
+            _ => Err(StoreError::Unsupported(format!(
+                "the server counted due watches as {group}, not as two integers"
+            ))),
+        }
     }
 
     /// Ids of up to `limit` eligible orders, after a fresh sweep: see [`Store::candidates_with`].

@@ -171,7 +171,8 @@ fn a_watched_cancellation_with_an_irregular_created_at_is_still_watched() {
     let now = DateTime::now();
     let swept = w.block(store.sweep(now, &e)).unwrap();
     assert_eq!((swept.watches.len(), swept.overdue_watches), (2, 1), "{swept:?}");
-    assert_eq!(w.block(store.count_overdue_watches(now, &e, &swept)).unwrap(), 1);
+    let counts = w.block(store.count_watches(now, &e, &swept)).unwrap();
+    assert_eq!((counts.due, counts.overdue), (2, 1), "the sweep's watches are counted");
 
     w.once();
 
@@ -211,11 +212,11 @@ fn a_due_watch_gets_its_share_of_candidates_when_drafts_fill_the_pool() {
     expected.push(due.clone());
     expected.extend(drafts[3..6].iter().cloned());
     assert_eq!(ids, expected, "every 4th place a due watch, oldest first");
+    let counts = w.block(store.count_watches(now, &e, &Default::default())).unwrap();
     assert_eq!(
-        w.block(store.count_overdue_watches(now, &e, &Default::default()))
-            .unwrap(),
-        1,
-        "only ORD-W1 is due longer than the grace, inside its window"
+        (counts.due, counts.overdue),
+        (2, 1),
+        "ORD-W1 and ORD-W2 are due inside their window, only ORD-W1 longer than the grace"
     );
 
     let claimed = w.block(store.claim("A", now, Duration::from_secs(300), &e, 2)).unwrap();
