@@ -73,7 +73,11 @@ fn amount(d: &Document) -> Option<i64> {
 
 /// What PhonePe reported paid (`reconciliation.paidAmount`, paise), when it was recorded.
 fn paid_amount(d: &Document) -> Option<i64> {
-    match d.get_document(own::RECONCILIATION_KEY).ok()?.get(own::key(own::PAID_AMOUNT))? {
+    match d
+        .get_document(own::RECONCILIATION_KEY)
+        .ok()?
+        .get(own::key(own::PAID_AMOUNT))?
+    {
         Bson::Int32(n) => Some(i64::from(*n)),
         Bson::Int64(n) => Some(*n),
         _ => None,

@@ -262,7 +262,11 @@ mod tests {
         assert_eq!(sim.state().refunds_created("R-1"), 1);
         assert_eq!(status("O-Bearer forged").await.expect("send").status().as_u16(), 401);
         assert_eq!(status(&valid).await.expect("send").status().as_u16(), 200);
-        assert_eq!(sim.state().refund_status_calls("R-1"), 1, "a refused status call is not served");
+        assert_eq!(
+            sim.state().refund_status_calls("R-1"),
+            1,
+            "a refused status call is not served"
+        );
         sim.state().revoke_tokens();
         assert_eq!(status(&valid).await.expect("send").status().as_u16(), 401);
         assert_eq!(sim.state().token_stats().unknown_used, 5);

@@ -50,7 +50,8 @@ fn list_shows_what_phonepe_reported_paid_for_each_parked_order() {
     w.sim.script("RV-PS", vec![Answer::completed(49_900)]);
     // Another merchant's payment: not our money, nothing recorded.
     w.insert_order("RV-PM", 49_900, 600, &[("tee", 1, None)]);
-    w.sim.script("RV-PM", vec![Answer::completed(49_900).merchant("SOMEONEELSE")]);
+    w.sim
+        .script("RV-PM", vec![Answer::completed(49_900).merchant("SOMEONEELSE")]);
     // A document that cannot be reconciled (never asked of PhonePe).
     let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 600_000);
     w.insert_raw(doc! {
@@ -59,7 +60,12 @@ fn list_shows_what_phonepe_reported_paid_for_each_parked_order() {
     });
     w.once();
     let reasons = ["RV-PA", "RV-PS", "RV-PM", "RV-PI"].map(|m| w.reason(m));
-    let expected = ["amount_mismatch", "insufficient_stock", "merchant_mismatch", "invalid_order"];
+    let expected = [
+        "amount_mismatch",
+        "insufficient_stock",
+        "merchant_mismatch",
+        "invalid_order",
+    ];
     assert_eq!(reasons, expected.map(|r| Some(r.to_string())));
 
     assert_eq!(paid_field(&w, "RV-PA"), Some(Bson::Int64(99_900)));
@@ -68,9 +74,15 @@ fn list_shows_what_phonepe_reported_paid_for_each_parked_order() {
     assert_eq!(paid_field(&w, "RV-PI"), None, "never verified");
     let lines = listed(&w);
     let pa = line(&lines, "RV-PA");
-    assert_eq!((&pa["amount"], &pa["paidAmount"]), (&Value::from(100_000), &Value::from(99_900)));
+    assert_eq!(
+        (&pa["amount"], &pa["paidAmount"]),
+        (&Value::from(100_000), &Value::from(99_900))
+    );
     let ps = line(&lines, "RV-PS");
-    assert_eq!((&ps["amount"], &ps["paidAmount"]), (&Value::from(49_900), &Value::from(49_900)));
+    assert_eq!(
+        (&ps["amount"], &ps["paidAmount"]),
+        (&Value::from(49_900), &Value::from(49_900))
+    );
     assert_eq!(line(&lines, "RV-PM")["paidAmount"], Value::Null);
     assert_eq!(line(&lines, "RV-PI")["paidAmount"], Value::Null);
 
@@ -82,7 +94,11 @@ fn list_shows_what_phonepe_reported_paid_for_each_parked_order() {
         "{out}"
     );
     let show = review(&w, &["review", "show", "RV-PA"], &[]);
-    assert!(String::from_utf8_lossy(&show.stdout).contains("99900"), "{}", text(&show));
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("99900"),
+        "{}",
+        text(&show)
+    );
 
     // A refund PhonePe fails parks the order again: what was paid stays recorded.
     w.sim.state().script_refund("RV-PS-R1", vec![RefundAnswer::Failed]);
