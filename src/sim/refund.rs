@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
@@ -170,17 +170,17 @@ pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap,
     accepted(delay, body).await
 }
 
-/// A 401 reply when the request has no valid v2 token (the v2 status route's check).
-fn refuse_token(state: &SimState, headers: &HeaderMap) -> Option<Response> {
+/// The 401 reply (after the simulator's latency, as the v2 status route sends it) when the
+/// request has no valid v2 token.
+async fn refuse_token(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     let reply = state.refuse_v2_token(authorization)?;
-    let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::UNAUTHORIZED);
-    Some((status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response())
+    Some(super::server::send(reply).await)
 }
 
 /// v2 `POST /payments/v2/refund`.
 pub(super) async fn refund_v2(State(state): State<SimState>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
-    if let Some(refused) = refuse_token(&state, &headers) {
+    if let Some(refused) = refuse_token(&state, &headers).await {
         return refused;
     }
     let (Some(id), Some(original), Some(amount)) = (
@@ -204,7 +204,7 @@ pub(super) async fn refund_status_v2(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refuse_token(&state, &headers) {
+    if let Some(refused) = refuse_token(&state, &headers).await {
         return refused;
     }
     match state.lock().refunds.status(&id) {
