@@ -8,7 +8,9 @@
 //! an `amount_mismatch`). The refund is recorded on the order (`store/refunds.rs`) **before** the call, under an id
 //! derived from the order; a call that times out is simply asked again under the same id by
 //! [`poll_due`] (PhonePe makes one refund per id). COMPLETED → `refunded`; FAILED → parked again
-//! (`paid`, reason `refund_failed`). Stock never moves on a refund.
+//! (`paid`, reason `refund_failed`, `paidAmount` kept). Stock never moves on a refund. Each call
+//! about a recorded refund is claimed in the database first (`Store::claim_refund_poll`), so two
+//! instances that find the same refund due spend one PhonePe permit between them, not two.
 
 use std::time::Duration;
 
@@ -96,8 +98,14 @@ pub async fn start(r: &Refunder<'_>, order: &Document, note: Option<&str>) -> Re
 }
 
 /// One step of a recorded refund: ask for it (first, or again after no answer) or ask its status.
+/// The step is claimed first (`nextPollAt` moved on, guarded by the value read): when another
+/// instance claimed it, nothing is asked here and the refund stays pending.
 pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreError> {
     let later = plus(DateTime::now(), r.poll_interval);
+    if !r.store.claim_refund_poll(p, later).await? {
+        tracing::debug!(refund_id = %p.refund_id, "another instance is asking PhonePe about this refund");
+        return Ok(Pushed::Pending);
+    }
     if !permit(r.budget).await {
         r.store.refund_later(p, later).await?;
         return Ok(Pushed::Pending);

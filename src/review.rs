@@ -1,6 +1,8 @@
 //! `draft-reconciler review`: the operator's way through the `needs_review` queue.
 //!
-//! `list` and `show` only read (and `show` asks PhonePe once, within the budget). `resolve`
+//! `list` and `show` only read (and `show` asks PhonePe once, within the budget); both show what
+//! PhonePe reported paid (`reconciliation.paidAmount`, recorded when the order was parked after a
+//! completed payment to our merchant; `-` / `null` when unknown). `resolve`
 //! acts through the same guarded writes as the service: `fulfil` is the service's own stock
 //! commit (either strategy) guarded by `status: needs_review` and `paymentStatus: paid`;
 //! `refund` goes through `src/refund.rs` (recorded before the call, exactly once); `cancel` only
@@ -69,6 +71,23 @@ fn amount(d: &Document) -> Option<i64> {
     }
 }
 
+/// What PhonePe reported paid (`reconciliation.paidAmount`, paise), when it was recorded.
+fn paid_amount(d: &Document) -> Option<i64> {
+    match d
+        .get_document(own::RECONCILIATION_KEY)
+        .ok()?
+        .get(own::key(own::PAID_AMOUNT))?
+    {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn or_dash(n: Option<i64>) -> String {
+    n.map_or("-".into(), |a| a.to_string())
+}
+
 /// When the order was parked: its last `updatedAt`.
 fn parked_at(d: &Document) -> Option<DateTime> {
     d.get_datetime(&names().updated_at).ok().copied()
@@ -81,6 +100,7 @@ pub fn summary(d: &Document) -> serde_json::Value {
         "merchantTransactionId": text(d, &names().id),
         "reason": own_text(d, own::REASON),
         "amount": amount(d),
+        "paidAmount": paid_amount(d),
         "paymentStatus": text(d, &names().payment_status),
         "parkedAt": parked.map(|t| t.try_to_rfc3339_string().unwrap_or_default()),
         "ageSecs": parked.map(|t| (DateTime::now().timestamp_millis() - t.timestamp_millis()) / 1000),
@@ -92,8 +112,8 @@ async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<
     let orders = env.store.parked(reason).await.context("listing parked orders")?;
     if !as_json {
         println!(
-            "{:<28} {:<20} {:>10} {:<15} {:>8} LAST CODE",
-            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAYMENT", "AGE (h)"
+            "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} LAST CODE",
+            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAID", "PAYMENT", "AGE (h)"
         );
     }
     for stored in &orders {
@@ -105,10 +125,11 @@ async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<
         } else {
             let age_h = s["ageSecs"].as_i64().unwrap_or(0) / 3600;
             println!(
-                "{:<28} {:<20} {:>10} {:<15} {:>8} {}",
+                "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} {}",
                 text(d, &names().id),
                 own_text(d, own::REASON),
-                amount(d).map_or("-".into(), |a| a.to_string()),
+                or_dash(amount(d)),
+                or_dash(paid_amount(d)),
                 text(d, &names().payment_status),
                 age_h,
                 own_text(d, own::LAST_CODE)
@@ -126,6 +147,7 @@ async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
     let d = env.store.schema().order_from_shop(&d);
     println!("order: {}", summary(&d));
     println!("status: {}", text(&d, &names().status));
+    println!("paid (PhonePe, paise): {}", or_dash(paid_amount(&d)));
     if let Ok(history) = d.get_array(own::HISTORY) {
         println!("history:");
         for h in history {
@@ -200,6 +222,8 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
     let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
     t.from = Status::NeedsReview;
     t.note = note;
+    // A fulfil short of stock leaves the order parked: what PhonePe reported paid stays recorded.
+    t.paid_amount = paid_amount(d);
     let lease = Lease {
         owner: &env.owner,
         ttl: env.settings.job.lease_ttl,

@@ -5,7 +5,9 @@
 //! change is guarded by the status the reconciler saw: when the webhook or another instance got
 //! there first, the outcome is `AlreadyProcessed` and nothing is written. A retry after a PhonePe
 //! error also increments the order's counter of that kind of failure and keeps the error's
-//! secret-free excerpt in `reconciliation.lastError`.
+//! secret-free excerpt in `reconciliation.lastError`. Parking an order after PhonePe reported a
+//! completed payment to our merchant records what was paid (`reconciliation.paidAmount`) in the
+//! same guarded write, whichever way it is parked (a review decision, or a commit short of stock).
 
 use std::time::Duration;
 
@@ -96,13 +98,18 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
     let now = DateTime::now();
     let outcome = match decision {
         Decision::Commit { code, transaction_id } => {
-            commit(env, order, confirm_transition(&code, transaction_id).by(env.by), now).await?
+            let mut t = confirm_transition(&code, transaction_id).by(env.by);
+            // `decide` commits only when PhonePe reported exactly the order's amount paid to us:
+            // recorded as `paidAmount` if the commit parks the order (short stock).
+            t.paid_amount = Some(order.amount.0);
+            commit(env, order, t, now).await?
         }
         Decision::Review {
             reason,
             payment_status,
             code,
             transaction_id,
+            paid_amount,
         } => {
             if reason == ReviewReason::PaidAfterCancel {
                 metrics::counter!(names::LATE_PAYMENTS).increment(1);
@@ -113,7 +120,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             } else {
                 tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
             }
-            let t = Transition::new(
+            let mut t = Transition::new(
                 order.status,
                 Status::NeedsReview,
                 payment_status,
@@ -122,6 +129,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 transaction_id,
             )
             .by(env.by);
+            t.paid_amount = paid_amount;
             guarded(env, order, &t, now).await?
         }
         Decision::Cancel {

@@ -200,12 +200,14 @@ pub enum Decision {
         code: String,
         transaction_id: Option<String>,
     },
-    /// Park as `needs_review`; nothing is deducted.
+    /// Park as `needs_review`; nothing is deducted. `paid_amount` is what PhonePe reported paid
+    /// (paise) when it reported a completed payment to *our* merchant, `None` otherwise.
     Review {
         reason: ReviewReason,
         payment_status: PaymentStatus,
         code: String,
         transaction_id: Option<String>,
+        paid_amount: Option<i64>,
     },
     /// Cancel the draft.
     Cancel {
@@ -391,6 +393,14 @@ pub fn on_service_error(e: &StatusError) -> Decision {
     }
 }
 
+/// What PhonePe reports paid (paise) in a COMPLETED answer for *our* merchant, `None` for another
+/// merchant's (not our money) or an answer without a positive amount: `reconciliation.paidAmount`.
+pub fn paid_to_us(r: &StatusReport, policy: &Policy) -> Option<i64> {
+    let ours = r.merchant_id.as_deref() == Some(policy.merchant_id.as_str());
+    let amount = r.amount.map(|a| a.0).filter(|a| *a > 0);
+    (r.state == PaymentState::Completed && ours).then_some(amount).flatten()
+}
+
 fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy) -> Decision {
     let tx = r.transaction_id.clone();
     let code = r.code.clone();
@@ -402,6 +412,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
                     payment_status: PaymentStatus::Paid,
                     code,
                     transaction_id: tx,
+                    paid_amount: None,
                 }
             } else if r.amount != Some(order.amount) {
                 Decision::Review {
@@ -409,6 +420,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
                     payment_status: PaymentStatus::Paid,
                     code,
                     transaction_id: tx,
+                    paid_amount: paid_to_us(r, policy),
                 }
             } else {
                 Decision::Commit {
@@ -463,6 +475,7 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             payment_status: PaymentStatus::Paid,
             code: r.code.clone(),
             transaction_id: r.transaction_id.clone(),
+            paid_amount: paid_to_us(r, policy),
         },
         PaymentState::Failed => Decision::StopWatching,
         PaymentState::Pending | PaymentState::NotFound => {

@@ -7,8 +7,11 @@
 //! [`SimState::script_refund`] (the last answer repeats; unscripted refunds complete); a
 //! creation can be delayed past the client's timeout with [`SimState::delay_refund`] — the refund
 //! is created before the delay, as a real PhonePe would have done. A v1 request must carry the
-//! `X-VERIFY` PhonePe documents (sha256 of the base64 body, the path and the salt key); v2
-//! refund routes do not check the token (the status routes prove the client sends it).
+//! `X-VERIFY` PhonePe documents (sha256 of the base64 body, the path and the salt key); a v2
+//! refund or refund-status request must carry a valid `Authorization: O-Bearer <token>`, checked
+//! exactly as the v2 order-status route checks it (401 otherwise, counted in `TokenStats`).
+//! [`SimState::refund_status_calls`] counts the status calls per refund (both APIs), so a test
+//! can prove how often a refund's status was asked.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -54,6 +57,7 @@ pub(super) struct Refunds {
     /// refund id → (original transaction, amount) of the one refund made under it.
     made: HashMap<String, (String, i64)>,
     requests: HashMap<String, u32>,
+    status_calls: HashMap<String, u32>,
     scripts: HashMap<String, (Vec<RefundAnswer>, usize)>,
     delays: HashMap<String, Duration>,
 }
@@ -62,6 +66,7 @@ impl Refunds {
     /// The next scripted status of `id` (the last repeats), `None` when no refund has this id.
     fn status(&mut self, id: &str) -> Option<RefundAnswer> {
         self.made.get(id)?;
+        *self.status_calls.entry(id.to_string()).or_default() += 1;
         let Some((answers, next)) = self.scripts.get_mut(id) else {
             return Some(RefundAnswer::Completed);
         };
@@ -104,6 +109,11 @@ impl SimState {
     /// How many creation requests named `id`.
     pub fn refund_requests(&self, id: &str) -> u32 {
         self.lock().refunds.requests.get(id).copied().unwrap_or(0)
+    }
+
+    /// How many status calls (v1 or v2) asked about the refund `id`.
+    pub fn refund_status_calls(&self, id: &str) -> u32 {
+        self.lock().refunds.status_calls.get(id).copied().unwrap_or(0)
     }
 
     /// The v1 status answer for `mtid` when it is a refund's id.
@@ -160,8 +170,19 @@ pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap,
     accepted(delay, body).await
 }
 
+/// The 401 reply (after the simulator's latency, as the v2 status route sends it) when the
+/// request has no valid v2 token.
+async fn refuse_token(state: &SimState, headers: &HeaderMap) -> Option<Response> {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let reply = state.refuse_v2_token(authorization)?;
+    Some(super::server::send(reply).await)
+}
+
 /// v2 `POST /payments/v2/refund`.
-pub(super) async fn refund_v2(State(state): State<SimState>, Json(req): Json<Value>) -> Response {
+pub(super) async fn refund_v2(State(state): State<SimState>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
+    if let Some(refused) = refuse_token(&state, &headers).await {
+        return refused;
+    }
     let (Some(id), Some(original), Some(amount)) = (
         req.get("merchantRefundId").and_then(Value::as_str),
         req.get("originalMerchantOrderId").and_then(Value::as_str),
@@ -178,7 +199,14 @@ pub(super) async fn refund_v2(State(state): State<SimState>, Json(req): Json<Val
 }
 
 /// v2 `GET /payments/v2/refund/{id}/status`.
-pub(super) async fn refund_status_v2(State(state): State<SimState>, Path(id): Path<String>) -> Response {
+pub(super) async fn refund_status_v2(
+    State(state): State<SimState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse_token(&state, &headers).await {
+        return refused;
+    }
     match state.lock().refunds.status(&id) {
         Some(a) => (
             StatusCode::OK,
@@ -189,5 +217,58 @@ pub(super) async fn refund_status_v2(State(state): State<SimState>, Path(id): Pa
             let body = json!({ "code": "NOT_FOUND", "message": "no refund with this id" });
             (StatusCode::NOT_FOUND, Json(body)).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::v2::TokenForm;
+    use super::super::{SimConfig, SimHandle};
+    use super::*;
+
+    /// The v2 refund routes check the OAuth token as the v2 status route does: none, a forged
+    /// one or a revoked one gets 401 and makes no refund; a valid one is served.
+    #[tokio::test]
+    async fn v2_refund_routes_need_a_valid_token() {
+        let sim = SimHandle::spawn(SimConfig::default()).expect("sim");
+        let form = TokenForm {
+            client_id: "TESTCLIENT".into(),
+            client_secret: "test-client-secret".into(),
+            client_version: "1".into(),
+            grant_type: "client_credentials".into(),
+        };
+        let issued: Value = serde_json::from_str(&sim.state().issue_token(&form).body).expect("token");
+        let valid = format!("O-Bearer {}", issued["access_token"].as_str().expect("token"));
+        let http = reqwest::Client::new();
+        let body = json!({ "merchantRefundId": "R-1", "originalMerchantOrderId": "ORD-1", "amount": 100 });
+        let refund = |auth: Option<&str>| {
+            let mut r = http.post(format!("{}/payments/v2/refund", sim.base_url())).json(&body);
+            if let Some(a) = auth {
+                r = r.header("Authorization", a);
+            }
+            r.send()
+        };
+        let status = |auth: &str| {
+            http.get(format!("{}/payments/v2/refund/R-1/status", sim.base_url()))
+                .header("Authorization", auth)
+                .send()
+        };
+        for auth in [None, Some("O-Bearer forged"), Some("Bearer x")] {
+            let r = refund(auth).await.expect("send");
+            assert_eq!(r.status().as_u16(), 401, "{auth:?}");
+        }
+        assert_eq!(sim.state().refunds_created("R-1"), 0, "refused requests make no refund");
+        assert_eq!(refund(Some(&valid)).await.expect("send").status().as_u16(), 200);
+        assert_eq!(sim.state().refunds_created("R-1"), 1);
+        assert_eq!(status("O-Bearer forged").await.expect("send").status().as_u16(), 401);
+        assert_eq!(status(&valid).await.expect("send").status().as_u16(), 200);
+        assert_eq!(
+            sim.state().refund_status_calls("R-1"),
+            1,
+            "a refused status call is not served"
+        );
+        sim.state().revoke_tokens();
+        assert_eq!(status(&valid).await.expect("send").status().as_u16(), 401);
+        assert_eq!(sim.state().token_stats().unknown_used, 5);
     }
 }

@@ -64,7 +64,7 @@ async fn status(
 }
 
 /// Sleep the decided delay (no lock held), then write the reply.
-async fn send(reply: Reply) -> Response {
+pub(super) async fn send(reply: Reply) -> Response {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

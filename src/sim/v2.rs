@@ -6,6 +6,7 @@
 //! epoch-second `issued_at`/`expires_at` express it). A status call with an expired token, an
 //! unknown one (never issued, or revoked with [`SimState::revoke_tokens`]) or none gets 401 and
 //! is counted in [`TokenStats`], so tests can prove no call ever went out with a stale token.
+//! The v2 refund routes (`src/sim/refund.rs`) make the same check ([`SimState::refuse_v2_token`]).
 //! Token requests are counted too (one refresh for a whole pool).
 //!
 //! Webhooks describe the answer the transaction's script would serve next (it does not
@@ -20,7 +21,7 @@ use serde_json::json;
 
 use super::answer::Answer;
 use super::answer_v2::error_body_v2;
-use super::state::{to_json, unix_ms, Call, Reply, SimState};
+use super::state::{to_json, unix_ms, Call, Inner, Reply, SimState};
 use crate::phonepe::checksum;
 
 /// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
@@ -144,16 +145,10 @@ impl SimState {
         let now = Instant::now();
         let mut inner = self.lock();
         let latency = inner.cfg.latency;
-        let token = authorization.and_then(|h| h.strip_prefix("O-Bearer ")).map(str::trim);
-        let expiry = token.and_then(|t| inner.tokens.get(t).copied());
         let (status, body, code, delay) = if let Some(status) = inner.down {
             let e = error_body_v2(status, None);
             (status, to_json(&e), Some(e.code), latency)
-        } else if expiry.is_none_or(|at| now >= at) {
-            match expiry {
-                None => inner.token_stats.unknown_used += 1,
-                Some(_) => inner.token_stats.expired_used += 1,
-            }
+        } else if !inner.token_valid(authorization, now) {
             let e = error_body_v2(401, None);
             (401, to_json(&e), Some(e.code), latency)
         } else if !inner.within_budget(now) {
@@ -177,6 +172,17 @@ impl SimState {
             code,
         });
         reply(status, body, delay)
+    }
+
+    /// The v2 refund routes' check of `Authorization: O-Bearer <token>`, the status route's
+    /// own: `Some(401 reply)` (counted in [`TokenStats`]) without a valid token.
+    pub(crate) fn refuse_v2_token(&self, authorization: Option<&str>) -> Option<Reply> {
+        let mut inner = self.lock();
+        if inner.token_valid(authorization, Instant::now()) {
+            return None;
+        }
+        let e = error_body_v2(401, None);
+        Some(reply(401, to_json(&e), inner.cfg.latency))
     }
 
     pub fn token_stats(&self) -> TokenStats {
@@ -245,6 +251,21 @@ pub async fn deliver(url: &str, webhook: &Webhook) -> Result<u16, String> {
     }
     let response = request.send().await.map_err(|e| format!("delivering to {url}: {e}"))?;
     Ok(response.status().as_u16())
+}
+
+impl Inner {
+    /// Whether `authorization` is `O-Bearer <a token issued and not expired>`; a refused one is
+    /// counted (unknown or expired) in [`TokenStats`].
+    fn token_valid(&mut self, authorization: Option<&str>, now: Instant) -> bool {
+        let token = authorization.and_then(|h| h.strip_prefix("O-Bearer ")).map(str::trim);
+        let expiry = token.and_then(|t| self.tokens.get(t).copied());
+        match expiry {
+            Some(at) if now < at => return true,
+            None => self.token_stats.unknown_used += 1,
+            Some(_) => self.token_stats.expired_used += 1,
+        }
+        false
+    }
 }
 
 fn reply(http_status: u16, body: String, delay: Duration) -> Reply {

@@ -172,6 +172,10 @@ impl Store {
             t.transaction_id.clone(),
         )
         .by(t.by);
+        let park = Transition {
+            paid_amount: t.paid_amount,
+            ..park
+        };
         if self.transition(&order.id, &park, now).await? {
             Ok(outcome)
         } else {

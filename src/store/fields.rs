@@ -25,6 +25,9 @@ pub mod own {
     pub const ERRORS: &str = "reconciliation.errors";
     pub const UNREADABLE: &str = "reconciliation.unreadable";
     pub const REJECTIONS: &str = "reconciliation.rejections";
+    /// What PhonePe reported paid (paise, Int64) for our merchant, recorded when a transition
+    /// parks the order after a verified PAYMENT_SUCCESS (`review list`'s PAID column).
+    pub const PAID_AMOUNT: &str = "reconciliation.paidAmount";
     /// The journal of a commit in progress (journal strategy).
     pub const COMMIT: &str = "reconciliation.commit";
     /// [`COMMIT`]'s name inside [`RECONCILIATION_KEY`].
@@ -58,6 +61,7 @@ mod tests {
         assert_eq!(own::NEXT_CHECK_AT, "reconciliation.nextCheckAt");
         assert_eq!(own::LEASE_UNTIL, "reconciliation.leaseUntil");
         assert_eq!(own::HISTORY, "history");
+        assert_eq!(own::PAID_AMOUNT, "reconciliation.paidAmount");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! document is claimed atomically), so two processes
 //! never work the same order. The lease outlives one PhonePe round trip with retries; an order
 //! whose worker died is simply claimed again once its lease expires.
-
 //!
 //! What is eligible (the filters, the sweep, the candidate lists) is in `store/eligible.rs`.
 
@@ -100,6 +99,8 @@ pub struct Transition {
     pub by: &'static str,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
+    /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
+    pub paid_amount: Option<i64>,
 }
 
 impl Transition {
@@ -122,6 +123,7 @@ impl Transition {
             last_error: None,
             by: by::RECONCILER,
             note: None,
+            paid_amount: None,
         }
     }
 
@@ -229,6 +231,9 @@ fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     }
     if let Some(e) = &t.last_error {
         set.insert(own::LAST_ERROR, e);
+    }
+    if let (Status::NeedsReview, Some(paid)) = (t.to, t.paid_amount) {
+        set.insert(own::PAID_AMOUNT, paid);
     }
     set
 }

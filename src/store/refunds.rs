@@ -7,7 +7,8 @@
 //! derived from the order (`<merchantTransactionId>-R<attempt>`), so a retry after a timeout asks
 //! for the same refund and PhonePe cannot make a second one; a new attempt (after PhonePe said
 //! FAILED) gets the next number. The order's `status` stays `needs_review` while the refund is
-//! pending; stock never moves.
+//! pending; stock never moves. Every PhonePe call about a recorded refund is claimed first
+//! ([`Store::claim_refund_poll`]): two instances polling at once make one call per due moment.
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
@@ -41,6 +42,8 @@ pub struct PendingRefund {
     pub amount: i64,
     /// PhonePe answered the refund request (so only its status is asked from now on).
     pub accepted: bool,
+    /// `nextPollAt` as read: the guard of [`Store::claim_refund_poll`].
+    pub next_poll_at: Option<DateTime>,
 }
 
 impl PendingRefund {
@@ -57,6 +60,7 @@ impl PendingRefund {
             refund_id: r.get_str("id").ok()?.to_string(),
             amount: r.get_i64("amount").ok()?,
             accepted: r.get_bool("accepted").unwrap_or(false),
+            next_poll_at: r.get_datetime("nextPollAt").ok().copied(),
         })
     }
 }
@@ -143,7 +147,26 @@ impl Store {
             refund_id,
             amount,
             accepted: false,
+            next_poll_at: Some(now),
         }))
+    }
+
+    /// Claim the next PhonePe call about refund `p` before making it: `nextPollAt` moves from
+    /// the value read ([`PendingRefund::next_poll_at`]) to `until` in one atomic
+    /// findOneAndUpdate guarded on that value, so of two instances that found the refund due only
+    /// one wins (and spends a PhonePe permit); `false` for the other, or when it finished.
+    pub async fn claim_refund_poll(&self, p: &PendingRefund, until: DateTime) -> StoreResult<bool> {
+        let mut guard = refunding(&self.schema.orders, p);
+        guard.insert(REFUND_NEXT_POLL_AT, p.next_poll_at.map_or(Bson::Null, Bson::DateTime));
+        // Strictly later than the value read, so a claim always changes it.
+        let after = p.next_poll_at.map_or(0, |t| t.timestamp_millis() + 1);
+        let until = DateTime::from_millis(until.timestamp_millis().max(after));
+        let claimed = self
+            .orders
+            .find_one_and_update(guard, doc! { "$set": { REFUND_NEXT_POLL_AT: until } })
+            .await
+            .map_err(StoreError::mongo("claim refund poll"))?;
+        Ok(claimed.is_some())
     }
 
     /// PhonePe answered the refund request: from now on only its status is asked, at `next`.

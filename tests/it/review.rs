@@ -13,6 +13,8 @@ use mongodb::bson::{doc, Document};
 
 use crate::support::{eventually, World};
 
+mod paid;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 /// `draft-reconciler <args>` against `w`, output captured.
@@ -87,6 +89,18 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     assert!(text(&short).contains("insufficient_stock"), "{}", text(&short));
     assert_eq!(w.status("RV-F1"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.stock("tee"), 1);
+    assert_eq!(
+        w.paid_amount("RV-F1"),
+        Some(49900),
+        "still parked: what was paid stays recorded"
+    );
+    for h in w
+        .history("RV-F1")
+        .iter()
+        .filter(|h| h.get_str("by").ok() == Some("operator"))
+    {
+        assert_eq!(h.get_str("from").ok(), Some("needs_review"), "{h:?}");
+    }
 
     w.block(
         w.products()
@@ -103,6 +117,7 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     assert_eq!(w.stock("tee"), 3);
     let h = last_history(&w, "RV-F1");
     assert_eq!(h.get_str("by").ok(), Some("operator"), "{h:?}");
+    assert_eq!(h.get_str("from").ok(), Some("needs_review"), "{h:?}");
     assert_eq!(h.get_str("to").ok(), Some("confirmed"), "{h:?}");
     assert_eq!(h.get_str("note").ok(), Some("restocked"), "{h:?}");
     let entries = w.history("RV-F1").len();

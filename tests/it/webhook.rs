@@ -314,6 +314,7 @@ fn every_other_answer_of_the_webhook_against_the_binary() {
         settled_by(&w, "ORD-AMT"),
         ("needs_review".into(), "webhook".into(), "amount_mismatch".into())
     );
+    assert_eq!(w.paid_amount("ORD-AMT"), Some(9_999), "what PhonePe reported paid");
 
     // A pending event, and an attempt failing, change nothing.
     let pending = v2_body("checkout.order.completed", "ORD-PEND", "PENDING", 10_000);

@@ -182,3 +182,22 @@ fn the_watch_constants_are_the_documented_ones() {
     assert_eq!(WATCH_FINAL_LEAD, Duration::from_secs(900));
     assert_eq!(WATCH_OVERDUE_GRACE, Duration::from_secs(600));
 }
+
+/// `paidAmount` is recorded only from a completed payment to our merchant: an amount mismatch
+/// and a late payment carry PhonePe's amount; another merchant's payment carries none.
+#[test]
+fn a_review_carries_what_phonepe_reported_paid_to_us_only() {
+    let paid = |d: Decision| match d {
+        Decision::Review { paid_amount, .. } => paid_amount,
+        other => panic!("not a review: {other:?}"),
+    };
+    let completed = |merchant: &str, amount: i64| report(PaymentState::Completed, "PAYMENT_SUCCESS", merchant, amount);
+    let draft = order(600, Status::Draft);
+    assert_eq!(paid(run(&draft, completed("MERCHANTUAT", 49800))), Some(49800));
+    assert_eq!(paid(run(&draft, completed("OTHER", 49800))), None);
+    assert_eq!(paid(run(&draft, completed("MERCHANTUAT", 0))), None);
+    let mut late = order(4000, Status::Cancelled);
+    late.reason = Some(CancelReason::PendingTimeout.as_str().into());
+    assert_eq!(paid(run(&late, completed("MERCHANTUAT", 49900))), Some(49900));
+    assert_eq!(paid(run(&late, completed("OTHER", 49900))), None, "not our money");
+}

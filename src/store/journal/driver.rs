@@ -92,7 +92,7 @@ impl Driver {
             Next::Confirm => {
                 fault("journal.before_confirm").await;
                 let t = Transition::new(
-                    Status::Draft,
+                    self.j.from,
                     Status::Confirmed,
                     PaymentStatus::Paid,
                     Reason::Paid,
@@ -139,7 +139,7 @@ impl Driver {
                     .review_reason()
                     .unwrap_or(ReviewReason::InsufficientStock);
                 let t = Transition::new(
-                    Status::Draft,
+                    self.j.from,
                     Status::NeedsReview,
                     PaymentStatus::Paid,
                     reason,
@@ -147,6 +147,10 @@ impl Driver {
                     self.j.transaction_id.clone(),
                 )
                 .by(self.j.by);
+                let t = Transition {
+                    paid_amount: self.j.paid_amount,
+                    ..t
+                };
                 if !store
                     .finish(
                         &self.order_id,
@@ -253,6 +257,8 @@ impl Store {
             fail_product: None,
             by: t.by,
             note: t.note.clone(),
+            from: t.from,
+            paid_amount: t.paid_amount,
         };
         let begun = self
             .orders

@@ -2,8 +2,11 @@
 //!
 //! A crash-safe saga built only from single-document atomic updates:
 //!
-//! 1. **begin** — the order moves `draft → committing` (guarded by `status: draft`) and gets a
-//!    journal in `reconciliation.commit`: a fresh commit id, the items, state `applying`.
+//! 1. **begin** — the order moves `draft → committing` (guarded by `status: draft`; by
+//!    `needs_review` and `paid` for an operator's `fulfil`) and gets a journal in
+//!    `reconciliation.commit`: a fresh commit id, the items, state `applying`, the status it
+//!    began `from` (the `from` of the history entry that ends it) and PhonePe's verified paid
+//!    amount (recorded as `reconciliation.paidAmount` if the commit parks the order).
 //! 2. **apply** each item — one update on the product, guarded by stock (the size's stock for a
 //!    sized item) *and by the absence of this item's marker* (`"<commitId>:<itemIndex>"` in the
 //!    product's `reconcilerCommits`), that decrements and records the marker together.
@@ -53,7 +56,7 @@ use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use super::commit::{stock_inc, CommitOutcome};
 use super::fields::own;
 use super::StoreResult;
-use crate::domain::Item;
+use crate::domain::{Item, Status};
 use crate::schema::Schema;
 
 pub use driver::{Driver, Step};
@@ -118,6 +121,11 @@ struct Journal {
     by: &'static str,
     /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
     note: Option<String>,
+    /// The status the commit began from (draft; `needs_review` for an operator's `fulfil`):
+    /// the `from` of the history entry that ends it.
+    from: Status,
+    /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` if the commit parks.
+    paid_amount: Option<i64>,
 }
 
 impl Journal {
@@ -143,6 +151,10 @@ impl Journal {
         };
         if let Some(n) = &self.note {
             d.insert("note", n);
+        }
+        d.insert("from", self.from.as_str());
+        if let Some(paid) = self.paid_amount {
+            d.insert("paidAmount", paid);
         }
         d
     }
@@ -189,6 +201,9 @@ impl Journal {
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
             by: super::orders::by::parse(d.get_str("by").ok()),
             note: s("note"),
+            // Journals written before `from` was kept began from a draft.
+            from: d.get_str("from").ok().and_then(Status::parse).unwrap_or(Status::Draft),
+            paid_amount: d.get_i64("paidAmount").ok(),
         })
     }
 

@@ -213,6 +213,7 @@ fn a_timed_out_order_paid_later_goes_to_review_not_left_cancelled() {
 
     assert_eq!(w.status("ORD-LATE"), ("needs_review".into(), "paid".into()));
     assert_eq!(w.reason("ORD-LATE").as_deref(), Some("paid_after_cancel"));
+    assert_eq!(w.paid_amount("ORD-LATE"), Some(49900), "what PhonePe reported paid");
     assert_eq!(w.stock("tee"), 10, "a person decides: nothing deducted automatically");
     let h = w.history("ORD-LATE");
     assert_eq!(h.len(), 2, "{h:?}");

@@ -410,6 +410,12 @@ impl World {
             .map(str::to_string)
     }
 
+    /// `reconciliation.paidAmount` (what PhonePe reported paid), when it is an Int64.
+    pub fn paid_amount(&self, mtid: &str) -> Option<i64> {
+        let o = self.order(mtid);
+        o.get_document("reconciliation").ok()?.get_i64("paidAmount").ok()
+    }
+
     pub fn history(&self, mtid: &str) -> Vec<Document> {
         self.order(mtid)
             .get_array("history")
