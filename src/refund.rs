@@ -59,7 +59,7 @@ pub async fn permit(budget: &Budget) -> bool {
 
 /// What PhonePe says was paid for `mtid` to our merchant, in paise: the amount a refund gives
 /// back (for an `amount_mismatch` it differs from the order's). `Err` says why there is none.
-async fn verified_paid(r: &Refunder<'_>, mtid: &str) -> Result<i64, String> {
+pub async fn verified_paid(r: &Refunder<'_>, mtid: &str) -> Result<i64, String> {
     let id = MerchantTransactionId::parse(mtid).map_err(|e| format!("the id is not one PhonePe takes: {e}"))?;
     if !permit(r.budget).await {
         return Err("PhonePe calls are paused (the budget); try again shortly".into());

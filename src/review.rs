@@ -3,8 +3,10 @@
 //! `list` and `show` only read (and `show` asks PhonePe once, within the budget); both show what
 //! PhonePe reported paid (`reconciliation.paidAmount`, recorded when the order was parked after a
 //! completed payment to our merchant; `-` / `null` when unknown). `resolve`
-//! acts through the same guarded writes as the service: `fulfil` is the service's own stock
-//! commit (either strategy) guarded by `status: needs_review` and `paymentStatus: paid`;
+//! acts through the same guarded writes as the service: `fulfil` first asks PhonePe (one permit)
+//! and goes on only for a completed payment to this merchant of exactly the order's amount, then
+//! runs the service's own stock commit (either strategy) guarded by `status: needs_review` and
+//! `paymentStatus: paid`;
 //! `refund` goes through `src/refund.rs` (recorded before the call, exactly once); `cancel` only
 //! closes an order that was never paid. Each records `by: "operator"` and the note in the
 //! order's history. Exit codes: 0 done, 1 refused (with the reason), 2 usage.
@@ -219,6 +221,23 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
         Ok(o) => o,
         Err(e) => return refuse(mtid, &format!("the document still cannot be reconciled: {e}")),
     };
+    // Nothing confirms without a verified amount: PhonePe is asked again (one permit), and the
+    // payment must be complete, to this merchant, of exactly the order's amount (an
+    // `amount_mismatch` is refunded, or its document corrected first).
+    match crate::refund::verified_paid(&refunder(env), mtid).await {
+        Err(why) => return refuse(mtid, &format!("nothing confirmed: {why}")),
+        Ok(paid) if paid != order.amount.0 => {
+            return refuse(
+                mtid,
+                &format!(
+                    "PhonePe reports {paid} paise paid, the order says {}: nothing confirmed \
+                     (refund it, or correct the order's amount and fulfil again)",
+                    order.amount.0
+                ),
+            )
+        }
+        Ok(_) => {}
+    }
     let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
     t.from = Status::NeedsReview;
     t.note = note;
@@ -246,15 +265,19 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
     }
 }
 
-async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
-    let r = Refunder {
+/// The refund and verification calls, made by the operator.
+fn refunder(env: &Env) -> Refunder<'_> {
+    Refunder {
         store: &env.store,
         phonepe: &env.phonepe,
         budget: &env.budget,
         poll_interval: env.settings.refunds.poll_interval,
         by: by::OPERATOR,
-    };
-    match crate::refund::start(&r, d, note.as_deref()).await? {
+    }
+}
+
+async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
+    match crate::refund::start(&refunder(env), d, note.as_deref()).await? {
         None => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
         Some(Pushed::Completed) => {
             println!("review: {mtid} refunded");

@@ -128,6 +128,61 @@ fn fulfil_after_a_restock_confirms_once_and_short_stock_leaves_it_parked() {
     assert_eq!(w.history("RV-F1").len(), entries);
 }
 
+/// `fulfil` confirms only what PhonePe verifies now: a completed payment to this merchant of
+/// exactly the order's amount. An `amount_mismatch` is refused until its document is corrected;
+/// a payment PhonePe no longer reports as completed is refused even with stock on the shelf.
+#[test]
+fn fulfil_confirms_only_a_payment_phonepe_verifies_for_the_orders_amount() {
+    let w = World::new("review_fulfil_verified");
+    w.insert_product("tee", 10);
+    w.insert_order("RV-V1", 100_000, 600, &[("tee", 1, None)]);
+    w.sim.script("RV-V1", vec![Answer::completed(99_900)]);
+    w.once();
+    assert_eq!(w.reason("RV-V1").as_deref(), Some("amount_mismatch"));
+
+    let refused = review(&w, &["review", "resolve", "RV-V1", "fulfil"], &[]);
+    assert_eq!(code(&refused), 1, "{}", text(&refused));
+    assert!(text(&refused).contains("99900"), "{}", text(&refused));
+    assert_eq!(w.status("RV-V1"), ("needs_review".into(), "paid".into()));
+    assert_eq!(w.stock("tee"), 10, "nothing deducted for an unverified amount");
+
+    // The operator corrects the order to what was really charged, then fulfils it.
+    let mut corrected = w.order("RV-V1");
+    corrected.insert("amount", 99_900_i64);
+    let id = corrected.get("_id").cloned().expect("_id");
+    w.block(
+        w.orders()
+            .replace_one(doc! { "_id": id }, w.schema.order_to_shop(&corrected)),
+    )
+    .expect("correct the amount");
+    let done = review(&w, &["review", "resolve", "RV-V1", "fulfil"], &[]);
+    assert_eq!(code(&done), 0, "{}", text(&done));
+    assert_eq!(w.status("RV-V1"), ("confirmed".into(), "paid".into()));
+    assert_eq!(w.stock("tee"), 9);
+
+    // Parked for stock, restocked, but PhonePe now reports the payment failed.
+    w.insert_product("cap", 1);
+    w.insert_order("RV-V2", 49900, 600, &[("cap", 2, None)]);
+    w.sim.script("RV-V2", vec![Answer::completed(49900)]);
+    w.once();
+    assert_eq!(w.reason("RV-V2").as_deref(), Some("insufficient_stock"));
+    w.block(
+        w.products()
+            .update_one(doc! {"_id": "cap"}, w.shop_query(&doc! {"$set": {"stock": 5}})),
+    )
+    .expect("restock");
+    w.sim.script("RV-V2", vec![Answer::failed()]);
+    let unverified = review(&w, &["review", "resolve", "RV-V2", "fulfil"], &[]);
+    assert_eq!(code(&unverified), 1, "{}", text(&unverified));
+    assert!(text(&unverified).contains("nothing confirmed"), "{}", text(&unverified));
+    assert_eq!(w.status("RV-V2"), ("needs_review".into(), "paid".into()));
+    assert_eq!(
+        w.stock("cap"),
+        5,
+        "nothing deducted for a payment PhonePe does not confirm"
+    );
+}
+
 #[test]
 fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
     let w = World::new("review_refund_timeout");
