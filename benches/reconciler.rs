@@ -377,10 +377,11 @@ async fn raw_commits(w: &World, concurrency: usize, claims: bool) -> f64 {
     done as f64 / elapsed
 }
 
-/// 4. Idle with a backlog that is not eligible yet: RSS and CPU over a minute.
 /// How long the idle scenario measures.
 const IDLE_WINDOW: Duration = Duration::from_secs(120);
 
+/// 4. Idle with a backlog that is not eligible yet: RSS, CPU and database requests per minute
+/// over `IDLE_WINDOW`.
 fn idle(n: usize) {
     let w = World::new("bench_idle");
     seed_products(&w);
