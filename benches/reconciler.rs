@@ -380,8 +380,7 @@ async fn raw_commits(w: &World, concurrency: usize, claims: bool) -> f64 {
 /// How long the idle scenario measures.
 const IDLE_WINDOW: Duration = Duration::from_secs(120);
 
-/// 4. Idle with a backlog that is not eligible yet: RSS, CPU and database requests per minute
-/// over `IDLE_WINDOW`.
+/// 4. Idle with a backlog that is not eligible yet: RSS, CPU and database requests per minute.
 fn idle(n: usize) {
     let w = World::new("bench_idle");
     seed_products(&w);
