@@ -400,9 +400,8 @@ fn mongodb_down_answers_503_so_phonepe_retries() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
-/// With `confirm_with_status_api` the status API is asked (within the PhonePe budget, default
-/// 30/min here) and its answer acted on. A callback that finds no permit in time gets 503, and
-/// PhonePe's retry is served later.
+/// With `confirm_with_status_api` the status API is asked (within the budget, 30/min here) and
+/// its answer acted on; a callback that finds no permit in time gets 503, the retry is served.
 #[test]
 fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
     let w = World::new("hook_status_api");
@@ -455,15 +454,17 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         );
     }
     assert_eq!(w.stock("tee"), 8);
-    // Status calls spaced by the budget (60 s / 30 = 2 s, less clock slack). At least one per
-    // order; on a loaded machine a callback answered 503 after ANSWER_WITHIN may have asked too.
+    // Calls leave 2.02 s apart (60 s / 30 plus margin); arrivals may lose one trip's jitter
+    // (300 ms, loaded machine) per gap, never over the span. At least one call per order.
     let mut at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
     at.sort_unstable();
-    assert!(at.len() >= 3, "{at:?}");
+    let (n, span) = (at.len() as u64, at[at.len() - 1] - at[0]);
+    assert!(n >= 3, "{at:?}");
     assert!(
-        at.windows(2).all(|p| p[1] - p[0] >= 1_900),
-        "calls closer than the budget: {at:?}"
+        at.windows(2).all(|p| p[1] - p[0] >= 1_700),
+        "closer than the budget: {at:?}"
     );
+    assert!(span + 300 >= 2_020 * (n - 1), "faster than 30 a minute: {at:?}");
     println!("503 answers while waiting for the budget: {refused}");
 }
 
