@@ -17,7 +17,7 @@ use std::time::Duration;
 use mongodb::bson::{DateTime, Document};
 
 use crate::actors::Budget;
-use crate::domain::{MerchantTransactionId, PaymentState};
+use crate::domain::MerchantTransactionId;
 use crate::phonepe::client::{RefundRequest, RefundState};
 use crate::phonepe::PhonePeClient;
 use crate::store::orders::plus;
@@ -69,13 +69,12 @@ pub async fn verified_paid(r: &Refunder<'_>, mtid: &str) -> Result<i64, String> 
         .check_status(&id)
         .await
         .map_err(|e| format!("PhonePe could not be asked for the payment: {}", e.excerpt()))?;
-    match (report.state, report.merchant_id.as_deref(), report.amount) {
-        (PaymentState::Completed, Some(m), Some(a)) if m == r.phonepe.merchant_id() && a.0 > 0 => Ok(a.0),
-        _ => Err(format!(
+    crate::domain::decision::paid_to(&report, r.phonepe.merchant_id()).ok_or_else(|| {
+        format!(
             "PhonePe does not report a completed payment to this merchant (code {})",
             report.code
-        )),
-    }
+        )
+    })
 }
 
 /// Record a refund of `order` (of the amount PhonePe reports paid) and ask PhonePe for it.

@@ -65,25 +65,23 @@ fn own_text<'a>(d: &'a Document, path: &str) -> &'a str {
         .unwrap_or("-")
 }
 
-fn amount(d: &Document) -> Option<i64> {
-    match d.get(&names().amount)? {
+/// An amount in paise, when the field holds a whole number.
+fn paise(b: Option<&Bson>) -> Option<i64> {
+    match b? {
         Bson::Int32(n) => Some(i64::from(*n)),
         Bson::Int64(n) => Some(*n),
         _ => None,
     }
 }
 
+fn amount(d: &Document) -> Option<i64> {
+    paise(d.get(&names().amount))
+}
+
 /// What PhonePe reported paid (`reconciliation.paidAmount`, paise), when it was recorded.
 fn paid_amount(d: &Document) -> Option<i64> {
-    match d
-        .get_document(own::RECONCILIATION_KEY)
-        .ok()?
-        .get(own::key(own::PAID_AMOUNT))?
-    {
-        Bson::Int32(n) => Some(i64::from(*n)),
-        Bson::Int64(n) => Some(*n),
-        _ => None,
-    }
+    let reconciliation = d.get_document(own::RECONCILIATION_KEY).ok()?;
+    paise(reconciliation.get(own::key(own::PAID_AMOUNT)))
 }
 
 fn or_dash(n: Option<i64>) -> String {
@@ -224,25 +222,26 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
     // Nothing confirms without a verified amount: PhonePe is asked again (one permit), and the
     // payment must be complete, to this merchant, of exactly the order's amount (an
     // `amount_mismatch` is refunded, or its document corrected first).
-    match crate::refund::verified_paid(&refunder(env), mtid).await {
+    let paid = match crate::refund::verified_paid(&refunder(env), mtid).await {
+        Ok(paid) => paid,
         Err(why) => return refuse(mtid, &format!("nothing confirmed: {why}")),
-        Ok(paid) if paid != order.amount.0 => {
-            return refuse(
-                mtid,
-                &format!(
-                    "PhonePe reports {paid} paise paid, the order says {}: nothing confirmed \
-                     (refund it, or correct the order's amount and fulfil again)",
-                    order.amount.0
-                ),
-            )
-        }
-        Ok(_) => {}
+    };
+    if paid != order.amount.0 {
+        return refuse(
+            mtid,
+            &format!(
+                "PhonePe reports {paid} paise paid, the order says {}: nothing confirmed \
+                 (refund it, or correct the order's amount and fulfil again)",
+                order.amount.0
+            ),
+        );
     }
-    let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
+    // A fulfil short of stock leaves the order parked, with what PhonePe just verified as paid.
+    let mut t = confirm_transition("OPERATOR_FULFIL", None)
+        .by(by::OPERATOR)
+        .paid(Some(paid));
     t.from = Status::NeedsReview;
     t.note = note;
-    // A fulfil short of stock leaves the order parked: what PhonePe reported paid stays recorded.
-    t.paid_amount = paid_amount(d);
     let lease = Lease {
         owner: &env.owner,
         ttl: env.settings.job.lease_ttl,

@@ -98,10 +98,11 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
     let now = DateTime::now();
     let outcome = match decision {
         Decision::Commit { code, transaction_id } => {
-            let mut t = confirm_transition(&code, transaction_id).by(env.by);
             // `decide` commits only when PhonePe reported exactly the order's amount paid to us:
             // recorded as `paidAmount` if the commit parks the order (short stock).
-            t.paid_amount = Some(order.amount.0);
+            let t = confirm_transition(&code, transaction_id)
+                .by(env.by)
+                .paid(Some(order.amount.0));
             commit(env, order, t, now).await?
         }
         Decision::Review {
@@ -120,7 +121,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             } else {
                 tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
             }
-            let mut t = Transition::new(
+            let t = Transition::new(
                 order.status,
                 Status::NeedsReview,
                 payment_status,
@@ -128,8 +129,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                 code,
                 transaction_id,
             )
-            .by(env.by);
-            t.paid_amount = paid_amount;
+            .by(env.by)
+            .paid(paid_amount);
             guarded(env, order, &t, now).await?
         }
         Decision::Cancel {

@@ -393,10 +393,11 @@ pub fn on_service_error(e: &StatusError) -> Decision {
     }
 }
 
-/// What PhonePe reports paid (paise) in a COMPLETED answer for *our* merchant, `None` for another
-/// merchant's (not our money) or an answer without a positive amount: `reconciliation.paidAmount`.
-pub fn paid_to_us(r: &StatusReport, policy: &Policy) -> Option<i64> {
-    let ours = r.merchant_id.as_deref() == Some(policy.merchant_id.as_str());
+/// What PhonePe reports paid (paise) in a COMPLETED answer to `merchant_id`, `None` for another
+/// merchant's (not our money) or an answer without a positive amount: `reconciliation.paidAmount`,
+/// and what a refund gives back or a `fulfil` must match (`src/refund.rs`).
+pub fn paid_to(r: &StatusReport, merchant_id: &str) -> Option<i64> {
+    let ours = r.merchant_id.as_deref() == Some(merchant_id);
     let amount = r.amount.map(|a| a.0).filter(|a| *a > 0);
     (r.state == PaymentState::Completed && ours).then_some(amount).flatten()
 }
@@ -420,7 +421,7 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
                     payment_status: PaymentStatus::Paid,
                     code,
                     transaction_id: tx,
-                    paid_amount: paid_to_us(r, policy),
+                    paid_amount: paid_to(r, &policy.merchant_id),
                 }
             } else {
                 Decision::Commit {
@@ -475,7 +476,7 @@ fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
             payment_status: PaymentStatus::Paid,
             code: r.code.clone(),
             transaction_id: r.transaction_id.clone(),
-            paid_amount: paid_to_us(r, policy),
+            paid_amount: paid_to(r, &policy.merchant_id),
         },
         PaymentState::Failed => Decision::StopWatching,
         PaymentState::Pending | PaymentState::NotFound => {

@@ -171,11 +171,8 @@ impl Store {
             code,
             t.transaction_id.clone(),
         )
-        .by(t.by);
-        let park = Transition {
-            paid_amount: t.paid_amount,
-            ..park
-        };
+        .by(t.by)
+        .paid(t.paid_amount);
         if self.transition(&order.id, &park, now).await? {
             Ok(outcome)
         } else {

@@ -157,6 +157,15 @@ impl Store {
             .map_err(StoreError::mongo("count eligible"))
     }
 
+    /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge, counted by
+    /// the same scan as the backlog).
+    pub async fn count_needs_review(&self) -> StoreResult<u64> {
+        self.orders
+            .count_documents(doc! { &self.schema.orders.status: self.word(Status::NeedsReview) })
+            .await
+            .map_err(StoreError::mongo("count needs_review"))
+    }
+
     /// The drafts and watched cancellations the indexed filters cannot match that are work now
     /// (due, not leased): drafts whose effective creation time is past the lookback or cannot be
     /// had (claimed to be parked), watches whose effective time is inside the watch horizon.

@@ -132,6 +132,12 @@ impl Transition {
         self.by = who;
         self
     }
+
+    /// What PhonePe verified as paid: recorded as `paidAmount` if the transition parks.
+    pub fn paid(mut self, amount: Option<i64>) -> Transition {
+        self.paid_amount = amount;
+        self
+    }
 }
 
 /// A check that changes no status: what [`Store::reschedule`] records.
@@ -546,14 +552,6 @@ impl Store {
             .find_one(doc! { &self.schema.orders.id: mtid })
             .await
             .map_err(StoreError::mongo("find order"))
-    }
-
-    /// How many orders wait for a person (the `reconciler_needs_review_orders` gauge).
-    pub async fn count_needs_review(&self) -> StoreResult<u64> {
-        self.orders
-            .count_documents(doc! { &self.schema.orders.status: self.word(Status::NeedsReview) })
-            .await
-            .map_err(StoreError::mongo("count needs_review"))
     }
 }
 

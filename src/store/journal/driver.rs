@@ -146,11 +146,8 @@ impl Driver {
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 )
-                .by(self.j.by);
-                let t = Transition {
-                    paid_amount: self.j.paid_amount,
-                    ..t
-                };
+                .by(self.j.by)
+                .paid(self.j.paid_amount);
                 if !store
                     .finish(
                         &self.order_id,
