@@ -142,27 +142,35 @@ impl PhonePeClient {
         wire::parse_status_for(http_status, &body, mtid.as_str())
     }
 
-    /// One call with the cached token; on a 401 one refresh and one retry.
     async fn status_v2(&self, mtid: &MerchantTransactionId, tokens: &TokenCache) -> Result<StatusReport, StatusError> {
-        let token = tokens.get(&self.http).await?;
-        let (http_status, body) = self.send_v2(mtid, &token).await?;
-        let (http_status, body) = if http_status == 401 {
-            debug!(merchant_transaction_id = %mtid, "PhonePe rejected the token: refreshing once");
-            let fresh = tokens.refresh_after_401(&self.http, &token).await?;
-            self.send_v2(mtid, &fresh).await?
-        } else {
-            (http_status, body)
-        };
+        let url = format!("{}{}", self.base_url, order_status_path(mtid.as_str()));
+        let (http_status, body) = self
+            .send_with_token(tokens, mtid, |token| {
+                self.http
+                    .get(&url)
+                    .query(&[("details", "false")])
+                    .header(reqwest::header::AUTHORIZATION, token.authorization())
+            })
+            .await?;
         wire_v2::parse_order_status(http_status, &body, mtid.as_str(), &self.merchant_id)
     }
 
-    async fn send_v2(&self, mtid: &MerchantTransactionId, token: &Token) -> Result<(u16, Vec<u8>), StatusError> {
-        let request = self
-            .http
-            .get(format!("{}{}", self.base_url, order_status_path(mtid.as_str())))
-            .query(&[("details", "false")])
-            .header(reqwest::header::AUTHORIZATION, token.authorization());
-        self.send(request, mtid).await
+    /// One v2 call (`request` builds it for a token) with the cached token; on a 401 one refresh
+    /// and one retry, never more. Every v2 call goes through here: status and refunds.
+    async fn send_with_token(
+        &self,
+        tokens: &TokenCache,
+        id: &MerchantTransactionId,
+        request: impl Fn(&Token) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), StatusError> {
+        let token = tokens.get(&self.http).await?;
+        let (http_status, body) = self.send(request(&token), id).await?;
+        if http_status != 401 {
+            return Ok((http_status, body));
+        }
+        debug!(merchant_transaction_id = %id, "PhonePe rejected the token: refreshing once");
+        let fresh = tokens.refresh_after_401(&self.http, &token).await?;
+        self.send(request(&fresh), id).await
     }
 
     async fn send(

@@ -290,6 +290,39 @@ async fn a_401_forces_one_refresh_and_at_most_one_retry() {
     assert_eq!(sim.state().token_stats().issued, 3, "one refresh for the 401");
 }
 
+/// The refund calls handle the token as the status call does: after a revocation each gets a
+/// 401, refreshes once and is served; the refund id still makes one refund.
+#[tokio::test]
+async fn refund_calls_refresh_a_revoked_token_once() {
+    use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
+    let sim = sim();
+    let client = v2_client(&sim);
+    let req = RefundRequest {
+        refund_id: "ORD-1-R1",
+        original: "ORD-1",
+        amount: AMOUNT,
+        callback_url: "",
+    };
+    let accepted = client.refund(&req).await.expect("first refund call");
+    assert_eq!(accepted, RefundState::Pending);
+    sim.state().revoke_tokens();
+    let status = client
+        .refund_status("ORD-1-R1")
+        .await
+        .expect("status after one refresh");
+    assert_eq!(status, RefundState::Completed);
+    sim.state().revoke_tokens();
+    let again = client.refund(&req).await.expect("refund after one refresh");
+    assert_eq!(again, RefundState::Pending);
+    let stats = sim.state().token_stats();
+    assert_eq!(
+        (stats.issued, stats.unknown_used),
+        (3, 2),
+        "one refresh per 401: {stats:?}"
+    );
+    assert_eq!(sim.state().refunds_created("ORD-1-R1"), 1);
+}
+
 /// Sixteen calls at once on a fresh client (a slow token endpoint makes them overlap) fetch one
 /// token; after a revocation, sixteen 401s refresh it once.
 #[tokio::test]

@@ -63,13 +63,15 @@ impl PhonePeClient {
                 self.send(request, &id).await?
             }
             Api::V2 { tokens } => {
-                let token = tokens.get(&self.http).await?;
-                let request = self
-                    .http
-                    .post(format!("{}{REFUND_V2_PATH}", self.base_url))
-                    .header(reqwest::header::AUTHORIZATION, token.authorization())
-                    .json(&json!({ "merchantRefundId": r.refund_id, "originalMerchantOrderId": r.original, "amount": r.amount }));
-                self.send(request, &id).await?
+                let url = format!("{}{REFUND_V2_PATH}", self.base_url);
+                let body = json!({ "merchantRefundId": r.refund_id, "originalMerchantOrderId": r.original, "amount": r.amount });
+                self.send_with_token(tokens, &id, |token| {
+                    self.http
+                        .post(&url)
+                        .header(reqwest::header::AUTHORIZATION, token.authorization())
+                        .json(&body)
+                })
+                .await?
             }
         };
         parse_refund(http_status, &body)
@@ -89,12 +91,13 @@ impl PhonePeClient {
                 self.send(request, &id).await?
             }
             Api::V2 { tokens } => {
-                let token = tokens.get(&self.http).await?;
-                let request = self
-                    .http
-                    .get(format!("{}{REFUND_V2_PATH}/{refund_id}/status", self.base_url))
-                    .header(reqwest::header::AUTHORIZATION, token.authorization());
-                self.send(request, &id).await?
+                let url = format!("{}{REFUND_V2_PATH}/{refund_id}/status", self.base_url);
+                self.send_with_token(tokens, &id, |token| {
+                    self.http
+                        .get(&url)
+                        .header(reqwest::header::AUTHORIZATION, token.authorization())
+                })
+                .await?
             }
         };
         parse_refund(http_status, &body)
