@@ -98,7 +98,8 @@ pub async fn start(r: &Refunder<'_>, order: &Document, note: Option<&str>) -> Re
 
 /// One step of a recorded refund: ask for it (first, or again after no answer) or ask its status.
 /// The step is claimed first (`nextPollAt` moved on, guarded by the value read): when another
-/// instance claimed it, nothing is asked here and the refund stays pending.
+/// instance claimed it, nothing is asked here and the refund stays pending. The claim is also
+/// the next poll's schedule, so a step that cannot ask PhonePe now writes nothing more.
 pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreError> {
     let later = plus(DateTime::now(), r.poll_interval);
     if !r.store.claim_refund_poll(p, later).await? {
@@ -106,7 +107,6 @@ pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreEr
         return Ok(Pushed::Pending);
     }
     if !permit(r.budget).await {
-        r.store.refund_later(p, later).await?;
         return Ok(Pushed::Pending);
     }
     let answer = if p.accepted {
@@ -124,7 +124,6 @@ pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreEr
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e.excerpt(), "PhonePe could not be asked about a refund; asking again later under the same id");
-            r.store.refund_later(p, later).await?;
             return Ok(Pushed::Pending);
         }
     };

@@ -171,16 +171,7 @@ impl Store {
 
     /// PhonePe answered the refund request: from now on only its status is asked, at `next`.
     pub async fn refund_accepted(&self, p: &PendingRefund, next: DateTime) -> StoreResult<bool> {
-        self.refund_poll_at(p, doc! { REFUND_ACCEPTED: true, REFUND_NEXT_POLL_AT: next })
-            .await
-    }
-
-    /// Ask about the refund again at `next` (pending, or PhonePe could not be asked).
-    pub async fn refund_later(&self, p: &PendingRefund, next: DateTime) -> StoreResult<bool> {
-        self.refund_poll_at(p, doc! { REFUND_NEXT_POLL_AT: next }).await
-    }
-
-    async fn refund_poll_at(&self, p: &PendingRefund, set: Document) -> StoreResult<bool> {
+        let set = doc! { REFUND_ACCEPTED: true, REFUND_NEXT_POLL_AT: next };
         let r = self
             .orders
             .update_one(refunding(&self.schema.orders, p), doc! { "$set": set })
