@@ -25,6 +25,7 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
     let settle = w.shop_query(&doc! { "$set": { "status": "confirmed", "paymentStatus": "paid" },
     "$push": { "history": { "from": "draft", "to": "confirmed", "by": "webhook" } } });
     let deduct = w.shop_query(&doc! { "$inc": { "stock": -2 } });
+    let sim = w.sim.state().clone();
     let webhook = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -33,17 +34,14 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
         rt.block_on(async {
             let c = mongodb::Client::with_uri_str(&uri).await.unwrap();
             let orders = c.database(&db).collection::<mongodb::bson::Document>(&orders_coll);
-            // Wait until the reconciler holds the lease (it is waiting on PhonePe), then settle.
+            // Wait until PhonePe has been asked (the reconciler claimed and read back the order
+            // and waits on the 1.5 s answer), then settle. Waiting only for the lease let the
+            // webhook win before the claim's read-back under load: nothing to race then.
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while orders
-                .find_one(doc! { "_id": &id, "reconciliation.leaseOwner": { "$exists": true } })
-                .await
-                .unwrap()
-                .is_none()
-            {
+            while !sim.calls().iter().any(|c| c.merchant_transaction_id == "ORD-RACE") {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "reconciler never claimed the order"
+                    "the reconciler never asked PhonePe"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
