@@ -13,8 +13,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime, Document};
+use phonepe_sim::Answer;
 use support::{Running, World};
 
 fn main() {

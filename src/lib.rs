@@ -22,7 +22,6 @@ pub mod refund;
 pub mod review;
 pub mod schema;
 pub mod settle;
-pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::support::{count_orders, int, unsettled, DbServer, Running, World};
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
+use phonepe_sim::Answer;
 
 const ORDERS: usize = 80;
 const KILLS: usize = 12;

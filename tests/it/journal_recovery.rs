@@ -11,8 +11,8 @@ use crate::support;
 use crate::support::World;
 use draft_reconciler::config::CommitStrategy;
 use draft_reconciler::fault;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime, Document};
+use phonepe_sim::Answer;
 
 fn world(test: &str) -> World {
     let mut w = World::on(support::standalone_server(), test);

@@ -13,6 +13,7 @@ mod journal_model;
 #[cfg(feature = "fault-injection")]
 mod journal_recovery;
 mod monitoring;
+mod phonepe_v1;
 mod phonepe_v2;
 mod phonepe_v2_binary;
 mod pipeline;

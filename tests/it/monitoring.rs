@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::support::tools::prometheus_bin;
 use crate::support::{eventually, free_port, manifest_dir, World};
-use draft_reconciler::sim::Answer;
+use phonepe_sim::Answer;
 use serde_json::Value;
 
 /// GET a Prometheus API path; the `data` field of a successful answer.

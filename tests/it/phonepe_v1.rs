@@ -1,13 +1,16 @@
-//! The real client against a spawned simulator, over TCP: each test reads as the scenario it
-//! proves. No sleeps: every effect is observed through the client's answer or `calls()`.
+//! PhonePe API v1: the product's client against a spawned phonepe-sim, over TCP. The simulator
+//! is written from PhonePe's documentation independently of the client, so each test checks the
+//! client's reading of PhonePe against the simulator's (the signature, the prefix, every answer
+//! and failure). Each test reads as the scenario it proves. No sleeps: every effect is observed
+//! through the client's answer or `calls()`.
 
 use std::time::Duration;
 
-use super::*;
-use crate::config::{PhonePeSettings, Secret};
-use crate::domain::order::{MerchantTransactionId, Paise};
-use crate::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
-use crate::phonepe::PhonePeClient;
+use draft_reconciler::config::{PhonePeSettings, Secret};
+use draft_reconciler::domain::order::{MerchantTransactionId, Paise};
+use draft_reconciler::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
+use draft_reconciler::phonepe::PhonePeClient;
+use phonepe_sim::{Answer, Call, SimConfig, SimHandle};
 
 fn sim(cfg: SimConfig) -> SimHandle {
     SimHandle::spawn(cfg).expect("spawn phonepe-sim")
@@ -242,6 +245,25 @@ async fn malformed_bodies_are_transient() {
         );
     }
     assert!(sim.calls().iter().all(|c| c.code.is_none() && c.http_status == 200));
+}
+
+/// A code that contradicts `data.state` (PAYMENT_PENDING over a COMPLETED payment) is never
+/// taken as either: transient, so nothing is settled on it. A scripted 429 is rate limiting.
+#[tokio::test]
+async fn contradicting_answers_are_malformed_and_a_scripted_429_is_rate_limiting() {
+    let sim = sim(SimConfig::default());
+    sim.script("CONTRA", vec![Answer::completed(49900).code("PAYMENT_PENDING")]);
+    sim.script("LIMITED", vec![Answer::http_error(429)]);
+    let client = client_for(&sim);
+    assert_eq!(
+        transient_kind(client.check_status(&mtid("CONTRA")).await),
+        TransientKind::Malformed
+    );
+    assert_eq!(
+        client.check_status(&mtid("LIMITED")).await,
+        Err(StatusError::RateLimited)
+    );
+    assert_eq!(statuses(&sim), [200, 429]);
 }
 
 #[tokio::test]

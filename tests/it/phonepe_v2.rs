@@ -20,9 +20,9 @@ use draft_reconciler::domain::{
 };
 use draft_reconciler::phonepe::checksum;
 use draft_reconciler::phonepe::{PhonePeClient, V2Credentials};
-use draft_reconciler::sim::{Answer, SimConfig, SimHandle, SimV2, TokenStats, WebhookVersion};
 use futures_util::future::join_all;
 use mongodb::bson::{Bson, DateTime};
+use phonepe_sim::{Answer, SimConfig, SimHandle, SimV2, TokenStats, WebhookVersion};
 
 const MERCHANT: &str = "MERCHANTUAT";
 const AMOUNT: i64 = 49_900;

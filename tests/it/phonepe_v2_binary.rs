@@ -1,7 +1,7 @@
 //! The real binary on PhonePe API v2: OAuth token, v2 status, the same decisions and commit.
 
 use crate::support::{World, MERCHANT};
-use draft_reconciler::sim::Answer;
+use phonepe_sim::Answer;
 
 #[test]
 fn once_under_api_v2_confirms_and_cancels_with_oauth_and_no_salt_key() {

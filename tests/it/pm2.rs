@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::tools::pm2_bin;
 use crate::support::{eventually, manifest_dir, reconciler_bin, World, MERCHANT, SALT};
-use draft_reconciler::sim::Answer;
+use phonepe_sim::Answer;
 use serde_json::Value;
 
 /// A PM2 daemon of our own; `pm2 kill` on drop, so a failing test leaves nothing running.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::phonepe::PhonePeClient;
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::sim::{Answer, RefundAnswer};
 use draft_reconciler::store::orders::by;
 use mongodb::bson::{doc, Document};
+use phonepe_sim::{Answer, RefundAnswer};
 
 use crate::support::{eventually, World};
 
@@ -426,7 +426,7 @@ async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
     use draft_reconciler::config::Secret;
     use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
     use draft_reconciler::phonepe::V2Credentials;
-    use draft_reconciler::sim::{SimConfig, SimHandle};
+    use phonepe_sim::{SimConfig, SimHandle};
     let sim = SimHandle::spawn(SimConfig::default()).expect("sim");
     let mut settings =
         draft_reconciler::config::Settings::for_tests("mongodb://127.0.0.1:1/x", &sim.base_url()).phonepe;

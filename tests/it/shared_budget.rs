@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use crate::support::{Running, World, MERCHANT};
 use draft_reconciler::actors::rate_limiter::{CallResult, RATE_LIMITED_PAUSE, UNREACHABLE_RETRY};
 use draft_reconciler::actors::Budget;
-use draft_reconciler::sim::Answer;
 use draft_reconciler::store::budget::BUDGET_COLLECTION;
 use draft_reconciler::store::Store;
 use mongodb::bson::{doc, Document};
+use phonepe_sim::Answer;
 
 const WINDOW_MS: u64 = 60_000;
 

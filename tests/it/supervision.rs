@@ -25,8 +25,8 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::support::{count_orders, eventually, http_get, World};
-use draft_reconciler::sim::Answer;
 use mongodb::bson::doc;
+use phonepe_sim::Answer;
 
 /// How long a scenario may take to settle on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);

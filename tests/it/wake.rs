@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::support::{eventually, Running, World};
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime};
+use phonepe_sim::Answer;
 
 const LOOKBACK_SECS: i64 = 5;
 /// Twice the 3 s target: the first call comes no later than this after the due moment.

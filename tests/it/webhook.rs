@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::support::{eventually, free_port, wait_for_port, World, MERCHANT};
 use base64::Engine as _;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::Document;
+use phonepe_sim::Answer;
 use serde_json::{json, Value};
 
 const HOOK_USER: &str = "phonepe-hook";

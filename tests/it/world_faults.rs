@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{count_orders, eventually, http_get, DbServer, World, SALT};
 use draft_reconciler::config::CommitStrategy;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Document};
+use phonepe_sim::Answer;
 
 const SETTLE: Duration = Duration::from_secs(30);
 

@@ -1,5 +1,5 @@
 //! Scripted answers: what the simulator says about one transaction, and how that becomes an HTTP
-//! status and a body shaped exactly like PhonePe's (docs/phonepe.md, via [`crate::phonepe::wire`]).
+//! status and a body shaped exactly like PhonePe's (the v1 check-status answer, `crate::wire`).
 //!
 //! An [`Answer`] is either a business state (`COMPLETED`, `FAILED`, `PENDING`, `NOT_FOUND`) with
 //! optional overrides, an HTTP error (`httpStatus` without `state`), or a verbatim `rawBody` for
@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::phonepe::wire::{codes, states, PaymentInstrument, StatusData, StatusResponse};
+use crate::wire::{codes, states, PaymentInstrument, StatusData, StatusResponse};
 
 /// The business state an answer reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,56 +252,67 @@ fn utr_for(transaction_id: &Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::order::Paise;
-    use crate::domain::payment::{PaymentState, StatusError, TransientKind};
-    use crate::phonepe::wire::parse_status;
+    use serde_json::{json, Value};
 
-    fn served(a: Answer) -> Result<crate::domain::payment::StatusReport, StatusError> {
-        let a = a.with_fixed_ids();
-        let (status, body, _) = a.render("MERCHANTUAT", "ORD-1");
-        parse_status(status, body.as_bytes())
+    fn served(a: Answer) -> (u16, Value, Option<String>) {
+        let (status, body, code) = a.with_fixed_ids().render("MERCHANTUAT", "ORD-1");
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null), code)
     }
 
+    /// Each constructor renders PhonePe's documented v1 answer, field for field. (That the
+    /// product's client reads them so is proved in the product's tests, tests/it/phonepe_v1.rs.)
     #[test]
-    fn constructors_render_what_the_parser_expects() {
-        let r = served(Answer::completed(49900)).unwrap();
+    fn constructors_render_phonepes_documented_answers() {
+        let (status, paid, code) = served(Answer::completed(49900).transaction("T2311000000000000001"));
+        assert_eq!((status, code.as_deref()), (200, Some("PAYMENT_SUCCESS")));
         assert_eq!(
-            (r.state, r.amount, r.merchant_id.as_deref()),
-            (PaymentState::Completed, Some(Paise(49900)), Some("MERCHANTUAT"))
+            paid,
+            json!({"success": true, "code": "PAYMENT_SUCCESS", "message": "Your payment is successful.",
+                "data": {"merchantId": "MERCHANTUAT", "merchantTransactionId": "ORD-1",
+                    "transactionId": "T2311000000000000001", "amount": 49900, "state": "COMPLETED",
+                    "responseCode": "SUCCESS", "paymentInstrument": {"type": "UPI", "utr": "000000000001"}}})
         );
-        assert_eq!(served(Answer::failed()).unwrap().state, PaymentState::Failed);
-        assert_eq!(served(Answer::failed().code("TIMED_OUT")).unwrap().code, "TIMED_OUT");
-        assert_eq!(served(Answer::pending()).unwrap().state, PaymentState::Pending);
-        assert_eq!(served(Answer::not_found()).unwrap().state, PaymentState::NotFound);
+        let (_, failed, _) = served(Answer::failed().code("TIMED_OUT"));
         assert_eq!(
-            served(Answer::completed(1).merchant("OTHER"))
-                .unwrap()
-                .merchant_id
-                .as_deref(),
-            Some("OTHER")
+            (&failed["success"], &failed["code"], &failed["data"]["state"]),
+            (&json!(false), &json!("TIMED_OUT"), &json!("FAILED"))
         );
-        assert!(matches!(
-            served(Answer::http_error(503)),
-            Err(StatusError::Transient {
-                kind: TransientKind::Server,
-                ..
-            })
-        ));
-        assert!(matches!(served(Answer::http_error(429)), Err(StatusError::RateLimited)));
-        assert!(matches!(
-            served(Answer::raw("<html>")),
-            Err(StatusError::Transient {
-                kind: TransientKind::Malformed,
-                ..
-            })
-        ));
-        assert!(matches!(
-            served(Answer::completed(1).code("PAYMENT_PENDING")),
-            Err(StatusError::Transient {
-                kind: TransientKind::Malformed,
-                ..
-            })
-        ));
+        assert!(
+            failed["data"].get("paymentInstrument").is_none(),
+            "no instrument on a failure"
+        );
+        let (_, pending, _) = served(Answer::pending());
+        assert_eq!(
+            (&pending["code"], &pending["data"]["state"]),
+            (&json!("PAYMENT_PENDING"), &json!("PENDING"))
+        );
+        assert_eq!(
+            served(Answer::not_found()),
+            (
+                200,
+                json!({"success": false, "code": "TRANSACTION_NOT_FOUND",
+                    "message": "No Transaction found with the given details."}),
+                Some("TRANSACTION_NOT_FOUND".into())
+            )
+        );
+        let (_, other, _) = served(Answer::completed(1).merchant("OTHER"));
+        assert_eq!(other["data"]["merchantId"], "OTHER");
+        for (status, code) in [
+            (500, "INTERNAL_SERVER_ERROR"),
+            (503, "INTERNAL_SERVER_ERROR"),
+            (429, "TOO_MANY_REQUESTS"),
+            (401, "AUTHORIZATION_FAILED"),
+            (400, "BAD_REQUEST"),
+        ] {
+            let (s, body, c) = served(Answer::http_error(status));
+            assert_eq!(
+                (s, &body["code"], c.as_deref(), &body["success"]),
+                (status, &json!(code), Some(code), &json!(false))
+            );
+            assert!(body.get("data").is_none(), "{status}: an error has no data");
+        }
+        let raw = Answer::raw("<html>").status(502).render("MERCHANTUAT", "ORD-1");
+        assert_eq!(raw, (502, "<html>".to_string(), None), "a raw body is served verbatim");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The same scripted [`Answer`]s, rendered the API v2 way: the order-status JSON of
-//! `GET /checkout/v2/order/{merchantOrderId}/status` (via [`crate::phonepe::wire_v2`]), v2 error
+//! `GET /checkout/v2/order/{merchantOrderId}/status` (`crate::wire::v2`), v2 error
 //! bodies, and the webhook bodies of both versions.
 //!
 //! v2 has no per-answer `code`: a business answer's root `state` is the scripted state, and an
@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::answer::{Answer, ScriptedState};
-use crate::phonepe::wire_v2::{self, ErrorBody, OrderStatus, PaymentDetail};
+use crate::wire::v2::{self as wire_v2, ErrorBody, OrderStatus, PaymentDetail};
 
 impl Answer {
     /// The HTTP status, the body, and the code to record, for a v2 order-status call.
@@ -121,36 +121,60 @@ fn unix_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::order::Paise;
-    use crate::domain::payment::{PaymentState, StatusError};
-    use crate::phonepe::wire_v2::parse_order_status;
 
-    fn served(a: Answer) -> Result<crate::domain::payment::StatusReport, StatusError> {
-        let (status, body, _) = a.with_fixed_ids().render_v2("ORD-1");
-        parse_order_status(status, body.as_bytes(), "ORD-1", "MERCHANTUAT")
+    fn served(a: Answer) -> (u16, Value, Option<String>) {
+        let (status, body, code) = a.with_fixed_ids().render_v2("ORD-1");
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null), code)
     }
 
+    /// Each scripted state as the SDK's `OrderStatusResponse` models it: root `state` and
+    /// `amount`, the latest attempt in `paymentDetails`, `merchantId` only when scripted.
+    /// (That the product's v2 client reads them so: tests/it/phonepe_v2.rs.)
     #[test]
-    fn every_scripted_state_reaches_the_v2_parser() {
-        let r = served(Answer::completed(49900)).unwrap();
+    fn every_scripted_state_renders_the_documented_order_status() {
+        let (status, paid, code) = served(Answer::completed(49900).transaction("T123"));
+        assert_eq!((status, code.as_deref()), (200, Some("COMPLETED")));
         assert_eq!(
-            (r.state, r.amount, r.merchant_id.as_deref()),
-            (PaymentState::Completed, Some(Paise(49900)), Some("MERCHANTUAT"))
+            (
+                &paid["state"],
+                &paid["amount"],
+                &paid["merchantOrderId"],
+                &paid["orderId"]
+            ),
+            (&json!("COMPLETED"), &json!(49900), &json!("ORD-1"), &json!("OMO123"))
         );
-        assert_eq!(served(Answer::failed()).unwrap().state, PaymentState::Failed);
-        assert_eq!(served(Answer::pending()).unwrap().state, PaymentState::Pending);
-        assert_eq!(served(Answer::not_found()).unwrap().state, PaymentState::NotFound);
-        let other = served(Answer::completed(1).merchant("OTHER")).unwrap();
-        assert_eq!(other.merchant_id.as_deref(), Some("OTHER"));
-        assert!(matches!(served(Answer::http_error(429)), Err(StatusError::RateLimited)));
-        assert!(matches!(
-            served(Answer::http_error(503)),
-            Err(StatusError::Transient { .. })
-        ));
-        assert!(matches!(
-            served(Answer::raw("<html>")),
-            Err(StatusError::Transient { .. })
-        ));
+        assert!(
+            paid.get("merchantId").is_none(),
+            "PhonePe's v2 answers need not carry it"
+        );
+        assert!(paid["expireAt"].is_i64());
+        let attempt = &paid["paymentDetails"][0];
+        assert_eq!(
+            (&attempt["transactionId"], &attempt["state"], &attempt["amount"]),
+            (&json!("T123"), &json!("COMPLETED"), &json!(49900))
+        );
+        assert!(attempt["timestamp"].is_i64() && attempt.get("errorCode").is_none());
+        let (_, failed, _) = served(Answer::failed().code("TIMED_OUT"));
+        assert_eq!(
+            (&failed["state"], &failed["errorCode"]),
+            (&json!("FAILED"), &json!("TIMED_OUT"))
+        );
+        assert_eq!(failed["paymentDetails"][0]["errorCode"], "TIMED_OUT");
+        assert_eq!(served(Answer::pending()).1["state"], "PENDING");
+        let (status, unknown, code) = served(Answer::not_found());
+        assert_eq!(
+            (status, &unknown["code"], code.as_deref()),
+            (404, &json!("ORDER_NOT_FOUND"), Some("ORDER_NOT_FOUND"))
+        );
+        assert_eq!(served(Answer::completed(1).merchant("OTHER")).1["merchantId"], "OTHER");
+        for (status, code) in [
+            (429, "TOO_MANY_REQUESTS"),
+            (503, "INTERNAL_SERVER_ERROR"),
+            (401, "AUTHORIZATION_FAILED"),
+        ] {
+            let (s, body, _) = served(Answer::http_error(status));
+            assert_eq!((s, &body["code"]), (status, &json!(code)));
+        }
     }
 
     #[test]

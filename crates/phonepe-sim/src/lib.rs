@@ -1,4 +1,8 @@
-//! `phonepe-sim`: a local PhonePe status API (v1 and v2) for tests and demos.
+//! `phonepe-sim`: a local PhonePe status API (v1 and v2) for draft-reconciler's tests,
+//! benchmarks and demo. A crate of its own, a dev-dependency of the product, never in its binary;
+//! it does not depend on the product: signatures and JSON are its own reading of PhonePe's
+//! documentation (`checksum`, `wire`), so a test against it checks the client, not the client's
+//! reading of itself.
 //!
 //! It answers `GET {prefix}/pg/v1/status/{merchantId}/{merchantTransactionId}` with PhonePe's JSON
 //! shape, checks `X-MERCHANT-ID` and `X-VERIFY` (hashed over the path *without* the prefix, as
@@ -18,23 +22,25 @@
 //! - `GET /__sim/tokens` — v2 token counters ([`TokenStats`]); `DELETE /__sim/tokens` revokes
 //!   every issued token;
 //! - `POST /__sim/webhooks` `{"url", "merchantTransactionId", "version": "v1"|"v2", "answer"?}` —
-//!   sends the webhook PhonePe would send about that transaction (see [`v2`]) and answers
+//!   sends the webhook PhonePe would send about that transaction (see `v2.rs`) and answers
 //!   `{"deliveredStatus": n}`.
 //!
-//! API v2 ([`v2`]): `POST {prefix}/v1/oauth/token` issues tokens for [`SimV2`]'s client
+//! API v2 (`v2.rs`): `POST {prefix}/v1/oauth/token` issues tokens for [`SimV2`]'s client
 //! credentials with a configurable lifetime, and `GET {prefix}/checkout/v2/order/{mtid}/status`
-//! answers the same scripts as the v1 route (rendered the v2 way, see `answer_v2`), after
-//! checking the token. `PUT /__sim/config` also takes `tokenLifetimeSecs`.
+//! answers the same scripts as the v1 route (rendered the v2 way, see `answer_v2.rs`), after
+//! checking the token. `PUT /__sim/config` also takes `tokenLifetimeSecs`. Refunds: `refund.rs`.
 //!
 //! In tests, [`SimHandle::spawn`] runs it on its own OS thread and tokio runtime, so it outlives
 //! the actix `System`s that tests create and tear down; dropping the handle stops it.
 
 mod answer;
 mod answer_v2;
-pub mod refund;
+mod checksum;
+mod refund;
 mod server;
 mod state;
-pub mod v2;
+mod v2;
+mod wire;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -118,7 +124,7 @@ impl SimHandle {
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
-                        Err(e) => return tracing::error!(error = %e, "phonepe-sim could not adopt its listener"),
+                        Err(e) => return eprintln!("phonepe-sim could not adopt its listener: {e}"),
                     };
                     // Not a graceful shutdown on purpose: a scripted 60 s delay must not hold up a
                     // test's teardown. Dropping the server future closes the listener; dropping the
@@ -126,7 +132,7 @@ impl SimHandle {
                     tokio::select! {
                         result = serve(listener, served) => {
                             if let Err(e) = result {
-                                tracing::error!(error = %e, "phonepe-sim stopped serving");
+                                eprintln!("phonepe-sim stopped serving: {e}");
                             }
                         }
                         _ = stop => {}
@@ -205,6 +211,3 @@ impl Drop for SimHandle {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

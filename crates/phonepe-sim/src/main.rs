@@ -1,12 +1,12 @@
 //! `phonepe-sim`: a local PhonePe status API, v1 and v2 (OAuth), for demos and manual tests (see
-//! `sim` for the behaviour and the `/__sim/` admin API; `POST /__sim/webhooks` sends v1 or v2
-//! webhooks). Parse flags, bind, print the base URL, serve.
+//! the library, `src/lib.rs`, for the behaviour and the `/__sim/` admin API; `POST /__sim/webhooks`
+//! sends v1 or v2 webhooks). Parse flags, bind, print the base URL, serve.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use draft_reconciler::sim::{self, SimConfig, SimState, SimV2};
+use phonepe_sim::{serve, SimConfig, SimState, SimV2};
 
 /// A local PhonePe status API (v1 and v2) with a scriptable admin API under /__sim/.
 #[derive(Parser)]
@@ -92,5 +92,5 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     println!("phonepe-sim listening on http://{addr}{}", state.config().path_prefix);
-    sim::serve(listener, state).await.context("serving")
+    serve(listener, state).await.context("serving")
 }

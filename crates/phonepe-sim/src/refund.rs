@@ -24,7 +24,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::state::SimState;
-use crate::phonepe::checksum;
+use crate::checksum::{self, REFUND_V1_PATH};
 
 /// What a refund's status answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap,
         .get("x-verify")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let signed = format!("{b64}{}", crate::phonepe::client::REFUND_V1_PATH);
+    let signed = format!("{b64}{REFUND_V1_PATH}");
     if !checksum::verify(x_verify, &signed, &cfg.salt_key, cfg.salt_index) {
         let body = json!({ "success": false, "code": "AUTHORIZATION_FAILED", "message": "X-VERIFY" });
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();

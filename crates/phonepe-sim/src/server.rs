@@ -5,8 +5,8 @@
 //! Handlers are thin: [`SimState::answer`] decides everything under its lock; the handler only
 //! sleeps the scripted delay (lock released) and writes the reply.
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -72,16 +72,9 @@ pub(super) async fn send(reply: Reply) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
 }
 
-/// `POST {prefix}/v1/oauth/token`, form-encoded (decoded with the query-string rules, which
-/// are the same as `application/x-www-form-urlencoded`).
+/// `POST {prefix}/v1/oauth/token`, form-encoded.
 async fn token(State(state): State<SimState>, body: String) -> Response {
-    let form = format!("/?{body}")
-        .parse::<Uri>()
-        .ok()
-        .and_then(|uri| Query::<TokenForm>::try_from_uri(&uri).ok())
-        .map(|q| q.0)
-        .unwrap_or_default();
-    send(state.issue_token(&form)).await
+    send(state.issue_token(&TokenForm::parse(&body))).await
 }
 
 async fn status_v2(State(state): State<SimState>, Path(mtid): Path<String>, headers: HeaderMap) -> Response {

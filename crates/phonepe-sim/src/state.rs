@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::answer::{error_response, Answer};
 use super::v2::{SimV2, TokenStats};
 use super::SimConfig;
-use crate::phonepe::checksum;
+use crate::checksum;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -72,7 +72,7 @@ pub(super) struct Inner {
     /// Issued v2 tokens and when each expires.
     pub(super) tokens: HashMap<String, Instant>,
     pub(super) token_stats: TokenStats,
-    /// Refunds made, their requests and scripts (`sim/refund.rs`).
+    /// Refunds made, their requests and scripts (`refund.rs`).
     pub(super) refunds: super::refund::Refunds,
 }
 

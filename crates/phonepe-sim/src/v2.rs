@@ -6,7 +6,7 @@
 //! epoch-second `issued_at`/`expires_at` express it). A status call with an expired token, an
 //! unknown one (never issued, or revoked with [`SimState::revoke_tokens`]) or none gets 401 and
 //! is counted in [`TokenStats`], so tests can prove no call ever went out with a stale token.
-//! The v2 refund routes (`src/sim/refund.rs`) make the same check ([`SimState::refuse_v2_token`]).
+//! The v2 refund routes (`refund.rs`) make the same check ([`SimState::refuse_v2_token`]).
 //! Token requests are counted too (one refresh for a whole pool).
 //!
 //! Webhooks describe the answer the transaction's script would serve next (it does not
@@ -22,7 +22,7 @@ use serde_json::json;
 use super::answer::Answer;
 use super::answer_v2::error_body_v2;
 use super::state::{to_json, unix_ms, Call, Inner, Reply, SimState};
-use crate::phonepe::checksum;
+use crate::checksum;
 
 /// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
 #[derive(Clone, PartialEq, Eq)]
@@ -92,17 +92,31 @@ pub struct Webhook {
     pub body: String,
 }
 
-/// The token request's form, as received.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The token request's form, as received (an absent field is empty).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TokenForm {
-    #[serde(default)]
     pub client_id: String,
-    #[serde(default)]
     pub client_secret: String,
-    #[serde(default)]
     pub client_version: String,
-    #[serde(default)]
     pub grant_type: String,
+}
+
+impl TokenForm {
+    /// Decode an `application/x-www-form-urlencoded` body; unknown fields are ignored.
+    pub(crate) fn parse(body: &str) -> TokenForm {
+        let mut form = TokenForm::default();
+        for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+            let field = match key.as_ref() {
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                "client_version" => &mut form.client_version,
+                "grant_type" => &mut form.grant_type,
+                _ => continue,
+            };
+            *field = value.into_owned();
+        }
+        form
+    }
 }
 
 impl SimState {
@@ -226,7 +240,8 @@ impl SimState {
             }),
             WebhookVersion::V1 => {
                 let (body, encoded) = answer.webhook_v1_body(&cfg.merchant_id, mtid)?;
-                let x_verify = checksum::webhook_v1_x_verify(&encoded, &cfg.salt_key, cfg.salt_index);
+                // v1 callbacks are signed like a GET, over the base64 `response` instead of a path.
+                let x_verify = checksum::x_verify(&encoded, &cfg.salt_key, cfg.salt_index);
                 Ok(Webhook {
                     headers: vec![("X-VERIFY".into(), x_verify)],
                     body,
@@ -279,7 +294,7 @@ fn reply(http_status: u16, body: String, delay: Duration) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimConfig;
+    use crate::SimConfig;
 
     fn form(secret: &str) -> TokenForm {
         TokenForm {
@@ -317,6 +332,23 @@ mod tests {
                 unknown_used: 3
             }
         );
+    }
+
+    #[test]
+    fn the_token_form_is_percent_decoded() {
+        let f = TokenForm::parse(
+            "grant_type=client_credentials&client_id=TESTCLIENT&client_secret=a%2Bb+c%26d&client_version=1&x=y",
+        );
+        assert_eq!(
+            (
+                f.client_id.as_str(),
+                f.client_secret.as_str(),
+                f.client_version.as_str(),
+                f.grant_type.as_str()
+            ),
+            ("TESTCLIENT", "a+b c&d", "1", "client_credentials")
+        );
+        assert_eq!(TokenForm::parse("").client_id, "", "absent fields are empty");
     }
 
     #[test]

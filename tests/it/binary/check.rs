@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use draft_reconciler::sim::Answer;
 use mongodb::bson::doc;
+use phonepe_sim::Answer;
 
 use super::{assert_no_secrets, base_env, output, stdout, text, LOUD_SALT};
 use crate::support::{count, World};

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{self, reconciler_bin, World, MERCHANT, SALT};
-use draft_reconciler::sim::Answer;
+use phonepe_sim::Answer;
 
 /// A salt key that is easy to grep for in output.
 const LOUD_SALT: &str = "S3CRET-SALT-do-not-print-4f1a";

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::process::{Output, Stdio};
 
-use draft_reconciler::sim::Answer;
 use mongodb::bson::Document;
+use phonepe_sim::Answer;
 
 use super::{base_env, command, output, settle_fixture, text};
 use crate::support::{unsettled, World};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use draft_reconciler::sim::Answer;
 use mongodb::bson::doc;
+use phonepe_sim::Answer;
 
 use super::{assert_no_secrets, base_env, command, kill_term, settle_fixture, wait_exit, LOUD_SALT};
 use crate::support::{self, eventually, unsettled, World};

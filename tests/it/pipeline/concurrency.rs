@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use draft_reconciler::actors::Outcome;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Bson, DateTime};
+use phonepe_sim::Answer;
 
 use super::OLD;
 use crate::support::World;

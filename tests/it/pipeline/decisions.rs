@@ -3,8 +3,8 @@
 //! order paid after it timed out.
 
 use draft_reconciler::actors::Outcome;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime};
+use phonepe_sim::Answer;
 
 use super::{assert_untouched, ANCIENT, OLD};
 use crate::support::World;

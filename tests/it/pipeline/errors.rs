@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use draft_reconciler::actors::Outcome;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, DateTime};
+use phonepe_sim::Answer;
 
 use super::{assert_due_in, assert_untouched, counter, due_in_secs, ANCIENT, OLD};
 use crate::support::World;

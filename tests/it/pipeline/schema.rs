@@ -3,8 +3,8 @@
 //! converted exactly, and an amount that is no rupee amount parks the order naming the field.
 
 use draft_reconciler::actors::Outcome;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Bson, DateTime, Document};
+use phonepe_sim::Answer;
 
 use super::OLD;
 use crate::support::{shop_schema, World};

@@ -2,8 +2,8 @@
 //! maintained total, a size listed twice; a standalone server commits with the journal.
 
 use draft_reconciler::actors::Outcome;
-use draft_reconciler::sim::Answer;
 use mongodb::bson::{doc, Bson};
+use phonepe_sim::Answer;
 
 use super::OLD;
 use crate::support::{self, World};

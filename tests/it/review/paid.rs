@@ -7,9 +7,9 @@ use std::time::Duration;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::phonepe::PhonePeClient;
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::sim::{Answer, RefundAnswer};
 use draft_reconciler::store::orders::by;
 use mongodb::bson::{doc, Bson, DateTime};
+use phonepe_sim::{Answer, RefundAnswer};
 use serde_json::Value;
 
 use super::{code, poll, refund_doc, review, text, WAIT};

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use draft_reconciler::config::{CommitStrategy, Settings};
 use draft_reconciler::schema::Schema;
-use draft_reconciler::sim::{SimConfig, SimHandle};
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Client, Collection, Database};
+use phonepe_sim::{SimConfig, SimHandle};
 
 /// A database server shared by every test of one test binary.
 pub struct DbServer {
