@@ -90,6 +90,9 @@ mod tests {
         );
         assert!(!verify(&good[..64], &path, "test-salt-key", 1), "###index missing");
         assert!(!verify("", &path, "test-salt-key", 1));
+        // "b4" -> "4b": both bytes differ by the same bits, which an accumulator that XORs the
+        // differences (instead of ORing them) would cancel out.
+        assert!(!verify(&format!("4b{}", &good[2..]), &path, "test-salt-key", 1));
     }
 
     /// `printf '%s' 'eyJhIjoxfQ==/pg/v1/refundtest-salt-key' | sha256sum` and
