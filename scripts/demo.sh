@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-dev.sh
-cargo build --quiet --bins --example demo
+# The product, the phonepe-sim binary (crates/phonepe-sim) and the demo helper, in one build.
+cargo build --quiet --workspace --bins --example demo
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DB_PORT=$(free_port); SIM_PORT=$(free_port)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, into the project folder: SecantusDB (a MongoDB
 # wire-compatible server, PyPI `secantusdb`) and PhonePe's official Python SDK (PyPI
-# `phonepe-pg-sdk-python`, pinned: tests/phonepe_v2.rs runs it against phonepe-sim) in ./.venv.
+# `phonepe-pg-sdk-python`, pinned: tests/it/phonepe_v2.rs runs it against phonepe-sim) in ./.venv.
 # Idempotent; safe to run every time. An SDK that cannot be installed is reported loudly and the
 # conformance test skips (OPS_REQUIRE_TOOLS=1, set by .ci/run, makes both fail instead).
 set -euo pipefail
