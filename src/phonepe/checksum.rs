@@ -2,8 +2,9 @@
 //!
 //! The hashed `api_path` starts at `/pg/v1/...`: the base URL's own prefix (`/apis/hermes`,
 //! `/apis/pg-sandbox`) is never part of it. Getting that wrong gives `AUTHORIZATION_FAILED` on
-//! every call, so both the client and the simulator build the path with [`status_path`] and hash
-//! it with [`x_verify`]. The salt key is a secret: nothing here logs or formats it.
+//! every call, so the path is built in one place ([`status_path`]) and hashed in one
+//! ([`x_verify`]), held to PhonePe's worked example below; phonepe-sim checks it with its own
+//! code, not this. The salt key is a secret: nothing here logs or formats it.
 //!
 //! Webhooks are signed too: v1 with `X-VERIFY = sha256_hex(base64_body + salt_key)###salt_index`
 //! ([`webhook_v1_x_verify`]), v2 with `Authorization = sha256_hex(username + ":" + password)`
@@ -25,9 +26,9 @@ pub fn x_verify(api_path: &str, salt_key: &str, salt_index: u32) -> String {
     format!("{}###{}", hex::encode(hasher.finalize()), salt_index)
 }
 
-/// Whether `header` is the right `X-VERIFY` for `api_path` (used by the simulator, and usable for
-/// webhook-style checks). The comparison does not stop at the first differing byte, so its timing
-/// does not tell a caller how much of a guessed checksum was right.
+/// Whether `header` is the right `X-VERIFY` for `api_path` (the v1 webhook's check). The
+/// comparison does not stop at the first differing byte, so its timing does not tell a caller how
+/// much of a guessed checksum was right.
 pub fn verify(header: &str, api_path: &str, salt_key: &str, salt_index: u32) -> bool {
     let expected = x_verify(api_path, salt_key, salt_index);
     constant_time_eq(header.trim().as_bytes(), expected.as_bytes())

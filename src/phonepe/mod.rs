@@ -1,8 +1,7 @@
 //! PhonePe status client, API v1 (salt key) and API v2 (OAuth), split the way the protocol is:
 //!
 //! - [`checksum`]: the v1 `X-VERIFY` header (sha256 over the API path and the salt key) and the
-//!   webhook signatures of both versions, shared with the simulator so both sides hash exactly
-//!   the same string;
+//!   webhook signatures of both versions;
 //! - [`wire`] (v1) and [`wire_v2`] (v2): the JSON answer and its classification into the same
 //!   domain [`StatusReport`](crate::domain::payment::StatusReport) or
 //!   [`StatusError`](crate::domain::payment::StatusError) — pure, table-tested;

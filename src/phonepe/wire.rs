@@ -1,10 +1,8 @@
 //! The v1 status answer on the wire, and its classification into the domain.
 //!
-//! [`StatusResponse`] is the documented JSON shape; the simulator serialises it, so the two sides
-//! agree on field names. Parsing, however, does **not** deserialise straight into it: a typed
-//! deserialise fails as a whole and cannot say *which* field was wrong. [`parse_status`] walks a
-//! `serde_json::Value` instead, so every refusal names the problem ("PAYMENT_SUCCESS without
-//! data.amount").
+//! The answer is not deserialised into a struct: a typed deserialise fails as a whole and cannot
+//! say *which* field was wrong. [`parse_status`] walks a `serde_json::Value` instead, so every
+//! refusal names the problem ("PAYMENT_SUCCESS without data.amount").
 //!
 //! Rules (docs/phonepe.md): decide on the HTTP status first for the transport-level classes (429, 401,
 //! 5xx), then on `code` and `data.state` — never on `success`. A 401 or `AUTHORIZATION_FAILED`
@@ -14,7 +12,6 @@
 //! `detail`s never contain the body (it may carry customer data such as a VPA or account number);
 //! they name what was wrong and at most PhonePe's code.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::order::Paise;
@@ -39,44 +36,6 @@ pub mod states {
     pub const COMPLETED: &str = "COMPLETED";
     pub const FAILED: &str = "FAILED";
     pub const PENDING: &str = "PENDING";
-}
-
-/// The status API's JSON answer, e.g.
-/// `{"success":true,"code":"PAYMENT_SUCCESS","message":"...","data":{...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusResponse {
-    pub success: bool,
-    pub code: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<StatusData>,
-}
-
-/// `data` of a status answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusData {
-    pub merchant_id: String,
-    pub merchant_transaction_id: String,
-    pub transaction_id: String,
-    /// Paise. Always present on `PAYMENT_SUCCESS`; may be absent on other codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<i64>,
-    pub state: String,
-    pub response_code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment_instrument: Option<PaymentInstrument>,
-}
-
-/// `data.paymentInstrument` (only the fields the simulator fills; PhonePe sends more per type).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentInstrument {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utr: Option<String>,
 }
 
 /// Classify one status answer: its HTTP status and raw body.

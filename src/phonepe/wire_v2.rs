@@ -23,7 +23,6 @@
 //! The report's `code` is the root state (`COMPLETED`, `FAILED`, `PENDING`, `CREATED`) or
 //! `ORDER_NOT_FOUND`: a fixed set, safe as a metric label. Details name fields, never values.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::wire::loggable_code;
@@ -39,53 +38,10 @@ pub mod states {
     pub const CREATED: &str = "CREATED";
 }
 
-/// The error `code` of a 404 about an order PhonePe does not know (as the simulator answers it).
+/// The error `code` of a 404 about an order PhonePe does not know.
 pub const ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
 /// The code reported for a rejected token.
 pub const AUTHORIZATION_FAILED: &str = "AUTHORIZATION_FAILED";
-
-/// The order-status answer (camelCase JSON), as the simulator serialises it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merchant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merchant_order_id: Option<String>,
-    pub order_id: String,
-    pub state: String,
-    /// Paise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<i64>,
-    /// Epoch milliseconds.
-    pub expire_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub payment_details: Vec<PaymentDetail>,
-}
-
-/// One payment attempt of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentDetail {
-    pub transaction_id: String,
-    pub payment_mode: String,
-    /// Epoch milliseconds.
-    pub timestamp: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<i64>,
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-}
-
-/// A v2 error body: `{"code": "...", "message": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-}
 
 /// Classify one order-status answer about `merchant_order_id`, for the merchant our token
 /// belongs to.

@@ -307,33 +307,6 @@ fn answer_about_another_transaction_is_refused() {
 }
 
 #[test]
-fn serialised_response_round_trips() {
-    let resp = StatusResponse {
-        success: true,
-        code: codes::PAYMENT_SUCCESS.into(),
-        message: "Your payment is successful.".into(),
-        data: Some(StatusData {
-            merchant_id: "MERCHANTUAT".into(),
-            merchant_transaction_id: "ORD-1001".into(),
-            transaction_id: "T1".into(),
-            amount: Some(100),
-            state: states::COMPLETED.into(),
-            response_code: "SUCCESS".into(),
-            payment_instrument: Some(PaymentInstrument {
-                kind: "UPI".into(),
-                utr: Some("1".into()),
-            }),
-        }),
-    };
-    let json = serde_json::to_vec(&resp).unwrap();
-    let value: Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!(value["data"]["merchantTransactionId"], "ORD-1001");
-    assert_eq!(value["data"]["paymentInstrument"]["type"], "UPI");
-    assert_eq!(parse_status(200, &json).unwrap().amount, Some(Paise(100)));
-    assert_eq!(serde_json::from_slice::<StatusResponse>(&json).unwrap(), resp);
-}
-
-#[test]
 fn only_code_like_strings_are_shown_in_details() {
     let shown = |code: &str| loggable_code(code) == code;
     assert!(shown("PAYMENT_2FA_REQUIRED"), "uppercase, digits and underscores");

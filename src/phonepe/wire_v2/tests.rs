@@ -172,31 +172,3 @@ fn an_answer_about_another_order_is_refused() {
         })
     ));
 }
-
-#[test]
-fn the_serialised_shape_round_trips_through_the_parser() {
-    let o = OrderStatus {
-        merchant_id: None,
-        merchant_order_id: Some("ORD-1".into()),
-        order_id: "OMO1".into(),
-        state: "COMPLETED".into(),
-        amount: Some(700),
-        expire_at: 1,
-        error_code: None,
-        payment_details: vec![PaymentDetail {
-            transaction_id: "OM1".into(),
-            payment_mode: "UPI_QR".into(),
-            timestamp: 1,
-            amount: Some(700),
-            state: "COMPLETED".into(),
-            error_code: None,
-        }],
-    };
-    let body = serde_json::to_string(&o).unwrap();
-    assert!(
-        body.contains("\"merchantOrderId\"") && body.contains("\"paymentDetails\""),
-        "{body}"
-    );
-    let r = parse(200, &body).unwrap();
-    assert_eq!((r.amount, r.transaction_id.as_deref()), (Some(Paise(700)), Some("OM1")));
-}
