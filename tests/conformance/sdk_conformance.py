@@ -1,6 +1,6 @@
 """PhonePe's own Python SDK (PyPI `phonepe-pg-sdk-python`) against phonepe-sim.
 
-Run by tests/phonepe_v2.rs (`the_official_python_sdk_accepts_the_simulator`) with
+Run by tests/it/phonepe_v2.rs (`the_official_python_sdk_accepts_the_simulator`) with
 SIM_URL=http://127.0.0.1:PORT and SIM_PREFIX=/apis/pg-sandbox, after it scripted:
   SDK-PAID completed 49900, SDK-FAILED failed, SDK-PENDING pending,
   SDK-OTHERM completed 49900 for another merchant.
