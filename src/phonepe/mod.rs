@@ -16,4 +16,15 @@ pub mod wire;
 pub mod wire_v2;
 
 pub use client::PhonePeClient;
-pub use oauth::{ApiVersion, V2Credentials};
+pub use oauth::V2Credentials;
+
+/// Which PhonePe API the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// Salt key + salt index (`X-VERIFY`), `GET /pg/v1/status/{merchantId}/{mtid}`.
+    #[default]
+    V1,
+    /// OAuth client credentials, `GET /checkout/v2/order/{merchantOrderId}/status`.
+    V2,
+}

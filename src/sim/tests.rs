@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use super::*;
-use crate::config::{PhonePeSettings, Secret};
+use crate::config::PhonePeSettings;
 use crate::domain::order::{MerchantTransactionId, Paise};
 use crate::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
 use crate::phonepe::PhonePeClient;
@@ -17,7 +19,7 @@ fn settings(base_url: &str) -> PhonePeSettings {
     PhonePeSettings {
         base_url: base_url.to_string(),
         merchant_id: "MERCHANTUAT".into(),
-        salt_key: Some(Secret::new("test-salt-key")),
+        salt_key: Some(SecretString::from("test-salt-key")),
         salt_index: Some(1),
         api_version: Default::default(),
         client_id: None,
@@ -108,7 +110,7 @@ async fn wrong_salt_is_rejected_with_401() {
     let sim = sim(SimConfig::default());
     sim.script("ORD-1", vec![Answer::completed(100)]);
     let mut s = settings(&sim.base_url());
-    s.salt_key = Some(Secret::new("not-the-salt"));
+    s.salt_key = Some(SecretString::from("not-the-salt"));
     let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
     assert_eq!(
         r,
