@@ -227,19 +227,55 @@ fn unknown_sections_keys_and_variables_are_errors_with_the_nearest_name() {
 #[test]
 fn a_bad_value_names_its_key_and_layer_in_one_line() {
     let cases = [
-        ("RECONCILER_JOB__RECONCILERS", "0", "job.reconcilers must be between 1 and 256, got 0"),
-        ("RECONCILER_JOB__RECONCILERS", "257", "job.reconcilers must be between 1 and 256, got 257"),
-        ("RECONCILER_JOB__INTERVAL_SECS", "0", "job.interval_secs must be at least 1, got 0"),
-        ("RECONCILER_JOB__INTERVAL_SECS", "soon", "job.interval_secs must be at least 1, got \"soon\""),
-        ("RECONCILER_JOB__LOOKBACK_SECS", "-1", "job.lookback_secs must be a non-negative integer, got -1"),
-        ("RECONCILER_JOB__MAX_ORDERS_PER_RUN", "4294967296", "job.max_orders_per_run must be an integer from 1 to 4294967295, got 4294967296"),
-        ("LOG_FORMAT", "xml", "log.format must be one of \"auto\", \"pretty\", \"json\", got \"xml\""),
-        ("RECONCILER_JOB__SIZED_ITEMS_DECREMENT_TOTAL", "maybe", "job.sized_items_decrement_total must be true or false, got \"maybe\""),
-        ("RECONCILER_JOB__LEASE_TTL_SECS", "19", "job.lease_ttl_secs must be at least 2 × phonepe.request_timeout_secs (20) so a lease outlives a round trip, got 19"),
-        ("RECONCILER_REFUNDS__AUTO", "paid_after_cancel,typo", "refunds.auto names `typo`, which is not a review reason (see README.md, decision table)"),
+        ("RECONCILER_JOB__RECONCILERS", "0", "must be between 1 and 256, got 0"),
+        (
+            "RECONCILER_JOB__RECONCILERS",
+            "257",
+            "must be between 1 and 256, got 257",
+        ),
+        ("RECONCILER_JOB__INTERVAL_SECS", "0", "must be at least 1, got 0"),
+        (
+            "RECONCILER_JOB__INTERVAL_SECS",
+            "soon",
+            "must be at least 1, got \"soon\"",
+        ),
+        (
+            "RECONCILER_JOB__LOOKBACK_SECS",
+            "-1",
+            "must be a non-negative integer, got -1",
+        ),
+        (
+            "RECONCILER_JOB__MAX_ORDERS_PER_RUN",
+            "4294967296",
+            "must be an integer from 1 to 4294967295, got 4294967296",
+        ),
+        (
+            "RECONCILER_LOG__FORMAT",
+            "xml",
+            "must be one of \"auto\", \"pretty\", \"json\", got \"xml\"",
+        ),
+        (
+            "RECONCILER_JOB__SIZED_ITEMS_DECREMENT_TOTAL",
+            "maybe",
+            "must be true or false, got \"maybe\"",
+        ),
+        (
+            "RECONCILER_JOB__LEASE_TTL_SECS",
+            "19",
+            "must be at least 2 × phonepe.request_timeout_secs (20) so a lease outlives a round trip, got 19",
+        ),
+        (
+            "RECONCILER_REFUNDS__AUTO",
+            "paid_after_cancel,typo",
+            "names `typo`, which is not a review reason (see README.md, decision table)",
+        ),
     ];
-    for (var, value, message) in cases {
-        assert_eq!(err(&[(var, value)]).to_string(), format!("{message} (from env {var})"));
+    for (var, value, reason) in cases {
+        let key = var["RECONCILER_".len()..].replace("__", ".").to_lowercase();
+        assert_eq!(
+            err(&[(var, value)]).to_string(),
+            format!("{key} {reason} (from env {var})")
+        );
     }
     assert_eq!(
         file_err("job = 5\n").to_string(),
