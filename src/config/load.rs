@@ -20,13 +20,13 @@ use crate::phonepe::ApiVersion;
 /// The seed's variables and the keys they set.
 #[rustfmt::skip]
 pub(super) const SEED: [(&str, &str); 14] = [
-    ("MONGODB_URI", "mongodb.uri"), ("LOG_LEVEL", "log.level"), ("LOG_FORMAT", "log.format"),
-    ("PHONEPE_MERCHANT_ID", "phonepe.merchant_id"), ("PHONEPE_BASE_URL", "phonepe.base_url"),
+    ("MONGODB_URI", "mongodb.uri"), ("PHONEPE_MERCHANT_ID", "phonepe.merchant_id"),
     ("PHONEPE_SALT_KEY", "phonepe.salt_key"), ("PHONEPE_SALT_INDEX", "phonepe.salt_index"),
-    ("PHONEPE_API_VERSION", "phonepe.api_version"), ("PHONEPE_OAUTH_BASE_URL", "phonepe.oauth_base_url"),
+    ("PHONEPE_BASE_URL", "phonepe.base_url"), ("PHONEPE_API_VERSION", "phonepe.api_version"),
     ("PHONEPE_CLIENT_ID", "phonepe.client_id"), ("PHONEPE_CLIENT_SECRET", "phonepe.client_secret"),
-    ("PHONEPE_CLIENT_VERSION", "phonepe.client_version"),
+    ("PHONEPE_CLIENT_VERSION", "phonepe.client_version"), ("PHONEPE_OAUTH_BASE_URL", "phonepe.oauth_base_url"),
     ("PHONEPE_WEBHOOK_USERNAME", "webhook.username"), ("PHONEPE_WEBHOOK_PASSWORD", "webhook.password"),
+    ("LOG_LEVEL", "log.level"), ("LOG_FORMAT", "log.format"),
 ];
 const PREFIX: &str = "RECONCILER_";
 const EMBEDDED: &str = include_str!("../../config/default.toml");
