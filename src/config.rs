@@ -59,7 +59,7 @@ pub struct MongoSettings {
     pub database: String,
 }
 
-/// One API version's credentials are required ([`load`]); unset hosts are PhonePe's.
+/// One API version's credentials are required (`load.rs`); unset hosts are PhonePe's.
 #[serde_as]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

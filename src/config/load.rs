@@ -14,8 +14,8 @@ use serde::de::Error as _;
 
 use super::Settings;
 use crate::domain::ReviewReason;
-use crate::phonepe::oauth::{PRODUCTION_OAUTH_BASE_URL as OAUTH, PRODUCTION_PG_BASE_URL as PG, SANDBOX_BASE_URL};
-use crate::phonepe::ApiVersion;
+use crate::phonepe::{ApiVersion, SANDBOX_BASE_URL as SANDBOX};
+use crate::phonepe::{PRODUCTION_OAUTH_BASE_URL as OAUTH, PRODUCTION_PG_BASE_URL as PG, PRODUCTION_V1_BASE_URL as V1};
 
 /// The seed's variables and the keys they set.
 #[rustfmt::skip]
@@ -190,8 +190,8 @@ fn settings(layers: Vec<Figment>, production: bool) -> Result<Settings, ConfigEr
     let p = &mut settings.phonepe;
     // Hosts left unset: the sandbox, or under `production` the API version's production hosts.
     let (pg, oauth) = match (production, p.api_version) {
-        (false, _) => (SANDBOX_BASE_URL, SANDBOX_BASE_URL),
-        (true, ApiVersion::V1) => ("https://api.phonepe.com/apis/hermes", OAUTH),
+        (false, _) => (SANDBOX, SANDBOX),
+        (true, ApiVersion::V1) => (V1, OAUTH),
         (true, ApiVersion::V2) => (PG, OAUTH),
     };
     for (url, default) in [(&mut p.base_url, pg), (&mut p.oauth_base_url, oauth)] {

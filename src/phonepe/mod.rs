@@ -18,6 +18,15 @@ pub mod wire_v2;
 pub use client::PhonePeClient;
 pub use oauth::V2Credentials;
 
+/// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
+pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
+/// Production PG root for API v1.
+pub const PRODUCTION_V1_BASE_URL: &str = "https://api.phonepe.com/apis/hermes";
+/// Production PG root for API v2.
+pub const PRODUCTION_PG_BASE_URL: &str = "https://api.phonepe.com/apis/pg";
+/// Production OAuth root.
+pub const PRODUCTION_OAUTH_BASE_URL: &str = "https://api.phonepe.com/apis/identity-manager";
+
 /// Which PhonePe API the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

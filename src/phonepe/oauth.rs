@@ -30,12 +30,6 @@ use crate::domain::payment::{StatusError, TransientKind};
 
 /// The token endpoint's path under `oauth_base_url`.
 pub const TOKEN_PATH: &str = "/v1/oauth/token";
-/// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
-pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
-/// Production PG root for API v2 (v1 stays on `.../apis/hermes`).
-pub const PRODUCTION_PG_BASE_URL: &str = "https://api.phonepe.com/apis/pg";
-/// Production OAuth root.
-pub const PRODUCTION_OAUTH_BASE_URL: &str = "https://api.phonepe.com/apis/identity-manager";
 
 /// What API v2 needs besides the PG `base_url`: PhonePe's client credentials and the OAuth host.
 #[derive(Debug, Clone)]
@@ -44,7 +38,7 @@ pub struct V2Credentials {
     pub client_secret: SecretString,
     /// PhonePe issues it with the client id (an integer, sent as a form field).
     pub client_version: String,
-    /// OAuth root without a trailing '/', e.g. [`PRODUCTION_OAUTH_BASE_URL`].
+    /// OAuth root without a trailing '/', e.g. [`super::PRODUCTION_OAUTH_BASE_URL`].
     pub oauth_base_url: String,
 }
 
