@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use secrecy::ExposeSecret;
 
 use crate::actors::scanner::{Drain, Mode};
 use crate::actors::supervisor::Shutdown;
@@ -41,7 +42,7 @@ fn lease_owner() -> String {
 
 /// Connect and prepare everything the actors share. Must run inside the System that uses it.
 pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc<Env>> {
-    let store = Store::connect(settings.mongodb.uri.expose(), &settings.mongodb.database)
+    let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
         .await
         .context("mongodb.uri is not a usable MongoDB connection string")?
         .with_rules(CommitRules {

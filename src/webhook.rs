@@ -45,6 +45,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use mongodb::bson::DateTime;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -147,10 +148,10 @@ impl<'a> Keys<'a> {
         let w = &settings.webhook;
         Keys {
             merchant_id: &settings.phonepe.merchant_id,
-            salt_key: settings.phonepe.salt_key.as_ref().map(|k| k.expose()),
+            salt_key: settings.phonepe.salt_key.as_ref().map(|k| k.expose_secret()),
             salt_index: settings.phonepe.salt_index.unwrap_or(1),
             v2_authorization: match (&w.username, &w.password) {
-                (Some(u), Some(p)) => Some(v2_authorization(u, p.expose())),
+                (Some(u), Some(p)) => Some(v2_authorization(u, p.expose_secret())),
                 _ => None,
             },
         }

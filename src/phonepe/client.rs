@@ -22,18 +22,20 @@
 use std::fmt;
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
-use super::oauth::{ApiVersion, Token, TokenCache, V2Credentials};
+use super::oauth::{Token, TokenCache, V2Credentials};
+use super::ApiVersion;
 use super::{checksum, wire, wire_v2};
-use crate::config::{PhonePeSettings, Secret};
+use crate::config::PhonePeSettings;
 use crate::domain::order::MerchantTransactionId;
 use crate::domain::payment::{StatusError, StatusReport, TransientKind};
 
 /// How calls are authenticated.
 #[derive(Clone)]
 enum Api {
-    V1 { salt_key: Secret, salt_index: u32 },
+    V1 { salt_key: SecretString, salt_index: u32 },
     V2 { tokens: TokenCache },
 }
 
@@ -127,12 +129,12 @@ impl PhonePeClient {
     async fn status_v1(
         &self,
         mtid: &MerchantTransactionId,
-        salt_key: &Secret,
+        salt_key: &SecretString,
         salt_index: u32,
     ) -> Result<StatusReport, StatusError> {
         // The checksum covers the API path only, never the base URL's prefix.
         let path = checksum::status_path(&self.merchant_id, mtid.as_str());
-        let x_verify = checksum::x_verify(&path, salt_key.expose(), salt_index);
+        let x_verify = checksum::x_verify(&path, salt_key.expose_secret(), salt_index);
         let request = self
             .http
             .get(format!("{}{}", self.base_url, path))
@@ -229,7 +231,7 @@ mod tests {
         PhonePeSettings {
             base_url: base_url.into(),
             merchant_id: "MERCHANTUAT".into(),
-            salt_key: Some(Secret::new("test-salt-key")),
+            salt_key: Some(SecretString::from("test-salt-key")),
             salt_index: Some(1),
             request_timeout: Duration::from_secs(2),
             api_version: Default::default(),

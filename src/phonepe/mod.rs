@@ -15,4 +15,24 @@ pub mod wire;
 pub mod wire_v2;
 
 pub use client::PhonePeClient;
-pub use oauth::{ApiVersion, V2Credentials};
+pub use oauth::V2Credentials;
+
+/// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
+pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
+/// Production PG root for API v1.
+pub const PRODUCTION_V1_BASE_URL: &str = "https://api.phonepe.com/apis/hermes";
+/// Production PG root for API v2.
+pub const PRODUCTION_PG_BASE_URL: &str = "https://api.phonepe.com/apis/pg";
+/// Production OAuth root.
+pub const PRODUCTION_OAUTH_BASE_URL: &str = "https://api.phonepe.com/apis/identity-manager";
+
+/// Which PhonePe API the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// Salt key + salt index (`X-VERIFY`), `GET /pg/v1/status/{merchantId}/{mtid}`.
+    #[default]
+    V1,
+    /// OAuth client credentials, `GET /checkout/v2/order/{merchantOrderId}/status`.
+    V2,
+}

@@ -16,57 +16,29 @@
 //! - Failures never change an order: 429 is [`StatusError::RateLimited`]; 400/401/403 mean the
 //!   client id, secret or version are wrong ([`StatusError::Rejected`], which pauses calls like a
 //!   v1 salt-key rejection); everything else (5xx, timeouts, a malformed answer) is transient.
-//! - The token and the client secret are [`Secret`]s: never logged, never in `Debug` or errors.
+//! - The token and the client secret are [`SecretString`]s: never logged, never in `Debug` or errors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::debug;
 
-use crate::config::Secret;
 use crate::domain::payment::{StatusError, TransientKind};
 
 /// The token endpoint's path under `oauth_base_url`.
 pub const TOKEN_PATH: &str = "/v1/oauth/token";
-/// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
-pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
-/// Production PG root for API v2 (v1 stays on `.../apis/hermes`).
-pub const PRODUCTION_PG_BASE_URL: &str = "https://api.phonepe.com/apis/pg";
-/// Production OAuth root.
-pub const PRODUCTION_OAUTH_BASE_URL: &str = "https://api.phonepe.com/apis/identity-manager";
-
-/// Which PhonePe API the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiVersion {
-    /// Salt key + salt index (`X-VERIFY`), `GET /pg/v1/status/{merchantId}/{mtid}`.
-    #[default]
-    V1,
-    /// OAuth client credentials, `GET /checkout/v2/order/{merchantOrderId}/status`.
-    V2,
-}
-
-impl std::str::FromStr for ApiVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "v1" => Ok(ApiVersion::V1),
-            "v2" => Ok(ApiVersion::V2),
-            other => Err(format!("must be \"v1\" or \"v2\", not {other:?}")),
-        }
-    }
-}
 
 /// What API v2 needs besides the PG `base_url`: PhonePe's client credentials and the OAuth host.
 #[derive(Debug, Clone)]
 pub struct V2Credentials {
     pub client_id: String,
-    pub client_secret: Secret,
+    pub client_secret: SecretString,
     /// PhonePe issues it with the client id (an integer, sent as a form field).
     pub client_version: String,
-    /// OAuth root without a trailing '/', e.g. [`PRODUCTION_OAUTH_BASE_URL`].
+    /// OAuth root without a trailing '/', e.g. [`super::PRODUCTION_OAUTH_BASE_URL`].
     pub oauth_base_url: String,
 }
 
@@ -74,7 +46,7 @@ pub struct V2Credentials {
 #[derive(Clone)]
 pub struct Token {
     /// `{token_type} {access_token}`, the `Authorization` header value.
-    authorization: Secret,
+    authorization: SecretString,
     /// Half-way through the token's life, on our clock.
     refresh_at: Instant,
     /// Distinguishes tokens without comparing secrets (a 401 names the one it rejected).
@@ -83,7 +55,7 @@ pub struct Token {
 
 impl Token {
     pub fn authorization(&self) -> &str {
-        self.authorization.expose()
+        self.authorization.expose_secret()
     }
 
     pub fn generation(&self) -> u64 {
@@ -103,7 +75,7 @@ impl std::fmt::Debug for Token {
 /// A successful token answer: the header value and the token's lifetime.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    pub authorization: Secret,
+    pub authorization: SecretString,
     pub lifetime: Duration,
 }
 
@@ -140,7 +112,7 @@ pub fn parse_token(http_status: u16, body: &[u8]) -> Result<Issued, StatusError>
         .filter(|s| *s > 0)
         .ok_or_else(|| malformed("token answer with expires_at not after issued_at".into()))?;
     Ok(Issued {
-        authorization: Secret::new(format!("{token_type} {access_token}")),
+        authorization: SecretString::from(format!("{token_type} {access_token}")),
         lifetime: Duration::from_secs(lifetime),
     })
 }
@@ -228,7 +200,7 @@ impl TokenCache {
         let form = [
             ("client_id", c.client_id.as_str()),
             ("client_version", c.client_version.as_str()),
-            ("client_secret", c.client_secret.expose()),
+            ("client_secret", c.client_secret.expose_secret()),
             ("grant_type", "client_credentials"),
         ];
         let response = http
@@ -272,7 +244,7 @@ mod tests {
         let body = br#"{"access_token":"tok-123","token_type":"O-Bearer","issued_at":1700000000,
             "expires_at":1700003600,"encrypted_access_token":"x"}"#;
         let t = parse_token(200, body).unwrap();
-        assert_eq!(t.authorization.expose(), "O-Bearer tok-123");
+        assert_eq!(t.authorization.expose_secret(), "O-Bearer tok-123");
         assert_eq!(t.lifetime, Duration::from_secs(3600));
     }
 
@@ -308,18 +280,10 @@ mod tests {
     }
 
     #[test]
-    fn api_version_parses_only_v1_and_v2() {
-        assert_eq!("v1".parse::<ApiVersion>(), Ok(ApiVersion::V1));
-        assert_eq!(" v2 ".parse::<ApiVersion>(), Ok(ApiVersion::V2));
-        assert!("V3".parse::<ApiVersion>().unwrap_err().contains("\"V3\""));
-        assert_eq!(ApiVersion::default(), ApiVersion::V1);
-    }
-
-    #[test]
     fn debug_never_shows_secret_or_token() {
         let cache = TokenCache::new(V2Credentials {
             client_id: "CID".into(),
-            client_secret: Secret::new("very-secret"),
+            client_secret: SecretString::from("very-secret"),
             client_version: "1".into(),
             oauth_base_url: "http://x/".into(),
         });
@@ -327,7 +291,7 @@ mod tests {
         assert!(!shown.contains("very-secret") && shown.contains("CID"), "{shown}");
         assert_eq!(cache.credentials().oauth_base_url, "http://x", "trailing '/' trimmed");
         let token = Token {
-            authorization: Secret::new("O-Bearer tok-123"),
+            authorization: SecretString::from("O-Bearer tok-123"),
             refresh_at: Instant::now(),
             generation: 1,
         };

@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use draft_reconciler::config::{PhonePeSettings, Secret};
+use draft_reconciler::config::PhonePeSettings;
 use draft_reconciler::domain::order::{MerchantTransactionId, Paise};
 use draft_reconciler::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
 use draft_reconciler::phonepe::PhonePeClient;
 use phonepe_sim::{Answer, Call, SimConfig, SimHandle};
+use secrecy::SecretString;
 
 fn sim(cfg: SimConfig) -> SimHandle {
     SimHandle::spawn(cfg).expect("spawn phonepe-sim")
@@ -20,7 +21,7 @@ fn settings(base_url: &str) -> PhonePeSettings {
     PhonePeSettings {
         base_url: base_url.to_string(),
         merchant_id: "MERCHANTUAT".into(),
-        salt_key: Some(Secret::new("test-salt-key")),
+        salt_key: Some(SecretString::from("test-salt-key")),
         salt_index: Some(1),
         api_version: Default::default(),
         client_id: None,
@@ -111,7 +112,7 @@ async fn wrong_salt_is_rejected_with_401() {
     let sim = sim(SimConfig::default());
     sim.script("ORD-1", vec![Answer::completed(100)]);
     let mut s = settings(&sim.base_url());
-    s.salt_key = Some(Secret::new("not-the-salt"));
+    s.salt_key = Some(SecretString::from("not-the-salt"));
     let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
     assert_eq!(
         r,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use draft_reconciler::config::{PhonePeSettings, Secret};
+use draft_reconciler::config::PhonePeSettings;
 use draft_reconciler::domain::decision::{CancelReason, ReviewReason, Tally};
 use draft_reconciler::domain::{
     decide, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, Status, StatusError,
@@ -23,6 +23,7 @@ use draft_reconciler::phonepe::{PhonePeClient, V2Credentials};
 use futures_util::future::join_all;
 use mongodb::bson::{Bson, DateTime};
 use phonepe_sim::{Answer, SimConfig, SimHandle, SimV2, TokenStats, WebhookVersion};
+use secrecy::SecretString;
 
 const MERCHANT: &str = "MERCHANTUAT";
 const AMOUNT: i64 = 49_900;
@@ -43,7 +44,7 @@ fn settings(sim: &SimHandle) -> PhonePeSettings {
     PhonePeSettings {
         base_url: sim.base_url(),
         merchant_id: MERCHANT.into(),
-        salt_key: Some(Secret::new("test-salt-key")),
+        salt_key: Some(SecretString::from("test-salt-key")),
         salt_index: Some(1),
         request_timeout: Duration::from_secs(10),
         api_version: Default::default(),
@@ -57,7 +58,7 @@ fn settings(sim: &SimHandle) -> PhonePeSettings {
 fn creds(sim: &SimHandle, secret: &str) -> V2Credentials {
     V2Credentials {
         client_id: "TESTCLIENT".into(),
-        client_secret: Secret::new(secret),
+        client_secret: SecretString::from(secret),
         client_version: "1".into(),
         oauth_base_url: sim.oauth_base_url(),
     }

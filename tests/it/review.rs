@@ -423,18 +423,18 @@ fn fulfil_never_confirms_an_order_being_refunded() {
 /// `/payments/v2/refund/{id}/status`).
 #[tokio::test]
 async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
-    use draft_reconciler::config::Secret;
     use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
     use draft_reconciler::phonepe::V2Credentials;
     use phonepe_sim::{SimConfig, SimHandle};
+    use secrecy::SecretString;
     let sim = SimHandle::spawn(SimConfig::default()).expect("sim");
     let mut settings =
         draft_reconciler::config::Settings::for_tests("mongodb://127.0.0.1:1/x", &sim.base_url()).phonepe;
     settings.merchant_id = SimConfig::default().merchant_id;
-    settings.salt_key = Some(Secret::new(SimConfig::default().salt_key));
+    settings.salt_key = Some(SecretString::from(SimConfig::default().salt_key));
     let creds = V2Credentials {
         client_id: "TESTCLIENT".into(),
-        client_secret: Secret::new("test-client-secret"),
+        client_secret: SecretString::from("test-client-secret"),
         client_version: "1".into(),
         oauth_base_url: sim.oauth_base_url(),
     };

@@ -9,6 +9,7 @@
 //! call's: a transient one means "ask again with the same id".
 
 use base64::Engine;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::{Api, PhonePeClient};
@@ -54,7 +55,8 @@ impl PhonePeClient {
                     "amount": r.amount, "callbackUrl": r.callback_url,
                 });
                 let b64 = base64::engine::general_purpose::STANDARD.encode(payload.to_string());
-                let x_verify = checksum::x_verify(&format!("{b64}{REFUND_V1_PATH}"), salt_key.expose(), *salt_index);
+                let x_verify =
+                    checksum::x_verify(&format!("{b64}{REFUND_V1_PATH}"), salt_key.expose_secret(), *salt_index);
                 let request = self
                     .http
                     .post(format!("{}{REFUND_V1_PATH}", self.base_url))
@@ -87,7 +89,10 @@ impl PhonePeClient {
                     .http
                     .get(format!("{}{}", self.base_url, path))
                     .header("X-MERCHANT-ID", &self.merchant_id)
-                    .header("X-VERIFY", checksum::x_verify(&path, salt_key.expose(), *salt_index));
+                    .header(
+                        "X-VERIFY",
+                        checksum::x_verify(&path, salt_key.expose_secret(), *salt_index),
+                    );
                 self.send(request, &id).await?
             }
             Api::V2 { tokens } => {

@@ -124,7 +124,7 @@ fn a_timeout_changes_nothing() {
 #[test]
 fn rejected_credentials_change_nothing_and_stop_the_calls() {
     let mut w = World::new("rejected");
-    w.settings.phonepe.salt_key = Some(draft_reconciler::config::Secret::new("wrong-salt"));
+    w.settings.phonepe.salt_key = Some(secrecy::SecretString::from("wrong-salt"));
     w.settings.job.reconcilers = 1;
     w.insert_product("tee", 10);
     for i in 0..5 {

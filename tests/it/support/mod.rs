@@ -19,6 +19,7 @@ use draft_reconciler::schema::Schema;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Client, Collection, Database};
 use phonepe_sim::{SimConfig, SimHandle};
+use secrecy::ExposeSecret;
 
 /// A database server shared by every test of one test binary.
 pub struct DbServer {
@@ -224,7 +225,7 @@ impl World {
         })
         .expect("phonepe-sim");
         let mut settings = Settings::for_tests(&uri, &sim.base_url());
-        settings.phonepe.salt_key = Some(draft_reconciler::config::Secret::new(salt));
+        settings.phonepe.salt_key = Some(secrecy::SecretString::from(salt));
         settings.job.lookback = Duration::from_secs(300);
         settings.job.rate_limit_per_minute = 6000;
         settings.job.commit_strategy = test_strategy();
@@ -503,7 +504,11 @@ impl World {
             .env("PHONEPE_MERCHANT_ID", MERCHANT)
             .env(
                 "PHONEPE_SALT_KEY",
-                self.settings.phonepe.salt_key.as_ref().map_or("", |s| s.expose()),
+                self.settings
+                    .phonepe
+                    .salt_key
+                    .as_ref()
+                    .map_or("", |s| s.expose_secret()),
             )
             .env("PHONEPE_SALT_INDEX", "1")
             .env("RECONCILER_OPS__LISTEN", "")
