@@ -94,6 +94,30 @@ fn wake_delay(now: DateTime, due: DateTime) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0)).max(WAKE_FLOOR)
 }
 
+/// When to scan next after a scan: at the next due moment, and never later than one lookback
+/// after this scan, so a draft inserted while the scanner sleeps is seen before it becomes due
+/// even when the lookback is shorter than the interval (the interval tick, armed separately,
+/// comes first when it is the earlier). At least `WAKE_FLOOR`.
+fn next_wake(due_in: Option<Duration>, lookback: Duration) -> Duration {
+    let horizon = lookback.max(WAKE_FLOOR);
+    due_in.map_or(horizon, |d| d.min(horizon))
+}
+
+/// What `check` warns about the scan timing: only what the scanner cannot honour. A lookback
+/// shorter than the interval is honoured (the scanner wakes within the lookback); one shorter
+/// than `WAKE_FLOOR` is not to the second.
+pub fn lookback_warning(job: &crate::config::JobSettings) -> Option<String> {
+    (job.lookback < WAKE_FLOOR).then(|| {
+        format!(
+            "job.lookback_secs = {} is shorter than the scanner's {} s wake floor: a draft may be asked \
+             about up to {} s after it is due",
+            job.lookback.as_secs(),
+            WAKE_FLOOR.as_secs(),
+            WAKE_FLOOR.as_secs()
+        )
+    })
+}
+
 /// What a scan counts for the gauges.
 struct ScanCounts {
     /// Drafts the eligible (indexed) filter matches.
@@ -326,9 +350,9 @@ impl Scanner {
                     // An idle scan costs no candidate fetch: the counts just said it finds nothing.
                     act.listed_all = counts.nothing_due();
                     counts.record();
-                    if let Some(delay) = counts.next_due.map(|due| wake_delay(DateTime::now(), due)) {
-                        act.arm(Instant::now() + delay, ctx);
-                    }
+                    let lookback = act.env.settings.job.lookback;
+                    let delay = next_wake(counts.next_due.map(|due| wake_delay(DateTime::now(), due)), lookback);
+                    act.arm(Instant::now() + delay, ctx);
                 }
                 Err(e) => {
                     metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::ERROR).increment(1);

@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Collection, Database};
 
 pub use super::eligible::{Eligibility, Swept};
 use super::fields::own;
@@ -266,12 +265,6 @@ pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
 }
 
-/// A sparse index on `keys` named `name` (only documents that have the field are in it).
-fn sparse_index(keys: Document, name: &str) -> IndexModel {
-    let options = IndexOptions::builder().name(name.to_string()).sparse(true).build();
-    IndexModel::builder().keys(keys).options(options).build()
-}
-
 impl Store {
     /// The filter a stock commit begins with: the order still in `from`; an operator's `fulfil`
     /// (`from` = `needs_review`) also needs it still `paid` (not refunding, not refunded).
@@ -339,39 +332,6 @@ impl Store {
             .run_command(doc! { "ping": 1 })
             .await
             .map_err(StoreError::mongo("ping"))?;
-        Ok(())
-    }
-
-    /// The indexes the scanner queries by; idempotent.
-    pub async fn ensure_indexes(&self) -> StoreResult<()> {
-        let o = &self.schema.orders;
-        let unique = IndexOptions::builder()
-            .unique(true)
-            .name(format!("{}_unique", o.id))
-            .build();
-        let models = vec![
-            IndexModel::builder().keys(doc! { &o.id: 1 }).options(unique).build(),
-            IndexModel::builder()
-                .keys(doc! { &o.status: 1, &o.payment_status: 1, &o.created_at: 1 })
-                .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
-                .build(),
-            sparse_index(doc! { own::COMMIT_ID: 1 }, "reconciler_journal"),
-            // Journals whose markers wait for their sweep (the field is removed once swept).
-            sparse_index(doc! { own::COMMIT_SWEEP_AT: 1 }, "reconciler_journal_sweep"),
-            sparse_index(doc! { own::LEASE_OWNER: 1 }, "reconciler_lease_owner"),
-            // The scanner's next due moment (`Store::next_due`): rescheduled orders by `nextCheckAt`.
-            sparse_index(doc! { own::NEXT_CHECK_AT: 1 }, "reconciler_next_check"),
-        ];
-        self.orders
-            .create_indexes(models)
-            .await
-            .map_err(StoreError::mongo("create indexes"))?;
-        // The journal strategy's per-item commit markers on products (swept by recovery).
-        let markers = sparse_index(doc! { super::journal::MARKERS: 1 }, "reconciler_commit_markers");
-        self.products
-            .create_index(markers)
-            .await
-            .map_err(StoreError::mongo("create products index"))?;
         Ok(())
     }
 
