@@ -25,6 +25,8 @@ pub mod own {
     pub const ERRORS: &str = "reconciliation.errors";
     pub const UNREADABLE: &str = "reconciliation.unreadable";
     pub const REJECTIONS: &str = "reconciliation.rejections";
+    /// Writes the database refused for this document (`store/refusals.rs`).
+    pub const REFUSED_WRITES: &str = "reconciliation.refusedWrites";
     /// What PhonePe reported paid (paise, Int64) for our merchant, recorded when a transition
     /// parks the order after a verified PAYMENT_SUCCESS (`review list`'s PAID column).
     pub const PAID_AMOUNT: &str = "reconciliation.paidAmount";
@@ -36,6 +38,8 @@ pub mod own {
     pub const COMMIT_STATE: &str = "reconciliation.commit.state";
     pub const COMMIT_FAIL_REASON: &str = "reconciliation.commit.failReason";
     pub const COMMIT_FAIL_PRODUCT: &str = "reconciliation.commit.failProduct";
+    /// The database's refusal that stopped a commit's confirmation (`unwritable_order`).
+    pub const COMMIT_FAIL_ERROR: &str = "reconciliation.commit.failError";
     pub const COMMIT_ENDED_AT: &str = "reconciliation.commit.endedAt";
     pub const COMMIT_SWEEP_AT: &str = "reconciliation.commit.sweepAt";
     pub const COMMIT_SWEPT_AT: &str = "reconciliation.commit.sweptAt";

@@ -7,12 +7,14 @@
 
 pub mod budget;
 pub mod by;
+pub mod claims;
 pub mod commit;
 pub mod eligible;
 pub mod fields;
 pub mod indexes;
 pub mod journal;
 pub mod orders;
+pub mod refusals;
 pub mod refunds;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
