@@ -114,6 +114,9 @@ pub mod names {
     /// Gauge: drafts older than the lookback, due, that the indexed eligible query cannot match
     /// (`createdAt` not a date, `paymentStatus` not pending); the sweep reconciles or parks them.
     pub const IRREGULAR_DRAFTS: &str = "reconciler_irregular_drafts";
+    /// Gauge: orders excluded from reconciliation because the database refuses even their park
+    /// (records in `reconciler_holds`, `store/refusals.rs`); each needs a person.
+    pub const EXCLUDED_ORDERS: &str = "reconciler_excluded_orders";
     /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
     pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
     /// Counter, labels `event` ([`super::labels::webhook_event`]) and `result`
@@ -128,7 +131,7 @@ pub mod names {
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -148,6 +151,7 @@ pub mod names {
         LATE_PAYMENTS,
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
+        EXCLUDED_ORDERS,
         WEBHOOKS,
         BUDGET_INSTANCES,
         BUDGET_PERMITS,
@@ -270,6 +274,11 @@ pub fn describe_metrics() {
         "Late-payment watches due more than 10 minutes ago and still inside their window."
     );
     describe_gauge!(
+        EXCLUDED_ORDERS,
+        Unit::Count,
+        "Orders excluded from reconciliation because the database refuses even their park (records in reconciler_holds)."
+    );
+    describe_gauge!(
         NEEDS_REVIEW_ORDERS,
         Unit::Count,
         "Orders parked in needs_review awaiting a person."
@@ -329,6 +338,7 @@ fn initialize_metrics() {
     metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
+    metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }

@@ -128,6 +128,8 @@ struct ScanCounts {
     due_watches: u64,
     overdue_watches: u64,
     review: u64,
+    /// Orders excluded from claims because the database refuses even their park.
+    excluded: u64,
     /// The earliest moment after the scan at which an order becomes due (`Store::next_due`).
     next_due: Option<DateTime>,
 }
@@ -260,6 +262,10 @@ pub struct Scanner {
     candidates: VecDeque<Bson>,
     /// What this tick's sweep found and no candidate list has taken yet.
     swept: Swept,
+    /// Orders no candidate list may hold until the next scan: the held ones
+    /// (`store/refusals.rs`, loaded by the scan) and those a claim of this tick did not get, so a
+    /// refill never fetches the same failed candidates again within one tick.
+    avoid: Vec<Bson>,
     /// The last fetch found every eligible order: no need to look again before the next tick.
     listed_all: bool,
     /// The last claim got every order it asked for: more are probably waiting.
@@ -281,6 +287,7 @@ impl Scanner {
             phase: Phase::Idle { tick_owed: false },
             candidates: VecDeque::new(),
             swept: Swept::default(),
+            avoid: Vec::new(),
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
@@ -341,12 +348,14 @@ impl Scanner {
         // first.
         self.candidates.clear();
         self.swept = Swept::default();
+        self.avoid.clear();
         self.listed_all = false;
         let env = self.env.clone();
         ctx.spawn(scan(env).into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok((counts, swept)) => {
+                Ok((counts, swept, held)) => {
                     act.swept = swept;
+                    act.avoid = held;
                     // An idle scan costs no candidate fetch: the counts just said it finds nothing.
                     act.listed_all = counts.nothing_due();
                     counts.record();
@@ -393,15 +402,19 @@ impl Scanner {
         let asked = ids.len();
         let claim = async move {
             let lease = env.settings.job.lease_ttl;
-            env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await
+            let claimed = env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await;
+            (ids, claimed)
         };
-        ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(claim.into_actor(self).map(move |(ids, res), act, ctx| {
             let refill_owed = act.phase.end();
             let refill = match res {
                 Ok(claimed) => {
                     if !claimed.is_empty() {
                         tracing::debug!(claimed = claimed.len(), "claimed orders");
                     }
+                    // Not got (taken, settled, refused, stuck): not fetched again this tick.
+                    let got: Vec<&Bson> = claimed.iter().map(Claimed::id).collect();
+                    act.avoid.extend(ids.into_iter().filter(|id| !got.contains(&id)));
                     // Fewer than asked: some candidates were taken or settled meanwhile; the
                     // freed permits go to the next candidates straight away.
                     let short = claimed.len() < asked;
@@ -439,10 +452,11 @@ impl Scanner {
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
         let mut swept = std::mem::take(&mut self.swept);
+        let avoid = self.avoid.clone();
         let fetch = async move {
             let ids = env
                 .store
-                .candidates_with(DateTime::now(), &env.eligibility, limit, &mut swept)
+                .candidates_avoiding(DateTime::now(), &env.eligibility, limit, &mut swept, &avoid)
                 .await;
             (ids, swept)
         };
@@ -493,27 +507,36 @@ impl Scanner {
     }
 }
 
-/// The scan a tick runs: the recovery pass, the sweep, and the counts for the gauges.
-async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreError> {
+/// The scan a tick runs: the holds (orders left alone for now), the recovery pass, the sweep,
+/// and the counts for the gauges. Also the held ids, for the tick's candidate lists.
+async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept, Vec<Bson>), crate::store::StoreError> {
+    let now = DateTime::now();
+    let holds = env.store.load_holds(now).await?;
     let recovered = env
         .store
-        .recover_journals(&env.owner, env.settings.job.lease_ttl)
+        .recover_journals_avoiding(&env.owner, env.settings.job.lease_ttl, &holds.ids)
         .await?;
     if !recovered.is_empty() {
         tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
     }
     let now = DateTime::now();
-    let swept = env.store.sweep(now, &env.eligibility).await?;
+    let swept = env.store.sweep_avoiding(now, &env.eligibility, &holds.ids).await?;
     let watches = env.store.count_watches(now, &env.eligibility, &swept).await?;
+    let next_due = env.store.next_due(now, &env.eligibility).await?;
     let counts = ScanCounts {
-        eligible: env.store.count_eligible(now, &env.eligibility).await?,
+        eligible: env
+            .store
+            .count_eligible_avoiding(now, &env.eligibility, &holds.ids)
+            .await?,
         irregular: swept.drafts.len() as u64,
         due_watches: watches.due,
         overdue_watches: watches.overdue,
         review: env.store.count_needs_review().await?,
-        next_due: env.store.next_due(now, &env.eligibility).await?,
+        excluded: holds.excluded,
+        // A held order is due again when its retry comes.
+        next_due: [next_due, holds.next].into_iter().flatten().min(),
     };
-    Ok((counts, swept))
+    Ok((counts, swept, holds.ids))
 }
 
 impl ScanCounts {
@@ -536,6 +559,7 @@ impl ScanCounts {
         metrics::gauge!(names::IRREGULAR_DRAFTS).set(self.irregular as f64);
         metrics::gauge!(names::OVERDUE_WATCHES).set(self.overdue_watches as f64);
         metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(self.review as f64);
+        metrics::gauge!(names::EXCLUDED_ORDERS).set(self.excluded as f64);
         metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::OK).increment(1);
         metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
     }

@@ -27,6 +27,14 @@ pub enum Claimed {
 }
 
 impl Claimed {
+    /// The order's `_id`.
+    pub fn id(&self) -> &Bson {
+        match self {
+            Claimed::Valid(o) => &o.id,
+            Claimed::Invalid { id, .. } => id,
+        }
+    }
+
     /// The id to log (never customer data).
     pub fn log_id(&self) -> String {
         match self {
@@ -177,7 +185,6 @@ impl Store {
             .map_err(StoreError::mongo("release claim"))?;
         Ok(())
     }
-
 }
 
 /// Whether a claimed document is still work for the reconciler.
@@ -204,7 +211,11 @@ fn claimable(d: &Document, schema: &Schema) -> Claimable {
         Some(Status::Cancelled) if pending && watched => Claimable::Yes,
         Some(_) => Claimable::No,
         None => match get_path(d, &o.status) {
-            Some(Bson::Array(words)) if words.iter().any(|w| w.as_str() == Some(o.status_values.word(Status::Draft))) => {
+            Some(Bson::Array(words))
+                if words
+                    .iter()
+                    .any(|w| w.as_str() == Some(o.status_values.word(Status::Draft))) =>
+            {
                 Claimable::Unreadable(OrderError {
                     field: o.status.clone(),
                     problem: "is an array; one status word is required".into(),

@@ -38,8 +38,6 @@ pub mod own {
     pub const COMMIT_STATE: &str = "reconciliation.commit.state";
     pub const COMMIT_FAIL_REASON: &str = "reconciliation.commit.failReason";
     pub const COMMIT_FAIL_PRODUCT: &str = "reconciliation.commit.failProduct";
-    /// The database's refusal that stopped a commit's confirmation (`unwritable_order`).
-    pub const COMMIT_FAIL_ERROR: &str = "reconciliation.commit.failError";
     pub const COMMIT_ENDED_AT: &str = "reconciliation.commit.endedAt";
     pub const COMMIT_SWEEP_AT: &str = "reconciliation.commit.sweepAt";
     pub const COMMIT_SWEPT_AT: &str = "reconciliation.commit.sweptAt";

@@ -14,8 +14,8 @@ pub mod fields;
 pub mod indexes;
 pub mod journal;
 pub mod orders;
-pub mod refusals;
 pub mod refunds;
+pub mod refusals;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;
