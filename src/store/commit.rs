@@ -290,7 +290,7 @@ impl Store {
 
     async fn read_product(&self, s: &mut ClientSession, item: &Item) -> StoreResult<Option<Document>> {
         self.products
-            .find_one(doc! { "_id": &item.product_id })
+            .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
             .session(&mut *s)
             .await
             .map_err(StoreError::mongo("read product"))
@@ -344,7 +344,7 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item, s: &Schema) -> 
 /// maintained too (`job.sized_items_decrement_total`).
 pub(crate) fn stock_guard(item: &Item, sized_total: bool, s: &Schema) -> Document {
     let p = &s.products;
-    let mut f = doc! { "_id": &item.product_id };
+    let mut f = doc! { "_id": s.product_ref(&item.product_id) };
     if item.size.is_none() || sized_total {
         f.insert(&p.stock, doc! { "$gte": item.quantity });
     }

@@ -17,6 +17,7 @@ use super::fields::own;
 use super::orders::{minus, plus, Store};
 use super::refusals::avoiding;
 use super::{StoreError, StoreResult};
+use crate::domain::created_at::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
@@ -53,8 +54,14 @@ fn free(now: DateTime) -> Document {
     doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
 }
 
+/// The earliest `createdAt` date the indexed filters believe (see `domain/created_at.rs`).
+fn earliest() -> DateTime {
+    DateTime::from_millis(EARLIEST_PLAUSIBLE_MS)
+}
+
 /// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
-/// `createdAt` not a date (or missing); due and not leased.
+/// `createdAt` not a date (or missing) or a date that is no plausible creation time (before 2000,
+/// more than a day ahead); due and not leased.
 fn irregular_draft_filter(s: &Schema, now: DateTime) -> Document {
     let o = &s.orders;
     let mut f = doc! {
@@ -62,6 +69,8 @@ fn irregular_draft_filter(s: &Schema, now: DateTime) -> Document {
         "$or": [
             { &o.payment_status: { "$ne": o.payment_status_values.word(PaymentStatus::Pending) } },
             { &o.created_at: { "$not": { "$type": "date" } } },
+            { &o.created_at: { "$lt": earliest() } },
+            { &o.created_at: { "$gt": plus(now, Duration::from_millis(FUTURE_TOLERANCE_MS as u64)) } },
         ],
         own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
     };
@@ -131,7 +140,7 @@ impl Store {
         doc! {
             &o.status: o.status_values.word(Status::Draft),
             &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
-            &o.created_at: { "$lte": minus(now, e.lookback) },
+            &o.created_at: { "$gte": earliest(), "$lte": minus(now, e.lookback) },
             own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
             own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }

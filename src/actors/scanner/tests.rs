@@ -119,7 +119,7 @@ fn the_next_wake_is_never_later_than_one_lookback_after_the_scan() {
 
 #[test]
 fn check_warns_only_about_a_lookback_the_scanner_cannot_honour() {
-    let mut job = crate::config::Settings::for_tests("mongodb://x", "http://x").job;
+    let mut job = crate::config::Settings::for_tests("mongodb://127.0.0.1:1/shop", "http://127.0.0.1:1").job;
     job.interval = Duration::from_secs(60);
     job.lookback = Duration::from_secs(20);
     assert_eq!(

@@ -301,7 +301,10 @@ impl Store {
         let marker = j.marker(i);
         if item.size.is_some() {
             // A product listing the size twice: the array filter would move both entries.
-            let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+            let read = self
+                .products
+                .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
+                .max_time(w.0);
             if let Some(bad) = w
                 .run("journal: read product", read)
                 .await?
@@ -330,7 +333,10 @@ impl Store {
             }
             Err(e) => return Err(e),
         }
-        let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+        let read = self
+            .products
+            .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
+            .max_time(w.0);
         let product = w.run("journal: read product", read).await?;
         let marked = product
             .as_ref()
@@ -374,7 +380,7 @@ impl Store {
         let undo = self
             .products
             .find_one_and_update(
-                doc! { "_id": &item.product_id, MARKERS: &marker },
+                doc! { "_id": self.schema.product_ref(&item.product_id), MARKERS: &marker },
                 doc! { "$inc": j.inc(item, 1, &self.schema), "$pull": { MARKERS: &marker } },
             )
             .with_options(w.opts_for(item, &self.schema));

@@ -135,7 +135,7 @@ impl Store {
                         let r = self
                             .products
                             .update_one(
-                                doc! { "_id": &item.product_id, MARKERS: j.marker(i) },
+                                doc! { "_id": self.schema.product_ref(&item.product_id), MARKERS: j.marker(i) },
                                 doc! { "$pull": { MARKERS: j.marker(i) } },
                             )
                             .await
