@@ -117,6 +117,9 @@ pub mod names {
     /// Gauge: orders excluded from reconciliation because the database refuses even their park
     /// (records in `reconciler_holds`, `store/refusals.rs`); each needs a person.
     pub const EXCLUDED_ORDERS: &str = "reconciler_excluded_orders";
+    /// Gauge: orders whose status (or a draft's payment status) word differs from the mapped
+    /// one only in case (`Draft` for `draft`): not reconciled; counted every 10 minutes.
+    pub const STATUS_WORD_NEAR_MISSES: &str = "reconciler_status_word_near_misses";
     /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
     pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
     /// Counter, labels `event` ([`super::labels::webhook_event`]) and `result`
@@ -131,7 +134,7 @@ pub mod names {
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -152,6 +155,7 @@ pub mod names {
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
         EXCLUDED_ORDERS,
+        STATUS_WORD_NEAR_MISSES,
         WEBHOOKS,
         BUDGET_INSTANCES,
         BUDGET_PERMITS,
@@ -279,6 +283,11 @@ pub fn describe_metrics() {
         "Orders excluded from reconciliation because the database refuses even their park (records in reconciler_holds)."
     );
     describe_gauge!(
+        STATUS_WORD_NEAR_MISSES,
+        Unit::Count,
+        "Orders whose status word differs from the mapped one only in case (not reconciled)."
+    );
+    describe_gauge!(
         NEEDS_REVIEW_ORDERS,
         Unit::Count,
         "Orders parked in needs_review awaiting a person."
@@ -339,6 +348,7 @@ fn initialize_metrics() {
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
+    metrics::gauge!(names::STATUS_WORD_NEAR_MISSES).set(0.0);
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }

@@ -4,14 +4,19 @@
 //! reconciler slots (never more than `max_orders_per_run` at once). Each scan also finds when the
 //! next order becomes due (`Store::next_due`: a draft's lookback passing, a `nextCheckAt` coming)
 //! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
-//! interval, which stays the safety net (every tick arms the next one first, see `arm`). Drafts
-//! inserted after a scan are seen at the next due moment or interval, which with the default
-//! lookback (longer than the interval) is before they are due. A scan whose counts find nothing
+//! interval, which stays the safety net (every tick arms the next one first, see `arm`). It never
+//! sleeps longer than one lookback after a scan (`next_wake`), so drafts inserted meanwhile are
+//! seen before they become due even when the lookback is shorter than the interval. A scan whose counts find nothing
 //! due skips the candidate fetch, so the wake's two find-ones cost an idle minute nothing extra
 //! (`ScanCounts::nothing_due`). When a reconciler finishes
 //! and the last claim was full — the backlog is not drained — it claims again for the freed slot
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
+//!
+//! Orders the database refuses to write (`store/refusals.rs`) are *held*: each scan loads the
+//! holds and keeps them out of its candidate lists, counts and recovery pass (a held order's
+//! retry moment wakes the scanner), and ids a claim of this tick did not get are not fetched
+//! again before the next scan, so poison documents cannot starve the queue or spin it.
 //!
 //! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
 //! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
@@ -116,22 +121,6 @@ pub fn lookback_warning(job: &crate::config::JobSettings) -> Option<String> {
             WAKE_FLOOR.as_secs()
         )
     })
-}
-
-/// What a scan counts for the gauges.
-struct ScanCounts {
-    /// Drafts the eligible (indexed) filter matches.
-    eligible: u64,
-    /// Drafts only the sweep finds (`createdAt` not a date, `paymentStatus` not pending).
-    irregular: u64,
-    /// Late-payment watches due now (the sweep's included).
-    due_watches: u64,
-    overdue_watches: u64,
-    review: u64,
-    /// Orders excluded from claims because the database refuses even their park.
-    excluded: u64,
-    /// The earliest moment after the scan at which an order becomes due (`Store::next_due`).
-    next_due: Option<DateTime>,
 }
 
 /// `once`: claim and reconcile everything eligible now, answer when done.
@@ -271,6 +260,8 @@ pub struct Scanner {
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
+    /// When the last scan looked for near-miss status words (`store/words.rs`).
+    words_checked: Option<Instant>,
     /// The armed tick: when it fires and its handle (`Mode::Run` only, see `arm`).
     wake: Option<(Instant, SpawnHandle)>,
     summary: Summary,
@@ -291,6 +282,7 @@ impl Scanner {
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
+            words_checked: None,
             wake: None,
             summary: Summary::default(),
             drain_reply: None,
@@ -351,7 +343,13 @@ impl Scanner {
         self.avoid.clear();
         self.listed_all = false;
         let env = self.env.clone();
-        ctx.spawn(scan(env).into_actor(self).map(|res, act, ctx| {
+        let words = self
+            .words_checked
+            .is_none_or(|at| at.elapsed() >= crate::store::words::WORD_CHECK_EVERY);
+        if words {
+            self.words_checked = Some(Instant::now());
+        }
+        ctx.spawn(scan(env, words).into_actor(self).map(|res, act, ctx| {
             match res {
                 Ok((counts, swept, held)) => {
                     act.swept = swept;
@@ -507,64 +505,6 @@ impl Scanner {
     }
 }
 
-/// The scan a tick runs: the holds (orders left alone for now), the recovery pass, the sweep,
-/// and the counts for the gauges. Also the held ids, for the tick's candidate lists.
-async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept, Vec<Bson>), crate::store::StoreError> {
-    let now = DateTime::now();
-    let holds = env.store.load_holds(now).await?;
-    let recovered = env
-        .store
-        .recover_journals_avoiding(&env.owner, env.settings.job.lease_ttl, &holds.ids)
-        .await?;
-    if !recovered.is_empty() {
-        tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
-    }
-    let now = DateTime::now();
-    let swept = env.store.sweep_avoiding(now, &env.eligibility, &holds.ids).await?;
-    let watches = env.store.count_watches(now, &env.eligibility, &swept).await?;
-    let next_due = env.store.next_due(now, &env.eligibility).await?;
-    let counts = ScanCounts {
-        eligible: env
-            .store
-            .count_eligible_avoiding(now, &env.eligibility, &holds.ids)
-            .await?,
-        irregular: swept.drafts.len() as u64,
-        due_watches: watches.due,
-        overdue_watches: watches.overdue,
-        review: env.store.count_needs_review().await?,
-        excluded: holds.excluded,
-        // A held order is due again when its retry comes.
-        next_due: [next_due, holds.next].into_iter().flatten().min(),
-    };
-    Ok((counts, swept, holds.ids))
-}
-
-impl ScanCounts {
-    /// Nothing was due at the scan: the candidate fetch right after it would find nothing (an
-    /// order that becomes due meanwhile is `next_due`'s, and the wake comes for it).
-    fn nothing_due(&self) -> bool {
-        self.eligible == 0 && self.irregular == 0 && self.due_watches == 0
-    }
-
-    /// Set the backlog gauges and count a successful scan.
-    fn record(&self) {
-        if self.irregular > 0 {
-            tracing::warn!(
-                drafts = self.irregular,
-                "drafts whose createdAt or paymentStatus the indexed query cannot match; \
-                 the sweep reconciles or parks them"
-            );
-        }
-        metrics::gauge!(names::ELIGIBLE_BACKLOG).set((self.eligible + self.irregular) as f64);
-        metrics::gauge!(names::IRREGULAR_DRAFTS).set(self.irregular as f64);
-        metrics::gauge!(names::OVERDUE_WATCHES).set(self.overdue_watches as f64);
-        metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(self.review as f64);
-        metrics::gauge!(names::EXCLUDED_ORDERS).set(self.excluded as f64);
-        metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::OK).increment(1);
-        metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
-    }
-}
-
 impl Actor for Scanner {
     type Context = Context<Self>;
 
@@ -595,6 +535,9 @@ impl Handler<StopClaiming> for Scanner {
         self.more_waiting = false;
     }
 }
+
+mod scan;
+use scan::scan;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod orders;
 pub mod refunds;
 pub mod refusals;
+pub mod words;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;
