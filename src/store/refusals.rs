@@ -186,7 +186,7 @@ impl Store {
                     .unwrap_or(1)
             }
             // The order cannot even hold its count: keep it in the reconciler's collection.
-            Err(e) if e.is_refusal() => self.hold(id, error, next, false).await?,
+            Err(e) if e.is_refusal() => self.hold(id, error, Some(next)).await?,
             Err(e) => return Err(e),
         };
         if n < REFUSAL_CAP {
@@ -208,19 +208,19 @@ impl Store {
         Ok(())
     }
 
-    /// Count a refusal (or mark the exclusion) in [`HOLDS`]; the count so far.
-    async fn hold(&self, id: &Bson, error: &str, next: DateTime, excluded: bool) -> StoreResult<i64> {
-        let mut set = doc! {
-            "lastError": error, "at": DateTime::now(), "nextCheckAt": next,
-            "collection": &self.schema.orders.collection,
-        };
-        if excluded {
-            set.insert("excluded", true);
-        }
-        let update = if excluded {
-            doc! { "$set": set }
-        } else {
-            doc! { "$set": set, "$inc": { "refused": 1 } }
+    /// Count a refusal in [`HOLDS`], due again at `next`, or (`None`) mark the order excluded;
+    /// the count so far.
+    async fn hold(&self, id: &Bson, error: &str, next: Option<DateTime>) -> StoreResult<i64> {
+        let mut set = doc! { "lastError": error, "at": DateTime::now(), "collection": &self.schema.orders.collection };
+        let update = match next {
+            Some(next) => {
+                set.insert("nextCheckAt", next);
+                doc! { "$set": set, "$inc": { "refused": 1 } }
+            }
+            None => {
+                set.insert("excluded", true);
+                doc! { "$set": set }
+            }
         };
         let d = self
             .holds()
@@ -303,7 +303,7 @@ impl Store {
 
     /// Keep the scanner and recovery off the order until a person deletes the record.
     pub(crate) async fn exclude(&self, id: &Bson, error: &str) -> StoreResult<()> {
-        self.hold(id, error, DateTime::MAX, true).await?;
+        self.hold(id, error, None).await?;
         tracing::error!(order_id = %id, error, collection = HOLDS, "the database refuses even the park of this order; excluded from reconciliation until its document is fixed and its record in reconciler_holds deleted");
         Ok(())
     }
