@@ -343,9 +343,12 @@ impl Scanner {
         self.avoid.clear();
         self.listed_all = false;
         let env = self.env.clone();
-        let words = self
-            .words_checked
-            .is_none_or(|at| at.elapsed() >= crate::store::words::WORD_CHECK_EVERY);
+        // The service looks at its first scan and every `WORD_CHECK_EVERY` (the query reads every
+        // order); a `once` pass does not.
+        let words = self.mode == Mode::Run
+            && self
+                .words_checked
+                .is_none_or(|at| at.elapsed() >= crate::store::words::WORD_CHECK_EVERY);
         if words {
             self.words_checked = Some(Instant::now());
         }

@@ -3,9 +3,10 @@
 //! Words are compared exactly as `[schema]` maps them: a shop whose backend writes `Draft` has
 //! drafts the reconciler does not see, and guessing that `Draft` means `draft` could settle an
 //! order the shop meant otherwise. So nothing is reconciled on a near-miss, but none goes
-//! unnoticed either: the scanner counts them now and then (`WORD_CHECK_EVERY`; the query cannot
-//! use an index) into `reconciler_status_word_near_misses` and logs each word once per process,
-//! with the key to map it by.
+//! unnoticed either: the service's scanner counts them at its first scan and every
+//! `WORD_CHECK_EVERY` after (the query cannot use an index; a `once` pass does not run it) into
+//! `reconciler_status_word_near_misses` and logs each word once per process, with the key to map
+//! it by.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
