@@ -175,17 +175,28 @@ impl Store {
     }
 
     /// Undo one of our claims (guarded by the exact lease, so nothing else is touched).
+    /// A document whose status matched a candidate filter without reading as a status (an array
+    /// holding a watched cancellation's word) gets a `nextCheckAt` `UNREADABLE_RETRY` away, so it
+    /// is not claimed again every tick.
     async fn release_claim(&self, d: &Document, owner: &str, until: DateTime) -> StoreResult<()> {
+        let mut update = doc! { "$unset": unset_lease() };
+        if crate::domain::order::read_status(d, &self.schema).is_none() {
+            let later = plus(DateTime::now(), UNREADABLE_RETRY);
+            update.insert("$set", doc! { own::NEXT_CHECK_AT: later });
+        }
         self.orders
             .update_one(
                 doc! { "_id": d.get("_id"), own::LEASE_OWNER: owner, own::LEASE_UNTIL: until },
-                doc! { "$unset": unset_lease() },
+                update,
             )
             .await
             .map_err(StoreError::mongo("release claim"))?;
         Ok(())
     }
 }
+
+/// How long a claimed document whose status cannot be read (and is not a draft's) waits.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(3600);
 
 /// Whether a claimed document is still work for the reconciler.
 #[derive(Debug, PartialEq)]
