@@ -307,18 +307,16 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
         Ok(parked) => parked,
         // The database refused this order's document: `settle` counts it (nothing changed).
         Err(e) if e.is_refusal() => return Err(e),
-        Err(e) if env.strategy == StrategyChoice::Journal => {
-            metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => labels::commit_failure::DATABASE)
-                .increment(1);
-            // The saga may have moved stock: its journal says how far, and recovery finishes
-            // it (forward, or back) once the lease expires. Nothing to reschedule here.
-            tracing::error!(error = %e, "stock commit stopped part-way; the recovery pass finishes it from its journal");
-            return Err(e);
-        }
         Err(e) => {
             metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => labels::commit_failure::DATABASE)
                 .increment(1);
-            tracing::error!(error = %e, "stock commit failed; the transaction changed nothing, the order will be retried");
+            if env.strategy == StrategyChoice::Journal {
+                // The saga may have moved stock: its journal says how far, and the recovery pass
+                // finishes it (forward, or back) once the lease expires.
+                tracing::error!(error = %e, "stock commit stopped; an order left committing is finished from its journal by the recovery pass, a draft is retried");
+            } else {
+                tracing::error!(error = %e, "stock commit failed; the transaction changed nothing, the order will be retried");
+            }
             // Best effort: bring it back soon. If this write fails too, the lease expires.
             let _ = env
                 .store
