@@ -388,7 +388,9 @@ impl Store {
     /// Find one order by its merchant transaction id (for `check`).
     pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
         self.orders
-            .find_one(doc! { &self.schema.orders.id: mtid })
+            // `$type` spelled out: the query then states the `reconciler_id` index's partial
+            // filter (`store/indexes.rs`) and any planner may use that index for it.
+            .find_one(doc! { &self.schema.orders.id: { "$eq": mtid, "$type": "string" } })
             .await
             .map_err(StoreError::mongo("find order"))
     }
