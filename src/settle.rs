@@ -211,7 +211,8 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
             guarded(env, order, &t, now).await?
         }
         Decision::Reschedule { after, code } => {
-            env.store
+            let matched = env
+                .store
                 .reschedule(
                     &order.id,
                     env.owner,
@@ -223,7 +224,7 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                     now,
                 )
                 .await?;
-            Outcome::Rescheduled
+            held(matched, Outcome::Rescheduled)
         }
         Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
         Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
@@ -243,7 +244,8 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
         }
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
-            env.store
+            let matched = env
+                .store
                 .reschedule(
                     &order.id,
                     env.owner,
@@ -251,7 +253,7 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                     now,
                 )
                 .await?;
-            Outcome::Rescheduled
+            held(matched, Outcome::Rescheduled)
         }
     };
     tracing::info!(outcome = outcome.as_str(), "order reconciled");
@@ -271,8 +273,18 @@ async fn retry(
     let (code, excerpt) = (error.code(), error.excerpt());
     let next = plus(now, jitter(after));
     let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
-    env.store.reschedule(&order.id, env.owner, recheck, now).await?;
-    Ok(Outcome::Retried)
+    let matched = env.store.reschedule(&order.id, env.owner, recheck, now).await?;
+    Ok(held(matched, Outcome::Retried))
+}
+
+/// A reschedule is guarded by the status and our lease: when it matched nothing, the order was
+/// settled or taken meanwhile and nothing was written (`Released`), whatever was meant.
+fn held(matched: bool, outcome: Outcome) -> Outcome {
+    if matched {
+        return outcome;
+    }
+    tracing::info!("order changed under us or our lease was lost; nothing rescheduled");
+    Outcome::Released
 }
 
 async fn guarded(env: &Settler<'_>, order: &Order, t: &Transition, now: DateTime) -> Result<Outcome, StoreError> {
