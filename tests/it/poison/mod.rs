@@ -237,8 +237,27 @@ fn drafts_that_cannot_be_claimed_never_starve_the_good_ones() {
         w.insert_order(&mtid, 100, 600, &[("tee", 1, None)]);
         w.sim.script(&mtid, vec![Answer::completed(100)]);
     }
+    // A watched cancellation whose status is an array: matched by the watch filter, unreadable
+    // once claimed, so released with a retry an hour away instead of claimed every tick.
+    let watched = w.insert_order("WATCH-ARR", 100, 3600, &[("tee", 1, None)]);
+    let cancelled = Bson::String(w.schema.orders.status_values.cancelled.clone());
+    w.block(w.orders().update_one(
+        doc! { "_id": watched },
+        doc! { "$set": { &w.schema.orders.status: [cancelled], "reconciliation.reason": "pending_timeout" } },
+    ))
+    .unwrap();
 
     assert!(once(&w, &[]).success());
+    let next = recon(&w, "WATCH-ARR")
+        .get_datetime("nextCheckAt")
+        .ok()
+        .map(|d| d.timestamp_millis());
+    let in_an_hour = DateTime::now().timestamp_millis() + 3_000_000;
+    assert!(
+        next.is_some_and(|n| n > in_an_hour),
+        "WATCH-ARR released with a retry an hour away: {next:?}"
+    );
+    assert_eq!(w.calls_for("WATCH-ARR"), 0);
     for i in 0..5 {
         assert_eq!(w.status(&format!("GOOD-{i}")).0, "confirmed", "GOOD-{i}");
     }
