@@ -17,6 +17,9 @@ use mongodb::bson::{doc, DateTime, Document};
 use phonepe_sim::Answer;
 use support::{Running, World};
 
+#[path = "reconciler/poison.rs"]
+mod poison;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("all");
@@ -24,6 +27,8 @@ fn main() {
     match scenario {
         "drain" => drain(n(100)),
         "latency" => latency(),
+        "latency-short" => poison::latency_short_lookback(),
+        "starve" => poison::starve(),
         "throughput" => throughput(n(10_000)),
         "idle" => idle(n(10_000)),
         "scan" => scan(),
@@ -36,9 +41,13 @@ fn main() {
             idle(10_000);
             throughput(10_000);
             latency();
+            poison::latency_short_lookback();
+            poison::starve();
             drain(100);
         }
-        other => panic!("unknown scenario {other}: drain | latency | throughput | idle | scan | instances | all"),
+        other => panic!(
+            "unknown scenario {other}: drain | latency | latency-short | throughput | idle | scan | instances | starve | all"
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Wiring: from validated settings to a running actor system, for each CLI mode.
 //!
-//! `build_env` connects to MongoDB (and checks it answers), creates the indexes, resolves the
+//! `build_env` connects to MongoDB (and checks it answers), creates the indexes the shop does not
+//! already have (`store/indexes.rs`), resolves the
 //! commit strategy, joins the merchant's PhonePe budget shared by every instance and builds the
 //! PhonePe client — all on the runtime of the System that will use them. `run` then starts the
 //! Supervisor with a ticking Scanner plus the ops HTTP server (and the PhonePe webhook listener
@@ -40,8 +41,27 @@ fn lease_owner() -> String {
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-/// Connect and prepare everything the actors share. Must run inside the System that uses it.
+/// Connect and prepare everything the actors share, creating the indexes. Must run inside the
+/// System that uses it.
 pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc<Env>> {
+    Ok(prepare_env(settings, health, Indexes::Ensure).await?.0)
+}
+
+/// What [`prepare_env`] does about the indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indexes {
+    /// Create what is missing (the service, `once`, `selftest`).
+    Ensure,
+    /// Only plan: `check` reports what start-up would create and changes nothing.
+    Plan,
+}
+
+/// [`build_env`], with the index plan (carried out or not, by `indexes`).
+pub async fn prepare_env(
+    settings: Settings,
+    health: Health,
+    indexes: Indexes,
+) -> anyhow::Result<(Arc<Env>, Vec<crate::store::indexes::Step>)> {
     let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
         .await
         .context("mongodb.uri is not a usable MongoDB connection string")?
@@ -51,7 +71,10 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         })
         .with_schema(Arc::new(settings.schema.clone()));
     store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
-    store.ensure_indexes().await.context("creating the orders indexes")?;
+    let steps = match indexes {
+        Indexes::Ensure => store.ensure_indexes().await.context("preparing the indexes")?,
+        Indexes::Plan => store.plan_indexes().await??,
+    };
     let strategy = store
         .resolve_strategy(settings.job.commit_strategy)
         .await
@@ -76,7 +99,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .await
         .context("creating the reconciler_instances index")?;
     let budget = Arc::new(Budget::shared(settings.job.rate_limit_per_minute, shared));
-    Ok(Arc::new(Env {
+    let env = Arc::new(Env {
         settings,
         store,
         phonepe,
@@ -86,7 +109,20 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         eligibility,
         health,
         budget,
-    }))
+    });
+    Ok((env, steps))
+}
+
+/// The exit code of a command that failed with `e`: 2 for a conflict only a person can resolve
+/// (an index the reconciler needs against one the shop has), 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| c.downcast_ref::<crate::store::indexes::IndexConflict>().is_some())
+    {
+        2
+    } else {
+        1
+    }
 }
 
 /// Start the supervised actor system; returns the supervisor and the wiring.

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use crate::actors::{Env, Outcome};
-use crate::app::build_env;
+use crate::app::{build_env, prepare_env, Indexes};
 use crate::config::Settings;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
@@ -50,7 +50,13 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
         }
     };
     actix::System::new().block_on(async move {
-        let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
+        let (env, indexes) = prepare_env(settings.clone(), Health::new(settings.job.interval), Indexes::Plan).await?;
+        for step in &indexes {
+            println!("index: {step}");
+        }
+        if let Some(warning) = crate::actors::scanner::lookback_warning(&settings.job) {
+            println!("warning: {warning}");
+        }
         permit(&env).await?;
         let answer = env.phonepe.check_status(&mtid).await;
         println!("PhonePe: {}", describe(&answer));

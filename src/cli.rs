@@ -59,25 +59,26 @@ pub enum Command {
     /// Exit codes: 0 after a clean shutdown; 1 when actor restarts exceed
     /// supervisor.max_restarts within supervisor.restart_window_secs (so PM2/systemd restart
     /// the process) or on another runtime failure (MongoDB unreachable at start, ops.listen
-    /// taken); 2 on a configuration error.
+    /// taken); 2 on a configuration error or an index conflict (named, with the fix).
     #[command(verbatim_doc_comment)]
     Run,
     /// Reconcile what is eligible now, once, print a summary and exit.
     ///
     /// Exit codes: 0 when the pass completed (even if some orders were parked for review or
     /// rescheduled); 1 when MongoDB is unreachable or PhonePe rejects the merchant
-    /// configuration; 2 on a configuration error.
+    /// configuration; 2 on a configuration error or an index conflict.
     #[command(verbatim_doc_comment)]
     Once,
     /// Show PhonePe's answer for one order and the decision the reconciler would take.
     ///
-    /// Prints PhonePe's status answer, the order as stored, and the decision. A dry run: nothing
-    /// is written unless --apply is given, which settles the order exactly as the service would
-    /// (guarded by its status, so it is safe while the service runs).
+    /// Prints the indexes start-up would reuse or create (creating none), PhonePe's status
+    /// answer, the order as stored, and the decision. A dry run: nothing is written unless
+    /// --apply is given, which settles the order exactly as the service would (guarded by its
+    /// status, so it is safe while the service runs).
     ///
     /// Exit codes: 0 when PhonePe was asked (and, with --apply, the decision applied); 1 when
     /// no order has this merchantTransactionId, the order cannot be reconciled, or
-    /// MongoDB/PhonePe failed; 2 on a usage or configuration error.
+    /// MongoDB/PhonePe failed; 2 on a usage or configuration error, or an index conflict.
     #[command(verbatim_doc_comment)]
     Check {
         /// The order's merchantTransactionId.

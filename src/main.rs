@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("draft-reconciler: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(draft_reconciler::app::exit_code(&e))
         }
     }
 }

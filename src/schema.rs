@@ -22,6 +22,21 @@ pub const OWN_PRODUCT_FIELDS: [&str; 2] = ["_id", "reconcilerCommits"];
 const STATUSES: [Status; 6] = Status::ALL;
 const PAYMENT_STATUSES: [PaymentStatus; 5] = PaymentStatus::ALL;
 
+/// How an item's product reference is matched against the products' `_id`
+/// (`schema.orders.item_product_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProductIdType {
+    /// As stored, and a 24-hex-digit string also matches the ObjectId it spells (and an ObjectId
+    /// the string of its hex digits): Mongoose shops often store one and query by the other.
+    #[default]
+    Auto,
+    /// The products' `_id` are ObjectIds: a 24-hex-digit string reference is read as one.
+    Objectid,
+    /// The products' `_id` are strings: an ObjectId reference is read as its hex digits.
+    String,
+}
+
 /// The unit of the order's amount field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +72,8 @@ pub struct OrdersSchema {
     pub item_product: String,
     pub item_quantity: String,
     pub item_size: String,
+    /// How `item_product` is matched against the products' `_id`.
+    pub item_product_type: ProductIdType,
     pub status_values: StatusWords,
     pub payment_status_values: PaymentStatusWords,
 }
@@ -110,6 +127,7 @@ impl Default for OrdersSchema {
             item_product: "productId".into(),
             item_quantity: "quantity".into(),
             item_size: "size".into(),
+            item_product_type: ProductIdType::Auto,
             status_values: StatusWords::default(),
             payment_status_values: PaymentStatusWords::default(),
         }
@@ -271,6 +289,26 @@ impl Schema {
             &o.payment_status_values.entries(),
             &pay.entries(),
         )
+    }
+
+    /// The value an item's product reference `id` is matched with as a products `_id` (see
+    /// [`ProductIdType`]): the reference itself, its other spelling, or `{$in: [both]}`.
+    pub fn product_ref(&self, id: &Bson) -> Bson {
+        use mongodb::bson::oid::ObjectId;
+        let oid = match id {
+            Bson::String(s) => ObjectId::parse_str(s).ok(),
+            _ => None,
+        };
+        match (self.orders.item_product_type, id) {
+            (ProductIdType::Objectid, Bson::String(_)) => oid.map_or_else(|| id.clone(), Bson::ObjectId),
+            (ProductIdType::String, Bson::ObjectId(o)) => Bson::String(o.to_hex()),
+            (ProductIdType::Auto, Bson::String(_)) => match oid {
+                Some(o) => mongodb::bson::bson!({ "$in": [id.clone(), o] }),
+                None => id.clone(),
+            },
+            (ProductIdType::Auto, Bson::ObjectId(o)) => mongodb::bson::bson!({ "$in": [id.clone(), o.to_hex()] }),
+            _ => id.clone(),
+        }
     }
 
     /// The stock of the size entry a positional guard (`$elemMatch` on `sizes`) matched.

@@ -17,6 +17,7 @@ use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
+use crate::store::refusals::{Facts, Refused};
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
@@ -93,8 +94,60 @@ fn jitter_unless_watched(status: Status, d: Duration) -> Duration {
     }
 }
 
-/// The path of one decision into the database.
+/// What the decision knows about the payment, for a park after refused writes.
+fn facts(order: &Order, decision: &Decision) -> Facts {
+    match decision {
+        Decision::Commit { .. } => Facts {
+            payment: Some(PaymentStatus::Paid),
+            paid_amount: Some(order.amount.0),
+        },
+        Decision::Review {
+            payment_status,
+            paid_amount,
+            ..
+        } => Facts {
+            payment: Some(*payment_status),
+            paid_amount: *paid_amount,
+        },
+        Decision::Cancel { payment_status, .. } => Facts {
+            payment: Some(*payment_status),
+            paid_amount: None,
+        },
+        _ => Facts::default(),
+    }
+}
+
+/// The path of one decision into the database. A write the database refuses for this order's
+/// document is counted, and at the cap the order is parked `unwritable_order` (see
+/// `store/refusals.rs`); any other database error is returned (nothing changed, or a journal
+/// commit recovery finishes).
 pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
+    let facts = facts(order, &decision);
+    match settle_once(env, order, decision).await {
+        Err(e) if e.is_refusal() => refused(env, &order.id, order.status, &e.refusal_excerpt("settle"), facts).await,
+        other => other,
+    }
+}
+
+/// A write refused for this order (`error`, an excerpt): counted against it, parked at the cap.
+pub(crate) async fn refused(
+    env: &Settler<'_>,
+    id: &Bson,
+    status: Status,
+    error: &str,
+    facts: Facts,
+) -> Result<Outcome, StoreError> {
+    let word = Bson::String(env.store.schema().orders.status_values.word(status).to_string());
+    Ok(
+        match env.store.refused(id, &word, Some(env.owner), error, facts).await? {
+            Refused::Counted(_) | Refused::Excluded => Outcome::Retried,
+            Refused::Parked => Outcome::NeedsReview,
+            Refused::Gone => count(Outcome::AlreadyProcessed),
+        },
+    )
+}
+
+async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Result<Outcome, StoreError> {
     let now = DateTime::now();
     let outcome = match decision {
         Decision::Commit { code, transaction_id } => {
@@ -158,7 +211,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             guarded(env, order, &t, now).await?
         }
         Decision::Reschedule { after, code } => {
-            env.store
+            let matched = env
+                .store
                 .reschedule(
                     &order.id,
                     env.owner,
@@ -170,7 +224,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                     now,
                 )
                 .await?;
-            Outcome::Rescheduled
+            held(matched, Outcome::Rescheduled)
         }
         Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
         Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
@@ -190,7 +244,8 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
         }
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
-            env.store
+            let matched = env
+                .store
                 .reschedule(
                     &order.id,
                     env.owner,
@@ -198,7 +253,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
                     now,
                 )
                 .await?;
-            Outcome::Rescheduled
+            held(matched, Outcome::Rescheduled)
         }
     };
     tracing::info!(outcome = outcome.as_str(), "order reconciled");
@@ -218,8 +273,18 @@ async fn retry(
     let (code, excerpt) = (error.code(), error.excerpt());
     let next = plus(now, jitter(after));
     let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
-    env.store.reschedule(&order.id, env.owner, recheck, now).await?;
-    Ok(Outcome::Retried)
+    let matched = env.store.reschedule(&order.id, env.owner, recheck, now).await?;
+    Ok(held(matched, Outcome::Retried))
+}
+
+/// A reschedule is guarded by the status and our lease: when it matched nothing, the order was
+/// settled or taken meanwhile and nothing was written (`Released`), whatever was meant.
+fn held(matched: bool, outcome: Outcome) -> Outcome {
+    if matched {
+        return outcome;
+    }
+    tracing::info!("order changed under us or our lease was lost; nothing rescheduled");
+    Outcome::Released
 }
 
 async fn guarded(env: &Settler<'_>, order: &Order, t: &Transition, now: DateTime) -> Result<Outcome, StoreError> {
@@ -252,10 +317,18 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
             return Ok(Outcome::AlreadyProcessed);
         }
         Ok(parked) => parked,
+        // The database refused this order's document: `settle` counts it (nothing changed).
+        Err(e) if e.is_refusal() => return Err(e),
         Err(e) => {
             metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => labels::commit_failure::DATABASE)
                 .increment(1);
-            tracing::error!(error = %e, "stock commit failed; nothing changed, the order will be retried");
+            if env.strategy == StrategyChoice::Journal {
+                // The saga may have moved stock: its journal says how far, and the recovery pass
+                // finishes it (forward, or back) once the lease expires.
+                tracing::error!(error = %e, "stock commit stopped; an order left committing is finished from its journal by the recovery pass, a draft is retried");
+            } else {
+                tracing::error!(error = %e, "stock commit failed; the transaction changed nothing, the order will be retried");
+            }
             // Best effort: bring it back soon. If this write fails too, the lease expires.
             let _ = env
                 .store
@@ -278,8 +351,17 @@ async fn commit(env: &Settler<'_>, order: &Order, t: Transition, now: DateTime) 
         .unwrap_or(ReviewReason::InsufficientStock)
         .as_str();
     let product = parked.product().unwrap_or_default().to_string();
-    // Both strategies have already parked the order as needs_review, with nothing deducted.
     metrics::counter!(names::STOCK_COMMIT_FAILURES, labels::REASON => reason).increment(1);
+    if let CommitOutcome::Unwritable { parked, .. } = parked {
+        // The journal's confirmation was refused: its deductions were restored first.
+        if parked {
+            tracing::error!(error = %product, "the database refused the order's confirmation; stock restored, parked as needs_review (unwritable_order)");
+            return Ok(Outcome::NeedsReview);
+        }
+        tracing::error!(error = %product, "the database refused the order's confirmation and its park; stock restored, order excluded until its document is fixed");
+        return Ok(Outcome::Retried);
+    }
+    // Both strategies have already parked the order as needs_review, with nothing deducted.
     tracing::warn!(reason, product = %product, "paid order cannot be fulfilled; nothing deducted, parked as needs_review");
     Ok(Outcome::NeedsReview)
 }
@@ -301,8 +383,26 @@ pub async fn park_invalid(
         None,
     )
     .by(env.by);
-    tracing::error!(order_id = %id, problem = %error, "order document is invalid; parked as needs_review");
-    let won = env.store.park_invalid(id, &t, DateTime::now()).await?;
+    let won = match env.store.park_invalid(id, &t, DateTime::now()).await {
+        Ok(won) => won,
+        Err(e) if e.is_refusal() => {
+            tracing::error!(order_id = %id, problem = %error, "order document is invalid, and the database refused its park");
+            return refused(
+                env,
+                id,
+                status,
+                &e.refusal_excerpt("park invalid order"),
+                Facts::default(),
+            )
+            .await;
+        }
+        Err(e) => return Err(e),
+    };
+    if won {
+        tracing::error!(order_id = %id, problem = %error, "order document is invalid; parked as needs_review");
+    } else {
+        tracing::info!(order_id = %id, "invalid order was settled by someone else first");
+    }
     Ok(count(if won {
         Outcome::NeedsReview
     } else {

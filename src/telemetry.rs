@@ -114,6 +114,12 @@ pub mod names {
     /// Gauge: drafts older than the lookback, due, that the indexed eligible query cannot match
     /// (`createdAt` not a date, `paymentStatus` not pending); the sweep reconciles or parks them.
     pub const IRREGULAR_DRAFTS: &str = "reconciler_irregular_drafts";
+    /// Gauge: orders excluded from reconciliation because the database refuses even their park
+    /// (records in `reconciler_holds`, `store/refusals.rs`); each needs a person.
+    pub const EXCLUDED_ORDERS: &str = "reconciler_excluded_orders";
+    /// Gauge: orders whose status (or a draft's payment status) word differs from the mapped
+    /// one only in case (`Draft` for `draft`): not reconciled; counted every 10 minutes.
+    pub const STATUS_WORD_NEAR_MISSES: &str = "reconciler_status_word_near_misses";
     /// Gauge: late-payment watches due more than 10 minutes ago and still inside their window.
     pub const OVERDUE_WATCHES: &str = "reconciler_overdue_watches";
     /// Counter, labels `event` ([`super::labels::webhook_event`]) and `result`
@@ -128,7 +134,7 @@ pub mod names {
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 25] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -148,6 +154,8 @@ pub mod names {
         LATE_PAYMENTS,
         IRREGULAR_DRAFTS,
         OVERDUE_WATCHES,
+        EXCLUDED_ORDERS,
+        STATUS_WORD_NEAR_MISSES,
         WEBHOOKS,
         BUDGET_INSTANCES,
         BUDGET_PERMITS,
@@ -270,6 +278,16 @@ pub fn describe_metrics() {
         "Late-payment watches due more than 10 minutes ago and still inside their window."
     );
     describe_gauge!(
+        EXCLUDED_ORDERS,
+        Unit::Count,
+        "Orders excluded from reconciliation because the database refuses even their park (records in reconciler_holds)."
+    );
+    describe_gauge!(
+        STATUS_WORD_NEAR_MISSES,
+        Unit::Count,
+        "Orders whose status word differs from the mapped one only in case (not reconciled)."
+    );
+    describe_gauge!(
         NEEDS_REVIEW_ORDERS,
         Unit::Count,
         "Orders parked in needs_review awaiting a person."
@@ -329,6 +347,8 @@ fn initialize_metrics() {
     metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
+    metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
+    metrics::gauge!(names::STATUS_WORD_NEAR_MISSES).set(0.0);
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }

@@ -175,12 +175,21 @@ impl Drop for Holding {
 /// `status` and our lease, so if the order was settled meanwhile this changes nothing.
 async fn release(env: &Env, id: &Bson, status: Status, after: Duration, code: &str) -> Outcome {
     let now = DateTime::now();
-    if let Err(e) = env
+    match env
         .store
         .reschedule(id, &env.owner, Recheck::new(status, plus(now, after), code), now)
         .await
     {
-        tracing::warn!(error = %e, "could not hand the order back; its lease will expire");
+        Ok(_) => {}
+        // The order's document refuses even this: counted, parked at the cap.
+        Err(e) if e.is_refusal() => {
+            let error = e.refusal_excerpt("hand back");
+            let facts = crate::store::refusals::Facts::default();
+            if let Err(e) = crate::settle::refused(&env.settler(), id, status, &error, facts).await {
+                tracing::warn!(error = %e, "could not record a refused write; the order's lease will expire");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not hand the order back; its lease will expire"),
     }
     Outcome::Released
 }

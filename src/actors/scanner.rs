@@ -4,14 +4,19 @@
 //! reconciler slots (never more than `max_orders_per_run` at once). Each scan also finds when the
 //! next order becomes due (`Store::next_due`: a draft's lookback passing, a `nextCheckAt` coming)
 //! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
-//! interval, which stays the safety net (every tick arms the next one first, see `arm`). Drafts
-//! inserted after a scan are seen at the next due moment or interval, which with the default
-//! lookback (longer than the interval) is before they are due. A scan whose counts find nothing
+//! interval, which stays the safety net (every tick arms the next one first, see `arm`). It never
+//! sleeps longer than one lookback after a scan (`next_wake`), so drafts inserted meanwhile are
+//! seen before they become due even when the lookback is shorter than the interval. A scan whose counts find nothing
 //! due skips the candidate fetch, so the wake's two find-ones cost an idle minute nothing extra
 //! (`ScanCounts::nothing_due`). When a reconciler finishes
 //! and the last claim was full — the backlog is not drained — it claims again for the freed slot
 //! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
 //! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
+//!
+//! Orders the database refuses to write (`store/refusals.rs`) are *held*: each scan loads the
+//! holds and keeps them out of its candidate lists, counts and recovery pass (a held order's
+//! retry moment wakes the scanner), and ids a claim of this tick did not get are not fetched
+//! again before the next scan, so poison documents cannot starve the queue or spin it.
 //!
 //! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
 //! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
@@ -94,18 +99,28 @@ fn wake_delay(now: DateTime, due: DateTime) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0)).max(WAKE_FLOOR)
 }
 
-/// What a scan counts for the gauges.
-struct ScanCounts {
-    /// Drafts the eligible (indexed) filter matches.
-    eligible: u64,
-    /// Drafts only the sweep finds (`createdAt` not a date, `paymentStatus` not pending).
-    irregular: u64,
-    /// Late-payment watches due now (the sweep's included).
-    due_watches: u64,
-    overdue_watches: u64,
-    review: u64,
-    /// The earliest moment after the scan at which an order becomes due (`Store::next_due`).
-    next_due: Option<DateTime>,
+/// When to scan next after a scan: at the next due moment, and never later than one lookback
+/// after this scan, so a draft inserted while the scanner sleeps is seen before it becomes due
+/// even when the lookback is shorter than the interval (the interval tick, armed separately,
+/// comes first when it is the earlier). At least `WAKE_FLOOR`.
+fn next_wake(due_in: Option<Duration>, lookback: Duration) -> Duration {
+    let horizon = lookback.max(WAKE_FLOOR);
+    due_in.map_or(horizon, |d| d.min(horizon))
+}
+
+/// What `check` warns about the scan timing: only what the scanner cannot honour. A lookback
+/// shorter than the interval is honoured (the scanner wakes within the lookback); one shorter
+/// than `WAKE_FLOOR` is not to the second.
+pub fn lookback_warning(job: &crate::config::JobSettings) -> Option<String> {
+    (job.lookback < WAKE_FLOOR).then(|| {
+        format!(
+            "job.lookback_secs = {} is shorter than the scanner's {} s wake floor: a draft may be asked \
+             about up to {} s after it is due",
+            job.lookback.as_secs(),
+            WAKE_FLOOR.as_secs(),
+            WAKE_FLOOR.as_secs()
+        )
+    })
 }
 
 /// `once`: claim and reconcile everything eligible now, answer when done.
@@ -236,11 +251,17 @@ pub struct Scanner {
     candidates: VecDeque<Bson>,
     /// What this tick's sweep found and no candidate list has taken yet.
     swept: Swept,
+    /// Orders no candidate list may hold until the next scan: the held ones
+    /// (`store/refusals.rs`, loaded by the scan) and those a claim of this tick did not get, so a
+    /// refill never fetches the same failed candidates again within one tick.
+    avoid: Vec<Bson>,
     /// The last fetch found every eligible order: no need to look again before the next tick.
     listed_all: bool,
     /// The last claim got every order it asked for: more are probably waiting.
     more_waiting: bool,
     in_flight: usize,
+    /// When the last scan looked for near-miss status words (`store/words.rs`).
+    words_checked: Option<Instant>,
     /// The armed tick: when it fires and its handle (`Mode::Run` only, see `arm`).
     wake: Option<(Instant, SpawnHandle)>,
     summary: Summary,
@@ -257,9 +278,11 @@ impl Scanner {
             phase: Phase::Idle { tick_owed: false },
             candidates: VecDeque::new(),
             swept: Swept::default(),
+            avoid: Vec::new(),
             listed_all: false,
             more_waiting: false,
             in_flight: 0,
+            words_checked: None,
             wake: None,
             summary: Summary::default(),
             drain_reply: None,
@@ -317,18 +340,29 @@ impl Scanner {
         // first.
         self.candidates.clear();
         self.swept = Swept::default();
+        self.avoid.clear();
         self.listed_all = false;
         let env = self.env.clone();
-        ctx.spawn(scan(env).into_actor(self).map(|res, act, ctx| {
+        // The service looks at its first scan and every `WORD_CHECK_EVERY` (the query reads every
+        // order); a `once` pass does not.
+        let words = self.mode == Mode::Run
+            && self
+                .words_checked
+                .is_none_or(|at| at.elapsed() >= crate::store::words::WORD_CHECK_EVERY);
+        if words {
+            self.words_checked = Some(Instant::now());
+        }
+        ctx.spawn(scan(env, words).into_actor(self).map(|res, act, ctx| {
             match res {
-                Ok((counts, swept)) => {
+                Ok((counts, swept, held)) => {
                     act.swept = swept;
+                    act.avoid = held;
                     // An idle scan costs no candidate fetch: the counts just said it finds nothing.
                     act.listed_all = counts.nothing_due();
                     counts.record();
-                    if let Some(delay) = counts.next_due.map(|due| wake_delay(DateTime::now(), due)) {
-                        act.arm(Instant::now() + delay, ctx);
-                    }
+                    let lookback = act.env.settings.job.lookback;
+                    let delay = next_wake(counts.next_due.map(|due| wake_delay(DateTime::now(), due)), lookback);
+                    act.arm(Instant::now() + delay, ctx);
                 }
                 Err(e) => {
                     metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::ERROR).increment(1);
@@ -369,15 +403,19 @@ impl Scanner {
         let asked = ids.len();
         let claim = async move {
             let lease = env.settings.job.lease_ttl;
-            env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await
+            let claimed = env.store.claim_ids(&ids, &env.owner, DateTime::now(), lease).await;
+            (ids, claimed)
         };
-        ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(claim.into_actor(self).map(move |(ids, res), act, ctx| {
             let refill_owed = act.phase.end();
             let refill = match res {
                 Ok(claimed) => {
                     if !claimed.is_empty() {
                         tracing::debug!(claimed = claimed.len(), "claimed orders");
                     }
+                    // Not got (taken, settled, refused, stuck): not fetched again this tick.
+                    let got: Vec<&Bson> = claimed.iter().map(Claimed::id).collect();
+                    act.avoid.extend(ids.into_iter().filter(|id| !got.contains(&id)));
                     // Fewer than asked: some candidates were taken or settled meanwhile; the
                     // freed permits go to the next candidates straight away.
                     let short = claimed.len() < asked;
@@ -415,10 +453,11 @@ impl Scanner {
         let env = self.env.clone();
         let limit = CANDIDATES_PER_SLOT * self.wiring.slots.len().max(1);
         let mut swept = std::mem::take(&mut self.swept);
+        let avoid = self.avoid.clone();
         let fetch = async move {
             let ids = env
                 .store
-                .candidates_with(DateTime::now(), &env.eligibility, limit, &mut swept)
+                .candidates_avoiding(DateTime::now(), &env.eligibility, limit, &mut swept, &avoid)
                 .await;
             (ids, swept)
         };
@@ -469,54 +508,6 @@ impl Scanner {
     }
 }
 
-/// The scan a tick runs: the recovery pass, the sweep, and the counts for the gauges.
-async fn scan(env: Arc<Env>) -> Result<(ScanCounts, Swept), crate::store::StoreError> {
-    let recovered = env
-        .store
-        .recover_journals(&env.owner, env.settings.job.lease_ttl)
-        .await?;
-    if !recovered.is_empty() {
-        tracing::warn!(report = ?recovered, "recovery pass finished interrupted commits");
-    }
-    let now = DateTime::now();
-    let swept = env.store.sweep(now, &env.eligibility).await?;
-    let watches = env.store.count_watches(now, &env.eligibility, &swept).await?;
-    let counts = ScanCounts {
-        eligible: env.store.count_eligible(now, &env.eligibility).await?,
-        irregular: swept.drafts.len() as u64,
-        due_watches: watches.due,
-        overdue_watches: watches.overdue,
-        review: env.store.count_needs_review().await?,
-        next_due: env.store.next_due(now, &env.eligibility).await?,
-    };
-    Ok((counts, swept))
-}
-
-impl ScanCounts {
-    /// Nothing was due at the scan: the candidate fetch right after it would find nothing (an
-    /// order that becomes due meanwhile is `next_due`'s, and the wake comes for it).
-    fn nothing_due(&self) -> bool {
-        self.eligible == 0 && self.irregular == 0 && self.due_watches == 0
-    }
-
-    /// Set the backlog gauges and count a successful scan.
-    fn record(&self) {
-        if self.irregular > 0 {
-            tracing::warn!(
-                drafts = self.irregular,
-                "drafts whose createdAt or paymentStatus the indexed query cannot match; \
-                 the sweep reconciles or parks them"
-            );
-        }
-        metrics::gauge!(names::ELIGIBLE_BACKLOG).set((self.eligible + self.irregular) as f64);
-        metrics::gauge!(names::IRREGULAR_DRAFTS).set(self.irregular as f64);
-        metrics::gauge!(names::OVERDUE_WATCHES).set(self.overdue_watches as f64);
-        metrics::gauge!(names::NEEDS_REVIEW_ORDERS).set(self.review as f64);
-        metrics::counter!(names::SCAN_RUNS, labels::RESULT => labels::scan::OK).increment(1);
-        metrics::gauge!(names::LAST_SUCCESSFUL_SCAN).set(DateTime::now().timestamp_millis() as f64 / 1000.0);
-    }
-}
-
 impl Actor for Scanner {
     type Context = Context<Self>;
 
@@ -547,6 +538,9 @@ impl Handler<StopClaiming> for Scanner {
         self.more_waiting = false;
     }
 }
+
+mod scan;
+use scan::scan;
 
 #[cfg(test)]
 mod tests;

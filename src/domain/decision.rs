@@ -52,10 +52,13 @@ pub enum ReviewReason {
     PhonepeUnreadable,
     /// PhonePe answered FAILED for a refund the operator (or `refunds.auto`) asked for.
     RefundFailed,
+    /// The database refused the reconciler's writes to this order's document (a field of the
+    /// wrong type, a validator): parked by a minimal write, `lastError` says what was refused.
+    UnwritableOrder,
 }
 
 impl ReviewReason {
-    pub const ALL: [ReviewReason; 10] = [
+    pub const ALL: [ReviewReason; 11] = [
         ReviewReason::AmountMismatch,
         ReviewReason::MerchantMismatch,
         ReviewReason::InsufficientStock,
@@ -66,6 +69,7 @@ impl ReviewReason {
         ReviewReason::PhonepeRejected,
         ReviewReason::PhonepeUnreadable,
         ReviewReason::RefundFailed,
+        ReviewReason::UnwritableOrder,
     ];
 
     /// The stored spelling.
@@ -81,6 +85,7 @@ impl ReviewReason {
             ReviewReason::PhonepeRejected => "phonepe_rejected",
             ReviewReason::PhonepeUnreadable => "phonepe_unreadable",
             ReviewReason::RefundFailed => "refund_failed",
+            ReviewReason::UnwritableOrder => "unwritable_order",
         }
     }
 

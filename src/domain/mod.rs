@@ -5,6 +5,7 @@
 //! turns the two into exactly one action. Actors only move data into `decide` and act on its
 //! answer, so every money rule lives here and is unit-tested row by row.
 
+pub mod created_at;
 pub mod decision;
 pub mod order;
 pub mod payment;

@@ -15,6 +15,8 @@ use std::fmt;
 use mongodb::bson::{Bson, DateTime, Document};
 
 use crate::schema::{amount_paise, get_path, Schema};
+
+pub use super::created_at::effective_created_at;
 use crate::store::fields::own;
 
 /// An amount of money in paise (1/100 rupee), as PhonePe and the `orders.amount` field carry it.
@@ -184,7 +186,7 @@ pub struct OrderError {
     pub problem: String,
 }
 
-fn bad(field: impl Into<String>, problem: impl Into<String>) -> OrderError {
+pub(crate) fn bad(field: impl Into<String>, problem: impl Into<String>) -> OrderError {
     OrderError {
         field: field.into(),
         problem: problem.into(),
@@ -254,42 +256,6 @@ impl Order {
             rejections,
         })
     }
-}
-
-/// Epoch milliseconds before this (2000-01-01) are not read as a creation time: such a number is
-/// most likely seconds, and reading it as milliseconds would make a fresh order look 50 years old.
-const EARLIEST_PLAUSIBLE_MS: i64 = 946_684_800_000;
-
-/// When an order was created, whatever type the shop stored `createdAt` as: a BSON date; an
-/// ISO 8601 / RFC 3339 string (JavaScript's `toISOString()`); epoch milliseconds as an integer or
-/// a double (`Date.now()`). When `createdAt` is missing or none of these, the time in an ObjectId
-/// `_id` (when the shop inserted the order). Fails, naming `createdAt`, when no time can be had.
-pub fn effective_created_at(doc: &Document, schema: &Schema) -> Result<DateTime, OrderError> {
-    let field = &schema.orders.created_at;
-    if let Some(t) = get_path(doc, field).and_then(read_time) {
-        return Ok(t);
-    }
-    match doc.get("_id") {
-        Some(Bson::ObjectId(oid)) => Ok(oid.timestamp()),
-        _ => Err(bad(
-            field,
-            "is missing or not a date (a BSON date, an ISO 8601 string or epoch milliseconds), \
-             and `_id` is not an ObjectId to take the creation time from",
-        )),
-    }
-}
-
-/// A creation time from one `createdAt` value, or `None` when it holds none.
-fn read_time(v: &Bson) -> Option<DateTime> {
-    let ms = match v {
-        Bson::DateTime(d) => return Some(*d),
-        Bson::String(s) => return DateTime::parse_rfc3339_str(s.trim()).ok(),
-        Bson::Int64(n) => *n,
-        Bson::Int32(_) => return None, // milliseconds since 1970 do not fit an Int32 past 1970-01-25
-        Bson::Double(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => *f as i64,
-        _ => return None,
-    };
-    (ms >= EARLIEST_PLAUSIBLE_MS).then(|| DateTime::from_millis(ms))
 }
 
 /// A `reconciliation.*` counter (`path`, one of [`own`]'s): absent is 0.
@@ -467,37 +433,6 @@ mod tests {
     }
 
     #[test]
-    fn created_at_falls_back_to_the_object_id_time_or_names_the_field() {
-        let oid = ObjectId::parse_str("66f2d5a00000000000000000").unwrap();
-        let unusable: Vec<Option<Bson>> = vec![
-            None,
-            Some(Bson::Null),
-            Some(Bson::String("yesterday".into())),
-            Some(Bson::Int64(1_790_000_000)), // seconds, not milliseconds
-            Some(Bson::Int32(17)),
-            Some(Bson::Double(f64::NAN)),
-            Some(Bson::Boolean(true)),
-        ];
-        for v in unusable {
-            let mut d = good();
-            match &v {
-                Some(v) => d.insert("createdAt", v.clone()),
-                None => d.remove("createdAt"),
-            };
-            d.insert("_id", oid);
-            let o = Order::parse(&d, &Schema::default()).unwrap_or_else(|e| panic!("{v:?}: {e}"));
-            assert_eq!(o.created_at, oid.timestamp(), "{v:?}");
-            d.insert("_id", "order-17");
-            let err = Order::parse(&d, &Schema::default()).unwrap_err();
-            assert_eq!(err.field, "createdAt", "{v:?}: {err}");
-            assert!(
-                !err.to_string().contains("yesterday"),
-                "the value is not repeated: {err}"
-            );
-        }
-    }
-
-    #[test]
     fn vocabularies_have_their_stored_spellings_and_parse_back() {
         let statuses = [
             (Status::Draft, "draft"),
@@ -536,20 +471,6 @@ mod tests {
         let id = MerchantTransactionId::parse("ORD-1001_x").unwrap();
         assert_eq!(id.to_string(), "ORD-1001_x");
         assert_eq!(Paise(49900).to_string(), "49900 paise");
-    }
-
-    #[test]
-    fn created_at_doubles_must_be_whole_finite_and_plausible_milliseconds() {
-        let ms = 1_700_000_000_000.0_f64;
-        assert_eq!(
-            read_time(&Bson::Double(ms)),
-            Some(DateTime::from_millis(1_700_000_000_000))
-        );
-        for not_a_time in [ms + 0.5, f64::INFINITY, f64::NAN, 9.0e15, -ms] {
-            assert_eq!(read_time(&Bson::Double(not_a_time)), None, "{not_a_time}");
-        }
-        // An Int32 cannot hold milliseconds of this century (an equivalent arm: `_` says None too).
-        assert_eq!(read_time(&Bson::Int32(1_700_000_000)), None);
     }
 
     #[test]

@@ -336,3 +336,39 @@ fn sized_stock_paths_follow_the_mapping() {
     assert_eq!(s.sizes_filtered_stock(), "variants.$[s].available");
     assert_eq!(s.size_filter(), "s.label");
 }
+
+#[test]
+fn item_product_type_matches_an_object_id_by_its_hex_string_and_the_reverse() {
+    use mongodb::bson::{bson, oid::ObjectId};
+    let oid = ObjectId::parse_str("66f2d5a0a1b2c3d4e5f60718").unwrap();
+    let hex = Bson::String(oid.to_hex());
+    let mut s = Schema::default();
+    assert_eq!(s.orders.item_product_type, ProductIdType::Auto, "the default");
+    assert_eq!(s.product_ref(&hex), bson!({ "$in": [hex.clone(), oid] }));
+    assert_eq!(
+        s.product_ref(&Bson::ObjectId(oid)),
+        bson!({ "$in": [oid, oid.to_hex()] })
+    );
+    assert_eq!(
+        s.product_ref(&Bson::String("sku-2".into())),
+        Bson::String("sku-2".into())
+    );
+    s.orders.item_product_type = ProductIdType::Objectid;
+    assert_eq!(s.product_ref(&hex), Bson::ObjectId(oid));
+    assert_eq!(
+        s.product_ref(&Bson::String("sku-2".into())),
+        Bson::String("sku-2".into())
+    );
+    s.orders.item_product_type = ProductIdType::String;
+    assert_eq!(s.product_ref(&Bson::ObjectId(oid)), hex);
+    let parsed: Schema = toml::from_str("[orders]\nitem_product_type = \"objectid\"\n").unwrap();
+    assert_eq!(parsed.orders.item_product_type, ProductIdType::Objectid);
+    assert!(toml::from_str::<Schema>("[orders]\nitem_product_type = \"uuid\"\n").is_err());
+    assert_eq!(
+        Schema::default()
+            .describe()
+            .get("schema.orders.item_product_type")
+            .map(String::as_str),
+        Some("auto")
+    );
+}

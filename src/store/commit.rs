@@ -39,6 +39,10 @@ pub enum CommitOutcome {
     /// An item's product cannot be read safely (its `sizes` lists the item's size twice): nothing
     /// deducted, and the order is parked as `needs_review` (reason `invalid_product`).
     InvalidProduct { product: String },
+    /// Journal strategy: the database refused the order's confirmation (`error`, an excerpt).
+    /// Every deduction was restored; the order is parked `unwritable_order` by a minimal write
+    /// (`parked`), or, when even that is refused, back to draft and excluded from claims.
+    Unwritable { error: String, parked: bool },
 }
 
 impl CommitOutcome {
@@ -48,6 +52,7 @@ impl CommitOutcome {
             CommitOutcome::InsufficientStock { .. } => Some(ReviewReason::InsufficientStock),
             CommitOutcome::ProductMissing { .. } => Some(ReviewReason::ProductMissing),
             CommitOutcome::InvalidProduct { .. } => Some(ReviewReason::InvalidProduct),
+            CommitOutcome::Unwritable { .. } => Some(ReviewReason::UnwritableOrder),
             CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
         }
     }
@@ -58,6 +63,8 @@ impl CommitOutcome {
             CommitOutcome::InsufficientStock { product }
             | CommitOutcome::ProductMissing { product }
             | CommitOutcome::InvalidProduct { product } => Some(product),
+            // For a refused confirmation, what the database said.
+            CommitOutcome::Unwritable { error, .. } => Some(error),
             CommitOutcome::Committed | CommitOutcome::AlreadyProcessed => None,
         }
     }
@@ -67,6 +74,10 @@ impl CommitOutcome {
         match reason.and_then(ReviewReason::parse) {
             Some(ReviewReason::ProductMissing) => CommitOutcome::ProductMissing { product },
             Some(ReviewReason::InvalidProduct) => CommitOutcome::InvalidProduct { product },
+            Some(ReviewReason::UnwritableOrder) => CommitOutcome::Unwritable {
+                error: product,
+                parked: true,
+            },
             _ => CommitOutcome::InsufficientStock { product },
         }
     }
@@ -248,7 +259,7 @@ impl Store {
                     return Ok(bad);
                 }
             }
-            let r = self
+            let r = match self
                 .products
                 .update_one(
                     stock_guard(item, total, &self.schema),
@@ -256,7 +267,19 @@ impl Store {
                 )
                 .session(&mut *s)
                 .await
-                .map_err(StoreError::mongo("deduct stock"))?;
+                .map_err(StoreError::mongo("deduct stock"))
+            {
+                Ok(r) => r,
+                // The product's document refuses the decrement (a stock that is not a number):
+                // nothing can be deducted safely; the caller aborts and parks the order.
+                Err(e) if e.is_refusal() => {
+                    tracing::error!(product = %product_label(item), error = %e.refusal_excerpt("deduct stock"), "the database refused the stock decrement");
+                    return Ok(CommitOutcome::InvalidProduct {
+                        product: product_label(item),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             if r.matched_count == 0 {
                 let product = self.read_product(s, item).await?;
                 return Ok(why_short(product.as_ref(), item, &self.schema));
@@ -267,7 +290,7 @@ impl Store {
 
     async fn read_product(&self, s: &mut ClientSession, item: &Item) -> StoreResult<Option<Document>> {
         self.products
-            .find_one(doc! { "_id": &item.product_id })
+            .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
             .session(&mut *s)
             .await
             .map_err(StoreError::mongo("read product"))
@@ -321,7 +344,7 @@ pub(crate) fn why_short(product: Option<&Document>, item: &Item, s: &Schema) -> 
 /// maintained too (`job.sized_items_decrement_total`).
 pub(crate) fn stock_guard(item: &Item, sized_total: bool, s: &Schema) -> Document {
     let p = &s.products;
-    let mut f = doc! { "_id": &item.product_id };
+    let mut f = doc! { "_id": s.product_ref(&item.product_id) };
     if item.size.is_none() || sized_total {
         f.insert(&p.stock, doc! { "$gte": item.quantity });
     }

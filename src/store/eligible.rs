@@ -15,7 +15,9 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::fields::own;
 use super::orders::{minus, plus, Store};
+use super::refusals::avoiding;
 use super::{StoreError, StoreResult};
+use crate::domain::created_at::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
 use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
@@ -52,8 +54,14 @@ fn free(now: DateTime) -> Document {
     doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
 }
 
+/// The earliest `createdAt` date the indexed filters believe (see `domain/created_at.rs`).
+fn earliest() -> DateTime {
+    DateTime::from_millis(EARLIEST_PLAUSIBLE_MS)
+}
+
 /// Drafts the eligible filter cannot match: `paymentStatus` not `pending` (or missing), or
-/// `createdAt` not a date (or missing); due and not leased.
+/// `createdAt` not a date (or missing) or a date that is no plausible creation time (before 2000,
+/// more than a day ahead); due and not leased.
 fn irregular_draft_filter(s: &Schema, now: DateTime) -> Document {
     let o = &s.orders;
     let mut f = doc! {
@@ -61,6 +69,8 @@ fn irregular_draft_filter(s: &Schema, now: DateTime) -> Document {
         "$or": [
             { &o.payment_status: { "$ne": o.payment_status_values.word(PaymentStatus::Pending) } },
             { &o.created_at: { "$not": { "$type": "date" } } },
+            { &o.created_at: { "$lt": earliest() } },
+            { &o.created_at: { "$gt": plus(now, Duration::from_millis(FUTURE_TOLERANCE_MS as u64)) } },
         ],
         own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
     };
@@ -130,7 +140,7 @@ impl Store {
         doc! {
             &o.status: o.status_values.word(Status::Draft),
             &o.payment_status: o.payment_status_values.word(PaymentStatus::Pending),
-            &o.created_at: { "$lte": minus(now, e.lookback) },
+            &o.created_at: { "$gte": earliest(), "$lte": minus(now, e.lookback) },
             own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
             own::LEASE_UNTIL: { "$not": { "$gt": now } },
         }
@@ -151,8 +161,13 @@ impl Store {
     /// How many drafts the eligible filter matches right now (with [`Swept::drafts`], the
     /// `reconciler_eligible_backlog` gauge).
     pub async fn count_eligible(&self, now: DateTime, e: &Eligibility) -> StoreResult<u64> {
+        self.count_eligible_avoiding(now, e, &[]).await
+    }
+
+    /// [`Store::count_eligible`] without the orders in `avoid` (held: `store/refusals.rs`).
+    pub async fn count_eligible_avoiding(&self, now: DateTime, e: &Eligibility, avoid: &[Bson]) -> StoreResult<u64> {
         self.orders
-            .count_documents(Self::draft_filter(&self.schema, now, e))
+            .count_documents(avoiding(Self::draft_filter(&self.schema, now, e), avoid))
             .await
             .map_err(StoreError::mongo("count eligible"))
     }
@@ -170,9 +185,14 @@ impl Store {
     /// (due, not leased): drafts whose effective creation time is past the lookback or cannot be
     /// had (claimed to be parked), watches whose effective time is inside the watch horizon.
     pub async fn sweep(&self, now: DateTime, e: &Eligibility) -> StoreResult<Swept> {
+        self.sweep_avoiding(now, e, &[]).await
+    }
+
+    /// [`Store::sweep`] without the orders in `avoid`.
+    pub async fn sweep_avoiding(&self, now: DateTime, e: &Eligibility, avoid: &[Bson]) -> StoreResult<Swept> {
         let cutoff = minus(now, e.lookback).timestamp_millis();
         let mut drafts: Vec<(i64, Bson)> = self
-            .irregular(irregular_draft_filter(&self.schema, now))
+            .irregular(avoiding(irregular_draft_filter(&self.schema, now), avoid))
             .await?
             .into_iter()
             .filter_map(|d| match effective_created_at(&d, &self.schema) {
@@ -187,17 +207,24 @@ impl Store {
             ..Swept::default()
         };
         if let Some(h) = e.watch_horizon {
-            self.sweep_watches(now, h, &mut swept).await?;
+            self.sweep_watches(now, h, &mut swept, avoid).await?;
         }
         Ok(swept)
     }
 
     /// Add the watched cancellations with an irregular `createdAt`, due and inside the window,
     /// to `swept`.
-    async fn sweep_watches(&self, now: DateTime, horizon: Duration, swept: &mut Swept) -> StoreResult<()> {
+    async fn sweep_watches(
+        &self,
+        now: DateTime,
+        horizon: Duration,
+        swept: &mut Swept,
+        avoid: &[Bson],
+    ) -> StoreResult<()> {
         let start = minus(now, horizon).timestamp_millis();
         let overdue_by = minus(now, WATCH_OVERDUE_GRACE);
-        for d in self.irregular(irregular_watch_filter(&self.schema, now, now)).await? {
+        let filter = avoiding(irregular_watch_filter(&self.schema, now, now), avoid);
+        for d in self.irregular(filter).await? {
             if !effective_created_at(&d, &self.schema).is_ok_and(|t| t.timestamp_millis() > start) {
                 continue;
             }
@@ -296,20 +323,35 @@ impl Store {
         limit: usize,
         swept: &mut Swept,
     ) -> StoreResult<Vec<Bson>> {
+        self.candidates_avoiding(now, e, limit, swept, &[]).await
+    }
+
+    /// [`Store::candidates_with`] without the orders in `avoid`: held ones, and those a claim of
+    /// this tick failed on, so a refill never fetches them again within the tick.
+    pub async fn candidates_avoiding(
+        &self,
+        now: DateTime,
+        e: &Eligibility,
+        limit: usize,
+        swept: &mut Swept,
+        avoid: &[Bson],
+    ) -> StoreResult<Vec<Bson>> {
         if limit == 0 {
             return Ok(vec![]);
         }
+        swept.drafts.retain(|id| !avoid.contains(id));
+        swept.watches.retain(|id| !avoid.contains(id));
         let mut drafts: Vec<Bson> = swept.drafts.iter().take(limit).cloned().collect();
         let room = limit - drafts.len();
         drafts.extend(
-            self.ids_oldest_first(Self::draft_filter(&self.schema, now, e), Some(room))
+            self.ids_oldest_first(avoiding(Self::draft_filter(&self.schema, now, e), avoid), Some(room))
                 .await?,
         );
         let mut watches: Vec<Bson> = swept.watches.iter().take(limit).cloned().collect();
         if let Some(h) = e.watch_horizon {
             let room = limit - watches.len();
             watches.extend(
-                self.ids_oldest_first(Self::watch_filter(&self.schema, now, h), Some(room))
+                self.ids_oldest_first(avoiding(Self::watch_filter(&self.schema, now, h), avoid), Some(room))
                     .await?,
             );
         }

@@ -25,6 +25,8 @@ pub mod own {
     pub const ERRORS: &str = "reconciliation.errors";
     pub const UNREADABLE: &str = "reconciliation.unreadable";
     pub const REJECTIONS: &str = "reconciliation.rejections";
+    /// Writes the database refused for this document (`store/refusals.rs`).
+    pub const REFUSED_WRITES: &str = "reconciliation.refusedWrites";
     /// What PhonePe reported paid (paise, Int64) for our merchant, recorded when a transition
     /// parks the order after a verified PAYMENT_SUCCESS (`review list`'s PAID column).
     pub const PAID_AMOUNT: &str = "reconciliation.paidAmount";

@@ -7,12 +7,16 @@
 
 pub mod budget;
 pub mod by;
+pub mod claims;
 pub mod commit;
 pub mod eligible;
 pub mod fields;
+pub mod indexes;
 pub mod journal;
 pub mod orders;
 pub mod refunds;
+pub mod refusals;
+pub mod words;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;
@@ -72,6 +76,19 @@ impl StoreError {
             ErrorKind::Command(c) => c.code == 11000,
             ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
             _ => false,
+        }
+    }
+
+    /// The server's error code, when the error carries one (a command error or a write error).
+    pub fn code(&self) -> Option<i32> {
+        use mongodb::error::{ErrorKind, WriteFailure};
+        let StoreError::Mongo { source, .. } = self else {
+            return None;
+        };
+        match source.kind.as_ref() {
+            ErrorKind::Command(c) => Some(c.code),
+            ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+            _ => None,
         }
     }
 

@@ -1,25 +1,24 @@
-//! Order queries: indexes, the eligible-drafts query, claims with leases, guarded transitions.
+//! Order writes: guarded transitions, reschedules, lease releases.
 //!
-//! A *claim* sets `reconciliation.leaseOwner` / `leaseUntil` with an update guarded by "no live
-//! lease" (one `update` command per batch, one single-document statement per order; each
-//! document is claimed atomically), so two processes
-//! never work the same order. The lease outlives one PhonePe round trip with retries; an order
-//! whose worker died is simply claimed again once its lease expires.
-//!
-//! What is eligible (the filters, the sweep, the candidate lists) is in `store/eligible.rs`.
+//! A *claim* (`store/claims.rs`) sets `reconciliation.leaseOwner` / `leaseUntil` with an update
+//! guarded by "no live lease", so two processes never work the same order. The lease outlives
+//! one PhonePe round trip with retries; an order whose worker died is simply claimed again once
+//! its lease expires. What is eligible (the filters, the sweep, the candidate lists) is in
+//! `store/eligible.rs`; the indexes in `store/indexes.rs`; writes the database refuses in
+//! `store/refusals.rs`.
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Collection, Database};
 
+pub use super::claims::Claimed;
 pub use super::eligible::{Eligibility, Swept};
 use super::fields::own;
 use super::{StoreError, StoreResult};
-use crate::domain::{CancelReason, Reason};
-use crate::domain::{Order, OrderError, PaymentStatus, Status};
-use crate::schema::{get_path, Schema};
+use crate::domain::Reason;
+use crate::domain::{PaymentStatus, Status};
+use crate::schema::Schema;
 use std::sync::Arc;
 
 /// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
@@ -49,32 +48,6 @@ impl Default for CommitRules {
         CommitRules {
             sized_items_decrement_total: false,
             lease_ttl: Duration::from_secs(300),
-        }
-    }
-}
-
-/// A claimed order: parsed, or a document too broken to reconcile (parked for a person).
-#[derive(Debug, Clone)]
-pub enum Claimed {
-    Valid(Order),
-    Invalid {
-        id: Bson,
-        status: Status,
-        merchant_transaction_id: Option<String>,
-        error: OrderError,
-    },
-}
-
-impl Claimed {
-    /// The id to log (never customer data).
-    pub fn log_id(&self) -> String {
-        match self {
-            Claimed::Valid(o) => o.merchant_transaction_id.to_string(),
-            Claimed::Invalid {
-                merchant_transaction_id: Some(m),
-                ..
-            } => m.clone(),
-            Claimed::Invalid { id, .. } => format!("_id:{id}"),
         }
     }
 }
@@ -181,25 +154,16 @@ impl<'a> Recheck<'a> {
     }
 }
 
-/// The guard and update that claim one order for `owner` until `until`: no live lease, due.
-fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (Document, Document) {
-    (
-        doc! {
-            "_id": id,
-            own::NEXT_CHECK_AT: { "$not": { "$gt": now } },
-            own::LEASE_UNTIL: { "$not": { "$gt": now } },
-        },
-        doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
-    )
-}
-
 /// One `update` command of single-document statements, `(filter, update)` each: one round trip
 /// for a batch, while every statement stays a single-document write. (A multi-document
 /// `updateMany` would do the same in one statement, but a server may hold the collection for the
 /// whole statement while it waits on a document locked by a dead client's transaction —
 /// SecantusDB does, and then cannot reap that transaction: every transaction on the server
 /// stops. Separate statements wait one document at a time.)
-fn per_document_update(collection: &str, statements: impl Iterator<Item = (Document, Document)>) -> Document {
+pub(super) fn per_document_update(
+    collection: &str,
+    statements: impl Iterator<Item = (Document, Document)>,
+) -> Document {
     let updates: Vec<Document> = statements
         .map(|(q, u)| doc! { "q": q, "u": u, "multi": false, "upsert": false })
         .collect();
@@ -207,7 +171,7 @@ fn per_document_update(collection: &str, statements: impl Iterator<Item = (Docum
 }
 
 /// `$unset` of the lease fields, shared by every write that ends a worker's hold on an order.
-fn unset_lease() -> Document {
+pub(super) fn unset_lease() -> Document {
     doc! { own::LEASE_OWNER: "", own::LEASE_UNTIL: "" }
 }
 
@@ -264,12 +228,6 @@ pub(crate) fn minus(now: DateTime, d: Duration) -> DateTime {
 
 pub(crate) fn plus(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(ms(d)))
-}
-
-/// A sparse index on `keys` named `name` (only documents that have the field are in it).
-fn sparse_index(keys: Document, name: &str) -> IndexModel {
-    let options = IndexOptions::builder().name(name.to_string()).sparse(true).build();
-    IndexModel::builder().keys(keys).options(options).build()
 }
 
 impl Store {
@@ -339,125 +297,6 @@ impl Store {
             .run_command(doc! { "ping": 1 })
             .await
             .map_err(StoreError::mongo("ping"))?;
-        Ok(())
-    }
-
-    /// The indexes the scanner queries by; idempotent.
-    pub async fn ensure_indexes(&self) -> StoreResult<()> {
-        let o = &self.schema.orders;
-        let unique = IndexOptions::builder()
-            .unique(true)
-            .name(format!("{}_unique", o.id))
-            .build();
-        let models = vec![
-            IndexModel::builder().keys(doc! { &o.id: 1 }).options(unique).build(),
-            IndexModel::builder()
-                .keys(doc! { &o.status: 1, &o.payment_status: 1, &o.created_at: 1 })
-                .options(IndexOptions::builder().name("reconciler_eligible".to_string()).build())
-                .build(),
-            sparse_index(doc! { own::COMMIT_ID: 1 }, "reconciler_journal"),
-            // Journals whose markers wait for their sweep (the field is removed once swept).
-            sparse_index(doc! { own::COMMIT_SWEEP_AT: 1 }, "reconciler_journal_sweep"),
-            sparse_index(doc! { own::LEASE_OWNER: 1 }, "reconciler_lease_owner"),
-            // The scanner's next due moment (`Store::next_due`): rescheduled orders by `nextCheckAt`.
-            sparse_index(doc! { own::NEXT_CHECK_AT: 1 }, "reconciler_next_check"),
-        ];
-        self.orders
-            .create_indexes(models)
-            .await
-            .map_err(StoreError::mongo("create indexes"))?;
-        // The journal strategy's per-item commit markers on products (swept by recovery).
-        let markers = sparse_index(doc! { super::journal::MARKERS: 1 }, "reconciler_commit_markers");
-        self.products
-            .create_index(markers)
-            .await
-            .map_err(StoreError::mongo("create products index"))?;
-        Ok(())
-    }
-
-    /// Claim up to `max` eligible orders for `owner`, from [`Store::candidates`]: drafts oldest
-    /// first, with every fourth place kept for a due late-payment watch.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        now: DateTime,
-        lease: Duration,
-        e: &Eligibility,
-        max: usize,
-    ) -> StoreResult<Vec<Claimed>> {
-        let ids = self.candidates(now, e, max).await?;
-        self.claim_ids(&ids, owner, now, lease).await
-    }
-
-    /// Claim the orders among `ids` that are still free and due, for `owner`. Each claim is an
-    /// update guarded by "no live lease, check due" — atomic per document, so another instance
-    /// wins some, never the same ones. The guard names only `_id` and the lease fields so it is
-    /// an `_id` lookup on every server; whether a claimed order is still a draft (or a watched
-    /// cancellation) is checked on what was claimed, and one that was settled meanwhile is
-    /// released at once, without a PhonePe call. A draft that is not `pending` is parked.
-    pub async fn claim_ids(
-        &self,
-        ids: &[Bson],
-        owner: &str,
-        now: DateTime,
-        lease: Duration,
-    ) -> StoreResult<Vec<Claimed>> {
-        use futures_util::TryStreamExt;
-        if ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let until = plus(now, lease);
-        let claims = ids.iter().map(|id| claim_statement(id, owner, now, until));
-        let batch = self.db.run_command(per_document_update(self.orders.name(), claims));
-        if let Err(e) = super::bounded("claim orders", super::CLAIM_TIMEOUT, batch).await {
-            // Something in the batch is stuck (e.g. a document locked by a dead client's
-            // transaction): claim one by one, skipping what does not answer.
-            tracing::warn!(error = %e, "batch claim failed; claiming one order at a time");
-            self.claim_each(ids, owner, now, until).await;
-        }
-        // The lease's exact expiry tells our claims apart from anyone else's.
-        let mine: Vec<Document> = self
-            .orders
-            .find(doc! { "_id": { "$in": ids }, own::LEASE_OWNER: owner, own::LEASE_UNTIL: until })
-            .sort(doc! { &self.schema.orders.created_at: 1 })
-            .await
-            .map_err(StoreError::mongo("read claimed orders"))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo("read claimed orders"))?;
-        let mut out = Vec::with_capacity(mine.len());
-        for d in mine {
-            if still_claimable(&d, &self.schema) {
-                out.push(parse_claimed(&d, &self.schema));
-            } else {
-                self.release_claim(&d, owner, until).await?;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The slow path of a claim: one guarded update per candidate, each bounded, so one stuck
-    /// order never stalls the others.
-    async fn claim_each(&self, ids: &[Bson], owner: &str, now: DateTime, until: DateTime) {
-        for id in ids {
-            let (guard, set) = claim_statement(id, owner, now, until);
-            if let Err(e) =
-                super::bounded("claim order", super::CLAIM_TIMEOUT, self.orders.update_one(guard, set)).await
-            {
-                tracing::warn!(error = %e, "could not claim an eligible order; skipping it for now");
-            }
-        }
-    }
-
-    /// Undo one of our claims (guarded by the exact lease, so nothing else is touched).
-    async fn release_claim(&self, d: &Document, owner: &str, until: DateTime) -> StoreResult<()> {
-        self.orders
-            .update_one(
-                doc! { "_id": d.get("_id"), own::LEASE_OWNER: owner, own::LEASE_UNTIL: until },
-                doc! { "$unset": unset_lease() },
-            )
-            .await
-            .map_err(StoreError::mongo("release claim"))?;
         Ok(())
     }
 
@@ -549,49 +388,10 @@ impl Store {
     /// Find one order by its merchant transaction id (for `check`).
     pub async fn find_by_mtid(&self, mtid: &str) -> StoreResult<Option<Document>> {
         self.orders
-            .find_one(doc! { &self.schema.orders.id: mtid })
+            // `$type` spelled out: the query then states the `reconciler_id` index's partial
+            // filter (`store/indexes.rs`) and any planner may use that index for it.
+            .find_one(doc! { &self.schema.orders.id: { "$eq": mtid, "$type": "string" } })
             .await
             .map_err(StoreError::mongo("find order"))
-    }
-}
-
-/// A claimed document is still work for the reconciler: a draft (one that is not pending is
-/// parked by `parse_claimed`), or a cancellation watched for a late payment.
-fn still_claimable(d: &Document, schema: &Schema) -> bool {
-    let pending = crate::domain::order::read_payment_status(d, schema) == Some(PaymentStatus::Pending);
-    let watched = d
-        .get_document(own::RECONCILIATION_KEY)
-        .and_then(|r| r.get_str(own::key(own::REASON)))
-        .is_ok_and(|r| CancelReason::is_watched(Some(r)));
-    match crate::domain::order::read_status(d, schema) {
-        Some(Status::Draft) => true,
-        Some(Status::Cancelled) => pending && watched,
-        _ => false,
-    }
-}
-
-fn parse_claimed(d: &Document, schema: &Schema) -> Claimed {
-    let words = &schema.orders;
-    match Order::parse(d, schema) {
-        Ok(o) if o.status == Status::Draft && o.payment_status != PaymentStatus::Pending => Claimed::Invalid {
-            id: o.id,
-            status: o.status,
-            merchant_transaction_id: Some(o.merchant_transaction_id.to_string()),
-            error: OrderError {
-                field: words.payment_status.clone(),
-                problem: format!(
-                    "is not `{}` on a draft order; only pending drafts are reconciled",
-                    words.payment_status_values.pending
-                ),
-            },
-        },
-        Ok(o) => Claimed::Valid(o),
-        Err(error) => Claimed::Invalid {
-            id: d.get("_id").cloned().unwrap_or(Bson::Null),
-            // The claim filter matched on status, so it parses; draft is the safe fallback.
-            status: crate::domain::order::read_status(d, schema).unwrap_or(Status::Draft),
-            merchant_transaction_id: get_path(d, &words.id).and_then(Bson::as_str).map(str::to_string),
-            error,
-        },
     }
 }

@@ -18,6 +18,7 @@ mod phonepe_v2;
 mod phonepe_v2_binary;
 mod pipeline;
 mod pm2;
+mod poison;
 mod review;
 mod shared_budget;
 mod supervision;

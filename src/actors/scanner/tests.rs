@@ -100,3 +100,34 @@ fn once_stopped_nothing_starts_and_a_running_call_still_counts_as_busy() {
     idle.stop();
     assert!(!idle.busy());
 }
+
+#[test]
+fn the_next_wake_is_never_later_than_one_lookback_after_the_scan() {
+    let lookback = Duration::from_secs(20);
+    assert_eq!(
+        next_wake(None, lookback),
+        lookback,
+        "nothing due: wake within the lookback"
+    );
+    assert_eq!(next_wake(Some(Duration::from_secs(45)), lookback), lookback);
+    assert_eq!(
+        next_wake(Some(Duration::from_secs(3)), lookback),
+        Duration::from_secs(3)
+    );
+    assert_eq!(next_wake(None, Duration::ZERO), WAKE_FLOOR, "at least the floor");
+}
+
+#[test]
+fn check_warns_only_about_a_lookback_the_scanner_cannot_honour() {
+    let mut job = crate::config::Settings::for_tests("mongodb://127.0.0.1:1/shop", "http://127.0.0.1:1").job;
+    job.interval = Duration::from_secs(60);
+    job.lookback = Duration::from_secs(20);
+    assert_eq!(
+        lookback_warning(&job),
+        None,
+        "shorter than the interval: honoured by the wake"
+    );
+    job.lookback = Duration::ZERO;
+    let w = lookback_warning(&job).expect("a lookback under the wake floor");
+    assert!(w.contains("job.lookback_secs = 0"), "{w}");
+}

@@ -446,7 +446,8 @@ fn reasons_parse_back_from_their_stored_spelling() {
             "paid_after_cancel",
             "phonepe_rejected",
             "phonepe_unreadable",
-            "refund_failed"
+            "refund_failed",
+            "unwritable_order"
         ]
     );
     let cancel: Vec<&str> = CancelReason::ALL.iter().map(|r| r.as_str()).collect();

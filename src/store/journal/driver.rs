@@ -104,10 +104,22 @@ impl Driver {
                     note: self.j.note.clone(),
                     ..t
                 };
-                if !store
+                let finished = match store
                     .finish(&self.order_id, &self.j, State::Applying, State::Confirmed, &t, now, w)
-                    .await?
+                    .await
                 {
+                    Ok(finished) => finished,
+                    // The order's document refuses its confirmation (a `history` that is not an
+                    // array, a validator): restore every deduction before giving up.
+                    Err(e) if e.is_refusal() => {
+                        let error = e.refusal_excerpt("confirm");
+                        tracing::error!(error = %error, "the database refused the order's confirmation; restoring its stock");
+                        self.next = Next::MarkRollBack(CommitOutcome::Unwritable { error, parked: true });
+                        return Ok(Step::More);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !finished {
                     self.next = Next::Resume;
                     return Ok(Step::More);
                 }
@@ -130,6 +142,16 @@ impl Driver {
                 store.compensate(&self.j, k - 1, w).await?;
                 fault("journal.after_compensate").await;
                 self.next = Next::Compensate(k - 1);
+            }
+            Next::FinishRollBack if self.j.fail_reason.as_deref() == Some(ReviewReason::UnwritableOrder.as_str()) => {
+                let error = self.j.fail_product.clone().unwrap_or_default();
+                return match store.finish_unwritable(&self.order_id, &self.j, &error, now, w).await? {
+                    None => {
+                        self.next = Next::Resume;
+                        Ok(Step::More)
+                    }
+                    Some(parked) => Ok(Step::Done(CommitOutcome::Unwritable { error, parked })),
+                };
             }
             Next::FinishRollBack => {
                 // The journal's own outcome: its stored reason, insufficient stock when unknown.
@@ -279,7 +301,10 @@ impl Store {
         let marker = j.marker(i);
         if item.size.is_some() {
             // A product listing the size twice: the array filter would move both entries.
-            let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+            let read = self
+                .products
+                .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
+                .max_time(w.0);
             if let Some(bad) = w
                 .run("journal: read product", read)
                 .await?
@@ -295,10 +320,23 @@ impl Store {
             .products
             .find_one_and_update(filter, update)
             .with_options(w.opts_for(item, &self.schema));
-        if w.run("journal: deduct item", apply).await?.is_some() {
-            return Ok(None);
+        match w.run("journal: deduct item", apply).await {
+            Ok(Some(_)) => return Ok(None),
+            Ok(None) => {}
+            // The product's document refuses the decrement (a stock that is not a number, a
+            // `reconcilerCommits` that is not an array): nothing can be deducted safely.
+            Err(e) if e.is_refusal() => {
+                tracing::error!(error = %e.refusal_excerpt("deduct stock"), "the database refused the stock decrement");
+                return Ok(Some(CommitOutcome::InvalidProduct {
+                    product: crate::store::commit::product_label(item),
+                }));
+            }
+            Err(e) => return Err(e),
         }
-        let read = self.products.find_one(doc! { "_id": &item.product_id }).max_time(w.0);
+        let read = self
+            .products
+            .find_one(doc! { "_id": self.schema.product_ref(&item.product_id) })
+            .max_time(w.0);
         let product = w.run("journal: read product", read).await?;
         let marked = product
             .as_ref()
@@ -342,7 +380,7 @@ impl Store {
         let undo = self
             .products
             .find_one_and_update(
-                doc! { "_id": &item.product_id, MARKERS: &marker },
+                doc! { "_id": self.schema.product_ref(&item.product_id), MARKERS: &marker },
                 doc! { "$inc": j.inc(item, 1, &self.schema), "$pull": { MARKERS: &marker } },
             )
             .with_options(w.opts_for(item, &self.schema));
@@ -376,6 +414,66 @@ impl Store {
             )
             .with_options(w.opts());
         Ok(w.run("journal: finish", end).await?.is_some())
+    }
+
+    /// End a rolled-back journal whose confirmation the database refused, without the write it
+    /// refused: the order is parked `needs_review` (`unwritable_order`) by the smallest write
+    /// that is accepted, with no `history` entry (`Some(true)`); if every park is refused, it goes
+    /// back to draft (its stock was restored) and is excluded from claims (`Some(false)`); if
+    /// even that is refused it stays `committing`, excluded, for a person. `None`: the journal
+    /// changed under us.
+    async fn finish_unwritable(
+        &self,
+        order_id: &Bson,
+        j: &Journal,
+        error: &str,
+        now: DateTime,
+        w: Bounded,
+    ) -> StoreResult<Option<bool>> {
+        let o = &self.schema.orders;
+        let guard = doc! { "_id": order_id, &o.status: self.word(Status::Committing), own::COMMIT_ID: &j.id, own::COMMIT_STATE: State::RollingBack.as_str() };
+        let ended = doc! {
+            own::COMMIT_STATE: State::RolledBack.as_str(), own::COMMIT_ENDED_AT: now,
+            own::COMMIT_SWEEP_AT: plus(now, self.marker_retention()), own::LAST_ERROR: error,
+        };
+        let lease = doc! { own::LEASE_OWNER: "", own::LEASE_UNTIL: "" };
+        let reason = ReviewReason::UnwritableOrder.as_str();
+        let mut full = ended.clone();
+        full.extend(doc! {
+            &o.status: self.word(Status::NeedsReview), &o.updated_at: now, own::REASON: reason,
+            &o.payment_status: o.payment_status_values.word(PaymentStatus::Paid),
+        });
+        if let Some(paid) = j.paid_amount {
+            full.insert(own::PAID_AMOUNT, paid);
+        }
+        let mut bare = ended.clone();
+        bare.extend(doc! { &o.status: self.word(Status::NeedsReview), own::REASON: reason });
+        let mut draft = ended;
+        draft.insert(&o.status, self.word(j.from));
+        let rungs = [(full, true), (bare, true), (draft, false)];
+        let mut refused = String::new();
+        for (i, (set, parked)) in rungs.into_iter().enumerate() {
+            let end = self
+                .orders
+                .find_one_and_update(guard.clone(), doc! { "$set": set, "$unset": lease.clone() })
+                .with_options(w.opts());
+            match w.run("journal: finish an unwritable commit", end).await {
+                Ok(Some(_)) if parked => {
+                    metrics::counter!(crate::telemetry::names::ORDERS_SETTLED, crate::telemetry::labels::OUTCOME => crate::telemetry::labels::outcome::NEEDS_REVIEW).increment(1);
+                    return Ok(Some(true));
+                }
+                Ok(Some(_)) => {
+                    self.exclude(order_id, &refused).await?;
+                    return Ok(Some(false));
+                }
+                Ok(None) if i == 0 => return Ok(None),
+                Ok(None) => {}
+                Err(e) if e.is_refusal() => refused = e.refusal_excerpt("park"),
+                Err(e) => return Err(e),
+            }
+        }
+        self.exclude(order_id, &refused).await?;
+        Ok(Some(false))
     }
 
     /// How long after a journal ended its markers are kept: longer than any driver can act.

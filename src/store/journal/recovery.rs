@@ -22,6 +22,17 @@ impl Store {
         now: DateTime,
         lease: Duration,
     ) -> StoreResult<Option<(String, Result<Driver, String>)>> {
+        self.claim_for_recovery_avoiding(owner, now, lease, &[]).await
+    }
+
+    /// [`Store::claim_for_recovery`], leaving the orders in `avoid` (excluded ones) alone.
+    async fn claim_for_recovery_avoiding(
+        &self,
+        owner: &str,
+        now: DateTime,
+        lease: Duration,
+        avoid: &[Bson],
+    ) -> StoreResult<Option<(String, Result<Driver, String>)>> {
         let until = plus(now, lease);
         let opts = FindOneAndUpdateOptions::builder()
             .return_document(ReturnDocument::After)
@@ -29,7 +40,10 @@ impl Store {
         let claim = self
             .orders
             .find_one_and_update(
-                doc! { &self.schema.orders.status: self.word(Status::Committing), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
+                crate::store::refusals::avoiding(
+                    doc! { &self.schema.orders.status: self.word(Status::Committing), own::LEASE_UNTIL: { "$not": { "$gt": now } } },
+                    avoid,
+                ),
                 doc! { "$set": { own::LEASE_OWNER: owner, own::LEASE_UNTIL: until } },
             )
             .with_options(opts);
@@ -52,8 +66,21 @@ impl Store {
     /// The recovery pass: finish every `committing` order whose lease expired, from its journal,
     /// then the sweeps. Idempotent; safe in several processes at once.
     pub async fn recover_journals(&self, owner: &str, lease: Duration) -> StoreResult<Recovery> {
+        self.recover_journals_avoiding(owner, lease, &[]).await
+    }
+
+    /// [`Store::recover_journals`], leaving the orders in `avoid` (excluded ones) alone.
+    pub async fn recover_journals_avoiding(
+        &self,
+        owner: &str,
+        lease: Duration,
+        avoid: &[Bson],
+    ) -> StoreResult<Recovery> {
         let mut report = Recovery::default();
-        while let Some((mtid, driver)) = self.claim_for_recovery(owner, DateTime::now(), lease).await? {
+        while let Some((mtid, driver)) = self
+            .claim_for_recovery_avoiding(owner, DateTime::now(), lease, avoid)
+            .await?
+        {
             let driver = match driver {
                 Ok(d) => d,
                 Err(why) => {
@@ -108,7 +135,7 @@ impl Store {
                         let r = self
                             .products
                             .update_one(
-                                doc! { "_id": &item.product_id, MARKERS: j.marker(i) },
+                                doc! { "_id": self.schema.product_ref(&item.product_id), MARKERS: j.marker(i) },
                                 doc! { "$pull": { MARKERS: j.marker(i) } },
                             )
                             .await

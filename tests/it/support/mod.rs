@@ -202,6 +202,11 @@ impl World {
         Self::build(default_server(), test, salt, test_schema())
     }
 
+    /// A world on `server` and `schema`, whatever the suite's environment says.
+    pub fn on_with_schema(server: &DbServer, test: &str, schema: Schema) -> World {
+        Self::build(server, test, SALT, schema)
+    }
+
     /// A world on `schema` whatever `RECONCILER_TEST_SCHEMA` says.
     pub fn with_schema(test: &str, schema: Schema) -> World {
         Self::build(default_server(), test, SALT, schema)
