@@ -202,14 +202,14 @@ impl Gateway {
     /// `order`, so the breaker tells orders apart), logged by `id` and code.
     async fn call<T>(
         &self,
-        permit: Permit,
+        _permit: Permit,
         api: Api,
         order: &str,
         id: &str,
         call: impl Future<Output = Result<T, StatusError>>,
         code_of: impl Fn(&T) -> String,
     ) -> (Result<T, StatusError>, Verdict) {
-        drop(permit); // spent by this call
+        // `_permit` is spent by this call: no call without one.
         let sent = Instant::now();
         let answer = call.await;
         let took = sent.elapsed();

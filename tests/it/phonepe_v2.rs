@@ -152,6 +152,7 @@ fn action(d: &Decision) -> String {
         Decision::Reschedule { .. } => "reschedule".into(),
         Decision::Retry { tally, .. } => format!("retry:{tally:?}"),
         Decision::PauseCalls { .. } => "pause".into(),
+        Decision::RecordPayment { paid_amount, .. } => format!("record:{paid_amount:?}"),
         other => format!("{other:?}"),
     }
 }
@@ -211,7 +212,7 @@ async fn each_decision_row_is_the_same_under_v2_and_v1() {
             Answer::completed(AMOUNT),
             old,
             Status::Cancelled,
-            format!("review:{}", ReviewReason::PaidAfterCancel.as_str()),
+            format!("record:{:?}", Some(AMOUNT)),
         ),
         (
             "DOWN",

@@ -14,7 +14,11 @@ use mongodb::bson::{doc, Document};
 
 use crate::support::{eventually, World};
 
+mod cancel;
+mod crash;
+mod late;
 mod paid;
+mod refunds;
 
 const WAIT: Duration = Duration::from_secs(60);
 
