@@ -479,3 +479,59 @@ pub struct Cancel {
     pub detail: Option<String>,
     pub note: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the order id (1 to 64 characters), a refund id PhonePe takes under v1: at most
+    /// 35 characters of letters, digits, `_` and `-`; the same for the same order and attempt,
+    /// different for another attempt or another order.
+    #[test]
+    fn refund_ids_are_short_deterministic_and_unique_per_order_and_attempt() {
+        let orders: Vec<String> = (1..=64).map(|n| "O".repeat(n - 1) + "X").collect();
+        let mut seen = std::collections::HashSet::new();
+        for mtid in &orders {
+            for attempt in [1, 2, 3, 99_999] {
+                let id = refund_id(mtid, attempt);
+                assert!(id.len() <= 35, "{id}");
+                assert!(
+                    id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                    "{id}"
+                );
+                assert_eq!(id, refund_id(mtid, attempt), "deterministic");
+                assert!(seen.insert(id), "unique");
+            }
+        }
+        // `printf '%s' ORD-1001 | sha256sum`: its first 24 hex digits.
+        assert_eq!(refund_id("ORD-1001", 2), "RFc7060b4c669a474bb9636afb-2");
+    }
+
+    #[test]
+    fn a_request_is_followed_by_a_status_call_until_phonepe_says_it_has_none() {
+        let p = PendingRefund {
+            order_id: Bson::Int32(1),
+            merchant_transaction_id: "ORD-1".into(),
+            refund_id: refund_id("ORD-1", 1),
+            amount: 100,
+            accepted: false,
+            next_poll_at: None,
+            posts: 0,
+            tries: 0,
+            missing: false,
+        };
+        assert!(p.requests_next(), "first: the request");
+        let sent = PendingRefund { posts: 1, ..p.clone() };
+        assert!(!sent.requests_next(), "no answer came: its status first");
+        let missing = PendingRefund {
+            missing: true,
+            ..sent.clone()
+        };
+        assert!(missing.requests_next(), "PhonePe has none: request it again");
+        let accepted = PendingRefund {
+            accepted: true,
+            ..missing
+        };
+        assert!(!accepted.requests_next(), "accepted: only its status from now on");
+    }
+}
