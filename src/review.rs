@@ -332,7 +332,7 @@ async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
             Ok(0)
         }
         Some(Pushed::Pending) => {
-            println!("review: refund of {mtid} recorded and asked of PhonePe; pending, the service polls it");
+            println!("review: refund of {mtid} recorded; not final at PhonePe yet, the service asks until it is (review show {mtid})");
             Ok(0)
         }
         Some(Pushed::Failed) => refuse(

@@ -1,8 +1,9 @@
 //! OrderReconciler: one order at a time, top to bottom.
 //!
-//! permit from the RateLimiter → PhonePe status → `decide` → StockCommitter. Each call's result
-//! goes straight onto the shared budget (the breaker acts before the next permit), and the pause is
-//! checked again right before sending. A failure the breaker calls service-wide (PhonePe failing
+//! permit from the RateLimiter → PhonePe status (through the gateway, `phonepe::gateway`, which
+//! takes that permit) → `decide` → StockCommitter. Each call's result goes straight onto the
+//! shared budget (the breaker acts before the next permit), and the pause is checked again right
+//! before sending. A failure the breaker calls service-wide (PhonePe failing
 //! for several orders in a row) is retried in place while half the lease is left, and is decided
 //! by `on_service_error`: it adds nothing to the order's own backoff. The reconciler
 //! itself writes no decision; if anything between the claim and the committer fails (an actor
