@@ -260,6 +260,65 @@ pub fn parse_refund_status(http_status: u16, body: &[u8]) -> Result<RefundState,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{PhonePeSettings, Secret};
+    use crate::phonepe::V2Credentials;
+
+    fn clients() -> (PhonePeClient, PhonePeClient) {
+        let settings = PhonePeSettings {
+            base_url: "http://127.0.0.1:1".into(),
+            merchant_id: "MERCHANTUAT".into(),
+            salt_key: Some(Secret::new("test-salt-key")),
+            salt_index: Some(1),
+            request_timeout: std::time::Duration::from_secs(1),
+            api_version: Default::default(),
+            client_id: None,
+            client_secret: None,
+            client_version: None,
+            oauth_base_url: String::new(),
+        };
+        let creds = V2Credentials {
+            client_id: "TESTCLIENT".into(),
+            client_secret: Secret::new("test-client-secret"),
+            client_version: "1".into(),
+            oauth_base_url: "http://127.0.0.1:1".into(),
+        };
+        let v1 = PhonePeClient::new(&settings).expect("v1");
+        (v1, PhonePeClient::new_v2(&settings, creds).expect("v2"))
+    }
+
+    /// What PhonePe cannot take is refused before sending: ids over 35 characters under v1 (63
+    /// under v2) or outside its alphabet, and less than 100 paise.
+    #[test]
+    fn refunds_phonepe_cannot_take_are_refused_before_sending() {
+        let (v1, v2) = clients();
+        let req = |id: &'static str, amount| RefundRequest {
+            refund_id: id,
+            original: "ORD-1",
+            amount,
+            callback_url: "",
+        };
+        let code = |r: Result<(), StatusError>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(StatusError::Refused { code, http_status: 0 }) => code,
+            Err(other) => panic!("{other:?}"),
+        };
+        let id35 = "R2345678901234567890123456789012345";
+        let id36 = "R23456789012345678901234567890123456";
+        let id63 = "R23456789012345678901234567890123456789012345678901234567890123";
+        let id64 = "R234567890123456789012345678901234567890123456789012345678901234";
+        assert_eq!((id35.len(), id36.len(), id63.len(), id64.len()), (35, 36, 63, 64));
+        assert_eq!(code(v1.check_refund(&req(id35, 100))), "ok");
+        assert_eq!(code(v1.check_refund(&req(id36, 100))), "INVALID_REFUND_ID");
+        assert_eq!(code(v2.check_refund(&req(id63, 100))), "ok");
+        assert_eq!(code(v2.check_refund(&req(id64, 100))), "INVALID_REFUND_ID");
+        assert_eq!(code(v1.check_refund(&req("R 1", 100))), "INVALID_REFUND_ID");
+        assert_eq!(code(v1.check_refund(&req("R-1", 99))), "AMOUNT_BELOW_MINIMUM");
+        let bad_original = RefundRequest {
+            original: "ORD 1",
+            ..req("R-1", 100)
+        };
+        assert_eq!(code(v1.check_refund(&bad_original)), "INVALID_ORIGINAL_ID");
+    }
 
     #[test]
     fn answers_to_a_refund_request() {
