@@ -347,20 +347,31 @@ mod tests {
                 "{status} {body}"
             );
         }
+        // PhonePe's code is kept when it looks like one (it is stored and used as a label).
+        let refusal = |status, body: &str| match parse_refund(status, body.as_bytes()) {
+            Err(StatusError::Refused { code, .. }) => code,
+            other => panic!("{status} {body}: {other:?}"),
+        };
+        assert_eq!(refusal(400, r#"{"code":"BAD_REQUEST"}"#), "BAD_REQUEST");
+        assert_eq!(refusal(400, r#"{"code":"call +91 98000"}"#), "REFUSED");
         assert_eq!(parse_refund(429, b""), Err(StatusError::RateLimited));
         assert!(matches!(parse_refund(401, b"{}"), Err(StatusError::Rejected { .. })));
-        for (status, body) in [
-            (503, ""),
-            (200, r#"{"success":false,"code":"INTERNAL_SERVER_ERROR"}"#),
-            (200, "{}"),
-            (404, "<html>not found</html>"),
+        for (status, body, kind) in [
+            (503, "", TransientKind::Server),
+            (500, r#"{"code":"BAD_REQUEST"}"#, TransientKind::Server),
+            (
+                200,
+                r#"{"success":false,"code":"INTERNAL_SERVER_ERROR"}"#,
+                TransientKind::Server,
+            ),
+            (200, "{}", TransientKind::Malformed),
+            (404, "<html>not found</html>", TransientKind::Malformed),
+            (404, r#"{"state":"COMPLETED"}"#, TransientKind::Malformed),
         ] {
+            let answer = parse_refund(status, body.as_bytes());
             assert!(
-                matches!(
-                    parse_refund(status, body.as_bytes()),
-                    Err(StatusError::Transient { .. })
-                ),
-                "{status} {body}: the refund's fate stays open"
+                matches!(answer, Err(StatusError::Transient { kind: k, .. }) if k == kind),
+                "{status} {body}: the refund's fate stays open ({kind:?}): {answer:?}"
             );
         }
     }
