@@ -23,7 +23,7 @@ use crate::actors::{Budget, Env, Summary, Supervisor, Wiring};
 use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
-use crate::phonepe::PhonePeClient;
+use crate::phonepe::{Gateway, PhonePeClient};
 use crate::store::orders::Eligibility;
 use crate::store::{CommitRules, Store};
 
@@ -80,7 +80,7 @@ pub async fn prepare_env(
         .await
         .context("choosing the commit strategy")?;
     tracing::info!(strategy = ?strategy, "commit strategy chosen");
-    let phonepe = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
+    let client = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
     let policy = Policy {
         merchant_id: settings.phonepe.merchant_id.clone(),
         pending_timeout: settings.job.pending_timeout,
@@ -99,6 +99,7 @@ pub async fn prepare_env(
         .await
         .context("creating the reconciler_instances index")?;
     let budget = Arc::new(Budget::shared(settings.job.rate_limit_per_minute, shared));
+    let phonepe = Gateway::new(client, budget.clone());
     let env = Arc::new(Env {
         settings,
         store,

@@ -14,6 +14,7 @@ pub mod fields;
 pub mod indexes;
 pub mod journal;
 pub mod orders;
+pub mod payments;
 pub mod refunds;
 pub mod refusals;
 pub mod words;
