@@ -117,6 +117,26 @@ pub enum Command {
     /// 2 on a usage or configuration error.
     #[command(verbatim_doc_comment, subcommand)]
     Review(ReviewCommand),
+    /// The operator's console: the review queue as web pages (docs/operations.md).
+    ///
+    /// Exit codes: 0 after a clean stop (serve) or a printed hash (hash-password); 1 on a
+    /// runtime failure (MongoDB unreachable, console.listen taken); 2 on a usage or
+    /// configuration error (console.listen unset for serve, no password on stdin).
+    #[command(verbatim_doc_comment, subcommand)]
+    Console(ConsoleCommand),
+}
+
+/// `console` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ConsoleCommand {
+    /// Serve the console alone on console.listen (no scanner, no refund poller) until
+    /// SIGTERM/SIGINT. `run` serves it too when console.listen is set.
+    #[command(verbatim_doc_comment)]
+    Serve,
+    /// Read one line (a password) from stdin and print its argon2id PHC string, for
+    /// console.users ("name:<the string>"). Needs no configuration.
+    #[command(verbatim_doc_comment)]
+    HashPassword,
 }
 
 /// `review` subcommands.
@@ -198,6 +218,11 @@ mod tests {
         assert_eq!(command(&["once"]), Command::Once);
         assert_eq!(command(&["selftest"]), Command::Selftest);
         assert_eq!(command(&["config"]), Command::Config);
+        assert_eq!(command(&["console", "serve"]), Command::Console(ConsoleCommand::Serve));
+        assert_eq!(
+            command(&["console", "hash-password"]),
+            Command::Console(ConsoleCommand::HashPassword)
+        );
         assert_eq!(
             command(&["review", "resolve", "MT1", "refund", "--note", "asked"]),
             Command::Review(ReviewCommand::Resolve {

@@ -72,6 +72,9 @@ pub struct Transition {
     pub by: &'static str,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
+    /// The operator's name (`review resolve`: the OS user; the console: who logged in),
+    /// recorded in the history entry as `operator`.
+    pub operator: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
     pub paid_amount: Option<i64>,
 }
@@ -96,6 +99,7 @@ impl Transition {
             last_error: None,
             by: by::RECONCILER,
             note: None,
+            operator: None,
             paid_amount: None,
         }
     }
@@ -183,6 +187,9 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
     };
     if let Some(note) = &t.note {
         entry.insert("note", note);
+    }
+    if let Some(name) = &t.operator {
+        entry.insert("operator", name);
     }
     entry
 }

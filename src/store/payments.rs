@@ -63,7 +63,7 @@ impl Store {
         &self,
         o: &LeftDraft,
         seen: &PaymentSeen,
-        by: &str,
+        by: super::by::By<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let s = &self.schema.orders;
@@ -91,10 +91,13 @@ impl Store {
         if let Some(paid) = seen.paid_amount {
             set.insert(own::PAID_AMOUNT, paid);
         }
-        let entry = doc! {
-            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by,
+        let mut entry = doc! {
+            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by.by,
             "reason": reason, "code": &seen.code, "transactionId": seen.transaction_id.clone(),
         };
+        if let Some(name) = by.operator {
+            entry.insert("operator", name);
+        }
         let update = doc! {
             "$set": set,
             "$unset": { own::LEASE_OWNER: "", own::LEASE_UNTIL: "", own::NEXT_CHECK_AT: "" },
