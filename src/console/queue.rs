@@ -60,7 +60,7 @@ async fn render(c: &Console, headers: &HeaderMap, reason: Option<String>) -> Res
             div.box { table {
                 thead { tr {
                     th { "Order" } th { "Reason" } th { "Amount" } th { "Paid (PhonePe)" }
-                    th { "Payment" } th { "Parked at" } th { "Refund" } th { "Needs" }
+                    th { "Payment" } th { "Parked at" } th { "Refund" } th { "Attention" }
                 } }
                 tbody { @for r in shown.iter().take(ROWS) { (row(r)) } }
             } }
@@ -79,6 +79,12 @@ pub async fn page(
     render(&c, &headers, reason).await
 }
 
+/// `2026-12-04T17:57:03.391Z` as `2026-12-04 17:57:03 UTC`.
+fn rfc3339(t: &str) -> String {
+    let whole = t.split(['.', 'Z']).next().unwrap_or(t);
+    format!("{} UTC", whole.replacen('T', " ", 1))
+}
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("—")
 }
@@ -92,7 +98,7 @@ fn row(r: &Value) -> Markup {
             td.num { (amount(r["amount"].as_i64())) }
             td.num { (amount(r["paidAmount"].as_i64())) }
             td { (text(&r["paymentStatus"])) }
-            td { (r["parkedAt"].as_str().map_or("—".into(), |t| t.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC")) }
+            td { (r["parkedAt"].as_str().map_or("—".into(), rfc3339)) }
             td { (refund_state(&r["refund"], text(&r["paymentStatus"]))) }
             td { (r["attention"].as_str().unwrap_or("—")) }
         }
