@@ -153,12 +153,12 @@ impl Outcome {
     }
 
     /// Matched again by the next import: the order may settle, or be corrected, meanwhile.
+    /// (A [`Outcome::Conflicting`] row is not stored: its conflict is kept on the first row.)
     pub fn open(&self) -> bool {
-        match self {
-            Outcome::WakeDraft | Outcome::Deferred => true,
-            Outcome::Discrepancy { kind, .. } => *kind != Discrepancy::ConflictingRows,
-            _ => false,
-        }
+        matches!(
+            self,
+            Outcome::WakeDraft | Outcome::Deferred | Outcome::Discrepancy { .. }
+        )
     }
 
     pub fn discrepancy(&self) -> Option<Discrepancy> {

@@ -13,6 +13,7 @@ pub mod fields;
 pub mod journal;
 pub mod orders;
 pub mod refunds;
+pub mod settlements;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use journal::Recovery;

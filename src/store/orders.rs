@@ -199,7 +199,10 @@ fn claim_statement(id: &Bson, owner: &str, now: DateTime, until: DateTime) -> (D
 /// whole statement while it waits on a document locked by a dead client's transaction —
 /// SecantusDB does, and then cannot reap that transaction: every transaction on the server
 /// stops. Separate statements wait one document at a time.)
-fn per_document_update(collection: &str, statements: impl Iterator<Item = (Document, Document)>) -> Document {
+pub(crate) fn per_document_update(
+    collection: &str,
+    statements: impl Iterator<Item = (Document, Document)>,
+) -> Document {
     let updates: Vec<Document> = statements
         .map(|(q, u)| doc! { "q": q, "u": u, "multi": false, "upsert": false })
         .collect();
