@@ -100,6 +100,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub webhook: WebhookSettings,
     pub refunds: RefundSettings,
+    pub settlement: SettlementSettings,
     /// `[schema]`: the shop's collections, field paths, status words and amount unit
     /// (`src/schema.rs`, docs/schema.md); defaults are the reconciler's own names.
     #[serde(default)]
@@ -229,6 +230,17 @@ pub struct RefundSettings {
     /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
     #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
     pub poll_interval: Duration,
+}
+
+/// `[settlement]`: PhonePe's settlement reports (`draft-reconciler settlement`, src/settlement).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementSettings {
+    /// Business days (Saturdays and Sundays skipped) after its confirmation by which a confirmed
+    /// order's PAYMENT row is expected; later, once the imported rows reach that day, it is
+    /// `not_settled`.
+    #[serde(deserialize_with = "values::within::<0, 30, _, _>")]
+    pub expected_within_days: u32,
 }
 
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.

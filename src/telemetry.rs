@@ -127,8 +127,12 @@ pub mod names {
     /// Counter: permits refused because the shared budget in MongoDB could not be read.
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
+    /// Gauge, label `kind` (`settlement::matcher::Discrepancy`): open discrepancies between
+    /// PhonePe's settlement reports and the orders, read from the database by the service.
+    pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -152,6 +156,7 @@ pub mod names {
         BUDGET_INSTANCES,
         BUDGET_PERMITS,
         BUDGET_UNAVAILABLE,
+        SETTLEMENT_DISCREPANCIES,
     ];
 }
 
@@ -308,6 +313,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Permits refused because the shared budget in MongoDB could not be read (no call made)."
     );
+    describe_gauge!(
+        SETTLEMENT_DISCREPANCIES,
+        Unit::Count,
+        "Open discrepancies between PhonePe's settlement reports and the orders, by kind."
+    );
 }
 
 /// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
@@ -329,6 +339,9 @@ fn initialize_metrics() {
     metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
+    for kind in crate::settlement::matcher::Discrepancy::ALL {
+        metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => kind.as_str()).set(0.0);
+    }
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }
@@ -373,6 +386,8 @@ mod tests {
             metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
             // Set by the heartbeat of a running service (`actors/rate_limiter/shared.rs`).
             metrics::gauge!(names::BUDGET_INSTANCES).set(2.0);
+            // Set by the settlement gauge pass of a running service (`settlement/gauge.rs`).
+            metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => "not_settled").set(1.0);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();

@@ -10,16 +10,15 @@
 //! `reconciler_settlement_discrepancies{kind}` current in the running service.
 
 pub mod dates;
-// pub mod gauge;
-// pub mod import;
+pub mod effects;
+pub mod gauge;
+pub mod import;
 pub mod matcher;
 pub mod parse;
 pub mod report;
-// mod report_cmd;
+pub mod report_cmd;
 
 use sha2::{Digest, Sha256};
-
-// pub use report_cmd::report as report_command;
 
 /// `PaymentType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -208,11 +208,13 @@ impl Store {
         Ok(docs.iter().filter_map(row_of).map(|r| (r.key(), r)).collect())
     }
 
-    /// Rows whose outcome is open (matched again by the next import), at most `max`.
-    pub async fn open_rows(&self, max: i64) -> StoreResult<Vec<Row>> {
+    /// Rows whose outcome is open (matched again by the next import), at most `max`, each with
+    /// its stored `match`.
+    pub async fn open_rows(&self, max: i64) -> StoreResult<Vec<(Row, Document)>> {
         let docs = collect(
             self.settlements()
                 .find(doc! { OPEN: true })
+                .projection(doc! { "conflicts": 0 })
                 .sort(doc! { "_id": 1 })
                 .limit(max)
                 .await
@@ -220,7 +222,10 @@ impl Store {
             "read open settlement rows",
         )
         .await?;
-        Ok(docs.iter().filter_map(row_of).collect())
+        Ok(docs
+            .iter()
+            .filter_map(|d| Some((row_of(d)?, d.get_document("match").ok()?.clone())))
+            .collect())
     }
 
     /// The orders whose merchantTransactionId is among `mtids`.

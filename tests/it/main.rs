@@ -19,6 +19,7 @@ mod phonepe_v2_binary;
 mod pipeline;
 mod pm2;
 mod review;
+mod settlement;
 mod shared_budget;
 mod supervision;
 mod support;
