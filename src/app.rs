@@ -21,7 +21,7 @@ use crate::actors::{Budget, Env, Summary, Supervisor, Wiring};
 use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
-use crate::phonepe::PhonePeClient;
+use crate::phonepe::{Gateway, PhonePeClient};
 use crate::store::orders::Eligibility;
 use crate::store::{CommitRules, Store};
 
@@ -47,7 +47,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .await
         .context("choosing the commit strategy")?;
     tracing::info!(strategy = ?strategy, "commit strategy chosen");
-    let phonepe = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
+    let client = PhonePeClient::new(&settings.phonepe).context("building the PhonePe client")?;
     let policy = Policy {
         merchant_id: settings.phonepe.merchant_id.clone(),
         pending_timeout: settings.job.pending_timeout,
@@ -66,6 +66,7 @@ pub async fn build_env(settings: Settings, health: Health) -> anyhow::Result<Arc
         .await
         .context("creating the reconciler_instances index")?;
     let budget = Arc::new(Budget::shared(settings.job.rate_limit_per_minute, shared));
+    let phonepe = Gateway::new(client, budget.clone());
     Ok(Arc::new(Env {
         settings,
         store,

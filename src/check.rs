@@ -2,8 +2,9 @@
 //! do) and `selftest` (a throwaway draft taken through the whole path: MongoDB, indexes, PhonePe
 //! credentials, decision, settlement; then cleaned up).
 //!
-//! Both use the same functions as the actors (`PhonePeClient::check_status`, `decide`,
-//! `settle::settle`), so what they show is what the service does.
+//! Both use the same functions as the actors (the PhonePe gateway, `decide`, `settle::settle`),
+//! so what they show is what the service does; their PhonePe calls draw from the budget every
+//! instance shares.
 
 use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -11,9 +12,12 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use crate::actors::{Env, Outcome};
 use crate::app::build_env;
 use crate::config::Settings;
+use crate::domain::decision::late_payment;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
+use crate::phonepe::CallError;
 use crate::store::fields::own;
+use crate::store::payments::{LeftDraft, PaymentSeen};
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     match answer {
@@ -29,14 +33,10 @@ fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     }
 }
 
-/// A permit from the PhonePe budget every instance shares: operator calls count against it too.
-async fn permit(env: &Env) -> anyhow::Result<()> {
-    env.budget.acquire().await.map(|_| ()).map_err(|p| {
-        let secs = p.until.saturating_duration_since(std::time::Instant::now()).as_secs();
-        anyhow!(
-            "no PhonePe call made: calls are paused for {secs} s more, or the shared budget in MongoDB cannot be read"
-        )
-    })
+/// PhonePe's answer about `mtid` through the gateway (a permit of the budget every instance
+/// shares: operator calls count against it too); `Err` when no call could be made.
+async fn ask(env: &Env, mtid: &MerchantTransactionId) -> anyhow::Result<Result<StatusReport, StatusError>> {
+    Ok(CallError::split(env.phonepe.status(mtid).await)?)
 }
 
 /// `draft-reconciler check <merchantTransactionId> [--apply]`.
@@ -51,8 +51,7 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
     };
     actix::System::new().block_on(async move {
         let env = build_env(settings.clone(), Health::new(settings.job.interval)).await?;
-        permit(&env).await?;
-        let answer = env.phonepe.check_status(&mtid).await;
+        let answer = ask(&env, &mtid).await?;
         println!("PhonePe: {}", describe(&answer));
         let Some(doc) = env.store.find_by_mtid(mtid.as_str()).await? else {
             println!(
@@ -71,7 +70,7 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
             Ok(o) => o,
             Err(e) => {
                 println!("order: cannot be reconciled: {e}");
-                return Ok(1);
+                return unparsed(&env, &doc, &answer, apply).await;
             }
         };
         println!(
@@ -104,6 +103,50 @@ pub fn check(settings: Settings, mtid: &str, apply: bool) -> anyhow::Result<u8> 
         println!("applied: {}", outcome.as_str());
         Ok(0)
     })
+}
+
+/// An order whose document cannot be reconciled (exit 1): still, a completed payment PhonePe
+/// reports for it after it left `draft` unpaid is recorded with `--apply` (exit 0), as the
+/// webhook would.
+async fn unparsed(
+    env: &Env,
+    doc: &Document,
+    answer: &Result<StatusReport, StatusError>,
+    apply: bool,
+) -> anyhow::Result<u8> {
+    let schema = env.store.schema();
+    let (Some(target), Ok(report)) = (LeftDraft::of_doc(doc, schema), answer) else {
+        return Ok(1);
+    };
+    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let Some(Decision::RecordPayment {
+        code,
+        transaction_id,
+        paid_amount,
+    }) = late_payment(target.status, payment, report, &env.policy.merchant_id)
+    else {
+        return Ok(1);
+    };
+    println!("decision: record the payment PhonePe reports (the order left draft unpaid)");
+    if !apply {
+        println!("dry run: nothing changed (add --apply to record it)");
+        return Ok(1);
+    }
+    let seen = PaymentSeen {
+        code,
+        transaction_id,
+        paid_amount,
+    };
+    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, crate::store::by::RECONCILER).await?;
+    println!(
+        "applied: {}",
+        if recorded {
+            "payment recorded, needs_review"
+        } else {
+            "already_processed"
+        }
+    );
+    Ok(0)
 }
 
 /// `draft-reconciler selftest`.
@@ -167,8 +210,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         .await?
         .context("test order vanished")?;
     let order = Order::parse(&doc, schema)?;
-    permit(env).await?;
-    let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
+    let answer = ask(env, &order.merchant_transaction_id).await?;
     println!("selftest: PhonePe answered: {}", describe(&answer));
     if let Err(e) = &answer {
         return Err(anyhow!("PhonePe call failed: {e}"));

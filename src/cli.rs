@@ -113,8 +113,9 @@ pub enum Command {
     /// by: "operator" and the note; safe while the service runs, and run twice it does nothing
     /// more.
     ///
-    /// Exit codes: 0 when done; 1 when refused (unknown order, wrong state, PhonePe refused)
-    /// with the reason; 2 on a usage or configuration error.
+    /// Exit codes: 0 when done; 1 when refused (unknown order, wrong state, PhonePe refused or
+    /// failed the refund, PhonePe reports the order paid, PhonePe unreachable) with the reason;
+    /// 2 on a usage or configuration error.
     #[command(verbatim_doc_comment, subcommand)]
     Review(ReviewCommand),
     /// PhonePe's settlement reports: import them, matched against the orders, and report.
@@ -187,7 +188,9 @@ pub enum ReviewCommand {
     ///
     /// fulfil: confirm and deduct stock through the same atomic commit as the service (after a
     /// restock); short stock again leaves it parked. refund: refund the paid amount through
-    /// PhonePe, exactly once. cancel: close an order that was never paid (refused for a paid one).
+    /// PhonePe, exactly once (a refusal by PhonePe is exit 1 with its code). cancel: asks PhonePe
+    /// first and closes only an order PhonePe reports unpaid to this merchant (a merchant_mismatch
+    /// may be closed; a refund_failed order only with --note saying how the money went back).
     #[command(verbatim_doc_comment)]
     Resolve {
         /// The order's merchantTransactionId.

@@ -227,7 +227,8 @@ pub struct RefundSettings {
     /// A variable may give them as text: `paid_after_cancel,insufficient_stock` or the TOML array.
     #[serde(deserialize_with = "values::reason_list")]
     pub auto: Vec<String>,
-    /// How often a pending refund's status is asked of PhonePe (within the PhonePe budget).
+    /// How often the refund poller runs, and the first wait before a pending refund is asked
+    /// about again (the waits double to an hour: `refund::refund_backoff`).
     #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
     pub poll_interval: Duration,
 }

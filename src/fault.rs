@@ -55,6 +55,7 @@ pub const POINTS: &[&str] = &[
     "reconciler.before_call",
     "reconciler.before_settle",
     "reconciler.reconcile",
+    "refund.before_call",
     "scanner.tick",
 ];
 
@@ -321,6 +322,7 @@ mod armed {
                 include_str!("actors/rate_limiter.rs"),
                 include_str!("actors/reconciler.rs"),
                 include_str!("actors/scanner.rs"),
+                include_str!("refund.rs"),
                 include_str!("store/journal/driver.rs"),
             );
             for p in super::super::POINTS {

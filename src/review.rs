@@ -7,9 +7,12 @@
 //! and goes on only for a completed payment to this merchant of exactly the order's amount, then
 //! runs the service's own stock commit (either strategy) guarded by `status: needs_review` and
 //! `paymentStatus: paid`;
-//! `refund` goes through `src/refund.rs` (recorded before the call, exactly once); `cancel` only
-//! closes an order that was never paid. Each records `by: "operator"` and the note in the
-//! order's history. Exit codes: 0 done, 1 refused (with the reason), 2 usage.
+//! `refund` goes through `src/refund.rs` (recorded before the call, exactly once; a refusal by
+//! PhonePe is exit 1 with its code); `cancel` asks PhonePe too and closes only an order PhonePe
+//! reports unpaid to this merchant (`review/cancel.rs`). Each records `by: "operator"` and the
+//! note in the order's history. `list` and `show` also say when a refund or an automatic refund
+//! needs a person (flagged after too many asks, or stopped). Exit codes: 0 done, 1 refused (with
+//! the reason), 2 usage.
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use crate::schema::{OrdersSchema, Schema};
 use crate::store::commit::confirm_transition;
 use crate::store::fields::own;
 use crate::store::orders::by;
+use crate::store::refunds::{AutoRefund, PendingRefund, REFUND_KEY};
 use crate::store::{CommitOutcome, Lease};
 
 /// Run one `review` subcommand; returns the exit code.
@@ -93,6 +97,51 @@ fn parked_at(d: &Document) -> Option<DateTime> {
     d.get_datetime(&names().updated_at).ok().copied()
 }
 
+/// The recorded refund's fields the queue shows (`null` without one).
+fn refund_view(d: &Document) -> serde_json::Value {
+    let Ok(r) = d
+        .get_document(own::RECONCILIATION_KEY)
+        .and_then(|r| r.get_document(REFUND_KEY))
+    else {
+        return serde_json::Value::Null;
+    };
+    let p = PendingRefund::of(d, names());
+    json!({
+        "id": r.get_str("id").ok(),
+        "attempt": paise(r.get("attempt")),
+        "amount": paise(r.get("amount")),
+        "tries": p.as_ref().map(|p| p.tries),
+        "flagged": r.get_bool("flagged").unwrap_or(false),
+        "lastCode": r.get_str("lastCode").ok(),
+        "failCode": r.get_str("failCode").ok(),
+    })
+}
+
+/// What needs a person beyond the reason: a pending refund flagged after too many asks, or an
+/// automatic refund that stopped.
+fn attention(d: &Document) -> Option<String> {
+    let payment = d.get_str(&names().payment_status).ok();
+    let flagged = d
+        .get_document(own::RECONCILIATION_KEY)
+        .and_then(|r| r.get_document(REFUND_KEY))
+        .and_then(|r| r.get_bool("flagged"))
+        .unwrap_or(false);
+    if flagged && payment == Some(PaymentStatus::RefundPending.as_str()) {
+        return Some(format!(
+            "refund_flagged: no final answer from PhonePe after {} asks",
+            crate::refund::TRIES_TO_FLAG
+        ));
+    }
+    let auto = AutoRefund::of(d);
+    auto.stopped.then(|| {
+        format!(
+            "auto_refund_stopped after {} tries: {}",
+            auto.tries,
+            auto.last_error.as_deref().unwrap_or("-")
+        )
+    })
+}
+
 /// One line of `review list --json` (never the customer's data: only what the queue needs).
 pub fn summary(d: &Document) -> serde_json::Value {
     let parked = parked_at(d);
@@ -105,6 +154,8 @@ pub fn summary(d: &Document) -> serde_json::Value {
         "parkedAt": parked.map(|t| t.try_to_rfc3339_string().unwrap_or_default()),
         "ageSecs": parked.map(|t| (DateTime::now().timestamp_millis() - t.timestamp_millis()) / 1000),
         "lastCode": own_text(d, own::LAST_CODE),
+        "refund": refund_view(d),
+        "attention": attention(d),
     })
 }
 
@@ -112,8 +163,8 @@ async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<
     let orders = env.store.parked(reason).await.context("listing parked orders")?;
     if !as_json {
         println!(
-            "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} LAST CODE",
-            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAID", "PAYMENT", "AGE (h)"
+            "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} {:<24} ATTENTION",
+            "MERCHANT TXN ID", "REASON", "AMOUNT", "PAID", "PAYMENT", "AGE (h)", "LAST CODE"
         );
     }
     for stored in &orders {
@@ -125,14 +176,15 @@ async fn list(env: &Env, reason: Option<&str>, as_json: bool) -> anyhow::Result<
         } else {
             let age_h = s["ageSecs"].as_i64().unwrap_or(0) / 3600;
             println!(
-                "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} {}",
+                "{:<28} {:<20} {:>10} {:>10} {:<15} {:>8} {:<24} {}",
                 text(d, &names().id),
                 own_text(d, own::REASON),
                 or_dash(amount(d)),
                 or_dash(paid_amount(d)),
                 text(d, &names().payment_status),
                 age_h,
-                own_text(d, own::LAST_CODE)
+                own_text(d, own::LAST_CODE),
+                attention(d).unwrap_or_else(|| "-".into())
             );
         }
     }
@@ -148,6 +200,18 @@ async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
     println!("order: {}", summary(&d));
     println!("status: {}", text(&d, &names().status));
     println!("paid (PhonePe, paise): {}", or_dash(paid_amount(&d)));
+    if let Some(note) = attention(&d) {
+        println!("needs a person: {note}");
+    }
+    let auto = AutoRefund::of(&d);
+    if auto.tries > 0 {
+        println!(
+            "automatic refund: {} tries, {}; last: {}",
+            auto.tries,
+            if auto.stopped { "stopped" } else { "will try again" },
+            auto.last_error.as_deref().unwrap_or("-")
+        );
+    }
     if let Ok(history) = d.get_array(own::HISTORY) {
         println!("history:");
         for h in history {
@@ -155,17 +219,16 @@ async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
         }
     }
     match crate::domain::MerchantTransactionId::parse(mtid) {
-        Ok(id) if crate::refund::permit(&env.budget).await => match env.phonepe.check_status(&id).await {
+        Ok(id) => match env.phonepe.status(&id).await {
             Ok(report) => println!("phonepe now: {report:?}"),
-            Err(e) => println!("phonepe now: could not be asked: {}", e.excerpt()),
+            Err(e) => println!("phonepe now: could not be asked: {e}"),
         },
-        Ok(_) => println!("phonepe now: calls are paused (the PhonePe budget); try again shortly"),
         Err(e) => println!("phonepe now: not asked, the id is not one PhonePe takes: {e}"),
     }
     Ok(0)
 }
 
-fn refuse(mtid: &str, why: &str) -> anyhow::Result<u8> {
+pub(crate) fn refuse(mtid: &str, why: &str) -> anyhow::Result<u8> {
     eprintln!("review: refused for {mtid}: {why}");
     Ok(1)
 }
@@ -187,11 +250,8 @@ async fn resolve(env: &Arc<Env>, mtid: &str, action: ResolveAction, note: Option
         );
     }
     match (action, payment) {
-        (ResolveAction::Cancel, Some(PaymentStatus::Pending | PaymentStatus::Failed)) => {
-            cancel(env, mtid, &d, note).await
-        }
-        (ResolveAction::Cancel, _) => refuse(mtid, "it was paid (or is being refunded): refund or fulfil it instead"),
         (_, Some(PaymentStatus::RefundPending)) => refuse(mtid, "a refund is pending at PhonePe; the service polls it"),
+        (ResolveAction::Cancel, _) => cancel::cancel(env, mtid, &d, &view, note).await,
         (_, Some(PaymentStatus::Paid)) if action == ResolveAction::Fulfil => fulfil(env, mtid, &d, note).await,
         (_, Some(PaymentStatus::Paid)) => refund(env, mtid, &d, note).await,
         _ => refuse(
@@ -204,16 +264,6 @@ async fn resolve(env: &Arc<Env>, mtid: &str, action: ResolveAction, note: Option
     }
 }
 
-async fn cancel(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
-    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-    if env.store.operator_cancel(&id, note, DateTime::now()).await? {
-        println!("review: {mtid} cancelled");
-        Ok(0)
-    } else {
-        refuse(mtid, "it changed meanwhile (someone else resolved it)")
-    }
-}
-
 async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
     let order = match Order::parse(d, env.store.schema()) {
         Ok(o) => o,
@@ -222,9 +272,9 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
     // Nothing confirms without a verified amount: PhonePe is asked again (one permit), and the
     // payment must be complete, to this merchant, of exactly the order's amount (an
     // `amount_mismatch` is refunded, or its document corrected first).
-    let paid = match crate::refund::verified_paid(&refunder(env), mtid).await {
+    let paid = match crate::refund::verified_paid(&env.phonepe, mtid).await {
         Ok(paid) => paid,
-        Err(why) => return refuse(mtid, &format!("nothing confirmed: {why}")),
+        Err(why) => return refuse(mtid, &format!("nothing confirmed: {}", why.why())),
     };
     if paid != order.amount.0 {
         return refuse(
@@ -269,7 +319,6 @@ fn refunder(env: &Env) -> Refunder<'_> {
     Refunder {
         store: &env.store,
         phonepe: &env.phonepe,
-        budget: &env.budget,
         poll_interval: env.settings.refunds.poll_interval,
         by: by::OPERATOR,
     }
@@ -286,8 +335,20 @@ async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
             println!("review: refund of {mtid} recorded and asked of PhonePe; pending, the service polls it");
             Ok(0)
         }
-        Some(Pushed::Failed) => refuse(mtid, "PhonePe failed the refund; parked again (refund_failed)"),
+        Some(Pushed::Failed) => refuse(
+            mtid,
+            "PhonePe failed the refund; parked again (refund_failed): refund again (a new refund id) or cancel with a --note",
+        ),
+        Some(Pushed::Refused(code)) => refuse(
+            mtid,
+            &format!(
+                "PhonePe refused the refund ({code}); nothing refunded, parked again (refund_failed): \
+                 refund again (a new refund id) or cancel with a --note saying how the money went back"
+            ),
+        ),
         Some(Pushed::AlreadyFinished) => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
-        Some(Pushed::Unverified(why)) => refuse(mtid, &format!("nothing refunded: {why}")),
+        Some(Pushed::Unverified(why)) => refuse(mtid, &format!("nothing refunded: {}", why.why())),
     }
 }
+
+mod cancel;

@@ -8,6 +8,8 @@
 //! secret-free excerpt in `reconciliation.lastError`. Parking an order after PhonePe reported a
 //! completed payment to our merchant records what was paid (`reconciliation.paidAmount`) in the
 //! same guarded write, whichever way it is parked (a review decision, or a commit short of stock).
+//! A completed payment for an order that already left `draft` unpaid is recorded through
+//! [`record_late_payment`], the one path for it.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
 use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
+use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
@@ -112,15 +115,7 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             transaction_id,
             paid_amount,
         } => {
-            if reason == ReviewReason::PaidAfterCancel {
-                metrics::counter!(names::LATE_PAYMENTS).increment(1);
-                tracing::error!(
-                    "PhonePe reports a payment for an order we cancelled: parking it as needs_review \
-                     (paid_after_cancel) for a person to refund or fulfil"
-                );
-            } else {
-                tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
-            }
+            tracing::warn!(reason = reason.as_str(), "parking order as needs_review");
             let t = Transition::new(
                 order.status,
                 Status::NeedsReview,
@@ -188,6 +183,23 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
             t.last_error = Some(error.excerpt());
             guarded(env, order, &t, now).await?
         }
+        Decision::RecordPayment {
+            code,
+            transaction_id,
+            paid_amount,
+        } => {
+            let seen = PaymentSeen {
+                code,
+                transaction_id,
+                paid_amount,
+            };
+            let target = LeftDraft::of_order(order, env.store.schema());
+            if record_late_payment(env.store, &target, &seen, env.by).await? {
+                Outcome::NeedsReview
+            } else {
+                Outcome::AlreadyProcessed
+            }
+        }
         Decision::StopWatching => {
             let end = plus(now, env.policy.late_payment_watch);
             env.store
@@ -203,6 +215,30 @@ pub async fn settle(env: &Settler<'_>, order: &Order, decision: Decision) -> Res
     };
     tracing::info!(outcome = outcome.as_str(), "order reconciled");
     Ok(count(outcome))
+}
+
+/// Record a completed payment PhonePe reports for an order that left `draft` without one
+/// (`store::payments`), by whoever saw it (`by`): counted in `reconciler_late_payments_total`
+/// and logged for a person. `false` when the order changed meanwhile (nothing written).
+pub async fn record_late_payment(
+    store: &Store,
+    target: &LeftDraft,
+    seen: &PaymentSeen,
+    by: &str,
+) -> Result<bool, StoreError> {
+    let recorded = store.record_payment(target, seen, by, DateTime::now()).await?;
+    if recorded {
+        metrics::counter!(names::LATE_PAYMENTS).increment(1);
+        tracing::error!(
+            from = target.status.as_str(),
+            code = %seen.code,
+            paid = ?seen.paid_amount,
+            by,
+            "PhonePe reports a payment for an order that had left draft unpaid: recorded and parked \
+             as needs_review for a person to refund or fulfil"
+        );
+    }
+    Ok(recorded)
 }
 
 /// No status change after a PhonePe error: due again after `after` (with jitter), the error's

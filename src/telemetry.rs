@@ -77,11 +77,15 @@ pub mod names {
     pub const REFUNDS_PENDING: &str = "reconciler_refunds_pending";
     /// Gauge (seconds): how long the oldest pending refund has waited (0 when none).
     pub const REFUND_OLDEST_PENDING: &str = "reconciler_refund_oldest_pending_seconds";
+    /// Gauge: pending refunds flagged for a person: asked about `refund::TRIES_TO_FLAG` times
+    /// without a final answer (`reconciliation.refund.flagged`); still polled, hourly.
+    pub const REFUNDS_FLAGGED: &str = "reconciler_refunds_flagged";
     /// Counter, label `outcome`: confirmed, cancelled, needs_review, already_processed.
     pub const ORDERS_SETTLED: &str = "reconciler_orders_settled_total";
-    /// Counter, label `code`: PhonePe's `code` (or the HTTP status class when there is none).
+    /// Counter, labels `api` ([`super::labels::phonepe_api`]) and `code`: every PhonePe call, by
+    /// PhonePe's `code` (the refund's state for refund calls, `ERROR_<KIND>` for no usable answer).
     pub const PHONEPE_REQUESTS: &str = "reconciler_phonepe_requests_total";
-    /// Histogram (seconds): one status call, send to last body byte.
+    /// Histogram (seconds), label `api`: one PhonePe call, send to last body byte.
     pub const PHONEPE_REQUEST_DURATION: &str = "reconciler_phonepe_request_duration_seconds";
     /// Counter, label `kind`: see [`super::labels::api_error`].
     pub const PHONEPE_API_ERRORS: &str = "reconciler_phonepe_api_errors_total";
@@ -109,7 +113,8 @@ pub mod names {
     pub const SCAN_INTERVAL: &str = "reconciler_scan_interval_seconds";
     /// Gauge: `job.rate_limit_per_minute`, the budget the PhonePe request rate is held under.
     pub const RATE_LIMIT_PER_MINUTE: &str = "reconciler_rate_limit_per_minute";
-    /// Counter: orders cancelled for timeout / not found that PhonePe later reported paid.
+    /// Counter: payments PhonePe reported for orders that had left `draft` unpaid (cancelled, or
+    /// parked without a payment), recorded and parked for a person.
     pub const LATE_PAYMENTS: &str = "reconciler_late_payments_total";
     /// Gauge: drafts older than the lookback, due, that the indexed eligible query cannot match
     /// (`createdAt` not a date, `paymentStatus` not pending); the sweep reconciles or parks them.
@@ -132,7 +137,7 @@ pub mod names {
     pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 28] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -156,6 +161,10 @@ pub mod names {
         BUDGET_INSTANCES,
         BUDGET_PERMITS,
         BUDGET_UNAVAILABLE,
+        REFUNDS,
+        REFUNDS_PENDING,
+        REFUND_OLDEST_PENDING,
+        REFUNDS_FLAGGED,
         SETTLEMENT_DISCREPANCIES,
     ];
 }
@@ -202,11 +211,15 @@ pub fn describe_metrics() {
         Unit::Count,
         "Orders settled by the reconciler, by outcome."
     );
-    describe_counter!(PHONEPE_REQUESTS, Unit::Count, "PhonePe status calls, by response code.");
+    describe_counter!(
+        PHONEPE_REQUESTS,
+        Unit::Count,
+        "PhonePe calls (status, refund, refund_status), by API and response code."
+    );
     describe_histogram!(
         PHONEPE_REQUEST_DURATION,
         Unit::Seconds,
-        "Latency of PhonePe status calls."
+        "Latency of PhonePe calls, by API."
     );
     describe_counter!(
         PHONEPE_API_ERRORS,
@@ -216,7 +229,7 @@ pub fn describe_metrics() {
     describe_counter!(
         LATE_PAYMENTS,
         Unit::Count,
-        "Cancelled (timed-out or not-found) orders that PhonePe later reported paid: parked as needs_review (paid_after_cancel)."
+        "Payments PhonePe reported for orders that had left draft unpaid (cancelled, or parked without a payment): recorded and parked as needs_review."
     );
     describe_counter!(
         PHONEPE_RATE_LIMITED,
@@ -253,6 +266,11 @@ pub fn describe_metrics() {
         REFUND_OLDEST_PENDING,
         Unit::Seconds,
         "How long the oldest pending refund has waited (0 when none)."
+    );
+    describe_gauge!(
+        REFUNDS_FLAGGED,
+        Unit::Count,
+        "Pending refunds asked about too often without a final answer from PhonePe: a person should look."
     );
     describe_gauge!(
         LAST_SUCCESSFUL_SCAN,
@@ -338,6 +356,10 @@ fn initialize_metrics() {
     metrics::counter!(names::BUDGET_PERMITS).absolute(0);
     metrics::counter!(names::BUDGET_UNAVAILABLE).absolute(0);
     metrics::gauge!(names::IRREGULAR_DRAFTS).set(0.0);
+    metrics::gauge!(names::REFUNDS_FLAGGED).set(0.0);
+    for result in [labels::refund_result::COMPLETED, labels::refund_result::FAILED] {
+        metrics::counter!(names::REFUNDS, labels::RESULT => result).absolute(0);
+    }
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     for kind in crate::settlement::matcher::Discrepancy::ALL {
         metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => kind.as_str()).set(0.0);
@@ -372,8 +394,9 @@ mod tests {
             describe_metrics();
             initialize_metrics();
             metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => labels::outcome::CONFIRMED).increment(1);
-            metrics::counter!(names::PHONEPE_REQUESTS, labels::CODE => "PAYMENT_SUCCESS").increment(1);
-            metrics::histogram!(names::PHONEPE_REQUEST_DURATION).record(0.042);
+            metrics::counter!(names::PHONEPE_REQUESTS, labels::API => labels::phonepe_api::STATUS, labels::CODE => "PAYMENT_SUCCESS").increment(1);
+            metrics::histogram!(names::PHONEPE_REQUEST_DURATION, labels::API => labels::phonepe_api::STATUS)
+                .record(0.042);
             metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => labels::api_error::TIMEOUT).increment(1);
             metrics::counter!(names::PHONEPE_RATE_LIMITED).increment(1);
             metrics::histogram!(names::RATE_LIMIT_WAIT).record(2.0);
@@ -386,6 +409,9 @@ mod tests {
             metrics::gauge!(names::CIRCUIT_OPEN).set(1.0);
             // Set by the heartbeat of a running service (`actors/rate_limiter/shared.rs`).
             metrics::gauge!(names::BUDGET_INSTANCES).set(2.0);
+            // Set by each pass of the refund poller (`src/refund.rs`).
+            metrics::gauge!(names::REFUNDS_PENDING).set(1.0);
+            metrics::gauge!(names::REFUND_OLDEST_PENDING).set(60.0);
             // Set by the settlement gauge pass of a running service (`settlement/gauge.rs`).
             metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => "not_settled").set(1.0);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
@@ -401,11 +427,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("reconciler_phonepe_request_duration_seconds_bucket{le=\"0.05\"} 1"),
+            text.contains("reconciler_phonepe_request_duration_seconds_bucket{api=\"status\",le=\"0.05\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("reconciler_phonepe_request_duration_seconds_bucket{le=\"0.025\"} 0"),
+            text.contains("reconciler_phonepe_request_duration_seconds_bucket{api=\"status\",le=\"0.025\"} 0"),
             "{text}"
         );
         assert!(

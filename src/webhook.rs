@@ -11,9 +11,12 @@
 //! * **v2**: header `Authorization: sha256_hex(username + ":" + password)` (`webhook.username`,
 //!   `webhook.password`, as set on PhonePe's dashboard), body `{"event", "payload": {...}}`
 //!   parsed by [`parse_v2_payload`]. Only `checkout.order.completed` / `checkout.order.failed`
-//!   can act. A v2 payload need not name the merchant: the credentials, which only PhonePe and
-//!   this merchant hold, authenticate it, so a payload without `merchantId` counts as ours
-//!   (one that names another merchant is parked as `merchant_mismatch`, as in the status API).
+//!   can act on an order. A v2 payload need not name the merchant: the credentials, which only
+//!   PhonePe and this merchant hold, authenticate it, so a payload without `merchantId` counts
+//!   as ours (one that names another merchant is parked as `merchant_mismatch`, as in the status
+//!   API). Refund events (`pg.refund.*`, payload `merchantRefundId`, `originalMerchantOrderId`)
+//!   are read as such ([`refund`]): a completed or failed one settles the refund we recorded
+//!   under that id, by the poller's own guarded write.
 //!
 //! Both signatures are compared in constant time before the payload is parsed (v1 reads only the
 //! outer `response` string first, the signed text; v2 checks the header before the body). A verified
@@ -21,7 +24,9 @@
 //! `by: "webhook"` in the history. Status-guarded writes make a webhook racing a reconciler, or
 //! two deliveries of one event, settle once. It acts at once, inside the lookback too, but only
 //! on final answers (confirm, cancel, park); a PENDING event or anything the decision table would
-//! retry changes nothing. With `webhook.confirm_with_status_api` the status API is asked first
+//! retry changes nothing. A completed payment for an order that left `draft` unpaid (cancelled
+//! for any reason, or parked unpaid) is recorded (`settle::record_late_payment`); for a
+//! confirmed or refunded order it is a duplicate. With `webhook.confirm_with_status_api` the status API is asked first
 //! (a permit from the shared PhonePe budget, waiting at most [`PERMIT_WAIT`]) and its answer is
 //! acted on instead.
 //!
@@ -35,7 +40,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -49,10 +54,13 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::actors::Env;
+use crate::domain::decision::late_payment;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
+use crate::phonepe::CallError;
 use crate::settle::Outcome;
 use crate::store::orders::by;
+use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 use crate::telemetry::{labels, names};
 
@@ -129,6 +137,9 @@ pub struct Delivery {
     pub report: StatusReport,
     /// Whether this kind of event may settle an order (v2 attempt and refund events may not).
     pub settles: bool,
+    /// A v2 refund event: the refund's id (`merchantRefundId`); `mtid` is then the refunded
+    /// order and `report` the refund's state.
+    pub refund: Option<String>,
 }
 
 /// What verification needs: the v1 salt and the v2 credentials (each when configured; a
@@ -224,6 +235,7 @@ fn parse_v1(inner: &[u8]) -> Result<Delivery, Reply> {
         mtid,
         report,
         settles: true,
+        refund: None,
     })
 }
 
@@ -246,12 +258,16 @@ fn parse_v2(body: &[u8], merchant_id: &str) -> Result<Delivery, Reply> {
         .get("payload")
         .filter(|p| p.is_object())
         .ok_or_else(|| Reply::malformed(event, "v2 body has no object `payload`"))?;
+    if event::REFUND_EVENTS.contains(&event) {
+        return refund::parse(event, payload).map_err(|why| Reply::malformed(event, why));
+    }
     let (mtid, report) = parse_v2_payload(payload, merchant_id).map_err(|why| Reply::malformed(event, why))?;
     Ok(Delivery {
         event,
         mtid,
         report,
         settles: matches!(event, event::ORDER_COMPLETED | event::ORDER_FAILED),
+        refund: None,
     })
 }
 
@@ -273,6 +289,9 @@ pub fn parse_v2_payload(p: &Value, merchant_id: &str) -> Result<(MerchantTransac
 /// Act on a verified delivery, as the reconciler would on the same answer.
 pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
     let ev = d.event;
+    if d.refund.is_some() {
+        return refund::act(&env, d).await;
+    }
     let doc = match env.store.find_by_mtid(d.mtid.as_str()).await {
         Ok(Some(doc)) => doc,
         Ok(None) => return Reply::ok(ev, result::UNKNOWN_ORDER),
@@ -281,6 +300,16 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::unavailable(ev, "database");
         }
     };
+    match crate::domain::order::read_status(&doc, env.store.schema()) {
+        Some(Status::Draft) => {}
+        // Left draft without a payment: a completed payment now is recorded.
+        Some(Status::Cancelled | Status::NeedsReview) => return left_draft(&env, d, &doc).await,
+        Some(_) => return Reply::ok(ev, result::ALREADY_SETTLED),
+        None => {
+            tracing::error!("webhook: the order's status cannot be read; the reconciler parks it");
+            return Reply::ok(ev, result::IGNORED);
+        }
+    }
     let order = match Order::parse(&doc, env.store.schema()) {
         Ok(o) => o,
         Err(e) => {
@@ -288,29 +317,78 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::ok(ev, result::IGNORED);
         }
     };
-    match order.status {
-        Status::Draft if order.payment_status != PaymentStatus::Pending => {
-            tracing::warn!("webhook: a draft whose paymentStatus is not pending; the reconciler parks it");
-            return Reply::ok(ev, result::IGNORED);
-        }
-        // A cancellation watched for a late payment: a payment now is parked (paid_after_cancel).
-        Status::Draft | Status::Cancelled => {}
-        _ => return Reply::ok(ev, result::ALREADY_SETTLED),
+    if order.payment_status != PaymentStatus::Pending {
+        tracing::warn!("webhook: a draft whose paymentStatus is not pending; the reconciler parks it");
+        return Reply::ok(ev, result::IGNORED);
     }
     if !d.settles || !is_final(&d.report) {
         return Reply::ok(ev, result::IGNORED);
     }
-    let report = if env.settings.webhook.confirm_with_status_api {
-        match ask_status_api(&env, &order).await {
-            Ok(r) if is_final(&r) => r,
-            Ok(_) => return Reply::ok(ev, result::IGNORED),
-            Err(why) => return Reply::unavailable(ev, why),
-        }
-    } else {
-        with_merchant_default(d.report, &env.policy.merchant_id)
+    let report = match confirmed(&env, d.report, &d.mtid).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Reply::ok(ev, result::IGNORED),
+        Err(why) => return Reply::unavailable(ev, why),
     };
     let decision = decide(&order, &Ok(report), DateTime::now(), &env.policy);
     settle(&env, &order, decision, ev).await
+}
+
+/// The final answer to act on: the delivery's own, or with `confirm_with_status_api` the status
+/// API's (`None` when that is not final). `Err` says why PhonePe could not confirm it (503).
+async fn confirmed(
+    env: &Env,
+    delivered: StatusReport,
+    mtid: &MerchantTransactionId,
+) -> Result<Option<StatusReport>, &'static str> {
+    if !env.settings.webhook.confirm_with_status_api {
+        return Ok(Some(with_merchant_default(delivered, &env.policy.merchant_id)));
+    }
+    let r = ask_status_api(env, mtid).await?;
+    Ok(is_final(&r).then_some(r))
+}
+
+/// A delivery about an order that left `draft` (cancelled or parked): only a completed payment
+/// it does not record yet changes it (`settle::record_late_payment`).
+async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Reply {
+    let ev = d.event;
+    if !d.settles || !is_final(&d.report) {
+        return Reply::ok(ev, result::IGNORED);
+    }
+    if d.report.state != PaymentState::Completed {
+        return Reply::ok(ev, result::ALREADY_SETTLED);
+    }
+    let schema = env.store.schema();
+    let Some(target) = LeftDraft::of_doc(doc, schema) else {
+        return Reply::ok(ev, result::IGNORED);
+    };
+    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let report = match confirmed(env, d.report, &d.mtid).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Reply::ok(ev, result::IGNORED),
+        Err(why) => return Reply::unavailable(ev, why),
+    };
+    let Some(Decision::RecordPayment {
+        code,
+        transaction_id,
+        paid_amount,
+    }) = late_payment(target.status, payment, &report, &env.policy.merchant_id)
+    else {
+        // Its payment is recorded already (or the status API does not report one).
+        return Reply::ok(ev, result::ALREADY_SETTLED);
+    };
+    let seen = PaymentSeen {
+        code,
+        transaction_id,
+        paid_amount,
+    };
+    match crate::settle::record_late_payment(&env.store, &target, &seen, by::WEBHOOK).await {
+        Ok(true) => Reply::ok(ev, result::ACCEPTED),
+        Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: recording the payment failed; answering 503 so PhonePe retries");
+            Reply::unavailable(ev, "database")
+        }
+    }
 }
 
 fn is_final(r: &StatusReport) -> bool {
@@ -339,22 +417,18 @@ async fn settle(env: &Env, order: &Order, decision: Decision, ev: &'static str) 
     }
 }
 
-/// `confirm_with_status_api`: one status call within the shared budget, fed to its breaker.
-async fn ask_status_api(env: &Env, order: &Order) -> Result<StatusReport, &'static str> {
-    match tokio::time::timeout(PERMIT_WAIT, env.budget.acquire()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => return Err("PhonePe calls are paused"),
-        Err(_) => return Err("no PhonePe budget permit in time"),
+/// `confirm_with_status_api`: one status call through the PhonePe gateway (a permit of the
+/// shared budget within [`PERMIT_WAIT`], fed to its breaker).
+async fn ask_status_api(env: &Env, mtid: &MerchantTransactionId) -> Result<StatusReport, &'static str> {
+    match env.phonepe.status_within(mtid, PERMIT_WAIT).await {
+        Ok(r) => Ok(r),
+        Err(CallError::Paused { .. }) => Err("PhonePe calls are paused"),
+        Err(CallError::NoPermitInTime(_)) => Err("no PhonePe budget permit in time"),
+        Err(CallError::PhonePe(e)) => {
+            tracing::warn!(error = %e, "webhook: the status API gave no usable answer; answering 503");
+            Err("the status API gave no usable answer")
+        }
     }
-    let sent = Instant::now();
-    let answer = crate::actors::reconciler::ask_phonepe(env, order).await;
-    let key = crate::actors::rate_limiter::order_key(order.merchant_transaction_id.as_str());
-    env.budget
-        .record(crate::actors::reconciler::call_result(&answer, key), sent);
-    answer.map_err(|e| {
-        tracing::warn!(error = %e, "webhook: the status API gave no usable answer; answering 503");
-        "the status API gave no usable answer"
-    })
 }
 
 /// A v2 callback without `merchantId` is ours: its credentials authenticated it (module doc).
@@ -469,6 +543,8 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+mod refund;
 
 #[cfg(test)]
 mod tests;

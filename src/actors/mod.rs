@@ -33,13 +33,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
-use crate::phonepe::PhonePeClient;
+use crate::phonepe::Gateway;
 use crate::store::orders::Eligibility;
 use crate::store::{Store, StrategyChoice};
 
 pub use child::{ChildGuard, ChildId};
 pub use committer::StockCommitter;
-pub use rate_limiter::{Budget, RateLimiter};
+pub use rate_limiter::{Budget, Permit, RateLimiter};
 pub use reconciler::OrderReconciler;
 pub use scanner::{Scanner, Summary};
 pub use supervisor::Supervisor;
@@ -49,7 +49,8 @@ pub use supervisor::Supervisor;
 pub struct Env {
     pub settings: Settings,
     pub store: Store,
-    pub phonepe: PhonePeClient,
+    /// Every PhonePe call goes through here (a permit of [`Env::budget`], the breaker, metrics).
+    pub phonepe: Gateway,
     pub strategy: StrategyChoice,
     pub policy: Policy,
     /// This process's lease owner id: host, pid and a random suffix.

@@ -380,8 +380,8 @@ impl Budget {
     }
 
     /// Wait for the next permit: first for any pause to end and any half-open probe to report,
-    /// then for the GCRA schedule. Returns how long the caller waited.
-    pub async fn acquire(&self) -> Result<Duration, Paused> {
+    /// then for the GCRA schedule. The permit says how long the caller waited.
+    pub async fn acquire(&self) -> Result<Permit, Paused> {
         let started = Instant::now();
         loop {
             if let Some(until) = self.paused_until() {
@@ -399,7 +399,7 @@ impl Budget {
             metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
             if let Some(shared) = &self.shared {
                 match self.shared_permit(shared).await {
-                    Some(Ok(())) => return Ok(started.elapsed()),
+                    Some(Ok(())) => return Ok(Permit::after(started)),
                     // A slow or briefly unreachable database: still no call, but look again
                     // while the caller may hold its order, rather than give the order back.
                     Some(Err(_)) if started.elapsed() + UNREACHABLE_RETRY <= WAIT_AT_MOST => {
@@ -411,7 +411,7 @@ impl Budget {
                 }
             }
             match self.try_permit() {
-                Ok(()) => return Ok(started.elapsed()),
+                Ok(()) => return Ok(Permit::after(started)),
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
@@ -452,9 +452,30 @@ pub struct Paused {
     pub until: Instant,
 }
 
+/// One PhonePe call of the budget. Only [`Budget::acquire`] makes one (the RateLimiter hands
+/// them out in FIFO order), and the PhonePe gateway (`phonepe::gateway`) takes one for every
+/// call it makes, so no call goes out without its permit.
+#[derive(Debug)]
+pub struct Permit {
+    waited: Duration,
+}
+
+impl Permit {
+    fn after(started: Instant) -> Permit {
+        Permit {
+            waited: started.elapsed(),
+        }
+    }
+
+    /// How long the caller waited for it.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
 /// Ask for one PhonePe call. Answers in FIFO order.
 #[derive(Message)]
-#[rtype(result = "Result<Duration, Paused>")]
+#[rtype(result = "Result<Permit, Paused>")]
 pub struct Acquire;
 
 pub struct RateLimiter {
@@ -481,7 +502,7 @@ impl Actor for RateLimiter {
 }
 
 impl Handler<Acquire> for RateLimiter {
-    type Result = AtomicResponse<Self, Result<Duration, Paused>>;
+    type Result = AtomicResponse<Self, Result<Permit, Paused>>;
 
     fn handle(&mut self, _: Acquire, ctx: &mut Self::Context) -> Self::Result {
         use crate::fault::Injected;

@@ -30,14 +30,14 @@ use tracing::Instrument;
 
 use super::child::{ChildGuard, ChildId};
 use super::committer::{ParkInvalid, Settle};
-use super::rate_limiter::{order_key, Acquire, CallResult, Paused, RateLimiter, WAIT_AT_MOST};
+use super::rate_limiter::{Acquire, Paused, Permit, RateLimiter, WAIT_AT_MOST};
 use super::{set, Env, Outcome, Wiring};
 use crate::domain::decision::on_service_error;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
 use crate::store::orders::{plus, Recheck};
 use crate::store::Claimed;
-use crate::telemetry::{labels, names};
+use crate::telemetry::names;
 
 /// Reconcile one claimed order. The slot permit is held until the work is done.
 #[derive(Message)]
@@ -195,7 +195,7 @@ const LIMITER_RESTART_WAIT: Duration = Duration::from_secs(6);
 /// A permit from the current RateLimiter. If it dies (before or while we wait), wait for the
 /// supervisor to wire in its successor and queue there: the budget lives outside the actor, so the
 /// new one continues the same schedule. `None` if no RateLimiter came back in time.
-async fn acquire(wiring: &Wiring) -> Option<(Addr<RateLimiter>, Result<Duration, Paused>)> {
+async fn acquire(wiring: &Wiring) -> Option<(Addr<RateLimiter>, Result<Permit, Paused>)> {
     let deadline = Instant::now() + LIMITER_RESTART_WAIT;
     loop {
         if let Some(limiter) = wiring.rate_limiter() {
@@ -286,12 +286,9 @@ async fn ask_until_answered(
     order: &Order,
 ) -> Result<(Result<StatusReport, StatusError>, bool), Outcome> {
     let hold_until = Instant::now() + env.settings.job.lease_ttl / 2;
-    let key = order_key(order.merchant_transaction_id.as_str());
     loop {
-        permit(env, wiring, index, order).await?;
-        let sent = Instant::now();
-        let answer = ask_phonepe(env, order).await;
-        let verdict = env.budget.record(call_result(&answer, key), sent);
+        let permit = permit(env, wiring, index, order).await?;
+        let (answer, verdict) = env.phonepe.status_with(permit, &order.merchant_transaction_id).await;
         let outage = matches!(&answer, Err(e @ StatusError::Transient { .. }) if !e.is_unreadable());
         let service_wide = match &answer {
             Ok(_) => false,
@@ -311,11 +308,12 @@ async fn ask_until_answered(
 /// A permit from the budget that may be spent now: if calls were paused after it was granted
 /// (another call met a 429 or a dead PhonePe), it is not spent: wait out a short pause and ask
 /// again, or give the order back for a long one.
-async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Result<(), Outcome> {
+async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Result<Permit, Outcome> {
     loop {
-        match acquire(wiring).await {
-            Some((_, Ok(waited))) => {
-                metrics::histogram!(names::RATE_LIMIT_WAIT).record(waited.as_secs_f64());
+        let permit = match acquire(wiring).await {
+            Some((_, Ok(permit))) => {
+                metrics::histogram!(names::RATE_LIMIT_WAIT).record(permit.waited().as_secs_f64());
+                permit
             }
             Some((_, Err(paused))) => {
                 return Err(release(
@@ -328,13 +326,13 @@ async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Resu
                 .await)
             }
             None => return Err(release(env, &order.id, order.status, ACTOR_DOWN_RETRY, "RATE_LIMITER_DOWN").await),
-        }
+        };
         if let Some(Injected::Delay(d)) = crate::fault::point_at("reconciler.before_call", index) {
             tokio::time::sleep(d).await;
         }
         // Right before sending: the permit may predate a pause.
         match env.budget.paused_until() {
-            None => return Ok(()),
+            None => return Ok(permit),
             Some(until) if until.saturating_duration_since(Instant::now()) > WAIT_AT_MOST => {
                 return Err(release(
                     env,
@@ -347,34 +345,6 @@ async fn permit(env: &Env, wiring: &Wiring, index: usize, order: &Order) -> Resu
             }
             Some(_) => continue, // a short pause: `acquire` waits it out
         }
-    }
-}
-
-pub(crate) async fn ask_phonepe(env: &Env, order: &Order) -> Result<StatusReport, StatusError> {
-    let started = Instant::now();
-    let answer = env.phonepe.check_status(&order.merchant_transaction_id).await;
-    metrics::histogram!(names::PHONEPE_REQUEST_DURATION).record(started.elapsed().as_secs_f64());
-    let code = match &answer {
-        Ok(r) => r.code.clone(),
-        Err(e) => e.code(),
-    };
-    metrics::counter!(names::PHONEPE_REQUESTS, labels::CODE => code).increment(1);
-    match &answer {
-        Ok(_) => {}
-        Err(StatusError::RateLimited) => metrics::counter!(names::PHONEPE_RATE_LIMITED).increment(1),
-        Err(e) => metrics::counter!(names::PHONEPE_API_ERRORS, labels::KIND => e.kind_label()).increment(1),
-    }
-    answer
-}
-
-pub(crate) fn call_result(answer: &Result<StatusReport, StatusError>, key: u64) -> CallResult {
-    match answer {
-        Ok(_) => CallResult::Answered,
-        Err(StatusError::RateLimited) => CallResult::RateLimited,
-        Err(StatusError::Rejected { .. }) => CallResult::Rejected,
-        Err(StatusError::Refused { .. }) => CallResult::Refused(key),
-        Err(e @ StatusError::Transient { .. }) if e.is_unreadable() => CallResult::Unreadable,
-        Err(StatusError::Transient { .. }) => CallResult::Failed(key),
     }
 }
 

@@ -10,7 +10,10 @@
 //!   or [`REJECTIONS_TO_REVIEW`] refusals (`BAD_REQUEST`) the order is parked as `needs_review`
 //!   (`phonepe_unreadable` / `phonepe_rejected`) for a person — never cancelled, never confirmed;
 //! * a final failure cancels; pending / not-found cancels only once the order is older than
-//!   `pending_timeout`, and is then watched for a late payment.
+//!   `pending_timeout`, and is then watched for a late payment;
+//! * a completed payment is never dropped: one PhonePe reports for an order that left `draft`
+//!   without a payment (cancelled for any reason, at any age, or parked unpaid) is recorded and
+//!   the order parked for a person ([`late_payment`]).
 
 use std::time::Duration;
 
@@ -231,7 +234,17 @@ pub enum Decision {
     GiveUp { reason: ReviewReason, error: StatusError },
     /// PhonePe rejected our credentials or request: no status change, and stop calling for a while.
     PauseCalls { after: Duration, error: StatusError },
-    /// A cancelled order's late-payment watch is over (or it no longer qualifies): stop looking.
+    /// PhonePe reports a completed payment for an order that left `draft` without one
+    /// (cancelled, or parked with its payment not recorded): record it (`paymentStatus: paid`,
+    /// `paid_amount` when it was paid to *our* merchant) and park the order for a person
+    /// (`paid_after_cancel`), or record it on an order already parked. Nothing is deducted.
+    RecordPayment {
+        code: String,
+        transaction_id: Option<String>,
+        paid_amount: Option<i64>,
+    },
+    /// A cancelled order's late-payment watch is over (or it no longer qualifies), or the order
+    /// is settled: nothing to do.
     StopWatching,
 }
 
@@ -318,9 +331,34 @@ pub fn decide(order: &Order, answer: &Result<StatusReport, StatusError>, now: Da
     match order.status {
         Status::Draft => decide_draft(order, report, now, policy),
         Status::Cancelled => decide_watch(order, report, now, policy),
-        // Anything else is settled or being committed; the caller never asks, but be explicit.
+        // Parked: only a payment the order does not record yet changes anything.
+        Status::NeedsReview => late_payment(order.status, Some(order.payment_status), report, &policy.merchant_id)
+            .unwrap_or(Decision::StopWatching),
+        // Confirmed, refunded, being committed: settled, a payment now is a duplicate.
         _ => Decision::StopWatching,
     }
+}
+
+/// A completed payment PhonePe reports for an order that left `draft` (`status`) without one
+/// (`payment`: not `paid`, `refund_pending` or `refunded`; `None` when the stored value is
+/// missing or unknown) is recorded: [`Decision::RecordPayment`]. `None` for anything else (not
+/// a completed payment, a draft, or an order whose payment is already recorded).
+pub fn late_payment(
+    status: Status,
+    payment: Option<PaymentStatus>,
+    r: &StatusReport,
+    merchant_id: &str,
+) -> Option<Decision> {
+    let left_draft = matches!(status, Status::Cancelled | Status::NeedsReview);
+    let recorded = matches!(
+        payment,
+        Some(PaymentStatus::Paid | PaymentStatus::RefundPending | PaymentStatus::Refunded)
+    );
+    (left_draft && !recorded && r.state == PaymentState::Completed).then(|| Decision::RecordPayment {
+        code: r.code.clone(),
+        transaction_id: r.transaction_id.clone(),
+        paid_amount: paid_to(r, merchant_id),
+    })
 }
 
 /// An error about this order alone (as far as the breaker can tell, the calls around it went
@@ -462,23 +500,21 @@ fn decide_draft(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy)
     }
 }
 
-/// A cancelled order that timed out (or was never found) is watched for a late payment.
+/// A cancelled order that timed out (or was never found) is watched for a late payment. A
+/// completed payment is recorded for any cancelled order, watched or not, at any age.
 fn decide_watch(order: &Order, r: &StatusReport, now: DateTime, policy: &Policy) -> Decision {
+    // Any COMPLETED answer after we cancelled is money a person must look at, whatever the
+    // amount or merchant: refund or fulfil. Nothing is deducted automatically.
+    if let Some(record) = late_payment(order.status, Some(order.payment_status), r, &policy.merchant_id) {
+        return record;
+    }
     let watched = CancelReason::is_watched(order.reason.as_deref());
     if !watched || age(order, now) > policy.pending_timeout + policy.late_payment_watch {
         return Decision::StopWatching;
     }
     match r.state {
-        // Any COMPLETED answer after we cancelled is money a person must look at, whatever the
-        // amount or merchant: refund or fulfil. Nothing is deducted automatically.
-        PaymentState::Completed => Decision::Review {
-            reason: ReviewReason::PaidAfterCancel,
-            payment_status: PaymentStatus::Paid,
-            code: r.code.clone(),
-            transaction_id: r.transaction_id.clone(),
-            paid_amount: paid_to(r, &policy.merchant_id),
-        },
-        PaymentState::Failed => Decision::StopWatching,
+        // Completed for an order whose payment is recorded already: nothing more to do.
+        PaymentState::Completed | PaymentState::Failed => Decision::StopWatching,
         PaymentState::Pending | PaymentState::NotFound => {
             let elapsed = age(order, now).saturating_sub(policy.pending_timeout);
             match watch_recheck(elapsed, policy.late_payment_watch) {

@@ -3,9 +3,11 @@
 //!
 //! [`PhonePeClient`] is one struct whose inner [`Api`] says how calls are authenticated: v1 signs
 //! each call with `X-VERIFY` (salt key + index), v2 carries an OAuth token from the shared
-//! [`TokenCache`]. Later calls (refunds: v1 `POST /pg/v1/refund`, v2 `POST /payments/v2/refund`
-//! and `GET /payments/v2/refund/{id}/status`) are methods that match on the same `Api`.
-//! [`PhonePeClient::check_status`] keeps one signature for both.
+//! [`TokenCache`]. The refund calls (v1 `POST /pg/v1/refund`, v2 `POST /payments/v2/refund` and
+//! `GET /payments/v2/refund/{id}/status`) are methods that match on the same `Api`.
+//! [`PhonePeClient::check_status`] keeps one signature for both. Every call method is visible
+//! inside `crate::phonepe` only: the rest of the crate calls PhonePe through the gateway
+//! (`phonepe::gateway`), which takes the budget's permit and feeds the breaker.
 //!
 //! The answer itself is classified by [`wire::parse_status_for`] (v1) or
 //! [`wire_v2::parse_order_status`] (v2); this module only adds what the network can go wrong with
@@ -117,7 +119,7 @@ impl PhonePeClient {
     /// Ask PhonePe for the status of one transaction. Every failure — transport, token or
     /// answer — is a [`StatusError`]; an `Ok` is a complete, consistent business answer about
     /// `mtid`.
-    pub async fn check_status(&self, mtid: &MerchantTransactionId) -> Result<StatusReport, StatusError> {
+    pub(super) async fn check_status(&self, mtid: &MerchantTransactionId) -> Result<StatusReport, StatusError> {
         match &self.api {
             Api::V1 { salt_key, salt_index } => self.status_v1(mtid, salt_key, *salt_index).await,
             Api::V2 { tokens } => self.status_v2(mtid, tokens).await,
@@ -217,7 +219,10 @@ pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
 }
 
 mod refund;
-pub use refund::{parse_refund, RefundRequest, RefundState, REFUND_V1_PATH, REFUND_V2_PATH};
+pub use refund::{
+    parse_refund, parse_refund_status, RefundRequest, RefundState, REFUND_ID_MAX_V1, REFUND_ID_MAX_V2,
+    REFUND_MIN_PAISE, REFUND_V1_PATH, REFUND_V2_PATH,
+};
 
 #[cfg(test)]
 mod tests {

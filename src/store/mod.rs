@@ -12,6 +12,7 @@ pub mod eligible;
 pub mod fields;
 pub mod journal;
 pub mod orders;
+pub mod payments;
 pub mod refunds;
 pub mod settlements;
 

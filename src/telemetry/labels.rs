@@ -8,6 +8,7 @@ pub const ACTOR: &str = "actor";
 pub const RESULT: &str = "result";
 pub const VERSION: &str = "version";
 pub const EVENT: &str = "event";
+pub const API: &str = "api";
 
 /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
 pub mod outcome {
@@ -77,20 +78,25 @@ pub mod webhook_event {
     pub const V1_NOT_FOUND: &str = "v1.not_found";
     pub const ORDER_COMPLETED: &str = "checkout.order.completed";
     pub const ORDER_FAILED: &str = "checkout.order.failed";
-    /// v2 events PhonePe documents that never settle an order here.
-    pub const NON_SETTLING: [&str; 4] = [
-        "checkout.transaction.attempt.failed",
-        "pg.refund.completed",
-        "pg.refund.failed",
-        "pg.refund.accepted",
-    ];
+    /// v2 order events PhonePe documents that never settle an order here.
+    pub const NON_SETTLING: [&str; 1] = ["checkout.transaction.attempt.failed"];
+    /// v2 refund events (their payload names a refund, not an order): a completed or failed one
+    /// settles the refund it names; an accepted one changes nothing.
+    pub const REFUND_COMPLETED: &str = "pg.refund.completed";
+    pub const REFUND_FAILED: &str = "pg.refund.failed";
+    pub const REFUND_ACCEPTED: &str = "pg.refund.accepted";
+    pub const REFUND_EVENTS: [&str; 3] = [REFUND_COMPLETED, REFUND_FAILED, REFUND_ACCEPTED];
 
     /// The label value of a v2 `event` (a fixed set, whatever the network sends).
     pub fn v2(event: &str) -> &'static str {
         match event {
             ORDER_COMPLETED => ORDER_COMPLETED,
             ORDER_FAILED => ORDER_FAILED,
-            other => NON_SETTLING.into_iter().find(|e| *e == other).unwrap_or(OTHER),
+            other => NON_SETTLING
+                .into_iter()
+                .chain(REFUND_EVENTS)
+                .find(|e| *e == other)
+                .unwrap_or(OTHER),
         }
     }
 }
@@ -134,8 +140,19 @@ pub mod actor {
     ];
 }
 
-/// Values of `result` on [`super::names::REFUNDS`]: PhonePe's final word on a refund.
+/// Values of `result` on [`super::names::REFUNDS`]: PhonePe's final word on a refund
+/// (`failed` also counts a refund PhonePe refused outright).
 pub mod refund_result {
     pub const COMPLETED: &str = "completed";
     pub const FAILED: &str = "failed";
+}
+
+/// Values of `api` on [`super::names::PHONEPE_REQUESTS`] and
+/// [`super::names::PHONEPE_REQUEST_DURATION`] (spelled by `phonepe::gateway::Api::as_str`).
+pub mod phonepe_api {
+    use crate::phonepe::gateway::Api;
+    pub const STATUS: &str = Api::Status.as_str();
+    pub const REFUND: &str = Api::Refund.as_str();
+    pub const REFUND_STATUS: &str = Api::RefundStatus.as_str();
+    pub const ALL: [&str; 3] = [STATUS, REFUND, REFUND_STATUS];
 }

@@ -229,7 +229,7 @@ fn v2_failed_and_pending_payloads_and_events() {
         (r.state, r.amount, r.code.as_str()),
         (PaymentState::Pending, None, "PENDING")
     );
-    // An attempt failing is not the order failing; refunds are not payments.
+    // An attempt failing is not the order failing.
     for ev in event::NON_SETTLING {
         let payload = json!({ "merchantOrderId": "ORD-3", "state": "FAILED" });
         let d = v2_verify(AUTH_VECTOR, &v2_body(ev, payload)).expect("valid");
@@ -332,4 +332,47 @@ fn a_v2_payload_without_merchant_is_ours_and_one_naming_another_is_kept() {
         with_merchant_default(r, "MERCHANTUAT").merchant_id.as_deref(),
         Some("OTHER")
     );
+}
+
+/// A v2 refund callback as PhonePe documents it is read as a refund event about the refunded
+/// order (never as an order event); a payload without the refund's ids is 400 naming the field.
+#[test]
+fn v2_refund_callbacks_are_refund_events() {
+    let payload = json!({
+        "merchantId": MERCHANT, "merchantRefundId": "RF0011-1", "originalMerchantOrderId": "ORD-9",
+        "refundId": "OMR1", "state": "COMPLETED", "amount": 100,
+    });
+    let d = v2_verify(AUTH_VECTOR, &v2_body("pg.refund.completed", payload.clone())).expect("valid");
+    assert_eq!(
+        (d.event, d.mtid.as_str(), d.refund.as_deref(), d.report.state, d.settles),
+        (
+            event::REFUND_COMPLETED,
+            "ORD-9",
+            Some("RF0011-1"),
+            PaymentState::Completed,
+            false
+        )
+    );
+    let mut failed = payload.clone();
+    failed["state"] = json!("FAILED");
+    let d = v2_verify(AUTH_VECTOR, &v2_body("pg.refund.failed", failed)).expect("valid");
+    assert_eq!((d.event, d.report.state), (event::REFUND_FAILED, PaymentState::Failed));
+    for (field, broken) in [
+        (
+            "merchantRefundId",
+            json!({ "originalMerchantOrderId": "ORD-9", "state": "COMPLETED" }),
+        ),
+        (
+            "originalMerchantOrderId",
+            json!({ "merchantRefundId": "R1", "state": "COMPLETED" }),
+        ),
+        (
+            "state",
+            json!({ "merchantRefundId": "R1", "originalMerchantOrderId": "ORD-9", "state": "DONE" }),
+        ),
+    ] {
+        let r = expect_err(v2_verify(AUTH_VECTOR, &v2_body("pg.refund.completed", broken)));
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.message.contains(field), "{field}: {}", r.message);
+    }
 }

@@ -6,11 +6,29 @@
 
 use std::time::Duration;
 
+use draft_reconciler::actors::Budget;
 use draft_reconciler::config::{PhonePeSettings, Secret};
 use draft_reconciler::domain::order::{MerchantTransactionId, Paise};
 use draft_reconciler::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
-use draft_reconciler::phonepe::PhonePeClient;
+use draft_reconciler::phonepe::{CallError, Gateway, PhonePeClient};
 use phonepe_sim::{Answer, Call, SimConfig, SimHandle};
+
+/// The client's status call, through a gateway of its own: a fresh budget for every call, so one
+/// call's 429 or 401 does not pause the next (these tests are about the wire, not the budget).
+trait Ask {
+    async fn ask(&self, mtid: &MerchantTransactionId) -> Result<StatusReport, StatusError>;
+}
+
+impl Ask for PhonePeClient {
+    async fn ask(&self, mtid: &MerchantTransactionId) -> Result<StatusReport, StatusError> {
+        let gateway = Gateway::new(self.clone(), std::sync::Arc::new(Budget::per_minute(60_000)));
+        match gateway.status(mtid).await {
+            Ok(report) => Ok(report),
+            Err(CallError::PhonePe(e)) => Err(e),
+            Err(no_call) => panic!("no call made: {no_call}"),
+        }
+    }
+}
 
 fn sim(cfg: SimConfig) -> SimHandle {
     SimHandle::spawn(cfg).expect("spawn phonepe-sim")
@@ -54,7 +72,7 @@ fn statuses(sim: &SimHandle) -> Vec<u16> {
 async fn signed_call_gets_the_scripted_answer() {
     let sim = sim(SimConfig::default());
     sim.script("ORD-1001", vec![Answer::completed(49900).transaction("T2311")]);
-    let report = client_for(&sim).check_status(&mtid("ORD-1001")).await.unwrap();
+    let report = client_for(&sim).ask(&mtid("ORD-1001")).await.unwrap();
     assert_eq!(
         report,
         StatusReport {
@@ -90,7 +108,7 @@ async fn every_business_state_reaches_the_client() {
     let client = client_for(&sim);
     let state = |id: &'static str| {
         let client = client.clone();
-        async move { client.check_status(&mtid(id)).await.unwrap() }
+        async move { client.ask(&mtid(id)).await.unwrap() }
     };
     assert_eq!(state("F1").await.state, PaymentState::Failed);
     assert_eq!(state("F2").await.code, "PAYMENT_DECLINED");
@@ -112,7 +130,7 @@ async fn wrong_salt_is_rejected_with_401() {
     sim.script("ORD-1", vec![Answer::completed(100)]);
     let mut s = settings(&sim.base_url());
     s.salt_key = Some(Secret::new("not-the-salt"));
-    let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
+    let r = PhonePeClient::new(&s).unwrap().ask(&mtid("ORD-1")).await;
     assert_eq!(
         r,
         Err(StatusError::Rejected {
@@ -122,7 +140,7 @@ async fn wrong_salt_is_rejected_with_401() {
     );
     let mut s = settings(&sim.base_url());
     s.salt_index = Some(2);
-    let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
+    let r = PhonePeClient::new(&s).unwrap().ask(&mtid("ORD-1")).await;
     assert!(
         matches!(r, Err(StatusError::Rejected { http_status: 401, .. })),
         "{r:?}"
@@ -136,7 +154,7 @@ async fn wrong_merchant_is_rejected() {
     let sim = sim(SimConfig::default());
     let mut s = settings(&sim.base_url());
     s.merchant_id = "OTHERMERCHANT".into();
-    let r = PhonePeClient::new(&s).unwrap().check_status(&mtid("ORD-1")).await;
+    let r = PhonePeClient::new(&s).unwrap().ask(&mtid("ORD-1")).await;
     assert_eq!(
         r,
         Err(StatusError::Rejected {
@@ -157,14 +175,14 @@ async fn prefix_is_in_the_url_but_not_in_the_checksum() {
     // A trailing '/' on the configured base URL is fine too.
     let with_slash = PhonePeClient::new(&settings(&format!("{}/", hermes.base_url()))).unwrap();
     assert_eq!(
-        with_slash.check_status(&mtid("ORD-1")).await.unwrap().state,
+        with_slash.ask(&mtid("ORD-1")).await.unwrap().state,
         PaymentState::Pending
     );
 
     // Forgetting the prefix reaches no PhonePe route: an empty 404, never acted upon.
     let no_prefix = PhonePeClient::new(&settings(&format!("http://{}", hermes.addr()))).unwrap();
     assert_eq!(
-        transient_kind(no_prefix.check_status(&mtid("ORD-1")).await),
+        transient_kind(no_prefix.ask(&mtid("ORD-1")).await),
         TransientKind::Malformed
     );
 
@@ -174,7 +192,7 @@ async fn prefix_is_in_the_url_but_not_in_the_checksum() {
     });
     bare.script("ORD-1", vec![Answer::completed(5)]);
     assert_eq!(
-        client_for(&bare).check_status(&mtid("ORD-1")).await.unwrap().amount,
+        client_for(&bare).ask(&mtid("ORD-1")).await.unwrap().amount,
         Some(Paise(5))
     );
 }
@@ -188,16 +206,13 @@ async fn fourth_call_in_a_minute_is_rate_limited_at_three() {
     sim.script("ORD-1", vec![Answer::pending()]);
     let client = client_for(&sim);
     for _ in 0..3 {
-        assert_eq!(
-            client.check_status(&mtid("ORD-1")).await.unwrap().state,
-            PaymentState::Pending
-        );
+        assert_eq!(client.ask(&mtid("ORD-1")).await.unwrap().state, PaymentState::Pending);
     }
-    assert_eq!(client.check_status(&mtid("ORD-1")).await, Err(StatusError::RateLimited));
+    assert_eq!(client.ask(&mtid("ORD-1")).await, Err(StatusError::RateLimited));
     assert_eq!(statuses(&sim), [200, 200, 200, 429]);
     assert_eq!(sim.calls()[3].code.as_deref(), Some("TOO_MANY_REQUESTS"));
     sim.set_rate_limit(None);
-    assert!(client.check_status(&mtid("ORD-1")).await.is_ok());
+    assert!(client.ask(&mtid("ORD-1")).await.is_ok());
 }
 
 #[tokio::test]
@@ -212,16 +227,10 @@ async fn fail_twice_then_succeed() {
         ],
     );
     let client = client_for(&sim);
-    assert_eq!(
-        transient_kind(client.check_status(&mtid("ORD-1")).await),
-        TransientKind::Server
-    );
-    assert_eq!(
-        transient_kind(client.check_status(&mtid("ORD-1")).await),
-        TransientKind::Server
-    );
+    assert_eq!(transient_kind(client.ask(&mtid("ORD-1")).await), TransientKind::Server);
+    assert_eq!(transient_kind(client.ask(&mtid("ORD-1")).await), TransientKind::Server);
     for _ in 0..2 {
-        let r = client.check_status(&mtid("ORD-1")).await.unwrap();
+        let r = client.ask(&mtid("ORD-1")).await.unwrap();
         assert_eq!((r.state, r.amount), (PaymentState::Completed, Some(Paise(49900))));
     }
     assert_eq!(statuses(&sim), [500, 503, 200, 200]);
@@ -239,7 +248,7 @@ async fn malformed_bodies_are_transient() {
     let client = client_for(&sim);
     for id in ["HTML", "STRAMT", "EMPTY"] {
         assert_eq!(
-            transient_kind(client.check_status(&mtid(id)).await),
+            transient_kind(client.ask(&mtid(id)).await),
             TransientKind::Malformed,
             "{id}"
         );
@@ -256,13 +265,10 @@ async fn contradicting_answers_are_malformed_and_a_scripted_429_is_rate_limiting
     sim.script("LIMITED", vec![Answer::http_error(429)]);
     let client = client_for(&sim);
     assert_eq!(
-        transient_kind(client.check_status(&mtid("CONTRA")).await),
+        transient_kind(client.ask(&mtid("CONTRA")).await),
         TransientKind::Malformed
     );
-    assert_eq!(
-        client.check_status(&mtid("LIMITED")).await,
-        Err(StatusError::RateLimited)
-    );
+    assert_eq!(client.ask(&mtid("LIMITED")).await, Err(StatusError::RateLimited));
     assert_eq!(statuses(&sim), [200, 429]);
 }
 
@@ -273,10 +279,7 @@ async fn answer_slower_than_the_client_timeout_is_a_timeout() {
     let mut s = settings(&sim.base_url());
     s.request_timeout = Duration::from_millis(200);
     let client = PhonePeClient::new(&s).unwrap();
-    assert_eq!(
-        transient_kind(client.check_status(&mtid("SLOW")).await),
-        TransientKind::Timeout
-    );
+    assert_eq!(transient_kind(client.ask(&mtid("SLOW")).await), TransientKind::Timeout);
     // The simulator logged the call on arrival; dropping it must not wait for the 3 s answer.
     assert_eq!(statuses(&sim), [200]);
     let started = std::time::Instant::now();
@@ -296,11 +299,8 @@ async fn default_latency_applies_unless_an_answer_sets_its_own() {
     let mut s = settings(&sim.base_url());
     s.request_timeout = Duration::from_millis(500);
     let client = PhonePeClient::new(&s).unwrap();
-    assert_eq!(
-        transient_kind(client.check_status(&mtid("OTHER")).await),
-        TransientKind::Timeout
-    );
-    assert!(client.check_status(&mtid("QUICK")).await.is_ok());
+    assert_eq!(transient_kind(client.ask(&mtid("OTHER")).await), TransientKind::Timeout);
+    assert!(client.ask(&mtid("QUICK")).await.is_ok());
 }
 
 #[tokio::test]
@@ -308,7 +308,7 @@ async fn calls_are_recorded_in_order_and_can_be_cleared() {
     let sim = sim(SimConfig::default());
     let client = client_for(&sim);
     for id in ["A", "B", "C"] {
-        client.check_status(&mtid(id)).await.unwrap();
+        client.ask(&mtid(id)).await.unwrap();
     }
     let ids: Vec<_> = sim.calls().into_iter().map(|c| c.merchant_transaction_id).collect();
     assert_eq!(ids, ["A", "B", "C"]);
@@ -351,25 +351,16 @@ async fn admin_api_scripts_configures_and_reports() {
     );
 
     let client = client_for(&sim);
-    assert_eq!(
-        client.check_status(&mtid("ORD-9")).await.unwrap().state,
-        PaymentState::Pending
-    );
-    assert_eq!(
-        transient_kind(client.check_status(&mtid("ORD-9")).await),
-        TransientKind::Server
-    );
-    assert_eq!(client.check_status(&mtid("ORD-9")).await, Err(StatusError::RateLimited));
+    assert_eq!(client.ask(&mtid("ORD-9")).await.unwrap().state, PaymentState::Pending);
+    assert_eq!(transient_kind(client.ask(&mtid("ORD-9")).await), TransientKind::Server);
+    assert_eq!(client.ask(&mtid("ORD-9")).await, Err(StatusError::RateLimited));
     admin
         .put(url("config"))
         .json(&serde_json::json!({"rateLimitPerMinute": null}))
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        client.check_status(&mtid("ORD-9")).await.unwrap().code,
-        "PAYMENT_DECLINED"
-    );
+    assert_eq!(client.ask(&mtid("ORD-9")).await.unwrap().code, "PAYMENT_DECLINED");
 
     let calls: Vec<Call> = admin.get(url("calls")).send().await.unwrap().json().await.unwrap();
     let seen: Vec<_> = calls
@@ -402,7 +393,7 @@ fn sim_outlives_the_runtimes_that_use_it() {
             .enable_all()
             .build()
             .unwrap();
-        let state = rt.block_on(async { client_for(&sim).check_status(&mtid("ORD-1")).await.unwrap().state });
+        let state = rt.block_on(async { client_for(&sim).ask(&mtid("ORD-1")).await.unwrap().state });
         assert_eq!(state, PaymentState::Pending);
         drop(rt);
     }

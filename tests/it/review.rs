@@ -5,15 +5,20 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use draft_reconciler::actors::Budget;
-use draft_reconciler::phonepe::PhonePeClient;
+use draft_reconciler::phonepe::{Gateway, PhonePeClient};
 use draft_reconciler::refund::{poll_due, Refunder};
 use draft_reconciler::store::orders::by;
+use draft_reconciler::store::refunds::refund_id;
 use mongodb::bson::{doc, Document};
 use phonepe_sim::{Answer, RefundAnswer};
 
 use crate::support::{eventually, World};
 
+mod cancel;
+mod crash;
+mod late;
 mod paid;
+mod refunds;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -63,17 +68,27 @@ fn poll(w: &World, auto: &[&str]) {
     let auto: Vec<String> = auto.iter().map(|s| s.to_string()).collect();
     let store = w.store();
     w.block(async {
-        let phonepe = PhonePeClient::new(&w.settings.phonepe).expect("client");
-        let budget = Budget::per_minute(6000);
+        let phonepe = gateway(w);
         let r = Refunder {
             store: &store,
             phonepe: &phonepe,
-            budget: &budget,
             poll_interval: Duration::from_millis(1),
             by: by::RECONCILER,
         };
         poll_due(&r, &auto).await.expect("poll");
     });
+}
+
+/// A PhonePe gateway to `w`'s simulator with a budget of its own (another instance's). Build it
+/// on the runtime that uses it.
+fn gateway(w: &World) -> Gateway {
+    let client = PhonePeClient::new(&w.settings.phonepe).expect("client");
+    Gateway::new(client, std::sync::Arc::new(Budget::per_minute(6000)))
+}
+
+/// Refund attempt `attempt`'s id for `mtid`.
+fn rid(mtid: &str, attempt: i64) -> String {
+    refund_id(mtid, attempt)
 }
 
 fn last_history(w: &World, mtid: &str) -> Document {
@@ -188,7 +203,7 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
     let w = World::new("review_refund_timeout");
     parked_paid(&w, "RV-R1", 0);
     // PhonePe makes the refund but answers after our 1 s timeout.
-    w.sim.state().delay_refund("RV-R1-R1", Duration::from_secs(3));
+    w.sim.state().delay_refund(&rid("RV-R1", 1), Duration::from_secs(3));
     let timeout = [("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "1")];
     let first = review(
         &w,
@@ -197,7 +212,10 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
     );
     assert_eq!(code(&first), 0, "{}", text(&first));
     assert_eq!(w.status("RV-R1"), ("needs_review".into(), "refund_pending".into()));
-    assert_eq!(refund_doc(&w, "RV-R1").get_str("id").ok(), Some("RV-R1-R1"));
+    assert_eq!(
+        refund_doc(&w, "RV-R1").get_str("id").ok(),
+        Some(rid("RV-R1", 1).as_str())
+    );
     let h = last_history(&w, "RV-R1");
     assert_eq!(h.get_str("by").ok(), Some("operator"));
     assert_eq!(h.get_str("note").ok(), Some("customer asked"));
@@ -207,16 +225,21 @@ fn refund_is_made_exactly_once_even_when_the_first_call_times_out() {
         w.status("RV-R1").0 == "refunded"
     });
     assert_eq!(w.status("RV-R1"), ("refunded".into(), "refunded".into()));
-    assert!(
-        w.sim.state().refund_requests("RV-R1-R1") >= 2,
-        "asked again after the timeout"
+    assert_eq!(
+        w.sim.state().refund_requests(&rid("RV-R1", 1)),
+        1,
+        "after the timeout PhonePe's status is asked, not a second request"
     );
-    assert_eq!(w.sim.state().refunds_created("RV-R1-R1"), 1, "one refund only");
+    assert!(w.sim.state().refund_status_calls(&rid("RV-R1", 1)) >= 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-R1", 1)), 1, "one refund only");
     assert_eq!(w.stock("tee"), 0, "stock never moves on a refund");
 
     let again = review(&w, &["review", "resolve", "RV-R1", "refund"], &[]);
     assert_eq!(code(&again), 1, "{}", text(&again));
-    assert_eq!(refund_doc(&w, "RV-R1").get_str("id").ok(), Some("RV-R1-R1"));
+    assert_eq!(
+        refund_doc(&w, "RV-R1").get_str("id").ok(),
+        Some(rid("RV-R1", 1).as_str())
+    );
 }
 
 #[test]
@@ -225,7 +248,7 @@ fn a_failed_refund_parks_the_order_again_and_the_next_refund_has_a_new_id() {
     parked_paid(&w, "RV-R2", 0);
     w.sim
         .state()
-        .script_refund("RV-R2-R1", vec![RefundAnswer::Pending, RefundAnswer::Failed]);
+        .script_refund(&rid("RV-R2", 1), vec![RefundAnswer::Pending, RefundAnswer::Failed]);
     let first = review(&w, &["review", "resolve", "RV-R2", "refund"], &[]);
     assert_eq!(code(&first), 0, "{}", text(&first));
     eventually(WAIT, "PhonePe's FAILED is recorded", || {
@@ -236,13 +259,16 @@ fn a_failed_refund_parks_the_order_again_and_the_next_refund_has_a_new_id() {
 
     let second = review(&w, &["review", "resolve", "RV-R2", "refund"], &[]);
     assert_eq!(code(&second), 0, "{}", text(&second));
-    assert_eq!(refund_doc(&w, "RV-R2").get_str("id").ok(), Some("RV-R2-R2"));
+    assert_eq!(
+        refund_doc(&w, "RV-R2").get_str("id").ok(),
+        Some(rid("RV-R2", 2).as_str())
+    );
     eventually(WAIT, "the second refund completes", || {
         poll(&w, &[]);
         w.status("RV-R2").0 == "refunded"
     });
-    assert_eq!(w.sim.state().refunds_created("RV-R2-R1"), 1);
-    assert_eq!(w.sim.state().refunds_created("RV-R2-R2"), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-R2", 1)), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-R2", 2)), 1);
 }
 
 #[test]
@@ -260,9 +286,9 @@ fn auto_refunds_take_only_the_configured_reasons() {
         poll(&w, &["insufficient_stock"]);
         w.status("RV-A1").0 == "refunded"
     });
-    assert_eq!(w.sim.state().refunds_created("RV-A1-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-A1", 1)), 1);
     assert_eq!(w.status("RV-A2"), ("needs_review".into(), "paid".into()));
-    assert_eq!(w.sim.state().refund_requests("RV-A2-R1"), 0);
+    assert_eq!(w.sim.state().refund_requests(&rid("RV-A2", 1)), 0);
     let h = w.history("RV-A1");
     assert!(h
         .iter()
@@ -283,8 +309,8 @@ fn two_shells_refunding_at_once_make_one_refund() {
     let mut codes = [code(&a), code(&b)];
     codes.sort_unstable();
     assert_eq!(codes, [0, 1], "{}\n{}", text(&a), text(&b));
-    assert_eq!(w.sim.state().refund_requests("RV-C1-R1"), 1);
-    assert_eq!(w.sim.state().refunds_created("RV-C1-R1"), 1);
+    assert_eq!(w.sim.state().refund_requests(&rid("RV-C1", 1)), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-C1", 1)), 1);
     let asked = w
         .history("RV-C1")
         .iter()
@@ -388,7 +414,7 @@ fn fulfil_never_confirms_an_order_being_refunded() {
     use draft_reconciler::store::{CommitOutcome, Lease};
     let w = World::new("review_fulfil_vs_refund");
     parked_paid(&w, "RV-FR", 0);
-    w.sim.state().delay_refund("RV-FR-R1", Duration::from_secs(2));
+    w.sim.state().delay_refund(&rid("RV-FR", 1), Duration::from_secs(2));
     let before = w.order("RV-FR");
     let r = review(&w, &["review", "resolve", "RV-FR", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
@@ -423,6 +449,7 @@ fn fulfil_never_confirms_an_order_being_refunded() {
 /// `/payments/v2/refund/{id}/status`).
 #[tokio::test]
 async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
+    use crate::phonepe_v2::Ask;
     use draft_reconciler::config::Secret;
     use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
     use draft_reconciler::phonepe::V2Credentials;
@@ -452,12 +479,12 @@ async fn refund_calls_of_both_apis_are_idempotent_per_refund_id() {
             amount: 49900,
             callback_url: "",
         };
-        assert_eq!(client.refund(&req).await.expect(api), RefundState::Pending);
-        assert_eq!(client.refund(&req).await.expect(api), RefundState::Pending);
+        assert_eq!(client.ask_refund(&req).await.expect(api), RefundState::Pending);
+        assert_eq!(client.ask_refund(&req).await.expect(api), RefundState::Pending);
         assert_eq!(sim.state().refund_requests(&id), 2, "{api}");
         assert_eq!(sim.state().refunds_created(&id), 1, "{api}: one refund per id");
-        assert_eq!(client.refund_status(&id).await.expect(api), RefundState::Pending);
-        assert_eq!(client.refund_status(&id).await.expect(api), RefundState::Completed);
+        assert_eq!(client.ask_refund_status(&id).await.expect(api), RefundState::Pending);
+        assert_eq!(client.ask_refund_status(&id).await.expect(api), RefundState::Completed);
     }
 }
 
@@ -470,7 +497,9 @@ fn the_service_finishes_refunds_and_makes_the_automatic_ones() {
     w.insert_order("RV-S2", 49900, 600, &[("tee", 2, None)]);
     w.sim.script("RV-S2", vec![Answer::completed(49900)]);
     w.once();
-    w.sim.state().script_refund("RV-S1-R1", vec![RefundAnswer::Pending]);
+    w.sim
+        .state()
+        .script_refund(&rid("RV-S1", 1), vec![RefundAnswer::Pending]);
     let r = review(&w, &["review", "resolve", "RV-S1", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
 
@@ -510,13 +539,15 @@ fn the_service_finishes_refunds_and_makes_the_automatic_ones() {
         ("needs_review".into(), "refund_pending".into()),
         "still pending at PhonePe"
     );
-    w.sim.state().script_refund("RV-S1-R1", vec![RefundAnswer::Completed]);
+    w.sim
+        .state()
+        .script_refund(&rid("RV-S1", 1), vec![RefundAnswer::Completed]);
     eventually(WAIT, "the service finishes RV-S1's refund", || {
         w.status("RV-S1").0 == "refunded"
     });
-    assert_eq!(w.sim.state().refunds_created("RV-S1-R1"), 1);
-    assert_eq!(w.sim.state().refund_requests("RV-S1-R1"), 1);
-    assert_eq!(w.sim.state().refunds_created("RV-S2-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-S1", 1)), 1);
+    assert_eq!(w.sim.state().refund_requests(&rid("RV-S1", 1)), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-S2", 1)), 1);
     assert_eq!(w.stock("tee"), 0);
 }
 
@@ -536,7 +567,7 @@ fn a_refund_gives_back_what_phonepe_reports_paid_and_only_that() {
 
     let r = review(&w, &["review", "resolve", "RV-M1", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
-    assert_eq!(w.sim.state().refund_amount("RV-M1-R1"), Some(999));
+    assert_eq!(w.sim.state().refund_amount(&rid("RV-M1", 1)), Some(999));
     assert_eq!(refund_doc(&w, "RV-M1").get_i64("amount").ok(), Some(999));
 
     w.sim.script("RV-M2", vec![Answer::failed()]);
@@ -545,5 +576,5 @@ fn a_refund_gives_back_what_phonepe_reports_paid_and_only_that() {
     assert_eq!(code(&refused), 1, "{}", text(&refused));
     assert!(text(&refused).contains("nothing refunded"), "{}", text(&refused));
     assert_eq!(w.order("RV-M2"), before, "nothing recorded");
-    assert_eq!(w.sim.state().refund_requests("RV-M2-R1"), 0);
+    assert_eq!(w.sim.state().refund_requests(&rid("RV-M2", 1)), 0);
 }

@@ -50,7 +50,7 @@ pub use answer::{Answer, ScriptedState};
 pub use refund::RefundAnswer;
 pub use server::{router, serve};
 pub use state::{Call, SimState};
-pub use v2::{SimV2, TokenStats, Webhook, WebhookVersion};
+pub use v2::{deliver, SimV2, TokenStats, Webhook, WebhookVersion};
 
 /// How the simulator identifies the merchant and behaves.
 #[derive(Clone, PartialEq, Eq)]

@@ -12,6 +12,15 @@
 //! exactly as the v2 order-status route checks it (401 otherwise, counted in `TokenStats`).
 //! [`SimState::refund_status_calls`] counts the status calls per refund (both APIs), so a test
 //! can prove how often a refund's status was asked.
+//!
+//! Failures PhonePe documents, per refund id: a request refused with a code
+//! ([`SimState::refuse_refund`]: HTTP 400 with PhonePe's error body, no refund made, e.g.
+//! `BAD_REQUEST` or `REVERSAL_WINDOW_EXCEEDED`); every call about the id answered with one HTTP
+//! status ([`SimState::fail_refund_calls`]: 429 `TOO_MANY_REQUESTS`, 5xx
+//! `INTERNAL_SERVER_ERROR`, ...); a status answer delayed ([`SimState::delay_refund_status`]).
+//! [`SimState::refund_webhook`] builds the v2 refund callback PhonePe sends (`pg.refund.completed`
+//! / `pg.refund.failed`, payload `merchantId`, `merchantRefundId`, `originalMerchantOrderId`,
+//! `refundId`, `state`, `amount`), signed like the order callbacks.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,8 +32,18 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::answer::error_response;
+use super::answer_v2::error_body_v2;
 use super::state::SimState;
+use super::v2::Webhook;
 use crate::checksum::{self, REFUND_V1_PATH};
+
+/// The longest refund id PhonePe takes under v1 (`merchantTransactionId`), from its documentation.
+const REFUND_ID_MAX_V1: usize = 35;
+/// The longest refund id PhonePe takes under v2 (`merchantRefundId`).
+const REFUND_ID_MAX_V2: usize = 63;
+/// The smallest refund PhonePe takes, in paise.
+const REFUND_MIN_PAISE: i64 = 100;
 
 /// What a refund's status answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,28 +79,57 @@ pub(super) struct Refunds {
     status_calls: HashMap<String, u32>,
     scripts: HashMap<String, (Vec<RefundAnswer>, usize)>,
     delays: HashMap<String, Duration>,
+    /// Requests refused with this code (HTTP 400), no refund made.
+    refusals: HashMap<String, String>,
+    /// Every call about the id answered with this HTTP status.
+    failures: HashMap<String, u16>,
+    /// The next status call answered only after this delay (once).
+    status_delays: HashMap<String, Duration>,
+}
+
+/// How a request or status call about a refund is answered, decided under the lock.
+enum Decided {
+    /// PhonePe's error body with this HTTP status (and code, when not the status's own).
+    Error(u16, Option<String>),
+    /// A business answer, after the delay.
+    Answer(RefundAnswer, Duration),
+    /// No refund under the id.
+    Unknown,
 }
 
 impl Refunds {
-    /// The next scripted status of `id` (the last repeats), `None` when no refund has this id.
-    fn status(&mut self, id: &str) -> Option<RefundAnswer> {
-        self.made.get(id)?;
+    /// The next scripted status of `id` (the last repeats), or a failure set for it.
+    fn status(&mut self, id: &str) -> Decided {
+        if let Some(status) = self.failures.get(id) {
+            *self.status_calls.entry(id.to_string()).or_default() += 1;
+            return Decided::Error(*status, None);
+        }
+        if !self.made.contains_key(id) {
+            return Decided::Unknown;
+        }
         *self.status_calls.entry(id.to_string()).or_default() += 1;
+        let delay = self.status_delays.remove(id).unwrap_or_default();
         let Some((answers, next)) = self.scripts.get_mut(id) else {
-            return Some(RefundAnswer::Completed);
+            return Decided::Answer(RefundAnswer::Completed, delay);
         };
         let i = (*next).min(answers.len().saturating_sub(1));
         *next = i + 1;
-        answers.get(i).copied().or(Some(RefundAnswer::Completed))
+        Decided::Answer(answers.get(i).copied().unwrap_or(RefundAnswer::Completed), delay)
     }
 
-    /// Record a request; create the refund unless this id has one. The delay to answer after.
-    fn request(&mut self, id: &str, original: &str, amount: i64) -> Duration {
+    /// Record a request; create the refund unless this id has one (or it is refused, or failing).
+    fn request(&mut self, id: &str, original: &str, amount: i64) -> Decided {
         *self.requests.entry(id.to_string()).or_default() += 1;
+        if let Some(status) = self.failures.get(id) {
+            return Decided::Error(*status, None);
+        }
+        if let Some(code) = self.refusals.get(id) {
+            return Decided::Error(400, Some(code.clone()));
+        }
         self.made
             .entry(id.to_string())
             .or_insert_with(|| (original.to_string(), amount));
-        self.delays.remove(id).unwrap_or_default()
+        Decided::Answer(RefundAnswer::Pending, self.delays.remove(id).unwrap_or_default())
     }
 }
 
@@ -94,6 +142,51 @@ impl SimState {
     /// Answer the next creation request of refund `id` only after `delay` (once).
     pub fn delay_refund(&self, id: &str, delay: Duration) {
         self.lock().refunds.delays.insert(id.to_string(), delay);
+    }
+
+    /// Refuse every request of refund `id` with PhonePe's `code` (HTTP 400; no refund made).
+    pub fn refuse_refund(&self, id: &str, code: &str) {
+        self.lock().refunds.refusals.insert(id.to_string(), code.to_string());
+    }
+
+    /// Answer every call about refund `id` (request and status) with HTTP `status` and PhonePe's
+    /// error body, until `None`.
+    pub fn fail_refund_calls(&self, id: &str, status: Option<u16>) {
+        let failures = &mut self.lock().refunds.failures;
+        match status {
+            Some(s) => failures.insert(id.to_string(), s),
+            None => failures.remove(id),
+        };
+    }
+
+    /// Answer the next status call about refund `id` only after `delay` (once).
+    pub fn delay_refund_status(&self, id: &str, delay: Duration) {
+        self.lock().refunds.status_delays.insert(id.to_string(), delay);
+    }
+
+    /// The v2 callback PhonePe sends when refund `id` ends (`Completed` or `Failed`), signed with
+    /// the dashboard credentials; `Err` when no refund has this id.
+    pub fn refund_webhook(&self, id: &str, answer: RefundAnswer) -> Result<Webhook, String> {
+        let inner = self.lock();
+        let (original, amount) = inner.refunds.made.get(id).ok_or_else(|| format!("no refund {id}"))?;
+        let (event, kind) = match answer {
+            RefundAnswer::Completed => ("pg.refund.completed", "PG_REFUND_COMPLETED"),
+            RefundAnswer::Failed => ("pg.refund.failed", "PG_REFUND_FAILED"),
+            RefundAnswer::Pending => ("pg.refund.accepted", "PG_REFUND_ACCEPTED"),
+        };
+        let body = json!({ "event": event, "type": kind, "payload": {
+            "merchantId": inner.cfg.merchant_id, "merchantRefundId": id, "originalMerchantOrderId": original,
+            "refundId": format!("OMR{id}"), "state": answer.v2_state(), "amount": amount,
+            "timestamp": super::state::unix_ms(), "errorCode": (answer == RefundAnswer::Failed).then_some("REFUND_FAILED"),
+        }});
+        let v2 = &inner.v2;
+        Ok(Webhook {
+            headers: vec![(
+                "Authorization".into(),
+                checksum::webhook_v2_authorization(&v2.webhook_username, &v2.webhook_password),
+            )],
+            body: body.to_string(),
+        })
     }
 
     /// How many refunds exist under `id`: 0 or 1, however often it was requested.
@@ -116,26 +209,57 @@ impl SimState {
         self.lock().refunds.status_calls.get(id).copied().unwrap_or(0)
     }
 
-    /// The v1 status answer for `mtid` when it is a refund's id.
-    pub(super) fn refund_status_v1(&self, mtid: &str) -> Option<Response> {
-        let answer = self.lock().refunds.status(mtid)?;
-        let success = answer != RefundAnswer::Failed;
-        let body = json!({ "success": success, "code": answer.v1_code(), "message": "refund status",
-            "data": { "merchantTransactionId": mtid, "state": answer.v2_state() } });
-        Some((StatusCode::OK, Json(body)).into_response())
+    /// The v1 status answer for `mtid` when it is a refund's id (or one whose calls fail).
+    pub(super) async fn refund_status_v1(&self, mtid: &str) -> Option<Response> {
+        let decided = self.lock().refunds.status(mtid);
+        match decided {
+            Decided::Unknown => None,
+            Decided::Error(status, code) => Some(v1_error(status, code.as_deref())),
+            Decided::Answer(answer, delay) => {
+                let success = answer != RefundAnswer::Failed;
+                let body = json!({ "success": success, "code": answer.v1_code(), "message": "refund status",
+                    "data": { "merchantTransactionId": mtid, "state": answer.v2_state() } });
+                Some(after(delay, StatusCode::OK, body).await)
+            }
+        }
     }
+}
+
+fn v1_error(status: u16, code: Option<&str>) -> Response {
+    let body = serde_json::to_value(error_response(status, code)).unwrap_or_default();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}
+
+fn v2_error(status: u16, code: Option<&str>) -> Response {
+    let body = serde_json::to_value(error_body_v2(status, code)).unwrap_or_default();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}
+
+async fn after(delay: Duration, status: StatusCode, body: Value) -> Response {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    (status, Json(body)).into_response()
+}
+
+/// PhonePe's limits on a refund request: the id at most `max` characters of letters, digits,
+/// `_` and `-` (35 under v1, 63 under v2), at least 100 paise.
+fn takes(id: &str, max: usize, amount: i64) -> Result<(), &'static str> {
+    let alphabet = id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if id.is_empty() || id.len() > max || !alphabet {
+        return Err("the refund id is too long or has characters PhonePe does not take");
+    }
+    if amount < REFUND_MIN_PAISE {
+        return Err("the amount is below the minimum of 100 paise");
+    }
+    Ok(())
 }
 
 fn bad_request(what: &str) -> Response {
     let body = json!({ "success": false, "code": "BAD_REQUEST", "message": what });
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
-}
-
-async fn accepted(delay: Duration, body: Value) -> Response {
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// v1 `POST /pg/v1/refund`, body `{"request": base64(JSON)}`.
@@ -164,10 +288,19 @@ pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap,
     ) else {
         return bad_request("merchantTransactionId, originalTransactionId and amount are required");
     };
-    let delay = state.lock().refunds.request(id, original, amount);
+    if let Err(why) = takes(id, REFUND_ID_MAX_V1, amount) {
+        *state.lock().refunds.requests.entry(id.to_string()).or_default() += 1;
+        return bad_request(why);
+    }
+    let decided = state.lock().refunds.request(id, original, amount);
+    let delay = match decided {
+        Decided::Error(status, code) => return v1_error(status, code.as_deref()),
+        Decided::Answer(_, delay) => delay,
+        Decided::Unknown => Duration::ZERO,
+    };
     let body = json!({ "success": true, "code": "PAYMENT_PENDING", "message": "refund accepted",
         "data": { "merchantTransactionId": id, "amount": amount, "state": "PENDING" } });
-    accepted(delay, body).await
+    after(delay, StatusCode::OK, body).await
 }
 
 /// The 401 reply (after the simulator's latency, as the v2 status route sends it) when the
@@ -190,12 +323,18 @@ pub(super) async fn refund_v2(State(state): State<SimState>, headers: HeaderMap,
     ) else {
         return bad_request("merchantRefundId, originalMerchantOrderId and amount are required");
     };
-    let delay = state.lock().refunds.request(id, original, amount);
-    accepted(
-        delay,
-        json!({ "refundId": format!("OMR{id}"), "amount": amount, "state": "PENDING" }),
-    )
-    .await
+    if let Err(why) = takes(id, REFUND_ID_MAX_V2, amount) {
+        *state.lock().refunds.requests.entry(id.to_string()).or_default() += 1;
+        return bad_request(why);
+    }
+    let decided = state.lock().refunds.request(id, original, amount);
+    let delay = match decided {
+        Decided::Error(status, code) => return v2_error(status, code.as_deref()),
+        Decided::Answer(_, delay) => delay,
+        Decided::Unknown => Duration::ZERO,
+    };
+    let body = json!({ "refundId": format!("OMR{id}"), "amount": amount, "state": "PENDING" });
+    after(delay, StatusCode::OK, body).await
 }
 
 /// v2 `GET /payments/v2/refund/{id}/status`.
@@ -207,13 +346,14 @@ pub(super) async fn refund_status_v2(
     if let Some(refused) = refuse_token(&state, &headers).await {
         return refused;
     }
-    match state.lock().refunds.status(&id) {
-        Some(a) => (
-            StatusCode::OK,
-            Json(json!({ "merchantRefundId": id, "state": a.v2_state() })),
-        )
-            .into_response(),
-        None => {
+    let decided = state.lock().refunds.status(&id);
+    match decided {
+        Decided::Answer(a, delay) => {
+            let body = json!({ "merchantRefundId": id, "state": a.v2_state() });
+            after(delay, StatusCode::OK, body).await
+        }
+        Decided::Error(status, code) => v2_error(status, code.as_deref()),
+        Decided::Unknown => {
             let body = json!({ "code": "NOT_FOUND", "message": "no refund with this id" });
             (StatusCode::NOT_FOUND, Json(body)).into_response()
         }

@@ -50,7 +50,7 @@ async fn status(
     Path((merchant_id, mtid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refund) = state.refund_status_v1(&mtid) {
+    if let Some(refund) = state.refund_status_v1(&mtid).await {
         return refund;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

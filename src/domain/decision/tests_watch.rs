@@ -4,24 +4,14 @@ use super::tests::*;
 use super::*;
 
 #[test]
-fn late_payment_after_timeout_cancel_goes_to_review() {
+fn late_payment_after_timeout_cancel_is_recorded() {
     let mut o = order(4000, Status::Cancelled);
     o.reason = Some(CancelReason::PendingTimeout.as_str().into());
     let d = run(
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
     );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                payment_status: PaymentStatus::Paid,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    assert!(matches!(d, Decision::RecordPayment { .. }), "{d:?}");
     let d = run(
         &o,
         report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900),
@@ -34,28 +24,92 @@ fn late_payment_after_timeout_cancel_goes_to_review() {
             code: "PAYMENT_PENDING".into()
         }
     );
-    // Past the watch window, or cancelled for a real failure: stop watching.
+    // Past the watch window, or cancelled for a real failure: no more checks, but a payment
+    // PhonePe reports all the same is recorded, never dropped.
     let mut old = order(1800 + 86400 + 1, Status::Cancelled);
     old.reason = Some(CancelReason::NotFound.as_str().into());
-    assert_eq!(
-        run(
-            &old,
-            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
-        ),
-        Decision::StopWatching
-    );
+    let paid = || report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900);
+    let pending = || report(PaymentState::Pending, "PAYMENT_PENDING", "MERCHANTUAT", 49900);
+    assert!(matches!(run(&old, paid()), Decision::RecordPayment { .. }));
+    assert_eq!(run(&old, pending()), Decision::StopWatching);
     o.reason = Some(CancelReason::PaymentFailed.as_str().into());
-    assert_eq!(
-        run(
-            &o,
-            report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
-        ),
-        Decision::StopWatching
-    );
+    assert!(matches!(run(&o, paid()), Decision::RecordPayment { .. }));
+    assert_eq!(run(&o, pending()), Decision::StopWatching);
+}
+
+/// The table of docs/operations.md ("A payment after settlement"): a COMPLETED answer for each
+/// status an order can have left `draft` with.
+#[test]
+fn a_completed_payment_is_recorded_whatever_the_order_left_draft_as() {
+    let paid = || report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900);
+    let record = |d: &Decision| {
+        matches!(
+            d,
+            Decision::RecordPayment {
+                paid_amount: Some(49900),
+                ..
+            }
+        )
+    };
+    let mut cases = vec![];
+    for reason in CancelReason::ALL {
+        for age in [600, 1800 + 3600, 1800 + 86400 * 30] {
+            for payment in [PaymentStatus::Pending, PaymentStatus::Failed] {
+                let mut o = order(age, Status::Cancelled);
+                o.reason = Some(reason.as_str().into());
+                o.payment_status = payment;
+                cases.push((o, true));
+            }
+        }
+    }
+    for payment in [PaymentStatus::Pending, PaymentStatus::Failed] {
+        let mut o = order(600, Status::NeedsReview);
+        o.payment_status = payment;
+        cases.push((o, true));
+    }
+    // Already paid, being refunded, refunded, or settled: a duplicate.
+    for payment in [
+        PaymentStatus::Paid,
+        PaymentStatus::RefundPending,
+        PaymentStatus::Refunded,
+    ] {
+        for status in [Status::NeedsReview, Status::Cancelled] {
+            let mut o = order(600, status);
+            o.payment_status = payment;
+            cases.push((o, false));
+        }
+    }
+    for (status, payment) in [
+        (Status::Confirmed, PaymentStatus::Paid),
+        (Status::Refunded, PaymentStatus::Refunded),
+        (Status::Committing, PaymentStatus::Paid),
+    ] {
+        let mut o = order(600, status);
+        o.payment_status = payment;
+        cases.push((o, false));
+    }
+    for (o, recorded) in cases {
+        let d = run(&o, paid());
+        if recorded {
+            assert!(
+                record(&d),
+                "{:?}/{:?}/{:?}: {d:?}",
+                o.status,
+                o.payment_status,
+                o.reason
+            );
+        } else {
+            assert_eq!(d, Decision::StopWatching, "{:?}/{:?}", o.status, o.payment_status);
+        }
+    }
+    // Parked unpaid, PhonePe reports anything but a completed payment: nothing to do.
+    let parked = order(600, Status::NeedsReview);
+    let failed = report(PaymentState::Failed, "PAYMENT_ERROR", "MERCHANTUAT", 49900);
+    assert_eq!(run(&parked, failed), Decision::StopWatching);
 }
 
 #[test]
-fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
+fn late_payment_after_a_not_found_cancel_inside_the_window_is_recorded() {
     // Cancelled as not found, two hours into its 24-hour watch.
     let mut o = order(1800 + 7200, Status::Cancelled);
     o.reason = Some(CancelReason::NotFound.as_str().into());
@@ -63,17 +117,7 @@ fn late_payment_after_a_not_found_cancel_inside_the_window_goes_to_review() {
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
     );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                payment_status: PaymentStatus::Paid,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    assert!(matches!(d, Decision::RecordPayment { .. }), "{d:?}");
     let d = run(
         &o,
         report(PaymentState::NotFound, "TRANSACTION_NOT_FOUND", "MERCHANTUAT", 0),
@@ -144,10 +188,7 @@ fn a_watch_stops_after_its_last_check() {
                 &o,
                 report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900)
             ),
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                ..
-            }
+            Decision::RecordPayment { .. }
         ),
         "the last check still catches a late payment"
     );
@@ -162,16 +203,7 @@ fn a_late_payment_found_at_the_very_end_of_the_window_still_goes_to_review() {
         &o,
         report(PaymentState::Completed, "PAYMENT_SUCCESS", "MERCHANTUAT", 49900),
     );
-    assert!(
-        matches!(
-            d,
-            Decision::Review {
-                reason: ReviewReason::PaidAfterCancel,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    assert!(matches!(d, Decision::RecordPayment { .. }), "{d:?}");
 }
 
 #[test]
@@ -188,7 +220,7 @@ fn the_watch_constants_are_the_documented_ones() {
 #[test]
 fn a_review_carries_what_phonepe_reported_paid_to_us_only() {
     let paid = |d: Decision| match d {
-        Decision::Review { paid_amount, .. } => paid_amount,
+        Decision::Review { paid_amount, .. } | Decision::RecordPayment { paid_amount, .. } => paid_amount,
         other => panic!("not a review: {other:?}"),
     };
     let completed = |merchant: &str, amount: i64| report(PaymentState::Completed, "PAYMENT_SUCCESS", merchant, amount);

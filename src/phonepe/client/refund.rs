@@ -1,12 +1,17 @@
 //! Refund calls on the same [`PhonePeClient`] (and the same authentication, [`Api`]):
 //! v1 `POST /pg/v1/refund` (body `{"request": base64(JSON)}`, `X-VERIFY` over the base64 body and
 //! the path) whose status is the v1 status API with the refund's own id; v2
-//! `POST /payments/v2/refund` and `GET /payments/v2/refund/{merchantRefundId}/status`.
+//! `POST /payments/v2/refund` and `GET /payments/v2/refund/{merchantRefundId}/status`. Only the
+//! gateway (`phonepe::gateway`) calls them.
 //!
 //! A refund is identified by its own id (`merchantTransactionId` under v1, `merchantRefundId`
-//! under v2), which the caller derives from the order: PhonePe makes one refund per id, so a
-//! retry after a timeout cannot refund twice. Every failure is a [`StatusError`], like the status
-//! call's: a transient one means "ask again with the same id".
+//! under v2), which the caller derives from the order. What PhonePe may take is checked before
+//! anything is sent ([`PhonePeClient::check_refund`]): an id of at most 35 characters under v1
+//! (63 under v2) of letters, digits, `_` and `-`, and at least 100 paise. Answers are read as
+//! PhonePe documents them: a refusal of the refund itself (`BAD_REQUEST`, the original payment
+//! not found, the refund window passed) is [`StatusError::Refused`]; an answer that leaves the
+//! refund's fate open (`INTERNAL_SERVER_ERROR`, `TIMED_OUT`, a timeout) is never a refusal, since
+//! PhonePe may have started the refund.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -20,6 +25,12 @@ use crate::phonepe::checksum;
 pub const REFUND_V1_PATH: &str = "/pg/v1/refund";
 /// The v2 refund API path.
 pub const REFUND_V2_PATH: &str = "/payments/v2/refund";
+/// The longest refund id PhonePe takes under v1 (`merchantTransactionId`).
+pub const REFUND_ID_MAX_V1: usize = 35;
+/// The longest refund id PhonePe takes under v2 (`merchantRefundId`).
+pub const REFUND_ID_MAX_V2: usize = 63;
+/// The smallest refund PhonePe takes, in paise.
+pub const REFUND_MIN_PAISE: i64 = 100;
 
 /// Where a refund stands at PhonePe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +38,26 @@ pub enum RefundState {
     Pending,
     Completed,
     Failed,
+    /// PhonePe has no refund under this id (a status call only): the request never reached it.
+    NotFound,
+}
+
+impl RefundState {
+    /// The `code` label of the call that reported it.
+    pub const fn code(self) -> &'static str {
+        match self {
+            RefundState::Pending => "PENDING",
+            RefundState::Completed => "COMPLETED",
+            RefundState::Failed => "FAILED",
+            RefundState::NotFound => "NOT_FOUND",
+        }
+    }
 }
 
 /// One refund to ask for.
 #[derive(Debug, Clone)]
 pub struct RefundRequest<'a> {
-    /// The refund's own id, derived from the order (`<mtid>-R1`).
+    /// The refund's own id, derived from the order (`store::refunds::refund_id`).
     pub refund_id: &'a str,
     /// The paid order's `merchantTransactionId`.
     pub original: &'a str,
@@ -42,9 +67,37 @@ pub struct RefundRequest<'a> {
     pub callback_url: &'a str,
 }
 
+fn invalid(code: &str) -> StatusError {
+    // HTTP status 0: refused here, never sent.
+    StatusError::Refused {
+        code: code.into(),
+        http_status: 0,
+    }
+}
+
 impl PhonePeClient {
-    /// Ask PhonePe to refund; the same `refund_id` never creates a second refund.
-    pub async fn refund(&self, r: &RefundRequest<'_>) -> Result<RefundState, StatusError> {
+    /// Whether PhonePe can take this refund at all: `Refused` (HTTP status 0, nothing sent)
+    /// with `INVALID_REFUND_ID`, `INVALID_ORIGINAL_ID` or `AMOUNT_BELOW_MINIMUM` otherwise.
+    pub(in crate::phonepe) fn check_refund(&self, r: &RefundRequest<'_>) -> Result<(), StatusError> {
+        let max = match self.api {
+            Api::V1 { .. } => REFUND_ID_MAX_V1,
+            Api::V2 { .. } => REFUND_ID_MAX_V2,
+        };
+        if r.refund_id.len() > max || MerchantTransactionId::parse(r.refund_id).is_err() {
+            return Err(invalid("INVALID_REFUND_ID"));
+        }
+        if MerchantTransactionId::parse(r.original).is_err() {
+            return Err(invalid("INVALID_ORIGINAL_ID"));
+        }
+        if r.amount < REFUND_MIN_PAISE {
+            return Err(invalid("AMOUNT_BELOW_MINIMUM"));
+        }
+        Ok(())
+    }
+
+    /// Ask PhonePe to refund (checked first by [`PhonePeClient::check_refund`]).
+    pub(in crate::phonepe) async fn refund(&self, r: &RefundRequest<'_>) -> Result<RefundState, StatusError> {
+        self.check_refund(r)?;
         let id = log_id(r.refund_id)?;
         let (http_status, body) = match &self.api {
             Api::V1 { salt_key, salt_index } => {
@@ -78,7 +131,7 @@ impl PhonePeClient {
     }
 
     /// Where refund `refund_id` stands now.
-    pub async fn refund_status(&self, refund_id: &str) -> Result<RefundState, StatusError> {
+    pub(in crate::phonepe) async fn refund_status(&self, refund_id: &str) -> Result<RefundState, StatusError> {
         let id = log_id(refund_id)?;
         let (http_status, body) = match &self.api {
             Api::V1 { salt_key, salt_index } => {
@@ -100,46 +153,108 @@ impl PhonePeClient {
                 .await?
             }
         };
-        parse_refund(http_status, &body)
+        parse_refund_status(http_status, &body)
     }
 }
 
 fn log_id(refund_id: &str) -> Result<MerchantTransactionId, StatusError> {
-    MerchantTransactionId::parse(refund_id).map_err(|_| StatusError::Refused {
-        code: "INVALID_REFUND_ID".into(),
-        http_status: 0,
-    })
+    MerchantTransactionId::parse(refund_id).map_err(|_| invalid("INVALID_REFUND_ID"))
 }
 
-/// PhonePe's answer about a refund (v1: `code` and `data.state`; v2: `state`).
-pub fn parse_refund(http_status: u16, body: &[u8]) -> Result<RefundState, StatusError> {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = v.get("code").and_then(Value::as_str).unwrap_or_default().to_string();
-    match http_status {
-        429 => return Err(StatusError::RateLimited),
-        401 => return Err(StatusError::Rejected { code, http_status }),
-        500.. => {
-            return Err(StatusError::Transient {
-                kind: TransientKind::Server,
-                detail: format!("HTTP {http_status} on a refund call"),
-            })
-        }
-        400..=499 => return Err(StatusError::Refused { code, http_status }),
-        _ => {}
+/// The answer's `code` (v1 and v2 error bodies), `""` when there is none.
+fn code_of(v: &Value) -> String {
+    v.get("code").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// What any refund answer says before its state is read: `Err` for a rate limit, rejected
+/// credentials, a server error and the codes that mean the same at any HTTP status.
+fn classify_errors(http_status: u16, code: &str) -> Result<(), StatusError> {
+    match (http_status, code) {
+        (429, _) | (_, "TOO_MANY_REQUESTS") => Err(StatusError::RateLimited),
+        (401, _) | (_, "AUTHORIZATION_FAILED") => Err(StatusError::Rejected {
+            code: if code.is_empty() {
+                "AUTHORIZATION_FAILED".into()
+            } else {
+                code.into()
+            },
+            http_status,
+        }),
+        (500.., _) | (_, "INTERNAL_SERVER_ERROR") => Err(StatusError::Transient {
+            kind: TransientKind::Server,
+            detail: format!("HTTP {http_status} on a refund call"),
+        }),
+        _ => Ok(()),
     }
+}
+
+fn unreadable(http_status: u16, code: &str) -> StatusError {
+    StatusError::Transient {
+        kind: TransientKind::Malformed,
+        detail: format!(
+            "unreadable refund answer (HTTP {http_status}, code {})",
+            crate::phonepe::wire::loggable_code(code)
+        ),
+    }
+}
+
+/// A refusal with PhonePe's code, when it looks like a code (it is stored and used as a label).
+fn refused(code: &str, http_status: u16) -> StatusError {
+    let looks = crate::phonepe::wire::loggable_code(code) == code;
+    StatusError::Refused {
+        code: if looks { code } else { "REFUSED" }.to_string(),
+        http_status,
+    }
+}
+
+/// The state a 2xx refund answer reports (v1 `code` / `data.state`, v2 `state`).
+fn state_of(v: &Value, code: &str) -> Option<RefundState> {
     let state = v
         .get("state")
         .or_else(|| v.pointer("/data/state"))
         .and_then(Value::as_str);
-    match (state, code.as_str()) {
-        (Some("COMPLETED"), _) | (None, "PAYMENT_SUCCESS") => Ok(RefundState::Completed),
-        (Some("FAILED"), _) | (None, "PAYMENT_ERROR") => Ok(RefundState::Failed),
-        (Some("PENDING" | "CONFIRMED"), _) | (None, "PAYMENT_PENDING") => Ok(RefundState::Pending),
-        _ => Err(StatusError::Transient {
-            kind: TransientKind::Malformed,
-            detail: format!("unreadable refund answer (HTTP {http_status}, code {code:?})"),
-        }),
+    match (state, code) {
+        (Some("COMPLETED"), _) | (None, "PAYMENT_SUCCESS") => Some(RefundState::Completed),
+        (Some("FAILED"), _) | (None, "PAYMENT_ERROR") => Some(RefundState::Failed),
+        // TIMED_OUT: "the refund might get initiated" (PhonePe): open, never a failure.
+        (Some("PENDING" | "CONFIRMED"), _) | (None, "PAYMENT_PENDING" | "TIMED_OUT") => Some(RefundState::Pending),
+        _ => None,
     }
+}
+
+/// PhonePe's answer to a refund request. A 4xx carrying a code (`BAD_REQUEST`,
+/// `TRANSACTION_NOT_FOUND` for the original payment, `REVERSAL_WINDOW_EXCEEDED`, ...) refuses
+/// the refund; a 4xx without a JSON code (a proxy's page, a wrong URL) says nothing about it.
+pub fn parse_refund(http_status: u16, body: &[u8]) -> Result<RefundState, StatusError> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = code_of(&v);
+    classify_errors(http_status, &code)?;
+    let refusal = matches!(
+        code.as_str(),
+        "BAD_REQUEST" | "TRANSACTION_NOT_FOUND" | "REVERSAL_WINDOW_EXCEEDED"
+    );
+    match http_status {
+        400..=499 if !code.is_empty() => return Err(refused(&code, http_status)),
+        400..=499 => return Err(unreadable(http_status, &code)),
+        _ if refusal => return Err(refused(&code, http_status)),
+        _ => {}
+    }
+    state_of(&v, &code).ok_or_else(|| unreadable(http_status, &code))
+}
+
+/// PhonePe's answer about a refund's status. No refund under the id (v1
+/// `TRANSACTION_NOT_FOUND`, v2 HTTP 404 with a code) is [`RefundState::NotFound`]; any other
+/// 4xx is transient: a status call PhonePe refuses says nothing about the refund.
+pub fn parse_refund_status(http_status: u16, body: &[u8]) -> Result<RefundState, StatusError> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = code_of(&v);
+    classify_errors(http_status, &code)?;
+    if code == "TRANSACTION_NOT_FOUND" || (http_status == 404 && !code.is_empty()) {
+        return Ok(RefundState::NotFound);
+    }
+    if !(200..300).contains(&http_status) {
+        return Err(unreadable(http_status, &code));
+    }
+    state_of(&v, &code).ok_or_else(|| unreadable(http_status, &code))
 }
 
 #[cfg(test)]
@@ -147,21 +262,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_map_to_refund_states() {
+    fn answers_to_a_refund_request() {
         assert_eq!(
-            parse_refund(200, br#"{"state":"COMPLETED"}"#).unwrap(),
-            RefundState::Completed
-        );
-        assert_eq!(
-            parse_refund(200, br#"{"state":"FAILED"}"#).unwrap(),
-            RefundState::Failed
+            parse_refund(200, br#"{"state":"PENDING"}"#).unwrap(),
+            RefundState::Pending
         );
         assert_eq!(
             parse_refund(200, br#"{"code":"PAYMENT_PENDING","data":{"state":"PENDING"}}"#).unwrap(),
             RefundState::Pending
         );
-        assert!(matches!(parse_refund(503, b""), Err(StatusError::Transient { .. })));
-        assert!(matches!(parse_refund(200, b"{}"), Err(StatusError::Transient { .. })));
-        assert!(matches!(parse_refund(400, b"{}"), Err(StatusError::Refused { .. })));
+        assert_eq!(
+            parse_refund(200, br#"{"success":false,"code":"TIMED_OUT"}"#).unwrap(),
+            RefundState::Pending,
+            "a timed-out refund may still be made: never a failure"
+        );
+        for (status, body) in [
+            (400, r#"{"code":"BAD_REQUEST"}"#),
+            (200, r#"{"success":false,"code":"BAD_REQUEST"}"#),
+            (200, r#"{"success":false,"code":"TRANSACTION_NOT_FOUND"}"#),
+            (400, r#"{"code":"REVERSAL_WINDOW_EXCEEDED"}"#),
+            (409, r#"{"code":"SOMETHING_ELSE"}"#),
+        ] {
+            assert!(
+                matches!(parse_refund(status, body.as_bytes()), Err(StatusError::Refused { .. })),
+                "{status} {body}"
+            );
+        }
+        assert_eq!(parse_refund(429, b""), Err(StatusError::RateLimited));
+        assert!(matches!(parse_refund(401, b"{}"), Err(StatusError::Rejected { .. })));
+        for (status, body) in [
+            (503, ""),
+            (200, r#"{"success":false,"code":"INTERNAL_SERVER_ERROR"}"#),
+            (200, "{}"),
+            (404, "<html>not found</html>"),
+        ] {
+            assert!(
+                matches!(
+                    parse_refund(status, body.as_bytes()),
+                    Err(StatusError::Transient { .. })
+                ),
+                "{status} {body}: the refund's fate stays open"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_about_a_refunds_status() {
+        assert_eq!(
+            parse_refund_status(200, br#"{"state":"COMPLETED"}"#).unwrap(),
+            RefundState::Completed
+        );
+        assert_eq!(
+            parse_refund_status(200, br#"{"code":"PAYMENT_ERROR","data":{"state":"FAILED"}}"#).unwrap(),
+            RefundState::Failed
+        );
+        assert_eq!(
+            parse_refund_status(200, br#"{"success":false,"code":"TRANSACTION_NOT_FOUND"}"#).unwrap(),
+            RefundState::NotFound
+        );
+        assert_eq!(
+            parse_refund_status(404, br#"{"code":"NOT_FOUND"}"#).unwrap(),
+            RefundState::NotFound
+        );
+        assert!(matches!(
+            parse_refund_status(404, b"<html/>"),
+            Err(StatusError::Transient { .. })
+        ));
+        assert!(matches!(
+            parse_refund_status(400, br#"{"code":"BAD_REQUEST"}"#),
+            Err(StatusError::Transient { .. })
+        ));
     }
 }

@@ -4,15 +4,13 @@
 
 use std::time::Duration;
 
-use draft_reconciler::actors::Budget;
-use draft_reconciler::phonepe::PhonePeClient;
 use draft_reconciler::refund::{poll_due, Refunder};
 use draft_reconciler::store::orders::by;
 use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::{Answer, RefundAnswer};
 use serde_json::Value;
 
-use super::{code, poll, refund_doc, review, text, WAIT};
+use super::{code, gateway, poll, refund_doc, review, rid, text, WAIT};
 use crate::support::{eventually, World};
 
 /// `reconciliation.paidAmount` as stored (with its BSON type), `None` when absent.
@@ -101,7 +99,9 @@ fn list_shows_what_phonepe_reported_paid_for_each_parked_order() {
     );
 
     // A refund PhonePe fails parks the order again: what was paid stays recorded.
-    w.sim.state().script_refund("RV-PS-R1", vec![RefundAnswer::Failed]);
+    w.sim
+        .state()
+        .script_refund(&rid("RV-PS", 1), vec![RefundAnswer::Failed]);
     let r = review(&w, &["review", "resolve", "RV-PS", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
     eventually(WAIT, "PhonePe's FAILED is recorded", || {
@@ -137,30 +137,34 @@ fn check_apply_records_what_phonepe_reported_paid() {
 fn two_pollers_at_once_ask_phonepe_once_per_due_refund() {
     let w = World::new("review_poll_claim");
     super::parked_paid(&w, "RV-PP", 0);
-    w.sim.state().script_refund("RV-PP-R1", vec![RefundAnswer::Pending]);
+    w.sim
+        .state()
+        .script_refund(&rid("RV-PP", 1), vec![RefundAnswer::Pending]);
     let r = review(&w, &["review", "resolve", "RV-PP", "refund"], &[]);
     assert_eq!(code(&r), 0, "{}", text(&r));
     assert_eq!(refund_doc(&w, "RV-PP").get_bool("accepted").ok(), Some(true));
-    let asked = w.sim.state().refund_status_calls("RV-PP-R1");
+    let asked = w.sim.state().refund_status_calls(&rid("RV-PP", 1));
 
     let due_now = || {
-        let f = doc! { "reconciliation.refund.id": "RV-PP-R1" };
+        let f = doc! { "reconciliation.refund.id": &rid("RV-PP", 1) };
         let u = doc! { "$set": { "reconciliation.refund.nextPollAt": DateTime::now() } };
         w.block(w.orders().update_one(f, u)).expect("make the refund due");
     };
     due_now();
     two_passes_at_once(&w);
     assert_eq!(
-        w.sim.state().refund_status_calls("RV-PP-R1"),
+        w.sim.state().refund_status_calls(&rid("RV-PP", 1)),
         asked + 1,
         "one status call for one due moment"
     );
     assert_eq!(w.status("RV-PP"), ("needs_review".into(), "refund_pending".into()));
 
-    w.sim.state().script_refund("RV-PP-R1", vec![RefundAnswer::Completed]);
+    w.sim
+        .state()
+        .script_refund(&rid("RV-PP", 1), vec![RefundAnswer::Completed]);
     due_now();
     two_passes_at_once(&w);
-    assert_eq!(w.sim.state().refund_status_calls("RV-PP-R1"), asked + 2);
+    assert_eq!(w.sim.state().refund_status_calls(&rid("RV-PP", 1)), asked + 2);
     assert_eq!(w.status("RV-PP"), ("refunded".into(), "refunded".into()));
     let finished = w
         .history("RV-PP")
@@ -168,10 +172,10 @@ fn two_pollers_at_once_ask_phonepe_once_per_due_refund() {
         .filter(|h| h.get_str("to").ok() == Some("refunded"))
         .count();
     assert_eq!(finished, 1, "the refund completes once");
-    assert_eq!(w.sim.state().refunds_created("RV-PP-R1"), 1);
+    assert_eq!(w.sim.state().refunds_created(&rid("RV-PP", 1)), 1);
     // Nothing due any more: a later pass asks nothing.
     poll(&w, &[]);
-    assert_eq!(w.sim.state().refund_status_calls("RV-PP-R1"), asked + 2);
+    assert_eq!(w.sim.state().refund_status_calls(&rid("RV-PP", 1)), asked + 2);
 }
 
 /// Two refund pollers, each with its own client and PhonePe budget (two instances), one pass
@@ -179,12 +183,10 @@ fn two_pollers_at_once_ask_phonepe_once_per_due_refund() {
 fn two_passes_at_once(w: &World) {
     let (a, b) = (w.store(), w.store());
     w.block(async {
-        let clients = [0, 1].map(|_| PhonePeClient::new(&w.settings.phonepe).expect("client"));
-        let budgets = [0, 1].map(|_| Budget::per_minute(6000));
+        let gateways = [0, 1].map(|_| gateway(w));
         let refunder = |i: usize, store| Refunder {
             store,
-            phonepe: &clients[i],
-            budget: &budgets[i],
+            phonepe: &gateways[i],
             poll_interval: Duration::from_secs(60),
             by: by::RECONCILER,
         };
