@@ -1,4 +1,4 @@
-//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|all]`.
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|settlement|all]`.
 //!
 //! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
 //! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
@@ -17,6 +17,9 @@ use mongodb::bson::{doc, DateTime, Document};
 use phonepe_sim::Answer;
 use support::{Running, World};
 
+#[path = "scenarios/settlement.rs"]
+mod settlement;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("all");
@@ -28,6 +31,7 @@ fn main() {
         "idle" => idle(n(10_000)),
         "scan" => scan(),
         "instances" => instances(n(2000)),
+        "settlement" => settlement::settlement(n(100_000)),
         "instances-unthrottled" => [1usize, 2, 4]
             .into_iter()
             .for_each(|k| instances_unthrottled(k, n(2000))),
@@ -38,7 +42,9 @@ fn main() {
             latency();
             drain(100);
         }
-        other => panic!("unknown scenario {other}: drain | latency | throughput | idle | scan | instances | all"),
+        other => panic!(
+            "unknown scenario {other}: drain | latency | throughput | idle | scan | instances | settlement | all"
+        ),
     }
 }
 
