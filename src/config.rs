@@ -39,10 +39,12 @@ pub use values::{default_hosts, PRODUCTION_V1_BASE_URL};
 use values::{mongo_database, webhook_checks};
 
 mod errors;
+mod settlement;
 mod values;
 
 pub use errors::ConfigError;
 use errors::{missing, origin};
+pub use settlement::SettlementSettings;
 
 /// A secret string: `Debug`, `Display` and `Serialize` print `***`, so it cannot reach a log or
 /// `draft-reconciler config` by accident (its serde impls are in `values.rs`).
@@ -231,17 +233,6 @@ pub struct RefundSettings {
     /// about again (the waits double to an hour: `refund::refund_backoff`).
     #[serde(rename = "poll_interval_secs", with = "values::positive_secs")]
     pub poll_interval: Duration,
-}
-
-/// `[settlement]`: PhonePe's settlement reports (`draft-reconciler settlement`, src/settlement).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettlementSettings {
-    /// Business days (Saturdays and Sundays skipped) after its confirmation by which a confirmed
-    /// order's PAYMENT row is expected; later, once the imported rows reach that day, it is
-    /// `not_settled`.
-    #[serde(deserialize_with = "values::within::<0, 30, _, _>")]
-    pub expected_within_days: u32,
 }
 
 /// `[webhook]`: the PhonePe callback receiver (`src/webhook.rs`), off unless `listen` is set.
