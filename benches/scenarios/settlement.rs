@@ -1,8 +1,8 @@
-//! 7. `settlement import` of a large report: `n` PAYMENT rows for `n` confirmed orders (every row
-//! matched, so every order gets its `reconciliation.settlement` mark), the release binary under
-//! `/usr/bin/time -v` (wall time, peak RSS), the database requests it made (`serverStatus`
-//! `network.numRequests` around the import), then the same file again (every row already
-//! imported).
+//! Scenario 7, `settlement import` of a large report: `n` PAYMENT rows for `n` confirmed orders
+//! (every row matched, so every order gets its `reconciliation.settlement` mark), the release
+//! binary under `/usr/bin/time -v` (wall time, peak RSS), the database requests it made
+//! (`serverStatus` `network.numRequests` around the import), then the same file again (every row
+//! already imported).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
