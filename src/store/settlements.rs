@@ -369,9 +369,11 @@ impl Store {
             let mut guard = doc! { "_id": &w.order_id, &o.status: o.status_values.word(Status::Confirmed) };
             guard.insert(&o.amount, w.amount_as_read.clone().unwrap_or(Bson::Null));
             let pref = w.mark.get_str("phonePeReferenceId").unwrap_or_default();
+            // No mark, or this row's (`null` also matches a missing field). Not an `$or`: a server
+            // may then not find the `_id` by its index (SecantusDB scans the collection).
             guard.insert(
-                "$or",
-                vec![doc! { SETTLEMENT: { "$exists": false } }, doc! { SETTLEMENT_REF: pref }],
+                SETTLEMENT_REF,
+                doc! { "$in": [Bson::Null, Bson::String(pref.to_string())] },
             );
             (guard, doc! { "$set": { SETTLEMENT: &w.mark } })
         });
@@ -425,7 +427,7 @@ impl Store {
         let guard = doc! {
             "_id": order_id, REFUND_ID: refund_id,
             &o.payment_status: o.payment_status_values.word(PaymentStatus::Refunded),
-            "$or": [{ REFUND_SETTLEMENT: { "$exists": false } }, { format!("{REFUND_SETTLEMENT}.phonePeReferenceId"): pref }],
+            format!("{REFUND_SETTLEMENT}.phonePeReferenceId"): { "$in": [Bson::Null, Bson::String(pref.to_string())] },
         };
         let r = self
             .orders
