@@ -39,6 +39,10 @@ pub const REFUND_SETTLEMENT: &str = "reconciliation.refund.settlement";
 /// Whether a row is matched again by the next import (`settlement::matcher::Outcome::open`).
 pub const OPEN: &str = "match.open";
 
+/// Documents per reply of the batch's finds: a whole batch of rows in one reply (the driver's
+/// first reply holds 101 otherwise, and each further one is another request).
+const FETCH_BATCH: u32 = 1001;
+
 /// How far before the first covered day an order may have been created and still be looked at
 /// for `not_settled` (its confirmation, not its creation, is what counts; the index is on
 /// creation).
@@ -199,6 +203,7 @@ impl Store {
         let docs = collect(
             self.settlements()
                 .find(doc! { "_id": { "$in": ids } })
+                .batch_size(FETCH_BATCH)
                 .projection(doc! { "match": 0, "conflicts": 0 })
                 .await
                 .map_err(StoreError::mongo("read settlement rows"))?,
@@ -241,6 +246,7 @@ impl Store {
         let docs = collect(
             self.orders
                 .find(doc! { &o.id: { "$in": mtids } })
+                .batch_size(FETCH_BATCH)
                 .projection(projection)
                 .await
                 .map_err(StoreError::mongo("read the settled orders"))?,
@@ -273,6 +279,7 @@ impl Store {
         let docs = collect(
             self.orders
                 .find(doc! { REFUND_ID: { "$in": ids } })
+                .batch_size(FETCH_BATCH)
                 .projection(doc! { "_id": 1, &o.id: 1, &o.status: 1, &o.payment_status: 1, own::RECONCILIATION_KEY: 1 })
                 .await
                 .map_err(StoreError::mongo("read the settled refunds"))?,
@@ -392,6 +399,7 @@ impl Store {
         let docs = collect(
             self.orders
                 .find(doc! { "_id": { "$in": ids } })
+                .batch_size(FETCH_BATCH)
                 .projection(doc! { SETTLEMENT_REF: 1 })
                 .await
                 .map_err(StoreError::mongo("read settled marks"))?,
