@@ -138,6 +138,10 @@ pub mod names {
     /// Counter: permits refused because the shared budget in MongoDB could not be read.
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
+    /// Gauge, label `kind` (`settlement::matcher::Discrepancy`): open discrepancies between
+    /// PhonePe's settlement reports and the orders, read from the database by the service.
+    pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
+
     /// Counter, label `result` ([`super::labels::console_login`]): sign-ins on the operator's
     /// console (`src/console`).
     pub const CONSOLE_LOGINS: &str = "reconciler_console_logins_total";
@@ -146,7 +150,7 @@ pub mod names {
     pub const CONSOLE_ACTIONS: &str = "reconciler_console_actions_total";
 
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 31] = [
+    pub const ALL: [&str; 32] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -178,6 +182,7 @@ pub mod names {
         REFUNDS_FLAGGED,
         CONSOLE_LOGINS,
         CONSOLE_ACTIONS,
+        SETTLEMENT_DISCREPANCIES,
     ];
 }
 
@@ -363,6 +368,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Actions confirmed on the operator's console, by action and result (done, refused, error)."
     );
+    describe_gauge!(
+        SETTLEMENT_DISCREPANCIES,
+        Unit::Count,
+        "Open discrepancies between PhonePe's settlement reports and the orders, by kind."
+    );
 }
 
 /// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
@@ -390,6 +400,9 @@ fn initialize_metrics() {
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
     metrics::gauge!(names::STATUS_WORD_NEAR_MISSES).set(0.0);
+    for kind in crate::settlement::matcher::Discrepancy::ALL {
+        metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => kind.as_str()).set(0.0);
+    }
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }
@@ -446,6 +459,8 @@ mod tests {
             // Set by each pass of the refund poller (`src/refund.rs`).
             metrics::gauge!(names::REFUNDS_PENDING).set(1.0);
             metrics::gauge!(names::REFUND_OLDEST_PENDING).set(60.0);
+            // Set by the settlement gauge pass of a running service (`settlement/gauge.rs`).
+            metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => "not_settled").set(1.0);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();

@@ -17,6 +17,7 @@ pub mod orders;
 pub mod payments;
 pub mod refunds;
 pub mod refusals;
+pub mod settlements;
 pub mod words;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
