@@ -482,3 +482,80 @@ fn the_cli_records_the_os_user_as_the_operator() {
     );
     assert_eq!(h.get_str("to").ok(), Some("confirmed"));
 }
+
+#[test]
+fn the_status_page_and_the_order_page_show_events_only_when_the_outbox_exists() {
+    let w = World::new("console_status");
+    parked_paid(&w, "CS-9", 0);
+    let console = serve(&w);
+    let mut a = Client::new(&w, &console);
+    assert_eq!(a.login(ASHA).status, 303);
+    let status = a.get("/status").body;
+    for seen in [
+        "the console alone",
+        "Instances running",
+        "PhonePe budget",
+        "Breaker",
+        "closed",
+        "Pending refunds",
+    ] {
+        assert!(status.contains(seen), "{seen} in {status}");
+    }
+    assert!(!status.contains("Undelivered events"), "no outbox, no line: {status}");
+    assert!(!a.get("/orders/CS-9").body.contains("<h2>Events</h2>"));
+    let events = w.db.collection::<mongodb::bson::Document>("reconciler_events");
+    let now = DateTime::now();
+    w.block(events.insert_many([
+        doc! { "_id": "evt_1", "type": "order.needs_review", "merchantTransactionId": "CS-9", "createdAt": now, "state": "pending" },
+        doc! { "_id": "evt_2", "type": "order.confirmed", "merchantTransactionId": "OTHER", "createdAt": now, "state": "delivered", "deliveredAt": now },
+        doc! { "_id": "evt_3", "type": "order.cancelled", "merchantTransactionId": "OTHER", "createdAt": now, "state": "failed" },
+    ]))
+    .expect("events");
+    let status = a.get("/status").body;
+    assert!(status.contains("Undelivered events"), "{status}");
+    assert!(
+        status.contains("1 waiting to be delivered") && status.contains("1 failed"),
+        "{status}"
+    );
+    let order = a.get("/orders/CS-9").body;
+    assert!(
+        order.contains("<h2>Events</h2>") && order.contains("evt_1") && !order.contains("evt_2"),
+        "{order}"
+    );
+}
+
+#[test]
+fn hash_password_reads_one_line_and_prints_an_argon2id_phc_string() {
+    use std::io::Write;
+    let run = |input: &str| {
+        let mut c = std::process::Command::new(crate::support::reconciler_bin());
+        // No configuration at all: the command needs none.
+        c.args(["console", "hash-password"]).env_clear();
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("output")
+    };
+    let out = run("  spaced pass word \nsecond line ignored\n");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let phc = String::from_utf8(out.stdout).expect("utf-8");
+    let phc = phc.trim_end();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    use argon2::{Argon2, PasswordHash, PasswordVerifier};
+    let parsed = PasswordHash::new(phc).expect("a PHC string");
+    assert!(
+        Argon2::default()
+            .verify_password(b"  spaced pass word ", &parsed)
+            .is_ok(),
+        "spaces kept"
+    );
+    assert_eq!(run("\n").status.code(), Some(2), "an empty password");
+    assert_eq!(run("").status.code(), Some(2), "no line");
+}
