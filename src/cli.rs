@@ -111,8 +111,8 @@ pub enum Command {
     /// The review queue: list parked orders, show one, resolve it (fulfil, refund, cancel).
     ///
     /// Every action is a status-guarded change recorded in the order's history with
-    /// by: "operator" and the note; safe while the service runs, and run twice it does nothing
-    /// more.
+    /// by: "operator", the note and operator: $USER; safe while the service runs, and run twice
+    /// it does nothing more. The operator's console (`console`) acts through the same function.
     ///
     /// Exit codes: 0 when done; 1 when refused (unknown order, wrong state, PhonePe refused or
     /// failed the refund, PhonePe reports the order paid, PhonePe unreachable) with the reason;

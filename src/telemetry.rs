@@ -361,12 +361,12 @@ pub fn describe_metrics() {
     describe_counter!(
         CONSOLE_LOGINS,
         Unit::Count,
-        "Sign-ins on the operator's console, by result (ok, wrong_password, throttled)."
+        "Sign-ins on the operator's console, by result."
     );
     describe_counter!(
         CONSOLE_ACTIONS,
         Unit::Count,
-        "Actions confirmed on the operator's console, by action and result (done, refused, error)."
+        "Console actions, by action and result (done, refused, error)."
     );
     describe_gauge!(
         SETTLEMENT_DISCREPANCIES,
@@ -420,14 +420,7 @@ fn initialize_metrics() {
     for actor in labels::actor::ALL {
         metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).absolute(0);
     }
-    for result in labels::console_login::ALL {
-        metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).absolute(0);
-    }
-    for action in labels::console_action::ACTIONS {
-        for result in labels::console_action::RESULTS {
-            metrics::counter!(names::CONSOLE_ACTIONS, labels::ACTION => action, labels::RESULT => result).absolute(0);
-        }
-    }
+    crate::console::initialize_metrics();
 }
 
 #[cfg(test)]

@@ -217,6 +217,18 @@ fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
     )
 }
 
+/// The console's counters at zero, every label set (`telemetry::install_prometheus`).
+pub fn initialize_metrics() {
+    for result in labels::console_login::ALL {
+        metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).absolute(0);
+    }
+    for action in labels::console_action::ACTIONS {
+        for result in labels::console_action::RESULTS {
+            metrics::counter!(names::CONSOLE_ACTIONS, labels::ACTION => action, labels::RESULT => result).absolute(0);
+        }
+    }
+}
+
 fn count_login(result: &'static str) {
     metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).increment(1);
 }
