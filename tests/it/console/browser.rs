@@ -233,7 +233,7 @@ fn an_operator_signs_in_and_refunds_a_parked_order_with_its_confirmation() {
     b.heading("Order BR-1");
     eventually(WAIT, "the order page shows it refunded", || {
         b.goto("/orders/BR-1");
-        b.text("main").contains("status\nrefunded")
+        b.text("main").contains("\nrefunded\n") && w.status("BR-1").0 == "refunded"
     });
     assert_eq!(w.status("BR-1"), ("refunded".into(), "refunded".into()));
     let asked = w.history("BR-1");
