@@ -3,7 +3,11 @@
 //! the operator confirms; or, when the stored state already refuses it, the reason `review
 //! resolve` gives. The POST (CSRF token, optional note) runs [`crate::review::resolve`] as the
 //! signed-in operator and shows the result: done, refused with the reason, or an error, with what
-//! PhonePe reported.
+//! PhonePe reported. The form also carries a digest of the state the page was drawn from
+//! ([`seen`]): a POST from a page left open while the order changed (another operator acted, a
+//! refund failed, the shop edited it) is refused unrun, because what the operator confirmed may
+//! no longer be what would happen (a cancel that would ask PhonePe can have become one that
+//! closes a paid order unasked).
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +19,7 @@ use serde::Deserialize;
 use super::html::{amount, frame, order_href, plain};
 use super::{auth, count_action, order, Console};
 use crate::cli::ResolveAction;
-use crate::review::{cancel_route, paid_amount, route, CancelRoute, Resolution, Route, PAID_TO_US};
+use crate::review::{cancel_route, names, paid_amount, route, CancelRoute, Resolution, Route, PAID_TO_US};
 use crate::telemetry::labels::console_action;
 
 /// The longest note the console records.
@@ -60,6 +64,7 @@ pub async fn confirm(State(c): State<Console>, headers: HeaderMap, path: PathPar
             p { (plan.phonepe) }
             form method="post" action={ (order_href(&id)) "/" (label) } {
                 input type="hidden" name="csrf" value=(session.csrf());
+                input type="hidden" name="seen" value=(seen(&view));
                 label for="note" { "Note for the order's history" @if !plan.note_required { " (optional)" } }
                 textarea #note name="note" maxlength=(NOTE_MAX) required[plan.note_required] {}
                 div.actions {
@@ -76,6 +81,30 @@ pub async fn confirm(State(c): State<Console>, headers: HeaderMap, path: PathPar
 pub struct ActionForm {
     csrf: Option<String>,
     note: Option<String>,
+    /// [`seen`] of the order when its confirmation page was drawn.
+    seen: Option<String>,
+}
+
+/// A digest of what the confirmation page's plan rests on (status, payment status, reason, the
+/// amounts, the refund's attempt and failure, how many history entries): any change to the order
+/// that could change what the action does changes it.
+pub fn seen(view: &Document) -> String {
+    use sha2::{Digest, Sha256};
+    let recon = view.get_document(crate::store::fields::own::RECONCILIATION_KEY).ok();
+    let refund = recon.and_then(|r| r.get_document(crate::store::refunds::REFUND_KEY).ok());
+    let history = view.get_array(crate::store::fields::own::HISTORY).map_or(0, Vec::len);
+    let parts = [
+        crate::review::text(view, &names().status).to_string(),
+        crate::review::text(view, &names().payment_status).to_string(),
+        crate::review::own_text(view, crate::store::fields::own::REASON).to_string(),
+        format!("{:?}", crate::review::amount(view)),
+        format!("{:?}", paid_amount(view)),
+        format!("{:?}", refund.map(|r| r.get("attempt").cloned())),
+        format!("{:?}", refund.map(|r| r.get("failCode").cloned())),
+        history.to_string(),
+    ];
+    let digest = Sha256::digest(parts.join("\u{1f}").as_bytes());
+    hex::encode(&digest[..12])
 }
 
 /// `POST`: the action, as `review resolve` runs it, and its result.
@@ -96,6 +125,7 @@ pub async fn act(
     if let Err(r) = auth::csrf(&session, form.as_ref().and_then(|f| f.csrf.as_deref())) {
         return r;
     }
+    let shown = form.as_ref().and_then(|f| f.seen.clone());
     let note = form
         .and_then(|f| f.note)
         .map(|n| n.trim().to_string())
@@ -104,9 +134,34 @@ pub async fn act(
         let why = format!("The note is longer than {NOTE_MAX} characters: nothing was done.");
         return plain(StatusCode::BAD_REQUEST, "Note too long", &why);
     }
+    // What the operator confirmed must still be what the order is: else nothing is run.
+    let (_, view) = match order::load(&c, &id).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let title = format!("{} order {id}", verb(label));
+    if let Err(why) = plan(&view, action) {
+        // Refused from the stored state alone, as `review resolve` refuses it (nothing to run).
+        count_action(label, console_action::REFUSED);
+        let main = html! { h1 { (title) } (outcome(&id, &Resolution::refused(why))) };
+        return frame(StatusCode::OK, &title, Some(&session), main).into_response();
+    }
+    if shown.as_deref() != Some(seen(&view).as_str()) {
+        count_action(label, console_action::REFUSED);
+        tracing::info!(operator = %session.user, action = label, merchantTransactionId = %id, "console: a confirmation from a page drawn before the order changed was refused");
+        let main = html! {
+            h1 { (title) }
+            p.refused role="alert" {
+                strong { "Refused: " }
+                "the order changed since this confirmation page was opened (or the form is incomplete): \
+                 nothing was done. Look at the order again before acting."
+            }
+            p { a href=(order_href(&id)) { "Open the order" } }
+        };
+        return frame(StatusCode::CONFLICT, &title, Some(&session), main).into_response();
+    }
     tracing::info!(operator = %session.user, action = label, merchantTransactionId = %id, "console: an operator confirmed an action");
     let result = crate::review::resolve(&c.0.env, &id, action, note, Some(&session.user)).await;
-    let title = format!("{} order {id}", verb(label));
     let (status, main) = match &result {
         Ok(r) => {
             count_action(

@@ -5,10 +5,11 @@
 //! Its buttons move money, so it is built as a security surface: operators log in
 //! (`password.rs`, throttled by `throttle.rs`) to a server-side session in MongoDB
 //! (`session.rs`); every state-changing request is a POST carrying the session's CSRF token;
-//! GETs never change anything and never call PhonePe. The actions are `review resolve`'s own
-//! function ([`crate::review::resolve`]). Every page is escaped by maud (`html.rs`) and served
-//! with a strict Content-Security-Policy; only the documented paths answer, anything else is a
-//! plain 404.
+//! GETs never change anything and never call PhonePe; a POST from another site's page (the
+//! login form included) is refused before it is read (`origin.rs`). The actions are `review
+//! resolve`'s own function ([`crate::review::resolve`]). Every page is escaped by maud
+//! (`html.rs`) and served with a strict Content-Security-Policy; only the documented paths
+//! answer, anything else is a plain 404.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ mod auth;
 mod events;
 mod html;
 mod order;
+mod origin;
 pub mod password;
 mod queue;
 pub mod session;
@@ -94,6 +96,8 @@ pub fn router(console: Console) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Before any form is read: a POST from another site's page (login CSRF) is refused.
+        .layer(axum::middleware::from_fn(origin::same_origin))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
 }

@@ -86,11 +86,19 @@ impl<'w> Client<'w> {
     }
 
     pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let req = self
+        self.post_with(path, form, &[])
+    }
+
+    /// A POST with extra headers (what a browser says about where the form comes from).
+    pub fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(encode(form));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         self.send(req)
     }
 
@@ -105,9 +113,28 @@ impl<'w> Client<'w> {
 
     /// This session's CSRF token, from the form every page carries.
     pub fn csrf(&self) -> String {
-        let page = self.get("/").body;
-        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        self.hidden("/", "csrf")
+    }
+
+    /// The value of the hidden field `name` in the page at `path`.
+    pub fn hidden(&self, path: &str, name: &str) -> String {
+        let page = self.get(path).body;
+        let field = format!("name=\"{name}\" value=\"");
+        let at = page
+            .find(&field)
+            .unwrap_or_else(|| panic!("a {name} field in {path}: {page}"))
+            + field.len();
         page[at..].split('"').next().expect("value").to_string()
+    }
+
+    /// Confirm `action` on `mtid` as its confirmation page would: this session's token and
+    /// the state the page was drawn from (read now), and `extra` fields.
+    pub fn act(&self, mtid: &str, action: &str, extra: &[(&str, &str)]) -> Reply {
+        let path = format!("/orders/{mtid}/{action}");
+        let (csrf, seen) = (self.csrf(), self.hidden(&path, "seen"));
+        let mut form = vec![("csrf", csrf.as_str()), ("seen", seen.as_str())];
+        form.extend_from_slice(extra);
+        self.post(&path, &form)
     }
 }
 
@@ -149,7 +176,7 @@ fn a_post_without_or_with_a_stale_csrf_token_is_refused_and_writes_nothing() {
         "PhonePe never asked"
     );
     // The session's own token does act (the refused requests could have written).
-    let r = a.post("/orders/CS-1/refund", &[("csrf", fresh.as_str())]);
+    let r = a.act("CS-1", "refund", &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Done."), "{}", r.body);
     assert_eq!(w.status("CS-1"), ("needs_review".into(), "refund_pending".into()));
@@ -182,9 +209,13 @@ fn forged_and_expired_session_ids_get_the_login_page_and_write_nothing() {
     let long_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 13 * 3600 * 1000);
     let coll =
         w.db.collection::<mongodb::bson::Document>(draft_reconciler::console::session::COLLECTION);
+    let seen = a.hidden("/orders/CS-2/refund", "seen");
     w.block(coll.update_many(doc! {}, doc! { "$set": { "seenAt": long_ago } }))
         .expect("age the session");
-    let r = a.post("/orders/CS-2/refund", &[("csrf", csrf.as_str())]);
+    let r = a.post(
+        "/orders/CS-2/refund",
+        &[("csrf", csrf.as_str()), ("seen", seen.as_str())],
+    );
     assert_eq!((r.status, r.location()), (303, Some("/login")), "{}", r.body);
     assert_eq!(a.get("/").location(), Some("/login"));
     assert!(sessions(&w).is_empty(), "the expired session is deleted when read");
@@ -393,14 +424,15 @@ fn wrong_passwords_are_slowed_unknown_names_alike_and_everything_is_counted() {
     });
     assert_eq!(a.get("/").status, 200);
 
-    let csrf = a.csrf();
-    let done = a.post(
-        "/orders/CS-6/refund",
-        &[("csrf", csrf.as_str()), ("note", "asked by phone")],
-    );
+    let done = a.act("CS-6", "refund", &[("note", "asked by phone")]);
     assert!(done.body.contains("Done."), "{}", done.body);
-    let refused = a.post("/orders/CS-6/cancel", &[("csrf", csrf.as_str())]);
-    assert!(refused.body.contains("Refused:"), "{}", refused.body);
+    // Refused from the stored state (no form on its page): the CLI's reason.
+    let refused = a.post("/orders/CS-6/cancel", &[("csrf", a.csrf().as_str())]);
+    assert!(
+        refused.body.contains("Refused:") && refused.body.contains("a refund is pending"),
+        "{}",
+        refused.body
+    );
     let h = last_history(&w, "CS-6");
     assert_eq!(
         (h.get_str("by").ok(), h.get_str("operator").ok()),
@@ -444,16 +476,20 @@ fn two_operators_on_one_order_one_wins_and_the_other_sees_why() {
     // Both opened the confirmation page while the order was parked.
     assert!(a.get("/orders/CS-7/refund").body.contains("Confirm: refund"));
     assert!(r.get("/orders/CS-7/refund").body.contains("Confirm: refund"));
-    let post = |c: &Client, token: &str| {
+    let (sa, sr) = (
+        a.hidden("/orders/CS-7/refund", "seen"),
+        r.hidden("/orders/CS-7/refund", "seen"),
+    );
+    let post = |c: &Client, token: &str, seen: &str| {
         c.http
             .post(format!("{}/orders/CS-7/refund", c.base))
             .header("cookie", c.cookie.clone().unwrap_or_default())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(encode(&[("csrf", token)]))
+            .body(encode(&[("csrf", token), ("seen", seen)]))
             .send()
     };
     let (x, y) = w.block(async {
-        let (x, y) = futures_util::future::join(post(&a, &ta), post(&r, &tr)).await;
+        let (x, y) = futures_util::future::join(post(&a, &ta, &sa), post(&r, &tr, &sr)).await;
         (
             x.expect("a").text().await.expect("body"),
             y.expect("r").text().await.expect("body"),
@@ -464,9 +500,14 @@ fn two_operators_on_one_order_one_wins_and_the_other_sees_why() {
     let loser = if x.contains("Done.") { &y } else { &x };
     assert!(loser.contains("Refused:"), "{loser}");
     assert!(
-        ["someone else resolved it", "a refund is pending", "not needs_review"]
-            .iter()
-            .any(|why| loser.contains(why)),
+        [
+            "someone else resolved it",
+            "a refund is pending",
+            "not needs_review",
+            "changed since this confirmation page was opened"
+        ]
+        .iter()
+        .any(|why| loser.contains(why)),
         "the other sees why: {loser}"
     );
     assert_eq!(w.sim.state().refunds_created(&refund_id("CS-7")), 1, "one refund");

@@ -12,6 +12,7 @@ use phonepe_sim::Answer;
 
 use crate::support::{free_port, wait_for_port, Running, World};
 
+mod audit;
 mod browser;
 mod http;
 
