@@ -55,7 +55,26 @@ pub struct Throttle {
 pub fn keys(name: &str, address: std::net::IpAddr) -> [String; 2] {
     // A name is at most 64 characters (longer ones are nobody's): a key cannot be made huge.
     let name: String = name.chars().take(65).collect();
-    [format!("name:{name}"), format!("addr:{address}")]
+    [format!("name:{name}"), format!("addr:{}", network(address))]
+}
+
+/// The address as the throttle counts it: an IPv4 address alone (also when it reaches us
+/// IPv4-mapped on a dual-stack socket), an IPv6 address by its /64. One IPv6 host is usually
+/// given a whole /64 (SLAAC, privacy addresses, any cheap VPS): counting each of its 2^64
+/// addresses apart would let it try names without end from "new" addresses.
+fn network(address: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
 }
 
 impl Throttle {
@@ -178,6 +197,29 @@ mod tests {
         }
         assert!(t.attempt(&keys("asha", ip("10.9.9.9")), t0).is_err());
         assert!(t.attempt(&keys("asha", ip("10.9.9.8")), t0).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_and_a_mapped_ipv4_as_itself() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        // Three failures, three names, three addresses of one /64: the fourth address of that
+        // /64 is slowed, an address of another /64 is not.
+        for (n, a) in [
+            ("a", "2001:db8:1:2::1"),
+            ("b", "2001:db8:1:2::2"),
+            ("c", "2001:db8:1:2:ffff::3"),
+        ] {
+            t.failed(&keys(n, ip(a)), t0);
+        }
+        assert!(t
+            .attempt(&keys("asha", ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), t0)
+            .is_err());
+        assert!(t.attempt(&keys("asha", ip("2001:db8:1:3::1")), t0).is_ok());
+        for n in ["a", "b", "c"] {
+            t.failed(&keys(n, ip("::ffff:192.0.2.7")), t0);
+        }
+        assert!(t.attempt(&keys("asha", ip("192.0.2.7")), t0).is_err(), "the same host");
     }
 
     #[test]
