@@ -161,7 +161,14 @@ pub async fn act(
         return frame(StatusCode::CONFLICT, &title, Some(&session), main).into_response();
     }
     tracing::info!(operator = %session.user, action = label, merchantTransactionId = %id, "console: an operator confirmed an action");
-    let result = crate::review::resolve(&c.0.env, &id, action, note, Some(&session.user)).await;
+    // The action runs on a task of its own: an operator who closes the tab, or a connection
+    // that drops while PhonePe is asked, drops this handler, and must not cut the action short
+    // between two of its steps (a refund recorded but never asked for, a result unrecorded).
+    let (env, mtid, operator) = (c.0.env.clone(), id.clone(), session.user.clone());
+    let task = tokio::spawn(async move { crate::review::resolve(&env, &mtid, action, note, Some(&operator)).await });
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the action's task ended abnormally: {e}")));
     let (status, main) = match &result {
         Ok(r) => {
             count_action(

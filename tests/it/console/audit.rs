@@ -1,10 +1,13 @@
 //! What a hostile audit of the console found (issue 26), each proved against the real binary
 //! with outcomes in MongoDB and the simulator: another site's page posting to the console (the
-//! login form included), a confirmation page left open while the order changed.
+//! login form included), a confirmation page left open while the order changed, an action cut
+//! short by a closed tab.
+
+use phonepe_sim::Answer;
 
 use super::http::Client;
-use super::{parked_paid, serve, sessions, ASHA, RAVI};
-use crate::support::World;
+use super::{parked_paid, serve, sessions, ASHA, RAVI, WAIT};
+use crate::support::{eventually, World};
 
 fn refund_id(mtid: &str, attempt: i64) -> String {
     draft_reconciler::store::refunds::refund_id(mtid, attempt)
@@ -127,4 +130,47 @@ fn a_confirmation_page_left_open_while_the_order_changed_runs_nothing() {
     let fresh = a.act("ST-1", "refund", &[]);
     assert!(fresh.body.contains("Done."), "{}", fresh.body);
     assert_eq!(w.sim.state().refund_requests(&refund_id("ST-1", 2)), 1);
+}
+
+/// The operator confirms a refund and closes the tab while PhonePe is slow to answer: the
+/// request's handler is dropped with the connection, but the action must run to its end (the
+/// refund asked for and recorded), never stop between two of its steps.
+#[test]
+fn an_action_runs_to_its_end_when_the_operator_closes_the_tab_mid_way() {
+    let w = World::new("console_tab_closed");
+    parked_paid(&w, "TC-1", 0);
+    let console = serve(&w);
+    let mut a = Client::new(&w, &console);
+    assert_eq!(a.login(ASHA).status, 303);
+    let (csrf, seen) = (a.csrf(), a.hidden("/orders/TC-1/refund", "seen"));
+    let slow = Answer {
+        delay_ms: Some(5000),
+        ..Answer::completed(49900)
+    };
+    w.sim.script("TC-1", vec![slow]);
+    let asked_before = status_calls(&w, "TC-1");
+    // The tab is closed while PhonePe takes its time to answer the action's status call.
+    a.post_and_leave(
+        "/orders/TC-1/refund",
+        &[("csrf", csrf.as_str()), ("seen", seen.as_str())],
+        || status_calls(&w, "TC-1") > asked_before,
+    );
+    eventually(WAIT, "the refund is asked for and recorded", || {
+        w.sim.state().refund_requests(&refund_id("TC-1", 1)) == 1 && w.status("TC-1").1 != "paid"
+    });
+    let asked = w
+        .history("TC-1")
+        .into_iter()
+        .filter(|h| h.get_str("reason").ok() == Some("refund_requested"))
+        .count();
+    assert_eq!(asked, 1, "recorded once");
+}
+
+fn status_calls(w: &World, mtid: &str) -> usize {
+    w.sim
+        .state()
+        .calls()
+        .iter()
+        .filter(|c| c.merchant_transaction_id == mtid)
+        .count()
 }

@@ -89,6 +89,24 @@ impl<'w> Client<'w> {
         self.post_with(path, form, &[])
     }
 
+    /// A POST whose client closes the connection once `until` holds (a tab closed mid-way), on
+    /// a plain socket so the close really reaches the server then.
+    pub fn post_and_leave(&self, path: &str, form: &[(&str, &str)], until: impl FnMut() -> bool) {
+        use std::io::Write;
+        let host = self.base.trim_start_matches("http://").to_string();
+        let body = encode(form);
+        let cookie = self.cookie.clone().unwrap_or_default();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut socket = std::net::TcpStream::connect(&host).expect("connect");
+        socket.write_all(request.as_bytes()).expect("send");
+        eventually(WAIT, "the moment to leave", until);
+        drop(socket);
+    }
+
     /// A POST with extra headers (what a browser says about where the form comes from).
     pub fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
         let mut req = self
