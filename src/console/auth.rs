@@ -1,7 +1,7 @@
 //! Logging in and out, and who is asking: the session a request's cookie names (else the login
 //! page), the CSRF token its form carries, and the client's address for the throttle.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Form, State};
@@ -11,6 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::html::{frame, plain};
+use super::listener::Peer;
 use super::session::Session;
 use super::{count_login, internal, Console};
 use crate::telemetry::labels::console_login;
@@ -21,9 +22,10 @@ pub async fn session(c: &Console, headers: &HeaderMap) -> Result<Option<Session>
         return Ok(None);
     };
     match c.0.sessions.find(id).await {
-        Ok(Some(s)) if c.0.passwords.knows(&s.user) => Ok(Some(s)),
+        Ok(Some(s)) if c.0.passwords.credential(&s.user).as_deref() == Some(s.credential.as_str()) => Ok(Some(s)),
         Ok(Some(s)) => {
-            // An operator removed from console.users: their sessions end with them.
+            // An operator removed from console.users, or given a new password hash (a reset):
+            // the sessions opened before end.
             c.0.sessions
                 .end(&s)
                 .await
@@ -115,7 +117,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(c): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     form_data: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -154,7 +156,8 @@ pub async fn login(
             return internal("ending the previous session", &e);
         }
     }
-    let (id, _) = match c.0.sessions.create(&f.name).await {
+    let credential = c.0.passwords.credential(&f.name).unwrap_or_default();
+    let (id, _) = match c.0.sessions.create(&f.name, &credential).await {
         Ok(created) => created,
         Err(e) => return internal("creating a session", &e),
     };

@@ -30,6 +30,7 @@ mod action;
 mod auth;
 mod events;
 mod html;
+mod listener;
 mod order;
 mod origin;
 pub mod password;
@@ -116,8 +117,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The peer's address is the client's unless it is a trusted proxy (`auth::client_address`).
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let app = router(console).into_make_service_with_connect_info::<listener::Peer>();
+    // Bounded: idle or half-sent connections cannot eat the process's descriptors.
+    axum::serve(listener::Bounded::new(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// `draft-reconciler console serve`: the console alone (no scanner, no refund poller) until

@@ -1,6 +1,8 @@
 //! Operators' passwords: argon2id PHC strings (`console hash-password`), each verified with the
 //! parameters it carries (argon2id or argon2i). An unknown name is verified against a dummy
-//! hash of the same default parameters, so the answer's timing does not tell names apart.
+//! hash made with the configured hashes' algorithm and parameters (the first operator's; a
+//! warning at start when operators' differ), so the answer's timing does not tell names apart
+//! whatever tool made the hashes.
 //! Verification is CPU- and memory-heavy (19 MiB per argon2id default hash): it runs on the
 //! blocking pool, [`AT_ONCE`] at a time, so a flood of logins can neither stall the runtime's
 //! workers (the reconciler's actors share them) nor exhaust memory.
@@ -9,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
@@ -43,6 +45,34 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
     Ok(phc.to_string())
 }
 
+/// A hash of a random password with the algorithm and parameters of the first configured
+/// hash (the default ones without users), so an unknown name costs what a known one does.
+fn dummy_like(users: &[ConsoleUser]) -> anyhow::Result<String> {
+    let mut random = [0u8; 48];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
+    let (password, salt) = random.split_at(32);
+    let shape = |u: &ConsoleUser| {
+        let h = PasswordHash::new(u.hash.expose_secret()).ok()?;
+        let algorithm = Algorithm::new(h.algorithm.as_str()).ok()?;
+        let version = h.version.map_or(Ok(Version::default()), Version::try_from).ok()?;
+        Some((algorithm, version, Params::try_from(&h).ok()?))
+    };
+    let shapes: Vec<_> = users.iter().filter_map(shape).collect();
+    if shapes.windows(2).any(|w| w[0] != w[1]) {
+        tracing::warn!(
+            "console.users: the operators' hashes use different argon2 parameters, so how long a \
+             sign-in takes can tell which names exist; hash every password with `console hash-password`"
+        );
+    }
+    let Some((algorithm, version, params)) = shapes.first().cloned() else {
+        return hash(&hex::encode(password));
+    };
+    let phc = Argon2::new(algorithm, version, params)
+        .hash_password_with_salt(hex::encode(password).as_bytes(), salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(phc.to_string())
+}
+
 /// Why a login could not be verified now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
@@ -56,9 +86,7 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(users: &[ConsoleUser]) -> anyhow::Result<Passwords> {
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
-        let dummy = hash(&hex::encode(random))?;
+        let dummy = dummy_like(users)?;
         Ok(Passwords {
             users: users.iter().map(|u| (u.name.clone(), u.hash.clone())).collect(),
             dummy: dummy.into(),
@@ -69,6 +97,15 @@ impl Passwords {
     /// Whether `name` is a configured operator (a session of a removed one is not honoured).
     pub fn knows(&self, name: &str) -> bool {
         self.users.contains_key(name)
+    }
+
+    /// Which of `name`'s passwords a session was opened with: a short digest of the configured
+    /// hash (not of the password; the hash's own salt makes it useless for guessing), kept in
+    /// the session so that a changed hash (a password reset) ends the sessions opened before.
+    pub fn credential(&self, name: &str) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let phc = self.users.get(name)?;
+        Some(hex::encode(&Sha256::digest(phc.expose_secret().as_bytes())[..8]))
     }
 
     /// Whether `password` is `name`'s. An unknown name costs one verification too, and is false.
@@ -133,6 +170,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn unknown_names_are_verified_against_a_hash_shaped_like_the_operators() {
+        // A hash made by another tool (argon2i, 64 MiB): the dummy costs the same.
+        let other = ConsoleUser {
+            name: "meera".into(),
+            hash: "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$wWKIMhR9lyDFvRz9YTZweHKfbftvj+qf+YFY4NeBbtA"
+                .to_string()
+                .into(),
+        };
+        let p = Passwords::new(&[other]).expect("passwords");
+        let dummy = PasswordHash::new(p.dummy.expose_secret()).expect("phc");
+        assert_eq!(dummy.algorithm.as_str(), "argon2i");
+        assert_eq!(Params::try_from(&dummy).expect("params").m_cost(), 65536);
+        assert_ne!(
+            dummy.salt.map(|s| s.to_string()),
+            Some("c29tZXNhbHQ".into()),
+            "a salt of its own"
+        );
+        let p = Passwords::new(&[user("asha", "pw")]).expect("passwords");
+        assert!(p.dummy.expose_secret().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    }
+
     #[tokio::test]
     async fn the_right_password_verifies_and_unknown_names_never_do() {
         let p = Passwords::new(&[user("asha", "s3cret pass")]).expect("passwords");
@@ -140,5 +199,13 @@ mod tests {
         assert_eq!(p.verify("asha", "s3cret pas").await, Ok(false));
         assert_eq!(p.verify("ravi", "s3cret pass").await, Ok(false));
         assert!(p.knows("asha") && !p.knows("ravi"));
+        let again = Passwords::new(&[user("asha", "s3cret pass")]).expect("passwords");
+        assert_eq!(p.credential("asha"), p.credential("asha"));
+        assert_ne!(
+            p.credential("asha"),
+            again.credential("asha"),
+            "a new hash, a new credential"
+        );
+        assert_eq!(p.credential("ravi"), None);
     }
 }

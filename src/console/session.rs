@@ -2,7 +2,8 @@
 //! honours them and logging out ends them everywhere.
 //!
 //! The cookie holds a random 256-bit id from the OS; the database holds only its SHA-256 (`_id`),
-//! so a dump of the collection yields no usable cookie. Each session has its own CSRF token, the
+//! so a dump of the collection yields no usable cookie, and a digest of the operator's configured
+//! hash it was opened with (a password reset ends it). Each session has its own CSRF token, the
 //! one every form carries, compared in constant time. A session ends after [`IDLE`] without use:
 //! a TTL index on `seenAt` removes it, and a read checks the time too (the TTL monitor runs only
 //! once a minute). The cookie is `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` (with the
@@ -36,6 +37,8 @@ pub const PLAIN_COOKIE: &str = "reconciler_console";
 #[derive(Clone)]
 pub struct Session {
     pub user: String,
+    /// The operator's credential when it was opened ([`super::password::Passwords::credential`]).
+    pub credential: String,
     csrf: String,
     key: String,
 }
@@ -120,16 +123,21 @@ impl Sessions {
         }
     }
 
-    /// A new session for `user`: the cookie's value (the session id) and the session.
-    pub async fn create(&self, user: &str) -> StoreResult<(String, Session)> {
+    /// A new session for `user`, signed in with `credential`: the cookie's value (the session
+    /// id) and the session.
+    pub async fn create(&self, user: &str, credential: &str) -> StoreResult<(String, Session)> {
         let id = random_token()?;
         let session = Session {
             user: user.to_string(),
+            credential: credential.to_string(),
             csrf: random_token()?,
             key: key(&id),
         };
         let now = DateTime::now();
-        let d = doc! { "_id": &session.key, "user": user, "csrf": &session.csrf, "createdAt": now, "seenAt": now };
+        let d = doc! {
+            "_id": &session.key, "user": user, "credential": credential, "csrf": &session.csrf,
+            "createdAt": now, "seenAt": now,
+        };
         bounded("create a console session", TIMEOUT, self.coll.insert_one(d)).await?;
         Ok((id, session))
     }
@@ -167,6 +175,8 @@ impl Sessions {
         }
         Ok(Some(Session {
             user: user.to_string(),
+            // A session from before credentials were kept matches no operator's: sign in again.
+            credential: d.get_str("credential").unwrap_or_default().to_string(),
             csrf: csrf.to_string(),
             key,
         }))
@@ -235,6 +245,7 @@ mod tests {
     fn csrf_tokens_must_match_exactly() {
         let s = Session {
             user: "asha".into(),
+            credential: String::new(),
             csrf: "tok-123".into(),
             key: String::new(),
         };

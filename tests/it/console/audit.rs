@@ -1,13 +1,71 @@
 //! What a hostile audit of the console found (issue 26), each proved against the real binary
 //! with outcomes in MongoDB and the simulator: another site's page posting to the console (the
 //! login form included), a confirmation page left open while the order changed, an action cut
-//! short by a closed tab.
+//! short by a closed tab, idle connections starving the service beside the console.
+
+use std::time::Duration;
 
 use phonepe_sim::Answer;
+use reqwest::header::CONTENT_TYPE;
 
-use super::http::Client;
-use super::{parked_paid, serve, sessions, ASHA, RAVI, WAIT};
-use crate::support::{eventually, World};
+use super::http::{encode, Client, Reply};
+use super::{parked_paid, serve, sessions, users, ASHA, RAVI, WAIT};
+use crate::support::{eventually, free_port, wait_for_port, Running, World};
+
+/// What these tests (and `http.rs`'s actions) need of a client beyond its basics.
+impl Client<'_> {
+    /// The value of the hidden field `name` in the page at `path`.
+    pub fn hidden(&self, path: &str, name: &str) -> String {
+        let page = self.get(path).body;
+        let field = format!("name=\"{name}\" value=\"");
+        let at = page
+            .find(&field)
+            .unwrap_or_else(|| panic!("a {name} field in {path}: {page}"))
+            + field.len();
+        page[at..].split('"').next().expect("value").to_string()
+    }
+
+    /// Confirm `action` on `mtid` as its confirmation page would: this session's token and
+    /// the state the page was drawn from (read now), and `extra` fields.
+    pub fn act(&self, mtid: &str, action: &str, extra: &[(&str, &str)]) -> Reply {
+        let path = format!("/orders/{mtid}/{action}");
+        let (csrf, seen) = (self.csrf(), self.hidden(&path, "seen"));
+        let mut form = vec![("csrf", csrf.as_str()), ("seen", seen.as_str())];
+        form.extend_from_slice(extra);
+        self.post(&path, &form)
+    }
+
+    /// A POST with extra headers (what a browser says about where the form comes from).
+    pub fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode(form));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
+    }
+
+    /// A POST whose client closes the connection once `until` holds (a tab closed mid-way), on
+    /// a plain socket so the close really reaches the server then.
+    pub fn post_and_leave(&self, path: &str, form: &[(&str, &str)], until: impl FnMut() -> bool) {
+        use std::io::Write;
+        let host = self.base.trim_start_matches("http://").to_string();
+        let body = encode(form);
+        let cookie = self.cookie.clone().unwrap_or_default();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut socket = std::net::TcpStream::connect(&host).expect("connect");
+        socket.write_all(request.as_bytes()).expect("send");
+        eventually(WAIT, "the moment to leave", until);
+        drop(socket);
+    }
+}
 
 fn refund_id(mtid: &str, attempt: i64) -> String {
     draft_reconciler::store::refunds::refund_id(mtid, attempt)
@@ -173,4 +231,92 @@ fn status_calls(w: &World, mtid: &str) -> usize {
         .iter()
         .filter(|c| c.merchant_transaction_id == mtid)
         .count()
+}
+
+/// Anyone who can reach the console's port opens idle connections that never finish a request
+/// (slowloris). Unbounded, they took every file descriptor of the process (here limited to 128,
+/// as a service manager's default 1024 would be with more of them), and the reconciler in the
+/// same process could no longer reach PhonePe: a paid draft stayed unsettled. The console now
+/// serves a bounded number of connections; the service keeps settling.
+#[test]
+fn idle_connections_to_the_console_cannot_starve_the_reconciler_beside_it() {
+    let w = World::new("console_idle_flood");
+    w.insert_product("tee", 5);
+    let port = free_port();
+    let base = w.reconciler_command(&["run"]);
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -n 128 && exec \"$@\"")
+        .arg("sh")
+        .arg(base.get_program())
+        .args(base.get_args())
+        .env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.env("RECONCILER_CONSOLE__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RECONCILER_CONSOLE__USERS", users())
+        .env("RECONCILER_CONSOLE__SECURE_COOKIES", "false")
+        .env("RECONCILER_JOB__INTERVAL_SECS", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _service = Running(c.spawn().expect("start draft-reconciler run"));
+    wait_for_port(port, WAIT);
+    // 190 connections, each a request's first line and nothing more: more than the process
+    // has descriptors to spare, fewer than those it has plus the kernel's queue of 128 (past it
+    // a connect would wait for the kernel's retries).
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<std::net::TcpStream> = (0..190)
+        .filter_map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).ok()?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(idle.len() >= 150, "the connections were made: {}", idle.len());
+    w.insert_order("FL-1", 49900, 600, &[("tee", 1, None)]);
+    w.sim.script("FL-1", vec![Answer::completed(49900)]);
+    eventually(
+        WAIT,
+        "the paid draft is settled while the connections stay open",
+        || w.status("FL-1") == ("confirmed".into(), "paid".into()),
+    );
+    assert_eq!(w.product("tee").get_i64("stock").ok(), Some(4));
+    drop(idle);
+    // And the console serves again once they are gone.
+    let mut a = Client::new(&w, &super::Console::at(port));
+    eventually(WAIT, "a sign-in works", || a.login(ASHA).status == 303);
+}
+
+/// An operator's password is reset (a new hash in `console.users`, the service restarted):
+/// the sessions opened with the old password end, as they would for a removed name; another
+/// operator's session lives on.
+#[test]
+fn a_password_reset_ends_the_sessions_opened_with_the_old_password() {
+    let w = World::new("console_reset");
+    let first = serve(&w);
+    let (mut a, mut r) = (Client::new(&w, &first), Client::new(&w, &first));
+    assert_eq!((a.login(ASHA).status, r.login(RAVI).status), (303, 303));
+    let (old_a, old_r) = (a.cookie.clone(), r.cookie.clone());
+    drop(first);
+    let new_hash = draft_reconciler::console::password::hash("asha's new password").expect("hash");
+    let others: Vec<&str> = users().split_whitespace().filter(|u| !u.starts_with("asha:")).collect();
+    let reset = format!("asha:{new_hash} {}", others.join(" "));
+    let second = super::start(&w, &["console", "serve"], &[("RECONCILER_CONSOLE__USERS", &reset)]);
+    let (mut a, mut r) = (Client::new(&w, &second), Client::new(&w, &second));
+    a.cookie = old_a;
+    r.cookie = old_r;
+    let stale = a.get("/");
+    assert_eq!(stale.status, 303, "the old password's session is over: {}", stale.body);
+    assert_eq!(r.get("/").status, 200, "the other operator's session lives on");
+    let left: Vec<_> = sessions(&w)
+        .iter()
+        .filter_map(|s| s.get_str("user").ok().map(str::to_string))
+        .collect();
+    assert_eq!(left, vec!["ravi".to_string()], "the ended session is deleted");
+    assert_eq!(a.login(("asha", "asha's new password")).status, 303);
 }

@@ -25,12 +25,12 @@ impl Reply {
 /// A browser-less client of one console: its own cookie, no redirects followed.
 pub struct Client<'w> {
     w: &'w World,
-    base: String,
-    http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) http: reqwest::Client,
     pub cookie: Option<String>,
 }
 
-fn encode(form: &[(&str, &str)]) -> String {
+pub(super) fn encode(form: &[(&str, &str)]) -> String {
     form.iter()
         .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
         .collect::<Vec<_>>()
@@ -60,7 +60,7 @@ impl<'w> Client<'w> {
         }
     }
 
-    fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+    pub(super) fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         self.try_send(req).expect("request")
     }
 
@@ -86,37 +86,11 @@ impl<'w> Client<'w> {
     }
 
     pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        self.post_with(path, form, &[])
-    }
-
-    /// A POST whose client closes the connection once `until` holds (a tab closed mid-way), on
-    /// a plain socket so the close really reaches the server then.
-    pub fn post_and_leave(&self, path: &str, form: &[(&str, &str)], until: impl FnMut() -> bool) {
-        use std::io::Write;
-        let host = self.base.trim_start_matches("http://").to_string();
-        let body = encode(form);
-        let cookie = self.cookie.clone().unwrap_or_default();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut socket = std::net::TcpStream::connect(&host).expect("connect");
-        socket.write_all(request.as_bytes()).expect("send");
-        eventually(WAIT, "the moment to leave", until);
-        drop(socket);
-    }
-
-    /// A POST with extra headers (what a browser says about where the form comes from).
-    pub fn post_with(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
-        let mut req = self
+        let req = self
             .http
             .post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(encode(form));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
         self.send(req)
     }
 
@@ -132,27 +106,6 @@ impl<'w> Client<'w> {
     /// This session's CSRF token, from the form every page carries.
     pub fn csrf(&self) -> String {
         self.hidden("/", "csrf")
-    }
-
-    /// The value of the hidden field `name` in the page at `path`.
-    pub fn hidden(&self, path: &str, name: &str) -> String {
-        let page = self.get(path).body;
-        let field = format!("name=\"{name}\" value=\"");
-        let at = page
-            .find(&field)
-            .unwrap_or_else(|| panic!("a {name} field in {path}: {page}"))
-            + field.len();
-        page[at..].split('"').next().expect("value").to_string()
-    }
-
-    /// Confirm `action` on `mtid` as its confirmation page would: this session's token and
-    /// the state the page was drawn from (read now), and `extra` fields.
-    pub fn act(&self, mtid: &str, action: &str, extra: &[(&str, &str)]) -> Reply {
-        let path = format!("/orders/{mtid}/{action}");
-        let (csrf, seen) = (self.csrf(), self.hidden(&path, "seen"));
-        let mut form = vec![("csrf", csrf.as_str()), ("seen", seen.as_str())];
-        form.extend_from_slice(extra);
-        self.post(&path, &form)
     }
 }
 

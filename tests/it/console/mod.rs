@@ -33,7 +33,7 @@ pub fn users() -> &'static str {
 pub struct Console {
     pub base: String,
     pub port: u16,
-    _child: Running,
+    _child: Option<Running>,
 }
 
 /// `draft-reconciler <args>` (`console serve`, or `run`) with the console on a free port, the two
@@ -54,7 +54,18 @@ pub fn start(w: &World, args: &[&str], extra: &[(&str, &str)]) -> Console {
     Console {
         base: format!("http://127.0.0.1:{port}"),
         port,
-        _child: child,
+        _child: Some(child),
+    }
+}
+
+impl Console {
+    /// A console some test started itself on `port`.
+    pub fn at(port: u16) -> Console {
+        Console {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            _child: None,
+        }
     }
 }
 
