@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::{Gateway, PhonePeClient};
-use crate::store::orders::Eligibility;
+use crate::store::Eligibility;
 use crate::store::{CommitRules, Store};
 
 /// How long shutdown waits for in-flight orders before leaving them to their leases.
@@ -114,18 +114,6 @@ pub async fn prepare_env(
     Ok((env, steps))
 }
 
-/// The exit code of a command that failed with `e`: 2 for a conflict only a person can resolve
-/// (an index the reconciler needs against one the shop has), 1 for anything else.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain()
-        .any(|c| c.downcast_ref::<crate::store::indexes::IndexConflict>().is_some())
-    {
-        2
-    } else {
-        1
-    }
-}
-
 /// Start the supervised actor system; returns the supervisor and the wiring.
 pub fn start(env: Arc<Env>, mode: Mode) -> (Addr<Supervisor>, Arc<Wiring>) {
     let wiring = Arc::new(Wiring::new(env.settings.job.reconcilers as usize));
@@ -203,43 +191,4 @@ async fn on_signals(sup: Addr<Supervisor>) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::warn!("second signal: exiting now; leases will expire");
     std::process::exit(130);
-}
-
-/// Run one CLI command with validated settings; returns the process exit code.
-pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Result<u8> {
-    use crate::cli::Command;
-    match command {
-        Command::Config => {
-            print!("{}", settings.redacted_toml());
-            Ok(0)
-        }
-        Command::Run => {
-            crate::telemetry::init_tracing(&settings.log);
-            let prometheus = crate::telemetry::install_prometheus().context("installing the metrics recorder")?;
-            crate::telemetry::record_settings(&settings.job);
-            let code = run(settings, Some(prometheus))?;
-            Ok(u8::try_from(code).unwrap_or(1))
-        }
-        Command::Once => {
-            crate::telemetry::init_tracing(&settings.log);
-            let summary = once(settings)?;
-            println!("{summary}");
-            Ok(0)
-        }
-        Command::Check {
-            merchant_transaction_id,
-            apply,
-        } => {
-            crate::telemetry::init_tracing(&settings.log);
-            crate::check::check(settings, &merchant_transaction_id, apply)
-        }
-        Command::Review(cmd) => {
-            crate::telemetry::init_tracing_stderr(&settings.log);
-            crate::review::execute(cmd, settings)
-        }
-        Command::Selftest => {
-            crate::telemetry::init_tracing(&settings.log);
-            crate::check::selftest(settings)
-        }
-    }
 }

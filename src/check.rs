@@ -9,14 +9,15 @@
 use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::actors::{Env, Outcome};
+use crate::actors::Env;
 use crate::app::{build_env, prepare_env, Indexes};
 use crate::config::Settings;
 use crate::domain::decision::late_payment;
+use crate::domain::Outcome;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
 use crate::phonepe::CallError;
-use crate::store::fields::own;
+use crate::schema::own;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
@@ -124,7 +125,7 @@ async fn unparsed(
     let (Some(target), Ok(report)) = (LeftDraft::of_doc(doc, schema), answer) else {
         return Ok(1);
     };
-    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let payment = crate::schema::read_payment_status(doc, schema);
     let Some(Decision::RecordPayment {
         code,
         transaction_id,
@@ -228,7 +229,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         .await?
         .context("test order vanished")?;
     // The stored word read back through the mapping: our state's name, whatever the shop's word.
-    let status = crate::domain::order::read_status(&after, schema).map_or("?", Status::as_str);
+    let status = crate::schema::read_status(&after, schema).map_or("?", Status::as_str);
     let expected = match outcome {
         Outcome::Confirmed => Status::Confirmed,
         Outcome::Cancelled => Status::Cancelled,

@@ -13,6 +13,7 @@ pub mod actors;
 pub mod app;
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod fault;

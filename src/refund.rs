@@ -98,7 +98,7 @@ pub struct Refunder<'a> {
     pub phonepe: &'a Gateway,
     /// `refunds.poll_interval_secs`: the first wait of [`refund_backoff`].
     pub poll_interval: Duration,
-    /// Who finishes the refund (`store::orders::by`).
+    /// Who finishes the refund (`store::by`).
     pub by: &'static str,
 }
 
@@ -316,7 +316,7 @@ pub async fn poll_forever(env: std::sync::Arc<crate::actors::Env>) {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
-        by: crate::store::orders::by::RECONCILER,
+        by: crate::store::by::RECONCILER,
     };
     loop {
         if let Err(e) = poll_due(&r, &env.settings.refunds.auto).await {

@@ -25,10 +25,10 @@ use crate::cli::{ResolveAction, ReviewCommand};
 use crate::config::Settings;
 use crate::domain::{Order, PaymentStatus, Status};
 use crate::refund::{Pushed, Refunder};
+use crate::schema::own;
 use crate::schema::{OrdersSchema, Schema};
+use crate::store::by;
 use crate::store::commit::confirm_transition;
-use crate::store::fields::own;
-use crate::store::orders::by;
 use crate::store::refunds::{AutoRefund, PendingRefund, REFUND_KEY};
 use crate::store::{CommitOutcome, Lease};
 

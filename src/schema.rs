@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use mongodb::bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::order::{PaymentStatus, Status};
+use crate::domain::{PaymentStatus, Status};
 
 /// Fields on `orders` documents that belong to the reconciler, never to the shop.
 pub const OWN_ORDER_FIELDS: [&str; 3] = ["_id", "reconciliation", "history"];
@@ -500,8 +500,13 @@ fn strip_zeros(digits: &str, shift: i32) -> (&str, i32) {
     (kept, shift + (digits.len() - kept.len()) as i32)
 }
 
+mod created_at;
+mod fields;
 mod reading;
 mod translate;
+pub use created_at::{effective_created_at, EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
+pub use fields::own;
+pub use reading::{read_payment_status, read_status};
 pub use translate::{remove_path, set_path};
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime};
 
-use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
-use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
+use crate::domain::decision::{watch_recheck, Tally, LATE_PAYMENT_RECHECK};
+use crate::domain::{Decision, Order, OrderError, Outcome, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
 use crate::store::payments::{LeftDraft, PaymentSeen};
@@ -33,46 +33,8 @@ pub struct Settler<'a> {
     pub owner: &'a str,
     pub lease_ttl: Duration,
     pub policy: &'a Policy,
-    /// Who settles (`store::orders::by`): recorded in every history entry written.
+    /// Who settles (`store::by`): recorded in every history entry written.
     pub by: &'static str,
-}
-
-/// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Confirmed,
-    Cancelled,
-    NeedsReview,
-    /// Someone else settled it first: no-op.
-    AlreadyProcessed,
-    /// Still pending at PhonePe (or a watched order checked): looked at again later.
-    Rescheduled,
-    /// PhonePe or MongoDB failed transiently: nothing changed, retried later.
-    Retried,
-    /// The worker gave the order back without a check (calls paused, shutting down, actor lost).
-    Released,
-}
-
-impl Outcome {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Confirmed => "confirmed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::NeedsReview => "needs_review",
-            Outcome::AlreadyProcessed => "already_processed",
-            Outcome::Rescheduled => "rescheduled",
-            Outcome::Retried => "retried",
-            Outcome::Released => "released",
-        }
-    }
-
-    /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
-    pub fn is_settlement(self) -> bool {
-        matches!(
-            self,
-            Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed
-        )
-    }
 }
 
 fn count(o: Outcome) -> Outcome {
@@ -221,8 +183,8 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                 .await?;
             held(matched, Outcome::Rescheduled)
         }
-        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
-        Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
+        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally, now).await?,
+        Decision::PauseCalls { after, error } => retry(env, order, after, &error, Tally::Service, now).await?,
         Decision::GiveUp { reason, error } => {
             tracing::error!(reason = reason.as_str(), error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
             let mut t = Transition::new(
@@ -297,18 +259,18 @@ pub async fn record_late_payment(
 }
 
 /// No status change after a PhonePe error: due again after `after` (with jitter), the error's
-/// excerpt kept, and the order's counter of that kind of failure (`count`) incremented.
+/// excerpt kept, and the order's counter of that kind of failure (`tally`) incremented.
 async fn retry(
     env: &Settler<'_>,
     order: &Order,
     after: Duration,
     error: &crate::domain::StatusError,
-    count: Option<&str>,
+    tally: Tally,
     now: DateTime,
 ) -> Result<Outcome, StoreError> {
     let (code, excerpt) = (error.code(), error.excerpt());
     let next = plus(now, jitter(after));
-    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
+    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, tally);
     let matched = env.store.reschedule(&order.id, env.owner, recheck, now).await?;
     Ok(held(matched, Outcome::Retried))
 }

@@ -56,11 +56,11 @@ use tokio::net::TcpListener;
 
 use crate::actors::Env;
 use crate::domain::decision::late_payment;
+use crate::domain::Outcome;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
 use crate::phonepe::CallError;
-use crate::settle::Outcome;
-use crate::store::orders::by;
+use crate::store::by;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 use crate::telemetry::{labels, names};
@@ -301,7 +301,7 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::unavailable(ev, "database");
         }
     };
-    match crate::domain::order::read_status(&doc, env.store.schema()) {
+    match crate::schema::read_status(&doc, env.store.schema()) {
         Some(Status::Draft) => {}
         // Left draft without a payment: a completed payment now is recorded.
         Some(Status::Cancelled | Status::NeedsReview) => return left_draft(&env, d, &doc).await,
@@ -362,7 +362,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
     let Some(target) = LeftDraft::of_doc(doc, schema) else {
         return Reply::ok(ev, result::IGNORED);
     };
-    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let payment = crate::schema::read_payment_status(doc, schema);
     let report = match confirmed(env, d.report, &d.mtid).await {
         Ok(Some(r)) => r,
         Ok(None) => return Reply::ok(ev, result::IGNORED),

@@ -20,7 +20,8 @@ use mongodb::bson::Bson;
 use tracing::Instrument;
 
 use super::child::ChildGuard;
-use super::{Env, Outcome};
+use super::Env;
+use crate::domain::Outcome;
 use crate::domain::{Decision, Order, OrderError, Status};
 use crate::fault::Injected;
 use crate::store::StoreError;

@@ -34,7 +34,7 @@ use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::Gateway;
-use crate::store::orders::Eligibility;
+use crate::store::Eligibility;
 use crate::store::{Store, StrategyChoice};
 
 pub use child::{ChildGuard, ChildId};
@@ -136,8 +136,6 @@ pub(crate) fn set<A: Actor>(m: &Mutex<Option<Addr<A>>>, addr: Option<Addr<A>>) {
     *m.lock().unwrap_or_else(|p| p.into_inner()) = addr;
 }
 
-pub use crate::settle::Outcome;
-
 impl Env {
     /// What [`crate::settle::settle`] needs from this environment.
     pub fn settler(&self) -> crate::settle::Settler<'_> {
@@ -147,7 +145,7 @@ impl Env {
             owner: &self.owner,
             lease_ttl: self.settings.job.lease_ttl,
             policy: &self.policy,
-            by: crate::store::orders::by::RECONCILER,
+            by: crate::store::by::RECONCILER,
         }
     }
 }

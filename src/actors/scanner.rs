@@ -42,9 +42,10 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::child::ChildGuard;
 use super::reconciler::Reconcile;
-use super::{Env, Outcome, Wiring};
-use crate::store::orders::Swept;
+use super::{Env, Wiring};
+use crate::domain::Outcome;
 use crate::store::Claimed;
+use crate::store::Swept;
 use crate::telemetry::{labels, names};
 
 /// Counts of outcomes (the `once` summary).

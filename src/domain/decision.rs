@@ -21,7 +21,6 @@ use mongodb::bson::DateTime;
 
 use super::order::{Order, PaymentStatus, Status};
 use super::payment::{PaymentState, StatusError, StatusReport};
-use crate::store::fields::own;
 
 /// The knobs the table depends on (from `[job]` and `[phonepe]` config).
 #[derive(Debug, Clone)]
@@ -110,18 +109,6 @@ pub enum Tally {
     Unreadable,
     /// A `BAD_REQUEST` refusal of this transaction: `reconciliation.rejections`.
     Rejection,
-}
-
-impl Tally {
-    /// The `orders` field the retry increments, if any.
-    pub fn field(self) -> Option<&'static str> {
-        match self {
-            Tally::Service => None,
-            Tally::Error => Some(own::ERRORS),
-            Tally::Unreadable => Some(own::UNREADABLE),
-            Tally::Rejection => Some(own::REJECTIONS),
-        }
-    }
 }
 
 /// Why an order is cancelled (`reconciliation.reason` of a `cancelled` order).

@@ -28,11 +28,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
 use super::oauth::{Token, TokenCache, V2Credentials};
-use super::ApiVersion;
 use super::{checksum, wire, wire_v2};
+use super::{transport_error, ApiVersion};
 use crate::config::PhonePeSettings;
 use crate::domain::order::MerchantTransactionId;
-use crate::domain::payment::{StatusError, StatusReport, TransientKind};
+use crate::domain::payment::{StatusError, StatusReport};
 
 /// How calls are authenticated.
 #[derive(Clone)]
@@ -201,25 +201,6 @@ pub fn order_status_path(merchant_order_id: &str) -> String {
     format!("/checkout/v2/order/{merchant_order_id}/status")
 }
 
-/// Map a reqwest error without its URL (harmless here, but kept out of habit) or any header.
-pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
-    let (kind, detail) = if e.is_timeout() {
-        (TransientKind::Timeout, "no answer within the request timeout")
-    } else if e.is_connect() {
-        (TransientKind::Connection, "could not connect")
-    } else if e.is_body() || e.is_decode() {
-        (TransientKind::Connection, "connection dropped while reading the body")
-    } else if e.is_request() {
-        (TransientKind::Connection, "request failed to send")
-    } else {
-        (TransientKind::Connection, "HTTP transport error")
-    };
-    StatusError::Transient {
-        kind,
-        detail: detail.to_string(),
-    }
-}
-
 mod refund;
 pub use refund::{
     parse_refund, parse_refund_status, RefundRequest, RefundState, REFUND_ID_MAX_V1, REFUND_ID_MAX_V2,
@@ -231,6 +212,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::TransientKind;
 
     fn settings(base_url: &str) -> PhonePeSettings {
         PhonePeSettings {

@@ -37,9 +37,9 @@ impl Api {
 
     pub const fn as_str(self) -> &'static str {
         match self {
-            Api::Status => "status",
-            Api::Refund => "refund",
-            Api::RefundStatus => "refund_status",
+            Api::Status => labels::phonepe_api::STATUS,
+            Api::Refund => labels::phonepe_api::REFUND,
+            Api::RefundStatus => labels::phonepe_api::REFUND_STATUS,
         }
     }
 }

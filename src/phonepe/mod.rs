@@ -22,6 +22,8 @@ pub use client::PhonePeClient;
 pub use gateway::{CallError, Gateway};
 pub use oauth::V2Credentials;
 
+use crate::domain::{StatusError, TransientKind};
+
 /// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
 pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
 /// Production PG root for API v1.
@@ -40,4 +42,23 @@ pub enum ApiVersion {
     V1,
     /// OAuth client credentials, `GET /checkout/v2/order/{merchantOrderId}/status`.
     V2,
+}
+
+/// Map a reqwest error without its URL (harmless here, but kept out of habit) or any header.
+pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
+    let (kind, detail) = if e.is_timeout() {
+        (TransientKind::Timeout, "no answer within the request timeout")
+    } else if e.is_connect() {
+        (TransientKind::Connection, "could not connect")
+    } else if e.is_body() || e.is_decode() {
+        (TransientKind::Connection, "connection dropped while reading the body")
+    } else if e.is_request() {
+        (TransientKind::Connection, "request failed to send")
+    } else {
+        (TransientKind::Connection, "HTTP transport error")
+    };
+    StatusError::Transient {
+        kind,
+        detail: detail.to_string(),
+    }
 }

@@ -209,12 +209,12 @@ impl TokenCache {
             .form(&form)
             .send()
             .await
-            .map_err(|e| with_context(super::client::transport_error(e)))?;
+            .map_err(|e| with_context(super::transport_error(e)))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| with_context(super::client::transport_error(e)))?;
+            .map_err(|e| with_context(super::transport_error(e)))?;
         parse_token(status, &body)
     }
 }

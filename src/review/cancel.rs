@@ -17,9 +17,10 @@ use crate::domain::{
     Decision, MerchantTransactionId, PaymentState, PaymentStatus, ReviewReason, StatusError, StatusReport,
 };
 use crate::phonepe::CallError;
+use crate::schema::own;
 use crate::settle::record_late_payment;
-use crate::store::fields::own;
-use crate::store::orders::{by, plus};
+use crate::store::by;
+use crate::store::orders::plus;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refunds::{Cancel, CancelKind, REFUND_KEY};
 
@@ -86,7 +87,7 @@ pub(super) async fn cancel(
         PaymentState::Failed => "PhonePe reports the payment failed".to_string(),
         PaymentState::NotFound => "PhonePe has no payment under this id".to_string(),
         PaymentState::Pending => {
-            let created = crate::domain::order::effective_created_at(d, env.store.schema());
+            let created = crate::schema::effective_created_at(d, env.store.schema());
             let Ok(expires) = created.map(|t| plus(t, PAYMENT_EXPIRY)) else {
                 return refuse(
                     mtid,
@@ -118,7 +119,7 @@ fn cancellation(kind: CancelKind, code: &str, detail: &str, note: Option<String>
 /// PhonePe reports our money: refused, and the payment recorded if the order did not have it.
 async fn paid_to_us(env: &Env, mtid: &str, d: &Document, r: &StatusReport, paid: i64) -> anyhow::Result<u8> {
     let schema = env.store.schema();
-    let payment = crate::domain::order::read_payment_status(d, schema);
+    let payment = crate::schema::read_payment_status(d, schema);
     let target = LeftDraft::of_doc(d, schema);
     let decision = target
         .as_ref()

@@ -16,7 +16,8 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use super::orders::{transition_update, Store, Transition};
+use super::orders::{transition_update, Transition};
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};

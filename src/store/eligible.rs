@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::fields::own;
-use super::orders::{minus, plus, Store};
+use super::orders::{minus, plus};
 use super::refusals::avoiding;
+use super::Store;
 use super::{StoreError, StoreResult};
-use crate::domain::created_at::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
-use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::effective_created_at;
+use crate::schema::own;
 use crate::schema::Schema;
+use crate::schema::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 
 /// At most this many documents are read per sweep query (oldest `_id` first).
 const SWEEP_LIMIT: i64 = 1000;

@@ -16,10 +16,10 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::fields::own;
-use super::orders::Store;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::Status;
+use crate::schema::own;
 
 /// A start-up conflict between an index the reconciler needs and one the database has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,6 @@ pub mod by;
 pub mod claims;
 pub mod commit;
 pub mod eligible;
-pub mod fields;
 pub mod indexes;
 pub mod journal;
 pub mod orders;
@@ -19,11 +18,112 @@ pub mod refunds;
 pub mod refusals;
 pub mod words;
 
+pub use claims::Claimed;
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
+pub use eligible::{Eligibility, Swept};
 pub use journal::Recovery;
-pub use orders::{Claimed, CommitRules, Store, Transition};
+pub use orders::Transition;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::{Client, Collection, Database};
+
+use crate::domain::Status;
+use crate::schema::Schema;
+
+/// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) client: Client,
+    pub(crate) db: Database,
+    pub(crate) orders: Collection<Document>,
+    pub(crate) products: Collection<Document>,
+    pub(crate) rules: CommitRules,
+    /// The shop's collections, field paths and words (`[schema]`).
+    pub(crate) schema: Arc<Schema>,
+}
+
+/// The settings the stock commit depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitRules {
+    /// `job.sized_items_decrement_total`: sized items also guard and decrement the total `stock`.
+    pub sized_items_decrement_total: bool,
+    /// `job.lease_ttl_secs`: how long any driver of a journal commit may still act after it
+    /// ended (see `store/journal.rs`, markers).
+    pub lease_ttl: Duration,
+}
+
+impl Default for CommitRules {
+    fn default() -> Self {
+        CommitRules {
+            sized_items_decrement_total: false,
+            lease_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Store {
+    pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
+        let mut opts = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(StoreError::mongo("parse mongodb.uri"))?;
+        opts.app_name.get_or_insert_with(|| "draft-reconciler".to_string());
+        opts.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+        let client = Client::with_options(opts).map_err(StoreError::mongo("create client"))?;
+        Ok(Store::from_client(client, database))
+    }
+
+    pub fn from_client(client: Client, database: &str) -> Store {
+        let db = client.database(database);
+        Store {
+            orders: db.collection("orders"),
+            products: db.collection("products"),
+            db,
+            client,
+            rules: CommitRules::default(),
+            schema: Arc::new(Schema::default()),
+        }
+    }
+
+    /// The same store on the shop's `schema`: its collections, field paths and status words.
+    pub fn with_schema(mut self, schema: Arc<Schema>) -> Store {
+        self.orders = self.db.collection(&schema.orders.collection);
+        self.products = self.db.collection(&schema.products.collection);
+        self.schema = schema;
+        self
+    }
+
+    /// The mapping every query of this store goes through.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The status word the shop stores for `s`.
+    pub(crate) fn word(&self, s: Status) -> &str {
+        self.schema.orders.status_values.word(s)
+    }
+
+    /// The same store, committing by `rules`.
+    pub fn with_rules(mut self, rules: CommitRules) -> Store {
+        self.rules = rules;
+        self
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(StoreError::mongo("ping"))?;
+        Ok(())
+    }
+}
 
 /// A database failure. Every variant is retryable from the order's point of view: nothing about
 /// the order changed, its lease expires and it is claimed again.

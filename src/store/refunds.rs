@@ -17,10 +17,10 @@
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
-use super::fields::own;
 use super::orders::{transition_update, Transition};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{CancelReason, PaymentStatus, Reason, ReviewReason, Status};
+use crate::schema::own;
 use crate::schema::{get_path, OrdersSchema};
 
 mod auto;
@@ -430,7 +430,7 @@ impl Store {
             c.code.clone(),
             None,
         )
-        .by(super::orders::by::OPERATOR);
+        .by(super::by::OPERATOR);
         t.note = c.note.clone();
         let mut update = transition_update(now, &t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {

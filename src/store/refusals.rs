@@ -20,10 +20,11 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
-use super::fields::own;
-use super::orders::{plus, Store};
+use super::orders::plus;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::{PaymentStatus, ReviewReason, Status};
+use crate::schema::own;
 
 /// The reconciler's collection of holds: `{_id: <order _id>, refused, lastError, at,
 /// nextCheckAt, excluded}`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
 
-use super::orders::Store;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::{PaymentStatus, Status};
 

@@ -13,7 +13,7 @@ use crate::actors::Env;
 use crate::domain::{MerchantTransactionId, Paise, PaymentState, StatusReport};
 use crate::phonepe::client::RefundState;
 use crate::phonepe::CallError;
-use crate::store::orders::by;
+use crate::store::by;
 use crate::store::refunds::PendingRefund;
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 

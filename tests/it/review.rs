@@ -7,7 +7,7 @@ use std::time::Duration;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::phonepe::{Gateway, PhonePeClient};
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::store::orders::by;
+use draft_reconciler::store::by;
 use draft_reconciler::store::refunds::refund_id;
 use mongodb::bson::{doc, Document};
 use phonepe_sim::{Answer, RefundAnswer};

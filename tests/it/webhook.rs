@@ -572,8 +572,8 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
 #[test]
 fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     use draft_reconciler::domain::Order;
+    use draft_reconciler::store::by;
     use draft_reconciler::store::commit::confirm_transition;
-    use draft_reconciler::store::orders::by;
     use mongodb::bson::DateTime;
     let w = World::new("hook_journal_recovery");
     let store = w.store();

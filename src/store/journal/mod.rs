@@ -54,9 +54,9 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
-use super::fields::own;
 use super::StoreResult;
 use crate::domain::{Item, Status};
+use crate::schema::own;
 use crate::schema::Schema;
 
 pub use driver::{Driver, Step};
@@ -117,7 +117,7 @@ struct Journal {
     transaction_id: Option<String>,
     fail_reason: Option<String>,
     fail_product: Option<String>,
-    /// Who began the commit (`store::orders::by`): its history entry says so.
+    /// Who began the commit (`store::by`): its history entry says so.
     by: &'static str,
     /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
     note: Option<String>,
@@ -199,7 +199,7 @@ impl Journal {
             transaction_id: s("transactionId"),
             fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
-            by: super::orders::by::parse(d.get_str("by").ok()),
+            by: super::by::parse(d.get_str("by").ok()),
             note: s("note"),
             // Journals written before `from` was kept began from a draft.
             from: d.get_str("from").ok().and_then(Status::parse).unwrap_or(Status::Draft),

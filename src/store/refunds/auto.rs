@@ -8,7 +8,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::{int, note_entry, paid_and_parked};
 use crate::domain::{ReviewReason, Status};
-use crate::store::fields::own;
+use crate::schema::own;
 use crate::store::{by, Store, StoreError, StoreResult};
 
 /// `reconciliation.autoRefund`.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::store::orders::by;
+use draft_reconciler::store::by;
 use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::{Answer, RefundAnswer};
 use serde_json::Value;
