@@ -15,11 +15,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match draft_reconciler::commands::execute(cli.subcommand(), settings) {
+    match draft_reconciler::execute(cli.subcommand(), settings) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("draft-reconciler: {e:#}");
-            ExitCode::from(draft_reconciler::commands::exit_code(&e))
+            ExitCode::from(draft_reconciler::exit_code(&e))
         }
     }
 }

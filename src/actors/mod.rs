@@ -18,12 +18,12 @@
 //! released) and the slot stays closed until the reconciler has been restarted, so the scanner
 //! never sends work to a dead reconciler.
 
-pub mod child;
-pub mod committer;
+pub(crate) mod child;
+pub(crate) mod committer;
 pub mod rate_limiter;
-pub mod reconciler;
-pub mod scanner;
-pub mod supervisor;
+pub(crate) mod reconciler;
+pub(crate) mod scanner;
+pub(crate) mod supervisor;
 
 use std::sync::{Arc, Mutex};
 

@@ -525,6 +525,6 @@ impl Handler<Acquire> for RateLimiter {
     }
 }
 
-pub mod shared;
+pub(crate) mod shared;
 #[cfg(test)]
 mod tests;

@@ -5,12 +5,12 @@
 //! turns the two into exactly one action. Actors only move data into `decide` and act on its
 //! answer, so every money rule lives here and is unit-tested row by row.
 
-pub mod decision;
-pub mod order;
-pub mod outcome;
-pub mod payment;
+pub(crate) mod decision;
+pub(crate) mod order;
+pub(crate) mod outcome;
+pub(crate) mod payment;
 
-pub use decision::{decide, CancelReason, Decision, Policy, Reason, ReviewReason};
+pub use decision::{decide, CancelReason, Decision, Policy, Reason, ReviewReason, Tally};
 pub use order::{Item, MerchantTransactionId, Order, OrderError, Paise, PaymentStatus, Status};
 pub use outcome::Outcome;
 pub use payment::{PaymentState, StatusError, StatusReport, TransientKind};

@@ -16,7 +16,7 @@ pub mod client;
 pub mod gateway;
 pub mod oauth;
 pub mod wire;
-pub mod wire_v2;
+pub(crate) mod wire_v2;
 
 pub use client::PhonePeClient;
 pub use gateway::{CallError, Gateway};

@@ -7,16 +7,16 @@
 
 pub mod budget;
 pub mod by;
-pub mod claims;
+pub(crate) mod claims;
 pub mod commit;
-pub mod eligible;
-pub mod indexes;
+pub(crate) mod eligible;
+pub(crate) mod indexes;
 pub mod journal;
-pub mod orders;
-pub mod payments;
+pub(crate) mod orders;
+pub(crate) mod payments;
 pub mod refunds;
-pub mod refusals;
-pub mod words;
+pub(crate) mod refusals;
+pub(crate) mod words;
 
 pub use claims::Claimed;
 pub use commit::{CommitOutcome, Lease, StrategyChoice};

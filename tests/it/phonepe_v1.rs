@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use draft_reconciler::config::PhonePeSettings;
-use draft_reconciler::domain::order::{MerchantTransactionId, Paise};
-use draft_reconciler::domain::payment::{PaymentState, StatusError, StatusReport, TransientKind};
+use draft_reconciler::domain::{MerchantTransactionId, Paise, PaymentState, StatusError, StatusReport, TransientKind};
 use draft_reconciler::phonepe::PhonePeClient;
 use phonepe_sim::{Answer, Call, SimConfig, SimHandle};
 use secrecy::SecretString;

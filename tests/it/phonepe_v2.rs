@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::config::PhonePeSettings;
-use draft_reconciler::domain::decision::{CancelReason, ReviewReason, Tally};
 use draft_reconciler::domain::{
-    decide, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, Status, StatusError,
-    StatusReport, TransientKind,
+    decide, CancelReason, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, ReviewReason,
+    Status, StatusError, StatusReport, Tally, TransientKind,
 };
 use draft_reconciler::phonepe::checksum;
 use draft_reconciler::phonepe::client::{RefundRequest, RefundState};

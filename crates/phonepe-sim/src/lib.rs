@@ -36,7 +36,9 @@
 mod answer;
 mod answer_v2;
 mod checksum;
+mod ledger;
 mod refund;
+mod reply;
 mod server;
 mod state;
 mod v2;
@@ -47,10 +49,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use answer::{Answer, ScriptedState};
-pub use refund::RefundAnswer;
+pub use ledger::RefundAnswer;
 pub use server::{router, serve};
-pub use state::{Call, SimState};
-pub use v2::{deliver, SimV2, TokenStats, Webhook, WebhookVersion};
+pub use state::{Call, SimState, TokenStats};
+pub use v2::{deliver, Webhook, WebhookVersion};
 
 /// How the simulator identifies the merchant and behaves.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,6 +94,43 @@ impl std::fmt::Debug for SimConfig {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("latency", &self.latency)
             .finish()
+    }
+}
+
+/// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimV2 {
+    pub client_id: String,
+    pub client_secret: String,
+    pub client_version: String,
+    /// How long an issued token is valid (whole seconds, at least 1).
+    pub token_lifetime: Duration,
+    /// The dashboard credentials v2 webhooks are signed with.
+    pub webhook_username: String,
+    pub webhook_password: String,
+}
+
+impl Default for SimV2 {
+    fn default() -> Self {
+        SimV2 {
+            client_id: "TESTCLIENT".into(),
+            client_secret: "test-client-secret".into(),
+            client_version: "1".into(),
+            token_lifetime: Duration::from_secs(3600),
+            webhook_username: "webhook-user".into(),
+            webhook_password: "webhook-pass".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimV2")
+            .field("client_id", &self.client_id)
+            .field("client_version", &self.client_version)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("webhook_username", &self.webhook_username)
+            .finish_non_exhaustive()
     }
 }
 

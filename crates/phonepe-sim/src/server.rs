@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::answer::Answer;
-use super::state::{ConfigPatch, Reply, Request, SimState};
+use super::reply::send;
+use super::state::{ConfigPatch, Request, SimState};
 use super::v2::{deliver, TokenForm, WebhookVersion};
 
 /// Serve the simulator on `listener` until the future is dropped or the listener fails.
@@ -61,15 +62,6 @@ async fn status(
         x_verify: header("x-verify"),
     });
     send(reply).await
-}
-
-/// Sleep the decided delay (no lock held), then write the reply.
-pub(super) async fn send(reply: Reply) -> Response {
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
 }
 
 /// `POST {prefix}/v1/oauth/token`, form-encoded.

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::answer::{error_response, Answer};
-use super::v2::{SimV2, TokenStats};
-use super::SimConfig;
+use super::ledger::Refunds;
+use super::reply::Reply;
+use super::{SimConfig, SimV2};
 use crate::checksum;
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -36,14 +37,6 @@ pub struct Call {
     pub code: Option<String>,
 }
 
-/// The decided answer to one status call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub http_status: u16,
-    pub body: String,
-    pub delay: Duration,
-}
-
 /// The credentials of one status call, as received.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
@@ -51,6 +44,22 @@ pub(crate) struct Request<'a> {
     pub mtid: &'a str,
     pub header_merchant_id: Option<&'a str>,
     pub x_verify: Option<&'a str>,
+}
+
+/// What the token side has seen (admin `GET /__sim/tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenStats {
+    /// Every token request received (including those an outage answered).
+    pub requests: u64,
+    /// Token requests with the right credentials (tokens issued).
+    pub issued: u64,
+    /// Token requests refused (wrong credentials or grant type).
+    pub refused: u64,
+    /// v2 status calls that carried an expired token.
+    pub expired_used: u64,
+    /// v2 status calls with no token, or one the simulator never issued or has revoked.
+    pub unknown_used: u64,
 }
 
 /// Shared simulator state; cheap to clone (an `Arc`).
@@ -73,7 +82,7 @@ pub(super) struct Inner {
     pub(super) tokens: HashMap<String, Instant>,
     pub(super) token_stats: TokenStats,
     /// Refunds made, their requests and scripts (`refund.rs`).
-    pub(super) refunds: super::refund::Refunds,
+    pub(super) refunds: Refunds,
 }
 
 pub(super) struct Script {
