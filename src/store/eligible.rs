@@ -1,5 +1,5 @@
 //! What is eligible: drafts past the lookback and due late-payment watches, and the candidate
-//! lists the scanner claims from (`store/orders.rs` has the claims themselves).
+//! lists the scanner claims from (`store/claims.rs` has the claims themselves).
 //!
 //! The indexed filters match `createdAt` as a BSON date and `paymentStatus: "pending"`. A *sweep*
 //! ([`Store::sweep`]) finds the drafts and watched cancellations they cannot match (`createdAt`
@@ -55,7 +55,7 @@ fn free(now: DateTime) -> Document {
     doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
 }
 
-/// The earliest `createdAt` date the indexed filters believe (see `domain/created_at.rs`).
+/// The earliest `createdAt` date the indexed filters believe (see `schema/created_at.rs`).
 fn earliest() -> DateTime {
     DateTime::from_millis(EARLIEST_PLAUSIBLE_MS)
 }

@@ -139,7 +139,7 @@ fn mongodb_going_away_and_coming_back_is_ridden_out_and_the_backlog_caught_up() 
     support::stop_secantus(db, port);
 }
 
-/// The application name the service gives its MongoDB client (`src/store/orders.rs`):
+/// The application name the service gives its MongoDB client (`Store::connect`, `src/store/mod.rs`):
 /// failpoints are scoped to it, so the test's own commands never fire them.
 const SERVICE_APP: &str = "draft-reconciler";
 
