@@ -62,15 +62,7 @@ pub async fn prepare_env(
     health: Health,
     indexes: Indexes,
 ) -> anyhow::Result<(Arc<Env>, Vec<crate::store::indexes::Step>)> {
-    let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
-        .await
-        .context("mongodb.uri is not a usable MongoDB connection string")?
-        .with_rules(CommitRules {
-            sized_items_decrement_total: settings.job.sized_items_decrement_total,
-            lease_ttl: settings.job.lease_ttl,
-        })
-        .with_schema(Arc::new(settings.schema.clone()));
-    store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
+    let store = open_store(&settings).await?;
     let steps = match indexes {
         Indexes::Ensure => store.ensure_indexes().await.context("preparing the indexes")?,
         Indexes::Plan => store.plan_indexes().await??,
@@ -112,6 +104,28 @@ pub async fn prepare_env(
         budget,
     });
     Ok((env, steps))
+}
+
+/// Connect to MongoDB on the shop's schema and commit rules, check it answers, and create the
+/// orders indexes. Must run inside the runtime that uses the store.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = open_store(settings).await?;
+    store.ensure_indexes().await.context("preparing the indexes")?;
+    Ok(store)
+}
+
+/// The store of `settings`, connected and answering; no index is touched.
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
+        .await
+        .context("mongodb.uri is not a usable MongoDB connection string")?
+        .with_rules(CommitRules {
+            sized_items_decrement_total: settings.job.sized_items_decrement_total,
+            lease_ttl: settings.job.lease_ttl,
+        })
+        .with_schema(Arc::new(settings.schema.clone()));
+    store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
+    Ok(store)
 }
 
 /// Start the supervised actor system; returns the supervisor and the wiring.
@@ -171,6 +185,7 @@ pub fn run(
             actix_rt::spawn(crate::actors::rate_limiter::shared::heartbeats(db.clone()));
         }
         actix_rt::spawn(crate::refund::poll_forever(env.clone()));
+        actix_rt::spawn(crate::settlement::gauge::gauge_forever(env.clone()));
         let (sup, _) = start(env, Mode::Run);
         actix_rt::spawn(on_signals(sup));
         Ok::<_, anyhow::Error>(())

@@ -1,12 +1,13 @@
 //! The CLI's commands, each to the module that carries it out: `run` and `once` (`app.rs`),
-//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `config`; and the exit code of a
+//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `settlement` (`settlement/`), `config`; and the exit code of a
 //! command that failed (README.md, "Commands").
 
 use anyhow::Context as _;
 
-use crate::cli::Command;
+use crate::cli::{Command, SettlementCommand};
 use crate::config::Settings;
-use crate::{app, check, review, telemetry};
+use crate::settlement::report_cmd::Format;
+use crate::{app, check, review, settlement, telemetry};
 
 /// Run one CLI command with validated settings; returns the process exit code.
 pub fn execute(command: Command, settings: Settings) -> anyhow::Result<u8> {
@@ -38,6 +39,20 @@ pub fn execute(command: Command, settings: Settings) -> anyhow::Result<u8> {
         Command::Review(cmd) => {
             telemetry::init_tracing_stderr(&settings.log);
             review::execute(cmd, settings)
+        }
+        Command::Settlement(cmd) => {
+            telemetry::init_tracing_stderr(&settings.log);
+            match cmd {
+                SettlementCommand::Import { files, json } => settlement::import::execute(files, json, settings),
+                SettlementCommand::Report { from, to, json, csv } => {
+                    let format = match (json, csv) {
+                        (true, _) => Format::Json,
+                        (_, true) => Format::Csv,
+                        _ => Format::Table,
+                    };
+                    settlement::report_cmd::report(from, to, format, settings)
+                }
+            }
         }
         Command::Selftest => {
             telemetry::init_tracing(&settings.log);

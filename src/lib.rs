@@ -28,6 +28,7 @@ pub mod refund;
 mod review;
 pub mod schema;
 mod settle;
+pub mod settlement;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

@@ -138,8 +138,12 @@ pub mod names {
     /// Counter: permits refused because the shared budget in MongoDB could not be read.
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
+    /// Gauge, label `kind` (`settlement::matcher::Discrepancy`): open discrepancies between
+    /// PhonePe's settlement reports and the orders, read from the database by the service.
+    pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 30] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -169,6 +173,7 @@ pub mod names {
         REFUNDS_PENDING,
         REFUND_OLDEST_PENDING,
         REFUNDS_FLAGGED,
+        SETTLEMENT_DISCREPANCIES,
     ];
 }
 
@@ -344,6 +349,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Permits refused because the shared budget in MongoDB could not be read (no call made)."
     );
+    describe_gauge!(
+        SETTLEMENT_DISCREPANCIES,
+        Unit::Count,
+        "Open discrepancies between PhonePe's settlement reports and the orders, by kind."
+    );
 }
 
 /// Publish the settings alerts and dashboards compare against (scan interval, PhonePe budget).
@@ -371,6 +381,9 @@ fn initialize_metrics() {
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
     metrics::gauge!(names::STATUS_WORD_NEAR_MISSES).set(0.0);
+    for kind in crate::settlement::matcher::Discrepancy::ALL {
+        metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => kind.as_str()).set(0.0);
+    }
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }
@@ -419,6 +432,8 @@ mod tests {
             // Set by each pass of the refund poller (`src/refund.rs`).
             metrics::gauge!(names::REFUNDS_PENDING).set(1.0);
             metrics::gauge!(names::REFUND_OLDEST_PENDING).set(60.0);
+            // Set by the settlement gauge pass of a running service (`settlement/gauge.rs`).
+            metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => "not_settled").set(1.0);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();

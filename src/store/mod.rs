@@ -16,6 +16,7 @@ pub(crate) mod orders;
 pub(crate) mod payments;
 pub mod refunds;
 pub(crate) mod refusals;
+pub mod settlements;
 pub(crate) mod words;
 
 pub use claims::Claimed;
