@@ -19,6 +19,7 @@ use crate::ops::Health;
 use crate::phonepe::CallError;
 use crate::schema::own;
 use crate::store::payments::{LeftDraft, PaymentSeen};
+use crate::store::By;
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     match answer {
@@ -144,7 +145,7 @@ async fn unparsed(
         transaction_id,
         paid_amount,
     };
-    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, crate::store::by::RECONCILER).await?;
+    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, By::Reconciler).await?;
     println!(
         "applied: {}",
         if recorded {

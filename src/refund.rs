@@ -29,6 +29,7 @@ use crate::phonepe::client::{RefundRequest, RefundState};
 use crate::phonepe::{CallError, Gateway};
 use crate::store::orders::plus;
 use crate::store::refunds::{AutoRefund, PendingRefund, Step};
+use crate::store::By;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{labels, names};
 
@@ -99,7 +100,7 @@ pub struct Refunder<'a> {
     /// `refunds.poll_interval_secs`: the first wait of [`refund_backoff`].
     pub poll_interval: Duration,
     /// Who finishes the refund (`store::by`).
-    pub by: &'static str,
+    pub by: By,
 }
 
 /// What PhonePe says was paid for `mtid` to our merchant, in paise: the amount a refund gives
@@ -254,7 +255,7 @@ pub async fn settle_refund(
     p: &PendingRefund,
     state: RefundState,
     code: &str,
-    by: &'static str,
+    by: By,
 ) -> Result<bool, StoreError> {
     let completed = state == RefundState::Completed;
     let done = store.finish_refund(p, completed, code, by, DateTime::now()).await?;
@@ -316,7 +317,7 @@ pub async fn poll_forever(env: std::sync::Arc<crate::actors::Env>) {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
-        by: crate::store::by::RECONCILER,
+        by: By::Reconciler,
     };
     loop {
         if let Err(e) = poll_due(&r, &env.settings.refunds.auto).await {

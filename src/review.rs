@@ -27,9 +27,9 @@ use crate::domain::{Order, PaymentStatus, Status};
 use crate::refund::{Pushed, Refunder};
 use crate::schema::own;
 use crate::schema::{OrdersSchema, Schema};
-use crate::store::by;
 use crate::store::commit::confirm_transition;
 use crate::store::refunds::{AutoRefund, PendingRefund, REFUND_KEY};
+use crate::store::By;
 use crate::store::{CommitOutcome, Lease};
 
 /// Run one `review` subcommand; returns the exit code.
@@ -288,7 +288,7 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> an
     }
     // A fulfil short of stock leaves the order parked, with what PhonePe just verified as paid.
     let mut t = confirm_transition("OPERATOR_FULFIL", None)
-        .by(by::OPERATOR)
+        .by(By::Operator)
         .paid(Some(paid));
     t.from = Status::NeedsReview;
     t.note = note;
@@ -320,7 +320,7 @@ fn refunder(env: &Env) -> Refunder<'_> {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
-        by: by::OPERATOR,
+        by: By::Operator,
     }
 }
 

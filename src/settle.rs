@@ -21,7 +21,7 @@ use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refusals::{Facts, Refused};
-use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
+use crate::store::{By, CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
 /// What settling needs: the store, how to commit, who holds the lease, and the policy.
@@ -34,7 +34,7 @@ pub struct Settler<'a> {
     pub lease_ttl: Duration,
     pub policy: &'a Policy,
     /// Who settles (`store::by`): recorded in every history entry written.
-    pub by: &'static str,
+    pub by: By,
 }
 
 fn count(o: Outcome) -> Outcome {
@@ -241,7 +241,7 @@ pub async fn record_late_payment(
     store: &Store,
     target: &LeftDraft,
     seen: &PaymentSeen,
-    by: &str,
+    by: By,
 ) -> Result<bool, StoreError> {
     let recorded = store.record_payment(target, seen, by, DateTime::now()).await?;
     if recorded {
@@ -250,7 +250,7 @@ pub async fn record_late_payment(
             from = target.status.as_str(),
             code = %seen.code,
             paid = ?seen.paid_amount,
-            by,
+            by = by.as_str(),
             "PhonePe reports a payment for an order that had left draft unpaid: recorded and parked \
              as needs_review for a person to refund or fulfil"
         );

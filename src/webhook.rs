@@ -60,8 +60,8 @@ use crate::domain::Outcome;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
 use crate::phonepe::CallError;
-use crate::store::by;
 use crate::store::payments::{LeftDraft, PaymentSeen};
+use crate::store::By;
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 use crate::telemetry::{labels, names};
 
@@ -382,7 +382,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
         transaction_id,
         paid_amount,
     };
-    match crate::settle::record_late_payment(&env.store, &target, &seen, by::WEBHOOK).await {
+    match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {
@@ -404,7 +404,7 @@ async fn settle(env: &Env, order: &Order, decision: Decision, ev: &'static str) 
         _ => return Reply::ok(ev, result::IGNORED),
     }
     let settler = crate::settle::Settler {
-        by: by::WEBHOOK,
+        by: By::Webhook,
         ..env.settler()
     };
     match crate::settle::settle(&settler, order, decision).await {

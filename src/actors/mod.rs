@@ -34,6 +34,7 @@ use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::Gateway;
+use crate::store::By;
 use crate::store::Eligibility;
 use crate::store::{Store, StrategyChoice};
 
@@ -145,7 +146,7 @@ impl Env {
             owner: &self.owner,
             lease_ttl: self.settings.job.lease_ttl,
             policy: &self.policy,
-            by: crate::store::by::RECONCILER,
+            by: By::Reconciler,
         }
     }
 }

@@ -19,10 +19,10 @@ use crate::domain::{
 use crate::phonepe::CallError;
 use crate::schema::own;
 use crate::settle::record_late_payment;
-use crate::store::by;
 use crate::store::orders::plus;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refunds::{Cancel, CancelKind, REFUND_KEY};
+use crate::store::By;
 
 /// Cancel the parked order `d` (as stored; `view` in the reconciler's names) if PhonePe agrees.
 pub(super) async fn cancel(
@@ -138,7 +138,7 @@ async fn paid_to_us(env: &Env, mtid: &str, d: &Document, r: &StatusReport, paid:
                 transaction_id,
                 paid_amount,
             };
-            record_late_payment(&env.store, &target, &seen, by::OPERATOR).await?
+            record_late_payment(&env.store, &target, &seen, By::Operator).await?
         }
         _ => false,
     };

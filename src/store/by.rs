@@ -1,23 +1,65 @@
-//! Who made a status change: `history[].by` (and the journal's `by`, so a commit a webhook began
-//! is recorded as the webhook's even when recovery finishes it).
+//! Who made a change to an order: `history[].by`, a refund's `by`, and the journal's (so a commit
+//! a webhook began is recorded as the webhook's even when recovery finishes it). The stored
+//! spellings are in docs/operations.md, "MongoDB schema".
 
-/// The scanner → reconciler → committer path, `check --apply` and `selftest`.
-pub const RECONCILER: &str = "reconciler";
-/// PhonePe's callback (`src/webhook.rs`).
-pub const WEBHOOK: &str = "webhook";
-/// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
-pub const OPERATOR: &str = "operator";
-/// PhonePe's settlement report (`draft-reconciler settlement import`): a payment it shows for an
-/// order that left draft unpaid, a refund it shows paid out.
-pub const SETTLEMENT: &str = "settlement";
+use mongodb::bson::Bson;
 
-/// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
-/// `by` existed were all the reconciler's).
-pub fn parse(s: Option<&str>) -> &'static str {
-    match s {
-        Some(WEBHOOK) => WEBHOOK,
-        Some(OPERATOR) => OPERATOR,
-        Some(SETTLEMENT) => SETTLEMENT,
-        _ => RECONCILER,
+/// Who made a change; [`By::as_str`] is the one place it is spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The scanner → reconciler → committer path, the refund poller, `check --apply` and
+    /// `selftest`.
+    Reconciler,
+    /// PhonePe's callback (`src/webhook.rs`).
+    Webhook,
+    /// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
+    Operator,
+    /// PhonePe's settlement report: a payment it shows for an order that left draft unpaid, a
+    /// refund it shows paid out.
+    Settlement,
+}
+
+impl By {
+    pub const ALL: [By; 4] = [By::Reconciler, By::Webhook, By::Operator, By::Settlement];
+
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            By::Reconciler => "reconciler",
+            By::Webhook => "webhook",
+            By::Operator => "operator",
+            By::Settlement => "settlement",
+        }
+    }
+
+    /// The value spelled `s`; anything else reads as [`By::Reconciler`] (journals written before
+    /// `by` existed were all the reconciler's).
+    pub fn parse(s: Option<&str>) -> By {
+        By::ALL
+            .into_iter()
+            .find(|b| Some(b.as_str()) == s)
+            .unwrap_or(By::Reconciler)
+    }
+}
+
+impl From<By> for Bson {
+    fn from(by: By) -> Bson {
+        Bson::String(by.as_str().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_has_one_spelling_that_reads_back() {
+        let words = By::ALL.map(By::as_str);
+        assert_eq!(words, ["reconciler", "webhook", "operator", "settlement"]);
+        for by in By::ALL {
+            assert_eq!(By::parse(Some(by.as_str())), by);
+        }
+        assert_eq!(By::parse(None), By::Reconciler);
+        assert_eq!(By::parse(Some("Webhook")), By::Reconciler);
     }
 }

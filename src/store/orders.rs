@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::{by, Store, StoreError, StoreResult};
+use super::{By, Store, StoreError, StoreResult};
 use crate::domain::decision::Tally;
 use crate::domain::Reason;
 use crate::domain::{PaymentStatus, Status};
@@ -33,7 +33,7 @@ pub struct Transition {
     /// that answer is why the order is parked.
     pub last_error: Option<String>,
     /// Who makes the change ([`by`]), recorded in the history entry.
-    pub by: &'static str,
+    pub by: By,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
@@ -58,14 +58,14 @@ impl Transition {
             transaction_id,
             next_check_at: None,
             last_error: None,
-            by: by::RECONCILER,
+            by: By::Reconciler,
             note: None,
             paid_amount: None,
         }
     }
 
     /// The same transition, made by `who` ([`by`]).
-    pub fn by(mut self, who: &'static str) -> Transition {
+    pub fn by(mut self, who: By) -> Transition {
         self.by = who;
         self
     }

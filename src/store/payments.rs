@@ -8,7 +8,7 @@
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::{Store, StoreError, StoreResult};
+use super::{By, Store, StoreError, StoreResult};
 use crate::domain::{Order, PaymentStatus, ReviewReason, Status};
 use crate::schema::own;
 use crate::schema::{get_path, Schema};
@@ -59,13 +59,7 @@ pub const PAYMENT_RECORDED: &str = "payment_recorded";
 impl Store {
     /// Record PhonePe's completed payment on `o` (see the module docs); `by` is who saw it
     /// (`store::by`). `false` when the order changed since it was read: nothing written.
-    pub async fn record_payment(
-        &self,
-        o: &LeftDraft,
-        seen: &PaymentSeen,
-        by: &str,
-        now: DateTime,
-    ) -> StoreResult<bool> {
+    pub async fn record_payment(&self, o: &LeftDraft, seen: &PaymentSeen, by: By, now: DateTime) -> StoreResult<bool> {
         let s = &self.schema.orders;
         let mut filter = doc! { "_id": &o.id, &s.status: s.status_values.word(o.status) };
         filter.insert(

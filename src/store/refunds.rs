@@ -18,6 +18,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
 use super::orders::{transition_update, Transition};
+use super::By;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{CancelReason, PaymentStatus, Reason, ReviewReason, Status};
 use crate::schema::own;
@@ -141,7 +142,7 @@ fn refunding(o: &OrdersSchema, p: &PendingRefund) -> Document {
 }
 
 /// A history entry of a step that changes no status (a refund asked for).
-pub(super) fn note_entry(now: DateTime, by: &str, what: &str, refund_id: Option<&str>, note: Option<&str>) -> Document {
+pub(super) fn note_entry(now: DateTime, by: By, what: &str, refund_id: Option<&str>, note: Option<&str>) -> Document {
     let s = Status::NeedsReview.as_str();
     let mut e = doc! { "at": now, "from": s, "to": s, "by": by, "reason": what };
     if let Some(id) = refund_id {
@@ -195,7 +196,7 @@ impl Store {
         &self,
         order: &Document,
         amount: i64,
-        by: &str,
+        by: By,
         note: Option<&str>,
         now: DateTime,
     ) -> StoreResult<Option<PendingRefund>> {
@@ -306,7 +307,7 @@ impl Store {
         p: &PendingRefund,
         completed: bool,
         code: &str,
-        by: &'static str,
+        by: By,
         now: DateTime,
     ) -> StoreResult<bool> {
         let (to, payment, reason): (Status, PaymentStatus, Reason) = if completed {
@@ -430,7 +431,7 @@ impl Store {
             c.code.clone(),
             None,
         )
-        .by(super::by::OPERATOR);
+        .by(By::Operator);
         t.note = c.note.clone();
         let mut update = transition_update(now, &t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {

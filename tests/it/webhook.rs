@@ -572,8 +572,8 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
 #[test]
 fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     use draft_reconciler::domain::Order;
-    use draft_reconciler::store::by;
     use draft_reconciler::store::commit::confirm_transition;
+    use draft_reconciler::store::By;
     use mongodb::bson::DateTime;
     let w = World::new("hook_journal_recovery");
     let store = w.store();
@@ -582,7 +582,7 @@ fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     let order = Order::parse(&w.stored_order("ORD-J"), &w.schema).expect("order");
     let now = DateTime::now();
     // Begun with a lease that has already run out, as if the process died right after.
-    let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(by::WEBHOOK);
+    let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(By::Webhook);
     let expired = DateTime::from_millis(now.timestamp_millis() - 1);
     w.block(store.begin_journal(&order, &t, "dead-webhook", expired, now))
         .expect("begin")

@@ -58,6 +58,7 @@ use super::StoreResult;
 use crate::domain::{Item, Status};
 use crate::schema::own;
 use crate::schema::Schema;
+use crate::store::By;
 
 pub use driver::{Driver, Step};
 
@@ -118,7 +119,7 @@ struct Journal {
     fail_reason: Option<String>,
     fail_product: Option<String>,
     /// Who began the commit (`store::by`): its history entry says so.
-    by: &'static str,
+    by: By,
     /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
     note: Option<String>,
     /// The status the commit began from (draft; `needs_review` for an operator's `fulfil`):
@@ -199,7 +200,7 @@ impl Journal {
             transaction_id: s("transactionId"),
             fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
-            by: super::by::parse(d.get_str("by").ok()),
+            by: By::parse(d.get_str("by").ok()),
             note: s("note"),
             // Journals written before `from` was kept began from a draft.
             from: d.get_str("from").ok().and_then(Status::parse).unwrap_or(Status::Draft),
