@@ -1,14 +1,8 @@
-//! Wiring: from validated settings to a running actor system, for each CLI mode.
-//!
-//! `build_env` connects to MongoDB (and checks it answers), creates the indexes the shop does not
-//! already have (`store/indexes.rs`), resolves the
-//! commit strategy, joins the merchant's PhonePe budget shared by every instance and builds the
-//! PhonePe client — all on the runtime of the System that will use them. `run` then starts the
-//! Supervisor with a ticking Scanner plus the ops HTTP server (and the PhonePe webhook listener
-//! when `webhook.listen` is set, `src/webhook.rs`) and this instance's heartbeat in the shared
-//! budget's instance list, and waits for a signal; the listeners live on the System and stop with
-//! it. `once` starts the same actors with a Scanner that drains what is eligible now and returns a
-//! summary.
+//! Wiring: from validated settings to a running actor system (docs/architecture.md, "The
+//! actors"). [`build_env`] connects to MongoDB, prepares the indexes, resolves the commit strategy,
+//! joins the merchant's shared PhonePe budget and builds the PhonePe client, all on the runtime of
+//! the System that uses them; [`run`] starts the Supervisor, the ops and webhook listeners and the
+//! background passes and waits for a signal; [`once`] drains what is eligible now.
 
 use std::sync::Arc;
 use std::time::Duration;

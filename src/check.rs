@@ -1,10 +1,7 @@
-//! Operator commands: `check` (what PhonePe says about one order and what the reconciler would
-//! do) and `selftest` (a throwaway draft taken through the whole path: MongoDB, indexes, PhonePe
-//! credentials, decision, settlement; then cleaned up).
-//!
-//! Both use the same functions as the actors (the PhonePe gateway, `decide`, `settle::settle`),
-//! so what they show is what the service does; their PhonePe calls draw from the budget every
-//! instance shares.
+//! Operator commands (README.md, "Commands"): `check` (what PhonePe says about one order and what
+//! the reconciler would do; `--apply` does it) and `selftest` (a throwaway draft through the whole
+//! path, then cleaned up). Both use the service's own functions (the gateway, `decide`,
+//! `settle::settle`), so what they show is what the service does.
 
 use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};

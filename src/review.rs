@@ -1,18 +1,9 @@
-//! `draft-reconciler review`: the operator's way through the `needs_review` queue.
-//!
-//! `list` and `show` only read (and `show` asks PhonePe once, within the budget); both show what
-//! PhonePe reported paid (`reconciliation.paidAmount`, recorded when the order was parked after a
-//! completed payment to our merchant; `-` / `null` when unknown). `resolve`
-//! acts through the same guarded writes as the service: `fulfil` first asks PhonePe (one permit)
-//! and goes on only for a completed payment to this merchant of exactly the order's amount, then
-//! runs the service's own stock commit (either strategy) guarded by `status: needs_review` and
-//! `paymentStatus: paid`;
-//! `refund` goes through `src/refund.rs` (recorded before the call, exactly once; a refusal by
-//! PhonePe is exit 1 with its code); `cancel` asks PhonePe too and closes only an order PhonePe
-//! reports unpaid to this merchant (`review/cancel.rs`). Each records `by: "operator"` and the
-//! note in the order's history. `list` and `show` also say when a refund or an automatic refund
-//! needs a person (flagged after too many asks, or stopped). Exit codes: 0 done, 1 refused (with
-//! the reason), 2 usage.
+//! `draft-reconciler review`: the operator's way through the `needs_review` queue
+//! (docs/operations.md, "What an operator does with `needs_review`"). `list` and `show` only read
+//! (`show` asks PhonePe once, within the budget); `resolve` acts through the service's own guarded
+//! writes: `fulfil` (after PhonePe verifies the payment, the service's stock commit), `refund`
+//! (`refund.rs`), `cancel` (`review/cancel.rs`), each recorded `by: operator` with the note. Exit
+//! codes: 0 done, 1 refused (with the reason), 2 usage.
 
 use std::sync::Arc;
 

@@ -1,11 +1,8 @@
-//! The shop's schema: which collections, field paths, status words and amount unit the shop's
-//! documents use, from the `[schema]` configuration section (README.md, "Fitting your schema").
-//!
-//! Defaults are the reconciler's own names, so a shop that was built for it configures nothing.
-//! Every query, guard, update and index that touches a shop field takes its name from here; the
-//! reconciler's own fields (`reconciliation`, `history`, the journal's markers on products) keep
-//! their names and no mapped path may collide with them. [`Schema::validate`] runs once at start
-//! and names the key of the first mistake.
+//! The shop's schema, from `[schema]` (README.md, "Fitting your schema"; docs/schema.md): which
+//! collections, field paths, status words and amount unit the shop's documents use; defaults are
+//! the reconciler's own names. Every query, guard, update and index that touches a shop field takes
+//! its name from here; the reconciler's own fields ([`own`]) keep theirs, and no mapped path may
+//! collide with them. [`Schema::validate`] names the key of the first mistake.
 
 use std::collections::BTreeMap;
 

@@ -1,15 +1,8 @@
-//! The one path from a decision to the database: commit (confirm and deduct stock atomically),
-//! park for review, cancel, reschedule or retry. The StockCommitter actor, `check --apply` and
-//! the PhonePe webhook (`src/webhook.rs`) all settle through [`settle`], so they cannot disagree;
-//! [`Settler::by`] is who the history entry names (`reconciler` or `webhook`). Every status
-//! change is guarded by the status the reconciler saw: when the webhook or another instance got
-//! there first, the outcome is `AlreadyProcessed` and nothing is written. A retry after a PhonePe
-//! error also increments the order's counter of that kind of failure and keeps the error's
-//! secret-free excerpt in `reconciliation.lastError`. Parking an order after PhonePe reported a
-//! completed payment to our merchant records what was paid (`reconciliation.paidAmount`) in the
-//! same guarded write, whichever way it is parked (a review decision, or a commit short of stock).
-//! A completed payment for an order that already left `draft` unpaid is recorded through
-//! [`record_late_payment`], the one path for it.
+//! The one path from a decision to the database: commit (confirm and deduct stock), park for
+//! review, cancel, reschedule or retry (docs/architecture.md, "Order lifecycle"). The
+//! StockCommitter, `check --apply` and the webhook all settle through [`settle`], so they cannot
+//! disagree; [`Settler::by`] is who the history names. A completed payment for an order that
+//! already left `draft` unpaid is recorded through [`record_late_payment`], the one path for it.
 
 use std::time::Duration;
 

@@ -1,22 +1,8 @@
-//! The actor system: who owns what, and how the actors find each other.
-//!
-//! ```text
-//!  Supervisor ── owns, restarts, escalates
-//!    ├── RateLimiter      the PhonePe budget (FIFO permits, pauses on 429 / rejected credentials)
-//!    ├── StockCommitter   the one writer of order and stock state
-//!    ├── OrderReconciler ×N   permit → PhonePe status → decide → committer
-//!    └── Scanner          claims eligible orders for free reconcilers, keeps them busy
-//! ```
-//!
-//! Actors never hold each other's `Addr` for long: they read it from [`Wiring`] at the moment
-//! they need it. A dying child clears its entry as it goes (its [`ChildGuard`] drop), and the
-//! supervisor writes the new address when it restarts it — so nobody keeps talking to a dead
-//! mailbox, and there is no sibling to restart along with it (see `supervisor.rs` on
-//! rest_for_one). Backpressure is explicit: each reconciler has a one-permit slot; the scanner
-//! claims only as many orders as it acquired free slots, and the permit travels with the order.
-//! When a reconciler dies holding an order, the order is handed back at once (its lease
-//! released) and the slot stays closed until the reconciler has been restarted, so the scanner
-//! never sends work to a dead reconciler.
+//! The actor system (docs/architecture.md, "The actors" and "State outside the actors"): the
+//! Supervisor owns the RateLimiter, the StockCommitter, the OrderReconciler pool and the Scanner.
+//! What survives an actor's death lives here, outside them: [`Env`] (read-only, one per process)
+//! and [`Wiring`], the current address of every child and one slot per reconciler. Actors read an
+//! address from the wiring at the moment they send, so nobody talks to a dead mailbox.
 
 pub(crate) mod child;
 pub(crate) mod committer;

@@ -1,9 +1,7 @@
-//! Pure types and rules, no I/O.
-//!
-//! `order` holds what an order *is* (parsed from a MongoDB document, never trusted raw),
-//! `payment` holds what PhonePe *said* about it, and `decision` is the decision table that
-//! turns the two into exactly one action. Actors only move data into `decide` and act on its
-//! answer, so every money rule lives here and is unit-tested row by row.
+//! Pure types and rules; no I/O, and nothing of the crate imported (docs/architecture.md, "Decision
+//! table"). `order` is what an order is, `payment` what PhonePe said about it, `decision` the table
+//! that turns the two into one action, `outcome` how a reconciliation ended. Every money rule lives
+//! here and is unit-tested row by row.
 
 pub(crate) mod decision;
 pub(crate) mod order;

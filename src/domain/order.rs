@@ -1,7 +1,7 @@
-//! What an order is, once read: its amount in paise, a path-safe transaction id, the status and
+//! What an order is, once read: amounts in paise, a path-safe transaction id, the status and
 //! payment-status vocabularies, its lines, and what is wrong with a document that is none of these.
 //! Reading a document through the shop's mapping is `schema/reading.rs` (docs/architecture.md,
-//! "The shop's schema"); the types here make the wrong states unrepresentable.
+//! "Order lifecycle"); the types make the wrong states unrepresentable.
 
 use std::fmt;
 

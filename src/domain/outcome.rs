@@ -1,5 +1,5 @@
-//! How one order's reconciliation ended: what `settle` returns, the `once` summary counts and
-//! `reconciler_orders_settled_total` labels (docs/metrics.md).
+//! How one order's reconciliation ended: what `settle` returns, what the `once` summary counts,
+//! and the `outcome` label of `reconciler_orders_settled_total` (docs/operations.md, "Metrics").
 
 /// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,25 +1,10 @@
-//! The HTTP side of the status call, for either PhonePe API, and transport failures mapped onto
-//! [`StatusError`] so callers see a single error type.
-//!
-//! [`PhonePeClient`] is one struct whose inner [`Api`] says how calls are authenticated: v1 signs
-//! each call with `X-VERIFY` (salt key + index), v2 carries an OAuth token from the shared
-//! [`TokenCache`]. The refund calls (v1 `POST /pg/v1/refund`, v2 `POST /payments/v2/refund` and
-//! `GET /payments/v2/refund/{id}/status`) are methods that match on the same `Api`.
-//! [`PhonePeClient::check_status`] keeps one signature for both. Every call method is visible
-//! inside `crate::phonepe` only: the rest of the crate calls PhonePe through the gateway
-//! (`phonepe::gateway`), which takes the budget's permit and feeds the breaker.
-//!
-//! The answer itself is classified by [`wire::parse_status_for`] (v1) or
-//! [`wire_v2::parse_order_status`] (v2); this module only adds what the network can go wrong with
-//! (timeouts, refused connections, truncated bodies) and, under v2, the token: a 401 forces one
-//! token refresh and one retry, never more. Redirects are not followed: PhonePe does not redirect
-//! status calls, and following one would send our credentials somewhere we did not configure.
-//! The salt key, the client secret, the token and the `X-VERIFY` value are never logged or
-//! formatted into errors (`Debug` of the client prints the merchant and base URL only).
-//!
-//! A `reqwest::Client` is bound to the tokio runtime that first drives it; build one client per
-//! runtime (per actix arbiter), which is what callers do by calling [`PhonePeClient::new`] there.
-//! Clones share the token cache.
+//! The HTTP side of PhonePe's calls, for either API (docs/phonepe.md, "The status call" and "API
+//! v2"): [`PhonePeClient`] signs each v1 call with `X-VERIFY` or carries a v2 OAuth token from the
+//! shared [`TokenCache`], maps transport failures onto [`StatusError`], and leaves the answer to the
+//! wire parsers (`wire`, `wire_v2`). Its calls are visible inside `crate::phonepe` only: the rest of
+//! the crate reaches PhonePe through the gateway. No secret is ever logged or formatted into an
+//! error. A `reqwest::Client` is bound to the runtime that first drives it: build one client per
+//! runtime; clones share the token cache.
 
 use std::fmt;
 

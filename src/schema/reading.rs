@@ -1,9 +1,8 @@
-//! Reading an `orders` document through the shop's mapping (docs/architecture.md, "The shop's
-//! schema"). [`Order::parse`] is the service's reading: documents come from a shop's database and
-//! are not trusted, so every field the reconciler relies on is checked and the first wrong one is
-//! named (as the shop spells it), and a bad document is parked for a person instead of guessed
-//! at. [`Schema::read_order`] is `check`'s view: each mapped field as stored and what it reads as
-//! (`orderStatus "DRAFT" → draft`, `totalAmount 1299.5 rupees → 129950 paise`).
+//! Reading an `orders` document through the shop's mapping (docs/schema.md). [`Order::parse`] is
+//! the service's reading: the documents come from the shop and are not trusted, so every field the
+//! reconciler relies on is checked and the first wrong one named as the shop spells it; the order
+//! is then parked for a person, never guessed at. [`Schema::read_order`] is `check`'s view: each
+//! mapped field as stored and what it reads as.
 
 use mongodb::bson::{Bson, Document};
 

@@ -1,13 +1,8 @@
-//! What is eligible: drafts past the lookback and due late-payment watches, and the candidate
-//! lists the scanner claims from (`store/claims.rs` has the claims themselves).
-//!
-//! The indexed filters match `createdAt` as a BSON date and `paymentStatus: "pending"`. A *sweep*
-//! ([`Store::sweep`]) finds the drafts and watched cancellations they cannot match (`createdAt`
-//! an ISO string, epoch milliseconds or missing; a draft whose `paymentStatus` is not `pending`)
-//! and decides in Rust, from the effective creation time (`effective_created_at`), which are work
-//! now; a draft with no usable time at all is claimed and parked. Candidate lists reserve every
-//! fourth place (the first, the fifth, ...) for a due late-payment watch while there are any, so
-//! a steady draft backlog cannot starve the watches.
+//! What is eligible: drafts past the lookback and due late-payment watches, and the candidate lists
+//! the scanner claims from (docs/architecture.md, "Leases and claims"; `claims.rs` has the claims).
+//! The indexed filters match a BSON-date `createdAt` and a pending payment; the sweep
+//! ([`Store::sweep`]) finds what they cannot match and decides in Rust from the effective creation
+//! time. Every fourth place of a candidate list is reserved for a due watch.
 
 use std::time::Duration;
 

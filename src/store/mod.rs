@@ -1,9 +1,6 @@
-//! Everything the reconciler reads and writes in MongoDB.
-//!
-//! `orders` holds the queries (eligible drafts, claims with leases, guarded transitions that
-//! append to `history`); `commit` holds the stock commit strategies. Every write that changes an
-//! order's `status` is a conditional update guarded by the status the reconciler saw, so the
-//! webhook path and any number of reconciler instances can race and exactly one wins.
+//! Everything the reconciler reads and writes in MongoDB: the [`Store`] handle, claims and leases,
+//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows
+//! (docs/architecture.md, "Leases and claims" and "Committing stock").
 
 pub mod budget;
 pub mod by;

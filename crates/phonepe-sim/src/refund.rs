@@ -1,26 +1,9 @@
-//! Refunds in the simulator: v1 `POST /pg/v1/refund` (status through the v1 status route with
-//! the refund's id) and v2 `POST /payments/v2/refund`, `GET /payments/v2/refund/{id}/status`.
-//!
-//! A refund id seen twice never creates a second refund: [`SimState::refunds_created`] counts
-//! refunds per id (0 or 1) and [`SimState::refund_requests`] counts the requests, so a test can
-//! prove "exactly once". What a refund's status says is scripted with
-//! [`SimState::script_refund`] (the last answer repeats; unscripted refunds complete); a
-//! creation can be delayed past the client's timeout with [`SimState::delay_refund`] — the refund
-//! is created before the delay, as a real PhonePe would have done. A v1 request must carry the
-//! `X-VERIFY` PhonePe documents (sha256 of the base64 body, the path and the salt key); a v2
-//! refund or refund-status request must carry a valid `Authorization: O-Bearer <token>`, checked
-//! exactly as the v2 order-status route checks it (401 otherwise, counted in `TokenStats`).
-//! [`SimState::refund_status_calls`] counts the status calls per refund (both APIs), so a test
-//! can prove how often a refund's status was asked.
-//!
-//! Failures PhonePe documents, per refund id: a request refused with a code
-//! ([`SimState::refuse_refund`]: HTTP 400 with PhonePe's error body, no refund made, e.g.
-//! `BAD_REQUEST` or `REVERSAL_WINDOW_EXCEEDED`); every call about the id answered with one HTTP
-//! status ([`SimState::fail_refund_calls`]: 429 `TOO_MANY_REQUESTS`, 5xx
-//! `INTERNAL_SERVER_ERROR`, ...); a status answer delayed ([`SimState::delay_refund_status`]).
-//! [`SimState::refund_webhook`] builds the v2 refund callback PhonePe sends (`pg.refund.completed`
-//! / `pg.refund.failed`, payload `merchantId`, `merchantRefundId`, `originalMerchantOrderId`,
-//! `refundId`, `state`, `amount`), signed like the order callbacks.
+//! Refunds in the simulator (docs/phonepe.md, "phonepe-sim"): v1 `POST /pg/v1/refund` (its status
+//! through the v1 status route with the refund's id) and v2 `POST /payments/v2/refund`,
+//! `GET /payments/v2/refund/{id}/status`, checked as PhonePe checks them (`X-VERIFY`, the v2 token,
+//! PhonePe's limits on ids and amounts). One refund per id however often it is asked; what each
+//! refund answers or fails with is scripted per id on [`SimState`] and kept in `ledger.rs`, so a
+//! test can prove "exactly once" and how often a status was asked.
 
 use std::time::Duration;
 

@@ -1,9 +1,6 @@
-//! The HTTP face of the simulator: PhonePe's status route under the configured prefix, and the
-//! admin API under `/__sim/` (a path PhonePe does not use, so a client pointed at the simulator
-//! can never hit it by accident).
-//!
-//! Handlers are thin: [`SimState::answer`] decides everything under its lock; the handler only
-//! sleeps the scripted delay (lock released) and writes the reply.
+//! The simulator's routes: PhonePe's under the configured prefix, the admin API under `/__sim/`
+//! (docs/phonepe.md, "phonepe-sim"). Handlers are thin: [`SimState`] decides everything under its
+//! lock, and the reply is sent after its delay with no lock held (`reply.rs`).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,14 +1,7 @@
-//! The simulator's memory: configuration, scripts, the call log and the rate-limit window.
-//!
-//! Everything sits behind one `std::sync::Mutex`, held only for the few lines that decide an
-//! answer and never across an `.await` (the scripted delay happens after the lock is released).
-//! One lock keeps "check the credentials, count against the budget, pick the next answer, log
-//! the call" a single step, so concurrent calls see a consistent order.
-//!
-//! Rate limit: a rolling 60 s window of the calls that were *served* (authenticated, not
-//! limited). A call beyond `rate_limit_per_minute` gets 429 and is logged, but does not consume
-//! the budget and does not advance the script. A 401 does neither either: credentials are
-//! checked before the budget.
+//! The simulator's memory: configuration, scripts, the call log, the rate-limit window, tokens and
+//! refunds, behind one `std::sync::Mutex`. One lock makes "check the credentials, count against
+//! the budget, pick the next answer, log the call" a single step, so concurrent calls see one
+//! order; it is held only while deciding, never across an `.await` (the delay is slept after).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

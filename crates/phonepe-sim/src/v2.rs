@@ -1,18 +1,9 @@
-//! The simulator's API v2 side: the OAuth token endpoint, the v2 order status for the same
-//! scripts as v1, and webhooks of both versions.
-//!
-//! Tokens: `POST {prefix}/v1/oauth/token` with the form fields PhonePe documents; wrong client
-//! credentials get 401. Each token lives [`SimV2::token_lifetime`] (whole seconds, as PhonePe's
-//! epoch-second `issued_at`/`expires_at` express it). A status call with an expired token, an
-//! unknown one (never issued, or revoked with [`SimState::revoke_tokens`]) or none gets 401 and
-//! is counted in [`TokenStats`], so tests can prove no call ever went out with a stale token.
-//! The v2 refund routes (`refund.rs`) make the same check ([`SimState::refuse_v2_token`]).
-//! Token requests are counted too (one refresh for a whole pool).
-//!
-//! Webhooks describe the answer the transaction's script would serve next (it does not
-//! advance): v2 `Authorization: sha256_hex(username:password)` with `{"event", "type",
-//! "payload"}`, v1 `X-VERIFY: sha256_hex(base64 + salt_key)###salt_index` with
-//! `{"response": base64}`.
+//! The simulator's API v2 side (docs/phonepe.md, "phonepe-sim"): the OAuth token endpoint, the v2
+//! order status for the same scripts as v1, and the callbacks of both versions. Every v2 call with
+//! an expired, unknown (never issued, or revoked) or missing token gets 401 and is counted in
+//! [`TokenStats`], so tests can prove no call went out with a stale token; token requests are
+//! counted too (one refresh for a whole pool). A callback describes the answer the transaction's
+//! script would serve next, without advancing it.
 
 use std::time::{Duration, Instant};
 
