@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use crate::actors::Env;
-use crate::app::{build_env, prepare_env, Indexes};
 use crate::config::Settings;
 use crate::domain::decision::late_payment;
 use crate::domain::Outcome;
@@ -15,6 +14,7 @@ use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatu
 use crate::ops::Health;
 use crate::phonepe::CallError;
 use crate::schema::own;
+use crate::setup::{build_env, prepare_env, Indexes};
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::By;
 
@@ -142,7 +142,7 @@ async fn unparsed(
         transaction_id,
         paid_amount,
     };
-    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, By::Reconciler).await?;
+    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, By::Reconciler.into()).await?;
     println!(
         "applied: {}",
         if recorded {

@@ -1,13 +1,22 @@
 //! The CLI's commands, each to the module that carries it out: `run` and `once` (`app.rs`),
-//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `settlement` (`settlement/`), `config`; and the exit code of a
-//! command that failed (README.md, "Commands").
+//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `settlement` (`settlement/`),
+//! `console` (`console/`), `config`; and the exit code of a command that failed (README.md,
+//! "Commands").
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, SettlementCommand};
+use crate::cli::{Command, ConsoleCommand, SettlementCommand};
 use crate::config::Settings;
 use crate::settlement::report_cmd::Format;
-use crate::{app, check, review, settlement, telemetry};
+use crate::{app, check, console, review, settlement, telemetry};
+
+/// Run a command that needs no configuration (`console hash-password`); `None` for the others.
+pub fn without_settings(command: &Command) -> Option<u8> {
+    match command {
+        Command::Console(ConsoleCommand::HashPassword) => Some(console::hash_password_cli()),
+        _ => None,
+    }
+}
 
 /// Run one CLI command with validated settings; returns the process exit code.
 pub fn execute(command: Command, settings: Settings) -> anyhow::Result<u8> {
@@ -58,6 +67,17 @@ pub fn execute(command: Command, settings: Settings) -> anyhow::Result<u8> {
             telemetry::init_tracing(&settings.log);
             check::selftest(settings)
         }
+        Command::Console(ConsoleCommand::Serve) => {
+            telemetry::init_tracing(&settings.log);
+            if settings.console.listen.is_none() {
+                eprintln!(
+                    "draft-reconciler: console.listen is not set (e.g. RECONCILER_CONSOLE__LISTEN=127.0.0.1:9466)"
+                );
+                return Ok(2);
+            }
+            console::serve_alone(settings)
+        }
+        Command::Console(ConsoleCommand::HashPassword) => Ok(console::hash_password_cli()),
     }
 }
 

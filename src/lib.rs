@@ -20,6 +20,7 @@ mod check;
 pub mod cli;
 mod commands;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod fault;
 pub mod ops;
@@ -29,8 +30,9 @@ mod review;
 pub mod schema;
 mod settle;
 pub mod settlement;
+pub mod setup;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
 
-pub use commands::{execute, exit_code};
+pub use commands::{execute, exit_code, without_settings};

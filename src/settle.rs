@@ -14,7 +14,7 @@ use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refusals::{Facts, Refused};
-use crate::store::{By, CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
+use crate::store::{Author, By, CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
 /// What settling needs: the store, how to commit, who holds the lease, and the policy.
@@ -26,7 +26,7 @@ pub struct Settler<'a> {
     pub owner: &'a str,
     pub lease_ttl: Duration,
     pub policy: &'a Policy,
-    /// Who settles (`store::by`): recorded in every history entry written.
+    /// Author settles (`store::by`): recorded in every history entry written.
     pub by: By,
 }
 
@@ -203,7 +203,7 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                 paid_amount,
             };
             let target = LeftDraft::of_order(order, env.store.schema());
-            if record_late_payment(env.store, &target, &seen, env.by).await? {
+            if record_late_payment(env.store, &target, &seen, env.by.into()).await? {
                 Outcome::NeedsReview
             } else {
                 Outcome::AlreadyProcessed
@@ -234,7 +234,7 @@ pub async fn record_late_payment(
     store: &Store,
     target: &LeftDraft,
     seen: &PaymentSeen,
-    by: By,
+    by: Author<'_>,
 ) -> Result<bool, StoreError> {
     let recorded = store.record_payment(target, seen, by, DateTime::now()).await?;
     if recorded {
@@ -243,7 +243,7 @@ pub async fn record_late_payment(
             from = target.status.as_str(),
             code = %seen.code,
             paid = ?seen.paid_amount,
-            by = by.as_str(),
+            by = by.by.as_str(),
             "PhonePe reports a payment for an order that had left draft unpaid: recorded and parked \
              as needs_review for a person to refund or fulfil"
         );

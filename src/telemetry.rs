@@ -134,8 +134,15 @@ pub mod names {
     /// PhonePe's settlement reports and the orders, read from the database by the service.
     pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
 
+    /// Counter, label `result` ([`super::labels::console_login`]): sign-ins on the operator's
+    /// console (`src/console`).
+    pub const CONSOLE_LOGINS: &str = "reconciler_console_logins_total";
+    /// Counter, labels `action` and `result` ([`super::labels::console_action`]): actions
+    /// confirmed on the operator's console.
+    pub const CONSOLE_ACTIONS: &str = "reconciler_console_actions_total";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 30] = [
+    pub const ALL: [&str; 32] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -165,6 +172,8 @@ pub mod names {
         REFUNDS_PENDING,
         REFUND_OLDEST_PENDING,
         REFUNDS_FLAGGED,
+        CONSOLE_LOGINS,
+        CONSOLE_ACTIONS,
         SETTLEMENT_DISCREPANCIES,
     ];
 }
@@ -341,6 +350,16 @@ pub fn describe_metrics() {
         Unit::Count,
         "Permits refused because the shared budget in MongoDB could not be read (no call made)."
     );
+    describe_counter!(
+        CONSOLE_LOGINS,
+        Unit::Count,
+        "Sign-ins on the operator's console, by result."
+    );
+    describe_counter!(
+        CONSOLE_ACTIONS,
+        Unit::Count,
+        "Console actions, by action and result (done, refused, error)."
+    );
     describe_gauge!(
         SETTLEMENT_DISCREPANCIES,
         Unit::Count,
@@ -392,6 +411,14 @@ fn initialize_metrics() {
     }
     for actor in labels::actor::ALL {
         metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).absolute(0);
+    }
+    for result in labels::console_login::ALL {
+        metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).absolute(0);
+    }
+    for action in labels::console_action::ACTIONS {
+        for result in labels::console_action::RESULTS {
+            metrics::counter!(names::CONSOLE_ACTIONS, labels::ACTION => action, labels::RESULT => result).absolute(0);
+        }
     }
 }
 

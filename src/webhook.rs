@@ -353,7 +353,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
         transaction_id,
         paid_amount,
     };
-    match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook).await {
+    match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {

@@ -118,7 +118,7 @@ pub fn report(
     let within = settings.settlement.expected_within_days;
     let sys = actix_rt::System::new();
     sys.block_on(async move {
-        let store = crate::app::connect_store(&settings).await?;
+        let store = crate::setup::connect_store(&settings).await?;
         let report = build(&store, from, to, within)
             .await
             .context("reading the settlement rows")?;

@@ -1,6 +1,7 @@
 //! Who made a change to an order: `history[].by`, a refund's `by`, and the journal's (so a commit
-//! a webhook began is recorded as the webhook's even when recovery finishes it). The stored
-//! spellings are in docs/operations.md, "MongoDB schema".
+//! a webhook began is recorded as the webhook's even when recovery finishes it); [`Author`] adds
+//! the operator's name when a person made it (`history[].operator`). The stored spellings are in
+//! docs/operations.md, "MongoDB schema".
 
 use mongodb::bson::Bson;
 
@@ -45,6 +46,37 @@ impl By {
 impl From<By> for Bson {
     fn from(by: By) -> Bson {
         Bson::String(by.as_str().to_string())
+    }
+}
+
+/// Who makes a change, as a history entry records it: [`By`], and for a person the operator's
+/// name (`operator`: the OS user of `review resolve`, the console's logged-in operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Author<'a> {
+    pub by: By,
+    pub operator: Option<&'a str>,
+}
+
+impl Author<'_> {
+    /// A service's change (`by` alone, no operator name).
+    pub const fn service(by: By) -> Author<'static> {
+        Author { by, operator: None }
+    }
+}
+
+impl<'a> Author<'a> {
+    /// A person's change, with their name when known.
+    pub const fn operator(name: Option<&'a str>) -> Author<'a> {
+        Author {
+            by: By::Operator,
+            operator: name,
+        }
+    }
+}
+
+impl From<By> for Author<'static> {
+    fn from(by: By) -> Author<'static> {
+        Author::service(by)
     }
 }
 

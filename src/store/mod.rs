@@ -16,7 +16,7 @@ pub(crate) mod refusals;
 pub mod settlements;
 pub(crate) mod words;
 
-pub use by::By;
+pub use by::{Author, By};
 pub use claims::Claimed;
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
 pub use eligible::{Eligibility, Swept};

@@ -36,6 +36,9 @@ pub struct Transition {
     pub by: By,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
+    /// The operator's name (`review resolve`: the OS user; the console: who logged in),
+    /// recorded in the history entry as `operator`.
+    pub operator: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
     pub paid_amount: Option<i64>,
 }
@@ -60,6 +63,7 @@ impl Transition {
             last_error: None,
             by: By::Reconciler,
             note: None,
+            operator: None,
             paid_amount: None,
         }
     }
@@ -147,6 +151,9 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
     };
     if let Some(note) = &t.note {
         entry.insert("note", note);
+    }
+    if let Some(name) = &t.operator {
+        entry.insert("operator", name);
     }
     entry
 }

@@ -8,7 +8,7 @@
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::{By, Store, StoreError, StoreResult};
+use super::{Author, Store, StoreError, StoreResult};
 use crate::domain::{Order, PaymentStatus, ReviewReason, Status};
 use crate::schema::own;
 use crate::schema::{get_path, Schema};
@@ -59,7 +59,13 @@ pub const PAYMENT_RECORDED: &str = "payment_recorded";
 impl Store {
     /// Record PhonePe's completed payment on `o` (see the module docs); `by` is who saw it
     /// (`store::by`). `false` when the order changed since it was read: nothing written.
-    pub async fn record_payment(&self, o: &LeftDraft, seen: &PaymentSeen, by: By, now: DateTime) -> StoreResult<bool> {
+    pub async fn record_payment(
+        &self,
+        o: &LeftDraft,
+        seen: &PaymentSeen,
+        by: Author<'_>,
+        now: DateTime,
+    ) -> StoreResult<bool> {
         let s = &self.schema.orders;
         let mut filter = doc! { "_id": &o.id, &s.status: s.status_values.word(o.status) };
         filter.insert(
@@ -85,10 +91,13 @@ impl Store {
         if let Some(paid) = seen.paid_amount {
             set.insert(own::PAID_AMOUNT, paid);
         }
-        let entry = doc! {
-            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by,
+        let mut entry = doc! {
+            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by.by,
             "reason": reason, "code": &seen.code, "transactionId": seen.transaction_id.clone(),
         };
+        if let Some(name) = by.operator {
+            entry.insert("operator", name);
+        }
         let update = doc! {
             "$set": set,
             "$unset": { own::LEASE_OWNER: "", own::LEASE_UNTIL: "", own::NEXT_CHECK_AT: "" },

@@ -9,7 +9,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
 use super::orders::{transition_update, Transition};
-use super::By;
+use super::{Author, By};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{CancelReason, PaymentStatus, Reason, ReviewReason, Status};
 use crate::schema::own;
@@ -133,9 +133,18 @@ fn refunding(o: &OrdersSchema, p: &PendingRefund) -> Document {
 }
 
 /// A history entry of a step that changes no status (a refund asked for).
-pub(super) fn note_entry(now: DateTime, by: By, what: &str, refund_id: Option<&str>, note: Option<&str>) -> Document {
+pub(super) fn note_entry(
+    now: DateTime,
+    by: Author<'_>,
+    what: &str,
+    refund_id: Option<&str>,
+    note: Option<&str>,
+) -> Document {
     let s = Status::NeedsReview.as_str();
-    let mut e = doc! { "at": now, "from": s, "to": s, "by": by, "reason": what };
+    let mut e = doc! { "at": now, "from": s, "to": s, "by": by.by, "reason": what };
+    if let Some(name) = by.operator {
+        e.insert("operator", name);
+    }
     if let Some(id) = refund_id {
         e.insert("refundId", id);
     }
@@ -187,7 +196,7 @@ impl Store {
         &self,
         order: &Document,
         amount: i64,
-        by: By,
+        by: Author<'_>,
         note: Option<&str>,
         now: DateTime,
     ) -> StoreResult<Option<PendingRefund>> {
@@ -200,7 +209,7 @@ impl Store {
         let refund_id = refund_id(mtid, attempt);
         let refund = doc! {
             "id": &refund_id, "amount": amount, "attempt": attempt, "accepted": false,
-            "requestedAt": now, "nextPollAt": now, "by": by, "posts": 0, "tries": 0,
+            "requestedAt": now, "nextPollAt": now, "by": by.by, "posts": 0, "tries": 0,
         };
         let update = doc! {
             "$set": { &o.payment_status: o.payment_status_values.word(PaymentStatus::RefundPending), &o.updated_at: now, REFUND: refund },
@@ -298,7 +307,7 @@ impl Store {
         p: &PendingRefund,
         completed: bool,
         code: &str,
-        by: By,
+        by: Author<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let (to, payment, reason): (Status, PaymentStatus, Reason) = if completed {
@@ -318,7 +327,11 @@ impl Store {
             code.into(),
             Some(p.refund_id.clone()),
         )
-        .by(by);
+        .by(by.by);
+        let t = Transition {
+            operator: by.operator.map(str::to_string),
+            ..t
+        };
         let mut update = transition_update(now, &t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {
             // Nothing left to poll; the refund's record stays for the audit.
@@ -424,6 +437,7 @@ impl Store {
         )
         .by(By::Operator);
         t.note = c.note.clone();
+        t.operator = c.operator.clone();
         let mut update = transition_update(now, &t, &self.schema);
         if let Ok(set) = update.get_document_mut("$set") {
             // Left as it was: the payment status is PhonePe's word, not ours.
@@ -470,6 +484,8 @@ pub struct Cancel {
     pub code: String,
     pub detail: Option<String>,
     pub note: Option<String>,
+    /// The operator's name, recorded in the history entry.
+    pub operator: Option<String>,
 }
 
 #[cfg(test)]

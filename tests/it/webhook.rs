@@ -482,7 +482,7 @@ impl InProcess {
         let thread = std::thread::spawn(move || {
             actix::System::new().block_on(async move {
                 let health = draft_reconciler::ops::Health::new(settings.job.interval);
-                let env = draft_reconciler::app::build_env(settings, health).await.expect("env");
+                let env = draft_reconciler::setup::build_env(settings, health).await.expect("env");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 port_tx.send(listener.local_addr().expect("addr").port()).expect("port");
                 let _ = draft_reconciler::webhook::serve(listener, env, async {

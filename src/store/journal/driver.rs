@@ -103,6 +103,7 @@ impl Driver {
                 .by(self.j.by);
                 let t = Transition {
                     note: self.j.note.clone(),
+                    operator: self.j.operator.clone(),
                     ..t
                 };
                 let finished = match store
@@ -277,6 +278,7 @@ impl Store {
             fail_product: None,
             by: t.by,
             note: t.note.clone(),
+            operator: t.operator.clone(),
             from: t.from,
             paid_amount: t.paid_amount,
         };
