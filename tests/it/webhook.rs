@@ -396,8 +396,9 @@ fn mongodb_down_answers_503_so_phonepe_retries() {
     let (body, sig) = v1_signed(&paid, crate::support::SALT);
     let (status, text) = post(svc.hook, &[("X-VERIFY", &sig)], &body).expect("answers");
     assert_eq!(status, 503, "{text}");
-    // PhonePe waits 3–5 s; the answer is due after 3 s (the bound allows for a loaded machine).
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // PhonePe waits 3–5 s; the answer is due after 3 s. The bound only tells it from waiting out
+    // the driver's 30 s server selection, so a loaded machine cannot reach it.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 /// With `confirm_with_status_api` the status API is asked (within the budget, 30/min here) and
@@ -454,17 +455,11 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         );
     }
     assert_eq!(w.stock("tee"), 8);
-    // Calls leave 2.02 s apart (60 s / 30 plus margin); arrivals may lose one trip's jitter
-    // (300 ms, loaded machine) per gap, never over the span. At least one call per order.
-    let mut at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
-    at.sort_unstable();
-    let (n, span) = (at.len() as u64, at[at.len() - 1] - at[0]);
-    assert!(n >= 3, "{at:?}");
-    assert!(
-        at.windows(2).all(|p| p[1] - p[0] >= 1_700),
-        "closer than the budget: {at:?}"
-    );
-    assert!(span + 300 >= 2_020 * (n - 1), "faster than 30 a minute: {at:?}");
+    // At least one call per order, and never faster than 30 a minute (one per 2 s) over any run
+    // of consecutive calls, less the allowance for one late arrival.
+    let at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
+    assert!(at.len() >= 3, "{at:?}");
+    crate::support::assert_paced(&at, 2_000);
     println!("503 answers while waiting for the budget: {refused}");
 }
 
