@@ -90,13 +90,13 @@ pub struct ActionForm {
 /// that could change what the action does changes it.
 pub fn seen(view: &Document) -> String {
     use sha2::{Digest, Sha256};
-    let recon = view.get_document(crate::store::fields::own::RECONCILIATION_KEY).ok();
+    let recon = view.get_document(crate::schema::own::RECONCILIATION_KEY).ok();
     let refund = recon.and_then(|r| r.get_document(crate::store::refunds::REFUND_KEY).ok());
-    let history = view.get_array(crate::store::fields::own::HISTORY).map_or(0, Vec::len);
+    let history = view.get_array(crate::schema::own::HISTORY).map_or(0, Vec::len);
     let parts = [
         crate::review::text(view, &names().status).to_string(),
         crate::review::text(view, &names().payment_status).to_string(),
-        crate::review::own_text(view, crate::store::fields::own::REASON).to_string(),
+        crate::review::own_text(view, crate::schema::own::REASON).to_string(),
         format!("{:?}", crate::review::amount(view)),
         format!("{:?}", paid_amount(view)),
         format!("{:?}", refund.map(|r| r.get("attempt").cloned())),
