@@ -23,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod fault;
+mod listener;
 pub mod ops;
 pub mod phonepe;
 pub mod refund;

@@ -188,6 +188,8 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(health, prometheus, ready);
+    // Bounded: idle or half-sent connections cannot eat the process's descriptors.
+    let listener = crate::listener::Bounded::new(listener, crate::listener::OPS_CONNECTIONS);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -511,6 +511,8 @@ pub async fn serve(
     env: Arc<Env>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Bounded: idle or half-sent connections cannot eat the process's descriptors.
+    let listener = crate::listener::Bounded::new(listener, crate::listener::WEBHOOK_CONNECTIONS);
     axum::serve(listener, router(env))
         .with_graceful_shutdown(shutdown)
         .await

@@ -11,9 +11,9 @@ use maud::html;
 use serde::Deserialize;
 
 use super::html::{frame, plain};
-use super::listener::Peer;
 use super::session::Session;
 use super::{count_login, internal, Console};
+use crate::listener::Peer;
 use crate::telemetry::labels::console_login;
 
 /// The session the request's cookie names, if it is live and its operator still configured.

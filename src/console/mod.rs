@@ -23,6 +23,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::actors::Env;
+use crate::listener::{Bounded, CONSOLE_CONNECTIONS};
 use crate::ops::Health;
 use crate::telemetry::{labels, names};
 
@@ -30,7 +31,6 @@ mod action;
 mod auth;
 mod events;
 mod html;
-mod listener;
 mod order;
 mod origin;
 pub mod password;
@@ -117,9 +117,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The peer's address is the client's unless it is a trusted proxy (`auth::client_address`).
-    let app = router(console).into_make_service_with_connect_info::<listener::Peer>();
+    let app = router(console).into_make_service_with_connect_info::<crate::listener::Peer>();
     // Bounded: idle or half-sent connections cannot eat the process's descriptors.
-    axum::serve(listener::Bounded::new(listener), app)
+    axum::serve(Bounded::new(listener, CONSOLE_CONNECTIONS), app)
         .with_graceful_shutdown(shutdown)
         .await
 }

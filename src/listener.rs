@@ -1,7 +1,7 @@
-//! The console's listener, bounded: at most [`MAX_CONNECTIONS`] connections at once, and a
-//! connection that sends nothing for [`IDLE`] is closed. Without the bound anyone who can reach
-//! the port could hold idle or half-sent requests open without end, until the process runs out
-//! of file descriptors, and the reconciler beside it (same process) could then open no
+//! The HTTP listeners (webhook, console, ops), bounded: at most a given number of connections at
+//! once, and a connection that sends nothing for [`IDLE`] is closed. Without the bound anyone who
+//! can reach a port could hold idle or half-sent requests open without end, until the process runs
+//! out of file descriptors, and the reconciler beside it (same process) could then open no
 //! connection to PhonePe or MongoDB: settling would stop. Past the bound, new connections wait
 //! in the kernel's backlog (no descriptor of ours) until one ends.
 
@@ -20,8 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// Connections served at once, at most (a shop's staff needs a handful).
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections the console serves at once, at most (a shop's staff needs a handful).
+pub const CONSOLE_CONNECTIONS: usize = 64;
+/// Connections the webhook serves at once, at most (PhonePe's callbacks are short requests).
+pub const WEBHOOK_CONNECTIONS: usize = 100;
+/// Connections the ops listener serves at once, at most (a scraper and a health check or two).
+pub const OPS_CONNECTIONS: usize = 32;
 /// A connection from which nothing arrives this long, while it is read, is closed (a request
 /// that waits on PhonePe longer than this loses its connection, not its action: actions run
 /// to their end on their own task).
@@ -34,10 +38,10 @@ pub struct Bounded {
 }
 
 impl Bounded {
-    pub fn new(inner: TcpListener) -> Bounded {
+    pub fn new(inner: TcpListener, max_connections: usize) -> Bounded {
         Bounded {
             inner,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            slots: Arc::new(Semaphore::new(max_connections)),
         }
     }
 }
@@ -49,14 +53,14 @@ impl Listener for Bounded {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         // A free slot first: while every slot is taken, nothing more is accepted.
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            unreachable!("the console's connection slots are never closed");
+            unreachable!("the connection slots are never closed");
         };
         loop {
             match self.inner.accept().await {
                 Ok((stream, peer)) => return (Held::new(stream, Some(slot)), peer),
                 Err(e) => {
                     // Out of descriptors, or a connection reset before it was accepted.
-                    tracing::warn!(error = %e, "console: cannot accept a connection; retrying");
+                    tracing::warn!(error = %e, "cannot accept a connection; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -168,10 +172,10 @@ mod tests {
     async fn past_the_bound_nothing_more_is_accepted_until_a_connection_ends() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
-        let mut listener = Bounded::new(tcp);
+        let mut listener = Bounded::new(tcp, 8);
         let mut clients = Vec::new();
         let mut held = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
+        for _ in 0..8 {
             clients.push(TcpStream::connect(addr).await.expect("connect"));
             held.push(listener.accept().await);
         }
