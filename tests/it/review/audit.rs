@@ -1,0 +1,79 @@
+//! Found by the audit of issues 21, 22 and 25: a signed COMPLETED callback for a `draft` the
+//! reconciler cannot read (a field of the wrong type, a `paymentStatus` other than `pending`)
+//! was answered 200 `ignored`, and the reconciler then parks the draft `invalid_order` without
+//! asking PhonePe: the customer paid and nothing recorded it. The payment is recorded on the
+//! draft (parked `invalid_order`, `paymentStatus: paid`, `paidAmount`), as on every order that
+//! has no recorded payment.
+
+use mongodb::bson::{doc, DateTime};
+use phonepe_sim::{Answer, WebhookVersion};
+
+use super::late::Hooked;
+use crate::support::World;
+
+const AMOUNT: i64 = 10_000;
+
+#[test]
+fn a_completed_callback_for_a_draft_that_cannot_be_reconciled_is_recorded() {
+    let w = World::new("audit_invalid_draft_paid");
+    w.insert_product("tee", 10);
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 600_000);
+    let rows = [
+        // The amount as rupees text: the document cannot be parsed.
+        ("AU-TEXT", doc! { "paymentStatus": "pending", "amount": "100.00" }),
+        // Items of the wrong type.
+        (
+            "AU-ITEMS",
+            doc! { "paymentStatus": "pending", "amount": AMOUNT, "items": "tee" },
+        ),
+        // A draft whose paymentStatus is not pending.
+        ("AU-PSTAT", doc! { "paymentStatus": "unpaid", "amount": AMOUNT }),
+    ];
+    for (mtid, fields) in &rows {
+        let mut d = doc! {
+            "merchantTransactionId": *mtid, "status": "draft",
+            "items": [{ "productId": "tee", "quantity": 1 }], "createdAt": created,
+            "updatedAt": created, "history": [],
+        };
+        d.extend(fields.clone());
+        w.insert_raw(d);
+    }
+    let hooked = Hooked::start(&w, &[]);
+    for (i, (mtid, _)) in rows.iter().enumerate() {
+        let version = if i % 2 == 0 {
+            WebhookVersion::V1
+        } else {
+            WebhookVersion::V2
+        };
+        let hook = w
+            .sim
+            .state()
+            .webhook(mtid, version, Some(Answer::completed(AMOUNT)))
+            .expect("signed");
+        assert_eq!(hooked.deliver(&w, &hook), 200, "{mtid}");
+        assert_eq!(
+            w.status(mtid),
+            ("needs_review".into(), "paid".into()),
+            "{mtid}: the payment is recorded"
+        );
+        assert_eq!(w.paid_amount(mtid), Some(AMOUNT), "{mtid}");
+        assert_eq!(
+            w.reason(mtid).as_deref(),
+            Some("invalid_order"),
+            "{mtid}: the document needs a person"
+        );
+        let h = w.history(mtid);
+        assert_eq!(h.len(), 1, "{mtid}: {h:?}");
+        assert_eq!(h[0].get_str("by").ok(), Some("webhook"), "{mtid}");
+        assert_eq!(h[0].get_str("from").ok(), Some("draft"), "{mtid}");
+    }
+    // A second delivery records nothing more.
+    let again = w
+        .sim
+        .state()
+        .webhook("AU-TEXT", WebhookVersion::V1, Some(Answer::completed(AMOUNT)))
+        .expect("signed");
+    assert_eq!(hooked.deliver(&w, &again), 200);
+    assert_eq!(w.history("AU-TEXT").len(), 1);
+    assert_eq!(w.stock("tee"), 10, "nothing deducted");
+}
