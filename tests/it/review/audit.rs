@@ -77,3 +77,43 @@ fn a_completed_callback_for_a_draft_that_cannot_be_reconciled_is_recorded() {
     assert_eq!(w.history("AU-TEXT").len(), 1);
     assert_eq!(w.stock("tee"), 10, "nothing deducted");
 }
+
+/// A parked, unpaid order in review for `reason`, an hour old.
+fn parked_unpaid(w: &World, mtid: &str, reason: &str) {
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    w.insert_raw(doc! {
+        "merchantTransactionId": mtid, "status": "needs_review", "paymentStatus": "pending",
+        "amount": AMOUNT, "items": [{ "productId": "tee", "quantity": 1 }], "createdAt": created,
+        "updatedAt": created, "history": [], "reconciliation": { "reason": reason },
+    });
+}
+
+/// `review resolve <id> cancel` cancelled an order on one `BAD_REQUEST` to its status call
+/// ("no payment can be made under it"), though the id is one PhonePe takes and the reconciler
+/// itself retries such a refusal. A first refusal cancels nothing (exit 1); an order PhonePe
+/// kept refusing (parked `phonepe_rejected`) can still be closed.
+#[test]
+fn cancel_after_one_refused_status_call_cancels_nothing() {
+    let w = World::new("audit_cancel_refused");
+    w.insert_product("tee", 5);
+    parked_unpaid(&w, "AU-CN-400", "phonepe_unreadable");
+    w.sim
+        .script("AU-CN-400", vec![Answer::http_error(400).code("BAD_REQUEST")]);
+    let out = super::review(&w, &["review", "resolve", "AU-CN-400", "cancel"], &[]);
+    assert_eq!(super::code(&out), 1, "{}", super::text(&out));
+    assert!(super::text(&out).contains("BAD_REQUEST"), "{}", super::text(&out));
+    assert_eq!(w.calls_for("AU-CN-400"), 1, "PhonePe was asked");
+    assert_eq!(
+        w.status("AU-CN-400"),
+        ("needs_review".into(), "pending".into()),
+        "nothing cancelled"
+    );
+    assert!(w.history("AU-CN-400").is_empty());
+
+    parked_unpaid(&w, "AU-CN-REJ", "phonepe_rejected");
+    w.sim
+        .script("AU-CN-REJ", vec![Answer::http_error(400).code("BAD_REQUEST")]);
+    let out = super::review(&w, &["review", "resolve", "AU-CN-REJ", "cancel"], &[]);
+    assert_eq!(super::code(&out), 0, "{}", super::text(&out));
+    assert_eq!(w.status("AU-CN-REJ").0, "cancelled");
+}
