@@ -11,6 +11,7 @@ fn order(status: Status, payment: PaymentStatus, amount: i64) -> OrderFacts {
         amount: Some(amount),
         paid_amount: None,
         settled_by: None,
+        paid_elsewhere: false,
     }
 }
 
@@ -297,4 +298,24 @@ fn discrepancy_words_are_the_contract() {
     for d in Discrepancy::ALL {
         assert_eq!(Discrepancy::parse(d.as_str()), Some(d));
     }
+}
+
+/// Found by the audit: a PAYMENT in our own settlement for an order the status API said was
+/// paid to another merchant (in review, or closed by an operator) was `payment_known`: silent.
+#[test]
+fn a_payment_settled_to_us_for_an_order_recorded_as_paid_elsewhere_is_a_discrepancy() {
+    for status in [Status::NeedsReview, Status::Cancelled] {
+        let o = OrderFacts {
+            paid_elsewhere: true,
+            ..order(status, PaymentStatus::Paid, 10_000)
+        };
+        assert_eq!(
+            kind(&one(&pay(10_000), &with_order(o))),
+            Some(Discrepancy::AmountDiffers),
+            "{status:?}"
+        );
+    }
+    // Paid to us (the same facts without the mark): known.
+    let o = order(Status::NeedsReview, PaymentStatus::Paid, 10_000);
+    assert_eq!(one(&pay(10_000), &with_order(o)), Outcome::PaymentKnown);
 }
