@@ -7,7 +7,7 @@
 //! | any | the same key imported before (or earlier in the file), same values | [`Outcome::AlreadyImported`] |
 //! | any | the same key imported before, other values | [`Outcome::Conflicting`] (`conflicting_rows`, the first kept) |
 //! | PAYMENT | no order has the id (or its status cannot be read) | `unknown_order` |
-//! | PAYMENT | the order is settled by another PAYMENT row | `conflicting_rows` |
+//! | PAYMENT | the order is settled by another PAYMENT row (matched, recorded or known) | `conflicting_rows` |
 //! | PAYMENT | `confirmed`, same amount | [`Outcome::Matched`]: `reconciliation.settlement` |
 //! | PAYMENT | `confirmed`, another amount | `amount_differs`, the order unchanged |
 //! | PAYMENT | `draft` | [`Outcome::WakeDraft`]: asked about at once, the reconciler settles it |
@@ -239,6 +239,7 @@ fn payment(row: &Row, order: Option<&mut OrderFacts>) -> Outcome {
             o.status = Some(Status::NeedsReview);
             o.payment = Some(PaymentStatus::Paid);
             o.paid_amount = Some(row.amount);
+            o.settled_by = Some(row.phonepe_reference_id.clone());
             Outcome::RecordPayment
         }
         // Our own settlement pays us for it: the status API's "another merchant" was wrong, and
@@ -248,7 +249,10 @@ fn payment(row: &Row, order: Option<&mut OrderFacts>) -> Outcome {
             "PhonePe settled to this merchant a payment the order records as paid to another merchant",
         ),
         Status::Cancelled | Status::NeedsReview | Status::Refunded => match o.paid_amount.or(o.amount) {
-            Some(a) if a == row.amount => Outcome::PaymentKnown,
+            Some(a) if a == row.amount => {
+                o.settled_by = Some(row.phonepe_reference_id.clone());
+                Outcome::PaymentKnown
+            }
             _ => differs(
                 AmountDiffers,
                 "PhonePe settled another amount than the order records paid",

@@ -38,3 +38,38 @@ fn a_settled_payment_for_an_order_recorded_as_paid_to_another_merchant_is_a_disc
         "the orders are not changed"
     );
 }
+
+/// Found by the audit: a second PAYMENT row (another PhonePeReferenceId) for an order whose
+/// payment a first row recorded, or found recorded, was `payment_known` — a second payment
+/// settled for one order, silently. Only a confirmed order's second row was `conflicting_rows`.
+/// Now every order settled by a PAYMENT row is, in the same file or a later one.
+#[test]
+fn a_second_payment_row_for_an_order_a_first_row_recorded_is_conflicting() {
+    let w = World::new("settle_second_payment");
+    order_in(&w, "SP-C", 49_900, "cancelled", "failed");
+    order_in(&w, "SP-P", 49_900, "needs_review", "paid");
+    w.update_order(
+        doc! { "merchantTransactionId": "SP-P" },
+        doc! { "$set": { "reconciliation.reason": "insufficient_stock", "reconciliation.paidAmount": 49_900_i64 } },
+    );
+    let d = dir();
+    let (first, second) = (path(&d, "first.csv"), path(&d, "second.csv"));
+    super::files::write_csv(&first, &[payment("SP-C", 49_900), payment("SP-P", 49_900)]);
+    import(&w, &[&first], 0);
+    assert_eq!(outcome(&w, "PAYMENT", "SP-C").0, "payment_recorded");
+    assert_eq!(outcome(&w, "PAYMENT", "SP-P").0, "payment_known");
+    let again = |mref: &str| Spec {
+        pref: format!("T{mref}-again"),
+        ..payment(mref, 49_900)
+    };
+    super::files::write_csv(&second, &[again("SP-C"), again("SP-P")]);
+    import(&w, &[&second], 0);
+    let listed = report(&w, &[]);
+    let conflicting: Vec<_> = kinds(&listed)
+        .into_iter()
+        .filter(|(k, _)| k == "conflicting_rows")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(conflicting, vec!["SP-C".to_string(), "SP-P".to_string()], "{listed}");
+    assert_eq!(w.history("SP-C").len(), 1, "the payment recorded once");
+}
