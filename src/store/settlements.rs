@@ -333,7 +333,7 @@ impl Store {
                 }
                 _ => Err(StoreError::Mongo {
                     op: "insert settlement rows",
-                    source: e,
+                    error: e,
                 }),
             },
         }

@@ -117,3 +117,42 @@ fn cancel_after_one_refused_status_call_cancels_nothing() {
     assert_eq!(super::code(&out), 0, "{}", super::text(&out));
     assert_eq!(w.status("AU-CN-REJ").0, "cancelled");
 }
+
+/// Found by the audit: when the database refused a write, `review resolve` (and every log line
+/// carrying a database error) printed the driver's whole error: a validator's `errInfo`, which
+/// echoes the document's values (here the customer's e-mail), and the raw server response in
+/// hex. The error now says the operation, the code and the message without quoted values.
+#[test]
+fn a_refused_write_never_prints_the_documents_values() {
+    let w = World::new("audit_refusal_values");
+    w.insert_product("tee", 0);
+    w.insert_order("AU-VAL", 49900, 600, &[("tee", 2, None)]);
+    w.sim.script("AU-VAL", vec![Answer::completed(49900)]);
+    w.once();
+    assert_eq!(w.status("AU-VAL"), ("needs_review".into(), "paid".into()));
+    // The shop's validator, which its own old document no longer passes: every update of it is
+    // refused, and MongoDB explains why with the value it considered.
+    let validator = doc! { "$jsonSchema": { "properties": { "customer": { "properties": {
+        "email": { "enum": ["someone@else.example"] },
+    } } } } };
+    w.block(w.db.run_command(doc! { "collMod": "orders", "validator": validator }))
+        .expect("collMod validator");
+    let out = super::review(&w, &["review", "resolve", "AU-VAL", "refund"], &[]);
+    let said = super::text(&out);
+    assert_ne!(super::code(&out), 0, "{said}");
+    assert!(said.contains("121"), "the error code is said: {said}");
+    for secret in [
+        "asha@example.com",
+        "Asha",
+        "+919800000000",
+        "consideredValue",
+        "RawDocumentBuf",
+    ] {
+        assert!(!said.contains(secret), "{secret} printed: {said}");
+    }
+    assert_eq!(
+        w.status("AU-VAL"),
+        ("needs_review".into(), "paid".into()),
+        "nothing refunded"
+    );
+}
