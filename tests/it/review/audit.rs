@@ -135,7 +135,7 @@ fn a_refused_write_never_prints_the_documents_values() {
     let validator = doc! { "$jsonSchema": { "properties": { "customer": { "properties": {
         "email": { "enum": ["someone@else.example"] },
     } } } } };
-    w.block(w.db.run_command(doc! { "collMod": "orders", "validator": validator }))
+    w.block(w.db.run_command(doc! { "collMod": &w.schema.orders.collection, "validator": validator }))
         .expect("collMod validator");
     let out = super::review(&w, &["review", "resolve", "AU-VAL", "refund"], &[]);
     let said = super::text(&out);
