@@ -286,12 +286,12 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(problem = %e, "webhook: the order document cannot be reconciled; the reconciler parks it");
-            return Reply::ok(ev, result::IGNORED);
+            return unreadable_draft(&env, d, &doc).await;
         }
     };
     if order.payment_status != PaymentStatus::Pending {
         tracing::warn!("webhook: a draft whose paymentStatus is not pending; the reconciler parks it");
-        return Reply::ok(ev, result::IGNORED);
+        return unreadable_draft(&env, d, &doc).await;
     }
     if !d.settles || !is_final(&d.report) {
         return Reply::ok(ev, result::IGNORED);
@@ -356,6 +356,40 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
     match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: recording the payment failed; answering 503 so PhonePe retries");
+            Reply::unavailable(ev, "database")
+        }
+    }
+}
+
+/// A delivery about a draft the reconciler cannot settle (its document cannot be parsed, or its
+/// `paymentStatus` is not `pending`): the reconciler parks it `invalid_order` without asking
+/// PhonePe, so a completed payment in this callback is the only word of it and is recorded now
+/// (parked `invalid_order`, `paymentStatus: paid`, one history entry), never answered `ignored`.
+/// If the draft changed meanwhile (parked by the reconciler), 503: PhonePe's next delivery finds
+/// it in review and records the payment there.
+async fn unreadable_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Reply {
+    let ev = d.event;
+    if !d.settles || d.report.state != PaymentState::Completed {
+        return Reply::ok(ev, result::IGNORED);
+    }
+    let Some(target) = LeftDraft::of_doc(doc, env.store.schema()) else {
+        return Reply::ok(ev, result::IGNORED);
+    };
+    let report = match confirmed(env, d.report, &d.mtid).await {
+        Ok(Some(r)) if r.state == PaymentState::Completed => r,
+        Ok(_) => return Reply::ok(ev, result::IGNORED),
+        Err(why) => return Reply::unavailable(ev, why),
+    };
+    let seen = PaymentSeen {
+        paid_amount: crate::domain::decision::paid_to(&report, &env.policy.merchant_id),
+        code: report.code,
+        transaction_id: report.transaction_id,
+    };
+    match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook.into()).await {
+        Ok(true) => Reply::ok(ev, result::ACCEPTED),
+        Ok(false) => Reply::unavailable(ev, "the order changed meanwhile"),
         Err(e) => {
             tracing::error!(error = %e, "webhook: recording the payment failed; answering 503 so PhonePe retries");
             Reply::unavailable(ev, "database")

@@ -1,7 +1,8 @@
 //! `review resolve <id> cancel`: close a parked order only when PhonePe, asked once through the
 //! gateway (a permit of the budget), reports no payment to this merchant: FAILED, no such
 //! transaction, still PENDING past PhonePe's payment expiry, paid to another merchant (a
-//! `merchant_mismatch` may be cancelled: the history says so), or an id PhonePe refuses. A
+//! `merchant_mismatch` may be cancelled: the history says so), or an id PhonePe keeps refusing
+//! (parked `phonepe_rejected`; a first refusal cancels nothing). A
 //! completed payment to us refuses the cancel (exit 1, with what PhonePe reported) and records
 //! the payment on the order if it was not. PhonePe unreachable or unreadable: exit 1, nothing
 //! written. A paid order whose refund failed is closed only with a `--note` (how the money went
@@ -88,9 +89,21 @@ pub(super) async fn cancel(
     };
     let report = match answer {
         Ok(report) => report,
-        Err(StatusError::Refused { code, .. }) => {
+        // A refusal proves no payment only when PhonePe keeps refusing the id: the reconciler
+        // parks an order `phonepe_rejected` after its 3rd refusal. A first refusal of an id
+        // PhonePe takes may be about the request (as the decision table treats it): not a
+        // reason to cancel an order that may have been paid.
+        Err(StatusError::Refused { code, .. }) if rejected_before(view) => {
             let detail = format!("PhonePe refuses requests about this id ({code}): no payment can be made under it");
             return write(env, mtid, &id, cancellation(kind, &code, &detail, who)).await;
+        }
+        Err(StatusError::Refused { code, .. }) => {
+            let r = Resolution::refused(format!(
+                "nothing cancelled: PhonePe refused the status request ({code}), so a payment cannot be \
+                 ruled out; try again later (an order PhonePe keeps refusing is parked phonepe_rejected, \
+                 and can then be cancelled)"
+            ));
+            return Ok(r.reported(format!("the status request was refused ({code})")));
         }
         Err(e) => {
             let r = Resolution::refused(format!(
@@ -129,6 +142,14 @@ pub(super) async fn cancel(
         }
     };
     write(env, mtid, &id, cancellation(kind, &report.code, &detail, who)).await
+}
+
+/// The order is parked because PhonePe refused its status requests again and again.
+fn rejected_before(view: &Document) -> bool {
+    view.get_document(own::RECONCILIATION_KEY)
+        .ok()
+        .and_then(|r| r.get_str(own::key(own::REASON)).ok())
+        == Some(ReviewReason::PhonepeRejected.as_str())
 }
 
 fn cancellation(kind: CancelKind, code: &str, detail: &str, who: Who) -> Cancel {

@@ -99,7 +99,15 @@ async fn run_batch(
         ids.dedup();
         ids
     };
-    let orders = store.order_facts(&wanted(PaymentType::Payment)).await?;
+    let payments = wanted(PaymentType::Payment);
+    let mut orders = store.order_facts(&payments).await?;
+    // A PAYMENT row an earlier import recorded or found known settles its order too (only a
+    // confirmed order carries the mark): a second one is `conflicting_rows`, never silent.
+    for (mtid, pref) in settled_by_rows(store, &payments).await? {
+        if let Some(read) = orders.get_mut(&mtid) {
+            read.facts.settled_by.get_or_insert(pref);
+        }
+    }
     let refunds = store.refund_facts(&wanted(PaymentType::Refund)).await?;
     let known = Known {
         orders: orders.iter().map(|(k, v)| (k.clone(), v.facts.clone())).collect(),
@@ -110,6 +118,37 @@ async fn run_batch(
     carry_out(store, rows, &mut outcomes, &orders, &refunds, now).await?;
     let order_ids = rows.iter().map(|i| order_of(i.row, &orders, &refunds)).collect();
     Ok((outcomes, order_ids))
+}
+
+/// The PhonePeReferenceId of a stored PAYMENT row that recorded (or found recorded) the payment of
+/// each of `mtids`, by merchantTransactionId.
+async fn settled_by_rows(store: &Store, mtids: &[String]) -> StoreResult<Vec<(String, String)>> {
+    use futures_util::TryStreamExt;
+    if mtids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filter = mongodb::bson::doc! {
+        "merchantReferenceId": { "$in": mtids }, "paymentType": PaymentType::Payment.as_str(),
+        "match.outcome": { "$in": [Outcome::RecordPayment.as_str(), Outcome::PaymentKnown.as_str()] },
+    };
+    let docs: Vec<mongodb::bson::Document> = store
+        .settlements()
+        .find(filter)
+        .projection(mongodb::bson::doc! { "merchantReferenceId": 1, "phonePeReferenceId": 1 })
+        .await
+        .map_err(crate::store::StoreError::mongo("read settled PAYMENT rows"))?
+        .try_collect()
+        .await
+        .map_err(crate::store::StoreError::mongo("read settled PAYMENT rows"))?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.get_str("merchantReferenceId").ok()?.to_string(),
+                d.get_str("phonePeReferenceId").ok()?.to_string(),
+            ))
+        })
+        .collect())
 }
 
 /// Carry out the order effects of `outcomes`; an effect whose guard failed turns its outcome

@@ -7,12 +7,13 @@
 //! | any | the same key imported before (or earlier in the file), same values | [`Outcome::AlreadyImported`] |
 //! | any | the same key imported before, other values | [`Outcome::Conflicting`] (`conflicting_rows`, the first kept) |
 //! | PAYMENT | no order has the id (or its status cannot be read) | `unknown_order` |
-//! | PAYMENT | the order is settled by another PAYMENT row | `conflicting_rows` |
+//! | PAYMENT | the order is settled by another PAYMENT row (matched, recorded or known) | `conflicting_rows` |
 //! | PAYMENT | `confirmed`, same amount | [`Outcome::Matched`]: `reconciliation.settlement` |
 //! | PAYMENT | `confirmed`, another amount | `amount_differs`, the order unchanged |
 //! | PAYMENT | `draft` | [`Outcome::WakeDraft`]: asked about at once, the reconciler settles it |
 //! | PAYMENT | `committing` | [`Outcome::Deferred`]: looked at again by the next import |
 //! | PAYMENT | `cancelled` or `needs_review`, payment not recorded | [`Outcome::RecordPayment`] (any amount) |
+//! | PAYMENT | payment recorded as made to another merchant (`merchant_mismatch`, or one an operator closed) | `amount_differs` |
 //! | PAYMENT | payment recorded (`needs_review`, `refunded`, ...), same amount as recorded | [`Outcome::PaymentKnown`] |
 //! | PAYMENT | payment recorded, another amount | `amount_differs` |
 //! | REFUND | no order records a refund with this id | `unknown_refund` |
@@ -44,6 +45,9 @@ pub struct OrderFacts {
     pub paid_amount: Option<i64>,
     /// The PhonePeReferenceId of the PAYMENT row recorded on the order, if any.
     pub settled_by: Option<String>,
+    /// The status API reported the payment made to another merchant (`merchant_mismatch`, in
+    /// review or closed by an operator as `cancelled` / `paid`): no `paidAmount` recorded.
+    pub paid_elsewhere: bool,
 }
 
 /// What is known of a refund recorded on an order (`reconciliation.refund`, by its id).
@@ -235,10 +239,20 @@ fn payment(row: &Row, order: Option<&mut OrderFacts>) -> Outcome {
             o.status = Some(Status::NeedsReview);
             o.payment = Some(PaymentStatus::Paid);
             o.paid_amount = Some(row.amount);
+            o.settled_by = Some(row.phonepe_reference_id.clone());
             Outcome::RecordPayment
         }
+        // Our own settlement pays us for it: the status API's "another merchant" was wrong, and
+        // the money is ours on an order nobody will fulfil or refund. A person looks.
+        Status::Cancelled | Status::NeedsReview if o.paid_elsewhere => differs(
+            AmountDiffers,
+            "PhonePe settled to this merchant a payment the order records as paid to another merchant",
+        ),
         Status::Cancelled | Status::NeedsReview | Status::Refunded => match o.paid_amount.or(o.amount) {
-            Some(a) if a == row.amount => Outcome::PaymentKnown,
+            Some(a) if a == row.amount => {
+                o.settled_by = Some(row.phonepe_reference_id.clone());
+                Outcome::PaymentKnown
+            }
             _ => differs(
                 AmountDiffers,
                 "PhonePe settled another amount than the order records paid",

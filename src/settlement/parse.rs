@@ -320,6 +320,21 @@ struct LineReader<'a> {
 
 impl LineReader<'_> {
     fn row(&self, line: u64, cells: &[Cell]) -> Result<Row, ParseError> {
+        // A CSV line short of a column the header names is cut (a download interrupted, a
+        // broken export): its missing taxes would read as 0. XLSX rows end at their last value.
+        let short = FIELDS
+            .iter()
+            .filter_map(|(f, _, _)| self.header.at(*f))
+            .filter(|(i, _)| *i >= cells.len())
+            .min_by_key(|(i, _)| *i);
+        if let (false, Some((i, name))) = (self.xlsx, short) {
+            return Err(ParseError {
+                file: self.file.into(),
+                line,
+                column: Some((i + 1, name.to_string())),
+                problem: format!("is missing: the line has {} cells, the header more", cells.len()),
+            });
+        }
         // An optional column the header lacks reads as empty.
         let get = |f: Field| -> (Option<&Cell>, Cell0) {
             let (i, name) = self.header.at(f).unwrap_or((usize::MAX, canonical(f)));

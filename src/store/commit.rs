@@ -398,7 +398,7 @@ async fn commit_with_retry(s: &mut ClientSession) -> StoreResult<()> {
             Err(e) => {
                 return Err(StoreError::Mongo {
                     op: "commit transaction",
-                    source: e,
+                    error: e,
                 })
             }
         }

@@ -285,7 +285,7 @@ impl Store {
         };
         let e = StoreError::Mongo {
             op: "create index",
-            source: e,
+            error: e,
         };
         if !w.partial.is_empty() && !w.unique && e.code() == Some(67) {
             // A server older than MongoDB 6.0 accepts no `$in` in a partial filter. A non-unique

@@ -128,18 +128,35 @@ impl Store {
 /// the order changed, its lease expires and it is claimed again.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("MongoDB error during {op}: {source}")]
-    Mongo {
-        op: &'static str,
-        #[source]
-        source: MongoError,
-    },
+    // Not a `source` of the error chain: the driver's whole error (printed by `{:#}`) carries
+    // what the server quoted of the document; `brief` says what may be said.
+    #[error("MongoDB error during {op}: {}", brief(error))]
+    Mongo { op: &'static str, error: MongoError },
     #[error("{0}")]
     Unsupported(String),
     /// A write waited too long, e.g. behind a document locked by a transaction whose client
     /// died (the server aborts those after its transaction lifetime limit, 60 s by default).
     #[error("MongoDB did not answer {op} within {secs} s")]
     Timeout { op: &'static str, secs: u64 },
+}
+
+/// The driver's error as it may be logged or printed: a refusal by the server is its code and
+/// message with quoted values dropped, never the driver's whole error (a validator's `errInfo`
+/// echoes the document's values, customer data among them, and the raw server response).
+fn brief(source: &MongoError) -> String {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    let (code, message) = match source.kind.as_ref() {
+        ErrorKind::Command(c) => (c.code, c.message.as_str()),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => (w.code, w.message.as_str()),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => (w.code, w.message.as_str()),
+        ErrorKind::InsertMany(m) => match m.write_errors.as_deref().and_then(<[_]>::first) {
+            Some(w) => (w.code, w.message.as_str()),
+            None => return "an insert of several documents failed".into(),
+        },
+        ErrorKind::BulkWrite(_) => return "a bulk write failed".into(),
+        _ => return source.to_string(),
+    };
+    format!("error {code}: {}", refusals::without_values(message))
 }
 
 /// The longest a single claim may wait. A claim stuck behind a locked document is skipped so one
@@ -163,13 +180,13 @@ pub async fn bounded<T>(
 
 impl StoreError {
     pub fn mongo(op: &'static str) -> impl FnOnce(MongoError) -> StoreError {
-        move |source| StoreError::Mongo { op, source }
+        move |error| StoreError::Mongo { op, error }
     }
 
     /// Whether the server refused a write for a duplicate key (E11000), e.g. two upserts racing.
     pub fn is_duplicate_key(&self) -> bool {
         use mongodb::error::{ErrorKind, WriteFailure};
-        let StoreError::Mongo { source, .. } = self else {
+        let StoreError::Mongo { error: source, .. } = self else {
             return false;
         };
         match source.kind.as_ref() {
@@ -182,7 +199,7 @@ impl StoreError {
     /// The server's error code, when the error carries one (a command error or a write error).
     pub fn code(&self) -> Option<i32> {
         use mongodb::error::{ErrorKind, WriteFailure};
-        let StoreError::Mongo { source, .. } = self else {
+        let StoreError::Mongo { error: source, .. } = self else {
             return None;
         };
         match source.kind.as_ref() {
@@ -194,7 +211,7 @@ impl StoreError {
 
     /// Whether the driver labelled the error as safe to retry inside a transaction.
     pub fn is_transient_txn(&self) -> bool {
-        matches!(self, StoreError::Mongo { source, .. }
+        matches!(self, StoreError::Mongo { error: source, .. }
             if source.contains_label(TRANSIENT_TRANSACTION_ERROR) || source.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT))
     }
 }

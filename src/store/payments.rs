@@ -1,4 +1,5 @@
-//! A payment PhonePe confirmed for an order that had already left `draft` without one: the one
+//! A payment PhonePe confirmed for an order that had already left `draft` without one (or a draft
+//! the reconciler cannot read, whose callback the webhook records): the one
 //! write every path records it with (the reconciler's decision, the webhook, `check --apply`,
 //! an operator's refused `cancel`; later the settlement report). `paymentStatus: paid`,
 //! `reconciliation.paidAmount` when it was paid to us, one history entry, and the order parked
@@ -75,10 +76,12 @@ impl Store {
                 .unwrap_or_else(|| Bson::Document(doc! { "$exists": false })),
         );
         let parks = o.status != Status::NeedsReview;
-        let reason = if parks {
-            ReviewReason::PaidAfterCancel.as_str()
-        } else {
-            PAYMENT_RECORDED
+        let reason = match o.status {
+            Status::NeedsReview => PAYMENT_RECORDED,
+            // A draft the reconciler cannot read (the webhook records its payment): the document
+            // still needs a person before it can be fulfilled.
+            Status::Draft => ReviewReason::InvalidOrder.as_str(),
+            _ => ReviewReason::PaidAfterCancel.as_str(),
         };
         let mut set = doc! {
             &s.status: s.status_values.word(Status::NeedsReview),

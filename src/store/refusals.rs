@@ -61,7 +61,7 @@ impl StoreError {
     /// can hold a document's content), at most 300 characters.
     pub fn refusal_excerpt(&self, op: &str) -> String {
         let message = match self {
-            StoreError::Mongo { source, .. } => match source.kind.as_ref() {
+            StoreError::Mongo { error: source, .. } => match source.kind.as_ref() {
                 mongodb::error::ErrorKind::Command(c) => c.message.clone(),
                 mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.message.clone(),
                 _ => source.to_string(),
@@ -74,6 +74,12 @@ impl StoreError {
 
 /// `op: MongoDB error <code>: <message without quoted values>`, at most 300 characters.
 pub fn excerpt(op: &str, code: i32, message: &str) -> String {
+    let text = format!("{op}: MongoDB error {code}: {}", without_values(message));
+    text.chars().take(300).collect()
+}
+
+/// The server's message with what it quotes in braces (the document's values) dropped.
+pub fn without_values(message: &str) -> String {
     let mut out = String::new();
     let mut depth = 0u32;
     for c in message.chars() {
@@ -89,8 +95,7 @@ pub fn excerpt(op: &str, code: i32, message: &str) -> String {
             _ => {}
         }
     }
-    let text = format!("{op}: MongoDB error {code}: {}", out.trim());
-    text.chars().take(300).collect()
+    out.trim().to_string()
 }
 
 /// What the reconciler knows about the order's payment when its write was refused: written by

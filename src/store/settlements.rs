@@ -20,7 +20,7 @@ use mongodb::{Collection, IndexModel};
 use super::orders::per_document_update;
 use super::refunds::{REFUND_ID, REFUND_KEY};
 use super::{Store, StoreError, StoreResult};
-use crate::domain::{PaymentStatus, Status};
+use crate::domain::{PaymentStatus, ReviewReason, Status};
 use crate::schema::own;
 use crate::schema::{amount_paise, get_path};
 use crate::schema::{read_payment_status, read_status};
@@ -232,7 +232,7 @@ impl Store {
         }
         let projection = doc! {
             "_id": 1, &o.id: 1, &o.status: 1, &o.payment_status: 1, &o.amount: 1,
-            own::PAID_AMOUNT: 1, SETTLEMENT_REF: 1,
+            own::PAID_AMOUNT: 1, SETTLEMENT_REF: 1, own::REASON: 1,
         };
         let docs = collect(
             self.orders
@@ -249,12 +249,22 @@ impl Store {
             let Some(mtid) = get_path(&d, &o.id).and_then(Bson::as_str).map(str::to_string) else {
                 continue;
             };
+            let status = read_status(&d, &self.schema);
+            let payment = read_payment_status(&d, &self.schema);
+            let paid_amount = int(get_path(&d, own::PAID_AMOUNT));
+            let reason = get_path(&d, own::REASON).and_then(Bson::as_str);
+            // Paid, with no paidAmount: the status API named another merchant (in review, or
+            // closed by an operator: a cancelled order is `paid` only after a merchant_mismatch).
+            let paid_elsewhere = payment == Some(PaymentStatus::Paid)
+                && paid_amount.is_none()
+                && (reason == Some(ReviewReason::MerchantMismatch.as_str()) || status == Some(Status::Cancelled));
             let facts = OrderFacts {
-                status: read_status(&d, &self.schema),
-                payment: read_payment_status(&d, &self.schema),
+                status,
+                payment,
                 amount: amount_paise(get_path(&d, &o.amount), o.amount_unit).ok(),
-                paid_amount: int(get_path(&d, own::PAID_AMOUNT)),
+                paid_amount,
                 settled_by: get_path(&d, SETTLEMENT_REF).and_then(Bson::as_str).map(str::to_string),
+                paid_elsewhere,
             };
             out.insert(mtid, OrderRead { facts, doc: d });
         }
@@ -323,7 +333,7 @@ impl Store {
                 }
                 _ => Err(StoreError::Mongo {
                     op: "insert settlement rows",
-                    source: e,
+                    error: e,
                 }),
             },
         }

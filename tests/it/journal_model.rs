@@ -370,7 +370,7 @@ impl Model<'_> {
 fn ran_out_of_time(e: &StoreError) -> bool {
     match e {
         StoreError::Timeout { .. } => true,
-        StoreError::Mongo { source, .. } => matches!(
+        StoreError::Mongo { error: source, .. } => matches!(
             *source.kind,
             mongodb::error::ErrorKind::Command(ref c) if c.code == 50
         ),

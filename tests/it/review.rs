@@ -14,6 +14,7 @@ use phonepe_sim::{Answer, RefundAnswer};
 
 use crate::support::{eventually, World};
 
+mod audit;
 mod cancel;
 mod crash;
 mod late;

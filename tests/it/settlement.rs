@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::support::World;
 
+mod audit;
 mod effects;
 mod files;
 

@@ -11,6 +11,7 @@ fn order(status: Status, payment: PaymentStatus, amount: i64) -> OrderFacts {
         amount: Some(amount),
         paid_amount: None,
         settled_by: None,
+        paid_elsewhere: false,
     }
 }
 
@@ -243,10 +244,12 @@ fn each_outcome_is_seen_by_the_rows_after_it() {
     let out = match_rows(&rows, &known);
     assert_eq!(out[0], Outcome::Matched);
     assert_eq!(kind(&out[1]), Some(ConflictingRows));
-    // A payment recorded on a cancelled order is known to the next row of the same amount.
+    // A payment recorded on a cancelled order by one row: a second PAYMENT row (another
+    // PhonePe id) is a second payment for it, conflicting like a confirmed order's.
     let known = with_order(order(Status::Cancelled, PaymentStatus::Failed, 100));
     let out = match_rows(&rows, &known);
-    assert_eq!(out, vec![Outcome::RecordPayment, Outcome::PaymentKnown]);
+    assert_eq!(out[0], Outcome::RecordPayment);
+    assert_eq!(kind(&out[1]), Some(ConflictingRows));
     // A refund finished by one row is only recorded by the next.
     let known = with_refund(refund_of(PaymentStatus::RefundPending, 100));
     let (a, b) = (refund_row(100), refund_row(100));
@@ -296,5 +299,53 @@ fn discrepancy_words_are_the_contract() {
     );
     for d in Discrepancy::ALL {
         assert_eq!(Discrepancy::parse(d.as_str()), Some(d));
+    }
+}
+
+/// Found by the audit: a PAYMENT in our own settlement for an order the status API said was
+/// paid to another merchant (in review, or closed by an operator) was `payment_known`: silent.
+#[test]
+fn a_payment_settled_to_us_for_an_order_recorded_as_paid_elsewhere_is_a_discrepancy() {
+    for status in [Status::NeedsReview, Status::Cancelled] {
+        let o = OrderFacts {
+            paid_elsewhere: true,
+            ..order(status, PaymentStatus::Paid, 10_000)
+        };
+        assert_eq!(
+            kind(&one(&pay(10_000), &with_order(o))),
+            Some(Discrepancy::AmountDiffers),
+            "{status:?}"
+        );
+    }
+    // Paid to us (the same facts without the mark): known.
+    let o = order(Status::NeedsReview, PaymentStatus::Paid, 10_000);
+    assert_eq!(one(&pay(10_000), &with_order(o)), Outcome::PaymentKnown);
+}
+
+/// Found by the audit: a second PAYMENT row for an order whose payment the first recorded (or
+/// found recorded) was `payment_known`: a second payment, silently.
+#[test]
+fn a_second_payment_row_for_a_recorded_payment_is_conflicting() {
+    for (status, payment) in [
+        (Status::Cancelled, PaymentStatus::Failed),
+        (Status::NeedsReview, PaymentStatus::Paid),
+    ] {
+        let known = with_order(order(status, payment, 10_000));
+        let (a, mut b) = (pay(10_000), pay(10_000));
+        b.phonepe_reference_id = "another".into();
+        let out = match_rows(
+            &[
+                Incoming {
+                    row: &a,
+                    rematch: false,
+                },
+                Incoming {
+                    row: &b,
+                    rematch: false,
+                },
+            ],
+            &known,
+        );
+        assert_eq!(kind(&out[1]), Some(ConflictingRows), "{status:?}: {out:?}");
     }
 }

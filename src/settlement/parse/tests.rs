@@ -165,11 +165,9 @@ fn every_error_names_the_file_line_and_column() {
         );
         assert_eq!(e.file, "settle.csv");
     }
+    // A line cut short names the first column it lacks (its taxes would otherwise read as 0).
     let short = err(csv(&[HEADER, "PAYMENT,MT1,T1"]));
-    assert_eq!(
-        (short.line, short.column.map(|c| c.1)),
-        (2, Some("TransactionDate".to_string()))
-    );
+    assert_eq!((short.line, short.column.map(|c| c.1)), (2, Some("From".to_string())));
 }
 
 #[test]
