@@ -394,6 +394,11 @@ impl LineReader<'_> {
             let (_, at) = get(Field::PaymentType);
             e(at, format!("`{type_text}` is not PAYMENT or REFUND"))
         })?;
+        let amount = money(Field::Amount, true)?;
+        if payment_type == PaymentType::Payment && amount <= 0 {
+            let (_, at) = get(Field::Amount);
+            return Err(e(at, "must be more than 0 for a PAYMENT".into()));
+        }
         Ok(Row {
             payment_type,
             merchant_reference_id: text(Field::MerchantReferenceId, true)?.unwrap_or_default(),
@@ -402,7 +407,7 @@ impl LineReader<'_> {
             creation_date: date(Field::CreationDate, false)?,
             transaction_date: date(Field::TransactionDate, true)?.unwrap_or_default(),
             settlement_date: date(Field::SettlementDate, true)?.unwrap_or_default(),
-            amount: money(Field::Amount, true)?,
+            amount,
             fee: money(Field::Fee, false)?,
             igst: money(Field::Igst, false)?,
             cgst: money(Field::Cgst, false)?,

@@ -200,12 +200,12 @@ impl Report {
             let cells = [
                 o.kind.as_str().to_string(),
                 o.payment_type.map_or("", PaymentType::as_str).to_string(),
-                o.merchant_reference_id.clone(),
-                o.phonepe_reference_id.clone().unwrap_or_default(),
-                o.order.clone().unwrap_or_default(),
+                inert(&o.merchant_reference_id),
+                inert(o.phonepe_reference_id.as_deref().unwrap_or_default()),
+                inert(o.order.as_deref().unwrap_or_default()),
                 o.amount.map(rupees).unwrap_or_default(),
                 o.settlement_day.map(|d| d.to_string()).unwrap_or_default(),
-                o.detail.clone(),
+                inert(&o.detail),
             ];
             let _ = writeln!(out, "{}", cells.map(|c| csv_cell(&c)).join(","));
         }
@@ -256,6 +256,15 @@ impl Report {
 }
 
 /// A CSV cell, quoted when it must be.
+/// Text from a file or an order (ids, details) that a spreadsheet would run as a formula
+/// (`=`, `+`, `-`, `@`, a tab or a carriage return first) gets a leading `'`, so it stays text.
+fn inert(s: &str) -> String {
+    match s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{s}"),
+        false => s.to_string(),
+    }
+}
+
 fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

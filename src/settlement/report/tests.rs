@@ -293,6 +293,19 @@ fn json_is_paise_and_csv_is_rupees() {
         lines[5],
         "unknown_refund,REFUND,\"RF,1\",\"TRF,1\",,100.00,2024-01-16,no order records a refund with this id"
     );
+    let mut formula = rep.open[0].clone();
+    formula.merchant_reference_id = "=HYPERLINK(\"http://x\")".into();
+    formula.order = Some("@SUM(1)".into());
+    let with_formula = Report {
+        open: vec![formula],
+        ..sample()
+    };
+    let csv = with_formula.csv();
+    assert_eq!(
+        csv.lines().nth(5),
+        Some("unknown_refund,REFUND,\"'=HYPERLINK(\"\"http://x\"\")\",\"TRF,1\",'@SUM(1),100.00,2024-01-16,no order records a refund with this id"),
+        "an id a spreadsheet would run stays text"
+    );
     let table = rep.table();
     assert!(
         table.contains("393.44") && table.contains("1 open discrepancies"),
