@@ -72,7 +72,14 @@ pub async fn prepare_env(
         .with_schema(Arc::new(settings.schema.clone()));
     store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
     let steps = match indexes {
-        Indexes::Ensure => store.ensure_indexes().await.context("preparing the indexes")?,
+        Indexes::Ensure => {
+            let steps = store.ensure_indexes().await.context("preparing the indexes")?;
+            store
+                .ensure_event_indexes()
+                .await
+                .context("creating the reconciler_events indexes")?;
+            steps
+        }
         Indexes::Plan => store.plan_indexes().await??,
     };
     let strategy = store
@@ -236,6 +243,10 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
         Command::Review(cmd) => {
             crate::telemetry::init_tracing_stderr(&settings.log);
             crate::review::execute(cmd, settings)
+        }
+        Command::Events(cmd) => {
+            crate::telemetry::init_tracing_stderr(&settings.log);
+            crate::events::cli::execute(cmd, settings)
         }
         Command::Selftest => {
             crate::telemetry::init_tracing(&settings.log);

@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod fault;
 pub mod ops;
 pub mod phonepe;

@@ -138,8 +138,22 @@ pub mod names {
     /// Counter: permits refused because the shared budget in MongoDB could not be read.
     pub const BUDGET_UNAVAILABLE: &str = "reconciler_budget_unavailable_total";
 
+    /// Counter, labels `type` (the event type, e.g. `order.confirmed`) and `result`
+    /// ([`super::labels::event_result`]): attempts to tell the shop (`events.url`).
+    pub const EVENTS: &str = "reconciler_events_total";
+    /// Gauge: events not delivered to the shop yet (state `pending`; 0 without `events.url`).
+    pub const EVENTS_UNDELIVERED: &str = "reconciler_events_undelivered";
+    /// Gauge: events given up on (state `failed`): the shop never answered 2xx within
+    /// `events.retry_for_hours`; `events replay` sends them again.
+    pub const EVENTS_FAILED: &str = "reconciler_events_failed";
+    /// Gauge (seconds): age of the oldest event not delivered yet (0 when none).
+    pub const EVENTS_OLDEST_UNDELIVERED: &str = "reconciler_events_oldest_undelivered_seconds";
+    /// Counter, label `result` ([`super::labels::event_result`]): Slack copies
+    /// (`notify.slack_url`).
+    pub const NOTIFICATIONS: &str = "reconciler_notifications_total";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 34] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -169,6 +183,11 @@ pub mod names {
         REFUNDS_PENDING,
         REFUND_OLDEST_PENDING,
         REFUNDS_FLAGGED,
+        EVENTS,
+        EVENTS_UNDELIVERED,
+        EVENTS_FAILED,
+        EVENTS_OLDEST_UNDELIVERED,
+        NOTIFICATIONS,
     ];
 }
 
@@ -340,6 +359,31 @@ pub fn describe_metrics() {
         "PhonePe call permits this instance took from the shared budget."
     );
     describe_counter!(
+        EVENTS,
+        Unit::Count,
+        "Attempts to tell the shop about an order (events.url), by event type and result (delivered, retried, failed, expired)."
+    );
+    describe_gauge!(
+        EVENTS_UNDELIVERED,
+        Unit::Count,
+        "Events not delivered to the shop yet (pending; 0 without events.url)."
+    );
+    describe_gauge!(
+        EVENTS_FAILED,
+        Unit::Count,
+        "Events the shop never accepted within events.retry_for_hours (failed): replay them once the endpoint is fixed."
+    );
+    describe_gauge!(
+        EVENTS_OLDEST_UNDELIVERED,
+        Unit::Seconds,
+        "Age of the oldest event not delivered to the shop yet (0 when none)."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        Unit::Count,
+        "Slack copies of the events a person acts on (notify.slack_url), by result."
+    );
+    describe_counter!(
         BUDGET_UNAVAILABLE,
         Unit::Count,
         "Permits refused because the shared budget in MongoDB could not be read (no call made)."
@@ -371,6 +415,15 @@ fn initialize_metrics() {
     metrics::gauge!(names::OVERDUE_WATCHES).set(0.0);
     metrics::gauge!(names::EXCLUDED_ORDERS).set(0.0);
     metrics::gauge!(names::STATUS_WORD_NEAR_MISSES).set(0.0);
+    metrics::gauge!(names::EVENTS_UNDELIVERED).set(0.0);
+    metrics::gauge!(names::EVENTS_FAILED).set(0.0);
+    metrics::gauge!(names::EVENTS_OLDEST_UNDELIVERED).set(0.0);
+    // The failed-event alert's series exist from the first scrape, one per type.
+    for ty in crate::domain::EventType::ALL {
+        let ty = ty.as_str();
+        metrics::counter!(names::EVENTS, labels::TYPE => ty, labels::RESULT => labels::event_result::FAILED)
+            .absolute(0);
+    }
     for outcome in labels::outcome::ALL {
         metrics::counter!(names::ORDERS_SETTLED, labels::OUTCOME => outcome).absolute(0);
     }
@@ -419,6 +472,8 @@ mod tests {
             // Set by each pass of the refund poller (`src/refund.rs`).
             metrics::gauge!(names::REFUNDS_PENDING).set(1.0);
             metrics::gauge!(names::REFUND_OLDEST_PENDING).set(60.0);
+            // Set and counted by the EventSender (`src/events/send.rs`).
+            metrics::counter!(names::NOTIFICATIONS, labels::RESULT => labels::event_result::DELIVERED).increment(1);
             record_settings(&crate::config::Settings::for_tests("mongodb://h:1/db", "http://h").job);
         });
         let text = recorder.handle().render();

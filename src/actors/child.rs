@@ -17,6 +17,7 @@ pub enum ChildId {
     StockCommitter,
     OrderReconciler(usize),
     Scanner,
+    EventSender,
 }
 
 impl ChildId {
@@ -27,6 +28,7 @@ impl ChildId {
             ChildId::StockCommitter => "stock_committer",
             ChildId::OrderReconciler(_) => "order_reconciler",
             ChildId::Scanner => "scanner",
+            ChildId::EventSender => "event_sender",
         }
     }
 }
@@ -70,6 +72,7 @@ impl Drop for ChildGuard {
             ChildId::RateLimiter => set(&w.rate_limiter, None),
             ChildId::StockCommitter => set(&w.committer, None),
             ChildId::Scanner => set(&w.scanner, None),
+            ChildId::EventSender => set(&w.event_sender, None),
             ChildId::OrderReconciler(i) => {
                 if let Some(slot) = w.slots.get(i) {
                     set(&slot.addr, None);

@@ -5,7 +5,8 @@
 //!    ├── RateLimiter      the PhonePe budget (FIFO permits, pauses on 429 / rejected credentials)
 //!    ├── StockCommitter   the one writer of order and stock state
 //!    ├── OrderReconciler ×N   permit → PhonePe status → decide → committer
-//!    └── Scanner          claims eligible orders for free reconcilers, keeps them busy
+//!    ├── Scanner          claims eligible orders for free reconcilers, keeps them busy
+//!    └── EventSender      (`run` only) tells the shop about each settlement, apart from settling
 //! ```
 //!
 //! Actors never hold each other's `Addr` for long: they read it from [`Wiring`] at the moment
@@ -20,6 +21,7 @@
 
 pub mod child;
 pub mod committer;
+pub mod event_sender;
 pub mod rate_limiter;
 pub mod reconciler;
 pub mod scanner;
@@ -39,6 +41,7 @@ use crate::store::{Store, StrategyChoice};
 
 pub use child::{ChildGuard, ChildId};
 pub use committer::StockCommitter;
+pub use event_sender::EventSender;
 pub use rate_limiter::{Budget, Permit, RateLimiter};
 pub use reconciler::OrderReconciler;
 pub use scanner::{Scanner, Summary};
@@ -91,6 +94,7 @@ pub struct Wiring {
     pub rate_limiter: Mutex<Option<Addr<RateLimiter>>>,
     pub committer: Mutex<Option<Addr<StockCommitter>>>,
     pub scanner: Mutex<Option<Addr<Scanner>>>,
+    pub event_sender: Mutex<Option<Addr<EventSender>>>,
     pub slots: Vec<Slot>,
 }
 
@@ -100,6 +104,7 @@ impl Wiring {
             rate_limiter: Mutex::new(None),
             committer: Mutex::new(None),
             scanner: Mutex::new(None),
+            event_sender: Mutex::new(None),
             slots: (0..reconcilers)
                 .map(|_| Slot {
                     free: Arc::new(Semaphore::new(1)),

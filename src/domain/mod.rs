@@ -7,9 +7,11 @@
 
 pub mod created_at;
 pub mod decision;
+pub mod event;
 pub mod order;
 pub mod payment;
 
 pub use decision::{decide, CancelReason, Decision, Policy, Reason, ReviewReason};
+pub use event::EventType;
 pub use order::{Item, MerchantTransactionId, Order, OrderError, Paise, PaymentStatus, Status};
 pub use payment::{PaymentState, StatusError, StatusReport, TransientKind};

@@ -217,6 +217,13 @@ impl Store {
                 false,
                 has(own::NEXT_CHECK_AT),
             ),
+            // Orders whose events wait to be moved (`store/outbox.rs`): none once they are.
+            want(
+                "reconciler_outbox",
+                doc! { own::OUTBOX_ID: 1 },
+                false,
+                has(own::OUTBOX_ID),
+            ),
         ];
         // The journal strategy's per-item commit markers on products (swept by recovery).
         let markers = super::journal::MARKERS;

@@ -31,6 +31,12 @@ pub struct Store {
     pub(crate) rules: CommitRules,
     /// The shop's collections, field paths and words (`[schema]`).
     pub(crate) schema: Arc<Schema>,
+    /// Whether transitions record their event (`store/outbox.rs`); off only for `selftest`'s
+    /// throwaway order.
+    pub(crate) events: bool,
+    /// Woken each time this process moved events to `reconciler_events`, so the sender sends
+    /// its own process's events at once.
+    pub(crate) relayed: Arc<tokio::sync::Notify>,
 }
 
 /// The settings the stock commit depends on.
@@ -74,6 +80,11 @@ pub struct Transition {
     pub note: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
     pub paid_amount: Option<i64>,
+    /// The payment status is left as the shop wrote it (`t.payment_status` is not written): an
+    /// invalid order parked, an operator's cancel.
+    pub keeps_payment_status: bool,
+    /// The refund this transition ends, as its event's `data.refund` (`id`, `amount`, `code`).
+    pub refund: Option<Document>,
 }
 
 impl Transition {
@@ -97,6 +108,8 @@ impl Transition {
             by: by::RECONCILER,
             note: None,
             paid_amount: None,
+            keeps_payment_status: false,
+            refund: None,
         }
     }
 
@@ -191,11 +204,14 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
 fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     let o = &schema.orders;
     let mut set = doc! {
-        &o.status: o.status_values.word(t.to), &o.payment_status: o.payment_status_values.word(t.payment_status),
+        &o.status: o.status_values.word(t.to),
         &o.updated_at: now,
         own::REASON: t.reason.as_str(), own::LAST_CODE: t.code.clone(),
         own::LAST_CHECKED_AT: now,
     };
+    if !t.keeps_payment_status {
+        set.insert(&o.payment_status, o.payment_status_values.word(t.payment_status));
+    }
     if let Some(next) = t.next_check_at {
         set.insert(own::NEXT_CHECK_AT, next);
     }
@@ -208,13 +224,22 @@ fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     set
 }
 
-/// The whole update of a status transition: new status, bookkeeping, lease released, audit entry.
-pub(crate) fn transition_update(now: DateTime, t: &Transition, schema: &Schema) -> Document {
-    doc! {
-        "$set": transition_set(now, t, schema),
-        "$unset": unset_lease(),
-        "$inc": { own::ATTEMPTS: 1 },
-        "$push": { own::HISTORY: history_entry(now, t) },
+impl Store {
+    /// The whole update of a status transition: new status, bookkeeping, lease released, audit
+    /// entry, and the transition's event in the order's outbox (`store/outbox.rs`), in one
+    /// single-document update: every path that changes a status goes through here, so none can
+    /// change it without its event, and a guarded write that matches nothing writes neither.
+    pub(crate) fn transition_update(&self, now: DateTime, t: &Transition) -> Document {
+        let mut update = doc! {
+            "$set": transition_set(now, t, &self.schema),
+            "$unset": unset_lease(),
+            "$inc": { own::ATTEMPTS: 1 },
+            "$push": { own::HISTORY: history_entry(now, t) },
+        };
+        if let Some(entry) = self.transition_event(now, t) {
+            super::outbox::push(&mut update, entry);
+        }
+        update
     }
 }
 
@@ -261,6 +286,8 @@ impl Store {
             client,
             rules: CommitRules::default(),
             schema: Arc::new(Schema::default()),
+            events: true,
+            relayed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -307,29 +334,29 @@ impl Store {
             .orders
             .update_one(
                 doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
-                transition_update(now, t, &self.schema),
+                self.transition_update(now, t),
             )
             .await
             .map_err(StoreError::mongo("update order status"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(id, r.matched_count == 1).await)
     }
 
     /// Park an order whose document cannot be reconciled: [`Store::transition`], except that
     /// `paymentStatus` is left as the shop wrote it (`t.payment_status` is ignored).
     pub async fn park_invalid(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
-        let mut update = transition_update(now, t, &self.schema);
-        if let Ok(set) = update.get_document_mut("$set") {
-            set.remove(&self.schema.orders.payment_status);
-        }
+        let t = Transition {
+            keeps_payment_status: true,
+            ..t.clone()
+        };
         let r = self
             .orders
             .update_one(
                 doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
-                update,
+                self.transition_update(now, &t),
             )
             .await
             .map_err(StoreError::mongo("park invalid order"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(id, r.matched_count == 1).await)
     }
 
     /// No status change: record the check and when to look again (with PhonePe's error, when

@@ -9,6 +9,8 @@ pub const RESULT: &str = "result";
 pub const VERSION: &str = "version";
 pub const EVENT: &str = "event";
 pub const API: &str = "api";
+/// The event type on [`super::names::EVENTS`] (`domain::EventType::as_str`, a fixed set).
+pub const TYPE: &str = "type";
 
 /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
 pub mod outcome {
@@ -132,12 +134,23 @@ pub mod webhook_result {
 /// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (spelled by `ChildId::actor_label`).
 pub mod actor {
     use crate::actors::ChildId;
-    pub const ALL: [&str; 4] = [
+    pub const ALL: [&str; 5] = [
         ChildId::RateLimiter.actor_label(),
         ChildId::StockCommitter.actor_label(),
         ChildId::OrderReconciler(0).actor_label(),
         ChildId::Scanner.actor_label(),
+        ChildId::EventSender.actor_label(),
     ];
+}
+
+/// Values of `result` on [`super::names::EVENTS`] and [`super::names::NOTIFICATIONS`]: one
+/// attempt answered 2xx; an attempt failed and another is scheduled; the last attempt within the
+/// window failed; or the event was older than the window when first seen (never sent).
+pub mod event_result {
+    pub const DELIVERED: &str = "delivered";
+    pub const RETRIED: &str = "retried";
+    pub const FAILED: &str = "failed";
+    pub const EXPIRED: &str = "expired";
 }
 
 /// Values of `result` on [`super::names::REFUNDS`]: PhonePe's final word on a refund
