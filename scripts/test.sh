@@ -16,8 +16,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --features fault-injection -- -D warnings
 OPS_REQUIRE_TOOLS="${OPS_REQUIRE_TOOLS:-0}" scripts/ops-checks.sh
 cargo test --workspace --features fault-injection "$@"
-# The same end-to-end suites (modules `pipeline`, `binary`, `webhook` and `review` of the one
-# integration-test binary,
+# The same end-to-end suites (modules `pipeline`, `binary`, `webhook`, `review` and `events` of the
+# one integration-test binary,
 # tests/it) with the journal commit strategy forced on a transactional server, and under `auto`
 # against a standalone server (which has no transactions): same outcomes. Arguments after a
 # `--` in "$@" go to the test binary, after the module filters.
@@ -26,9 +26,9 @@ e2e() {
     while (($#)) && [[ $1 != -- ]]; do cargo_args+=("$1"); shift; done
     (($#)) && shift
     test_args=("$@")
-    # E2E_MODULES: the module filters (default: the four end-to-end suites).
+    # E2E_MODULES: the module filters (default: the five end-to-end suites).
     # shellcheck disable=SC2086
-    cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook:: review::} "${test_args[@]}"
+    cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook:: review:: events::} "${test_args[@]}"
 }
 RECONCILER_TEST_STRATEGY=journal e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"

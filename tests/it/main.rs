@@ -9,6 +9,7 @@
 
 mod binary;
 mod crash;
+mod events;
 mod journal_model;
 #[cfg(feature = "fault-injection")]
 mod journal_recovery;
