@@ -1,4 +1,4 @@
-//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|all]`.
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|settlement|all]`.
 //!
 //! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
 //! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
@@ -19,6 +19,8 @@ use support::{Running, World};
 
 #[path = "reconciler/poison.rs"]
 mod poison;
+#[path = "scenarios/settlement.rs"]
+mod settlement;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -33,6 +35,7 @@ fn main() {
         "idle" => idle(n(10_000)),
         "scan" => scan(),
         "instances" => instances(n(2000)),
+        "settlement" => settlement::settlement(n(100_000)),
         "instances-unthrottled" => [1usize, 2, 4]
             .into_iter()
             .for_each(|k| instances_unthrottled(k, n(2000))),
@@ -46,7 +49,7 @@ fn main() {
             drain(100);
         }
         other => panic!(
-            "unknown scenario {other}: drain | latency | latency-short | throughput | idle | scan | instances | starve | all"
+            "unknown scenario {other}: drain | latency | latency-short | throughput | idle | scan | instances | starve | settlement | all"
         ),
     }
 }

@@ -6,9 +6,12 @@
 #   Grafana     scripts/check-dashboard.py: valid JSON, every panel's query names a metric from
 #               src/telemetry.rs; then promtool checks every query is valid PromQL
 #   systemd     systemd-analyze verify on the unit, with ExecStart pointing at the built binary
-#               and a dummy EnvironmentFile (verify wants both to exist); any warning fails
+#               and a dummy EnvironmentFile (verify wants both to exist); any warning fails; the
+#               settlement import's timer and service the same way, and the timer's calendar
+#   PM2         the settlement import's cron file: node loads it, one one-shot app (autorestart
+#               off) with a five-field cron_restart that runs the binary's `settlement import`
 #
-# PM2 is tested by tests/it/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
+# The service's PM2 file is tested by tests/it/pm2.rs (cargo test). A missing tool is skipped with a LOUD message;
 # OPS_REQUIRE_TOOLS=1 (set by .ci/run) makes that a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +44,7 @@ tests = open("deploy/prometheus/alerts.test.yml").read()
 # constants it records (child actors, PhonePe error kinds, settle outcomes, decision reasons).
 telemetry = "".join(open(f).read() for f in [
     "src/telemetry.rs", "src/telemetry/labels.rs", "src/actors/child.rs", "src/domain/payment.rs",
-    "src/settle.rs", "src/domain/decision.rs",
+    "src/settle.rs", "src/domain/decision.rs", "src/settlement/matcher.rs",
 ])
 wire = open("src/phonepe/wire.rs").read()
 # kind/reason/actor/outcome/result values are string constants in those files;
@@ -95,8 +98,51 @@ if command -v systemd-analyze >/dev/null; then
     echo "ops-checks: systemd-analyze verify rejected the unit (or warned)" >&2
     failed=1
   fi
+  step "systemd-analyze verify deploy/systemd/draft-reconciler-settlement.{timer,service}"
+  sed -e "s#/usr/local/bin/draft-reconciler settlement import#$bin settlement import#" \
+      -e "s#^EnvironmentFile=.*#EnvironmentFile=$tmp/env#" \
+      deploy/systemd/draft-reconciler-settlement.service > "$tmp/draft-reconciler-settlement.service"
+  cp deploy/systemd/draft-reconciler-settlement.timer "$tmp/"
+  grep -q "xargs -0 -r $bin settlement import'$" "$tmp/draft-reconciler-settlement.service" || {
+    echo "ops-checks: the settlement service does not run '/usr/local/bin/draft-reconciler settlement import'" >&2
+    failed=1
+  }
+  if out=$(cd "$tmp" && systemd-analyze verify draft-reconciler-settlement.timer draft-reconciler-settlement.service 2>&1) && [[ -z $out ]]; then
+    echo "  SUCCESS: systemd-analyze verify accepts the settlement timer and service"
+  else
+    echo "$out" >&2
+    echo "ops-checks: systemd-analyze verify rejected the settlement timer or service (or warned)" >&2
+    failed=1
+  fi
+  calendar=$(sed -n 's/^OnCalendar=//p' deploy/systemd/draft-reconciler-settlement.timer)
+  systemd-analyze calendar "$calendar" >/dev/null || {
+    echo "ops-checks: the settlement timer's OnCalendar=$calendar is not a calendar systemd reads" >&2
+    failed=1
+  }
 else
   missing systemd-analyze "systemd-analyze not found: the systemd unit was NOT verified"
+fi
+
+# --- PM2 cron ----------------------------------------------------------------------------
+if command -v node >/dev/null; then
+  step "node: deploy/pm2/settlement-import.config.js"
+  node - <<'JS' || failed=1
+const cfg = require(process.cwd() + "/deploy/pm2/settlement-import.config.js");
+const fail = (why) => { console.error("ops-checks: settlement-import.config.js: " + why); process.exit(1); };
+if (!Array.isArray(cfg.apps) || cfg.apps.length !== 1) fail("expected one app");
+const app = cfg.apps[0];
+if (app.autorestart !== false) fail("autorestart must be false (a one-shot job)");
+if (app.interpreter !== "none") fail("interpreter must be none");
+const fields = String(app.cron_restart || "").trim().split(/\s+/);
+const field = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+if (fields.length !== 5 || !fields.every((f) => field.test(f))) fail("cron_restart is not a five-field cron expression: " + app.cron_restart);
+const command = (app.args || []).join(" ");
+if (!command.includes("settlement import") || !command.includes("$DRAFT_RECONCILER_BIN")) fail("it does not run the binary's settlement import");
+if (!app.env || !app.env.DRAFT_RECONCILER_BIN || !app.env.SETTLEMENT_DIR) fail("env must set DRAFT_RECONCILER_BIN and SETTLEMENT_DIR");
+console.log("  SUCCESS: one one-shot app, cron " + app.cron_restart + ", runs settlement import");
+JS
+else
+  missing node "node not found: the PM2 settlement cron file was NOT checked"
 fi
 
 if ((${#skipped[@]})); then

@@ -62,15 +62,7 @@ pub async fn prepare_env(
     health: Health,
     indexes: Indexes,
 ) -> anyhow::Result<(Arc<Env>, Vec<crate::store::indexes::Step>)> {
-    let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
-        .await
-        .context("mongodb.uri is not a usable MongoDB connection string")?
-        .with_rules(CommitRules {
-            sized_items_decrement_total: settings.job.sized_items_decrement_total,
-            lease_ttl: settings.job.lease_ttl,
-        })
-        .with_schema(Arc::new(settings.schema.clone()));
-    store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
+    let store = open_store(&settings).await?;
     let steps = match indexes {
         Indexes::Ensure => {
             let steps = store.ensure_indexes().await.context("preparing the indexes")?;
@@ -133,6 +125,28 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Connect to MongoDB on the shop's schema and commit rules, check it answers, and create the
+/// orders indexes. Must run inside the runtime that uses the store.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = open_store(settings).await?;
+    store.ensure_indexes().await.context("preparing the indexes")?;
+    Ok(store)
+}
+
+/// The store of `settings`, connected and answering; no index is touched.
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.mongodb.uri.expose_secret(), &settings.mongodb.database)
+        .await
+        .context("mongodb.uri is not a usable MongoDB connection string")?
+        .with_rules(CommitRules {
+            sized_items_decrement_total: settings.job.sized_items_decrement_total,
+            lease_ttl: settings.job.lease_ttl,
+        })
+        .with_schema(Arc::new(settings.schema.clone()));
+    store.ping().await.context("MongoDB (mongodb.uri) does not answer")?;
+    Ok(store)
+}
+
 /// Start the supervised actor system; returns the supervisor and the wiring.
 pub fn start(env: Arc<Env>, mode: Mode) -> (Addr<Supervisor>, Arc<Wiring>) {
     let wiring = Arc::new(Wiring::new(env.settings.job.reconcilers as usize));
@@ -190,6 +204,7 @@ pub fn run(
             actix_rt::spawn(crate::actors::rate_limiter::shared::heartbeats(db.clone()));
         }
         actix_rt::spawn(crate::refund::poll_forever(env.clone()));
+        actix_rt::spawn(crate::settlement::gauge::gauge_forever(env.clone()));
         let (sup, _) = start(env, Mode::Run);
         actix_rt::spawn(on_signals(sup));
         Ok::<_, anyhow::Error>(())
@@ -247,6 +262,22 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
         Command::Events(cmd) => {
             crate::telemetry::init_tracing_stderr(&settings.log);
             crate::events::cli::execute(cmd, settings)
+        }
+        Command::Settlement(cmd) => {
+            use crate::cli::SettlementCommand;
+            use crate::settlement::report_cmd::Format;
+            crate::telemetry::init_tracing_stderr(&settings.log);
+            match cmd {
+                SettlementCommand::Import { files, json } => crate::settlement::import::execute(files, json, settings),
+                SettlementCommand::Report { from, to, json, csv } => {
+                    let format = match (json, csv) {
+                        (true, _) => Format::Json,
+                        (_, true) => Format::Csv,
+                        _ => Format::Table,
+                    };
+                    crate::settlement::report_cmd::report(from, to, format, settings)
+                }
+            }
         }
         Command::Selftest => {
             crate::telemetry::init_tracing(&settings.log);

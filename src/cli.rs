@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::settlement::dates::Day;
+
 const AFTER_HELP: &str = "\
 Configuration: built-in defaults, then --config <file> (or ./config/default.toml and
 ./config/<APP_ENV|NODE_ENV>.toml), then MONGODB_URI, PHONEPE_MERCHANT_ID, PHONEPE_SALT_KEY,
@@ -117,6 +119,20 @@ pub enum Command {
     /// 2 on a usage or configuration error.
     #[command(verbatim_doc_comment, subcommand)]
     Review(ReviewCommand),
+    /// PhonePe's settlement reports: import them, matched against the orders, and report.
+    ///
+    /// `import` stores each report's rows (CSV or XLSX, as the PhonePe dashboard downloads
+    /// them) and matches them: a payout for a confirmed order is recorded on it; a payment for
+    /// an order that left draft unpaid is recorded and the order parked (`by: "settlement"`); a
+    /// refund paid out settles the refund; anything else is a discrepancy. Importing a file
+    /// again changes nothing. `report` prints the payouts per settlement day and every open
+    /// discrepancy (docs/operations.md, Settlement reports).
+    ///
+    /// Exit codes: 0 done (discrepancies are printed, not errors); 2 when a file was rejected
+    /// (a bad row: nothing of that file is written; the error names file, line and column) or
+    /// on a usage or configuration error; 1 when MongoDB failed.
+    #[command(verbatim_doc_comment, subcommand)]
+    Settlement(SettlementCommand),
     /// The events the shop is told about (docs/events.md): list them, show one, send again.
     ///
     /// Every settlement is recorded as an event by the process that made it (run, once,
@@ -169,6 +185,39 @@ pub enum EventsCommand {
 fn rfc3339(s: &str) -> Result<mongodb::bson::DateTime, String> {
     mongodb::bson::DateTime::parse_rfc3339_str(s.trim())
         .map_err(|_| format!("`{s}` is not an RFC 3339 time like 2026-12-04T10:00:00Z"))
+}
+
+/// `settlement` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum SettlementCommand {
+    /// Import settlement reports (.csv or .xlsx), each all-or-nothing, and match their rows.
+    Import {
+        /// The report files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// One JSON object per file (and one for the open rows matched again) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Payouts per settlement day (rows, gross, fees, taxes, refunds, net) and open discrepancies.
+    Report {
+        /// First settlement day (India time), yyyy-mm-dd, inclusive.
+        #[arg(long, value_name = "DATE", value_parser = iso_day)]
+        from: Option<Day>,
+        /// Last settlement day (India time), yyyy-mm-dd, inclusive.
+        #[arg(long, value_name = "DATE", value_parser = iso_day)]
+        to: Option<Day>,
+        /// One JSON document, amounts in integer paise.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV, amounts in rupees with two decimals: the days, a blank line, the discrepancies.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+fn iso_day(s: &str) -> Result<Day, String> {
+    Day::parse_iso(s).ok_or_else(|| format!("`{s}` is not a date as yyyy-mm-dd"))
 }
 
 /// `review` subcommands.
@@ -250,6 +299,29 @@ mod tests {
         assert_eq!(command(&["once"]), Command::Once);
         assert_eq!(command(&["selftest"]), Command::Selftest);
         assert_eq!(command(&["config"]), Command::Config);
+        assert_eq!(
+            command(&["settlement", "import", "a.csv", "b.xlsx", "--json"]),
+            Command::Settlement(SettlementCommand::Import {
+                files: vec!["a.csv".into(), "b.xlsx".into()],
+                json: true,
+            })
+        );
+        assert_eq!(
+            command(&["settlement", "report", "--from", "2024-01-15", "--csv"]),
+            Command::Settlement(SettlementCommand::Report {
+                from: Day::parse_iso("2024-01-15"),
+                to: None,
+                json: false,
+                csv: true,
+            })
+        );
+        for bad in [
+            &["settlement", "import"][..],
+            &["settlement", "report", "--from", "15-01-2024"],
+            &["settlement", "report", "--json", "--csv"],
+        ] {
+            assert_eq!(parse(bad).expect_err("usage").exit_code(), 2, "{bad:?}");
+        }
         assert_eq!(
             command(&["review", "resolve", "MT1", "refund", "--note", "asked"]),
             Command::Review(ReviewCommand::Resolve {

@@ -13,8 +13,10 @@ use serde_with::{serde_as, DurationSeconds, FromInto};
 use crate::phonepe::ApiVersion;
 
 mod load;
+mod settlement;
 
 pub use load::ConfigError;
+pub use settlement::SettlementSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +48,7 @@ pub struct Settings {
     pub refunds: RefundSettings,
     pub events: EventSettings,
     pub notify: NotifySettings,
+    pub settlement: SettlementSettings,
     /// The shop's names (docs/schema.md); defaults are the reconciler's own.
     #[serde(default)]
     pub schema: crate::schema::Schema,

@@ -23,6 +23,7 @@ pub mod refund;
 pub mod review;
 pub mod schema;
 pub mod settle;
+pub mod settlement;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

@@ -209,6 +209,10 @@ fn settings(layers: Vec<Figment>, production: bool) -> Result<Settings, ConfigEr
 fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
     let (p, job, w, v2) = (&s.phonepe, &s.job, &s.webhook, s.phonepe.api_version == ApiVersion::V2);
     let invalid = |key: &str, reason: String| Err(invalid(key, &origin(figment.find_metadata(key)), &reason));
+    if s.settlement.expected_within_days > 30 {
+        let reason = format!("must be between 0 and 30, got {}", s.settlement.expected_within_days);
+        return invalid("settlement.expected_within_days", reason);
+    }
     if !(1..=256).contains(&job.reconcilers) {
         let reason = format!("must be between 1 and 256, got {}", job.reconcilers);
         return invalid("job.reconcilers", reason);

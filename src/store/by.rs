@@ -7,6 +7,9 @@ pub const RECONCILER: &str = "reconciler";
 pub const WEBHOOK: &str = "webhook";
 /// A person, through `review resolve` (`src/review.rs`), and the refunds they started.
 pub const OPERATOR: &str = "operator";
+/// PhonePe's settlement report (`draft-reconciler settlement import`): a payment it shows for an
+/// order that left draft unpaid, a refund it shows paid out.
+pub const SETTLEMENT: &str = "settlement";
 
 /// The constant spelled `s`; anything unknown reads as [`RECONCILER`] (journals written before
 /// `by` existed were all the reconciler's).
@@ -14,6 +17,7 @@ pub fn parse(s: Option<&str>) -> &'static str {
     match s {
         Some(WEBHOOK) => WEBHOOK,
         Some(OPERATOR) => OPERATOR,
+        Some(SETTLEMENT) => SETTLEMENT,
         _ => RECONCILER,
     }
 }

@@ -224,6 +224,13 @@ impl Store {
                 false,
                 has(own::OUTBOX_ID),
             ),
+            // Settlement imports find a refund's order by the refund's id.
+            want(
+                "reconciler_refund_id",
+                doc! { super::refunds::REFUND_ID: 1 },
+                false,
+                has(super::refunds::REFUND_ID),
+            ),
         ];
         // The journal strategy's per-item commit markers on products (swept by recovery).
         let markers = super::journal::MARKERS;

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod payments;
 pub mod refunds;
 pub mod refusals;
+pub mod settlements;
 pub mod words;
 
 pub use commit::{CommitOutcome, Lease, StrategyChoice};

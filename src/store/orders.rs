@@ -173,7 +173,7 @@ impl<'a> Recheck<'a> {
 /// whole statement while it waits on a document locked by a dead client's transaction —
 /// SecantusDB does, and then cannot reap that transaction: every transaction on the server
 /// stops. Separate statements wait one document at a time.)
-pub(super) fn per_document_update(
+pub(crate) fn per_document_update(
     collection: &str,
     statements: impl Iterator<Item = (Document, Document)>,
 ) -> Document {

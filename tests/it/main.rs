@@ -21,6 +21,7 @@ mod pipeline;
 mod pm2;
 mod poison;
 mod review;
+mod settlement;
 mod shared_budget;
 mod supervision;
 mod support;
