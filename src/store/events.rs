@@ -148,7 +148,7 @@ impl Store {
             index(doc! { "state": 1, "deliveries.nextAttemptAt": 1 }, "due"),
             index(doc! { "orderId": 1, "seq": 1 }, "order_seq"),
             index(doc! { "merchantTransactionId": 1, "createdAt": 1 }, "order_created"),
-            index(doc! { "createdAt": 1 }, "created"),
+            // No index on `createdAt` alone: an operator may add a TTL index on it (docs/events.md).
             slack,
         ];
         self.events()
