@@ -181,6 +181,7 @@ pub fn run(
     sys.block_on(async move {
         let listen = settings.ops.listen;
         let webhook = settings.webhook.listen;
+        let console = settings.console.listen;
         let interval = settings.job.interval;
         let health = Health::new(interval);
         let env = build_env(settings, health.clone()).await?;
@@ -190,7 +191,13 @@ pub fn run(
                 .with_context(|| format!("ops.listen: cannot listen on {addr}"))?;
             tracing::info!(%addr, "ops HTTP listening (/metrics, /healthz, /readyz)");
             let ready = crate::ops::mongo_ping(env.store.clone());
-            actix_rt::spawn(crate::ops::serve(listener, health, prometheus.clone(), ready));
+            actix_rt::spawn(crate::ops::serve(listener, health.clone(), prometheus.clone(), ready));
+        }
+        if let Some(addr) = console {
+            let listener = crate::console::bind(addr).await?;
+            let console = crate::console::Console::new(env.clone(), Some(health.clone())).await?;
+            tracing::info!(%addr, "operator's console listening");
+            actix_rt::spawn(crate::console::serve(listener, console, std::future::pending()));
         }
         if let Some(addr) = webhook {
             let listener = crate::webhook::bind(addr).await?;
@@ -225,6 +232,15 @@ async fn on_signals(sup: Addr<Supervisor>) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::warn!("second signal: exiting now; leases will expire");
     std::process::exit(130);
+}
+
+/// Run a command that needs no configuration (`console hash-password`); `None` for the others.
+pub fn without_settings(command: &crate::cli::Command) -> Option<u8> {
+    use crate::cli::{Command, ConsoleCommand};
+    match command {
+        Command::Console(ConsoleCommand::HashPassword) => Some(crate::console::hash_password_cli()),
+        _ => None,
+    }
 }
 
 /// Run one CLI command with validated settings; returns the process exit code.
@@ -283,5 +299,16 @@ pub fn execute(command: crate::cli::Command, settings: Settings) -> anyhow::Resu
             crate::telemetry::init_tracing(&settings.log);
             crate::check::selftest(settings)
         }
+        Command::Console(crate::cli::ConsoleCommand::Serve) => {
+            crate::telemetry::init_tracing(&settings.log);
+            if settings.console.listen.is_none() {
+                eprintln!(
+                    "draft-reconciler: console.listen is not set (e.g. RECONCILER_CONSOLE__LISTEN=127.0.0.1:9466)"
+                );
+                return Ok(2);
+            }
+            crate::console::serve_alone(settings)
+        }
+        Command::Console(crate::cli::ConsoleCommand::HashPassword) => Ok(crate::console::hash_password_cli()),
     }
 }

@@ -143,7 +143,8 @@ async fn unparsed(
         transaction_id,
         paid_amount,
     };
-    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, crate::store::by::RECONCILER).await?;
+    let recorded =
+        crate::settle::record_late_payment(&env.store, &target, &seen, crate::store::by::RECONCILER.into()).await?;
     println!(
         "applied: {}",
         if recorded {

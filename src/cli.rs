@@ -111,8 +111,8 @@ pub enum Command {
     /// The review queue: list parked orders, show one, resolve it (fulfil, refund, cancel).
     ///
     /// Every action is a status-guarded change recorded in the order's history with
-    /// by: "operator" and the note; safe while the service runs, and run twice it does nothing
-    /// more.
+    /// by: "operator", the note and operator: $USER; safe while the service runs, and run twice
+    /// it does nothing more. The operator's console (`console`) acts through the same function.
     ///
     /// Exit codes: 0 when done; 1 when refused (unknown order, wrong state, PhonePe refused or
     /// failed the refund, PhonePe reports the order paid, PhonePe unreachable) with the reason;
@@ -144,6 +144,13 @@ pub enum Command {
     /// a usage or configuration error.
     #[command(verbatim_doc_comment, subcommand)]
     Events(EventsCommand),
+    /// The operator's console: the review queue as web pages (docs/operations.md).
+    ///
+    /// Exit codes: 0 after a clean stop (serve) or a printed hash (hash-password); 1 on a
+    /// runtime failure (MongoDB unreachable, console.listen taken); 2 on a usage or
+    /// configuration error (console.listen unset for serve, no password on stdin).
+    #[command(verbatim_doc_comment, subcommand)]
+    Console(ConsoleCommand),
 }
 
 /// `events` subcommands.
@@ -185,6 +192,19 @@ pub enum EventsCommand {
 fn rfc3339(s: &str) -> Result<mongodb::bson::DateTime, String> {
     mongodb::bson::DateTime::parse_rfc3339_str(s.trim())
         .map_err(|_| format!("`{s}` is not an RFC 3339 time like 2026-12-04T10:00:00Z"))
+}
+
+/// `console` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ConsoleCommand {
+    /// Serve the console alone on console.listen (no scanner, no refund poller) until
+    /// SIGTERM/SIGINT. `run` serves it too when console.listen is set.
+    #[command(verbatim_doc_comment)]
+    Serve,
+    /// Read one line (a password) from stdin and print its argon2id PHC string, for
+    /// console.users ("name:<the string>"). Needs no configuration.
+    #[command(verbatim_doc_comment)]
+    HashPassword,
 }
 
 /// `settlement` subcommands.
@@ -299,6 +319,11 @@ mod tests {
         assert_eq!(command(&["once"]), Command::Once);
         assert_eq!(command(&["selftest"]), Command::Selftest);
         assert_eq!(command(&["config"]), Command::Config);
+        assert_eq!(command(&["console", "serve"]), Command::Console(ConsoleCommand::Serve));
+        assert_eq!(
+            command(&["console", "hash-password"]),
+            Command::Console(ConsoleCommand::HashPassword)
+        );
         assert_eq!(
             command(&["settlement", "import", "a.csv", "b.xlsx", "--json"]),
             Command::Settlement(SettlementCommand::Import {

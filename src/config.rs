@@ -2,7 +2,7 @@
 //! documented in `config/default.toml`). The schema is the serde derive of [`Settings`]: adding a
 //! section is a struct, its field in [`Settings`] and its defaults in `config/default.toml`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ pub struct Settings {
     pub refunds: RefundSettings,
     pub events: EventSettings,
     pub notify: NotifySettings,
+    pub console: ConsoleSettings,
     pub settlement: SettlementSettings,
     /// The shop's names (docs/schema.md); defaults are the reconciler's own.
     #[serde(default)]
@@ -212,6 +213,40 @@ pub struct NotifySettings {
     /// A Slack incoming-webhook URL (its path is the credential: never printed).
     #[serde(default, deserialize_with = "optional_url", serialize_with = "redacted")]
     pub slack_url: Option<SecretString>,
+}
+
+/// The operator's console (`src/console`): off unless `listen` is set.
+#[serde_as]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    #[serde_as(as = "Listen")]
+    pub listen: Option<SocketAddr>,
+    /// Who may log in. Printed by `config` with the hashes as `***`.
+    #[serde(deserialize_with = "console_users", serialize_with = "redacted_users")]
+    pub users: Vec<ConsoleUser>,
+    /// `Secure` on the session cookie; false only for plain HTTP on a developer's machine.
+    pub secure_cookies: bool,
+    /// Peers whose `X-Forwarded-For` names the client (the shop's TLS proxy), for login throttling.
+    #[serde(deserialize_with = "addresses")]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// One operator: a name (recorded in the history of what they do) and an argon2id/argon2i PHC
+/// string, checked when the settings load.
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    pub name: String,
+    pub hash: SecretString,
+}
+
+/// A name an operator may have (also the OS user `review resolve` records): 1 to 64 letters,
+/// digits, `_`, `.`, `@` and `-`, so it is safe in a history entry, a log line and a page.
+pub fn is_operator_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
 }
 
 impl PhonePeSettings {
@@ -407,6 +442,66 @@ fn waits<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
 
 fn secs_list<S: Serializer>(waits: &[Duration], s: S) -> Result<S::Ok, S::Error> {
     waits.iter().map(Duration::as_secs).collect::<Vec<_>>().serialize(s)
+}
+
+/// `console.users`: `name:hash` entries (split at the first colon), whitespace-separated in a
+/// string (a variable) or one per element of a list. Errors name the entry, never its hash.
+fn console_users<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConsoleUser>, D::Error> {
+    let entries: Vec<String> = match toml::Value::deserialize(d).map_err(|_| D::Error::custom("must be text"))? {
+        toml::Value::String(text) => text.split_whitespace().map(String::from).collect(),
+        toml::Value::Array(list) => list
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s.trim().to_string()),
+                _ => Err(D::Error::custom("must be a list of \"name:hash\" strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(D::Error::custom(
+                "must be \"name:hash\" entries separated by spaces, or a list of them",
+            ))
+        }
+    };
+    let mut users: Vec<ConsoleUser> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let n = i + 1;
+        let Some((name, hash)) = entry.split_once(':') else {
+            return Err(D::Error::custom(format!("entry {n} is not name:hash (no colon)")));
+        };
+        if !is_operator_name(name) {
+            let problem = "a name of 1 to 64 letters, digits, '_', '.', '@' or '-'";
+            return Err(D::Error::custom(format!("entry {n} must start with {problem}")));
+        }
+        if let Err(problem) = crate::console::password::check_hash(hash) {
+            return Err(D::Error::custom(format!("entry {n} ({name}): the hash {problem}")));
+        }
+        if users.iter().any(|u| u.name == name) {
+            return Err(D::Error::custom(format!("entry {n}: {name} is listed twice")));
+        }
+        users.push(ConsoleUser {
+            name: name.into(),
+            hash: hash.into(),
+        });
+    }
+    Ok(users)
+}
+
+/// How `console.users` prints: the names, each hash as `***`.
+fn redacted_users<S: Serializer>(users: &[ConsoleUser], s: S) -> Result<S::Ok, S::Error> {
+    let printed: Vec<String> = users.iter().map(|u| format!("{}:***", u.name)).collect();
+    printed.serialize(s)
+}
+
+/// IP addresses, as [`words`] (commas or spaces in a variable, or a list).
+fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    let words = words(d)?;
+    let words = words.iter().flat_map(|w| w.split_whitespace());
+    words
+        .map(|w| {
+            w.parse()
+                .map_err(|_| D::Error::custom(format!("must list IP addresses like \"127.0.0.1\", got {w:?}")))
+        })
+        .collect()
 }
 
 /// A list of words: a sequence, or text (from a variable) with the words separated by commas,

@@ -8,6 +8,9 @@ use draft_reconciler::config::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = draft_reconciler::app::without_settings(&cli.subcommand()) {
+        return ExitCode::from(code);
+    }
     let settings = match Settings::from_env(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

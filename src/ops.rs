@@ -50,6 +50,9 @@ struct HealthInner {
     interval: Duration,
     started: Instant,
     last_tick: Mutex<Option<Instant>>,
+    /// When the last scan completed without error (the console's status page; the same moment
+    /// as `reconciler_last_successful_scan_timestamp_seconds`).
+    last_scan: Mutex<Option<std::time::SystemTime>>,
     supervisor_alive: AtomicBool,
 }
 
@@ -70,6 +73,7 @@ impl Health {
                 interval,
                 started: Instant::now(),
                 last_tick: Mutex::new(None),
+                last_scan: Mutex::new(None),
                 supervisor_alive: AtomicBool::new(true),
             }),
         }
@@ -87,6 +91,21 @@ impl Health {
             .last_tick
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
+    }
+
+    /// Record a scan that completed without error, now.
+    pub fn scan_succeeded(&self) {
+        *self.inner.last_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::SystemTime::now());
+    }
+
+    /// When the last scan completed without error in this process, if one did.
+    pub fn last_scan(&self) -> Option<std::time::SystemTime> {
+        *self.inner.last_scan.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scanner's tick interval (`job.interval_secs`).
+    pub fn interval(&self) -> Duration {
+        self.inner.interval
     }
 
     pub fn set_supervisor_alive(&self, alive: bool) {

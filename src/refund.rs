@@ -27,6 +27,7 @@ use crate::domain::decision::{PENDING_RECHECK, RATE_LIMITED_PAUSE, REJECTED_PAUS
 use crate::domain::{MerchantTransactionId, StatusError};
 use crate::phonepe::client::{RefundRequest, RefundState};
 use crate::phonepe::{CallError, Gateway};
+use crate::store::by::By;
 use crate::store::orders::plus;
 use crate::store::refunds::{AutoRefund, PendingRefund, Step};
 use crate::store::{Store, StoreError};
@@ -100,6 +101,17 @@ pub struct Refunder<'a> {
     pub poll_interval: Duration,
     /// Who finishes the refund (`store::orders::by`).
     pub by: &'static str,
+    /// The operator's name when a person asked for it (`review resolve`, the console).
+    pub operator: Option<&'a str>,
+}
+
+impl Refunder<'_> {
+    fn who(&self) -> By<'_> {
+        By {
+            by: self.by,
+            operator: self.operator,
+        }
+    }
 }
 
 /// What PhonePe says was paid for `mtid` to our merchant, in paise: the amount a refund gives
@@ -139,7 +151,11 @@ pub async fn start(r: &Refunder<'_>, order: &Document, note: Option<&str>) -> Re
             return Ok(Some(Pushed::Unverified(why)));
         }
     };
-    match r.store.begin_refund(order, amount, r.by, note, DateTime::now()).await? {
+    match r
+        .store
+        .begin_refund(order, amount, r.who(), note, DateTime::now())
+        .await?
+    {
         Some(p) => Ok(Some(push(r, &p).await?)),
         None => Ok(None),
     }
@@ -187,7 +203,7 @@ pub async fn push(r: &Refunder<'_>, p: &PendingRefund) -> Result<Pushed, StoreEr
         Err(CallError::Paused { .. } | CallError::NoPermitInTime(_)) => return Ok(Pushed::Pending),
         Err(CallError::PhonePe(StatusError::Refused { code, .. })) if post => {
             tracing::error!(refund_id = %p.refund_id, code = %code, "PhonePe refused the refund; the order is parked again (refund_failed)");
-            let done = settle_refund(r.store, p, RefundState::Failed, &code, r.by).await?;
+            let done = settle_refund(r.store, p, RefundState::Failed, &code, r.who()).await?;
             return Ok(if done {
                 Pushed::Refused(code)
             } else {
@@ -236,7 +252,7 @@ fn flag_once(p: &PendingRefund) {
 }
 
 async fn finish(r: &Refunder<'_>, p: &PendingRefund, state: RefundState, code: &str) -> Result<Pushed, StoreError> {
-    if !settle_refund(r.store, p, state, code, r.by).await? {
+    if !settle_refund(r.store, p, state, code, r.who()).await? {
         return Ok(Pushed::AlreadyFinished);
     }
     Ok(if state == RefundState::Completed {
@@ -254,7 +270,7 @@ pub async fn settle_refund(
     p: &PendingRefund,
     state: RefundState,
     code: &str,
-    by: &'static str,
+    by: By<'_>,
 ) -> Result<bool, StoreError> {
     let completed = state == RefundState::Completed;
     let done = store.finish_refund(p, completed, code, by, DateTime::now()).await?;
@@ -317,6 +333,7 @@ pub async fn poll_forever(env: std::sync::Arc<crate::actors::Env>) {
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
         by: crate::store::orders::by::RECONCILER,
+        operator: None,
     };
     loop {
         if let Err(e) = poll_due(&r, &env.settings.refunds.auto).await {

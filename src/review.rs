@@ -14,8 +14,6 @@
 //! needs a person (flagged after too many asks, or stopped). Exit codes: 0 done, 1 refused (with
 //! the reason), 2 usage.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use mongodb::bson::{Bson, DateTime, Document};
 use serde_json::json;
@@ -47,30 +45,30 @@ pub fn execute(cmd: ReviewCommand, settings: Settings) -> anyhow::Result<u8> {
                 merchant_transaction_id,
                 action,
                 note,
-            } => resolve(&env, &merchant_transaction_id, action, note).await,
+            } => resolve_cli(&env, &merchant_transaction_id, action, note).await,
         }
     })
 }
 
-fn text<'a>(d: &'a Document, key: &str) -> &'a str {
+pub(crate) fn text<'a>(d: &'a Document, key: &str) -> &'a str {
     d.get_str(key).unwrap_or("-")
 }
 
 /// The reconciler's own names: documents are read here after `Schema::order_from_shop`, and
 /// handed to the store (which speaks the shop's names) as they were stored.
-fn names() -> &'static OrdersSchema {
+pub(crate) fn names() -> &'static OrdersSchema {
     static DEFAULT: std::sync::LazyLock<Schema> = std::sync::LazyLock::new(Schema::default);
     &DEFAULT.orders
 }
 
-fn own_text<'a>(d: &'a Document, path: &str) -> &'a str {
+pub(crate) fn own_text<'a>(d: &'a Document, path: &str) -> &'a str {
     d.get_document(own::RECONCILIATION_KEY)
         .and_then(|r| r.get_str(own::key(path)))
         .unwrap_or("-")
 }
 
 /// An amount in paise, when the field holds a whole number.
-fn paise(b: Option<&Bson>) -> Option<i64> {
+pub(crate) fn paise(b: Option<&Bson>) -> Option<i64> {
     match b? {
         Bson::Int32(n) => Some(i64::from(*n)),
         Bson::Int64(n) => Some(*n),
@@ -78,12 +76,12 @@ fn paise(b: Option<&Bson>) -> Option<i64> {
     }
 }
 
-fn amount(d: &Document) -> Option<i64> {
+pub(crate) fn amount(d: &Document) -> Option<i64> {
     paise(d.get(&names().amount))
 }
 
 /// What PhonePe reported paid (`reconciliation.paidAmount`, paise), when it was recorded.
-fn paid_amount(d: &Document) -> Option<i64> {
+pub(crate) fn paid_amount(d: &Document) -> Option<i64> {
     let reconciliation = d.get_document(own::RECONCILIATION_KEY).ok()?;
     paise(reconciliation.get(own::key(own::PAID_AMOUNT)))
 }
@@ -93,12 +91,12 @@ fn or_dash(n: Option<i64>) -> String {
 }
 
 /// When the order was parked: its last `updatedAt`.
-fn parked_at(d: &Document) -> Option<DateTime> {
+pub(crate) fn parked_at(d: &Document) -> Option<DateTime> {
     d.get_datetime(&names().updated_at).ok().copied()
 }
 
 /// The recorded refund's fields the queue shows (`null` without one).
-fn refund_view(d: &Document) -> serde_json::Value {
+pub(crate) fn refund_view(d: &Document) -> serde_json::Value {
     let Ok(r) = d
         .get_document(own::RECONCILIATION_KEY)
         .and_then(|r| r.get_document(REFUND_KEY))
@@ -119,7 +117,7 @@ fn refund_view(d: &Document) -> serde_json::Value {
 
 /// What needs a person beyond the reason: a pending refund flagged after too many asks, or an
 /// automatic refund that stopped.
-fn attention(d: &Document) -> Option<String> {
+pub(crate) fn attention(d: &Document) -> Option<String> {
     let payment = d.get_str(&names().payment_status).ok();
     let flagged = d
         .get_document(own::RECONCILIATION_KEY)
@@ -228,127 +226,237 @@ async fn show(env: &Env, mtid: &str) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub(crate) fn refuse(mtid: &str, why: &str) -> anyhow::Result<u8> {
-    eprintln!("review: refused for {mtid}: {why}");
-    Ok(1)
+/// What `resolve` came to. The CLI prints it and exits 0 (`Done`) or 1 (`Refused`); the console
+/// shows it on the result page. An `Err` beside it is a failure (MongoDB), exit 1 too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// What was done (the CLI's stdout line after `review: `).
+    Done {
+        message: String,
+        /// What PhonePe reported, when it was asked.
+        phonepe: Option<String>,
+    },
+    /// Why nothing (more) was done: the CLI's reason on stderr, exit 1.
+    Refused { reason: String, phonepe: Option<String> },
 }
 
-async fn resolve(env: &Arc<Env>, mtid: &str, action: ResolveAction, note: Option<String>) -> anyhow::Result<u8> {
-    let Some(d) = env.store.find_by_mtid(mtid).await.context("reading the order")? else {
-        return refuse(mtid, "no order has this merchantTransactionId");
-    };
-    let view = env.store.schema().order_from_shop(&d);
+impl Resolution {
+    pub(crate) fn done(message: impl Into<String>) -> Resolution {
+        Resolution::Done {
+            message: message.into(),
+            phonepe: None,
+        }
+    }
+
+    pub(crate) fn refused(reason: impl Into<String>) -> Resolution {
+        Resolution::Refused {
+            reason: reason.into(),
+            phonepe: None,
+        }
+    }
+
+    /// The same, with what PhonePe reported.
+    pub(crate) fn reported(mut self, what: impl Into<String>) -> Resolution {
+        match &mut self {
+            Resolution::Done { phonepe, .. } | Resolution::Refused { phonepe, .. } => *phonepe = Some(what.into()),
+        }
+        self
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, Resolution::Done { .. })
+    }
+
+    /// The message (done) or the reason (refused).
+    pub fn text(&self) -> &str {
+        match self {
+            Resolution::Done { message, .. } => message,
+            Resolution::Refused { reason, .. } => reason,
+        }
+    }
+
+    /// What PhonePe reported, when it was asked.
+    pub fn phonepe(&self) -> Option<&str> {
+        match self {
+            Resolution::Done { phonepe, .. } | Resolution::Refused { phonepe, .. } => phonepe.as_deref(),
+        }
+    }
+}
+
+/// The CLI's operator name: the OS user (`USER`, else `LOGNAME`) when it is a plain name.
+fn os_user() -> Option<String> {
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok()?;
+    crate::config::is_operator_name(&name).then_some(name)
+}
+
+/// `review resolve`: the shared [`resolve`], its result printed, the exit code.
+async fn resolve_cli(env: &Env, mtid: &str, action: ResolveAction, note: Option<String>) -> anyhow::Result<u8> {
+    let operator = os_user();
+    match resolve(env, mtid, action, note, operator.as_deref()).await? {
+        Resolution::Done { message, .. } => {
+            println!("review: {message}");
+            Ok(0)
+        }
+        Resolution::Refused { reason, .. } => {
+            eprintln!("review: refused for {mtid}: {reason}");
+            Ok(1)
+        }
+    }
+}
+
+/// What routes an action on a parked order, from its stored state alone (no PhonePe call): the
+/// refusals that need no one asked, or the path it takes. `view` is in the reconciler's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Refuse(String),
+    Fulfil,
+    Refund,
+    Cancel,
+}
+
+pub fn route(view: &Document, action: ResolveAction) -> Route {
     let status = view.get_str(&names().status).ok().and_then(Status::parse);
     let payment = view
         .get_str(&names().payment_status)
         .ok()
         .and_then(PaymentStatus::parse);
     if status != Some(Status::NeedsReview) {
-        return refuse(
-            mtid,
-            &format!("it is `{}`, not needs_review", text(&view, &names().status)),
-        );
+        return Route::Refuse(format!("it is `{}`, not needs_review", text(view, &names().status)));
     }
     match (action, payment) {
-        (_, Some(PaymentStatus::RefundPending)) => refuse(mtid, "a refund is pending at PhonePe; the service polls it"),
-        (ResolveAction::Cancel, _) => cancel::cancel(env, mtid, &d, &view, note).await,
-        (_, Some(PaymentStatus::Paid)) if action == ResolveAction::Fulfil => fulfil(env, mtid, &d, note).await,
-        (_, Some(PaymentStatus::Paid)) => refund(env, mtid, &d, note).await,
-        _ => refuse(
-            mtid,
-            &format!(
-                "its paymentStatus is `{}`, not paid",
-                text(&view, &names().payment_status)
-            ),
-        ),
+        (_, Some(PaymentStatus::RefundPending)) => {
+            Route::Refuse("a refund is pending at PhonePe; the service polls it".into())
+        }
+        (ResolveAction::Cancel, _) => Route::Cancel,
+        (ResolveAction::Fulfil, Some(PaymentStatus::Paid)) => Route::Fulfil,
+        (_, Some(PaymentStatus::Paid)) => Route::Refund,
+        _ => Route::Refuse(format!(
+            "its paymentStatus is `{}`, not paid",
+            text(view, &names().payment_status)
+        )),
     }
 }
 
-async fn fulfil(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
+/// Resolve the parked order `mtid` with `action`, as `operator` (their name in the history
+/// entry, `by: "operator"`): the one path of `review resolve` and the console.
+pub async fn resolve(
+    env: &Env,
+    mtid: &str,
+    action: ResolveAction,
+    note: Option<String>,
+    operator: Option<&str>,
+) -> anyhow::Result<Resolution> {
+    let Some(d) = env.store.find_by_mtid(mtid).await.context("reading the order")? else {
+        return Ok(Resolution::refused("no order has this merchantTransactionId"));
+    };
+    let view = env.store.schema().order_from_shop(&d);
+    let who = Who {
+        note,
+        operator: operator.map(str::to_string),
+    };
+    match route(&view, action) {
+        Route::Refuse(why) => Ok(Resolution::refused(why)),
+        Route::Cancel => cancel::cancel(env, mtid, &d, &view, who).await,
+        Route::Fulfil => fulfil(env, mtid, &d, who).await,
+        Route::Refund => refund(env, mtid, &d, who).await,
+    }
+}
+
+/// The operator's note and name, for the history entry.
+pub(crate) struct Who {
+    pub note: Option<String>,
+    pub operator: Option<String>,
+}
+
+async fn fulfil(env: &Env, mtid: &str, d: &Document, who: Who) -> anyhow::Result<Resolution> {
     let order = match Order::parse(d, env.store.schema()) {
         Ok(o) => o,
-        Err(e) => return refuse(mtid, &format!("the document still cannot be reconciled: {e}")),
+        Err(e) => {
+            return Ok(Resolution::refused(format!(
+                "the document still cannot be reconciled: {e}"
+            )))
+        }
     };
     // Nothing confirms without a verified amount: PhonePe is asked again (one permit), and the
     // payment must be complete, to this merchant, of exactly the order's amount (an
     // `amount_mismatch` is refunded, or its document corrected first).
     let paid = match crate::refund::verified_paid(&env.phonepe, mtid).await {
         Ok(paid) => paid,
-        Err(why) => return refuse(mtid, &format!("nothing confirmed: {}", why.why())),
+        Err(why) => {
+            let r = Resolution::refused(format!("nothing confirmed: {}", why.why()));
+            return Ok(r.reported(why.why()));
+        }
     };
+    let reported = format!("a completed payment of {paid} paise to this merchant");
     if paid != order.amount.0 {
-        return refuse(
-            mtid,
-            &format!(
-                "PhonePe reports {paid} paise paid, the order says {}: nothing confirmed \
-                 (refund it, or correct the order's amount and fulfil again)",
-                order.amount.0
-            ),
-        );
+        let r = Resolution::refused(format!(
+            "PhonePe reports {paid} paise paid, the order says {}: nothing confirmed \
+             (refund it, or correct the order's amount and fulfil again)",
+            order.amount.0
+        ));
+        return Ok(r.reported(reported));
     }
     // A fulfil short of stock leaves the order parked, with what PhonePe just verified as paid.
     let mut t = confirm_transition("OPERATOR_FULFIL", None)
         .by(by::OPERATOR)
         .paid(Some(paid));
     t.from = Status::NeedsReview;
-    t.note = note;
+    t.note = who.note;
+    t.operator = who.operator;
     let lease = Lease {
         owner: &env.owner,
         ttl: env.settings.job.lease_ttl,
         now: DateTime::now(),
     };
-    match env.store.commit(env.strategy, &order, &t, &lease).await? {
-        CommitOutcome::Committed => {
-            println!("review: {mtid} confirmed; stock deducted");
-            Ok(0)
-        }
-        CommitOutcome::AlreadyProcessed => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
-        short => refuse(
-            mtid,
-            &format!(
-                "{} ({}): nothing deducted, still parked",
-                short.review_reason().map_or("cannot commit", |r| r.as_str()),
-                short.product().unwrap_or_default()
-            ),
-        ),
-    }
+    let r = match env.store.commit(env.strategy, &order, &t, &lease).await? {
+        CommitOutcome::Committed => Resolution::done(format!("{mtid} confirmed; stock deducted")),
+        CommitOutcome::AlreadyProcessed => Resolution::refused("it changed meanwhile (someone else resolved it)"),
+        short => Resolution::refused(format!(
+            "{} ({}): nothing deducted, still parked",
+            short.review_reason().map_or("cannot commit", |r| r.as_str()),
+            short.product().unwrap_or_default()
+        )),
+    };
+    Ok(r.reported(reported))
 }
 
 /// The refund and verification calls, made by the operator.
-fn refunder(env: &Env) -> Refunder<'_> {
+fn refunder<'a>(env: &'a Env, operator: Option<&'a str>) -> Refunder<'a> {
     Refunder {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
         by: by::OPERATOR,
+        operator,
     }
 }
 
-async fn refund(env: &Env, mtid: &str, d: &Document, note: Option<String>) -> anyhow::Result<u8> {
-    match crate::refund::start(&refunder(env), d, note.as_deref()).await? {
-        None => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
-        Some(Pushed::Completed) => {
-            println!("review: {mtid} refunded");
-            Ok(0)
-        }
-        Some(Pushed::Pending) => {
-            println!("review: refund of {mtid} recorded; not final at PhonePe yet, the service asks until it is (review show {mtid})");
-            Ok(0)
-        }
-        Some(Pushed::Failed) => refuse(
-            mtid,
+async fn refund(env: &Env, mtid: &str, d: &Document, who: Who) -> anyhow::Result<Resolution> {
+    let r = refunder(env, who.operator.as_deref());
+    let changed = "it changed meanwhile (someone else resolved it)";
+    Ok(match crate::refund::start(&r, d, who.note.as_deref()).await? {
+        None => Resolution::refused(changed),
+        Some(Pushed::Completed) => Resolution::done(format!("{mtid} refunded")).reported("the refund COMPLETED"),
+        Some(Pushed::Pending) => Resolution::done(format!(
+            "refund of {mtid} recorded; not final at PhonePe yet, the service asks until it is (review show {mtid})"
+        ))
+        .reported("the refund is PENDING (or PhonePe could not be asked yet)"),
+        Some(Pushed::Failed) => Resolution::refused(
             "PhonePe failed the refund; parked again (refund_failed): refund again (a new refund id) or cancel with a --note",
-        ),
-        Some(Pushed::Refused(code)) => refuse(
-            mtid,
-            &format!(
-                "PhonePe refused the refund ({code}); nothing refunded, parked again (refund_failed): \
-                 refund again (a new refund id) or cancel with a --note saying how the money went back"
-            ),
-        ),
-        Some(Pushed::AlreadyFinished) => refuse(mtid, "it changed meanwhile (someone else resolved it)"),
-        Some(Pushed::Unverified(why)) => refuse(mtid, &format!("nothing refunded: {}", why.why())),
-    }
+        )
+        .reported("the refund FAILED"),
+        Some(Pushed::Refused(code)) => Resolution::refused(format!(
+            "PhonePe refused the refund ({code}); nothing refunded, parked again (refund_failed): \
+             refund again (a new refund id) or cancel with a --note saying how the money went back"
+        ))
+        .reported(format!("the refund request was refused ({code})")),
+        Some(Pushed::AlreadyFinished) => Resolution::refused(changed),
+        Some(Pushed::Unverified(why)) => {
+            Resolution::refused(format!("nothing refunded: {}", why.why())).reported(why.why())
+        }
+    })
 }
 
 mod cancel;
+
+pub use cancel::{cancel_route, CancelRoute, PAID_TO_US};

@@ -248,7 +248,7 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                 paid_amount,
             };
             let target = LeftDraft::of_order(order, env.store.schema());
-            if record_late_payment(env.store, &target, &seen, env.by).await? {
+            if record_late_payment(env.store, &target, &seen, env.by.into()).await? {
                 Outcome::NeedsReview
             } else {
                 Outcome::AlreadyProcessed
@@ -279,7 +279,7 @@ pub async fn record_late_payment(
     store: &Store,
     target: &LeftDraft,
     seen: &PaymentSeen,
-    by: &str,
+    by: crate::store::by::By<'_>,
 ) -> Result<bool, StoreError> {
     let recorded = store.record_payment(target, seen, by, DateTime::now()).await?;
     if recorded {
@@ -288,7 +288,7 @@ pub async fn record_late_payment(
             from = target.status.as_str(),
             code = %seen.code,
             paid = ?seen.paid_amount,
-            by,
+            by = by.by,
             "PhonePe reports a payment for an order that had left draft unpaid: recorded and parked \
              as needs_review for a person to refund or fulfil"
         );

@@ -156,8 +156,15 @@ pub mod names {
     /// PhonePe's settlement reports and the orders, read from the database by the service.
     pub const SETTLEMENT_DISCREPANCIES: &str = "reconciler_settlement_discrepancies";
 
+    /// Counter, label `result` ([`super::labels::console_login`]): sign-ins on the operator's
+    /// console (`src/console`).
+    pub const CONSOLE_LOGINS: &str = "reconciler_console_logins_total";
+    /// Counter, labels `action` and `result` ([`super::labels::console_action`]): actions
+    /// confirmed on the operator's console.
+    pub const CONSOLE_ACTIONS: &str = "reconciler_console_actions_total";
+
     /// Every family, for tests, the dashboard check and the README.
-    pub const ALL: [&str; 35] = [
+    pub const ALL: [&str; 37] = [
         ORDERS_SETTLED,
         PHONEPE_REQUESTS,
         PHONEPE_REQUEST_DURATION,
@@ -192,6 +199,8 @@ pub mod names {
         EVENTS_FAILED,
         EVENTS_OLDEST_UNDELIVERED,
         NOTIFICATIONS,
+        CONSOLE_LOGINS,
+        CONSOLE_ACTIONS,
         SETTLEMENT_DISCREPANCIES,
     ];
 }
@@ -393,6 +402,16 @@ pub fn describe_metrics() {
         Unit::Count,
         "Permits refused because the shared budget in MongoDB could not be read (no call made)."
     );
+    describe_counter!(
+        CONSOLE_LOGINS,
+        Unit::Count,
+        "Sign-ins on the operator's console, by result."
+    );
+    describe_counter!(
+        CONSOLE_ACTIONS,
+        Unit::Count,
+        "Console actions, by action and result (done, refused, error)."
+    );
     describe_gauge!(
         SETTLEMENT_DISCREPANCIES,
         Unit::Count,
@@ -454,6 +473,7 @@ fn initialize_metrics() {
     for actor in labels::actor::ALL {
         metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).absolute(0);
     }
+    crate::console::initialize_metrics();
 }
 
 #[cfg(test)]

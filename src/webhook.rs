@@ -382,7 +382,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
         transaction_id,
         paid_amount,
     };
-    match crate::settle::record_late_payment(&env.store, &target, &seen, by::WEBHOOK).await {
+    match crate::settle::record_late_payment(&env.store, &target, &seen, by::WEBHOOK.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {

@@ -360,6 +360,7 @@ impl Scanner {
                     // An idle scan costs no candidate fetch: the counts just said it finds nothing.
                     act.listed_all = counts.nothing_due();
                     counts.record();
+                    act.env.health.scan_succeeded();
                     let lookback = act.env.settings.job.lookback;
                     let delay = next_wake(counts.next_due.map(|due| wake_delay(DateTime::now(), due)), lookback);
                     act.arm(Instant::now() + delay, ctx);

@@ -254,6 +254,11 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
                        whsec_ and the base64 of 24 to 64 random bytes, the secret the shop verifies with)";
         return Err(ConfigError("events.secret".into(), message.into()));
     }
+    if s.console.listen.is_some() && s.console.users.is_empty() {
+        let reason = "must name at least one operator when console.listen is set \
+            (`draft-reconciler console hash-password` makes a hash)";
+        return invalid("console.users", reason.into());
+    }
     if v2 && p.base_url.ends_with("/apis/hermes") {
         let reason = format!("is the v1 host; API v2 is served under {PG}");
         return invalid("phonepe.base_url", reason);

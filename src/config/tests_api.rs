@@ -132,3 +132,56 @@ fn webhook_credentials_come_in_pairs_and_a_v2_listener_needs_them() {
     load(&V2_WITH_WEBHOOK).expect("credentials given");
     load(&listen).expect("v1 checks callbacks with the salt key");
 }
+
+#[test]
+fn console_is_off_by_default_and_its_users_are_checked_and_never_printed() {
+    let s = load(&[]).expect("valid");
+    let c = &s.console;
+    assert_eq!((c.listen, c.users.len(), c.secure_cookies), (None, 0, true));
+    assert!(c.trusted_proxies.is_empty());
+    let listen = ("RECONCILER_CONSOLE__LISTEN", "127.0.0.1:9466");
+    let e = err(&[listen]);
+    assert_eq!(e.key(), Some("console.users"), "a console nobody can sign in to: {e}");
+
+    let (asha, ravi) = (
+        crate::console::password::hash("asha-pw").expect("hash"),
+        crate::console::password::hash("ravi-pw").expect("hash"),
+    );
+    let users = format!("asha:{asha}\n  ravi:{ravi} ");
+    let s = load(&[
+        listen,
+        ("RECONCILER_CONSOLE__USERS", &users),
+        ("RECONCILER_CONSOLE__SECURE_COOKIES", "false"),
+        ("RECONCILER_CONSOLE__TRUSTED_PROXIES", "127.0.0.1, ::1"),
+    ])
+    .expect("valid");
+    let names: Vec<&str> = s.console.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["asha", "ravi"]);
+    assert_eq!(s.console.users[1].hash.expose_secret(), ravi);
+    assert!(!s.console.secure_cookies);
+    assert_eq!(s.console.trusted_proxies.len(), 2);
+    let out = s.redacted_toml();
+    assert!(out.contains("users = [\"asha:***\", \"ravi:***\"]"), "{out}");
+    for hash in [&asha, &ravi] {
+        assert!(!out.contains(hash.as_str()) && !format!("{s:?}").contains(hash.as_str()));
+    }
+
+    let bad = [
+        ("asha".to_string(), "entry 1 is not name:hash"),
+        ("asha:not-a-hash".into(), "entry 1 (asha): the hash is not a PHC string"),
+        (format!("asha:{asha} asha:{ravi}"), "entry 2: asha is listed twice"),
+        (format!("as/ha:{asha}"), "entry 1 must start with a name"),
+        (format!("a<b>:{asha}"), "entry 1 must start with a name"),
+    ];
+    for (value, problem) in &bad {
+        let e = err(&[("RECONCILER_CONSOLE__USERS", value)]);
+        assert_eq!(e.key(), Some("console.users"), "{e}");
+        assert!(e.to_string().contains(problem), "{value}: {e}");
+        assert!(
+            !e.to_string().contains("not-a-hash") && !e.to_string().contains(&asha),
+            "{e}"
+        );
+    }
+    let e = err(&[("RECONCILER_CONSOLE__TRUSTED_PROXIES", "localhost")]);
+    assert_eq!(e.key(), Some("console.trusted_proxies"), "{e}");
+}

@@ -202,4 +202,45 @@ impl SharedBudget {
             .count_documents(doc! { "merchant": &self.merchant, "$expr": { "$gte": ["$seenUs", since] } });
         bounded("count instances", BUDGET_TIMEOUT, count).await
     }
+
+    /// The shared schedule as it stands, read only (the console's status page): how far ahead
+    /// of the server's now it is booked, and how long the shared pause lasts still. `None` before
+    /// any instance reserved a permit.
+    pub async fn look(&self) -> StoreResult<Option<Schedule>> {
+        use futures_util::TryStreamExt;
+        let pipeline = vec![
+            doc! { "$match": { "_id": &self.merchant } },
+            doc! { "$project": { "nowUs": now_us(), "tatUs": 1, "pausedUntilUs": 1 } },
+        ];
+        let read = async {
+            let cursor = self.budget.aggregate(pipeline).await?;
+            cursor.try_collect::<Vec<Document>>().await
+        };
+        let docs = bounded("read the PhonePe budget", BUDGET_TIMEOUT, read).await?;
+        Ok(docs.first().map(|d| {
+            let now = int(d, "nowUs").unwrap_or(0);
+            Schedule {
+                booked_ahead: positive_micros(int(d, "tatUs").unwrap_or(0).saturating_sub(now)),
+                paused_for: positive_micros(int(d, "pausedUntilUs").unwrap_or(0).saturating_sub(now)),
+            }
+        }))
+    }
+
+    /// Instances of this merchant heard from within [`INSTANCE_SEEN`], read only (no heartbeat).
+    pub async fn count_seen(&self) -> StoreResult<u64> {
+        let since = doc! { "$subtract": [now_us(), micros(INSTANCE_SEEN)] };
+        let count = self
+            .instances
+            .count_documents(doc! { "merchant": &self.merchant, "$expr": { "$gte": ["$seenUs", since] } });
+        bounded("count instances", BUDGET_TIMEOUT, count).await
+    }
+}
+
+/// The shared schedule, as [`SharedBudget::look`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// How far past the server's now the next free permit is (zero: one is free now).
+    pub booked_ahead: Duration,
+    /// How long every instance still holds its calls (zero: no shared pause).
+    pub paused_for: Duration,
 }

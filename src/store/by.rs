@@ -21,3 +21,34 @@ pub fn parse(s: Option<&str>) -> &'static str {
         _ => RECONCILER,
     }
 }
+
+/// Who makes a change, as a history entry records it: `by`, and for a person the operator's
+/// name (`operator`: the OS user of `review resolve`, the console's logged-in operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct By<'a> {
+    pub by: &'static str,
+    pub operator: Option<&'a str>,
+}
+
+impl By<'_> {
+    /// A service's change (`by` alone, no operator name).
+    pub const fn service(by: &'static str) -> By<'static> {
+        By { by, operator: None }
+    }
+}
+
+impl<'a> By<'a> {
+    /// A person's change, with their name when known.
+    pub const fn operator(name: Option<&'a str>) -> By<'a> {
+        By {
+            by: OPERATOR,
+            operator: name,
+        }
+    }
+}
+
+impl From<&'static str> for By<'static> {
+    fn from(by: &'static str) -> By<'static> {
+        By::service(by)
+    }
+}

@@ -78,6 +78,9 @@ pub struct Transition {
     pub by: &'static str,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
+    /// The operator's name (`review resolve`: the OS user; the console: who logged in),
+    /// recorded in the history entry as `operator`.
+    pub operator: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
     pub paid_amount: Option<i64>,
     /// The payment status is left as the shop wrote it (`t.payment_status` is not written): an
@@ -107,6 +110,7 @@ impl Transition {
             last_error: None,
             by: by::RECONCILER,
             note: None,
+            operator: None,
             paid_amount: None,
             keeps_payment_status: false,
             refund: None,
@@ -196,6 +200,9 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
     };
     if let Some(note) = &t.note {
         entry.insert("note", note);
+    }
+    if let Some(name) = &t.operator {
+        entry.insert("operator", name);
     }
     entry
 }

@@ -63,7 +63,7 @@ impl Store {
         &self,
         o: &LeftDraft,
         seen: &PaymentSeen,
-        by: &str,
+        by: super::by::By<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let s = &self.schema.orders;
@@ -91,10 +91,13 @@ impl Store {
         if let Some(paid) = seen.paid_amount {
             set.insert(own::PAID_AMOUNT, paid);
         }
-        let entry = doc! {
-            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by,
+        let mut entry = doc! {
+            "at": now, "from": o.status.as_str(), "to": Status::NeedsReview.as_str(), "by": by.by,
             "reason": reason, "code": &seen.code, "transactionId": seen.transaction_id.clone(),
         };
+        if let Some(name) = by.operator {
+            entry.insert("operator", name);
+        }
         let mut update = doc! {
             "$set": set,
             "$unset": { own::LEASE_OWNER: "", own::LEASE_UNTIL: "", own::NEXT_CHECK_AT: "" },
@@ -102,7 +105,7 @@ impl Store {
         };
         let data = doc! {
             "status": Status::NeedsReview.as_str(), "paymentStatus": PaymentStatus::Paid.as_str(),
-            "paidAmount": seen.paid_amount, "reason": reason, "by": by,
+            "paidAmount": seen.paid_amount, "reason": reason, "by": by.by,
         };
         if let Some(entry) = self.event_entry(now, EventType::PaymentRecorded, data) {
             super::outbox::push(&mut update, entry);

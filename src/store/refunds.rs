@@ -17,6 +17,7 @@
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
+use super::by::By;
 use super::fields::own;
 use super::orders::Transition;
 use super::{Store, StoreError, StoreResult};
@@ -141,9 +142,18 @@ fn refunding(o: &OrdersSchema, p: &PendingRefund) -> Document {
 }
 
 /// A history entry of a step that changes no status (a refund asked for).
-pub(super) fn note_entry(now: DateTime, by: &str, what: &str, refund_id: Option<&str>, note: Option<&str>) -> Document {
+pub(super) fn note_entry(
+    now: DateTime,
+    by: By<'_>,
+    what: &str,
+    refund_id: Option<&str>,
+    note: Option<&str>,
+) -> Document {
     let s = Status::NeedsReview.as_str();
-    let mut e = doc! { "at": now, "from": s, "to": s, "by": by, "reason": what };
+    let mut e = doc! { "at": now, "from": s, "to": s, "by": by.by, "reason": what };
+    if let Some(name) = by.operator {
+        e.insert("operator", name);
+    }
     if let Some(id) = refund_id {
         e.insert("refundId", id);
     }
@@ -195,7 +205,7 @@ impl Store {
         &self,
         order: &Document,
         amount: i64,
-        by: &str,
+        by: By<'_>,
         note: Option<&str>,
         now: DateTime,
     ) -> StoreResult<Option<PendingRefund>> {
@@ -208,7 +218,7 @@ impl Store {
         let refund_id = refund_id(mtid, attempt);
         let refund = doc! {
             "id": &refund_id, "amount": amount, "attempt": attempt, "accepted": false,
-            "requestedAt": now, "nextPollAt": now, "by": by, "posts": 0, "tries": 0,
+            "requestedAt": now, "nextPollAt": now, "by": by.by, "posts": 0, "tries": 0,
         };
         let mut update = doc! {
             "$set": { &o.payment_status: o.payment_status_values.word(PaymentStatus::RefundPending), &o.updated_at: now, REFUND: refund },
@@ -216,7 +226,7 @@ impl Store {
         };
         let data = doc! {
             "status": Status::NeedsReview.as_str(), "paymentStatus": PaymentStatus::RefundPending.as_str(),
-            "paidAmount": amount, "reason": "refund_requested", "by": by,
+            "paidAmount": amount, "reason": "refund_requested", "by": by.by,
             "refund": { "id": &refund_id, "amount": amount, "attempt": attempt },
         };
         if let Some(entry) = self.event_entry(now, EventType::RefundRequested, data) {
@@ -315,7 +325,7 @@ impl Store {
         p: &PendingRefund,
         completed: bool,
         code: &str,
-        by: &'static str,
+        by: By<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let (to, payment, reason): (Status, PaymentStatus, Reason) = if completed {
@@ -335,7 +345,8 @@ impl Store {
             code.into(),
             Some(p.refund_id.clone()),
         )
-        .by(by);
+        .by(by.by);
+        t.operator = by.operator.map(str::to_string);
         t.refund = Some(doc! { "id": &p.refund_id, "amount": p.amount, "code": code });
         let mut update = self.transition_update(now, &t);
         if let Ok(set) = update.get_document_mut("$set") {
@@ -444,6 +455,7 @@ impl Store {
         t.note = c.note.clone();
         // Left as it was: the payment status is PhonePe's word, not ours.
         t.keeps_payment_status = true;
+        t.operator = c.operator.clone();
         let mut update = self.transition_update(now, &t);
         if let (Some(detail), Ok(push)) = (&c.detail, update.get_document_mut("$push")) {
             // What PhonePe reported, beside the operator's note in the history entry.
@@ -486,6 +498,8 @@ pub struct Cancel {
     pub code: String,
     pub detail: Option<String>,
     pub note: Option<String>,
+    /// The operator's name, recorded in the history entry.
+    pub operator: Option<String>,
 }
 
 #[cfg(test)]

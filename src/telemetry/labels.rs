@@ -11,6 +11,7 @@ pub const EVENT: &str = "event";
 pub const API: &str = "api";
 /// The event type on [`super::names::EVENTS`] (`domain::EventType::as_str`, a fixed set).
 pub const TYPE: &str = "type";
+pub const ACTION: &str = "action";
 
 /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
 pub mod outcome {
@@ -168,4 +169,30 @@ pub mod phonepe_api {
     pub const REFUND: &str = Api::Refund.as_str();
     pub const REFUND_STATUS: &str = Api::RefundStatus.as_str();
     pub const ALL: [&str; 3] = [STATUS, REFUND, REFUND_STATUS];
+}
+
+/// Values of `result` on [`super::names::CONSOLE_LOGINS`].
+pub mod console_login {
+    /// The password matched: a session began.
+    pub const OK: &str = "ok";
+    /// A wrong password, or a name nobody has (counted alike).
+    pub const WRONG_PASSWORD: &str = "wrong_password";
+    /// Refused unverified: too many failures for the name or from the address.
+    pub const THROTTLED: &str = "throttled";
+    pub const ALL: [&str; 3] = [OK, WRONG_PASSWORD, THROTTLED];
+}
+
+/// Values of `action` and `result` on [`super::names::CONSOLE_ACTIONS`].
+pub mod console_action {
+    pub const FULFIL: &str = "fulfil";
+    pub const REFUND: &str = "refund";
+    pub const CANCEL: &str = "cancel";
+    pub const ACTIONS: [&str; 3] = [FULFIL, REFUND, CANCEL];
+    /// Done (`review resolve` would exit 0).
+    pub const DONE: &str = "done";
+    /// Refused with the reason (`review resolve` would exit 1 with it).
+    pub const REFUSED: &str = "refused";
+    /// The action failed (MongoDB); nothing is known to have changed.
+    pub const ERROR: &str = "error";
+    pub const RESULTS: [&str; 3] = [DONE, REFUSED, ERROR];
 }

@@ -102,7 +102,7 @@ pub(super) async fn act(env: &Env, d: Delivery) -> Reply {
     } else {
         said
     };
-    match crate::refund::settle_refund(&env.store, &p, state, state.code(), by::WEBHOOK).await {
+    match crate::refund::settle_refund(&env.store, &p, state, state.code(), by::WEBHOOK.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {

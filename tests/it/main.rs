@@ -8,6 +8,7 @@
 //! environment or the current directory (the real binary gets its environment per command).
 
 mod binary;
+mod console;
 mod crash;
 mod events;
 mod journal_model;

@@ -74,6 +74,7 @@ fn poll(w: &World, auto: &[&str]) {
             phonepe: &phonepe,
             poll_interval: Duration::from_millis(1),
             by: by::RECONCILER,
+            operator: None,
         };
         poll_due(&r, &auto).await.expect("poll");
     });

@@ -108,6 +108,7 @@ impl Driver {
                 .paid(self.j.paid_amount);
                 let t = Transition {
                     note: self.j.note.clone(),
+                    operator: self.j.operator.clone(),
                     ..t
                 };
                 let finished = match store
@@ -282,6 +283,7 @@ impl Store {
             fail_product: None,
             by: t.by,
             note: t.note.clone(),
+            operator: t.operator.clone(),
             from: t.from,
             paid_amount: t.paid_amount,
         };

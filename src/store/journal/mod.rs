@@ -121,6 +121,8 @@ struct Journal {
     by: &'static str,
     /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
     note: Option<String>,
+    /// The operator's name, for the history entry.
+    operator: Option<String>,
     /// The status the commit began from (draft; `needs_review` for an operator's `fulfil`):
     /// the `from` of the history entry that ends it.
     from: Status,
@@ -151,6 +153,9 @@ impl Journal {
         };
         if let Some(n) = &self.note {
             d.insert("note", n);
+        }
+        if let Some(n) = &self.operator {
+            d.insert("operator", n);
         }
         d.insert("from", self.from.as_str());
         if let Some(paid) = self.paid_amount {
@@ -201,6 +206,7 @@ impl Journal {
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
             by: super::orders::by::parse(d.get_str("by").ok()),
             note: s("note"),
+            operator: s("operator"),
             // Journals written before `from` was kept began from a draft.
             from: d.get_str("from").ok().and_then(Status::parse).unwrap_or(Status::Draft),
             paid_amount: d.get_i64("paidAmount").ok(),

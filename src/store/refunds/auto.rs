@@ -115,7 +115,7 @@ impl Store {
             "$set": { TRIES: i64::from(tries) + 1, NEXT_AT: next, STOPPED: stop, LAST_ERROR: why },
         };
         if stop {
-            let entry = note_entry(now, by::RECONCILER, "auto_refund_stopped", None, Some(why));
+            let entry = note_entry(now, by::RECONCILER.into(), "auto_refund_stopped", None, Some(why));
             update.insert("$push", doc! { own::HISTORY: entry });
         }
         let r = self

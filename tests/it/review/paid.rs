@@ -189,6 +189,7 @@ fn two_passes_at_once(w: &World) {
             phonepe: &gateways[i],
             poll_interval: Duration::from_secs(60),
             by: by::RECONCILER,
+            operator: None,
         };
         let (ra, rb) = (refunder(0, &a), refunder(1, &b));
         let (x, y) = tokio::join!(poll_due(&ra, &[]), poll_due(&rb, &[]));
