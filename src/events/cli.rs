@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::cli::EventsCommand;
 use crate::config::Settings;
-use crate::store::events::{int, Channel, FAILED};
+use crate::store::events::{field, int, Channel, FAILED};
 use crate::store::Store;
 
 /// Run one `events` subcommand; returns the exit code.
@@ -51,23 +51,23 @@ pub fn summary(e: &Document) -> Value {
     let d = Channel::Shop.record(e);
     json!({
         "id": e.get_str("_id").ok(),
-        "type": e.get_str("type").ok(),
-        "merchantTransactionId": e.get_str("merchantTransactionId").ok(),
-        "createdAt": time(e.get("createdAt")),
-        "state": e.get_str("state").ok(),
-        "attempts": int(d.and_then(|d| d.get("attempts"))).unwrap_or(0),
-        "lastStatus": int(d.and_then(|d| d.get("lastStatus"))),
-        "deliveredAt": time(e.get("deliveredAt")),
+        "type": e.get_str(field::TYPE).ok(),
+        "merchantTransactionId": e.get_str(field::MTID).ok(),
+        "createdAt": time(e.get(field::CREATED_AT)),
+        "state": e.get_str(field::STATE).ok(),
+        "attempts": int(d.and_then(|d| d.get(field::ATTEMPTS))).unwrap_or(0),
+        "lastStatus": int(d.and_then(|d| d.get(field::LAST_STATUS))),
+        "deliveredAt": time(e.get(field::DELIVERED_AT)),
     })
 }
 
 async fn list(store: &Store, failed: bool, order: Option<String>, as_json: bool) -> anyhow::Result<u8> {
     let mut filter = Document::new();
     if failed {
-        filter.insert("state", FAILED);
+        filter.insert(field::STATE, FAILED);
     }
     if let Some(mtid) = order {
-        filter.insert("merchantTransactionId", mtid);
+        filter.insert(field::MTID, mtid);
     }
     let events = store.list_events(filter).await.context("listing events")?;
     if !as_json {
@@ -106,13 +106,13 @@ async fn show(store: &Store, id: &str) -> anyhow::Result<u8> {
     };
     let view = json!({
         "id": e.get_str("_id").ok(),
-        "type": e.get_str("type").ok(),
-        "merchantTransactionId": e.get_str("merchantTransactionId").ok(),
-        "createdAt": time(e.get("createdAt")),
-        "state": e.get_str("state").ok(),
-        "deliveredAt": time(e.get("deliveredAt")),
-        "deliveries": e.get("deliveries").map_or(Value::Null, plain),
-        "slack": e.get("slack").map_or(Value::Null, plain),
+        "type": e.get_str(field::TYPE).ok(),
+        "merchantTransactionId": e.get_str(field::MTID).ok(),
+        "createdAt": time(e.get(field::CREATED_AT)),
+        "state": e.get_str(field::STATE).ok(),
+        "deliveredAt": time(e.get(field::DELIVERED_AT)),
+        "deliveries": e.get(field::DELIVERIES).map_or(Value::Null, plain),
+        "slack": e.get(field::SLACK).map_or(Value::Null, plain),
         "body": super::send::body(&e).parse::<Value>().unwrap_or(Value::Null),
     });
     println!("{}", serde_json::to_string_pretty(&view)?);
@@ -130,10 +130,10 @@ async fn replay(
         filter.insert("_id", id);
     }
     if let Some(mtid) = order {
-        filter.insert("merchantTransactionId", mtid);
+        filter.insert(field::MTID, mtid);
     }
     if let Some(since) = since {
-        filter.insert("createdAt", doc! { "$gte": since });
+        filter.insert(field::CREATED_AT, doc! { "$gte": since });
     }
     let n = store
         .replay_events(filter, DateTime::now())

@@ -16,6 +16,29 @@ use super::orders::Store;
 use super::outbox::EVENTS;
 use super::{StoreError, StoreResult};
 
+/// The names of a `reconciler_events` document's fields: the one spelling the relay writes
+/// (`store/outbox.rs`) and the sender, `events` commands and the console read.
+pub mod field {
+    pub const ID: &str = "_id";
+    pub const TYPE: &str = "type";
+    pub const MTID: &str = "merchantTransactionId";
+    pub const ORDER_ID: &str = "orderId";
+    /// Per order, increasing in the order the events were recorded.
+    pub const SEQ: &str = "seq";
+    pub const CREATED_AT: &str = "createdAt";
+    /// The body as sent, frozen when the event was moved.
+    pub const PAYLOAD: &str = "payload";
+    /// The shop's delivery state ([`super::PENDING`], ...).
+    pub const STATE: &str = "state";
+    pub const DELIVERED_AT: &str = "deliveredAt";
+    /// The shop's delivery record ([`super::fresh_delivery`]); `SLACK` is the Slack copy's.
+    pub const DELIVERIES: &str = "deliveries";
+    pub const SLACK: &str = "slack";
+    /// In a delivery record: attempts made, and the last answer's HTTP status.
+    pub const ATTEMPTS: &str = "attempts";
+    pub const LAST_STATUS: &str = "lastStatus";
+}
+
 /// Not delivered yet; attempts go on.
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
@@ -37,7 +60,7 @@ impl Channel {
     /// The path of this channel's delivery `state`.
     pub fn state(self) -> &'static str {
         match self {
-            Channel::Shop => "state",
+            Channel::Shop => field::STATE,
             Channel::Slack => "slack.state",
         }
     }
@@ -45,7 +68,7 @@ impl Channel {
     /// The path of this channel's `deliveredAt`.
     pub fn delivered_at(self) -> &'static str {
         match self {
-            Channel::Shop => "deliveredAt",
+            Channel::Shop => field::DELIVERED_AT,
             Channel::Slack => "slack.deliveredAt",
         }
     }
@@ -61,8 +84,8 @@ impl Channel {
     /// This channel's delivery record in a fetched event.
     pub fn record(self, event: &Document) -> Option<&Document> {
         let key = match self {
-            Channel::Shop => "deliveries",
-            Channel::Slack => "slack",
+            Channel::Shop => field::DELIVERIES,
+            Channel::Slack => field::SLACK,
         };
         event.get_document(key).ok()
     }
@@ -70,8 +93,8 @@ impl Channel {
     /// This channel's state in a fetched event.
     pub fn state_of(self, event: &Document) -> Option<&str> {
         match self {
-            Channel::Shop => event.get_str("state").ok(),
-            Channel::Slack => self.record(event).and_then(|r| r.get_str("state").ok()),
+            Channel::Shop => event.get_str(field::STATE).ok(),
+            Channel::Slack => self.record(event).and_then(|r| r.get_str(field::STATE).ok()),
         }
     }
 }
@@ -80,7 +103,7 @@ impl Channel {
 /// `created` (a Slack copy's also carries its `state`).
 pub(crate) fn fresh_delivery(created: DateTime) -> Document {
     doc! {
-        "attempts": 0_i64, "lastStatus": Bson::Null, "lastError": Bson::Null,
+        field::ATTEMPTS: 0_i64, field::LAST_STATUS: Bson::Null, "lastError": Bson::Null,
         "nextAttemptAt": created, "windowStart": created,
     }
 }
@@ -297,18 +320,18 @@ impl Store {
     pub async fn event_counts(&self) -> StoreResult<(u64, u64, Option<DateTime>)> {
         let count = |state: &'static str| async move {
             self.events()
-                .count_documents(doc! { "state": state })
+                .count_documents(doc! { field::STATE: state })
                 .await
                 .map_err(StoreError::mongo("count events"))
         };
         let oldest = self
             .events()
-            .find_one(doc! { "state": PENDING })
-            .sort(doc! { "createdAt": 1 })
-            .projection(doc! { "createdAt": 1 })
+            .find_one(doc! { field::STATE: PENDING })
+            .sort(doc! { field::CREATED_AT: 1 })
+            .projection(doc! { field::CREATED_AT: 1 })
             .await
             .map_err(StoreError::mongo("find the oldest pending event"))?;
-        let oldest = oldest.and_then(|d| d.get_datetime("createdAt").ok().copied());
+        let oldest = oldest.and_then(|d| d.get_datetime(field::CREATED_AT).ok().copied());
         Ok((count(PENDING).await?, count(FAILED).await?, oldest))
     }
 
@@ -317,7 +340,7 @@ impl Store {
         use futures_util::TryStreamExt;
         self.events()
             .find(filter)
-            .sort(doc! { "createdAt": 1, "seq": 1 })
+            .sort(doc! { field::CREATED_AT: 1, field::SEQ: 1 })
             .await
             .map_err(StoreError::mongo("list events"))?
             .try_collect()

@@ -15,6 +15,7 @@
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 
+use super::events::field as f;
 use super::fields::own;
 use super::orders::{Store, Transition};
 use super::{StoreError, StoreResult};
@@ -170,12 +171,12 @@ impl Store {
         let last = self
             .db
             .collection::<Document>(EVENTS)
-            .find_one(doc! { "orderId": id })
-            .sort(doc! { "orderId": 1, "seq": -1 })
-            .projection(doc! { "seq": 1 })
+            .find_one(doc! { f::ORDER_ID: id })
+            .sort(doc! { f::ORDER_ID: 1, f::SEQ: -1 })
+            .projection(doc! { f::SEQ: 1 })
             .await
             .map_err(StoreError::mongo("read the order's last event"))?;
-        Ok(last.and_then(|d| int(d.get("seq"))).unwrap_or(0))
+        Ok(last.and_then(|d| int(d.get(f::SEQ))).unwrap_or(0))
     }
 
     /// The `reconciler_events` document of outbox entry `e` of `order`, its `seq` after `*seq`
@@ -205,16 +206,16 @@ impl Store {
         }
         let payload = doc! { "type": ty.as_str(), "timestamp": rfc3339(created), "data": data };
         let mut event = doc! {
-            "_id": id, "type": ty.as_str(), "merchantTransactionId": mtid,
-            "orderId": order.get("_id").cloned().unwrap_or(Bson::Null), "seq": *seq,
-            "createdAt": created, "payload": payload,
-            "state": super::events::PENDING,
-            "deliveries": super::events::fresh_delivery(created),
+            f::ID: id, f::TYPE: ty.as_str(), f::MTID: mtid,
+            f::ORDER_ID: order.get("_id").cloned().unwrap_or(Bson::Null), f::SEQ: *seq,
+            f::CREATED_AT: created, f::PAYLOAD: payload,
+            f::STATE: super::events::PENDING,
+            f::DELIVERIES: super::events::fresh_delivery(created),
         };
         if ty.notifies_people() {
             let mut slack = super::events::fresh_delivery(created);
-            slack.insert("state", super::events::PENDING);
-            event.insert("slack", slack);
+            slack.insert(f::STATE, super::events::PENDING);
+            event.insert(f::SLACK, slack);
         }
         Some(event)
     }
