@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use sha2::{Digest, Sha256};
 
-use super::{last_history, parked_paid, serve, sessions, start, Console, ASHA, RAVI, WAIT};
+use super::{event_types, last_history, parked_paid, serve, sessions, start, Console, ASHA, RAVI, WAIT};
 use crate::support::{eventually, free_port, http_get, wait_for_port, World};
 
 /// One answer.
@@ -477,6 +477,36 @@ fn two_operators_on_one_order_one_wins_and_the_other_sees_why() {
         .filter(|h| h.get_str("reason").ok() == Some("refund_requested"))
         .collect();
     assert_eq!(asked.len(), 1, "{asked:?}");
+    // The winner's refund request is one event; the loser's refused write records none.
+    eventually(WAIT, "the refund request's one event", || {
+        event_types(&w, "CS-7") == ["order.needs_review", "order.refund_requested"]
+    });
+}
+
+#[test]
+fn a_fulfil_from_the_console_records_its_one_event() {
+    let w = World::new("console_fulfil_event");
+    parked_paid(&w, "CS-11", 0);
+    assert_eq!(event_types(&w, "CS-11"), ["order.needs_review"]);
+    w.block(
+        w.products()
+            .update_one(doc! {"_id": "tee"}, w.shop_query(&doc! {"$set": {"stock": 5}})),
+    )
+    .expect("restock");
+    let console = serve(&w);
+    let mut a = Client::new(&w, &console);
+    assert_eq!(a.login(ASHA).status, 303);
+    let done = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    assert!(done.body.contains("Done."), "{}", done.body);
+    assert_eq!(w.status("CS-11").0, "confirmed");
+    // The console's process moves the event itself (no `run` here), exactly one.
+    eventually(WAIT, "the fulfil's one event", || {
+        event_types(&w, "CS-11") == ["order.needs_review", "order.confirmed"]
+    });
+    // Done again (a second tab): refused, and no second event.
+    let again = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    assert!(again.body.contains("Refused:"), "{}", again.body);
+    assert_eq!(event_types(&w, "CS-11"), ["order.needs_review", "order.confirmed"]);
 }
 
 #[test]
