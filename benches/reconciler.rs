@@ -441,7 +441,7 @@ fn server_requests(w: &World) -> i64 {
 
 /// 5. The scanner's queries use an index and cost the same as settled orders pile up.
 fn scan() {
-    use draft_reconciler::store::orders::Eligibility;
+    use draft_reconciler::store::Eligibility;
     use draft_reconciler::store::Store;
     let w = World::new("bench_scan");
     let store = w.block(Store::connect(&w.uri, w.db.name())).expect("connect");

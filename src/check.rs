@@ -1,23 +1,22 @@
-//! Operator commands: `check` (what PhonePe says about one order and what the reconciler would
-//! do) and `selftest` (a throwaway draft taken through the whole path: MongoDB, indexes, PhonePe
-//! credentials, decision, settlement; then cleaned up).
-//!
-//! Both use the same functions as the actors (the PhonePe gateway, `decide`, `settle::settle`),
-//! so what they show is what the service does; their PhonePe calls draw from the budget every
-//! instance shares.
+//! Operator commands (README.md, "Commands"): `check` (what PhonePe says about one order and what
+//! the reconciler would do; `--apply` does it) and `selftest` (a throwaway draft through the whole
+//! path, then cleaned up). Both use the service's own functions (the gateway, `decide`,
+//! `settle::settle`), so what they show is what the service does.
 
 use anyhow::{anyhow, Context as _};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::actors::{Env, Outcome};
-use crate::app::{build_env, prepare_env, Indexes};
+use crate::actors::Env;
 use crate::config::Settings;
 use crate::domain::decision::late_payment;
+use crate::domain::Outcome;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentStatus, Status, StatusError, StatusReport};
 use crate::ops::Health;
 use crate::phonepe::CallError;
-use crate::store::fields::own;
+use crate::schema::own;
+use crate::setup::{build_env, prepare_env, Indexes};
 use crate::store::payments::{LeftDraft, PaymentSeen};
+use crate::store::By;
 
 fn describe(answer: &Result<StatusReport, StatusError>) -> String {
     match answer {
@@ -124,7 +123,7 @@ async fn unparsed(
     let (Some(target), Ok(report)) = (LeftDraft::of_doc(doc, schema), answer) else {
         return Ok(1);
     };
-    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let payment = crate::schema::read_payment_status(doc, schema);
     let Some(Decision::RecordPayment {
         code,
         transaction_id,
@@ -143,8 +142,7 @@ async fn unparsed(
         transaction_id,
         paid_amount,
     };
-    let recorded =
-        crate::settle::record_late_payment(&env.store, &target, &seen, crate::store::by::RECONCILER.into()).await?;
+    let recorded = crate::settle::record_late_payment(&env.store, &target, &seen, By::Reconciler.into()).await?;
     println!(
         "applied: {}",
         if recorded {
@@ -235,7 +233,7 @@ async fn selftest_order(env: &Env, tag: &str) -> anyhow::Result<()> {
         .await?
         .context("test order vanished")?;
     // The stored word read back through the mapping: our state's name, whatever the shop's word.
-    let status = crate::domain::order::read_status(&after, schema).map_or("?", Status::as_str);
+    let status = crate::schema::read_status(&after, schema).map_or("?", Status::as_str);
     let expected = match outcome {
         Outcome::Confirmed => Status::Confirmed,
         Outcome::Cancelled => Status::Cancelled,

@@ -15,6 +15,7 @@ use crate::phonepe::ApiVersion;
 mod load;
 mod settlement;
 
+pub use crate::console::password::ConsoleUser;
 pub use load::ConfigError;
 pub use settlement::SettlementSettings;
 
@@ -230,14 +231,6 @@ pub struct ConsoleSettings {
     /// Peers whose `X-Forwarded-For` names the client (the shop's TLS proxy), for login throttling.
     #[serde(deserialize_with = "addresses")]
     pub trusted_proxies: Vec<IpAddr>,
-}
-
-/// One operator: a name (recorded in the history of what they do) and an argon2id/argon2i PHC
-/// string, checked when the settings load.
-#[derive(Debug, Clone)]
-pub struct ConsoleUser {
-    pub name: String,
-    pub hash: SecretString,
 }
 
 /// A name an operator may have (also the OS user `review resolve` records): 1 to 64 letters,

@@ -1,28 +1,10 @@
-//! Named fault points for supervision tests (cargo feature `fault-injection`, off in release).
-//!
-//! Each actor calls `fault::point("actor.step")` at the places a real failure could happen and
-//! acts on the answer: a panic happens inside `point` itself (that is the failure being
-//! simulated); [`Injected::Stop`] makes the actor stop itself, [`Injected::Error`] makes the step
-//! fail as if its dependency had failed, [`Injected::Delay`] makes it wait (a long delay is a
-//! hang). With the feature off, `point` is an empty inline function returning `None`, so the
-//! caller's `if let` is dead code the compiler removes: zero cost in release builds.
-//!
-//! Faults are armed in-process ([`arm`], for tests) or from outside through `RECONCILER_FAULTS`,
-//! read once when the first fault point is hit: a comma-separated list of `point=action[@when]`.
-//! `RECONCILER_FAULTS` arms the whole process; [`arm`] arms only the calling thread.
-//!
-//! * `action`: `panic`, `stop`, `error`, or `delay<ms>` (e.g. `delay10000`, a 10 s hang);
-//! * `when`: `n` (the n-th hit only), `n+` (the n-th and every later hit), `n-m` (hits n to m),
-//!   `n*` (every n-th hit: n, 2n, 3n, …); without `@`, every hit.
-//!
-//! Points of the reconciler pool can be aimed at one reconciler by suffixing its index:
-//! `reconciler.reconcile#2` fires only in reconciler 2, `reconciler.reconcile` in any of them.
-//! Example: `RECONCILER_FAULTS="committer.settle=panic@3,scanner.tick=panic@1+,reconciler.before_call#2=delay10000"`.
-//!
-//! Faults armed with [`arm`] fire only at points hit on the thread that armed them: an
-//! in-process `once` runs its whole actor system on the calling thread, so a test arming a fault
-//! reaches its own run and no other test running in parallel in the same test binary. The
-//! supervision tests use `RECONCILER_FAULTS` on the real binary, which is per process.
+//! Named fault points for supervision tests (cargo feature `fault-injection`, off in release;
+//! docs/operations.md, "Fault injection", for `RECONCILER_FAULTS`' syntax). Each actor calls
+//! `fault::point("actor.step")` where a real failure could happen and acts on the answer: a panic
+//! happens inside `point`, [`Injected::Stop`] stops the actor, [`Injected::Error`] fails the step,
+//! [`Injected::Delay`] waits. With the feature off `point` returns `None` inline and the caller's
+//! branch compiles away. `RECONCILER_FAULTS` arms the whole process; `arm` (tests) only the
+//! calling thread, so a test's in-process `once` reaches its own run and no other test's.
 
 use std::time::Duration;
 

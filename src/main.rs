@@ -8,7 +8,7 @@ use draft_reconciler::config::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = draft_reconciler::app::without_settings(&cli.subcommand()) {
+    if let Some(code) = draft_reconciler::without_settings(&cli.subcommand()) {
         return ExitCode::from(code);
     }
     let settings = match Settings::from_env(cli.config.as_deref()) {
@@ -18,11 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match draft_reconciler::app::execute(cli.subcommand(), settings) {
+    match draft_reconciler::execute(cli.subcommand(), settings) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("draft-reconciler: {e:#}");
-            ExitCode::from(draft_reconciler::app::exit_code(&e))
+            ExitCode::from(draft_reconciler::exit_code(&e))
         }
     }
 }

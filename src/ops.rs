@@ -1,16 +1,9 @@
-//! The ops HTTP server: `GET /metrics`, `GET /healthz`, `GET /readyz` (docs/operations.md, Monitoring).
-//!
-//! * `/metrics` renders the Prometheus handle installed by [`crate::telemetry::install_prometheus`]
-//!   (the exporter's own listener is not used: it would run on whichever arbiter installed it).
-//! * `/healthz` is liveness: 200 while the supervisor is alive and the scanner ticked within three
-//!   intervals, else 503 with a short reason. A wedged process gets restarted by its orchestrator.
-//! * `/readyz` is readiness: 200 when MongoDB answers a `ping` within two seconds.
-//!
-//! [`Health`] is the shared, cheaply cloned state the actors update. Its checks take the current
-//! time as a parameter (`*_at`) so tests construct times instead of sleeping. The readiness probe
-//! is a boxed async closure ([`ReadinessCheck`]) so tests need no database; [`mongo_ping`] builds
-//! the real one. Create that `mongodb::Client` on the runtime that runs [`serve`]: a client must
-//! be used on the runtime that created it.
+//! The ops HTTP server (docs/operations.md, "Monitoring"): `GET /metrics` renders the Prometheus
+//! handle (the exporter's own listener is not used: it would run on whichever arbiter installed
+//! it), `/healthz` is liveness (the supervisor alive, the scanner ticked within three intervals),
+//! `/readyz` readiness (MongoDB answers a `ping` within two seconds). [`Health`]'s checks take the
+//! time as a parameter, and the readiness probe is a closure, so tests need no clock and no
+//! database.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

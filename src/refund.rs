@@ -1,23 +1,9 @@
-//! Refunds through PhonePe, exactly once, and always to an end: asked for by `review resolve <id>
-//! refund` (`src/review.rs`) or, for the reasons in `refunds.auto`, by the service itself; then
-//! stepped until PhonePe's answer is final. Every PhonePe call goes through the gateway
-//! (`phonepe::gateway`: a permit of the shared budget, the breaker, the metrics).
-//!
-//! Before anything is written PhonePe is asked what was paid: only a COMPLETED payment to our
-//! merchant is refunded, and by the amount PhonePe reports (not the order's, which differs for
-//! an `amount_mismatch`). The refund is recorded on the order (`store/refunds.rs`) **before** the
-//! request, under an id derived from the order and the attempt, and each step is claimed in the
-//! database first, so two instances spend one permit between them. A request whose answer never
-//! came is followed by a status call under the same id (as PhonePe asks), and requested again
-//! only if PhonePe has no refund under it: PhonePe makes one refund per id.
-//!
-//! How a refund ends: COMPLETED → `refunded`; FAILED, or the request refused (a 4xx other than
-//! 401/429, `BAD_REQUEST`, the refund window passed, or an id or amount PhonePe cannot take) →
-//! parked again (`paid`, reason `refund_failed`, PhonePe's code kept as `failCode`), never asked
-//! again under that id. Only an open fate is asked again — PENDING, a timeout, a 5xx, a 429, an
-//! unreadable answer — on a decaying schedule ([`refund_backoff`]); after [`TRIES_TO_FLAG`] such
-//! asks the refund is flagged for a person (`reconciler_refunds_flagged`) and still asked hourly.
-//! Stock never moves on a refund.
+//! Refunds through PhonePe, exactly once and always to an end (docs/operations.md, "Refunds"):
+//! asked for by `review resolve <id> refund` or, for the reasons in `refunds.auto`, by the service,
+//! then stepped until PhonePe's answer is final. Only a COMPLETED payment to our merchant is
+//! refunded, by the amount PhonePe reports; the refund is recorded on the order (`store/refunds.rs`)
+//! before it is requested, under an id derived from the order and the attempt, and each step is
+//! claimed in the database first. Every call goes through the gateway; stock never moves.
 
 use std::time::Duration;
 
@@ -27,9 +13,9 @@ use crate::domain::decision::{PENDING_RECHECK, RATE_LIMITED_PAUSE, REJECTED_PAUS
 use crate::domain::{MerchantTransactionId, StatusError};
 use crate::phonepe::client::{RefundRequest, RefundState};
 use crate::phonepe::{CallError, Gateway};
-use crate::store::by::By;
 use crate::store::orders::plus;
 use crate::store::refunds::{AutoRefund, PendingRefund, Step};
+use crate::store::{Author, By};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{labels, names};
 
@@ -99,15 +85,15 @@ pub struct Refunder<'a> {
     pub phonepe: &'a Gateway,
     /// `refunds.poll_interval_secs`: the first wait of [`refund_backoff`].
     pub poll_interval: Duration,
-    /// Who finishes the refund (`store::orders::by`).
-    pub by: &'static str,
+    /// Author finishes the refund (`store::by`).
+    pub by: By,
     /// The operator's name when a person asked for it (`review resolve`, the console).
     pub operator: Option<&'a str>,
 }
 
 impl Refunder<'_> {
-    fn who(&self) -> By<'_> {
-        By {
+    fn who(&self) -> Author<'_> {
+        Author {
             by: self.by,
             operator: self.operator,
         }
@@ -270,7 +256,7 @@ pub async fn settle_refund(
     p: &PendingRefund,
     state: RefundState,
     code: &str,
-    by: By<'_>,
+    by: Author<'_>,
 ) -> Result<bool, StoreError> {
     let completed = state == RefundState::Completed;
     let done = store.finish_refund(p, completed, code, by, DateTime::now()).await?;
@@ -332,7 +318,7 @@ pub async fn poll_forever(env: std::sync::Arc<crate::actors::Env>) {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
-        by: crate::store::orders::by::RECONCILER,
+        by: By::Reconciler,
         operator: None,
     };
     loop {

@@ -1,18 +1,9 @@
-//! `draft-reconciler review`: the operator's way through the `needs_review` queue.
-//!
-//! `list` and `show` only read (and `show` asks PhonePe once, within the budget); both show what
-//! PhonePe reported paid (`reconciliation.paidAmount`, recorded when the order was parked after a
-//! completed payment to our merchant; `-` / `null` when unknown). `resolve`
-//! acts through the same guarded writes as the service: `fulfil` first asks PhonePe (one permit)
-//! and goes on only for a completed payment to this merchant of exactly the order's amount, then
-//! runs the service's own stock commit (either strategy) guarded by `status: needs_review` and
-//! `paymentStatus: paid`;
-//! `refund` goes through `src/refund.rs` (recorded before the call, exactly once; a refusal by
-//! PhonePe is exit 1 with its code); `cancel` asks PhonePe too and closes only an order PhonePe
-//! reports unpaid to this merchant (`review/cancel.rs`). Each records `by: "operator"` and the
-//! note in the order's history. `list` and `show` also say when a refund or an automatic refund
-//! needs a person (flagged after too many asks, or stopped). Exit codes: 0 done, 1 refused (with
-//! the reason), 2 usage.
+//! `draft-reconciler review`: the operator's way through the `needs_review` queue
+//! (docs/operations.md, "What an operator does with `needs_review`"). `list` and `show` only read
+//! (`show` asks PhonePe once, within the budget); `resolve` acts through the service's own guarded
+//! writes: `fulfil` (after PhonePe verifies the payment, the service's stock commit), `refund`
+//! (`refund.rs`), `cancel` (`review/cancel.rs`), each recorded `by: operator` with the note. Exit
+//! codes: 0 done, 1 refused (with the reason), 2 usage.
 
 use anyhow::Context as _;
 use mongodb::bson::{Bson, DateTime, Document};
@@ -23,11 +14,11 @@ use crate::cli::{ResolveAction, ReviewCommand};
 use crate::config::Settings;
 use crate::domain::{Order, PaymentStatus, Status};
 use crate::refund::{Pushed, Refunder};
+use crate::schema::own;
 use crate::schema::{OrdersSchema, Schema};
 use crate::store::commit::confirm_transition;
-use crate::store::fields::own;
-use crate::store::orders::by;
 use crate::store::refunds::{AutoRefund, PendingRefund, REFUND_KEY};
+use crate::store::By;
 use crate::store::{CommitOutcome, Lease};
 
 /// Run one `review` subcommand; returns the exit code.
@@ -35,7 +26,7 @@ pub fn execute(cmd: ReviewCommand, settings: Settings) -> anyhow::Result<u8> {
     let sys = actix_rt::System::new();
     sys.block_on(async move {
         let health = crate::ops::Health::new(settings.job.interval);
-        let env = crate::app::build_env(settings, health).await?;
+        let env = crate::setup::build_env(settings, health).await?;
         match cmd {
             ReviewCommand::List { reason, json } => list(&env, reason.as_deref(), json).await,
             ReviewCommand::Show {
@@ -398,7 +389,7 @@ async fn fulfil(env: &Env, mtid: &str, d: &Document, who: Who) -> anyhow::Result
     }
     // A fulfil short of stock leaves the order parked, with what PhonePe just verified as paid.
     let mut t = confirm_transition("OPERATOR_FULFIL", None)
-        .by(by::OPERATOR)
+        .by(By::Operator)
         .paid(Some(paid));
     t.from = Status::NeedsReview;
     t.note = who.note;
@@ -426,7 +417,7 @@ fn refunder<'a>(env: &'a Env, operator: Option<&'a str>) -> Refunder<'a> {
         store: &env.store,
         phonepe: &env.phonepe,
         poll_interval: env.settings.refunds.poll_interval,
-        by: by::OPERATOR,
+        by: By::Operator,
         operator,
     }
 }

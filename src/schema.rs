@@ -1,18 +1,15 @@
-//! The shop's schema: which collections, field paths, status words and amount unit the shop's
-//! documents use, from the `[schema]` configuration section (README.md, "Fitting your schema").
-//!
-//! Defaults are the reconciler's own names, so a shop that was built for it configures nothing.
-//! Every query, guard, update and index that touches a shop field takes its name from here; the
-//! reconciler's own fields (`reconciliation`, `history`, the journal's markers on products) keep
-//! their names and no mapped path may collide with them. [`Schema::validate`] runs once at start
-//! and names the key of the first mistake.
+//! The shop's schema, from `[schema]` (README.md, "Fitting your schema"; docs/schema.md): which
+//! collections, field paths, status words and amount unit the shop's documents use; defaults are
+//! the reconciler's own names. Every query, guard, update and index that touches a shop field takes
+//! its name from here; the reconciler's own fields ([`own`]) keep theirs, and no mapped path may
+//! collide with them. [`Schema::validate`] names the key of the first mistake.
 
 use std::collections::BTreeMap;
 
 use mongodb::bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::order::{PaymentStatus, Status};
+use crate::domain::{PaymentStatus, Status};
 
 /// Fields on `orders` documents that belong to the reconciler, never to the shop.
 pub const OWN_ORDER_FIELDS: [&str; 3] = ["_id", "reconciliation", "history"];
@@ -500,8 +497,13 @@ fn strip_zeros(digits: &str, shift: i32) -> (&str, i32) {
     (kept, shift + (digits.len() - kept.len()) as i32)
 }
 
+mod created_at;
+mod fields;
 mod reading;
 mod translate;
+pub use created_at::{effective_created_at, EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
+pub use fields::own;
+pub use reading::{read_payment_status, read_status};
 pub use translate::{remove_path, set_path};
 
 #[cfg(test)]

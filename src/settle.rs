@@ -1,27 +1,20 @@
-//! The one path from a decision to the database: commit (confirm and deduct stock atomically),
-//! park for review, cancel, reschedule or retry. The StockCommitter actor, `check --apply` and
-//! the PhonePe webhook (`src/webhook.rs`) all settle through [`settle`], so they cannot disagree;
-//! [`Settler::by`] is who the history entry names (`reconciler` or `webhook`). Every status
-//! change is guarded by the status the reconciler saw: when the webhook or another instance got
-//! there first, the outcome is `AlreadyProcessed` and nothing is written. A retry after a PhonePe
-//! error also increments the order's counter of that kind of failure and keeps the error's
-//! secret-free excerpt in `reconciliation.lastError`. Parking an order after PhonePe reported a
-//! completed payment to our merchant records what was paid (`reconciliation.paidAmount`) in the
-//! same guarded write, whichever way it is parked (a review decision, or a commit short of stock).
-//! A completed payment for an order that already left `draft` unpaid is recorded through
-//! [`record_late_payment`], the one path for it.
+//! The one path from a decision to the database: commit (confirm and deduct stock), park for
+//! review, cancel, reschedule or retry (docs/architecture.md, "Order lifecycle"). The
+//! StockCommitter, `check --apply` and the webhook all settle through [`settle`], so they cannot
+//! disagree; [`Settler::by`] is who the history names. A completed payment for an order that
+//! already left `draft` unpaid is recorded through [`record_late_payment`], the one path for it.
 
 use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime};
 
-use crate::domain::decision::{watch_recheck, LATE_PAYMENT_RECHECK};
-use crate::domain::{Decision, Order, OrderError, PaymentStatus, Policy, ReviewReason, Status};
+use crate::domain::decision::{watch_recheck, Tally, LATE_PAYMENT_RECHECK};
+use crate::domain::{Decision, Order, OrderError, Outcome, PaymentStatus, Policy, ReviewReason, Status};
 use crate::store::commit::confirm_transition;
 use crate::store::orders::{plus, Recheck};
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refusals::{Facts, Refused};
-use crate::store::{CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
+use crate::store::{Author, By, CommitOutcome, Lease, Store, StoreError, StrategyChoice, Transition};
 use crate::telemetry::{labels, names};
 
 /// What settling needs: the store, how to commit, who holds the lease, and the policy.
@@ -33,46 +26,8 @@ pub struct Settler<'a> {
     pub owner: &'a str,
     pub lease_ttl: Duration,
     pub policy: &'a Policy,
-    /// Who settles (`store::orders::by`): recorded in every history entry written.
-    pub by: &'static str,
-}
-
-/// How one order's reconciliation ended (the `once` summary and the settled-orders metric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Confirmed,
-    Cancelled,
-    NeedsReview,
-    /// Someone else settled it first: no-op.
-    AlreadyProcessed,
-    /// Still pending at PhonePe (or a watched order checked): looked at again later.
-    Rescheduled,
-    /// PhonePe or MongoDB failed transiently: nothing changed, retried later.
-    Retried,
-    /// The worker gave the order back without a check (calls paused, shutting down, actor lost).
-    Released,
-}
-
-impl Outcome {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Confirmed => "confirmed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::NeedsReview => "needs_review",
-            Outcome::AlreadyProcessed => "already_processed",
-            Outcome::Rescheduled => "rescheduled",
-            Outcome::Retried => "retried",
-            Outcome::Released => "released",
-        }
-    }
-
-    /// Whether this outcome settled the order (counted in `reconciler_orders_settled_total`).
-    pub fn is_settlement(self) -> bool {
-        matches!(
-            self,
-            Outcome::Confirmed | Outcome::Cancelled | Outcome::NeedsReview | Outcome::AlreadyProcessed
-        )
-    }
+    /// Author settles (`store::by`): recorded in every history entry written.
+    pub by: By,
 }
 
 fn count(o: Outcome) -> Outcome {
@@ -221,8 +176,8 @@ async fn settle_once(env: &Settler<'_>, order: &Order, decision: Decision) -> Re
                 .await?;
             held(matched, Outcome::Rescheduled)
         }
-        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally.field(), now).await?,
-        Decision::PauseCalls { after, error } => retry(env, order, after, &error, None, now).await?,
+        Decision::Retry { after, error, tally } => retry(env, order, after, &error, tally, now).await?,
+        Decision::PauseCalls { after, error } => retry(env, order, after, &error, Tally::Service, now).await?,
         Decision::GiveUp { reason, error } => {
             tracing::error!(reason = reason.as_str(), error = %error.excerpt(), "PhonePe's answers about this order stay unusable; parking it as needs_review");
             let mut t = Transition::new(
@@ -279,7 +234,7 @@ pub async fn record_late_payment(
     store: &Store,
     target: &LeftDraft,
     seen: &PaymentSeen,
-    by: crate::store::by::By<'_>,
+    by: Author<'_>,
 ) -> Result<bool, StoreError> {
     let recorded = store.record_payment(target, seen, by, DateTime::now()).await?;
     if recorded {
@@ -288,7 +243,7 @@ pub async fn record_late_payment(
             from = target.status.as_str(),
             code = %seen.code,
             paid = ?seen.paid_amount,
-            by = by.by,
+            by = by.by.as_str(),
             "PhonePe reports a payment for an order that had left draft unpaid: recorded and parked \
              as needs_review for a person to refund or fulfil"
         );
@@ -297,18 +252,18 @@ pub async fn record_late_payment(
 }
 
 /// No status change after a PhonePe error: due again after `after` (with jitter), the error's
-/// excerpt kept, and the order's counter of that kind of failure (`count`) incremented.
+/// excerpt kept, and the order's counter of that kind of failure (`tally`) incremented.
 async fn retry(
     env: &Settler<'_>,
     order: &Order,
     after: Duration,
     error: &crate::domain::StatusError,
-    count: Option<&str>,
+    tally: Tally,
     now: DateTime,
 ) -> Result<Outcome, StoreError> {
     let (code, excerpt) = (error.code(), error.excerpt());
     let next = plus(now, jitter(after));
-    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, count);
+    let recheck = Recheck::new(order.status, next, &code).after_error(&excerpt, tally);
     let matched = env.store.reschedule(&order.id, env.owner, recheck, now).await?;
     Ok(held(matched, Outcome::Retried))
 }

@@ -1,15 +1,7 @@
-//! Logs and metrics, set up once at start.
-//!
-//! * **Tracing**: pretty, compact, coloured lines on a terminal; one JSON object per line under
-//!   PM2/systemd (`log.format`). JSON lines carry the fields of the current span and of every
-//!   enclosing span, so the `merchantTransactionId` recorded on an order's span is on every line
-//!   logged while that order is handled.
-//! * **Metrics**: every family's name is a constant in [`names`], so recording sites and
-//!   dashboards cannot drift apart. [`install_prometheus`] installs the global recorder with real
-//!   histogram buckets (without them the exporter renders summaries) and describes every family
-//!   *after* installing (descriptions sent before a recorder exists are lost). It spawns nothing:
-//!   the caller serves `handle.render()` (see [`crate::ops`]) and drives [`run_upkeep`].
-//!   Label values are small fixed sets ([`labels`]); never use an order id as a label value.
+//! Logs and metrics, set up once at start (docs/operations.md, "Logs" and "Metrics"). Logs are
+//! pretty on a terminal and one JSON object per line under PM2/systemd, carrying their spans'
+//! fields. Every metric family's name is a constant in [`names`] and every label value a small
+//! fixed set ([`labels`]): never an order id.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -473,7 +465,14 @@ fn initialize_metrics() {
     for actor in labels::actor::ALL {
         metrics::counter!(names::ACTOR_RESTARTS, labels::ACTOR => actor).absolute(0);
     }
-    crate::console::initialize_metrics();
+    for result in labels::console_login::ALL {
+        metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).absolute(0);
+    }
+    for action in labels::console_action::ACTIONS {
+        for result in labels::console_action::RESULTS {
+            metrics::counter!(names::CONSOLE_ACTIONS, labels::ACTION => action, labels::RESULT => result).absolute(0);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,41 +1,10 @@
-//! PhonePe's server-to-server callback: `POST /webhooks/phonepe` on its own listener
-//! (`webhook.listen`, off by default), separate from the private ops listener. TLS, and the
-//! limits on slow clients before the body, are left to the reverse proxy in front of it
-//! (docs/operations.md, Webhook); here the body is capped at [`BODY_LIMIT`] bytes and must arrive
-//! within [`READ_TIMEOUT`].
-//!
-//! Two formats, told apart by their headers:
-//! * **v1**: body `{"response": "<base64 of the status-API JSON>"}`, header
-//!   `X-VERIFY: sha256_hex(base64 + salt_key)###salt_index`. The inner JSON is parsed by the
-//!   status API's own parser (`phonepe::wire::parse_status_for`), `data.merchantId` included.
-//! * **v2**: header `Authorization: sha256_hex(username + ":" + password)` (`webhook.username`,
-//!   `webhook.password`, as set on PhonePe's dashboard), body `{"event", "payload": {...}}`
-//!   parsed by [`parse_v2_payload`]. Only `checkout.order.completed` / `checkout.order.failed`
-//!   can act on an order. A v2 payload need not name the merchant: the credentials, which only
-//!   PhonePe and this merchant hold, authenticate it, so a payload without `merchantId` counts
-//!   as ours (one that names another merchant is parked as `merchant_mismatch`, as in the status
-//!   API). Refund events (`pg.refund.*`, payload `merchantRefundId`, `originalMerchantOrderId`)
-//!   are read as such ([`refund`]): a completed or failed one settles the refund we recorded
-//!   under that id, by the poller's own guarded write.
-//!
-//! Both signatures are compared in constant time before the payload is parsed (v1 reads only the
-//! outer `response` string first, the signed text; v2 checks the header before the body). A verified
-//! delivery goes down the reconciler's own path: `domain::decide`, then `settle::settle`, with
-//! `by: "webhook"` in the history. Status-guarded writes make a webhook racing a reconciler, or
-//! two deliveries of one event, settle once. It acts at once, inside the lookback too, but only
-//! on final answers (confirm, cancel, park); a PENDING event or anything the decision table would
-//! retry changes nothing. A completed payment for an order that left `draft` unpaid (cancelled
-//! for any reason, or parked unpaid) is recorded (`settle::record_late_payment`); for a
-//! confirmed or refunded order it is a duplicate. With `webhook.confirm_with_status_api` the status API is asked first
-//! (a permit from the shared PhonePe budget, waiting at most [`PERMIT_WAIT`]) and its answer is
-//! acted on instead.
-//!
-//! Answers: 401 bad signature (nothing read further); 400 malformed; 503 when MongoDB (or, with
-//! `confirm_with_status_api`, PhonePe or the budget) cannot help within [`ANSWER_WITHIN`], so
-//! PhonePe retries; 200 for everything else — accepted, already settled, an order we do not know,
-//! or nothing to do — since a retry would not change it. Each delivery is counted in
-//! `reconciler_webhooks_total{event,result}` and logged (its `merchantTransactionId`, never the
-//! body or a header).
+//! PhonePe's server-to-server callback, `POST /webhooks/phonepe`, on its own listener
+//! (`webhook.listen`, off by default), separate from the private ops listener (docs/operations.md,
+//! "Webhook"; the formats and signatures in docs/phonepe.md, "Callbacks and refunds"). A delivery's
+//! signature is checked before anything else is read; a verified one goes down the reconciler's own
+//! path (`domain::decide`, then `settle::settle`, `by: webhook`), acting only on final answers.
+//! Refund events are [`refund`]'s. Every delivery is counted in `reconciler_webhooks_total` and
+//! logged by its id, never with its body or a header.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,12 +25,12 @@ use tokio::net::TcpListener;
 
 use crate::actors::Env;
 use crate::domain::decision::late_payment;
+use crate::domain::Outcome;
 use crate::domain::{decide, Decision, MerchantTransactionId, Order, PaymentState, PaymentStatus, Status};
 use crate::domain::{StatusError, StatusReport};
 use crate::phonepe::CallError;
-use crate::settle::Outcome;
-use crate::store::orders::by;
 use crate::store::payments::{LeftDraft, PaymentSeen};
+use crate::store::By;
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 use crate::telemetry::{labels, names};
 
@@ -184,6 +153,7 @@ pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Deliv
             "v2 callback, but webhook.username / webhook.password are not configured",
         )),
         (Some(auth), Some(expected)) => {
+            // In constant time, and before the body is parsed: nothing unsigned is read.
             if !constant_time_eq(auth.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
                 return Err(Reply::bad_signature("Authorization does not match"));
             }
@@ -194,6 +164,7 @@ pub fn verify(keys: &Keys<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Deliv
 }
 
 fn verify_v1(keys: &Keys<'_>, x_verify: &str, body: &[u8]) -> Result<Delivery, Reply> {
+    // Only the outer `response` string is read before the check: it is the signed text.
     let outer: Value =
         serde_json::from_slice(body).map_err(|_| Reply::malformed(event::UNKNOWN, "body is not JSON"))?;
     let Some(encoded) = outer.get("response").and_then(Value::as_str) else {
@@ -301,7 +272,7 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
             return Reply::unavailable(ev, "database");
         }
     };
-    match crate::domain::order::read_status(&doc, env.store.schema()) {
+    match crate::schema::read_status(&doc, env.store.schema()) {
         Some(Status::Draft) => {}
         // Left draft without a payment: a completed payment now is recorded.
         Some(Status::Cancelled | Status::NeedsReview) => return left_draft(&env, d, &doc).await,
@@ -362,7 +333,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
     let Some(target) = LeftDraft::of_doc(doc, schema) else {
         return Reply::ok(ev, result::IGNORED);
     };
-    let payment = crate::domain::order::read_payment_status(doc, schema);
+    let payment = crate::schema::read_payment_status(doc, schema);
     let report = match confirmed(env, d.report, &d.mtid).await {
         Ok(Some(r)) => r,
         Ok(None) => return Reply::ok(ev, result::IGNORED),
@@ -382,7 +353,7 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
         transaction_id,
         paid_amount,
     };
-    match crate::settle::record_late_payment(&env.store, &target, &seen, by::WEBHOOK.into()).await {
+    match crate::settle::record_late_payment(&env.store, &target, &seen, By::Webhook.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {
@@ -404,7 +375,7 @@ async fn settle(env: &Env, order: &Order, decision: Decision, ev: &'static str) 
         _ => return Reply::ok(ev, result::IGNORED),
     }
     let settler = crate::settle::Settler {
-        by: by::WEBHOOK,
+        by: By::Webhook,
         ..env.settler()
     };
     match crate::settle::settle(&settler, order, decision).await {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Once};
 use actix::prelude::*;
 
 use super::{set, Wiring};
+use crate::telemetry::labels::actor;
 
 /// Which child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,11 +25,11 @@ impl ChildId {
     /// The `actor` label of `reconciler_actor_restarts_total`.
     pub const fn actor_label(self) -> &'static str {
         match self {
-            ChildId::RateLimiter => "rate_limiter",
-            ChildId::StockCommitter => "stock_committer",
-            ChildId::OrderReconciler(_) => "order_reconciler",
-            ChildId::Scanner => "scanner",
-            ChildId::EventSender => "event_sender",
+            ChildId::RateLimiter => actor::RATE_LIMITER,
+            ChildId::StockCommitter => actor::STOCK_COMMITTER,
+            ChildId::OrderReconciler(_) => actor::ORDER_RECONCILER,
+            ChildId::Scanner => actor::SCANNER,
+            ChildId::EventSender => actor::EVENT_SENDER,
         }
     }
 }

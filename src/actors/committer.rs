@@ -1,17 +1,12 @@
-//! StockCommitter: the one writer of order and stock state.
-//!
-//! It receives a decision for an order and makes it true in MongoDB exactly once, through
-//! [`crate::settle::settle`] (the same path `check --apply` takes): commit, park for review,
-//! cancel, reschedule or retry. Each `Settle` runs as its own future (`ResponseFuture`), bounded
-//! by the order's lease: commits of different orders overlap, and MongoDB's guards and
-//! transactions — not a lock in this process — keep them correct, which also holds across
-//! several processes.
+//! StockCommitter: makes a decision true in MongoDB exactly once, through the settle path
+//! (`settle.rs`, shared with `check --apply` and the webhook). Each `Settle` runs as its own future
+//! bounded by the order's lease, so commits of different orders overlap; the guarded writes, not a
+//! lock here, keep them correct (docs/architecture.md, "The actors").
 //!
 //! Fault points (feature `fault-injection`): `committer.started`; `committer.settle` on receipt
 //! (`panic`, `stop`, `error` = the write fails, `delay<ms>` = a slow or hung database);
 //! `committer.settled` after the write and before the answer (`panic` = the committer dies
-//! between writing and answering — the reconciler never hears back and hands the order back, and
-//! the next check finds it already settled; `delay<ms>` = a slow answer).
+//! between writing and answering, `delay<ms>` = a slow answer).
 
 use std::sync::Arc;
 
@@ -20,7 +15,8 @@ use mongodb::bson::Bson;
 use tracing::Instrument;
 
 use super::child::ChildGuard;
-use super::{Env, Outcome};
+use super::Env;
+use crate::domain::Outcome;
 use crate::domain::{Decision, Order, OrderError, Status};
 use crate::fault::Injected;
 use crate::store::StoreError;

@@ -1,31 +1,17 @@
-//! The actor system: who owns what, and how the actors find each other.
-//!
-//! ```text
-//!  Supervisor ── owns, restarts, escalates
-//!    ├── RateLimiter      the PhonePe budget (FIFO permits, pauses on 429 / rejected credentials)
-//!    ├── StockCommitter   the one writer of order and stock state
-//!    ├── OrderReconciler ×N   permit → PhonePe status → decide → committer
-//!    ├── Scanner          claims eligible orders for free reconcilers, keeps them busy
-//!    └── EventSender      (`run` only) tells the shop about each settlement, apart from settling
-//! ```
-//!
-//! Actors never hold each other's `Addr` for long: they read it from [`Wiring`] at the moment
-//! they need it. A dying child clears its entry as it goes (its [`ChildGuard`] drop), and the
-//! supervisor writes the new address when it restarts it — so nobody keeps talking to a dead
-//! mailbox, and there is no sibling to restart along with it (see `supervisor.rs` on
-//! rest_for_one). Backpressure is explicit: each reconciler has a one-permit slot; the scanner
-//! claims only as many orders as it acquired free slots, and the permit travels with the order.
-//! When a reconciler dies holding an order, the order is handed back at once (its lease
-//! released) and the slot stays closed until the reconciler has been restarted, so the scanner
-//! never sends work to a dead reconciler.
+//! The actor system (docs/architecture.md, "The actors" and "State outside the actors"): the
+//! Supervisor owns the RateLimiter, the StockCommitter, the OrderReconciler pool and the Scanner,
+//! and (`run` only) the EventSender, which tells the shop about each settlement apart from settling.
+//! What survives an actor's death lives here, outside them: [`Env`] (read-only, one per process)
+//! and [`Wiring`], the current address of every child and one slot per reconciler. Actors read an
+//! address from the wiring at the moment they send, so nobody talks to a dead mailbox.
 
-pub mod child;
-pub mod committer;
-pub mod event_sender;
+pub(crate) mod child;
+pub(crate) mod committer;
+pub(crate) mod event_sender;
 pub mod rate_limiter;
-pub mod reconciler;
-pub mod scanner;
-pub mod supervisor;
+pub(crate) mod reconciler;
+pub(crate) mod scanner;
+pub(crate) mod supervisor;
 
 use std::sync::{Arc, Mutex};
 
@@ -36,7 +22,8 @@ use crate::config::Settings;
 use crate::domain::Policy;
 use crate::ops::Health;
 use crate::phonepe::Gateway;
-use crate::store::orders::Eligibility;
+use crate::store::By;
+use crate::store::Eligibility;
 use crate::store::{Store, StrategyChoice};
 
 pub use child::{ChildGuard, ChildId};
@@ -141,8 +128,6 @@ pub(crate) fn set<A: Actor>(m: &Mutex<Option<Addr<A>>>, addr: Option<Addr<A>>) {
     *m.lock().unwrap_or_else(|p| p.into_inner()) = addr;
 }
 
-pub use crate::settle::Outcome;
-
 impl Env {
     /// What [`crate::settle::settle`] needs from this environment.
     pub fn settler(&self) -> crate::settle::Settler<'_> {
@@ -152,7 +137,7 @@ impl Env {
             owner: &self.owner,
             lease_ttl: self.settings.job.lease_ttl,
             policy: &self.policy,
-            by: crate::store::orders::by::RECONCILER,
+            by: By::Reconciler,
         }
     }
 }

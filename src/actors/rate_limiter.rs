@@ -1,42 +1,8 @@
-//! RateLimiter: the PhonePe budget, handed out one permit at a time in FIFO order.
-//!
-//! The budget is a GCRA limiter (governor) with burst 1 and a period a little longer than
-//! `60 s / rate_limit_per_minute`, so no 60-second window ever sees more calls than the limit,
-//! even with network jitter between our permit and PhonePe's clock. `Acquire` is an
-//! `AtomicResponse`: the actor serves one waiter at a time, so permits come out in mailbox (FIFO)
-//! order. The budget's state lives in [`Budget`], outside the actor, so a restarted RateLimiter
-//! continues the same schedule instead of handing out a fresh burst.
-//!
-//! The budget is the merchant's, not the process's: in the service (`Budget::shared`) the GCRA
-//! schedule is one document per merchant in MongoDB that every instance advances atomically on
-//! the database server's clock (`store::budget`, reserved here by [`shared`]), so all instances
-//! together, across kills and restarts, stay within `rate_limit_per_minute`. No database, no
-//! permit: an unreadable schedule answers `Paused` for [`UNREACHABLE_RETRY`] (fail closed). A 429
-//! or refused credentials also pause the shared schedule, so every instance holds its calls.
-//! `Budget::per_minute` (an in-process governor GCRA) remains for unit tests.
-//!
-//! It is also the circuit breaker, and the breaker acts at once whatever the pool size: the
-//! reconcilers record every call's result on the shared [`Budget`] directly (not through this
-//! actor's mailbox, where a report would wait behind every queued `Acquire`), and look at the
-//! pause again right before sending, so a permit granted before a pause is never spent in it.
-//! * A 429 pauses every caller for [`RATE_LIMITED_PAUSE`]; PhonePe rejecting our credentials
-//!   (401 / `AUTHORIZATION_FAILED`), or refusing [`REFUSALS_TO_PAUSE`] *different* orders in a
-//!   row (`BAD_REQUEST`, no good answer between), pauses calls for [`REJECTED_PAUSE`]. One
-//!   refused order alone is that order's problem (see `domain::decision`).
-//! * [`FAILURES_TO_OPEN`] transient failures in a row open the breaker for a *short* pause
-//!   ([`failure_pause`]: 2 s, 4 s, then 8 s, all within [`WAIT_AT_MOST`], so reconcilers wait it
-//!   out holding their orders). When it ends the breaker is half-open: one probe call goes out,
-//!   the others wait for its result; a failed probe pauses again (longer), a good answer closes
-//!   the breaker and the backlog resumes at the budget's pace. During an outage PhonePe sees one
-//!   call per pause, and the first good answer is at most one pause after it comes back.
-//! * [`Verdict::service_wide`] tells a reconciler whether its failure was the whole service's:
-//!   failures (5xx, timeout, connection) of at least two *different* orders in a row, or calls
-//!   paused. Such a failure is not the order's fault: it is retried in place (see
-//!   `actors::reconciler`) and adds nothing to the order's own backoff. A failure of one order
-//!   between good answers is that order's alone and backs it off, so one broken order cannot
-//!   burn the budget. (Two orders failing alone with no other traffic look like an outage; they
-//!   are then retried at the breaker's pace, one probe per pause.) Unreadable answers count
-//!   towards opening the breaker but never towards a service-wide verdict: PhonePe did answer.
+//! RateLimiter: the PhonePe budget, one permit at a time in FIFO order (`Acquire` is an
+//! `AtomicResponse`), and the circuit breaker. The state lives in [`Budget`], outside the actor, so
+//! a restarted RateLimiter continues the same schedule; in the service that schedule is one
+//! document per merchant in MongoDB that every instance shares ([`shared`], `store::budget`), and
+//! no database means no permit. docs/architecture.md, "Backpressure" (budget and breaker).
 //!
 //! Fault points (feature `fault-injection`): `rate_limiter.started`; `rate_limiter.acquire` on
 //! each request (`panic`, `stop`, `error` = answered "paused", `delay<ms>` = a hung limiter).
@@ -131,6 +97,10 @@ struct BreakerState {
 }
 
 impl BreakerState {
+    /// Whether a failure now is the whole service's, not one order's: failures of at least two
+    /// different orders in a row, or calls paused. (Two orders failing alone with no other
+    /// traffic look like an outage; they are then retried at the breaker's pace.) Unreadable
+    /// answers never count here: PhonePe did answer.
     fn service_wide(&self, now: Instant) -> bool {
         self.failing.len() >= 2 || self.paused_until.is_some_and(|t| t > now)
     }
@@ -184,7 +154,8 @@ pub enum CallResult {
 /// What the breaker made of one result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
-    /// The failure looks like the whole service's (see the module docs), not the order's.
+    /// The failure looks like the whole service's (`BreakerState::service_wide`), not the order's:
+    /// it is retried in place and adds nothing to the order's own backoff.
     pub service_wide: bool,
     /// Results recorded up to and including this one (for [`Budget::await_verdict`]).
     pub seq: u64,
@@ -329,7 +300,7 @@ impl Budget {
                     s.consecutive_failures = 0;
                     s.opened = (s.opened + 1).min(3);
                     s.opened_at = Some(Instant::now());
-                    s.half_open = true;
+                    s.half_open = true; // the next call is a probe; the others wait for its result
                     return Some(failure_pause(s.opened));
                 }
                 None
@@ -525,6 +496,6 @@ impl Handler<Acquire> for RateLimiter {
     }
 }
 
-pub mod shared;
+pub(crate) mod shared;
 #[cfg(test)]
 mod tests;

@@ -1,21 +1,9 @@
-//! OrderReconciler: one order at a time, top to bottom.
-//!
-//! permit from the RateLimiter → PhonePe status (through the gateway, `phonepe::gateway`, which
-//! takes that permit) → `decide` → StockCommitter. Each call's result goes straight onto the
-//! shared budget (the breaker acts before the next permit), and the pause is checked again right
-//! before sending. A failure the breaker calls service-wide (PhonePe failing
-//! for several orders in a row) is retried in place while half the lease is left, and is decided
-//! by `on_service_error`: it adds nothing to the order's own backoff. The reconciler
-//! itself writes no decision; if anything between the claim and the committer fails (an actor
-//! died, calls are paused), the order is given back — rescheduled and its lease released — and a
-//! later scan claims it again. Giving back is always safe: the release is guarded by the status
-//! the reconciler saw and by our lease, so it never undoes a settlement that did happen.
-//!
-//! The order and its slot permit travel in a [`Holding`]. When the work ends normally the permit
-//! is dropped, which frees this reconciler for the scanner. When it ends abnormally — the
-//! reconciler panicked or was stopped mid-order — the holding's `Drop` hands the order back at
-//! once (rather than leaving it to its lease) and keeps the slot closed until the supervisor has
-//! restarted this reconciler, so the scanner cannot dispatch to the dead one meanwhile.
+//! OrderReconciler: one order at a time — a permit from the RateLimiter, PhonePe's status through
+//! the gateway, `decide`, then the StockCommitter (docs/architecture.md, "The path of one order").
+//! It writes no decision itself: when anything between the claim and the committer fails, the order
+//! is handed back (rescheduled, lease released, guarded by status and lease). The order and its slot
+//! permit travel in a [`Holding`], whose `Drop` hands the order back and keeps the slot closed when
+//! the reconciler dies mid-order (docs/architecture.md, "Supervision").
 //!
 //! Fault points (feature `fault-injection`; `#i` aims at reconciler i): `reconciler.reconcile`
 //! (on receipt), `reconciler.before_call` (after the permit), `reconciler.before_settle` (after
@@ -32,8 +20,9 @@ use tracing::Instrument;
 use super::child::{ChildGuard, ChildId};
 use super::committer::{ParkInvalid, Settle};
 use super::rate_limiter::{Acquire, Paused, Permit, RateLimiter, WAIT_AT_MOST};
-use super::{set, Env, Outcome, Wiring};
+use super::{set, Env, Wiring};
 use crate::domain::decision::on_service_error;
+use crate::domain::Outcome;
 use crate::domain::{decide, Decision, Order, Status, StatusError, StatusReport};
 use crate::fault::Injected;
 use crate::store::orders::{plus, Recheck};

@@ -1,35 +1,11 @@
-//! Scanner: finds eligible orders, claims them with a lease, and keeps the reconcilers busy.
-//!
-//! Every `interval` it measures the backlog and claims as many eligible orders as there are free
-//! reconciler slots (never more than `max_orders_per_run` at once). Each scan also finds when the
-//! next order becomes due (`Store::next_due`: a draft's lookback passing, a `nextCheckAt` coming)
-//! and the scanner wakes then, at least `WAKE_FLOOR` after the scan, instead of waiting out the
-//! interval, which stays the safety net (every tick arms the next one first, see `arm`). It never
-//! sleeps longer than one lookback after a scan (`next_wake`), so drafts inserted meanwhile are
-//! seen before they become due even when the lookback is shorter than the interval. A scan whose counts find nothing
-//! due skips the candidate fetch, so the wake's two find-ones cost an idle minute nothing extra
-//! (`ScanCounts::nothing_due`). When a reconciler finishes
-//! and the last claim was full — the backlog is not drained — it claims again for the freed slot
-//! straight away, so a backlog drains at the full PhonePe budget instead of one batch a minute.
-//! The claim is a lease in MongoDB, so several processes can scan the same collection safely.
-//!
-//! Orders the database refuses to write (`store/refusals.rs`) are *held*: each scan loads the
-//! holds and keeps them out of its candidate lists, counts and recovery pass (a held order's
-//! retry moment wakes the scanner), and ids a claim of this tick did not get are not fetched
-//! again before the next scan, so poison documents cannot starve the queue or spin it.
-//!
-//! Each tick also sets the backlog gauges: eligible drafts (the indexed filter's plus the sweep's,
-//! see `crate::store::orders`), the irregular drafts only the sweep finds, and late-payment
-//! watches overdue by more than `WATCH_OVERDUE_GRACE`. The tick's sweep (drafts and watches the
-//! indexed filters cannot match) is kept and fed to `Store::candidates_with`, which lists its
-//! ids first and reserves a share for due watches, so the sweep runs once per tick.
-//!
-//! Coordination is one `Phase`: at most one store call (scan, candidate fetch or claim) runs at
-//! a time; a tick or a freed slot that arrives meanwhile is owed, and every call and every order
-//! that comes back ends in the same continuation, `proceed`, which pays what is owed.
-//!
-//! In `once` mode there is no timer: `Drain` claims and dispatches until nothing eligible is left,
-//! then answers with a summary of outcomes.
+//! Scanner: finds eligible orders, claims them with a lease, and keeps the reconcilers busy
+//! (docs/architecture.md, "Leases and claims" and "Backpressure"). Every `interval`, and as soon as
+//! the next order is due (`Store::next_due`, at least `WAKE_FLOOR` after a scan and never more than
+//! one lookback after it), it runs a scan (`scan.rs`) and claims as many orders as there are free
+//! reconciler slots; a freed slot is refilled at once while a backlog remains. At most one store
+//! call runs at a time: the scanner's state is one `Phase`, and every call and every returning
+//! order ends in `proceed`, which pays what is owed. In `once` mode there is no timer: `Drain`
+//! claims until nothing eligible is left and answers with a summary.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -42,9 +18,10 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::child::ChildGuard;
 use super::reconciler::Reconcile;
-use super::{Env, Outcome, Wiring};
-use crate::store::orders::Swept;
+use super::{Env, Wiring};
+use crate::domain::Outcome;
 use crate::store::Claimed;
+use crate::store::Swept;
 use crate::telemetry::{labels, names};
 
 /// Counts of outcomes (the `once` summary).

@@ -1,36 +1,9 @@
-//! Supervisor: starts the children, restarts the ones that die, escalates restart storms.
-//!
-//! actix's own `Supervisor` only restarts an actor that *stops*; a panic in a handler kills the
-//! actor's task and nothing restarts it (docs/architecture.md, "Library facts the code relies on"). So every child carries a
-//! [`ChildGuard`]: when the child is dropped — stopped, or unwound by a panic — the guard clears
-//! the child's entry in the [`Wiring`] (nobody sends to a dead mailbox any more) and tells this
-//! actor, which re-creates the child with a fresh address after a short backoff and writes the
-//! new address into the wiring. Each restart is counted in
-//! `reconciler_actor_restarts_total{actor}` and logged with the reason (the panic message, or
-//! "stopped").
-//!
-//! **Restart strategy.** One-for-one, with OTP's intensity limit: more than `max_restarts` deaths
-//! of one child within `restart_window` escalate — the children are stopped in reverse start
-//! order (Scanner first, so nothing new is claimed; then the reconcilers, the committer and the
-//! rate limiter lose their wiring), this process's leases are released so another instance can
-//! take the orders at once, and the process exits with code 1 so PM2/systemd restart it clean.
-//! Between restarts the backoff grows (50 ms doubling to 5 s), so a child that dies inside
-//! `started()` cannot spin the arbiter.
-//!
-//! **Why not rest_for_one.** In OTP, siblings started after a dead child are restarted with it
-//! because they hold its pid. Here nobody holds a child's `Addr` across messages: every actor
-//! reads the current address from the [`Wiring`] at the moment it sends, so re-wiring *is*
-//! rewriting one entry, and a sibling never needs a restart to forget a dead address. What a
-//! dead child leaves behind is handled where it lives instead: the PhonePe budget is in
-//! [`Env::budget`] (a restarted RateLimiter continues the same schedule, no fresh burst); a
-//! reconciler that dies holding an order hands the order back at once and keeps its slot closed
-//! until it is restarted (see `reconciler.rs`); a committer that dies mid-settle leaves the
-//! database either untouched or settled, and every write is guarded by the status the
-//! reconciler saw, so settling again is a no-op (`already_processed`).
-//!
-//! Start order is RateLimiter, StockCommitter, reconcilers, Scanner (each only depends on the
-//! ones before it); shutdown stops claiming first, lets in-flight orders finish, then releases
-//! this process's leases.
+//! Supervisor: starts the children (RateLimiter, StockCommitter, reconcilers, Scanner, each
+//! depending only on those before it), restarts the ones that die — one-for-one, after a growing
+//! backoff — and escalates a restart storm (more than `max_restarts` deaths of one child within
+//! `restart_window`): children stopped in reverse order, this process's leases released, exit 1.
+//! actix's own `Supervisor` does not restart a panicked actor, and why there is no rest_for_one:
+//! docs/architecture.md, "Supervision".
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

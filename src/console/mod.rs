@@ -125,7 +125,7 @@ pub fn serve_alone(settings: crate::config::Settings) -> anyhow::Result<u8> {
     let sys = actix_rt::System::new();
     sys.block_on(async move {
         let health = Health::new(settings.job.interval);
-        let env = crate::app::build_env(settings, health).await?;
+        let env = crate::setup::build_env(settings, health).await?;
         let console = Console::new(env, None).await?;
         let listener = bind(addr).await?;
         tracing::info!(%addr, "operator's console listening (alone)");
@@ -215,18 +215,6 @@ fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
         "Something went wrong",
         "The service could not do this now; the details are in its log. Try again in a moment.",
     )
-}
-
-/// The console's counters at zero, every label set (`telemetry::install_prometheus`).
-pub fn initialize_metrics() {
-    for result in labels::console_login::ALL {
-        metrics::counter!(names::CONSOLE_LOGINS, labels::RESULT => result).absolute(0);
-    }
-    for action in labels::console_action::ACTIONS {
-        for result in labels::console_action::RESULTS {
-            metrics::counter!(names::CONSOLE_ACTIONS, labels::ACTION => action, labels::RESULT => result).absolute(0);
-        }
-    }
 }
 
 fn count_login(result: &'static str) {

@@ -14,8 +14,8 @@ use super::html::{amount, field, frame, order_href, plain, value, when};
 use super::{auth, events, internal, Console};
 use crate::domain::Status;
 use crate::review::{names, paid_amount};
+use crate::schema::own;
 use crate::store::events::{field as ev, Channel};
-use crate::store::fields::own;
 use crate::store::refunds::{AUTO_REFUND_KEY, REFUND_KEY};
 
 /// The order named in the path, as stored and in the reconciler's names; or the page to answer.

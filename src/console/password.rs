@@ -13,12 +13,18 @@ use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVe
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-use crate::config::ConsoleUser;
-
 /// Verifications running at once, at most (the machine's cores are shared with the service).
 pub const AT_ONCE: usize = 2;
 /// How long a login waits for a verification slot before it is told to try again.
 pub const SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// One operator: a name (recorded in the history of what they do) and an argon2id/argon2i PHC
+/// string, checked when the settings load.
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    pub name: String,
+    pub hash: SecretString,
+}
 
 /// Why `text` is not a usable operator hash (completes "the hash ..."), without quoting it.
 pub fn check_hash(text: &str) -> Result<(), &'static str> {

@@ -1,19 +1,9 @@
-//! The decision table (docs/architecture.md, Decision table) as one pure function.
-//!
-//! `decide` gets the order, what PhonePe answered (or the error instead of an answer), the time
-//! and the policy, and returns exactly one action. It does no I/O and reads no clock, so every row
-//! of the table is a unit test below. Money rules, in order of precedence:
-//! * nothing is confirmed unless PhonePe says COMPLETED for *our* merchant and the *exact* amount;
-//! * an error (429, 5xx, timeout, malformed, unknown code) never changes an order's status: it is
-//!   retried with backoff. The only exceptions are answers that will not get better for *this*
-//!   order: after `job.unreadable_max_attempts` unreadable answers (malformed or an unknown code)
-//!   or [`REJECTIONS_TO_REVIEW`] refusals (`BAD_REQUEST`) the order is parked as `needs_review`
-//!   (`phonepe_unreadable` / `phonepe_rejected`) for a person — never cancelled, never confirmed;
-//! * a final failure cancels; pending / not-found cancels only once the order is older than
-//!   `pending_timeout`, and is then watched for a late payment;
-//! * a completed payment is never dropped: one PhonePe reports for an order that left `draft`
-//!   without a payment (cancelled for any reason, at any age, or parked unpaid) is recorded and
-//!   the order parked for a person ([`late_payment`]).
+//! The decision table (docs/architecture.md, "Decision table") as one pure function: [`decide`]
+//! gets the order, PhonePe's answer (or the error instead), the time and the policy, and returns
+//! exactly one action. No I/O and no clock, so every row of the table is a unit test
+//! (`decision/tests.rs`). Nothing is confirmed without COMPLETED for our merchant and the exact
+//! amount; an error never changes an order's status, except that answers which will not get better
+//! for this order park it for a person; a completed payment is never dropped ([`late_payment`]).
 
 use std::time::Duration;
 
@@ -21,7 +11,6 @@ use mongodb::bson::DateTime;
 
 use super::order::{Order, PaymentStatus, Status};
 use super::payment::{PaymentState, StatusError, StatusReport};
-use crate::store::fields::own;
 
 /// The knobs the table depends on (from `[job]` and `[phonepe]` config).
 #[derive(Debug, Clone)]
@@ -110,18 +99,6 @@ pub enum Tally {
     Unreadable,
     /// A `BAD_REQUEST` refusal of this transaction: `reconciliation.rejections`.
     Rejection,
-}
-
-impl Tally {
-    /// The `orders` field the retry increments, if any.
-    pub fn field(self) -> Option<&'static str> {
-        match self {
-            Tally::Service => None,
-            Tally::Error => Some(own::ERRORS),
-            Tally::Unreadable => Some(own::UNREADABLE),
-            Tally::Rejection => Some(own::REJECTIONS),
-        }
-    }
 }
 
 /// Why an order is cancelled (`reconciliation.reason` of a `cancelled` order).

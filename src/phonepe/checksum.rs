@@ -1,15 +1,8 @@
-//! The v1 `X-VERIFY` checksum: `sha256_hex(api_path + salt_key) + "###" + salt_index`.
-//!
-//! The hashed `api_path` starts at `/pg/v1/...`: the base URL's own prefix (`/apis/hermes`,
-//! `/apis/pg-sandbox`) is never part of it. Getting that wrong gives `AUTHORIZATION_FAILED` on
-//! every call, so the path is built in one place ([`status_path`]) and hashed in one
-//! ([`x_verify`]), held to PhonePe's worked example below; phonepe-sim checks it with its own
-//! code, not this. The salt key is a secret: nothing here logs or formats it.
-//!
-//! Webhooks are signed too: v1 with `X-VERIFY = sha256_hex(base64_body + salt_key)###salt_index`
-//! ([`webhook_v1_x_verify`]), v2 with `Authorization = sha256_hex(username + ":" + password)`
-//! ([`webhook_v2_authorization`]), the username and password the merchant set on PhonePe's
-//! dashboard.
+//! PhonePe's signatures (docs/phonepe.md, "The status call" and "Callbacks and refunds"): the v1
+//! `X-VERIFY` (`sha256_hex(api_path + salt_key) + "###" + salt_index`, the path from `/pg/v1/...`,
+//! never the base URL's prefix: [`status_path`] builds it once, [`x_verify`] hashes it once, held to
+//! PhonePe's worked example below), and the webhook signatures of both versions, compared in
+//! constant time. The salt key is a secret: nothing here logs or formats it.
 
 use sha2::{Digest, Sha256};
 

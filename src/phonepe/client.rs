@@ -1,25 +1,10 @@
-//! The HTTP side of the status call, for either PhonePe API, and transport failures mapped onto
-//! [`StatusError`] so callers see a single error type.
-//!
-//! [`PhonePeClient`] is one struct whose inner [`Api`] says how calls are authenticated: v1 signs
-//! each call with `X-VERIFY` (salt key + index), v2 carries an OAuth token from the shared
-//! [`TokenCache`]. The refund calls (v1 `POST /pg/v1/refund`, v2 `POST /payments/v2/refund` and
-//! `GET /payments/v2/refund/{id}/status`) are methods that match on the same `Api`.
-//! [`PhonePeClient::check_status`] keeps one signature for both. Every call method is visible
-//! inside `crate::phonepe` only: the rest of the crate calls PhonePe through the gateway
-//! (`phonepe::gateway`), which takes the budget's permit and feeds the breaker.
-//!
-//! The answer itself is classified by [`wire::parse_status_for`] (v1) or
-//! [`wire_v2::parse_order_status`] (v2); this module only adds what the network can go wrong with
-//! (timeouts, refused connections, truncated bodies) and, under v2, the token: a 401 forces one
-//! token refresh and one retry, never more. Redirects are not followed: PhonePe does not redirect
-//! status calls, and following one would send our credentials somewhere we did not configure.
-//! The salt key, the client secret, the token and the `X-VERIFY` value are never logged or
-//! formatted into errors (`Debug` of the client prints the merchant and base URL only).
-//!
-//! A `reqwest::Client` is bound to the tokio runtime that first drives it; build one client per
-//! runtime (per actix arbiter), which is what callers do by calling [`PhonePeClient::new`] there.
-//! Clones share the token cache.
+//! The HTTP side of PhonePe's calls, for either API (docs/phonepe.md, "The status call" and "API
+//! v2"): [`PhonePeClient`] signs each v1 call with `X-VERIFY` or carries a v2 OAuth token from the
+//! shared [`TokenCache`], maps transport failures onto [`StatusError`], and leaves the answer to the
+//! wire parsers (`wire`, `wire_v2`). Its calls are visible inside `crate::phonepe` only: the rest of
+//! the crate reaches PhonePe through the gateway. No secret is ever logged or formatted into an
+//! error. A `reqwest::Client` is bound to the runtime that first drives it: build one client per
+//! runtime; clones share the token cache.
 
 use std::fmt;
 
@@ -28,11 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::debug;
 
 use super::oauth::{Token, TokenCache, V2Credentials};
-use super::ApiVersion;
 use super::{checksum, wire, wire_v2};
+use super::{transport_error, ApiVersion};
 use crate::config::PhonePeSettings;
 use crate::domain::order::MerchantTransactionId;
-use crate::domain::payment::{StatusError, StatusReport, TransientKind};
+use crate::domain::payment::{StatusError, StatusReport};
 
 /// How calls are authenticated.
 #[derive(Clone)]
@@ -201,25 +186,6 @@ pub fn order_status_path(merchant_order_id: &str) -> String {
     format!("/checkout/v2/order/{merchant_order_id}/status")
 }
 
-/// Map a reqwest error without its URL (harmless here, but kept out of habit) or any header.
-pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
-    let (kind, detail) = if e.is_timeout() {
-        (TransientKind::Timeout, "no answer within the request timeout")
-    } else if e.is_connect() {
-        (TransientKind::Connection, "could not connect")
-    } else if e.is_body() || e.is_decode() {
-        (TransientKind::Connection, "connection dropped while reading the body")
-    } else if e.is_request() {
-        (TransientKind::Connection, "request failed to send")
-    } else {
-        (TransientKind::Connection, "HTTP transport error")
-    };
-    StatusError::Transient {
-        kind,
-        detail: detail.to_string(),
-    }
-}
-
 mod refund;
 pub use refund::{
     parse_refund, parse_refund_status, RefundRequest, RefundState, REFUND_ID_MAX_V1, REFUND_ID_MAX_V2,
@@ -231,6 +197,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::TransientKind;
 
     fn settings(base_url: &str) -> PhonePeSettings {
         PhonePeSettings {

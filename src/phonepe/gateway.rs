@@ -1,15 +1,9 @@
-//! The one way to PhonePe. Every call — order status, refund, refund status — whoever makes it
-//! (the reconcilers, the webhook's confirmation, `check`, `selftest`, `review`, the refund
-//! poller) takes a permit of the merchant's PhonePe budget, records its result on that shared
-//! budget (the breaker, the 429 pause and the credential pause every instance obeys), is counted
-//! in `reconciler_phonepe_requests_total{api,code}` (and its latency, errors by kind and 429s),
-//! and is logged by id and code, never with a secret.
-//!
-//! The HTTP client ([`PhonePeClient`]) has no public call: its methods are visible inside
-//! `crate::phonepe` only, so no other module can reach PhonePe without going through here.
-//! [`Gateway::status`], [`Gateway::refund`] and [`Gateway::refund_status`] wait for their permit
-//! themselves; the reconciler pool takes its permits from the RateLimiter actor in FIFO order
-//! and hands one in with [`Gateway::status_with`].
+//! The one way to PhonePe (docs/architecture.md, invariants): every call, whoever makes it, takes a
+//! permit of the merchant's shared budget, records its result on it (the breaker, the shared
+//! pauses), is counted in `reconciler_phonepe_requests_total{api,code}` and logged by id and code,
+//! never with a secret. [`Gateway::status`], [`Gateway::refund`] and [`Gateway::refund_status`]
+//! wait for their permit themselves; the reconciler pool takes its permits from the RateLimiter
+//! actor in FIFO order and hands one in with [`Gateway::status_with`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,9 +31,9 @@ impl Api {
 
     pub const fn as_str(self) -> &'static str {
         match self {
-            Api::Status => "status",
-            Api::Refund => "refund",
-            Api::RefundStatus => "refund_status",
+            Api::Status => labels::phonepe_api::STATUS,
+            Api::Refund => labels::phonepe_api::REFUND,
+            Api::RefundStatus => labels::phonepe_api::REFUND_STATUS,
         }
     }
 }

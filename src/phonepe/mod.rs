@@ -1,26 +1,20 @@
-//! PhonePe status client, API v1 (salt key) and API v2 (OAuth), split the way the protocol is:
-//!
-//! - [`checksum`]: the v1 `X-VERIFY` header (sha256 over the API path and the salt key) and the
-//!   webhook signatures of both versions;
-//! - [`wire`] (v1) and [`wire_v2`] (v2): the JSON answer and its classification into the same
-//!   domain [`StatusReport`](crate::domain::payment::StatusReport) or
-//!   [`StatusError`](crate::domain::payment::StatusError) — pure, table-tested;
-//! - [`oauth`]: v2 access tokens, cached and refreshed at half-life, one refresh for all clones;
-//! - [`client`]: the HTTP call itself (headers, token, timeouts, transport errors); its calls are
-//!   visible inside this module only;
-//! - [`gateway`]: the one way every caller reaches PhonePe (a permit of the budget, the breaker,
-//!   the metrics, the log).
+//! PhonePe, API v1 (salt key) and v2 (OAuth), split the way the protocol is (docs/phonepe.md):
+//! `checksum` (signatures), `wire` and `wire_v2` (answers, classified into the domain's
+//! `StatusReport` / `StatusError`, pure and table-tested), `oauth` (v2 tokens), `client` (the HTTP
+//! calls, private to this module) and `gateway` (the one way every caller reaches PhonePe).
 
 pub mod checksum;
 pub mod client;
 pub mod gateway;
 pub mod oauth;
 pub mod wire;
-pub mod wire_v2;
+pub(crate) mod wire_v2;
 
 pub use client::PhonePeClient;
 pub use gateway::{CallError, Gateway};
 pub use oauth::V2Credentials;
+
+use crate::domain::{StatusError, TransientKind};
 
 /// Sandbox PG and OAuth root (PhonePe uses one host for both in UAT).
 pub const SANDBOX_BASE_URL: &str = "https://api-preprod.phonepe.com/apis/pg-sandbox";
@@ -40,4 +34,23 @@ pub enum ApiVersion {
     V1,
     /// OAuth client credentials, `GET /checkout/v2/order/{merchantOrderId}/status`.
     V2,
+}
+
+/// Map a reqwest error without its URL (harmless here, but kept out of habit) or any header.
+pub(crate) fn transport_error(e: reqwest::Error) -> StatusError {
+    let (kind, detail) = if e.is_timeout() {
+        (TransientKind::Timeout, "no answer within the request timeout")
+    } else if e.is_connect() {
+        (TransientKind::Connection, "could not connect")
+    } else if e.is_body() || e.is_decode() {
+        (TransientKind::Connection, "connection dropped while reading the body")
+    } else if e.is_request() {
+        (TransientKind::Connection, "request failed to send")
+    } else {
+        (TransientKind::Connection, "HTTP transport error")
+    };
+    StatusError::Transient {
+        kind,
+        detail: detail.to_string(),
+    }
 }

@@ -1,22 +1,8 @@
-//! API v2 access tokens: `POST {oauth_base_url}/v1/oauth/token` (form-encoded `client_id`,
-//! `client_version`, `client_secret`, `grant_type=client_credentials`), cached and shared by every
-//! clone of the client, so the whole reconciler pool refreshes once.
-//!
-//! - A token is refreshed once half of its life has passed (as PhonePe's own SDK does), measured
-//!   on *our* monotonic clock from the moment we asked for it: the lifetime is
-//!   `expires_at - issued_at` from the answer, so a clock difference between us and PhonePe
-//!   cannot make us use a token past its expiry (or refresh on every call).
-//! - The cache is a `tokio::sync::Mutex` held across the token call: callers that find the
-//!   token stale wait for the one refresh in flight instead of starting their own. If that
-//!   refresh fails, the callers that were waiting for it get its error instead of each trying
-//!   again in turn (a token endpoint that times out would otherwise hold the pool for one
-//!   timeout per caller).
-//! - A 401 on a status call forces one refresh of *that* token ([`TokenCache::refresh_after_401`]);
-//!   if another caller already replaced it, the replacement is used without a new request.
-//! - Failures never change an order: 429 is [`StatusError::RateLimited`]; 400/401/403 mean the
-//!   client id, secret or version are wrong ([`StatusError::Rejected`], which pauses calls like a
-//!   v1 salt-key rejection); everything else (5xx, timeouts, a malformed answer) is transient.
-//! - The token and the client secret are [`SecretString`]s: never logged, never in `Debug` or errors.
+//! API v2 access tokens (docs/phonepe.md, "API v2"): `POST {oauth_base_url}/v1/oauth/token`,
+//! cached and shared by every clone of the client, so the whole pool refreshes once. A token is
+//! refreshed once half its life has passed, measured on our monotonic clock; callers that find it
+//! stale wait for the one refresh in flight and share its result, error included. The token and the
+//! client secret are [`SecretString`]s: never logged, never in `Debug` or errors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,12 +195,12 @@ impl TokenCache {
             .form(&form)
             .send()
             .await
-            .map_err(|e| with_context(super::client::transport_error(e)))?;
+            .map_err(|e| with_context(super::transport_error(e)))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| with_context(super::client::transport_error(e)))?;
+            .map_err(|e| with_context(super::transport_error(e)))?;
         parse_token(status, &body)
     }
 }

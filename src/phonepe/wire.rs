@@ -1,16 +1,8 @@
-//! The v1 status answer on the wire, and its classification into the domain.
-//!
-//! The answer is not deserialised into a struct: a typed deserialise fails as a whole and cannot
-//! say *which* field was wrong. [`parse_status`] walks a `serde_json::Value` instead, so every
-//! refusal names the problem ("PAYMENT_SUCCESS without data.amount").
-//!
-//! Rules (docs/phonepe.md): decide on the HTTP status first for the transport-level classes (429, 401,
-//! 5xx), then on `code` and `data.state` — never on `success`. A 401 or `AUTHORIZATION_FAILED`
-//! rejects our credentials (every call would fail); `BAD_REQUEST` on any other status refuses
-//! this one transaction ([`StatusError::Refused`]), so it is the order's problem, not the service's. Anything incomplete, contradictory
-//! or undocumented is a transient error, so no order is ever settled on a half answer. Error
-//! `detail`s never contain the body (it may carry customer data such as a VPA or account number);
-//! they name what was wrong and at most PhonePe's code.
+//! The v1 status answer on the wire, and its classification into the domain (docs/phonepe.md,
+//! "Classification, in order"). [`parse_status`] walks a `serde_json::Value` rather than a typed
+//! struct, so every refusal names the problem ("PAYMENT_SUCCESS without data.amount"). Anything
+//! incomplete, contradictory or undocumented is a transient error: no order is settled on a half
+//! answer. Details never contain the body (it may carry customer data).
 
 use serde_json::{Map, Value};
 

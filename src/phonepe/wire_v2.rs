@@ -1,27 +1,8 @@
-//! The API v2 order-status answer (`GET /checkout/v2/order/{merchantOrderId}/status`) and its
-//! classification into the SAME [`StatusReport`] / [`StatusError`] the v1 parser produces, so the
-//! decision table (`src/domain/decision.rs`) is the same for both APIs.
-//!
-//! Rules (docs/phonepe.md, "API v2"):
-//! - HTTP first: 429 rate limited, 5xx transient, 401 a rejected token (the client refreshes
-//!   once and retries before it reports [`StatusError::Rejected`]).
-//! - 404 with code `ORDER_NOT_FOUND`: PhonePe has no such order ([`PaymentState::NotFound`]); any
-//!   other 4xx with a code refuses this one order ([`StatusError::Refused`]); a 4xx without a JSON
-//!   code (a wrong base URL, a proxy page) is malformed, never "not found".
-//! - 2xx: root `state` decides. `COMPLETED` needs an integer root `amount`, and the latest
-//!   attempt in `paymentDetails[]` (the last one; with `details=false` there is one) must not
-//!   contradict it (state other than `COMPLETED`, or another amount). `FAILED` is final;
-//!   `PENDING` and `CREATED` (no attempt yet) are pending. Any other state is
-//!   [`TransientKind::UnknownCode`].
-//! - Merchant: v2 answers need not carry `merchantId`. The token is issued for our client
-//!   credentials, which belong to one merchant, and PhonePe only answers about that merchant's
-//!   orders; so the report's `merchant_id` is the answer's `merchantId` when present (another
-//!   merchant's id then parks the order as a merchant mismatch) and otherwise the merchant the
-//!   token is bound to.
-//! - `merchantOrderId`, when present, must be the order asked about.
-//!
-//! The report's `code` is the root state (`COMPLETED`, `FAILED`, `PENDING`, `CREATED`) or
-//! `ORDER_NOT_FOUND`: a fixed set, safe as a metric label. Details name fields, never values.
+//! The API v2 order-status answer (`GET /checkout/v2/order/{merchantOrderId}/status`), classified
+//! into the same [`StatusReport`] / [`StatusError`] as v1, so the decision table is the same for
+//! both APIs (docs/phonepe.md, "API v2", has the rules and the merchant a v2 answer is read as).
+//! The report's `code` is the root state or `ORDER_NOT_FOUND`: a fixed set, safe as a metric
+//! label. Details name fields, never values.
 
 use serde_json::{Map, Value};
 

@@ -17,12 +17,12 @@ use crate::domain::{
     Decision, MerchantTransactionId, PaymentState, PaymentStatus, ReviewReason, StatusError, StatusReport,
 };
 use crate::phonepe::CallError;
+use crate::schema::own;
 use crate::settle::record_late_payment;
-use crate::store::by::By;
-use crate::store::fields::own;
 use crate::store::orders::plus;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refunds::{Cancel, CancelKind, REFUND_KEY};
+use crate::store::Author;
 
 /// How a cancel of a parked order goes, from its stored state alone (`view`, the reconciler's
 /// names): the console's confirmation page shows it before anything is asked.
@@ -111,7 +111,7 @@ pub(super) async fn cancel(
         PaymentState::Failed => "PhonePe reports the payment failed".to_string(),
         PaymentState::NotFound => "PhonePe has no payment under this id".to_string(),
         PaymentState::Pending => {
-            let created = crate::domain::order::effective_created_at(d, env.store.schema());
+            let created = crate::schema::effective_created_at(d, env.store.schema());
             let Ok(expires) = created.map(|t| plus(t, PAYMENT_EXPIRY)) else {
                 return Ok(Resolution::refused(
                     "PhonePe reports the payment pending and the order's creation time cannot be read: nothing cancelled",
@@ -150,7 +150,7 @@ async fn paid_to_us(
     operator: Option<&str>,
 ) -> anyhow::Result<Resolution> {
     let schema = env.store.schema();
-    let payment = crate::domain::order::read_payment_status(d, schema);
+    let payment = crate::schema::read_payment_status(d, schema);
     let target = LeftDraft::of_doc(d, schema);
     let decision = target
         .as_ref()
@@ -169,7 +169,7 @@ async fn paid_to_us(
                 transaction_id,
                 paid_amount,
             };
-            record_late_payment(&env.store, &target, &seen, By::operator(operator)).await?
+            record_late_payment(&env.store, &target, &seen, Author::operator(operator)).await?
         }
         _ => false,
     };

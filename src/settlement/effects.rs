@@ -13,7 +13,7 @@ use crate::phonepe::client::RefundState;
 use crate::store::payments::{LeftDraft, PaymentSeen};
 use crate::store::refunds::PendingRefund;
 use crate::store::settlements::mark;
-use crate::store::{by, Store, StoreResult};
+use crate::store::{By, Store, StoreResult};
 
 /// The code recorded with a settlement's effects (`history[].code`, `reconciliation.lastCode`).
 pub const CODE: &str = "SETTLEMENT_REPORT";
@@ -29,7 +29,7 @@ pub async fn record_payment(store: &Store, doc: &Document, row: &Row, _now: Date
         transaction_id: Some(row.phonepe_reference_id.clone()),
         paid_amount: Some(row.amount),
     };
-    crate::settle::record_late_payment(store, &target, &seen, by::SETTLEMENT.into()).await
+    crate::settle::record_late_payment(store, &target, &seen, By::Settlement.into()).await
 }
 
 /// Settle the refund recorded on `doc` that `row` pays out: `finish` (it is still pending):
@@ -45,7 +45,7 @@ pub async fn settle_refund(
     let Some(p) = PendingRefund::of(doc, &store.schema().orders) else {
         return Ok(false);
     };
-    if finish && !crate::refund::settle_refund(store, &p, RefundState::Completed, CODE, by::SETTLEMENT.into()).await? {
+    if finish && !crate::refund::settle_refund(store, &p, RefundState::Completed, CODE, By::Settlement.into()).await? {
         tracing::info!(refund_id = %p.refund_id, "the refund was finished meanwhile; recording its settlement");
     }
     let id = doc.get("_id").cloned().unwrap_or(Bson::Null);

@@ -1,14 +1,18 @@
 //! `reconciler_settlement_discrepancies{kind}` in the running service: every [`EVERY`] the open
 //! discrepancies are counted from the database — those recorded on the imported rows (one
-//! aggregate and one count on `reconciler_settlements`) and `not_settled`, worked out as
-//! `settlement report` does (an indexed range of confirmed orders and their PAYMENT rows). The
-//! imports run elsewhere (a daily cron or timer); the service only reads what they left.
+//! aggregate and one count on `reconciler_settlements`) and `not_settled` ([`not_settled_now`],
+//! which `settlement report` uses too: an indexed range of confirmed orders and their PAYMENT
+//! rows). The imports run elsewhere (a daily cron or timer); the service only reads what they
+//! left.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dates::Day;
 use super::matcher::Discrepancy;
+use super::report::{not_settled, Confirmed, Coverage};
+use crate::store::settlements::CREATED_BEFORE_CONFIRMED_DAYS;
 use crate::store::{Store, StoreResult};
 use crate::telemetry::{labels, names};
 
@@ -23,9 +27,36 @@ pub async fn count(store: &Store, within_days: u32) -> StoreResult<BTreeMap<Disc
             *counts.entry(k).or_default() += n;
         }
     }
-    let late = super::report_cmd::not_settled_now(store, within_days).await?;
+    let late = not_settled_now(store, within_days).await?;
     counts.insert(Discrepancy::NotSettled, late.len() as u64);
     Ok(counts)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The confirmed orders that are `not_settled` now (see `settlement::report`).
+pub async fn not_settled_now(store: &Store, within: u32) -> StoreResult<Vec<Confirmed>> {
+    let Some((first, last)) = store.transaction_span().await? else {
+        return Ok(vec![]);
+    };
+    let cover = Coverage {
+        first: Day::india(first),
+        last: Day::india(last),
+    };
+    let latest = cover.latest_due(within);
+    if latest < cover.first {
+        return Ok(vec![]);
+    }
+    // Orders are found by creation (indexed); an order is confirmed after it is created.
+    let from = cover.first.india_start_ms() - CREATED_BEFORE_CONFIRMED_DAYS * DAY_MS;
+    let to = Day(latest.0 + 1).india_start_ms() - 1;
+    let confirmed = store.confirmed_created_between(from, to).await?;
+    let ids: Vec<String> = confirmed.iter().map(|c| c.order.clone()).collect();
+    let paid = store.with_payment_rows(&ids).await?;
+    Ok(not_settled(&confirmed, &paid, Some(cover), within)
+        .into_iter()
+        .cloned()
+        .collect())
 }
 
 /// The service's pass: count, set the gauge, wait [`EVERY`], until the process ends.

@@ -262,7 +262,7 @@ pub async fn rematch_open(store: &Store, touched: &HashSet<String>) -> StoreResu
 pub fn execute(files: Vec<PathBuf>, as_json: bool, settings: crate::config::Settings) -> anyhow::Result<u8> {
     let sys = actix_rt::System::new();
     sys.block_on(async move {
-        let store = crate::app::connect_store(&settings).await?;
+        let store = crate::setup::connect_store(&settings).await?;
         store
             .ensure_settlement_indexes()
             .await

@@ -10,13 +10,13 @@
 //! `reconciler_settlement_discrepancies{kind}` current in the running service.
 
 pub mod dates;
-pub mod effects;
-pub mod gauge;
-pub mod import;
-pub mod matcher;
-pub mod parse;
-pub mod report;
-pub mod report_cmd;
+pub(crate) mod effects;
+pub(crate) mod gauge;
+pub(crate) mod import;
+pub(crate) mod matcher;
+pub(crate) mod parse;
+pub(crate) mod report;
+pub(crate) mod report_cmd;
 
 use sha2::{Digest, Sha256};
 

@@ -7,38 +7,12 @@ use anyhow::Context as _;
 use mongodb::bson::Document;
 
 use super::dates::Day;
+use super::gauge::not_settled_now;
 use super::matcher::Discrepancy;
-use super::report::{daily_totals, not_settled, Confirmed, Coverage, Open, Report};
+use super::report::{daily_totals, Open, Report};
 use super::rupees;
-use crate::store::settlements::{row_of, CREATED_BEFORE_CONFIRMED_DAYS};
+use crate::store::settlements::row_of;
 use crate::store::{Store, StoreResult};
-
-const DAY_MS: i64 = 86_400_000;
-
-/// The confirmed orders that are `not_settled` now (see `settlement::report`).
-pub async fn not_settled_now(store: &Store, within: u32) -> StoreResult<Vec<Confirmed>> {
-    let Some((first, last)) = store.transaction_span().await? else {
-        return Ok(vec![]);
-    };
-    let cover = Coverage {
-        first: Day::india(first),
-        last: Day::india(last),
-    };
-    let latest = cover.latest_due(within);
-    if latest < cover.first {
-        return Ok(vec![]);
-    }
-    // Orders are found by creation (indexed); an order is confirmed after it is created.
-    let from = cover.first.india_start_ms() - CREATED_BEFORE_CONFIRMED_DAYS * DAY_MS;
-    let to = Day(latest.0 + 1).india_start_ms() - 1;
-    let confirmed = store.confirmed_created_between(from, to).await?;
-    let ids: Vec<String> = confirmed.iter().map(|c| c.order.clone()).collect();
-    let paid = store.with_payment_rows(&ids).await?;
-    Ok(not_settled(&confirmed, &paid, Some(cover), within)
-        .into_iter()
-        .cloned()
-        .collect())
-}
 
 /// The open discrepancies stored on one row document (its own, and its conflicts).
 fn open_of(d: &Document) -> Vec<Open> {
@@ -144,7 +118,7 @@ pub fn report(
     let within = settings.settlement.expected_within_days;
     let sys = actix_rt::System::new();
     sys.block_on(async move {
-        let store = crate::app::connect_store(&settings).await?;
+        let store = crate::setup::connect_store(&settings).await?;
         let report = build(&store, from, to, within)
             .await
             .context("reading the settlement rows")?;

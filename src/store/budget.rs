@@ -1,25 +1,8 @@
-//! The PhonePe budget shared by every instance on the same database and merchant.
-//!
-//! One document per merchant in `reconciler_budget` (`_id` = the merchant id) holds a GCRA
-//! schedule with burst 1: `tatUs`, the earliest time (server clock, Unix microseconds) the next
-//! permit may be used, and `pausedUntilUs`, until when every instance holds its calls (a 429 or
-//! refused credentials seen by any of them). [`SharedBudget::reserve`] advances the schedule by
-//! `count` permits in one atomic `findOneAndUpdate` with an update pipeline: the first permit is
-//! at `max(tat, $$NOW)`, the k-th one `k × period` later, and `tat` moves past the last. Permits
-//! are only taken when the first is due within [`LEAD`]; earlier, the caller is told when to ask
-//! again, so a process killed while waiting holds no part of the schedule. Every
-//! time is the *database server's* (`$$NOW`), so clock skew between hosts cannot widen the
-//! budget; the caller turns the answer into an offset from the moment it got it (which is after
-//! the server's `$$NOW`, so a permit is never used early). A restarted process continues the
-//! stored schedule: no fresh burst. While a shared pause is on, nothing is reserved.
-//!
-//! Times are stored as Int64 microseconds rather than BSON dates: exact for short periods, and
-//! comparable with `$$NOW` on every server (`$toLong` of a date is its Unix milliseconds).
-//!
-//! `reconciler_instances` holds one heartbeat per running process (`_id` = its lease owner id,
-//! `merchant`, `seenUs`, and `seenAt`, a date for the TTL index that removes dead instances'
-//! entries after [`INSTANCE_TTL`]); [`SharedBudget::heartbeat`] refreshes ours and counts those
-//! seen within [`INSTANCE_SEEN`].
+//! The PhonePe budget shared by every instance on the same database and merchant (docs/operations.md,
+//! "Running N instances"): one GCRA schedule document per merchant in `reconciler_budget`, advanced
+//! by one atomic `findOneAndUpdate` on the database server's clock (`$$NOW`), so clock skew between
+//! hosts cannot widen the budget and a restarted process continues the stored schedule; and one
+//! heartbeat per running process in `reconciler_instances`.
 
 use std::time::Duration;
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::fields::own;
-use super::orders::{per_document_update, plus, unset_lease, Eligibility, Store};
+use super::orders::{per_document_update, plus, unset_lease};
+use super::{Eligibility, Store};
 use super::{StoreError, StoreResult};
 use crate::domain::{CancelReason, Order, OrderError, PaymentStatus, Status};
+use crate::schema::own;
 use crate::schema::{get_path, Schema};
 
 /// A claimed order: parsed, or a document too broken to reconcile (parked for a person).
@@ -180,7 +181,7 @@ impl Store {
     /// is not claimed again every tick.
     async fn release_claim(&self, d: &Document, owner: &str, until: DateTime) -> StoreResult<()> {
         let mut update = doc! { "$unset": unset_lease() };
-        if crate::domain::order::read_status(d, &self.schema).is_none() {
+        if crate::schema::read_status(d, &self.schema).is_none() {
             let later = plus(DateTime::now(), UNREADABLE_RETRY);
             update.insert("$set", doc! { own::NEXT_CHECK_AT: later });
         }
@@ -211,13 +212,13 @@ enum Claimable {
 }
 
 fn claimable(d: &Document, schema: &Schema) -> Claimable {
-    let pending = crate::domain::order::read_payment_status(d, schema) == Some(PaymentStatus::Pending);
+    let pending = crate::schema::read_payment_status(d, schema) == Some(PaymentStatus::Pending);
     let watched = d
         .get_document(own::RECONCILIATION_KEY)
         .and_then(|r| r.get_str(own::key(own::REASON)))
         .is_ok_and(|r| CancelReason::is_watched(Some(r)));
     let o = &schema.orders;
-    match crate::domain::order::read_status(d, schema) {
+    match crate::schema::read_status(d, schema) {
         Some(Status::Draft) => Claimable::Yes,
         Some(Status::Cancelled) if pending && watched => Claimable::Yes,
         Some(_) => Claimable::No,
@@ -280,7 +281,7 @@ fn parse_claimed(d: &Document, schema: &Schema) -> Claimed {
         Err(error) => Claimed::Invalid {
             id: d.get("_id").cloned().unwrap_or(Bson::Null),
             // The claim filter matched on status, so it parses; draft is the safe fallback.
-            status: crate::domain::order::read_status(d, schema).unwrap_or(Status::Draft),
+            status: crate::schema::read_status(d, schema).unwrap_or(Status::Draft),
             merchant_transaction_id: get_path(d, &words.id).and_then(Bson::as_str).map(str::to_string),
             error,
         },

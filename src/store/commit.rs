@@ -1,22 +1,16 @@
-//! Committing stock: confirm the order and deduct every item, all or nothing.
-//!
-//! Strategy `transaction` (this file): one multi-document transaction. The order moves
-//! draft → confirmed guarded by `status: draft`; each item's stock is decremented guarded by
-//! `stock >= qty` (and the size's stock where the item has a size). Any guard that fails aborts
-//! the transaction, so nothing changed, and the reason is reported. Transient transaction errors
-//! retry the whole transaction; an unknown commit result retries the commit. No HTTP calls,
-//! actor messages or metrics happen in here: the body may run several times.
-//!
-//! Strategy `auto` picks `transaction` when `hello` shows a replica set or mongos, and the
-//! crash-safe `journal` saga (see `journal.rs`) on a standalone server, which refuses
-//! transactions. Both give the same observable outcomes.
+//! Committing stock: confirm the order and deduct every item, all or nothing (docs/architecture.md,
+//! "Committing stock"). Strategy `transaction` is this file: one multi-document transaction,
+//! rerun whole on a transient error, so its body makes no HTTP call, sends no message and records
+//! no metric. `auto` picks it on a replica set or mongos and the journal saga (`journal/`) on a
+//! standalone server.
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use super::orders::{Store, Transition};
+use super::orders::Transition;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};

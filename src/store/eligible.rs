@@ -1,27 +1,23 @@
-//! What is eligible: drafts past the lookback and due late-payment watches, and the candidate
-//! lists the scanner claims from (`store/orders.rs` has the claims themselves).
-//!
-//! The indexed filters match `createdAt` as a BSON date and `paymentStatus: "pending"`. A *sweep*
-//! ([`Store::sweep`]) finds the drafts and watched cancellations they cannot match (`createdAt`
-//! an ISO string, epoch milliseconds or missing; a draft whose `paymentStatus` is not `pending`)
-//! and decides in Rust, from the effective creation time (`effective_created_at`), which are work
-//! now; a draft with no usable time at all is claimed and parked. Candidate lists reserve every
-//! fourth place (the first, the fifth, ...) for a due late-payment watch while there are any, so
-//! a steady draft backlog cannot starve the watches.
+//! What is eligible: drafts past the lookback and due late-payment watches, and the candidate lists
+//! the scanner claims from (docs/architecture.md, "Leases and claims"; `claims.rs` has the claims).
+//! The indexed filters match a BSON-date `createdAt` and a pending payment; the sweep
+//! ([`Store::sweep`]) finds what they cannot match and decides in Rust from the effective creation
+//! time. Every fourth place of a candidate list is reserved for a due watch.
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::fields::own;
-use super::orders::{minus, plus, Store};
+use super::orders::{minus, plus};
 use super::refusals::avoiding;
+use super::Store;
 use super::{StoreError, StoreResult};
-use crate::domain::created_at::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 use crate::domain::decision::{CancelReason, WATCH_OVERDUE_GRACE};
-use crate::domain::order::effective_created_at;
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::effective_created_at;
+use crate::schema::own;
 use crate::schema::Schema;
+use crate::schema::{EARLIEST_PLAUSIBLE_MS, FUTURE_TOLERANCE_MS};
 
 /// At most this many documents are read per sweep query (oldest `_id` first).
 const SWEEP_LIMIT: i64 = 1000;
@@ -54,7 +50,7 @@ fn free(now: DateTime) -> Document {
     doc! { own::LEASE_UNTIL: { "$not": { "$gt": now } } }
 }
 
-/// The earliest `createdAt` date the indexed filters believe (see `domain/created_at.rs`).
+/// The earliest `createdAt` date the indexed filters believe (see `schema/created_at.rs`).
 fn earliest() -> DateTime {
     DateTime::from_millis(EARLIEST_PLAUSIBLE_MS)
 }

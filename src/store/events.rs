@@ -12,8 +12,8 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 
-use super::orders::Store;
 use super::outbox::EVENTS;
+use super::Store;
 use super::{StoreError, StoreResult};
 
 /// The names of a `reconciler_events` document's fields: the one spelling the relay writes

@@ -1,14 +1,8 @@
-//! The reconciler's indexes, planned against what the shop already has.
-//!
-//! Before creating anything, `listIndexes` is read: an index with the same key (any name, unique
-//! or not, the shop's own `orderRef_1` built by Mongoose) is reused as it is. The indexes the
-//! reconciler creates itself are partial, so they never hold a document the reconciler does not
-//! manage and can never refuse one of the shop's writes: the id index is unique only among
-//! orders whose id exists and is a string (a cash-on-delivery order without one is not in it),
-//! the eligible-orders index holds only the statuses the scanner works on, and the bookkeeping
-//! indexes only documents that carry the reconciler's field. A name already taken by an index
-//! with another key is a conflict nobody can resolve automatically: [`IndexConflict`] names it
-//! and the fix, and the process exits 2. `check` prints the plan without creating anything.
+//! The reconciler's indexes, planned against what the shop already has (docs/operations.md,
+//! "MongoDB schema"): an index with the same key is reused whatever its name; the ones created are
+//! partial, so they never hold a document the reconciler does not manage and can never refuse one
+//! of the shop's writes. A name taken with another key is an [`IndexConflict`] (exit 2); `check`
+//! prints the plan without creating anything.
 
 use std::fmt;
 
@@ -16,10 +10,10 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::fields::own;
-use super::orders::Store;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::Status;
+use crate::schema::own;
 
 /// A start-up conflict between an index the reconciler needs and one the database has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

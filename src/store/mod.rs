@@ -1,32 +1,138 @@
-//! Everything the reconciler reads and writes in MongoDB.
-//!
-//! `orders` holds the queries (eligible drafts, claims with leases, guarded transitions that
-//! append to `history`); `commit` holds the stock commit strategies. Every write that changes an
-//! order's `status` is a conditional update guarded by the status the reconciler saw, so the
-//! webhook path and any number of reconciler instances can race and exactly one wins.
+//! Everything the reconciler reads and writes in MongoDB: the [`Store`] handle, claims and leases,
+//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows
+//! (docs/architecture.md, "Leases and claims" and "Committing stock").
 
 pub mod budget;
 pub mod by;
-pub mod claims;
+pub(crate) mod claims;
 pub mod commit;
-pub mod eligible;
+pub(crate) mod eligible;
 pub mod events;
-pub mod fields;
-pub mod indexes;
+pub(crate) mod indexes;
 pub mod journal;
-pub mod orders;
+pub(crate) mod orders;
 pub mod outbox;
-pub mod payments;
+pub(crate) mod payments;
 pub mod refunds;
-pub mod refusals;
+pub(crate) mod refusals;
 pub mod settlements;
-pub mod words;
+pub(crate) mod words;
 
+pub use by::{Author, By};
+pub use claims::Claimed;
 pub use commit::{CommitOutcome, Lease, StrategyChoice};
+pub use eligible::{Eligibility, Swept};
 pub use journal::Recovery;
-pub use orders::{Claimed, CommitRules, Store, Transition};
+pub use orders::Transition;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::{Client, Collection, Database};
+
+use crate::domain::Status;
+use crate::schema::Schema;
+
+/// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) client: Client,
+    pub(crate) db: Database,
+    pub(crate) orders: Collection<Document>,
+    pub(crate) products: Collection<Document>,
+    pub(crate) rules: CommitRules,
+    /// The shop's collections, field paths and words (`[schema]`).
+    pub(crate) schema: Arc<Schema>,
+    /// Whether transitions record their event (`store/outbox.rs`); off only for `selftest`'s
+    /// throwaway order.
+    pub(crate) events: bool,
+    /// Woken each time this process moved events to `reconciler_events`, so the sender sends
+    /// its own process's events at once.
+    pub(crate) relayed: Arc<tokio::sync::Notify>,
+}
+
+/// The settings the stock commit depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitRules {
+    /// `job.sized_items_decrement_total`: sized items also guard and decrement the total `stock`.
+    pub sized_items_decrement_total: bool,
+    /// `job.lease_ttl_secs`: how long any driver of a journal commit may still act after it
+    /// ended (see `store/journal.rs`, markers).
+    pub lease_ttl: Duration,
+}
+
+impl Default for CommitRules {
+    fn default() -> Self {
+        CommitRules {
+            sized_items_decrement_total: false,
+            lease_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Store {
+    pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
+        let mut opts = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(StoreError::mongo("parse mongodb.uri"))?;
+        opts.app_name.get_or_insert_with(|| "draft-reconciler".to_string());
+        opts.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+        let client = Client::with_options(opts).map_err(StoreError::mongo("create client"))?;
+        Ok(Store::from_client(client, database))
+    }
+
+    pub fn from_client(client: Client, database: &str) -> Store {
+        let db = client.database(database);
+        Store {
+            orders: db.collection("orders"),
+            products: db.collection("products"),
+            db,
+            client,
+            rules: CommitRules::default(),
+            schema: Arc::new(Schema::default()),
+            events: true,
+            relayed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// The same store on the shop's `schema`: its collections, field paths and status words.
+    pub fn with_schema(mut self, schema: Arc<Schema>) -> Store {
+        self.orders = self.db.collection(&schema.orders.collection);
+        self.products = self.db.collection(&schema.products.collection);
+        self.schema = schema;
+        self
+    }
+
+    /// The mapping every query of this store goes through.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The status word the shop stores for `s`.
+    pub(crate) fn word(&self, s: Status) -> &str {
+        self.schema.orders.status_values.word(s)
+    }
+
+    /// The same store, committing by `rules`.
+    pub fn with_rules(mut self, rules: CommitRules) -> Store {
+        self.rules = rules;
+        self
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(StoreError::mongo("ping"))?;
+        Ok(())
+    }
+}
 
 /// A database failure. Every variant is retryable from the order's point of view: nothing about
 /// the order changed, its lease expires and it is claimed again.

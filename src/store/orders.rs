@@ -10,55 +10,13 @@
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::{Client, Collection, Database};
 
-pub use super::claims::Claimed;
-pub use super::eligible::{Eligibility, Swept};
-use super::fields::own;
-use super::{StoreError, StoreResult};
+use super::{By, Store, StoreError, StoreResult};
+use crate::domain::decision::Tally;
 use crate::domain::Reason;
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::own;
 use crate::schema::Schema;
-use std::sync::Arc;
-
-/// A handle on the shop's database. Cheap to clone; must be used on the runtime that created it.
-#[derive(Clone, Debug)]
-pub struct Store {
-    pub(crate) client: Client,
-    pub(crate) db: Database,
-    pub(crate) orders: Collection<Document>,
-    pub(crate) products: Collection<Document>,
-    pub(crate) rules: CommitRules,
-    /// The shop's collections, field paths and words (`[schema]`).
-    pub(crate) schema: Arc<Schema>,
-    /// Whether transitions record their event (`store/outbox.rs`); off only for `selftest`'s
-    /// throwaway order.
-    pub(crate) events: bool,
-    /// Woken each time this process moved events to `reconciler_events`, so the sender sends
-    /// its own process's events at once.
-    pub(crate) relayed: Arc<tokio::sync::Notify>,
-}
-
-/// The settings the stock commit depends on.
-#[derive(Clone, Copy, Debug)]
-pub struct CommitRules {
-    /// `job.sized_items_decrement_total`: sized items also guard and decrement the total `stock`.
-    pub sized_items_decrement_total: bool,
-    /// `job.lease_ttl_secs`: how long any driver of a journal commit may still act after it
-    /// ended (see `store/journal.rs`, markers).
-    pub lease_ttl: Duration,
-}
-
-impl Default for CommitRules {
-    fn default() -> Self {
-        CommitRules {
-            sized_items_decrement_total: false,
-            lease_ttl: Duration::from_secs(300),
-        }
-    }
-}
-
-pub use super::by;
 
 /// A status change to apply to one order (everything but the stock commit itself).
 #[derive(Debug, Clone)]
@@ -75,7 +33,7 @@ pub struct Transition {
     /// that answer is why the order is parked.
     pub last_error: Option<String>,
     /// Who makes the change ([`by`]), recorded in the history entry.
-    pub by: &'static str,
+    pub by: By,
     /// The operator's `--note` (`review resolve`), recorded in the history entry.
     pub note: Option<String>,
     /// The operator's name (`review resolve`: the OS user; the console: who logged in),
@@ -108,7 +66,7 @@ impl Transition {
             transaction_id,
             next_check_at: None,
             last_error: None,
-            by: by::RECONCILER,
+            by: By::Reconciler,
             note: None,
             operator: None,
             paid_amount: None,
@@ -118,7 +76,7 @@ impl Transition {
     }
 
     /// The same transition, made by `who` ([`by`]).
-    pub fn by(mut self, who: &'static str) -> Transition {
+    pub fn by(mut self, who: By) -> Transition {
         self.by = who;
         self
     }
@@ -149,7 +107,7 @@ pub struct CheckError<'a> {
     /// Its secret-free excerpt (`reconciliation.lastError`).
     pub excerpt: &'a str,
     /// The per-kind counter it adds to (`reconciliation.errors` / `unreadable` / `rejections`).
-    pub count: Option<&'a str>,
+    pub tally: Tally,
 }
 
 impl<'a> Recheck<'a> {
@@ -163,9 +121,9 @@ impl<'a> Recheck<'a> {
     }
 
     /// The same, after PhonePe's unusable answer.
-    pub fn after_error(self, excerpt: &'a str, count: Option<&'a str>) -> Recheck<'a> {
+    pub fn after_error(self, excerpt: &'a str, tally: Tally) -> Recheck<'a> {
         Recheck {
-            error: Some(CheckError { excerpt, count }),
+            error: Some(CheckError { excerpt, tally }),
             ..self
         }
     }
@@ -250,6 +208,16 @@ impl Store {
     }
 }
 
+/// The order's own counter a retry of `tally`'s kind increments, if any.
+fn tally_field(tally: Tally) -> Option<&'static str> {
+    match tally {
+        Tally::Service => None,
+        Tally::Error => Some(own::ERRORS),
+        Tally::Unreadable => Some(own::UNREADABLE),
+        Tally::Rejection => Some(own::REJECTIONS),
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -272,66 +240,6 @@ impl Store {
             guard.insert(&o.payment_status, o.payment_status_values.word(PaymentStatus::Paid));
         }
         guard
-    }
-
-    pub async fn connect(uri: &str, database: &str) -> StoreResult<Store> {
-        let mut opts = mongodb::options::ClientOptions::parse(uri)
-            .await
-            .map_err(StoreError::mongo("parse mongodb.uri"))?;
-        opts.app_name.get_or_insert_with(|| "draft-reconciler".to_string());
-        opts.server_selection_timeout.get_or_insert(Duration::from_secs(10));
-        let client = Client::with_options(opts).map_err(StoreError::mongo("create client"))?;
-        Ok(Store::from_client(client, database))
-    }
-
-    pub fn from_client(client: Client, database: &str) -> Store {
-        let db = client.database(database);
-        Store {
-            orders: db.collection("orders"),
-            products: db.collection("products"),
-            db,
-            client,
-            rules: CommitRules::default(),
-            schema: Arc::new(Schema::default()),
-            events: true,
-            relayed: Arc::new(tokio::sync::Notify::new()),
-        }
-    }
-
-    /// The same store on the shop's `schema`: its collections, field paths and status words.
-    pub fn with_schema(mut self, schema: Arc<Schema>) -> Store {
-        self.orders = self.db.collection(&schema.orders.collection);
-        self.products = self.db.collection(&schema.products.collection);
-        self.schema = schema;
-        self
-    }
-
-    /// The mapping every query of this store goes through.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
-    /// The status word the shop stores for `s`.
-    pub(crate) fn word(&self, s: Status) -> &str {
-        self.schema.orders.status_values.word(s)
-    }
-
-    /// The same store, committing by `rules`.
-    pub fn with_rules(mut self, rules: CommitRules) -> Store {
-        self.rules = rules;
-        self
-    }
-
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
-    pub async fn ping(&self) -> StoreResult<()> {
-        self.db
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(StoreError::mongo("ping"))?;
-        Ok(())
     }
 
     /// Apply a status transition guarded by the status the reconciler saw. Returns `false` when
@@ -374,7 +282,7 @@ impl Store {
         let mut inc = doc! { own::ATTEMPTS: 1 };
         if let Some(e) = r.error {
             set.insert(own::LAST_ERROR, e.excerpt);
-            if let Some(field) = e.count {
+            if let Some(field) = tally_field(e.tally) {
                 inc.insert(field, 1);
             }
         }
@@ -427,5 +335,18 @@ impl Store {
             .find_one(doc! { &self.schema.orders.id: { "$eq": mtid, "$type": "string" } })
             .await
             .map_err(StoreError::mongo("find order"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_failure_has_its_own_counter() {
+        assert_eq!(tally_field(Tally::Service), None);
+        assert_eq!(tally_field(Tally::Error), Some("reconciliation.errors"));
+        assert_eq!(tally_field(Tally::Unreadable), Some("reconciliation.unreadable"));
+        assert_eq!(tally_field(Tally::Rejection), Some("reconciliation.rejections"));
     }
 }

@@ -16,11 +16,10 @@
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 
 use super::events::field as f;
-use super::fields::own;
-use super::orders::{Store, Transition};
-use super::{StoreError, StoreResult};
+use super::orders::Transition;
+use super::{Store, StoreError, StoreResult};
 use crate::domain::EventType;
-use crate::schema::{amount_paise, get_path};
+use crate::schema::{amount_paise, get_path, own, read_payment_status};
 
 /// The reconciler's collection of events (`store/events.rs` delivers them).
 pub const EVENTS: &str = "reconciler_events";
@@ -192,8 +191,7 @@ impl Store {
         let amount = amount_paise(get_path(order, &o.amount), o.amount_unit).ok();
         let payment = match written.get("paymentStatus") {
             Some(p) => p.clone(),
-            None => crate::domain::order::read_payment_status(order, &self.schema)
-                .map_or(Bson::Null, |p| Bson::String(p.as_str().into())),
+            None => read_payment_status(order, &self.schema).map_or(Bson::Null, |p| Bson::String(p.as_str().into())),
         };
         let field = |k: &str| written.get(k).cloned().unwrap_or(Bson::Null);
         let mut data = doc! {

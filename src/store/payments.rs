@@ -8,9 +8,9 @@
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::fields::own;
-use super::{Store, StoreError, StoreResult};
+use super::{Author, Store, StoreError, StoreResult};
 use crate::domain::{EventType, Order, PaymentStatus, ReviewReason, Status};
+use crate::schema::own;
 use crate::schema::{get_path, Schema};
 
 /// The order a payment is recorded on, as read: its id, status and stored payment status (the
@@ -28,7 +28,7 @@ impl LeftDraft {
     pub fn of_doc(doc: &Document, schema: &Schema) -> Option<LeftDraft> {
         Some(LeftDraft {
             id: doc.get("_id")?.clone(),
-            status: crate::domain::order::read_status(doc, schema)?,
+            status: crate::schema::read_status(doc, schema)?,
             payment_as_read: get_path(doc, &schema.orders.payment_status).cloned(),
         })
     }
@@ -63,7 +63,7 @@ impl Store {
         &self,
         o: &LeftDraft,
         seen: &PaymentSeen,
-        by: super::by::By<'_>,
+        by: Author<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let s = &self.schema.orders;

@@ -1,27 +1,18 @@
-//! The review queue and refunds in MongoDB: what `review list` shows, and every write a refund
-//! or an operator's action makes. Each write is guarded by the status (and payment status) it
-//! expects, so running an action twice, or two shells at once, changes the order once.
-//!
-//! A refund is recorded **before** PhonePe is asked: `paymentStatus: refund_pending` and
-//! `reconciliation.refund` (`id`, `amount`, `attempt`, `accepted`, `nextPollAt`, `posts`,
-//! `tries`, ...). Its id is derived from the order and the attempt ([`refund_id`]): short enough
-//! for PhonePe (at most 35 characters, v1's limit), so a retry asks for the same refund and
-//! PhonePe cannot make a second one. The next attempt's number is taken in the same guarded write
-//! that checks the previous refund ended (the order is `paid` again and its refund id is still
-//! the one read), so two shells cannot both start attempt n+1. The order's `status` stays
-//! `needs_review` while the refund is pending; stock never moves. Every PhonePe call about a
-//! recorded refund is claimed first ([`Store::claim_refund_poll`]): two instances polling at once
-//! make one call per due moment, and a request is counted (`posts`) before it is sent, so after a
-//! crash the refund's status is asked before it is requested again.
+//! The review queue and refunds in MongoDB: what `review list` shows, and every write a refund or
+//! an operator's action makes (docs/operations.md, "Refunds"). A refund is recorded before PhonePe
+//! is asked, under an id derived from the order and the attempt ([`refund_id`], within PhonePe's
+//! limits), and the next attempt is taken in the same guarded write that checks the previous one
+//! ended, so two shells cannot both start one; every call about a recorded refund is claimed first
+//! ([`Store::claim_refund_poll`]).
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
-use super::by::By;
-use super::fields::own;
 use super::orders::Transition;
+use super::{Author, By};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{CancelReason, EventType, PaymentStatus, Reason, ReviewReason, Status};
+use crate::schema::own;
 use crate::schema::{get_path, OrdersSchema};
 
 mod auto;
@@ -144,7 +135,7 @@ fn refunding(o: &OrdersSchema, p: &PendingRefund) -> Document {
 /// A history entry of a step that changes no status (a refund asked for).
 pub(super) fn note_entry(
     now: DateTime,
-    by: By<'_>,
+    by: Author<'_>,
     what: &str,
     refund_id: Option<&str>,
     note: Option<&str>,
@@ -205,7 +196,7 @@ impl Store {
         &self,
         order: &Document,
         amount: i64,
-        by: By<'_>,
+        by: Author<'_>,
         note: Option<&str>,
         now: DateTime,
     ) -> StoreResult<Option<PendingRefund>> {
@@ -325,7 +316,7 @@ impl Store {
         p: &PendingRefund,
         completed: bool,
         code: &str,
-        by: By<'_>,
+        by: Author<'_>,
         now: DateTime,
     ) -> StoreResult<bool> {
         let (to, payment, reason): (Status, PaymentStatus, Reason) = if completed {
@@ -451,7 +442,7 @@ impl Store {
             c.code.clone(),
             None,
         )
-        .by(super::orders::by::OPERATOR);
+        .by(By::Operator);
         t.note = c.note.clone();
         // Left as it was: the payment status is PhonePe's word, not ours.
         t.keeps_payment_status = true;

@@ -1,29 +1,20 @@
-//! Writes the database refuses for one order's document, so a bad document never stalls the
-//! pipeline or is retried forever.
-//!
-//! A *refusal* is the database saying no to this document (a field of the wrong type such as a
-//! `history` that is not an array, `reconciliation: null`, a validator), as opposed to a
-//! transient error (network, failover, a write conflict), which is retried as before. Each
-//! refusal is counted on the order (`reconciliation.refusedWrites`, with `lastError` and a
-//! `nextCheckAt` `REFUSAL_RETRY` away) by a write that touches nothing else; when even that is
-//! refused, the count lives in the reconciler's own collection [`HOLDS`], whose `nextCheckAt`
-//! the scanner honours the same way. The `REFUSAL_CAP`-th refusal parks the order `needs_review`
-//! with reason `unwritable_order` by a minimal write: the status word, the reason and the
-//! database's secret-free error, never `history` or the other fields the refused write touched
-//! (each rung of [`PARK_RUNGS`] drops more). If every rung is refused, the order is *excluded*:
-//! a record in [`HOLDS`] keeps the scanner (and recovery) off it, counted by the
-//! `reconciler_excluded_orders` gauge and its alert, until a person fixes the document and
-//! deletes the record.
+//! Writes the database refuses for one order's document (a field of the wrong type, a validator),
+//! so a bad document never stalls the pipeline or is retried forever (docs/operations.md,
+//! "Troubleshooting"; the invariant in docs/architecture.md). Each refusal is counted on the order,
+//! or in [`HOLDS`] when even that is refused; the `REFUSAL_CAP`-th parks it `unwritable_order` by a
+//! minimal write ([`PARK_RUNGS`], each dropping more); when every rung is refused the order is
+//! excluded until a person fixes the document.
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
-use super::fields::own;
-use super::orders::{plus, Store};
+use super::orders::plus;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::{PaymentStatus, ReviewReason, Status};
+use crate::schema::own;
 
 /// The reconciler's collection of holds: `{_id: <order _id>, refused, lastError, at,
 /// nextCheckAt, excluded}`.

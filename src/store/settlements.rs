@@ -17,13 +17,13 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::fields::own;
 use super::orders::per_document_update;
 use super::refunds::{REFUND_ID, REFUND_KEY};
 use super::{Store, StoreError, StoreResult};
-use crate::domain::order::{read_payment_status, read_status};
 use crate::domain::{PaymentStatus, Status};
+use crate::schema::own;
 use crate::schema::{amount_paise, get_path};
+use crate::schema::{read_payment_status, read_status};
 use crate::settlement::matcher::{Discrepancy, OrderFacts, Outcome, RefundFacts};
 use crate::settlement::report::Confirmed;
 use crate::settlement::{Key, PaymentType, Row};

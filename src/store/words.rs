@@ -1,12 +1,7 @@
-//! Status words that miss the mapping only in case (`Draft` where the mapping says `draft`).
-//!
-//! Words are compared exactly as `[schema]` maps them: a shop whose backend writes `Draft` has
-//! drafts the reconciler does not see, and guessing that `Draft` means `draft` could settle an
-//! order the shop meant otherwise. So nothing is reconciled on a near-miss, but none goes
-//! unnoticed either: the service's scanner counts them at its first scan and every
-//! `WORD_CHECK_EVERY` after (the query cannot use an index; a `once` pass does not run it) into
-//! `reconciler_status_word_near_misses` and logs each word once per process, with the key to map
-//! it by.
+//! Status words that miss the mapping only in case (`Draft` where the mapping says `draft`): never
+//! reconciled (guessing could settle an order the shop meant otherwise), but counted by the
+//! service's scanner at its first scan and every `WORD_CHECK_EVERY` after into
+//! `reconciler_status_word_near_misses`, and logged once per word with the key to map it by.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -14,7 +9,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
 
-use super::orders::Store;
+use super::Store;
 use super::{StoreError, StoreResult};
 use crate::domain::{PaymentStatus, Status};
 

@@ -15,7 +15,7 @@ pub const ACTION: &str = "action";
 
 /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
 pub mod outcome {
-    use crate::settle::Outcome;
+    use crate::domain::Outcome;
     pub const CONFIRMED: &str = Outcome::Confirmed.as_str();
     pub const CANCELLED: &str = Outcome::Cancelled.as_str();
     pub const NEEDS_REVIEW: &str = Outcome::NeedsReview.as_str();
@@ -132,16 +132,15 @@ pub mod webhook_result {
     ];
 }
 
-/// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (spelled by `ChildId::actor_label`).
+/// Values of `actor` on [`super::names::ACTOR_RESTARTS`] (`ChildId::actor_label` answers with
+/// these).
 pub mod actor {
-    use crate::actors::ChildId;
-    pub const ALL: [&str; 5] = [
-        ChildId::RateLimiter.actor_label(),
-        ChildId::StockCommitter.actor_label(),
-        ChildId::OrderReconciler(0).actor_label(),
-        ChildId::Scanner.actor_label(),
-        ChildId::EventSender.actor_label(),
-    ];
+    pub const RATE_LIMITER: &str = "rate_limiter";
+    pub const STOCK_COMMITTER: &str = "stock_committer";
+    pub const ORDER_RECONCILER: &str = "order_reconciler";
+    pub const SCANNER: &str = "scanner";
+    pub const EVENT_SENDER: &str = "event_sender";
+    pub const ALL: [&str; 5] = [RATE_LIMITER, STOCK_COMMITTER, ORDER_RECONCILER, SCANNER, EVENT_SENDER];
 }
 
 /// Values of `result` on [`super::names::EVENTS`] and [`super::names::NOTIFICATIONS`]: one
@@ -162,12 +161,12 @@ pub mod refund_result {
 }
 
 /// Values of `api` on [`super::names::PHONEPE_REQUESTS`] and
-/// [`super::names::PHONEPE_REQUEST_DURATION`] (spelled by `phonepe::gateway::Api::as_str`).
+/// [`super::names::PHONEPE_REQUEST_DURATION`] (`phonepe::gateway::Api::as_str` answers with
+/// these).
 pub mod phonepe_api {
-    use crate::phonepe::gateway::Api;
-    pub const STATUS: &str = Api::Status.as_str();
-    pub const REFUND: &str = Api::Refund.as_str();
-    pub const REFUND_STATUS: &str = Api::RefundStatus.as_str();
+    pub const STATUS: &str = "status";
+    pub const REFUND: &str = "refund";
+    pub const REFUND_STATUS: &str = "refund_status";
     pub const ALL: [&str; 3] = [STATUS, REFUND, REFUND_STATUS];
 }
 

@@ -13,8 +13,8 @@ use crate::actors::Env;
 use crate::domain::{MerchantTransactionId, Paise, PaymentState, StatusReport};
 use crate::phonepe::client::RefundState;
 use crate::phonepe::CallError;
-use crate::store::orders::by;
 use crate::store::refunds::PendingRefund;
+use crate::store::By;
 use crate::telemetry::labels::{webhook_event as event, webhook_result as result};
 
 fn id_field(p: &Value, key: &str) -> Result<MerchantTransactionId, String> {
@@ -102,7 +102,7 @@ pub(super) async fn act(env: &Env, d: Delivery) -> Reply {
     } else {
         said
     };
-    match crate::refund::settle_refund(&env.store, &p, state, state.code(), by::WEBHOOK.into()).await {
+    match crate::refund::settle_refund(&env.store, &p, state, state.code(), By::Webhook.into()).await {
         Ok(true) => Reply::ok(ev, result::ACCEPTED),
         Ok(false) => Reply::ok(ev, result::ALREADY_SETTLED),
         Err(e) => {

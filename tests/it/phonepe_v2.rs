@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::config::PhonePeSettings;
-use draft_reconciler::domain::decision::{CancelReason, ReviewReason, Tally};
 use draft_reconciler::domain::{
-    decide, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, Status, StatusError,
-    StatusReport, TransientKind,
+    decide, CancelReason, Decision, Item, MerchantTransactionId, Order, Paise, PaymentStatus, Policy, ReviewReason,
+    Status, StatusError, StatusReport, Tally, TransientKind,
 };
 use draft_reconciler::phonepe::checksum;
 use draft_reconciler::phonepe::client::{RefundRequest, RefundState};
@@ -390,7 +389,6 @@ async fn callers_waiting_for_a_failed_refresh_share_its_error() {
     sim.set_latency(Duration::from_millis(300));
     let client = v2_client(&sim);
     let id = mtid("ORD-1");
-    let started = Instant::now();
     let all = join_all((0..16).map(|_| client.ask(&id))).await;
     for r in &all {
         assert!(
@@ -404,8 +402,8 @@ async fn callers_waiting_for_a_failed_refresh_share_its_error() {
             "{r:?}"
         );
     }
+    // Counted, not timed: sixteen callers each trying in turn would be sixteen token requests.
     assert_eq!(sim.state().token_stats().requests, 1, "one attempt for sixteen callers");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     sim.set_down(None);
     assert!(client.ask(&id).await.is_ok(), "a later call tries again");
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use draft_reconciler::actors::Budget;
 use draft_reconciler::phonepe::{Gateway, PhonePeClient};
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::store::orders::by;
 use draft_reconciler::store::refunds::refund_id;
+use draft_reconciler::store::By;
 use mongodb::bson::{doc, Document};
 use phonepe_sim::{Answer, RefundAnswer};
 
@@ -73,7 +73,7 @@ fn poll(w: &World, auto: &[&str]) {
             store: &store,
             phonepe: &phonepe,
             poll_interval: Duration::from_millis(1),
-            by: by::RECONCILER,
+            by: By::Reconciler,
             operator: None,
         };
         poll_due(&r, &auto).await.expect("poll");
@@ -431,7 +431,7 @@ fn fulfil_never_confirms_an_order_being_refunded() {
             .await
             .expect("strategy");
         let order = Order::parse(&w.schema.order_to_shop(&before), &w.schema).expect("order");
-        let mut t = confirm_transition("OPERATOR_FULFIL", None).by(by::OPERATOR);
+        let mut t = confirm_transition("OPERATOR_FULFIL", None).by(By::Operator);
         t.from = Status::NeedsReview;
         let lease = Lease {
             owner: "test",

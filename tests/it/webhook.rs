@@ -418,8 +418,9 @@ fn mongodb_down_answers_503_so_phonepe_retries() {
     let (body, sig) = v1_signed(&paid, crate::support::SALT);
     let (status, text) = post(svc.hook, &[("X-VERIFY", &sig)], &body).expect("answers");
     assert_eq!(status, 503, "{text}");
-    // PhonePe waits 3–5 s; the answer is due after 3 s (the bound allows for a loaded machine).
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // PhonePe waits 3–5 s; the answer is due after 3 s. The bound only tells it from waiting out
+    // the driver's 30 s server selection, so a loaded machine cannot reach it.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 /// With `confirm_with_status_api` the status API is asked (within the budget, 30/min here) and
@@ -476,17 +477,11 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         );
     }
     assert_eq!(w.stock("tee"), 8);
-    // Calls leave 2.02 s apart (60 s / 30 plus margin); arrivals may lose one trip's jitter
-    // (300 ms, loaded machine) per gap, never over the span. At least one call per order.
-    let mut at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
-    at.sort_unstable();
-    let (n, span) = (at.len() as u64, at[at.len() - 1] - at[0]);
-    assert!(n >= 3, "{at:?}");
-    assert!(
-        at.windows(2).all(|p| p[1] - p[0] >= 1_700),
-        "closer than the budget: {at:?}"
-    );
-    assert!(span + 300 >= 2_020 * (n - 1), "faster than 30 a minute: {at:?}");
+    // At least one call per order, and never faster than 30 a minute (one per 2 s) over any run
+    // of consecutive calls, less the allowance for one late arrival.
+    let at: Vec<u64> = w.sim.calls().iter().map(|c| c.at_ms).collect();
+    assert!(at.len() >= 3, "{at:?}");
+    crate::support::assert_paced(&at, 2_000);
     println!("503 answers while waiting for the budget: {refused}");
 }
 
@@ -504,7 +499,7 @@ impl InProcess {
         let thread = std::thread::spawn(move || {
             actix::System::new().block_on(async move {
                 let health = draft_reconciler::ops::Health::new(settings.job.interval);
-                let env = draft_reconciler::app::build_env(settings, health).await.expect("env");
+                let env = draft_reconciler::setup::build_env(settings, health).await.expect("env");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 port_tx.send(listener.local_addr().expect("addr").port()).expect("port");
                 let _ = draft_reconciler::webhook::serve(listener, env, async {
@@ -597,7 +592,7 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
 fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     use draft_reconciler::domain::Order;
     use draft_reconciler::store::commit::confirm_transition;
-    use draft_reconciler::store::orders::by;
+    use draft_reconciler::store::By;
     use mongodb::bson::DateTime;
     let w = World::new("hook_journal_recovery");
     let store = w.store();
@@ -606,7 +601,7 @@ fn recovery_finishing_a_webhook_journal_records_the_webhook() {
     let order = Order::parse(&w.stored_order("ORD-J"), &w.schema).expect("order");
     let now = DateTime::now();
     // Begun with a lease that has already run out, as if the process died right after.
-    let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(by::WEBHOOK);
+    let t = confirm_transition("COMPLETED", Some("OM-1".into())).by(By::Webhook);
     let expired = DateTime::from_millis(now.timestamp_millis() - 1);
     w.block(store.begin_journal(&order, &t, "dead-webhook", expired, now))
         .expect("begin")

@@ -139,7 +139,7 @@ fn mongodb_going_away_and_coming_back_is_ridden_out_and_the_backlog_caught_up() 
     support::stop_secantus(db, port);
 }
 
-/// The application name the service gives its MongoDB client (`src/store/orders.rs`):
+/// The application name the service gives its MongoDB client (`Store::connect`, `src/store/mod.rs`):
 /// failpoints are scoped to it, so the test's own commands never fire them.
 const SERVICE_APP: &str = "draft-reconciler";
 
@@ -474,12 +474,12 @@ fn after_a_phonepe_outage_the_backlog_settles_at_the_budgets_pace_not_at_the_nex
     w.insert_product("tee", 100);
     let all = orders(&w, "O", 10, 600);
     w.sim.set_down(Some(500));
-    // The default scan interval (60 s) and lease: only the first scan finds the orders, so the
-    // scan is not what brings them back. A lifted budget (120/min) scales the 30/min scenario.
+    // A 600 s scan interval: only the first scan finds the orders, so the scan is not what brings
+    // them back. A lifted budget (120/min) scales the 30/min scenario.
     let mut svc = Service::start(
         &w,
         &[
-            ("RECONCILER_JOB__INTERVAL_SECS", "60"),
+            ("RECONCILER_JOB__INTERVAL_SECS", "600"),
             ("RECONCILER_JOB__LEASE_TTL_SECS", "300"),
             ("RECONCILER_PHONEPE__REQUEST_TIMEOUT_SECS", "10"),
             ("RECONCILER_JOB__RATE_LIMIT_PER_MINUTE", "120"),
@@ -487,9 +487,10 @@ fn after_a_phonepe_outage_the_backlog_settles_at_the_budgets_pace_not_at_the_nex
     );
     let (took, during) = settle_after_outage(&w, &mut svc, &all, Duration::from_secs(15));
     eprintln!("15 s outage at 120/min: {during} calls during it, all settled {took:?} after PhonePe returned");
-    // Expected: one failure pause (≤ 8 s) until the probe, then 10 calls 0.5 s apart.
+    // Expected: one failure pause (≤ 8 s) until the probe, then 10 calls 0.5 s apart (about
+    // 13 s); the next scan would be 600 s away. The bound is generous for a loaded machine.
     assert!(
-        took <= Duration::from_secs(30),
+        took <= Duration::from_secs(120),
         "settled {took:?} after PhonePe returned"
     );
     // The breaker kept a dead PhonePe at about one call per pause (the budget allowed 30+).

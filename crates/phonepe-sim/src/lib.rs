@@ -1,42 +1,18 @@
-//! `phonepe-sim`: a local PhonePe status API (v1 and v2) for draft-reconciler's tests,
-//! benchmarks and demo. A crate of its own, a dev-dependency of the product, never in its binary;
-//! it does not depend on the product: signatures and JSON are its own reading of PhonePe's
-//! documentation (`checksum`, `wire`), so a test against it checks the client, not the client's
-//! reading of itself.
-//!
-//! It answers `GET {prefix}/pg/v1/status/{merchantId}/{merchantTransactionId}` with PhonePe's JSON
-//! shape, checks `X-MERCHANT-ID` and `X-VERIFY` (hashed over the path *without* the prefix, as
-//! PhonePe does) and enforces a rolling-minute rate limit, so the client meets the same failure
-//! modes it meets in production: 401 on bad credentials, 429 beyond the budget, 5xx, slow and
-//! malformed answers. What it answers per transaction is scripted (see [`Answer`]); a transaction
-//! nobody scripted is `TRANSACTION_NOT_FOUND` (HTTP 200, `success: false`, no `data`).
-//!
-//! Admin API (JSON, under `/__sim/`, outside any PhonePe path):
-//! - `PUT /__sim/transactions/{mtid}` `{"answers": [Answer, ...]}` — served in order, the last
-//!   repeats forever; 400 with `{"error": ...}` for an invalid script;
-//! - `GET /__sim/calls` — every status call received, in order, including 401 and 429 ones;
-//!   `DELETE /__sim/calls` clears the log;
-//! - `GET|PUT /__sim/config` — `{"rateLimitPerMinute": n|null, "latencyMs": n}` (PUT fields are
-//!   optional; `null` or 0 = unlimited); the answer also shows merchant, salt index and prefix;
-//! - `GET /__sim/health` — 200;
-//! - `GET /__sim/tokens` — v2 token counters ([`TokenStats`]); `DELETE /__sim/tokens` revokes
-//!   every issued token;
-//! - `POST /__sim/webhooks` `{"url", "merchantTransactionId", "version": "v1"|"v2", "answer"?}` —
-//!   sends the webhook PhonePe would send about that transaction (see `v2.rs`) and answers
-//!   `{"deliveredStatus": n}`.
-//!
-//! API v2 (`v2.rs`): `POST {prefix}/v1/oauth/token` issues tokens for [`SimV2`]'s client
-//! credentials with a configurable lifetime, and `GET {prefix}/checkout/v2/order/{mtid}/status`
-//! answers the same scripts as the v1 route (rendered the v2 way, see `answer_v2.rs`), after
-//! checking the token. `PUT /__sim/config` also takes `tokenLifetimeSecs`. Refunds: `refund.rs`.
-//!
-//! In tests, [`SimHandle::spawn`] runs it on its own OS thread and tokio runtime, so it outlives
-//! the actix `System`s that tests create and tear down; dropping the handle stops it.
+//! `phonepe-sim`: a local PhonePe (status, OAuth, refunds and callbacks, v1 and v2) for
+//! draft-reconciler's tests, benchmarks and demo, with a scripted answer per transaction
+//! ([`Answer`]) and PhonePe's failure modes (401, 429 beyond a rolling-minute budget, 5xx, slow and
+//! malformed answers). A crate of its own that never uses the product's code: its signatures and
+//! JSON are its own reading of PhonePe's documentation, so a test against it checks the client,
+//! not the client's reading of itself. Routes and the `/__sim/` admin API: docs/phonepe.md,
+//! "phonepe-sim". [`SimHandle::spawn`] runs it on its own thread and runtime, so it outlives the
+//! actix `System`s tests create; dropping the handle stops it.
 
 mod answer;
 mod answer_v2;
 mod checksum;
+mod ledger;
 mod refund;
+mod reply;
 mod server;
 mod state;
 mod v2;
@@ -47,10 +23,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use answer::{Answer, ScriptedState};
-pub use refund::RefundAnswer;
+pub use ledger::RefundAnswer;
 pub use server::{router, serve};
-pub use state::{Call, SimState};
-pub use v2::{deliver, SimV2, TokenStats, Webhook, WebhookVersion};
+pub use state::{Call, SimState, TokenStats};
+pub use v2::{deliver, Webhook, WebhookVersion};
 
 /// How the simulator identifies the merchant and behaves.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,6 +68,43 @@ impl std::fmt::Debug for SimConfig {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("latency", &self.latency)
             .finish()
+    }
+}
+
+/// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimV2 {
+    pub client_id: String,
+    pub client_secret: String,
+    pub client_version: String,
+    /// How long an issued token is valid (whole seconds, at least 1).
+    pub token_lifetime: Duration,
+    /// The dashboard credentials v2 webhooks are signed with.
+    pub webhook_username: String,
+    pub webhook_password: String,
+}
+
+impl Default for SimV2 {
+    fn default() -> Self {
+        SimV2 {
+            client_id: "TESTCLIENT".into(),
+            client_secret: "test-client-secret".into(),
+            client_version: "1".into(),
+            token_lifetime: Duration::from_secs(3600),
+            webhook_username: "webhook-user".into(),
+            webhook_password: "webhook-pass".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimV2")
+            .field("client_id", &self.client_id)
+            .field("client_version", &self.client_version)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("webhook_username", &self.webhook_username)
+            .finish_non_exhaustive()
     }
 }
 

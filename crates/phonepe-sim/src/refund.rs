@@ -1,28 +1,10 @@
-//! Refunds in the simulator: v1 `POST /pg/v1/refund` (status through the v1 status route with
-//! the refund's id) and v2 `POST /payments/v2/refund`, `GET /payments/v2/refund/{id}/status`.
-//!
-//! A refund id seen twice never creates a second refund: [`SimState::refunds_created`] counts
-//! refunds per id (0 or 1) and [`SimState::refund_requests`] counts the requests, so a test can
-//! prove "exactly once". What a refund's status says is scripted with
-//! [`SimState::script_refund`] (the last answer repeats; unscripted refunds complete); a
-//! creation can be delayed past the client's timeout with [`SimState::delay_refund`] — the refund
-//! is created before the delay, as a real PhonePe would have done. A v1 request must carry the
-//! `X-VERIFY` PhonePe documents (sha256 of the base64 body, the path and the salt key); a v2
-//! refund or refund-status request must carry a valid `Authorization: O-Bearer <token>`, checked
-//! exactly as the v2 order-status route checks it (401 otherwise, counted in `TokenStats`).
-//! [`SimState::refund_status_calls`] counts the status calls per refund (both APIs), so a test
-//! can prove how often a refund's status was asked.
-//!
-//! Failures PhonePe documents, per refund id: a request refused with a code
-//! ([`SimState::refuse_refund`]: HTTP 400 with PhonePe's error body, no refund made, e.g.
-//! `BAD_REQUEST` or `REVERSAL_WINDOW_EXCEEDED`); every call about the id answered with one HTTP
-//! status ([`SimState::fail_refund_calls`]: 429 `TOO_MANY_REQUESTS`, 5xx
-//! `INTERNAL_SERVER_ERROR`, ...); a status answer delayed ([`SimState::delay_refund_status`]).
-//! [`SimState::refund_webhook`] builds the v2 refund callback PhonePe sends (`pg.refund.completed`
-//! / `pg.refund.failed`, payload `merchantId`, `merchantRefundId`, `originalMerchantOrderId`,
-//! `refundId`, `state`, `amount`), signed like the order callbacks.
+//! Refunds in the simulator (docs/phonepe.md, "phonepe-sim"): v1 `POST /pg/v1/refund` (its status
+//! through the v1 status route with the refund's id) and v2 `POST /payments/v2/refund`,
+//! `GET /payments/v2/refund/{id}/status`, checked as PhonePe checks them (`X-VERIFY`, the v2 token,
+//! PhonePe's limits on ids and amounts). One refund per id however often it is asked; what each
+//! refund answers or fails with is scripted per id on [`SimState`] and kept in `ledger.rs`, so a
+//! test can prove "exactly once" and how often a status was asked.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -34,7 +16,9 @@ use serde_json::{json, Value};
 
 use super::answer::error_response;
 use super::answer_v2::error_body_v2;
-use super::state::SimState;
+use super::ledger::{Decided, RefundAnswer};
+use super::reply::send;
+use super::state::{unix_ms, SimState};
 use super::v2::Webhook;
 use crate::checksum::{self, REFUND_V1_PATH};
 
@@ -43,94 +27,6 @@ use crate::checksum::{self, REFUND_V1_PATH};
 const REFUND_MIN_PAISE: i64 = 100;
 const REFUND_ID_MAX_V1: usize = 35;
 const REFUND_ID_MAX_V2: usize = 63;
-
-/// What a refund's status answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefundAnswer {
-    Completed,
-    Pending,
-    Failed,
-}
-
-impl RefundAnswer {
-    fn v2_state(self) -> &'static str {
-        match self {
-            RefundAnswer::Completed => "COMPLETED",
-            RefundAnswer::Pending => "PENDING",
-            RefundAnswer::Failed => "FAILED",
-        }
-    }
-
-    fn v1_code(self) -> &'static str {
-        match self {
-            RefundAnswer::Completed => "PAYMENT_SUCCESS",
-            RefundAnswer::Pending => "PAYMENT_PENDING",
-            RefundAnswer::Failed => "PAYMENT_ERROR",
-        }
-    }
-}
-
-#[derive(Default)]
-pub(super) struct Refunds {
-    /// refund id → (original transaction, amount) of the one refund made under it.
-    made: HashMap<String, (String, i64)>,
-    requests: HashMap<String, u32>,
-    status_calls: HashMap<String, u32>,
-    scripts: HashMap<String, (Vec<RefundAnswer>, usize)>,
-    delays: HashMap<String, Duration>,
-    /// Requests refused with this code (HTTP 400), no refund made.
-    refusals: HashMap<String, String>,
-    /// Every call about the id answered with this HTTP status.
-    failures: HashMap<String, u16>,
-    /// The next status call answered only after this delay (once).
-    status_delays: HashMap<String, Duration>,
-}
-
-/// How a request or status call about a refund is answered, decided under the lock.
-enum Decided {
-    /// PhonePe's error body with this HTTP status (and code, when not the status's own).
-    Error(u16, Option<String>),
-    /// A business answer, after the delay.
-    Answer(RefundAnswer, Duration),
-    /// No refund under the id.
-    Unknown,
-}
-
-impl Refunds {
-    /// The next scripted status of `id` (the last repeats), or a failure set for it.
-    fn status(&mut self, id: &str) -> Decided {
-        if let Some(status) = self.failures.get(id) {
-            *self.status_calls.entry(id.to_string()).or_default() += 1;
-            return Decided::Error(*status, None);
-        }
-        if !self.made.contains_key(id) {
-            return Decided::Unknown;
-        }
-        *self.status_calls.entry(id.to_string()).or_default() += 1;
-        let delay = self.status_delays.remove(id).unwrap_or_default();
-        let Some((answers, next)) = self.scripts.get_mut(id) else {
-            return Decided::Answer(RefundAnswer::Completed, delay);
-        };
-        let i = (*next).min(answers.len().saturating_sub(1));
-        *next = i + 1;
-        Decided::Answer(answers.get(i).copied().unwrap_or(RefundAnswer::Completed), delay)
-    }
-
-    /// Record a request; create the refund unless this id has one (or it is refused, or failing).
-    fn request(&mut self, id: &str, original: &str, amount: i64) -> Decided {
-        *self.requests.entry(id.to_string()).or_default() += 1;
-        if let Some(status) = self.failures.get(id) {
-            return Decided::Error(*status, None);
-        }
-        if let Some(code) = self.refusals.get(id) {
-            return Decided::Error(400, Some(code.clone()));
-        }
-        self.made
-            .entry(id.to_string())
-            .or_insert_with(|| (original.to_string(), amount));
-        Decided::Answer(RefundAnswer::Pending, self.delays.remove(id).unwrap_or_default())
-    }
-}
 
 impl SimState {
     /// Script what the status of refund `id` answers (in order, the last repeats).
@@ -176,7 +72,7 @@ impl SimState {
         let body = json!({ "event": event, "type": kind, "payload": {
             "merchantId": inner.cfg.merchant_id, "merchantRefundId": id, "originalMerchantOrderId": original,
             "refundId": format!("OMR{id}"), "state": answer.v2_state(), "amount": amount,
-            "timestamp": super::state::unix_ms(), "errorCode": (answer == RefundAnswer::Failed).then_some("REFUND_FAILED"),
+            "timestamp": unix_ms(), "errorCode": (answer == RefundAnswer::Failed).then_some("REFUND_FAILED"),
         }});
         let v2 = &inner.v2;
         Ok(Webhook {
@@ -307,7 +203,7 @@ pub(super) async fn refund_v1(State(state): State<SimState>, headers: HeaderMap,
 async fn refuse_token(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     let reply = state.refuse_v2_token(authorization)?;
-    Some(super::server::send(reply).await)
+    Some(send(reply).await)
 }
 
 /// v2 `POST /payments/v2/refund`.

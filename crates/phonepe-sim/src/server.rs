@@ -1,9 +1,6 @@
-//! The HTTP face of the simulator: PhonePe's status route under the configured prefix, and the
-//! admin API under `/__sim/` (a path PhonePe does not use, so a client pointed at the simulator
-//! can never hit it by accident).
-//!
-//! Handlers are thin: [`SimState::answer`] decides everything under its lock; the handler only
-//! sleeps the scripted delay (lock released) and writes the reply.
+//! The simulator's routes: PhonePe's under the configured prefix, the admin API under `/__sim/`
+//! (docs/phonepe.md, "phonepe-sim"). Handlers are thin: [`SimState`] decides everything under its
+//! lock, and the reply is sent after its delay with no lock held (`reply.rs`).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::answer::Answer;
-use super::state::{ConfigPatch, Reply, Request, SimState};
+use super::reply::send;
+use super::state::{ConfigPatch, Request, SimState};
 use super::v2::{deliver, TokenForm, WebhookVersion};
 
 /// Serve the simulator on `listener` until the future is dropped or the listener fails.
@@ -61,15 +59,6 @@ async fn status(
         x_verify: header("x-verify"),
     });
     send(reply).await
-}
-
-/// Sleep the decided delay (no lock held), then write the reply.
-pub(super) async fn send(reply: Reply) -> Response {
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
 }
 
 /// `POST {prefix}/v1/oauth/token`, form-encoded.

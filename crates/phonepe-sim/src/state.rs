@@ -1,14 +1,7 @@
-//! The simulator's memory: configuration, scripts, the call log and the rate-limit window.
-//!
-//! Everything sits behind one `std::sync::Mutex`, held only for the few lines that decide an
-//! answer and never across an `.await` (the scripted delay happens after the lock is released).
-//! One lock keeps "check the credentials, count against the budget, pick the next answer, log
-//! the call" a single step, so concurrent calls see a consistent order.
-//!
-//! Rate limit: a rolling 60 s window of the calls that were *served* (authenticated, not
-//! limited). A call beyond `rate_limit_per_minute` gets 429 and is logged, but does not consume
-//! the budget and does not advance the script. A 401 does neither either: credentials are
-//! checked before the budget.
+//! The simulator's memory: configuration, scripts, the call log, the rate-limit window, tokens and
+//! refunds, behind one `std::sync::Mutex`. One lock makes "check the credentials, count against
+//! the budget, pick the next answer, log the call" a single step, so concurrent calls see one
+//! order; it is held only while deciding, never across an `.await` (the delay is slept after).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::answer::{error_response, Answer};
-use super::v2::{SimV2, TokenStats};
-use super::SimConfig;
+use super::ledger::Refunds;
+use super::reply::Reply;
+use super::{SimConfig, SimV2};
 use crate::checksum;
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -36,14 +30,6 @@ pub struct Call {
     pub code: Option<String>,
 }
 
-/// The decided answer to one status call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub http_status: u16,
-    pub body: String,
-    pub delay: Duration,
-}
-
 /// The credentials of one status call, as received.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
@@ -51,6 +37,22 @@ pub(crate) struct Request<'a> {
     pub mtid: &'a str,
     pub header_merchant_id: Option<&'a str>,
     pub x_verify: Option<&'a str>,
+}
+
+/// What the token side has seen (admin `GET /__sim/tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenStats {
+    /// Every token request received (including those an outage answered).
+    pub requests: u64,
+    /// Token requests with the right credentials (tokens issued).
+    pub issued: u64,
+    /// Token requests refused (wrong credentials or grant type).
+    pub refused: u64,
+    /// v2 status calls that carried an expired token.
+    pub expired_used: u64,
+    /// v2 status calls with no token, or one the simulator never issued or has revoked.
+    pub unknown_used: u64,
 }
 
 /// Shared simulator state; cheap to clone (an `Arc`).
@@ -73,7 +75,7 @@ pub(super) struct Inner {
     pub(super) tokens: HashMap<String, Instant>,
     pub(super) token_stats: TokenStats,
     /// Refunds made, their requests and scripts (`refund.rs`).
-    pub(super) refunds: super::refund::Refunds,
+    pub(super) refunds: Refunds,
 }
 
 pub(super) struct Script {

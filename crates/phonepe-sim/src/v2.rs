@@ -1,18 +1,9 @@
-//! The simulator's API v2 side: the OAuth token endpoint, the v2 order status for the same
-//! scripts as v1, and webhooks of both versions.
-//!
-//! Tokens: `POST {prefix}/v1/oauth/token` with the form fields PhonePe documents; wrong client
-//! credentials get 401. Each token lives [`SimV2::token_lifetime`] (whole seconds, as PhonePe's
-//! epoch-second `issued_at`/`expires_at` express it). A status call with an expired token, an
-//! unknown one (never issued, or revoked with [`SimState::revoke_tokens`]) or none gets 401 and
-//! is counted in [`TokenStats`], so tests can prove no call ever went out with a stale token.
-//! The v2 refund routes (`refund.rs`) make the same check ([`SimState::refuse_v2_token`]).
-//! Token requests are counted too (one refresh for a whole pool).
-//!
-//! Webhooks describe the answer the transaction's script would serve next (it does not
-//! advance): v2 `Authorization: sha256_hex(username:password)` with `{"event", "type",
-//! "payload"}`, v1 `X-VERIFY: sha256_hex(base64 + salt_key)###salt_index` with
-//! `{"response": base64}`.
+//! The simulator's API v2 side (docs/phonepe.md, "phonepe-sim"): the OAuth token endpoint, the v2
+//! order status for the same scripts as v1, and the callbacks of both versions. Every v2 call with
+//! an expired, unknown (never issued, or revoked) or missing token gets 401 and is counted in
+//! [`TokenStats`], so tests can prove no call went out with a stale token; token requests are
+//! counted too (one refresh for a whole pool). A callback describes the answer the transaction's
+//! script would serve next, without advancing it.
 
 use std::time::{Duration, Instant};
 
@@ -21,61 +12,10 @@ use serde_json::json;
 
 use super::answer::Answer;
 use super::answer_v2::error_body_v2;
-use super::state::{to_json, unix_ms, Call, Inner, Reply, SimState};
+use super::reply::Reply;
+use super::state::{to_json, unix_ms, Call, Inner, SimState, TokenStats};
+use super::SimV2;
 use crate::checksum;
-
-/// API v2 identity of the simulated merchant. Secrets are never shown (`Debug`, admin API).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SimV2 {
-    pub client_id: String,
-    pub client_secret: String,
-    pub client_version: String,
-    /// How long an issued token is valid (whole seconds, at least 1).
-    pub token_lifetime: Duration,
-    /// The dashboard credentials v2 webhooks are signed with.
-    pub webhook_username: String,
-    pub webhook_password: String,
-}
-
-impl Default for SimV2 {
-    fn default() -> Self {
-        SimV2 {
-            client_id: "TESTCLIENT".into(),
-            client_secret: "test-client-secret".into(),
-            client_version: "1".into(),
-            token_lifetime: Duration::from_secs(3600),
-            webhook_username: "webhook-user".into(),
-            webhook_password: "webhook-pass".into(),
-        }
-    }
-}
-
-impl std::fmt::Debug for SimV2 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimV2")
-            .field("client_id", &self.client_id)
-            .field("client_version", &self.client_version)
-            .field("token_lifetime", &self.token_lifetime)
-            .field("webhook_username", &self.webhook_username)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the token side has seen (admin `GET /__sim/tokens`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenStats {
-    /// Every token request received (including those an outage answered).
-    pub requests: u64,
-    /// Token requests with the right credentials (tokens issued).
-    pub issued: u64,
-    /// Token requests refused (wrong credentials or grant type).
-    pub refused: u64,
-    /// v2 status calls that carried an expired token.
-    pub expired_used: u64,
-    /// v2 status calls with no token, or one the simulator never issued or has revoked.
-    pub unknown_used: u64,
-}
 
 /// Which webhook format to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,13 +1,8 @@
 //! This instance's side of the budget shared through MongoDB (`store::budget`): permits are
-//! reserved from the shared schedule shortly before they are due (the store answers "not yet"
-//! earlier, and we sleep until then), one per round trip when the budget is low, in small batches
-//! covering at most [`BATCH_SPAN`] of it when the budget is high (so the shared document is not
-//! the bottleneck of a lifted budget), and kept here as local instants until they are used.
-//!
-//! A reserved permit is used at its time or a little after, never before. One that is more than
-//! [`LATE_AT_MOST`] overdue is thrown away instead (wasted, never spent late): a late call could
-//! otherwise land in the same PhonePe window as later permits. Any error reaching the database
-//! means no permit: an instance that cannot reach MongoDB makes no PhonePe call (fail closed).
+//! reserved shortly before they are due (one per round trip when the budget is low, a batch of at
+//! most [`BATCH_SPAN`] when it is high) and kept here until used. A permit is used at its time or a
+//! little after, never before; one more than [`LATE_AT_MOST`] overdue is thrown away, never spent
+//! late. No database, no permit (fail closed).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mongodb::bson::{Bson, DateTime};
 
 use super::Env;
-use crate::store::orders::Swept;
+use crate::store::Swept;
 use crate::telemetry::{labels, names};
 
 /// What a scan counts for the gauges.

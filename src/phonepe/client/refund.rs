@@ -1,17 +1,8 @@
-//! Refund calls on the same [`PhonePeClient`] (and the same authentication, [`Api`]):
-//! v1 `POST /pg/v1/refund` (body `{"request": base64(JSON)}`, `X-VERIFY` over the base64 body and
-//! the path) whose status is the v1 status API with the refund's own id; v2
-//! `POST /payments/v2/refund` and `GET /payments/v2/refund/{merchantRefundId}/status`. Only the
-//! gateway (`phonepe::gateway`) calls them.
-//!
-//! A refund is identified by its own id (`merchantTransactionId` under v1, `merchantRefundId`
-//! under v2), which the caller derives from the order. What PhonePe may take is checked before
-//! anything is sent ([`PhonePeClient::check_refund`]): an id of at most 35 characters under v1
-//! (63 under v2) of letters, digits, `_` and `-`, and at least 100 paise. Answers are read as
-//! PhonePe documents them: a refusal of the refund itself (`BAD_REQUEST`, the original payment
-//! not found, the refund window passed) is [`StatusError::Refused`]; an answer that leaves the
-//! refund's fate open (`INTERNAL_SERVER_ERROR`, `TIMED_OUT`, a timeout) is never a refusal, since
-//! PhonePe may have started the refund.
+//! Refund calls on the same [`PhonePeClient`] (docs/phonepe.md, "Callbacks and refunds"): v1
+//! `POST /pg/v1/refund`, whose status is the v1 status API with the refund's own id; v2
+//! `POST /payments/v2/refund` and `GET /payments/v2/refund/{merchantRefundId}/status`. What PhonePe
+//! cannot take is refused before anything is sent ([`PhonePeClient::check_refund`]); an answer that
+//! leaves the refund's fate open is never read as a refusal, since PhonePe may have started it.
 
 use base64::Engine;
 use secrecy::ExposeSecret;

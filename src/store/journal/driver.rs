@@ -8,9 +8,10 @@ use mongodb::bson::{doc, Bson, DateTime};
 use super::{fault, Bounded, Journal, State, MARKERS, MARKER_GRACE, MAX_RESUMES};
 use crate::domain::{PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
+use crate::schema::own;
 use crate::store::commit::{stock_guard, unreadable_sizes, why_short, CommitOutcome};
-use crate::store::fields::own;
-use crate::store::orders::{plus, Store, Transition};
+use crate::store::orders::{plus, Transition};
+use crate::store::Store;
 use crate::store::{StoreError, StoreResult};
 
 /// What the next step of a driver is.
@@ -218,7 +219,7 @@ impl Driver {
         else {
             return Ok(Step::Done(CommitOutcome::AlreadyProcessed));
         };
-        let status = crate::domain::order::read_status(&order, store.schema());
+        let status = crate::schema::read_status(&order, store.schema());
         match (status, j.state) {
             (Some(Status::Committing), State::Applying | State::RollingBack) => {
                 let resumes = self.resumes;

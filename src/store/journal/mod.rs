@@ -1,49 +1,9 @@
-//! Strategy `journal`: exactly-once stock commits without transactions (standalone MongoDB).
-//!
-//! A crash-safe saga built only from single-document atomic updates:
-//!
-//! 1. **begin** — the order moves `draft → committing` (guarded by `status: draft`; by
-//!    `needs_review` and `paid` for an operator's `fulfil`) and gets a journal in
-//!    `reconciliation.commit`: a fresh commit id, the items, state `applying`, the status it
-//!    began `from` (the `from` of the history entry that ends it) and PhonePe's verified paid
-//!    amount (recorded as `reconciliation.paidAmount` if the commit parks the order).
-//! 2. **apply** each item — one update on the product, guarded by stock (the size's stock for a
-//!    sized item) *and by the absence of this item's marker* (`"<commitId>:<itemIndex>"` in the
-//!    product's `reconcilerCommits`), that decrements and records the marker together.
-//!    Re-applying an item is therefore a no-op **while its marker is there**.
-//! 3. **confirm** — the order moves `committing → confirmed`, guarded by the commit id and state
-//!    `applying`. The markers stay (see below).
-//!
-//! When an item is short, the journal state becomes `rolling_back` (so nobody rolls it forward
-//! again), each *marked* item is compensated by one update guarded by its marker that restores
-//! the stock and removes the marker together, and the order is parked as `needs_review`.
-//!
-//! ## Several drivers of one commit
-//! A commit can have more than one driver at a time: the committer that began it, a recovery pass
-//! (this process or another) that claimed it after its lease expired, a write the committer sent
-//! just before its deadline. Each [`Driver`] acts on its own view of the journal, one database
-//! write per [`Driver::step`]. What keeps them from deducting an item twice:
-//! * **a hard deadline per driver**: its lease's expiry. No step starts at or after it, and each
-//!   write is bounded by the time left, server-side (`maxTimeMS`) and client-side. Every lease on
-//!   a `committing` order is taken before the journal ends, so no driver can act later than
-//!   `endedAt + lease_ttl`;
-//! * **markers outlive every driver**: ending a journal stamps `sweepAt = endedAt + lease_ttl +
-//!   MARKER_GRACE`; only then does the sweep remove a confirmed journal's markers (or compensate
-//!   a rolled-back one's). Until then a late driver finds every applied marker and does nothing.
-//!   `MARKER_GRACE` covers clock skew between hosts and a write already on the wire;
-//! * **compensation only undoes what is marked**, in the same update that removes the marker, so
-//!   nothing is ever restored that was not deducted.
-//!
-//! `tests/it/journal_model.rs` drives two and three drivers of the same commits in thousands of
-//! seeded random interleavings, with crashes and skewed clocks, and checks the stock invariant.
-//!
-//! **Recovery** ([`Store::recover_journals`], at start and on every scan) claims any `committing`
-//! order whose lease expired and drives it on from its journal: `applying` rolls forward (the
-//! payment was verified before the journal was written; applying is idempotent), `rolling_back`
-//! rolls back. Then the sweeps: journals past `sweepAt`, and markers whose journal has ended
-//! without one pending. Nothing is ever inferred from stock levels — only from journals and
-//! markers — so recovery can run twice, or in two processes at once, without changing anything
-//! more.
+//! Strategy `journal`: exactly-once stock commits without transactions (a standalone MongoDB), a
+//! saga of single-document atomic updates: begin (`draft → committing`, the journal in
+//! `reconciliation.commit`), apply each item with its marker, confirm; or roll back what is marked.
+//! docs/architecture.md, "`journal`", says why several drivers of one commit never deduct twice and
+//! how recovery finishes an interrupted one; `tests/it/journal_model.rs` checks the stock invariant
+//! over thousands of seeded interleavings of two and three drivers, with crashes and skewed clocks.
 
 mod driver;
 mod recovery;
@@ -54,10 +14,11 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::commit::{stock_inc, CommitOutcome};
-use super::fields::own;
 use super::StoreResult;
 use crate::domain::{Item, Status};
+use crate::schema::own;
 use crate::schema::Schema;
+use crate::store::By;
 
 pub use driver::{Driver, Step};
 
@@ -117,8 +78,8 @@ struct Journal {
     transaction_id: Option<String>,
     fail_reason: Option<String>,
     fail_product: Option<String>,
-    /// Who began the commit (`store::orders::by`): its history entry says so.
-    by: &'static str,
+    /// Who began the commit (`store::by`): its history entry says so.
+    by: By,
     /// The operator's note (`review resolve <id> fulfil --note`), for the history entry.
     note: Option<String>,
     /// The operator's name, for the history entry.
@@ -204,7 +165,7 @@ impl Journal {
             transaction_id: s("transactionId"),
             fail_reason: s(own::commit_key(own::COMMIT_FAIL_REASON)),
             fail_product: s(own::commit_key(own::COMMIT_FAIL_PRODUCT)),
-            by: super::orders::by::parse(d.get_str("by").ok()),
+            by: By::parse(d.get_str("by").ok()),
             note: s("note"),
             operator: s("operator"),
             // Journals written before `from` was kept began from a draft.

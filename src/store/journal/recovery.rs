@@ -7,9 +7,10 @@ use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::{Bounded, Driver, Journal, Recovery, State, MARKERS};
 use crate::domain::Status;
+use crate::schema::own;
 use crate::store::commit::CommitOutcome;
-use crate::store::fields::own;
-use crate::store::orders::{plus, Store};
+use crate::store::orders::plus;
+use crate::store::Store;
 use crate::store::{StoreError, StoreResult};
 
 impl Store {

@@ -8,8 +8,8 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::{int, note_entry, paid_and_parked};
 use crate::domain::{ReviewReason, Status};
-use crate::store::fields::own;
-use crate::store::{by, Store, StoreError, StoreResult};
+use crate::schema::own;
+use crate::store::{By, Store, StoreError, StoreResult};
 
 /// `reconciliation.autoRefund`.
 pub const AUTO_REFUND: &str = "reconciliation.autoRefund";
@@ -115,7 +115,7 @@ impl Store {
             "$set": { TRIES: i64::from(tries) + 1, NEXT_AT: next, STOPPED: stop, LAST_ERROR: why },
         };
         if stop {
-            let entry = note_entry(now, by::RECONCILER.into(), "auto_refund_stopped", None, Some(why));
+            let entry = note_entry(now, By::Reconciler.into(), "auto_refund_stopped", None, Some(why));
             update.insert("$push", doc! { own::HISTORY: entry });
         }
         let r = self

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::Answer;
 

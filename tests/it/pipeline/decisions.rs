@@ -2,7 +2,7 @@
 //! young and old, not found; what is left alone, a second pass, an invalid document, and an
 //! order paid after it timed out.
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, DateTime};
 use phonepe_sim::Answer;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, DateTime};
 use phonepe_sim::Answer;
 

@@ -2,7 +2,7 @@
 //! `RECONCILER_TEST_SCHEMA` says: the shop's other fields are never touched, rupee amounts are
 //! converted exactly, and an amount that is no rupee amount parks the order naming the field.
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use phonepe_sim::Answer;
 

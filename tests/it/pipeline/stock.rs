@@ -1,7 +1,7 @@
 //! Stock: one short item deducts nothing, missing products and sizes, per-size stock, a
 //! maintained total, a size listed twice; a standalone server commits with the journal.
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, Bson};
 use phonepe_sim::Answer;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use draft_reconciler::actors::Outcome;
+use draft_reconciler::domain::Outcome;
 use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::Answer;
 
@@ -12,14 +12,9 @@ use crate::support::World;
 
 /// The store, connected to `w`'s database, and the eligibility the service derives from `w`'s
 /// settings (5-minute lookback, 30-minute timeout + 24-hour watch).
-fn store_of(
-    w: &World,
-) -> (
-    draft_reconciler::store::Store,
-    draft_reconciler::store::orders::Eligibility,
-) {
+fn store_of(w: &World) -> (draft_reconciler::store::Store, draft_reconciler::store::Eligibility) {
     let store = w.store();
-    let e = draft_reconciler::store::orders::Eligibility {
+    let e = draft_reconciler::store::Eligibility {
         lookback: w.settings.job.lookback,
         watch_horizon: Some(w.settings.job.pending_timeout + w.settings.job.late_payment_watch),
     };

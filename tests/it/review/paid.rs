@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use draft_reconciler::refund::{poll_due, Refunder};
-use draft_reconciler::store::orders::by;
+use draft_reconciler::store::By;
 use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::{Answer, RefundAnswer};
 use serde_json::Value;
@@ -188,7 +188,7 @@ fn two_passes_at_once(w: &World) {
             store,
             phonepe: &gateways[i],
             poll_interval: Duration::from_secs(60),
-            by: by::RECONCILER,
+            by: By::Reconciler,
             operator: None,
         };
         let (ra, rb) = (refunder(0, &a), refunder(1, &b));

@@ -156,6 +156,40 @@ pub fn int(b: Option<&Bson>) -> i64 {
     }
 }
 
+/// How far one call may arrive late at the simulator on a loaded machine (the trip from the
+/// permit through the HTTP client to the simulator's log): the allowance of [`assert_paced`].
+pub const SEND_JITTER_MS: u64 = 1_000;
+
+/// The budget's ceiling as PhonePe sees it, from arrival times in any order: every k + 1
+/// consecutive calls span at least `k * period_ms`, less one constant [`SEND_JITTER_MS`]. A late
+/// call shortens the gap after it but not a longer window, so load does not fail this; a budget
+/// that hands out permits faster than one per `period_ms` fails it once its surplus over a
+/// window exceeds the allowance (over n calls, (n - 1) times the shortfall of each gap).
+pub fn assert_paced(arrivals_ms: &[u64], period_ms: u64) {
+    let mut at = arrivals_ms.to_vec();
+    at.sort_unstable();
+    // With x_i = at_i - i * period, "at_j - at_i >= (j - i) * period - allowance" for every
+    // i < j is "x never falls more than the allowance below an earlier x".
+    let x = |i: usize| at[i] as i64 - (i as u64 * period_ms) as i64;
+    let (mut top, mut worst) = (0usize, (0usize, 0usize, 0i64));
+    for j in 1..at.len() {
+        if x(j - 1) > x(top) {
+            top = j - 1;
+        }
+        if x(top) - x(j) > worst.2 {
+            worst = (top, j, x(top) - x(j));
+        }
+    }
+    let (i, j, short) = worst;
+    assert!(
+        short <= SEND_JITTER_MS as i64,
+        "{} calls within {} ms, the budget allows one per {period_ms} ms ({short} ms short, \
+         {SEND_JITTER_MS} ms allowed): arrivals {at:?}",
+        j - i + 1,
+        at[j] - at[i],
+    );
+}
+
 /// Poll `cond` until it is true, or fail after `limit` with `what`.
 pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

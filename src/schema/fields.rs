@@ -1,12 +1,7 @@
-//! The reconciler's own MongoDB field paths, one constant each.
-//!
-//! [`own`] holds the reconciler's own bookkeeping (`reconciliation.*`, `history`), whose
-//! spellings are part of the contract in the README. The shop's fields (orders and products as
-//! the storefront writes them) are not here: their spellings come from the `[schema]` mapping
-//! (`src/schema.rs`), through which every query, update, index and parse names them.
-//!
-//! Paths are full dotted paths, ready for filters and `$set`; the few bare names (`*_KEY`) are
-//! for reading a nested document that was fetched whole.
+//! The reconciler's own MongoDB field paths (`reconciliation.*`, `history`), one constant each:
+//! their spellings are part of the contract (docs/operations.md, "MongoDB schema"). The shop's
+//! fields are not here: they come from the `[schema]` mapping. Paths are full dotted paths, ready
+//! for filters and `$set`; the bare `*_KEY` names are for reading a fetched sub-document.
 
 /// The reconciler's own fields on `orders`.
 pub mod own {

@@ -5,8 +5,9 @@
 
 use mongodb::bson::{Bson, DateTime, Document};
 
-use super::order::{bad, OrderError};
-use crate::schema::{get_path, Schema};
+use super::{get_path, Schema};
+use crate::domain::order::bad;
+use crate::domain::OrderError;
 
 /// The earliest creation time believed (2000-01-01, in ms): a time before it is a number read in
 /// the wrong unit (`new Date(seconds)` lands in January 1970), not an order of this shop.
