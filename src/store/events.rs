@@ -12,9 +12,11 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 
-use super::outbox::EVENTS;
 use super::Store;
 use super::{StoreError, StoreResult};
+
+/// The reconciler's collection of events (the relay of `store/outbox.rs` fills it).
+pub const EVENTS: &str = "reconciler_events";
 
 /// The names of a `reconciler_events` document's fields: the one spelling the relay writes
 /// (`store/outbox.rs`) and the sender, `events` commands and the console read.

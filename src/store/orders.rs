@@ -14,7 +14,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use super::{By, Store, StoreError, StoreResult};
 use crate::domain::decision::Tally;
 use crate::domain::Reason;
-use crate::domain::{PaymentStatus, Status};
+use crate::domain::{EventType, PaymentStatus, Status};
 use crate::schema::own;
 use crate::schema::Schema;
 
@@ -205,6 +205,25 @@ impl Store {
             super::outbox::push(&mut update, entry);
         }
         update
+    }
+
+    /// The outbox entry of transition `t` made at `now`, when it is one the shop hears about.
+    fn transition_event(&self, now: DateTime, t: &Transition) -> Option<Document> {
+        if !self.events {
+            return None;
+        }
+        let ty = EventType::of_transition(t.to, t.reason)?;
+        let mut data = doc! { "status": t.to.as_str() };
+        if !t.keeps_payment_status {
+            data.insert("paymentStatus", t.payment_status.as_str());
+        }
+        data.insert("paidAmount", t.paid_amount);
+        data.insert("reason", t.reason.as_str());
+        data.insert("by", t.by);
+        if let Some(refund) = &t.refund {
+            data.insert("refund", refund.clone());
+        }
+        Some(super::outbox::entry(now, ty, data))
     }
 }
 

@@ -2,7 +2,8 @@
 //! transition, as an entry of the order's own `reconciliation.outbox`
 //! (`{_id: "evt_<ObjectId hex>", type, createdAt, data}`), so on either commit strategy a crash
 //! never leaves a transition without its event nor an event without its transition, and a
-//! guarded write that matched nothing wrote neither.
+//! guarded write that matched nothing wrote neither. A transition's entry is made beside its
+//! update (`Store::transition_update`, `store/orders.rs`); other writes take theirs from here.
 //!
 //! The relay moves entries to `reconciler_events` ([`EVENTS`]): insert by `_id` (a duplicate key
 //! means moved already), then `$pull` the moved entries from the order by id. The process that
@@ -15,14 +16,10 @@
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 
-use super::events::field as f;
-use super::orders::Transition;
+use super::events::{field as f, EVENTS};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::EventType;
 use crate::schema::{amount_paise, get_path, own, read_payment_status};
-
-/// The reconciler's collection of events (`store/events.rs` delivers them).
-pub const EVENTS: &str = "reconciler_events";
 
 /// Events moved per sweep of leftovers, at most.
 const SWEEP_BATCH: i64 = 100;
@@ -68,26 +65,7 @@ impl Store {
         self
     }
 
-    /// The outbox entry of transition `t` made at `now`, when it is one the shop hears about.
-    pub(crate) fn transition_event(&self, now: DateTime, t: &Transition) -> Option<Document> {
-        if !self.events {
-            return None;
-        }
-        let ty = EventType::of_transition(t.to, t.reason)?;
-        let mut data = doc! { "status": t.to.as_str() };
-        if !t.keeps_payment_status {
-            data.insert("paymentStatus", t.payment_status.as_str());
-        }
-        data.insert("paidAmount", t.paid_amount);
-        data.insert("reason", t.reason.as_str());
-        data.insert("by", t.by);
-        if let Some(refund) = &t.refund {
-            data.insert("refund", refund.clone());
-        }
-        Some(entry(now, ty, data))
-    }
-
-    /// An outbox entry for a write that is not a [`Transition`] (a payment recorded, a refund
+    /// An outbox entry for a write that is not a transition (a payment recorded, a refund
     /// requested), or `None` when this store records no events.
     pub(crate) fn event_entry(&self, now: DateTime, ty: EventType, data: Document) -> Option<Document> {
         self.events.then(|| entry(now, ty, data))
