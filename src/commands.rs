@@ -1,7 +1,7 @@
 //! The CLI's commands, each to the module that carries it out: `run` and `once` (`app.rs`),
-//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `events` (`events/cli.rs`), `settlement` (`settlement/`),
-//! `console` (`console/`), `config`; and the exit code of a command that failed (README.md,
-//! "Commands").
+//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `events` (`events/cli.rs`),
+//! `settlement` (`settlement/`), `console` (`console/`), `config`; and the exit code of a command
+//! that failed (README.md, "Commands").
 
 use anyhow::Context as _;
 

@@ -1,6 +1,7 @@
 //! Everything the reconciler reads and writes in MongoDB: the [`Store`] handle, claims and leases,
-//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows
-//! (docs/architecture.md, "Leases and claims" and "Committing stock").
+//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows,
+//! the events outbox and `reconciler_events` (docs/architecture.md, "Leases and claims",
+//! "Committing stock" and "Events for the shop").
 
 pub mod budget;
 pub mod by;
