@@ -1,4 +1,4 @@
-//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|settlement|all]`.
+//! Benchmarks (not tests): `scripts/bench.sh [drain|latency|throughput|idle|scan|instances|settlement|events|all]`.
 //!
 //! Each scenario starts its own SecantusDB and phonepe-sim and runs the **release** binary
 //! `draft-reconciler` as a child process, so the numbers (calls per window, settle times, orders
@@ -17,6 +17,8 @@ use mongodb::bson::{doc, DateTime, Document};
 use phonepe_sim::Answer;
 use support::{Running, World};
 
+#[path = "reconciler/events.rs"]
+mod events;
 #[path = "reconciler/poison.rs"]
 mod poison;
 #[path = "scenarios/settlement.rs"]
@@ -35,6 +37,7 @@ fn main() {
         "idle" => idle(n(10_000)),
         "scan" => scan(),
         "instances" => instances(n(2000)),
+        "events" => events::events(n(2000)),
         "settlement" => settlement::settlement(n(100_000)),
         "instances-unthrottled" => [1usize, 2, 4]
             .into_iter()
@@ -49,7 +52,7 @@ fn main() {
             drain(100);
         }
         other => panic!(
-            "unknown scenario {other}: drain | latency | latency-short | throughput | idle | scan | instances | starve | settlement | all"
+            "unknown scenario {other}: drain | latency | latency-short | throughput | idle | scan | instances | starve | settlement | events | all"
         ),
     }
 }

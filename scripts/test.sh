@@ -19,8 +19,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --features fault-injection -- -D warnings
 OPS_REQUIRE_TOOLS="${OPS_REQUIRE_TOOLS:-0}" scripts/ops-checks.sh
 cargo test --workspace --features fault-injection "$@"
-# The same end-to-end suites (modules `pipeline`, `binary`, `webhook`, `review` and `console` of the one
-# integration-test binary,
+# The same end-to-end suites (modules `pipeline`, `binary`, `webhook`, `review` and `console` of
+# the one integration-test binary,
 # tests/it) with the journal commit strategy forced on a transactional server, and under `auto`
 # against a standalone server (which has no transactions): same outcomes. Arguments after a
 # `--` in "$@" go to the test binary, after the module filters.
@@ -33,7 +33,10 @@ e2e() {
     # shellcheck disable=SC2086
     cargo test --features fault-injection --test it "${cargo_args[@]}" -- ${E2E_MODULES:-pipeline:: binary:: webhook:: review:: console::} "${test_args[@]}"
 }
-RECONCILER_TEST_STRATEGY=journal e2e "$@"
+# `events` (the shop's events, about 2 min on the 2-core machine: its deliveries wait for real
+# retries and an endpoint down for 30 s) is rerun once only, on the journal strategy, where its
+# events are recorded by the other commit path.
+RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline:: binary:: webhook:: review:: console:: events::" e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"
 # Again on a shop's own schema (RECONCILER_TEST_SCHEMA=shop, tests/it/support: renamed collections
 # and fields, a dotted payment status, upper-case words, rupee amounts, per-size stock under other

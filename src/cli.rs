@@ -133,6 +133,17 @@ pub enum Command {
     /// on a usage or configuration error; 1 when MongoDB failed.
     #[command(verbatim_doc_comment, subcommand)]
     Settlement(SettlementCommand),
+    /// The events the shop is told about (docs/events.md): list them, show one, send again.
+    ///
+    /// Every settlement is recorded as an event by the process that made it (run, once,
+    /// check --apply, review); the service sends them to events.url. replay queues events
+    /// again under the same ids and bodies (the shop dedupes by webhook-id); the service sends
+    /// them. Safe while the service runs.
+    ///
+    /// Exit codes: 0 when done; 1 when no event matches (show, replay) or MongoDB failed; 2 on
+    /// a usage or configuration error.
+    #[command(verbatim_doc_comment, subcommand)]
+    Events(EventsCommand),
     /// The operator's console: the review queue as web pages (docs/operations.md).
     ///
     /// Exit codes: 0 after a clean stop (serve) or a printed hash (hash-password); 1 on a
@@ -140,6 +151,47 @@ pub enum Command {
     /// configuration error (console.listen unset for serve, no password on stdin).
     #[command(verbatim_doc_comment, subcommand)]
     Console(ConsoleCommand),
+}
+
+/// `events` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum EventsCommand {
+    /// Events oldest first: id, type, order, created, state, attempts, last status, delivered.
+    List {
+        /// Only events the shop never accepted within events.retry_for_hours.
+        #[arg(long)]
+        failed: bool,
+        /// Only the events of this order (its merchantTransactionId).
+        #[arg(long, value_name = "ID")]
+        order: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event: its body as sent, and its deliveries.
+    Show {
+        /// The event's id (evt_..., the webhook-id the shop received).
+        id: String,
+    },
+    /// Queue events for the shop again: same ids and bodies, attempts and window reset.
+    #[command(verbatim_doc_comment)]
+    Replay {
+        /// The event's id (evt_...).
+        #[arg(conflicts_with_all = ["order", "since"], required_unless_present_any = ["order", "since"])]
+        id: Option<String>,
+        /// Every event of this order (its merchantTransactionId).
+        #[arg(long, value_name = "ID")]
+        order: Option<String>,
+        /// Every event recorded at or after this time, e.g. 2026-12-04T10:00:00Z.
+        #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+        since: Option<mongodb::bson::DateTime>,
+    },
+}
+
+/// An RFC 3339 time (`--since`).
+fn rfc3339(s: &str) -> Result<mongodb::bson::DateTime, String> {
+    mongodb::bson::DateTime::parse_rfc3339_str(s.trim())
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time like 2026-12-04T10:00:00Z"))
 }
 
 /// `console` subcommands.
@@ -309,6 +361,22 @@ mod tests {
                 .exit_code(),
             2
         );
+        assert_eq!(
+            command(&["events", "list", "--failed", "--order", "O1", "--json"]),
+            Command::Events(EventsCommand::List {
+                failed: true,
+                order: Some("O1".into()),
+                json: true,
+            })
+        );
+        assert_eq!(
+            command(&["events", "replay", "--since", "2026-12-04T10:00:00Z", "--order", "O1"]),
+            Command::Events(EventsCommand::Replay {
+                id: None,
+                order: Some("O1".into()),
+                since: Some(mongodb::bson::DateTime::from_millis(1_796_378_400_000)),
+            })
+        );
         let check = |apply| Command::Check {
             merchant_transaction_id: "MT7850590068188104".into(),
             apply,
@@ -347,6 +415,22 @@ mod tests {
         assert_eq!(
             parse(&["--config"]).expect_err("no value").kind(),
             ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            parse(&["events", "replay"]).expect_err("nothing to replay").exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["events", "replay", "evt_1", "--order", "O"])
+                .expect_err("an id and a filter")
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["events", "replay", "--since", "yesterday"])
+                .expect_err("not RFC 3339")
+                .exit_code(),
+            2
         );
         // clap exits 2 on usage errors, matching the documented exit code.
         assert_eq!(parse(&["reconcile"]).expect_err("unknown").exit_code(), 2);

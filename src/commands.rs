@@ -1,14 +1,14 @@
 //! The CLI's commands, each to the module that carries it out: `run` and `once` (`app.rs`),
-//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `settlement` (`settlement/`),
-//! `console` (`console/`), `config`; and the exit code of a command that failed (README.md,
-//! "Commands").
+//! `check` and `selftest` (`check.rs`), `review` (`review.rs`), `events` (`events/cli.rs`),
+//! `settlement` (`settlement/`), `console` (`console/`), `config`; and the exit code of a command
+//! that failed (README.md, "Commands").
 
 use anyhow::Context as _;
 
 use crate::cli::{Command, ConsoleCommand, SettlementCommand};
 use crate::config::Settings;
 use crate::settlement::report_cmd::Format;
-use crate::{app, check, console, review, settlement, telemetry};
+use crate::{app, check, console, events, review, settlement, telemetry};
 
 /// Run a command that needs no configuration (`console hash-password`); `None` for the others.
 pub fn without_settings(command: &Command) -> Option<u8> {
@@ -48,6 +48,10 @@ pub fn execute(command: Command, settings: Settings) -> anyhow::Result<u8> {
         Command::Review(cmd) => {
             telemetry::init_tracing_stderr(&settings.log);
             review::execute(cmd, settings)
+        }
+        Command::Events(cmd) => {
+            telemetry::init_tracing_stderr(&settings.log);
+            events::cli::execute(cmd, settings)
         }
         Command::Settlement(cmd) => {
             telemetry::init_tracing_stderr(&settings.log);

@@ -47,6 +47,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub webhook: WebhookSettings,
     pub refunds: RefundSettings,
+    pub events: EventSettings,
+    pub notify: NotifySettings,
     pub console: ConsoleSettings,
     pub settlement: SettlementSettings,
     /// The shop's names (docs/schema.md); defaults are the reconciler's own.
@@ -171,6 +173,47 @@ pub struct RefundSettings {
     #[serde_as(as = "PositiveSecs")]
     #[serde(rename = "poll_interval_secs")]
     pub poll_interval: Duration,
+}
+
+/// The shop's events (docs/events.md): always recorded; `run` sends them when `url` is set.
+#[serde_as]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Where `run` POSTs each event (blank: nobody is told; events are still recorded).
+    #[serde(default, deserialize_with = "optional_url", serialize_with = "plain_url")]
+    pub url: Option<String>,
+    /// The Standard Webhooks signing secret, `whsec_<base64 key>`; required with `url`.
+    #[serde(default, deserialize_with = "signing_secret", serialize_with = "redacted")]
+    pub secret: Option<SecretString>,
+    #[serde_as(as = "PositiveSecs")]
+    #[serde(rename = "timeout_secs")]
+    pub timeout: Duration,
+    #[serde_as(deserialize_as = "FromInto<NonZeroU32>")]
+    pub retry_for_hours: u32,
+    /// Waits between attempts, the last repeating (±10 % jitter each).
+    #[serde(rename = "retry_secs", deserialize_with = "waits", serialize_with = "secs_list")]
+    pub retry: Vec<Duration>,
+    #[serde_as(as = "PositiveSecs")]
+    #[serde(rename = "poll_secs")]
+    pub poll: Duration,
+}
+
+impl EventSettings {
+    /// `retry_for_hours` as a duration: how long an event is retried before it is `failed`,
+    /// and how old an event may be when first sent before it is `expired` unsent.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retry_for_hours) * 3600)
+    }
+}
+
+/// People's copies of the events they must act on.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// A Slack incoming-webhook URL (its path is the credential: never printed).
+    #[serde(default, deserialize_with = "optional_url", serialize_with = "redacted")]
+    pub slack_url: Option<SecretString>,
 }
 
 /// The operator's console (`src/console`): off unless `listen` is set.
@@ -338,6 +381,62 @@ fn filter_directive<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     parsed.map_err(problem).map(|_| level.clone())
 }
 
+/// An http(s) URL naming a host, or blank for none. Errors describe, never quote, the URL: the
+/// Slack one is a credential.
+fn optional_url<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Option<T>, D::Error> {
+    let Some(url) = text::<true, D, String>(d)? else {
+        return Ok(None);
+    };
+    let url = url.trim().to_string();
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match rest {
+        None => Err(D::Error::custom("must start with http:// or https://")),
+        Some(r) if r.is_empty() || r.starts_with(['/', '?', '#']) => Err(D::Error::custom("must name a host")),
+        Some(r) if r.contains(char::is_whitespace) => Err(D::Error::custom("must not contain spaces")),
+        Some(_) => Ok(Some(url.into())),
+    }
+}
+
+fn plain_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    url.as_deref().unwrap_or_default().serialize(s)
+}
+
+/// A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes (blank: none). Checked
+/// here, at start, so a bad secret never waits for the first delivery; never quoted.
+fn signing_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    let Some(secret) = text::<true, D, String>(d)? else {
+        return Ok(None);
+    };
+    crate::events::sign::key(&secret).map_err(D::Error::custom)?;
+    Ok(Some(secret.into()))
+}
+
+/// Whole seconds, each at least 1: a sequence, or text (from a variable) like `[5, 30]` or
+/// `5,30`.
+fn waits<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let must = "must be a list of whole seconds, each at least 1, like [5, 30, 120]";
+    let secs: Vec<u64> = match toml::Value::deserialize(d)? {
+        toml::Value::String(text) => {
+            let list = text.trim().trim_start_matches('[').trim_end_matches(']');
+            let parsed = list
+                .split(',')
+                .map(|w| w.trim())
+                .filter(|w| !w.is_empty())
+                .map(str::parse);
+            parsed.collect::<Result<_, _>>().map_err(|_| D::Error::custom(must))?
+        }
+        list => Vec::deserialize(list).map_err(|_| D::Error::custom(must))?,
+    };
+    if secs.is_empty() || secs.contains(&0) {
+        return Err(D::Error::custom(must));
+    }
+    Ok(secs.into_iter().map(Duration::from_secs).collect())
+}
+
+fn secs_list<S: Serializer>(waits: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    waits.iter().map(Duration::as_secs).collect::<Vec<_>>().serialize(s)
+}
+
 /// `console.users`: `name:hash` entries (split at the first colon), whitespace-separated in a
 /// string (a variable) or one per element of a list. Errors name the entry, never its hash.
 fn console_users<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConsoleUser>, D::Error> {
@@ -414,3 +513,5 @@ fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 mod tests;
 #[cfg(test)]
 mod tests_api;
+#[cfg(test)]
+mod tests_events;

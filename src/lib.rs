@@ -22,6 +22,7 @@ mod commands;
 pub mod config;
 pub mod console;
 pub mod domain;
+pub mod events;
 pub mod fault;
 mod listener;
 pub mod ops;

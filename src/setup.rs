@@ -51,7 +51,14 @@ pub async fn prepare_env(
 ) -> anyhow::Result<(Arc<Env>, Vec<crate::store::indexes::Step>)> {
     let store = open_store(&settings).await?;
     let steps = match indexes {
-        Indexes::Ensure => store.ensure_indexes().await.context("preparing the indexes")?,
+        Indexes::Ensure => {
+            let steps = store.ensure_indexes().await.context("preparing the indexes")?;
+            store
+                .ensure_event_indexes()
+                .await
+                .context("creating the reconciler_events indexes")?;
+            steps
+        }
         Indexes::Plan => store.plan_indexes().await??,
     };
     let strategy = store

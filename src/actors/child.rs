@@ -18,6 +18,7 @@ pub enum ChildId {
     StockCommitter,
     OrderReconciler(usize),
     Scanner,
+    EventSender,
 }
 
 impl ChildId {
@@ -28,6 +29,7 @@ impl ChildId {
             ChildId::StockCommitter => actor::STOCK_COMMITTER,
             ChildId::OrderReconciler(_) => actor::ORDER_RECONCILER,
             ChildId::Scanner => actor::SCANNER,
+            ChildId::EventSender => actor::EVENT_SENDER,
         }
     }
 }
@@ -71,6 +73,7 @@ impl Drop for ChildGuard {
             ChildId::RateLimiter => set(&w.rate_limiter, None),
             ChildId::StockCommitter => set(&w.committer, None),
             ChildId::Scanner => set(&w.scanner, None),
+            ChildId::EventSender => set(&w.event_sender, None),
             ChildId::OrderReconciler(i) => {
                 if let Some(slot) = w.slots.get(i) {
                     set(&slot.addr, None);

@@ -1,11 +1,13 @@
 //! The actor system (docs/architecture.md, "The actors" and "State outside the actors"): the
-//! Supervisor owns the RateLimiter, the StockCommitter, the OrderReconciler pool and the Scanner.
+//! Supervisor owns the RateLimiter, the StockCommitter, the OrderReconciler pool and the Scanner,
+//! and (`run` only) the EventSender, which tells the shop about each settlement apart from settling.
 //! What survives an actor's death lives here, outside them: [`Env`] (read-only, one per process)
 //! and [`Wiring`], the current address of every child and one slot per reconciler. Actors read an
 //! address from the wiring at the moment they send, so nobody talks to a dead mailbox.
 
 pub(crate) mod child;
 pub(crate) mod committer;
+pub(crate) mod event_sender;
 pub mod rate_limiter;
 pub(crate) mod reconciler;
 pub(crate) mod scanner;
@@ -26,6 +28,7 @@ use crate::store::{Store, StrategyChoice};
 
 pub use child::{ChildGuard, ChildId};
 pub use committer::StockCommitter;
+pub use event_sender::EventSender;
 pub use rate_limiter::{Budget, Permit, RateLimiter};
 pub use reconciler::OrderReconciler;
 pub use scanner::{Scanner, Summary};
@@ -78,6 +81,7 @@ pub struct Wiring {
     pub rate_limiter: Mutex<Option<Addr<RateLimiter>>>,
     pub committer: Mutex<Option<Addr<StockCommitter>>>,
     pub scanner: Mutex<Option<Addr<Scanner>>>,
+    pub event_sender: Mutex<Option<Addr<EventSender>>>,
     pub slots: Vec<Slot>,
 }
 
@@ -87,6 +91,7 @@ impl Wiring {
             rate_limiter: Mutex::new(None),
             committer: Mutex::new(None),
             scanner: Mutex::new(None),
+            event_sender: Mutex::new(None),
             slots: (0..reconcilers)
                 .map(|_| Slot {
                     free: Arc::new(Semaphore::new(1)),

@@ -13,6 +13,7 @@ use actix::prelude::*;
 
 use super::child::{remember_panics, ChildExited, ChildGuard, ChildId};
 use super::committer::StockCommitter;
+use super::event_sender::EventSender;
 use super::rate_limiter::RateLimiter;
 use super::reconciler::OrderReconciler;
 use super::scanner::{Mode, Scanner, StopClaiming};
@@ -61,6 +62,10 @@ impl Supervisor {
         let mut c = vec![ChildId::RateLimiter, ChildId::StockCommitter];
         c.extend((0..self.wiring.slots.len()).map(ChildId::OrderReconciler));
         c.push(ChildId::Scanner);
+        // Events are sent by the service only; `once` records them (its writes move them).
+        if self.mode == Mode::Run {
+            c.push(ChildId::EventSender);
+        }
         c
     }
 
@@ -88,6 +93,7 @@ impl Supervisor {
                 &wiring.scanner,
                 Some(Scanner::new(env, wiring.clone(), self.mode, guard).start()),
             ),
+            ChildId::EventSender => set(&wiring.event_sender, Some(EventSender::new(env, guard).start())),
         }
     }
 
@@ -124,6 +130,7 @@ impl Supervisor {
             s.do_send(StopClaiming);
         }
         set(&w.scanner, None);
+        set(&w.event_sender, None);
         for slot in w.slots.iter().rev() {
             set(&slot.addr, None);
         }

@@ -249,6 +249,11 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         let reason = format!("names `{bad}`, which is not a review reason (see README.md, decision table)");
         return invalid("refunds.auto", reason);
     }
+    if s.events.url.is_some() && s.events.secret.is_none() {
+        let message = "events.secret is required when events.url is set (set RECONCILER_EVENTS__SECRET to \
+                       whsec_ and the base64 of 24 to 64 random bytes, the secret the shop verifies with)";
+        return Err(ConfigError("events.secret".into(), message.into()));
+    }
     if s.console.listen.is_some() && s.console.users.is_empty() {
         let reason = "must name at least one operator when console.listen is set \
             (`draft-reconciler console hash-password` makes a hash)";

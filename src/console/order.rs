@@ -1,6 +1,6 @@
 //! `GET /orders/{merchantTransactionId}`: one order as the reconciler reads it: its fields
 //! through the `[schema]` mapping (the shop's field named beside each), `reconciliation`, the
-//! refund, the whole history with who did what, the events when the outbox exists, and for a
+//! refund, the whole history with who did what, the events the shop was sent, and for a
 //! parked order the three actions (each a link to its confirmation page). Never asks PhonePe:
 //! what PhonePe said is what the order recorded (`lastCode`, `paidAmount`, the history).
 
@@ -15,6 +15,7 @@ use super::{auth, events, internal, Console};
 use crate::domain::Status;
 use crate::review::{names, paid_amount};
 use crate::schema::own;
+use crate::store::events::{field as ev, Channel};
 use crate::store::refunds::{AUTO_REFUND_KEY, REFUND_KEY};
 
 /// The order named in the path, as stored and in the reconciler's names; or the page to answer.
@@ -49,7 +50,7 @@ pub async fn page(
         Ok(o) => o,
         Err(r) => return r,
     };
-    let events = match events::of_order(c.0.env.store.database(), &id).await {
+    let events = match events::of_order(&c.0.env.store, &id).await {
         Ok(e) => e,
         Err(e) => return internal("reading an order's events", &e),
     };
@@ -74,10 +75,8 @@ pub async fn page(
         (reconciliation(&view))
         h2 { "History" }
         (history(&view))
-        @if let Some(events) = &events {
-            h2 { "Events" }
-            (event_table(events))
-        }
+        h2 { "Events" }
+        (event_table(&events))
         p { a href="/" { "Back to the review queue" } }
     };
     frame(StatusCode::OK, &format!("Order {id}"), Some(&session), main).into_response()
@@ -191,15 +190,17 @@ fn event_table(events: &[Document]) -> Markup {
     }
     html! {
         div.box { table {
-            thead { tr { th { "Event" } th { "Type" } th { "At" } th { "State" } th { "Delivered" } th { "Deliveries" } } }
+            thead { tr { th { "Event" } th { "Type" } th { "At" } th { "State" } th { "Delivered" } th { "Attempts" } th { "Last answer" } } }
             tbody { @for e in events {
+                @let delivery = Channel::Shop.record(e).cloned().unwrap_or_default();
                 tr {
-                    td { code { (field(e, "_id")) } }
-                    td { (field(e, "type")) }
-                    td { (field(e, "createdAt")) }
-                    td { (field(e, "state")) }
-                    td { (field(e, "deliveredAt")) }
-                    td { (field(e, "deliveries")) }
+                    td { code { (field(e, ev::ID)) } }
+                    td { (field(e, ev::TYPE)) }
+                    td { (field(e, ev::CREATED_AT)) }
+                    td { (field(e, ev::STATE)) }
+                    td { (field(e, ev::DELIVERED_AT)) }
+                    td { (field(&delivery, ev::ATTEMPTS)) }
+                    td { (field(&delivery, ev::LAST_STATUS)) }
                 }
             } }
         } }

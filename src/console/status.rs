@@ -1,7 +1,7 @@
 //! `GET /status`: is the service running, and how it is doing, from the state `/healthz` and the
 //! metrics read: this process's health and last successful scan (inside `run`), the instances
 //! heard from through the shared budget, the PhonePe budget and its breaker, parked orders,
-//! pending refunds, and undelivered events when the events outbox exists.
+//! pending refunds, and the events not delivered to the shop.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +21,7 @@ struct Reading {
     schedule: Option<crate::store::budget::Schedule>,
     parked: u64,
     refunds: (u64, u64),
-    events: Option<(u64, u64)>,
+    events: (u64, u64),
 }
 
 async fn read(c: &Console) -> StoreResult<Reading> {
@@ -40,7 +40,7 @@ async fn read(c: &Console) -> StoreResult<Reading> {
         schedule,
         parked: env.store.count_needs_review().await?,
         refunds: env.store.count_pending_refunds().await?,
-        events: events::undelivered(env.store.database()).await?,
+        events: events::undelivered(&env.store).await?,
     })
 }
 
@@ -90,10 +90,8 @@ pub async fn page(State(c): State<Console>, headers: HeaderMap) -> Response {
             dd { a href="/" { (r.parked) } " in needs_review" }
             dt { "Pending refunds" }
             dd { (r.refunds.0) " pending at PhonePe" @if r.refunds.1 > 0 { ", " strong { (r.refunds.1) " flagged" } " (no final answer after 10 asks)" } }
-            @if let Some((pending, failed)) = r.events {
-                dt { "Undelivered events" }
-                dd { (pending) " waiting to be delivered" @if failed > 0 { ", " strong { (failed) " failed" } } }
-            }
+            dt { "Undelivered events" }
+            dd { (r.events.0) " waiting to be delivered" @if r.events.1 > 0 { ", " strong { (r.events.1) " failed" } } }
         }
         p { "Shown at " (when(DateTime::now())) "." }
     };

@@ -25,6 +25,11 @@ pub mod own {
     /// What PhonePe reported paid (paise, Int64) for our merchant, recorded when a transition
     /// parks the order after a verified PAYMENT_SUCCESS (`review list`'s PAID column).
     pub const PAID_AMOUNT: &str = "reconciliation.paidAmount";
+    /// Events born with a transition, waiting to be moved to `reconciler_events`
+    /// (`store/outbox.rs`); empty once moved.
+    pub const OUTBOX: &str = "reconciliation.outbox";
+    /// The id of an entry of [`OUTBOX`] (`evt_<hex>`): what the relay's index holds.
+    pub const OUTBOX_ID: &str = "reconciliation.outbox._id";
     /// The journal of a commit in progress (journal strategy).
     pub const COMMIT: &str = "reconciliation.commit";
     /// [`COMMIT`]'s name inside [`RECONCILIATION_KEY`].
@@ -59,6 +64,7 @@ mod tests {
         assert_eq!(own::LEASE_UNTIL, "reconciliation.leaseUntil");
         assert_eq!(own::HISTORY, "history");
         assert_eq!(own::PAID_AMOUNT, "reconciliation.paidAmount");
+        assert_eq!(own::OUTBOX, "reconciliation.outbox");
     }
 
     #[test]

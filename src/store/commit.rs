@@ -9,7 +9,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::ClientSession;
 
-use super::orders::{transition_update, Transition};
+use super::orders::Transition;
 use super::Store;
 use super::{StoreError, StoreResult};
 use crate::config::CommitStrategy;
@@ -144,9 +144,16 @@ impl Store {
         match strategy {
             StrategyChoice::Transaction => {
                 let outcome = self.commit_in_transaction(order, t, lease.now).await?;
+                // The confirmation's event committed with it; a park moves its own.
+                self.relayed_if(&order.id, outcome == CommitOutcome::Committed).await;
                 self.park_if_refused(order, t, outcome, lease.now).await
             }
-            StrategyChoice::Journal => self.commit_journal(order, t, lease.owner, lease.ttl, lease.now).await,
+            StrategyChoice::Journal => {
+                let outcome = self.commit_journal(order, t, lease.owner, lease.ttl, lease.now).await?;
+                self.relayed_if(&order.id, outcome != CommitOutcome::AlreadyProcessed)
+                    .await;
+                Ok(outcome)
+            }
         }
     }
 
@@ -234,10 +241,7 @@ impl Store {
     ) -> StoreResult<CommitOutcome> {
         let r = self
             .orders
-            .update_one(
-                self.commit_guard(&order.id, t.from),
-                transition_update(now, t, &self.schema),
-            )
+            .update_one(self.commit_guard(&order.id, t.from), self.transition_update(now, t))
             .session(&mut *s)
             .await
             .map_err(StoreError::mongo("confirm order"))?;

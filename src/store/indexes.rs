@@ -211,6 +211,13 @@ impl Store {
                 false,
                 has(own::NEXT_CHECK_AT),
             ),
+            // Orders whose events wait to be moved (`store/outbox.rs`): none once they are.
+            want(
+                "reconciler_outbox",
+                doc! { own::OUTBOX_ID: 1 },
+                false,
+                has(own::OUTBOX_ID),
+            ),
             // Settlement imports find a refund's order by the refund's id.
             want(
                 "reconciler_refund_id",

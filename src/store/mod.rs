@@ -1,15 +1,18 @@
 //! Everything the reconciler reads and writes in MongoDB: the [`Store`] handle, claims and leases,
-//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows
-//! (docs/architecture.md, "Leases and claims" and "Committing stock").
+//! guarded transitions, both stock commit strategies, refunds, the shared budget, settlement rows,
+//! the events outbox and `reconciler_events` (docs/architecture.md, "Leases and claims",
+//! "Committing stock" and "Events for the shop").
 
 pub mod budget;
 pub mod by;
 pub(crate) mod claims;
 pub mod commit;
 pub(crate) mod eligible;
+pub mod events;
 pub(crate) mod indexes;
 pub mod journal;
 pub(crate) mod orders;
+pub mod outbox;
 pub(crate) mod payments;
 pub mod refunds;
 pub(crate) mod refusals;
@@ -43,6 +46,12 @@ pub struct Store {
     pub(crate) rules: CommitRules,
     /// The shop's collections, field paths and words (`[schema]`).
     pub(crate) schema: Arc<Schema>,
+    /// Whether transitions record their event (`store/outbox.rs`); off only for `selftest`'s
+    /// throwaway order.
+    pub(crate) events: bool,
+    /// Woken each time this process moved events to `reconciler_events`, so the sender sends
+    /// its own process's events at once.
+    pub(crate) relayed: Arc<tokio::sync::Notify>,
 }
 
 /// The settings the stock commit depends on.
@@ -84,6 +93,8 @@ impl Store {
             client,
             rules: CommitRules::default(),
             schema: Arc::new(Schema::default()),
+            events: true,
+            relayed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

@@ -14,7 +14,7 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use super::{By, Store, StoreError, StoreResult};
 use crate::domain::decision::Tally;
 use crate::domain::Reason;
-use crate::domain::{PaymentStatus, Status};
+use crate::domain::{EventType, PaymentStatus, Status};
 use crate::schema::own;
 use crate::schema::Schema;
 
@@ -41,6 +41,11 @@ pub struct Transition {
     pub operator: Option<String>,
     /// PhonePe's verified paid amount (paise): `reconciliation.paidAmount` when `to` is `needs_review`.
     pub paid_amount: Option<i64>,
+    /// The payment status is left as the shop wrote it (`t.payment_status` is not written): an
+    /// invalid order parked, an operator's cancel.
+    pub keeps_payment_status: bool,
+    /// The refund this transition ends, as its event's `data.refund` (`id`, `amount`, `code`).
+    pub refund: Option<Document>,
 }
 
 impl Transition {
@@ -65,6 +70,8 @@ impl Transition {
             note: None,
             operator: None,
             paid_amount: None,
+            keeps_payment_status: false,
+            refund: None,
         }
     }
 
@@ -162,11 +169,14 @@ fn history_entry(now: DateTime, t: &Transition) -> Document {
 fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     let o = &schema.orders;
     let mut set = doc! {
-        &o.status: o.status_values.word(t.to), &o.payment_status: o.payment_status_values.word(t.payment_status),
+        &o.status: o.status_values.word(t.to),
         &o.updated_at: now,
         own::REASON: t.reason.as_str(), own::LAST_CODE: t.code.clone(),
         own::LAST_CHECKED_AT: now,
     };
+    if !t.keeps_payment_status {
+        set.insert(&o.payment_status, o.payment_status_values.word(t.payment_status));
+    }
     if let Some(next) = t.next_check_at {
         set.insert(own::NEXT_CHECK_AT, next);
     }
@@ -179,13 +189,41 @@ fn transition_set(now: DateTime, t: &Transition, schema: &Schema) -> Document {
     set
 }
 
-/// The whole update of a status transition: new status, bookkeeping, lease released, audit entry.
-pub(crate) fn transition_update(now: DateTime, t: &Transition, schema: &Schema) -> Document {
-    doc! {
-        "$set": transition_set(now, t, schema),
-        "$unset": unset_lease(),
-        "$inc": { own::ATTEMPTS: 1 },
-        "$push": { own::HISTORY: history_entry(now, t) },
+impl Store {
+    /// The whole update of a status transition: new status, bookkeeping, lease released, audit
+    /// entry, and the transition's event in the order's outbox (`store/outbox.rs`), in one
+    /// single-document update: every path that changes a status goes through here, so none can
+    /// change it without its event, and a guarded write that matches nothing writes neither.
+    pub(crate) fn transition_update(&self, now: DateTime, t: &Transition) -> Document {
+        let mut update = doc! {
+            "$set": transition_set(now, t, &self.schema),
+            "$unset": unset_lease(),
+            "$inc": { own::ATTEMPTS: 1 },
+            "$push": { own::HISTORY: history_entry(now, t) },
+        };
+        if let Some(entry) = self.transition_event(now, t) {
+            super::outbox::push(&mut update, entry);
+        }
+        update
+    }
+
+    /// The outbox entry of transition `t` made at `now`, when it is one the shop hears about.
+    fn transition_event(&self, now: DateTime, t: &Transition) -> Option<Document> {
+        if !self.events {
+            return None;
+        }
+        let ty = EventType::of_transition(t.to, t.reason)?;
+        let mut data = doc! { "status": t.to.as_str() };
+        if !t.keeps_payment_status {
+            data.insert("paymentStatus", t.payment_status.as_str());
+        }
+        data.insert("paidAmount", t.paid_amount);
+        data.insert("reason", t.reason.as_str());
+        data.insert("by", t.by);
+        if let Some(refund) = &t.refund {
+            data.insert("refund", refund.clone());
+        }
+        Some(super::outbox::entry(now, ty, data))
     }
 }
 
@@ -230,29 +268,29 @@ impl Store {
             .orders
             .update_one(
                 doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
-                transition_update(now, t, &self.schema),
+                self.transition_update(now, t),
             )
             .await
             .map_err(StoreError::mongo("update order status"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(id, r.matched_count == 1).await)
     }
 
     /// Park an order whose document cannot be reconciled: [`Store::transition`], except that
     /// `paymentStatus` is left as the shop wrote it (`t.payment_status` is ignored).
     pub async fn park_invalid(&self, id: &Bson, t: &Transition, now: DateTime) -> StoreResult<bool> {
-        let mut update = transition_update(now, t, &self.schema);
-        if let Ok(set) = update.get_document_mut("$set") {
-            set.remove(&self.schema.orders.payment_status);
-        }
+        let t = Transition {
+            keeps_payment_status: true,
+            ..t.clone()
+        };
         let r = self
             .orders
             .update_one(
                 doc! { "_id": id, &self.schema.orders.status: self.word(t.from) },
-                update,
+                self.transition_update(now, &t),
             )
             .await
             .map_err(StoreError::mongo("park invalid order"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(id, r.matched_count == 1).await)
     }
 
     /// No status change: record the check and when to look again (with PhonePe's error, when

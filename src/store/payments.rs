@@ -10,7 +10,7 @@
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use super::{Author, Store, StoreError, StoreResult};
-use crate::domain::{Order, PaymentStatus, ReviewReason, Status};
+use crate::domain::{EventType, Order, PaymentStatus, ReviewReason, Status};
 use crate::schema::own;
 use crate::schema::{get_path, Schema};
 
@@ -101,16 +101,23 @@ impl Store {
         if let Some(name) = by.operator {
             entry.insert("operator", name);
         }
-        let update = doc! {
+        let mut update = doc! {
             "$set": set,
             "$unset": { own::LEASE_OWNER: "", own::LEASE_UNTIL: "", own::NEXT_CHECK_AT: "" },
             "$push": { own::HISTORY: entry },
         };
+        let data = doc! {
+            "status": Status::NeedsReview.as_str(), "paymentStatus": PaymentStatus::Paid.as_str(),
+            "paidAmount": seen.paid_amount, "reason": reason, "by": by.by,
+        };
+        if let Some(entry) = self.event_entry(now, EventType::PaymentRecorded, data) {
+            super::outbox::push(&mut update, entry);
+        }
         let r = self
             .orders
             .update_one(filter, update)
             .await
             .map_err(StoreError::mongo("record a late payment"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(&o.id, r.matched_count == 1).await)
     }
 }

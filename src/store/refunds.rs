@@ -8,10 +8,10 @@
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use sha2::{Digest, Sha256};
 
-use super::orders::{transition_update, Transition};
+use super::orders::Transition;
 use super::{Author, By};
 use super::{Store, StoreError, StoreResult};
-use crate::domain::{CancelReason, PaymentStatus, Reason, ReviewReason, Status};
+use crate::domain::{CancelReason, EventType, PaymentStatus, Reason, ReviewReason, Status};
 use crate::schema::own;
 use crate::schema::{get_path, OrdersSchema};
 
@@ -211,10 +211,18 @@ impl Store {
             "id": &refund_id, "amount": amount, "attempt": attempt, "accepted": false,
             "requestedAt": now, "nextPollAt": now, "by": by.by, "posts": 0, "tries": 0,
         };
-        let update = doc! {
+        let mut update = doc! {
             "$set": { &o.payment_status: o.payment_status_values.word(PaymentStatus::RefundPending), &o.updated_at: now, REFUND: refund },
             "$push": { own::HISTORY: note_entry(now, by, "refund_requested", Some(&refund_id), note) },
         };
+        let data = doc! {
+            "status": Status::NeedsReview.as_str(), "paymentStatus": PaymentStatus::RefundPending.as_str(),
+            "paidAmount": amount, "reason": "refund_requested", "by": by.by,
+            "refund": { "id": &refund_id, "amount": amount, "attempt": attempt },
+        };
+        if let Some(entry) = self.event_entry(now, EventType::RefundRequested, data) {
+            super::outbox::push(&mut update, entry);
+        }
         let mut guard = paid_and_parked(o, id);
         // `null` also matches a missing field: the first refund of the order.
         guard.insert(REFUND_ID, previous_id.map_or(Bson::Null, Bson::String));
@@ -223,7 +231,8 @@ impl Store {
             .update_one(guard, update)
             .await
             .map_err(StoreError::mongo("record refund"))?;
-        Ok((r.matched_count == 1).then(|| PendingRefund {
+        let recorded = self.relayed_if(id, r.matched_count == 1).await;
+        Ok(recorded.then(|| PendingRefund {
             order_id: id.clone(),
             merchant_transaction_id: mtid.to_string(),
             refund_id,
@@ -319,7 +328,7 @@ impl Store {
                 ReviewReason::RefundFailed.into(),
             )
         };
-        let t = Transition::new(
+        let mut t = Transition::new(
             Status::NeedsReview,
             to,
             payment,
@@ -328,11 +337,9 @@ impl Store {
             Some(p.refund_id.clone()),
         )
         .by(by.by);
-        let t = Transition {
-            operator: by.operator.map(str::to_string),
-            ..t
-        };
-        let mut update = transition_update(now, &t, &self.schema);
+        t.operator = by.operator.map(str::to_string);
+        t.refund = Some(doc! { "id": &p.refund_id, "amount": p.amount, "code": code });
+        let mut update = self.transition_update(now, &t);
         if let Ok(set) = update.get_document_mut("$set") {
             // Nothing left to poll; the refund's record stays for the audit.
             set.insert(REFUND_NEXT_POLL_AT, Bson::Null);
@@ -346,7 +353,7 @@ impl Store {
             .update_one(refunding(&self.schema.orders, p), update)
             .await
             .map_err(StoreError::mongo("finish refund"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(&p.order_id, r.matched_count == 1).await)
     }
 
     /// Refunds due a poll (their `nextPollAt` passed), oldest first, at most `max`.
@@ -437,12 +444,10 @@ impl Store {
         )
         .by(By::Operator);
         t.note = c.note.clone();
+        // Left as it was: the payment status is PhonePe's word, not ours.
+        t.keeps_payment_status = true;
         t.operator = c.operator.clone();
-        let mut update = transition_update(now, &t, &self.schema);
-        if let Ok(set) = update.get_document_mut("$set") {
-            // Left as it was: the payment status is PhonePe's word, not ours.
-            set.remove(&self.schema.orders.payment_status);
-        }
+        let mut update = self.transition_update(now, &t);
         if let (Some(detail), Ok(push)) = (&c.detail, update.get_document_mut("$push")) {
             // What PhonePe reported, beside the operator's note in the history entry.
             if let Ok(entry) = push.get_document_mut(own::HISTORY) {
@@ -454,7 +459,7 @@ impl Store {
             .update_one(filter, update)
             .await
             .map_err(StoreError::mongo("cancel order"))?;
-        Ok(r.matched_count == 1)
+        Ok(self.relayed_if(id, r.matched_count == 1).await)
     }
 }
 

@@ -9,6 +9,8 @@ pub const RESULT: &str = "result";
 pub const VERSION: &str = "version";
 pub const EVENT: &str = "event";
 pub const API: &str = "api";
+/// The event type on [`super::names::EVENTS`] (`domain::EventType::as_str`, a fixed set).
+pub const TYPE: &str = "type";
 pub const ACTION: &str = "action";
 
 /// Values of `outcome` on [`super::names::ORDERS_SETTLED`], spelled by `Outcome::as_str`.
@@ -137,7 +139,18 @@ pub mod actor {
     pub const STOCK_COMMITTER: &str = "stock_committer";
     pub const ORDER_RECONCILER: &str = "order_reconciler";
     pub const SCANNER: &str = "scanner";
-    pub const ALL: [&str; 4] = [RATE_LIMITER, STOCK_COMMITTER, ORDER_RECONCILER, SCANNER];
+    pub const EVENT_SENDER: &str = "event_sender";
+    pub const ALL: [&str; 5] = [RATE_LIMITER, STOCK_COMMITTER, ORDER_RECONCILER, SCANNER, EVENT_SENDER];
+}
+
+/// Values of `result` on [`super::names::EVENTS`] and [`super::names::NOTIFICATIONS`]: one
+/// attempt answered 2xx; an attempt failed and another is scheduled; the last attempt within the
+/// window failed; or the event was older than the window when first seen (never sent).
+pub mod event_result {
+    pub const DELIVERED: &str = "delivered";
+    pub const RETRIED: &str = "retried";
+    pub const FAILED: &str = "failed";
+    pub const EXPIRED: &str = "expired";
 }
 
 /// Values of `result` on [`super::names::REFUNDS`]: PhonePe's final word on a refund

@@ -10,6 +10,7 @@
 mod binary;
 mod console;
 mod crash;
+mod events;
 mod journal_model;
 #[cfg(feature = "fault-injection")]
 mod journal_recovery;

@@ -184,6 +184,28 @@ fn history(w: &World, mtid: &str) -> Vec<Document> {
     w.history(mtid)
 }
 
+/// The order's events (`reconciler_events`, docs/events.md): (type, data.by), oldest first.
+fn events_of(w: &World, mtid: &str) -> Vec<(String, String)> {
+    let events = w.block(async {
+        use futures_util::TryStreamExt;
+        w.db.collection::<Document>("reconciler_events")
+            .find(mongodb::bson::doc! { "merchantTransactionId": mtid })
+            .sort(mongodb::bson::doc! { "seq": 1 })
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    });
+    let by = |e: &Document| {
+        let data = e.get_document("payload").and_then(|p| p.get_document("data"));
+        data.and_then(|d| d.get_str("by")).unwrap_or("?").to_string()
+    };
+    let events = events.expect("read events");
+    events
+        .iter()
+        .map(|e| (e.get_str("type").unwrap_or("?").to_string(), by(e)))
+        .collect()
+}
+
 /// The one history entry of a settled order: (to, by, reason).
 fn settled_by(w: &World, mtid: &str) -> (String, String, String) {
     let h = history(w, mtid);
@@ -553,6 +575,8 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
         for id in &ids {
             let (to, by, _) = settled_by(&w, id);
             assert_eq!(to, "confirmed", "{id}");
+            // One event, the winner's: the losers' guarded writes wrote nothing, event included.
+            assert_eq!(events_of(&w, id), [("order.confirmed".to_string(), by.clone())], "{id}");
             *winners.entry(by).or_default() += 1;
         }
         let settled = (round + 1) * ORDERS;
@@ -592,4 +616,9 @@ fn recovery_finishing_a_webhook_journal_records_the_webhook() {
         ("confirmed".into(), "webhook".into(), "paid".into())
     );
     assert_eq!(w.stock("tee"), 3);
+    // The journal's finishing write carried the event; recovery moved it.
+    assert_eq!(
+        events_of(&w, "ORD-J"),
+        [("order.confirmed".to_string(), "webhook".to_string())]
+    );
 }

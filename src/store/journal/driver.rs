@@ -61,6 +61,11 @@ impl Driver {
         }
     }
 
+    /// The order this driver commits.
+    pub fn order_id(&self) -> &Bson {
+        &self.order_id
+    }
+
     /// The commit id this driver works on.
     pub fn commit_id(&self) -> &str {
         &self.j.id
@@ -100,7 +105,8 @@ impl Driver {
                     self.j.code.clone().unwrap_or_default(),
                     self.j.transaction_id.clone(),
                 )
-                .by(self.j.by);
+                .by(self.j.by)
+                .paid(self.j.paid_amount);
                 let t = Transition {
                     note: self.j.note.clone(),
                     operator: self.j.operator.clone(),
@@ -403,7 +409,7 @@ impl Store {
         now: DateTime,
         w: Bounded,
     ) -> StoreResult<bool> {
-        let mut update = crate::store::orders::transition_update(now, t, &self.schema);
+        let mut update = self.transition_update(now, t);
         if let Ok(set) = update.get_document_mut("$set") {
             set.insert(own::COMMIT_STATE, to.as_str());
             set.insert(own::COMMIT_ENDED_AT, now);

@@ -91,8 +91,12 @@ impl Store {
                 }
             };
             let forward = driver.j.state == State::Applying;
+            let order_id = driver.order_id().clone();
             match driver.run(self).await {
                 Ok(outcome) => {
+                    // The transition that ended the journal carried its event: move it.
+                    self.relayed_if(&order_id, outcome != CommitOutcome::AlreadyProcessed)
+                        .await;
                     tracing::warn!(merchantTransactionId = %mtid, outcome = ?outcome, "recovered an interrupted commit from its journal");
                     match (forward, outcome) {
                         (true, CommitOutcome::Committed) => report.rolled_forward += 1,

@@ -155,6 +155,13 @@ impl Browser {
     }
 
     /// Wait until the page's `h1` contains `want`.
+    /// The main text of the result page headed exactly `title`, once it shows: the
+    /// confirmation page before it is headed `title` too, with " — confirm" after it.
+    pub fn result(&self, title: &str) -> String {
+        eventually(WAIT, &format!("the result page {title:?}"), || self.text("h1") == title);
+        self.text("main")
+    }
+
     pub fn heading(&self, want: &str) {
         eventually(WAIT, &format!("a page headed {want:?}"), || {
             self.text("h1").contains(want)
@@ -219,8 +226,7 @@ fn an_operator_signs_in_and_refunds_a_parked_order_with_its_confirmation() {
     assert_eq!(w.calls_for("BR-1"), 1, "the confirmation page never asks PhonePe");
     assert_eq!(w.status("BR-1"), ("needs_review".into(), "paid".into()));
     b.confirm("customer cancelled by phone");
-    b.heading("Refund order BR-1");
-    let result = b.text("main");
+    let result = b.result("Refund order BR-1");
     assert!(
         result.contains("Done.") && result.contains("refund of BR-1 recorded"),
         "{result}"
@@ -278,8 +284,7 @@ fn fulfil_after_a_restock_confirms_in_the_page_and_in_mongodb() {
     b.goto("/orders/BR-2/fulfil");
     b.heading("confirm");
     b.confirm("");
-    b.heading("Fulfil order BR-2");
-    let short = b.text("main");
+    let short = b.result("Fulfil order BR-2");
     assert!(
         short.contains("Refused:") && short.contains("insufficient_stock"),
         "{short}"
@@ -295,8 +300,7 @@ fn fulfil_after_a_restock_confirms_in_the_page_and_in_mongodb() {
     b.goto("/orders/BR-2/fulfil");
     b.heading("confirm");
     b.confirm("restocked on Monday");
-    b.heading("Fulfil order BR-2");
-    let done = b.text("main");
+    let done = b.result("Fulfil order BR-2");
     assert!(
         done.contains("Done.") && done.contains("confirmed; stock deducted"),
         "{done}"
@@ -339,8 +343,7 @@ fn cancel_is_refused_for_a_paid_order_with_the_clis_reason() {
     b.heading("confirm");
     assert_eq!(w.calls_for("BR-4"), 0, "the confirmation page never asks PhonePe");
     b.confirm("customer says it failed");
-    b.heading("Cancel order BR-4");
-    let refused = b.text("main");
+    let refused = b.result("Cancel order BR-4");
     assert!(refused.contains("Refused:"), "{refused}");
     assert!(
         refused.contains("PhonePe reports a completed payment of 49900 paise to this merchant"),

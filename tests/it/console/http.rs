@@ -1,12 +1,13 @@
 //! The console's HTTP contract without a browser: CSRF, sessions (forged, expired, ended),
 //! logout, the answers to what is not documented, the cookie, throttled logins and the metrics.
 
+use draft_reconciler::store::events;
 use mongodb::bson::{doc, DateTime};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use sha2::{Digest, Sha256};
 
-use super::{last_history, parked_paid, serve, sessions, start, Console, ASHA, RAVI, WAIT};
+use super::{event_types, last_history, parked_paid, serve, sessions, start, Console, ASHA, RAVI, WAIT};
 use crate::support::{eventually, free_port, http_get, wait_for_port, World};
 
 /// One answer.
@@ -488,6 +489,36 @@ fn two_operators_on_one_order_one_wins_and_the_other_sees_why() {
         .filter(|h| h.get_str("reason").ok() == Some("refund_requested"))
         .collect();
     assert_eq!(asked.len(), 1, "{asked:?}");
+    // The winner's refund request is one event; the loser's refused write records none.
+    eventually(WAIT, "the refund request's one event", || {
+        event_types(&w, "CS-7") == ["order.needs_review", "order.refund_requested"]
+    });
+}
+
+#[test]
+fn a_fulfil_from_the_console_records_its_one_event() {
+    let w = World::new("console_fulfil_event");
+    parked_paid(&w, "CS-11", 0);
+    assert_eq!(event_types(&w, "CS-11"), ["order.needs_review"]);
+    w.block(
+        w.products()
+            .update_one(doc! {"_id": "tee"}, w.shop_query(&doc! {"$set": {"stock": 5}})),
+    )
+    .expect("restock");
+    let console = serve(&w);
+    let mut a = Client::new(&w, &console);
+    assert_eq!(a.login(ASHA).status, 303);
+    let done = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    assert!(done.body.contains("Done."), "{}", done.body);
+    assert_eq!(w.status("CS-11").0, "confirmed");
+    // The console's process moves the event itself (no `run` here), exactly one.
+    eventually(WAIT, "the fulfil's one event", || {
+        event_types(&w, "CS-11") == ["order.needs_review", "order.confirmed"]
+    });
+    // Done again (a second tab): refused, and no second event.
+    let again = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    assert!(again.body.contains("Refused:"), "{}", again.body);
+    assert_eq!(event_types(&w, "CS-11"), ["order.needs_review", "order.confirmed"]);
 }
 
 #[test]
@@ -511,9 +542,28 @@ fn the_cli_records_the_os_user_as_the_operator() {
 }
 
 #[test]
-fn the_status_page_and_the_order_page_show_events_only_when_the_outbox_exists() {
+fn the_status_page_and_the_order_page_show_the_events_the_product_recorded() {
     let w = World::new("console_status");
     parked_paid(&w, "CS-9", 0);
+    // A second order, cancelled by the same kind of pass: its event is the one failed below.
+    w.insert_order("CS-10", 10_000, 600, &[("tee", 1, None)]);
+    w.sim.script("CS-10", vec![phonepe_sim::Answer::failed()]);
+    w.once();
+    assert_eq!(w.status("CS-10").0, "cancelled");
+    // The events as the product wrote them (nothing here spells a field of reconciler_events):
+    // one pending per order (no `run` sent them); CS-10's then fails by the sender's own close.
+    let store = w.store();
+    let of = |mtid: &str| {
+        w.block(store.list_events(doc! { events::field::MTID: mtid }))
+            .expect("events")
+    };
+    let (parked, cancelled) = (of("CS-9"), of("CS-10"));
+    assert_eq!((parked.len(), cancelled.len()), (1, 1), "{parked:?} {cancelled:?}");
+    let id = |e: &mongodb::bson::Document| e.get_str(events::field::ID).expect("an id").to_string();
+    let (parked_id, cancelled_id) = (id(&parked[0]), id(&cancelled[0]));
+    let failed = store.close_event(events::Channel::Shop, &cancelled_id, 0, events::FAILED, DateTime::now());
+    assert!(w.block(failed).expect("close"), "the cancelled order's event failed");
+
     let console = serve(&w);
     let mut a = Client::new(&w, &console);
     assert_eq!(a.login(ASHA).status, 303);
@@ -525,29 +575,24 @@ fn the_status_page_and_the_order_page_show_events_only_when_the_outbox_exists() 
         "Breaker",
         "closed",
         "Pending refunds",
+        "Undelivered events",
     ] {
         assert!(status.contains(seen), "{seen} in {status}");
     }
-    assert!(!status.contains("Undelivered events"), "no outbox, no line: {status}");
-    assert!(!a.get("/orders/CS-9").body.contains("<h2>Events</h2>"));
-    let events = w.db.collection::<mongodb::bson::Document>("reconciler_events");
-    let now = DateTime::now();
-    w.block(events.insert_many([
-        doc! { "_id": "evt_1", "type": "order.needs_review", "merchantTransactionId": "CS-9", "createdAt": now, "state": "pending" },
-        doc! { "_id": "evt_2", "type": "order.confirmed", "merchantTransactionId": "OTHER", "createdAt": now, "state": "delivered", "deliveredAt": now },
-        doc! { "_id": "evt_3", "type": "order.cancelled", "merchantTransactionId": "OTHER", "createdAt": now, "state": "failed" },
-    ]))
-    .expect("events");
-    let status = a.get("/status").body;
-    assert!(status.contains("Undelivered events"), "{status}");
     assert!(
         status.contains("1 waiting to be delivered") && status.contains("1 failed"),
         "{status}"
     );
     let order = a.get("/orders/CS-9").body;
+    assert!(order.contains("<h2>Events</h2>"), "{order}");
     assert!(
-        order.contains("<h2>Events</h2>") && order.contains("evt_1") && !order.contains("evt_2"),
-        "{order}"
+        order.contains(&parked_id) && order.contains("order.needs_review") && !order.contains(&cancelled_id),
+        "only CS-9's event: {order}"
+    );
+    let other = a.get("/orders/CS-10").body;
+    assert!(
+        other.contains(&cancelled_id) && other.contains("order.cancelled") && other.contains("<td>failed</td>"),
+        "{other}"
     );
 }
 

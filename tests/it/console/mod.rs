@@ -84,6 +84,18 @@ pub fn parked_paid(w: &World, mtid: &str, stock: i64) {
     assert_eq!(w.reason(mtid).as_deref(), Some("insufficient_stock"));
 }
 
+/// The types of order `mtid`'s events in `reconciler_events`, oldest first, read as the product
+/// reads them (`Store::list_events`).
+pub fn event_types(w: &World, mtid: &str) -> Vec<String> {
+    use draft_reconciler::store::events::field;
+    let events = w.block(w.store().list_events(mongodb::bson::doc! { field::MTID: mtid }));
+    let events = events.expect("read the events");
+    events
+        .iter()
+        .map(|e| e.get_str(field::TYPE).unwrap_or("?").to_string())
+        .collect()
+}
+
 pub fn last_history(w: &World, mtid: &str) -> Document {
     w.history(mtid).last().cloned().expect("a history entry")
 }

@@ -1,0 +1,329 @@
+//! One pass of `run`'s sender (the `EventSender` actor loops over [`Sender::pass`]): move what
+//! other processes left in orders' outboxes, then send what is due, at most [`IN_FLIGHT`]
+//! attempts at a time per channel, none of them on the settle path.
+//!
+//! The shop's channel keeps the order per order: an event is not claimed while an earlier event
+//! of its order is pending (it waits without spending attempts, and its window starts when the
+//! earlier one ends), and one event per order is in flight at a time. Each attempt is claimed in
+//! MongoDB first (`Store::claim_event`, a lease of twice the timeout), so one instance sends a
+//! given event at a time; a 2xx marks it delivered, anything else schedules the next attempt from
+//! `events.retry_secs` (±10 %), and once the next would fall outside `events.retry_for_hours`
+//! the event is `failed`. An event already older than the window when first seen is `expired`,
+//! unsent. Slack copies go the same way on their own record, in no particular order.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Bson, DateTime, Document};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Settings;
+use crate::store::events::{int, Attempt, Channel, End, EXPIRED, FAILED};
+use crate::store::orders::plus;
+use crate::store::{Store, StoreResult};
+use crate::telemetry::{labels, names};
+
+/// Attempts in flight per channel, at most.
+pub const IN_FLIGHT: usize = 16;
+
+/// How often the gauges are refreshed, at most.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the shop's events go and how they are signed.
+struct Shop {
+    url: String,
+    key: Vec<u8>,
+}
+
+/// Everything a pass needs; built once by the actor.
+pub struct Sender {
+    store: Store,
+    http: reqwest::Client,
+    shop: Option<Shop>,
+    slack: Option<SecretString>,
+    owner: String,
+    timeout: Duration,
+    retry: Vec<Duration>,
+    window: Duration,
+    gauges_at: Option<Instant>,
+}
+
+/// What one attempt came to: the HTTP status when an answer came, and why it was not a 2xx
+/// (`None`: delivered).
+type Answer = (Option<u16>, Option<String>);
+
+impl Sender {
+    /// The sender of this process (`owner`: its lease owner id).
+    pub fn new(store: Store, settings: &Settings, owner: &str) -> anyhow::Result<Sender> {
+        let e = &settings.events;
+        let shop = match (&e.url, &e.secret) {
+            (Some(url), Some(secret)) => Some(Shop {
+                url: url.clone(),
+                key: super::sign::key(secret.expose_secret()).map_err(anyhow::Error::msg)?,
+            }),
+            _ => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(e.timeout)
+            // A redirect is a failed attempt (Standard Webhooks): the URL should be updated.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("draft-reconciler/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Sender {
+            store,
+            http,
+            shop,
+            slack: settings.notify.slack_url.clone(),
+            owner: owner.to_string(),
+            timeout: e.timeout,
+            retry: e.retry.clone(),
+            window: e.window(),
+            gauges_at: None,
+        })
+    }
+
+    /// One pass; whether it did anything (the actor then goes again at once).
+    pub async fn pass(&mut self) -> StoreResult<bool> {
+        let mut worked = self.store.relay_leftovers().await? > 0;
+        if self.shop.is_some() {
+            worked |= self.send_due(Channel::Shop).await?;
+        }
+        if self.slack.is_some() {
+            worked |= self.send_due(Channel::Slack).await?;
+        }
+        if self.gauges_at.is_none_or(|t| t.elapsed() >= GAUGES_EVERY) {
+            self.gauges_at = Some(Instant::now());
+            self.gauges().await?;
+        }
+        Ok(worked)
+    }
+
+    /// Claim and send what is due on `ch`; whether anything was attempted or closed.
+    async fn send_due(&self, ch: Channel) -> StoreResult<bool> {
+        let now = DateTime::now();
+        let due = self.store.due_events(ch, now, (IN_FLIGHT * 4) as i64).await?;
+        let mut orders = HashSet::new();
+        let mut claimed = Vec::new();
+        let mut closed = false;
+        for event in due {
+            if claimed.len() == IN_FLIGHT {
+                break;
+            }
+            let Ok(id) = event.get_str("_id").map(str::to_string) else {
+                continue;
+            };
+            if ch == Channel::Shop {
+                let order = event.get("orderId").map_or_else(String::new, Bson::to_string);
+                if !orders.insert(order) || self.store.waits_behind(&event).await? {
+                    continue;
+                }
+            }
+            if let Some(to) = self.out_of_window(ch, &event, now) {
+                let attempts = record_int(ch, &event, "attempts");
+                if self.store.close_event(ch, &id, attempts, to, now).await? {
+                    closed = true;
+                    self.closed(ch, &event, to).await?;
+                }
+                continue;
+            }
+            let until = plus(now, self.timeout * 2);
+            if let Some(e) = self.store.claim_event(ch, &id, &self.owner, now, until).await? {
+                claimed.push(e);
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(closed);
+        }
+        let attempts = claimed.iter().map(|e| self.attempt(ch, e));
+        for r in futures_util::future::join_all(attempts).await {
+            r?;
+        }
+        Ok(true)
+    }
+
+    /// `expired` for an event never attempted whose window has passed (old news: never sent),
+    /// `failed` for one attempted whose window passed while it waited; `None` inside the window.
+    fn out_of_window(&self, ch: Channel, event: &Document, now: DateTime) -> Option<&'static str> {
+        let start = ch
+            .record(event)
+            .and_then(|r| r.get_datetime("windowStart").ok().copied())
+            .or_else(|| event.get_datetime("createdAt").ok().copied())?;
+        if now <= plus(start, self.window) {
+            return None;
+        }
+        Some(if record_int(ch, event, "attempts") == 0 {
+            EXPIRED
+        } else {
+            FAILED
+        })
+    }
+
+    /// An event closed without an attempt: counted, and (for the shop) the next of its order
+    /// may go.
+    async fn closed(&self, ch: Channel, event: &Document, to: &'static str) -> StoreResult<()> {
+        let result = if to == EXPIRED {
+            labels::event_result::EXPIRED
+        } else {
+            labels::event_result::FAILED
+        };
+        count(ch, event, result);
+        let id = event.get_str("_id").unwrap_or("?");
+        tracing::warn!(
+            event_id = id,
+            state = to,
+            "event closed without another attempt: outside events.retry_for_hours"
+        );
+        if ch == Channel::Shop && to == FAILED {
+            self.unblock(event).await?;
+        }
+        Ok(())
+    }
+
+    /// Send one claimed event and record how it went.
+    async fn attempt(&self, ch: Channel, event: &Document) -> StoreResult<()> {
+        let id = event.get_str("_id").unwrap_or_default();
+        let (status, error) = match ch {
+            Channel::Shop => self.post_shop(id, event).await,
+            Channel::Slack => self.post_slack(event).await,
+        };
+        let now = DateTime::now();
+        let attempts = record_int(ch, event, "attempts");
+        let end = if error.is_none() {
+            End::Delivered
+        } else {
+            let next = plus(now, super::retry_wait(attempts, &self.retry, super::jitter()));
+            let start = ch
+                .record(event)
+                .and_then(|r| r.get_datetime("windowStart").ok().copied())
+                .unwrap_or(now);
+            if next <= plus(start, self.window) {
+                End::Retry(next)
+            } else {
+                End::Failed
+            }
+        };
+        let attempt = Attempt { status, error, end };
+        if !self.store.end_attempt(ch, id, &self.owner, &attempt, now).await? {
+            tracing::warn!(
+                event_id = id,
+                "an event's attempt outlived its lease; another instance has it now"
+            );
+            return Ok(());
+        }
+        let result = match end {
+            End::Delivered => labels::event_result::DELIVERED,
+            End::Retry(_) => labels::event_result::RETRIED,
+            End::Failed => labels::event_result::FAILED,
+        };
+        count(ch, event, result);
+        if end == End::Delivered {
+            tracing::info!(event_id = id, attempts, "event delivered");
+        } else {
+            let status = status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            let error = attempt.error.as_deref().unwrap_or("-");
+            tracing::warn!(event_id = id, attempts, status = %status, error, result, "event not accepted");
+        }
+        if ch == Channel::Shop && !matches!(end, End::Retry(_)) {
+            self.unblock(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn unblock(&self, event: &Document) -> StoreResult<()> {
+        match (event.get("orderId"), int(event.get("seq"))) {
+            (Some(order), Some(seq)) => self.store.unblock_after(order, seq, DateTime::now()).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// POST the event's frozen body to the shop, signed for this attempt.
+    async fn post_shop(&self, id: &str, event: &Document) -> Answer {
+        let Some(shop) = &self.shop else {
+            return refused(None, "no events.url");
+        };
+        let body = body(event);
+        let timestamp = DateTime::now().timestamp_millis() / 1000;
+        let signature = super::sign::signature(&shop.key, id, timestamp, &body);
+        let request = self
+            .http
+            .post(&shop.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body);
+        answer(request.send().await)
+    }
+
+    /// POST the one-line Slack copy.
+    async fn post_slack(&self, event: &Document) -> Answer {
+        let Some(url) = &self.slack else {
+            return refused(None, "no notify.slack_url");
+        };
+        let text = super::slack_line(event);
+        let request = self
+            .http
+            .post(url.expose_secret())
+            .json(&serde_json::json!({ "text": text }));
+        answer(request.send().await)
+    }
+
+    /// The gauges: only with `events.url` set (without it nothing is expected to leave).
+    async fn gauges(&self) -> StoreResult<()> {
+        let (pending, failed, oldest) = if self.shop.is_some() {
+            self.store.event_counts().await?
+        } else {
+            (0, 0, None)
+        };
+        let age = oldest.map_or(0, |t| {
+            (DateTime::now().timestamp_millis() - t.timestamp_millis()).max(0) / 1000
+        });
+        metrics::gauge!(names::EVENTS_UNDELIVERED).set(pending as f64);
+        metrics::gauge!(names::EVENTS_FAILED).set(failed as f64);
+        metrics::gauge!(names::EVENTS_OLDEST_UNDELIVERED).set(age as f64);
+        Ok(())
+    }
+}
+
+/// The body an event is sent with: its frozen payload as compact JSON (the same bytes every
+/// attempt and every replay).
+pub fn body(event: &Document) -> String {
+    let payload = event.get_document("payload").cloned().unwrap_or_default();
+    Bson::Document(payload).into_relaxed_extjson().to_string()
+}
+
+/// A counter of `ch`'s delivery record in `event`.
+fn record_int(ch: Channel, event: &Document, k: &str) -> i64 {
+    int(ch.record(event).and_then(|r| r.get(k))).unwrap_or(0)
+}
+
+fn count(ch: Channel, event: &Document, result: &'static str) {
+    match ch {
+        Channel::Shop => {
+            // The type label is one of the fixed event types, never anything read raw.
+            let ty = event
+                .get_str("type")
+                .ok()
+                .and_then(crate::domain::EventType::parse)
+                .map_or("unknown", |t| t.as_str());
+            metrics::counter!(names::EVENTS, labels::TYPE => ty, labels::RESULT => result).increment(1);
+        }
+        Channel::Slack => metrics::counter!(names::NOTIFICATIONS, labels::RESULT => result).increment(1),
+    }
+}
+
+fn refused(status: Option<u16>, error: &str) -> Answer {
+    (status, Some(error.to_string()))
+}
+
+/// A 2xx is delivered; anything else (another status, a timeout, no connection) is not. Errors
+/// are described without their URL (the Slack one is a credential).
+fn answer(result: reqwest::Result<reqwest::Response>) -> Answer {
+    match result {
+        Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+        Ok(r) => refused(Some(r.status().as_u16()), "not a 2xx answer"),
+        Err(e) if e.is_timeout() => refused(None, "timeout"),
+        Err(e) if e.is_connect() => refused(None, "connection failed"),
+        Err(e) => refused(None, &format!("request failed: {}", e.without_url())),
+    }
+}

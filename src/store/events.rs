@@ -1,0 +1,379 @@
+//! `reconciler_events`: each event the outbox moved (`store/outbox.rs`) with its delivery state
+//! (docs/events.md). `state` is the shop's delivery: `pending`, `delivered`, `failed` (retried
+//! for the whole window without a 2xx) or `expired` (older than the window when first seen);
+//! `deliveries` counts its attempts (`attempts`, `lastStatus`, `lastError`, `nextAttemptAt`,
+//! `windowStart`) and holds the lease of the instance sending it (`leaseOwner`, `leaseUntil`):
+//! an attempt is claimed by one findOneAndUpdate guarded by the state and a free lease, so one
+//! instance sends a given event at a time and several share the work. A Slack copy, for the
+//! events a person acts on, is a second delivery state of its own (`slack`, the same fields plus
+//! `state` and `deliveredAt`), never blocking the shop's.
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::options::{FindOneAndUpdateOptions, IndexOptions, ReturnDocument};
+use mongodb::{Collection, IndexModel};
+
+use super::Store;
+use super::{StoreError, StoreResult};
+
+/// The reconciler's collection of events (the relay of `store/outbox.rs` fills it).
+pub const EVENTS: &str = "reconciler_events";
+
+/// The names of a `reconciler_events` document's fields: the one spelling the relay writes
+/// (`store/outbox.rs`) and the sender, `events` commands and the console read.
+pub mod field {
+    pub const ID: &str = "_id";
+    pub const TYPE: &str = "type";
+    pub const MTID: &str = "merchantTransactionId";
+    pub const ORDER_ID: &str = "orderId";
+    /// Per order, increasing in the order the events were recorded.
+    pub const SEQ: &str = "seq";
+    pub const CREATED_AT: &str = "createdAt";
+    /// The body as sent, frozen when the event was moved.
+    pub const PAYLOAD: &str = "payload";
+    /// The shop's delivery state ([`super::PENDING`], ...).
+    pub const STATE: &str = "state";
+    pub const DELIVERED_AT: &str = "deliveredAt";
+    /// The shop's delivery record ([`super::fresh_delivery`]); `SLACK` is the Slack copy's.
+    pub const DELIVERIES: &str = "deliveries";
+    pub const SLACK: &str = "slack";
+    /// In a delivery record: attempts made, and the last answer's HTTP status.
+    pub const ATTEMPTS: &str = "attempts";
+    pub const LAST_STATUS: &str = "lastStatus";
+}
+
+/// Not delivered yet; attempts go on.
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+/// Every attempt within the window failed.
+pub const FAILED: &str = "failed";
+/// Older than the window when first seen: never sent.
+pub const EXPIRED: &str = "expired";
+
+/// Who an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// `events.url`, signed as Standard Webhooks, in order per order.
+    Shop,
+    /// `notify.slack_url`, a one-line copy.
+    Slack,
+}
+
+impl Channel {
+    /// The path of this channel's delivery `state`.
+    pub fn state(self) -> &'static str {
+        match self {
+            Channel::Shop => field::STATE,
+            Channel::Slack => "slack.state",
+        }
+    }
+
+    /// The path of this channel's `deliveredAt`.
+    pub fn delivered_at(self) -> &'static str {
+        match self {
+            Channel::Shop => field::DELIVERED_AT,
+            Channel::Slack => "slack.deliveredAt",
+        }
+    }
+
+    /// The path of field `k` of this channel's delivery record.
+    pub fn field(self, k: &str) -> String {
+        match self {
+            Channel::Shop => format!("deliveries.{k}"),
+            Channel::Slack => format!("slack.{k}"),
+        }
+    }
+
+    /// This channel's delivery record in a fetched event.
+    pub fn record(self, event: &Document) -> Option<&Document> {
+        let key = match self {
+            Channel::Shop => field::DELIVERIES,
+            Channel::Slack => field::SLACK,
+        };
+        event.get_document(key).ok()
+    }
+
+    /// This channel's state in a fetched event.
+    pub fn state_of(self, event: &Document) -> Option<&str> {
+        match self {
+            Channel::Shop => event.get_str(field::STATE).ok(),
+            Channel::Slack => self.record(event).and_then(|r| r.get_str(field::STATE).ok()),
+        }
+    }
+}
+
+/// A delivery record as the relay writes it: no attempt yet, due at once, its window from
+/// `created` (a Slack copy's also carries its `state`).
+pub(crate) fn fresh_delivery(created: DateTime) -> Document {
+    doc! {
+        field::ATTEMPTS: 0_i64, field::LAST_STATUS: Bson::Null, "lastError": Bson::Null,
+        "nextAttemptAt": created, "windowStart": created,
+    }
+}
+
+/// An integer field (Int32 or Int64).
+pub fn int(b: Option<&Bson>) -> Option<i64> {
+    match b? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// How an attempt ended, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// Why there was no 2xx, in a few words (never a URL or a body).
+    pub error: Option<String>,
+    /// What becomes of the event.
+    pub end: End,
+}
+
+/// What becomes of an event after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Delivered,
+    /// Not accepted; the next attempt is due then.
+    Retry(DateTime),
+    /// Not accepted, and the next attempt would fall outside the window: `failed`.
+    Failed,
+}
+
+fn after() -> FindOneAndUpdateOptions {
+    FindOneAndUpdateOptions::builder()
+        .return_document(ReturnDocument::After)
+        .build()
+}
+
+impl Store {
+    /// The events collection.
+    pub fn events(&self) -> Collection<Document> {
+        self.db.collection(EVENTS)
+    }
+
+    /// The indexes of `reconciler_events` (the reconciler's own collection).
+    pub async fn ensure_event_indexes(&self) -> StoreResult<()> {
+        let index = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
+        };
+        let slack = IndexModel::builder()
+            .keys(doc! { "slack.state": 1, "slack.nextAttemptAt": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name("slack_due".to_string())
+                    .partial_filter_expression(doc! { "slack.state": { "$exists": true } })
+                    .build(),
+            )
+            .build();
+        let models = vec![
+            index(doc! { "state": 1, "deliveries.nextAttemptAt": 1 }, "due"),
+            index(doc! { "orderId": 1, "seq": 1 }, "order_seq"),
+            index(doc! { "merchantTransactionId": 1, "createdAt": 1 }, "order_created"),
+            // No index on `createdAt` alone: an operator may add a TTL index on it (docs/events.md).
+            slack,
+        ];
+        self.events()
+            .create_indexes(models)
+            .await
+            .map_err(StoreError::mongo("create reconciler_events indexes"))?;
+        Ok(())
+    }
+
+    /// Events whose next attempt on `ch` is due at `now` and that nobody holds, oldest first.
+    pub async fn due_events(&self, ch: Channel, now: DateTime, limit: i64) -> StoreResult<Vec<Document>> {
+        use futures_util::TryStreamExt;
+        let filter = doc! {
+            ch.state(): PENDING,
+            ch.field("nextAttemptAt"): { "$lte": now },
+            ch.field("leaseUntil"): { "$not": { "$gt": now } },
+        };
+        self.events()
+            .find(filter)
+            .sort(doc! { "seq": 1 })
+            .limit(limit)
+            .await
+            .map_err(StoreError::mongo("find due events"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("find due events"))
+    }
+
+    /// Whether an earlier event of the same order is still pending for the shop: this one waits
+    /// for it (without spending its attempts). A `failed` or `expired` one no longer blocks.
+    pub async fn waits_behind(&self, event: &Document) -> StoreResult<bool> {
+        let (Some(order), Some(seq)) = (event.get("orderId"), int(event.get("seq"))) else {
+            return Ok(false);
+        };
+        let earlier = self
+            .events()
+            .find_one(doc! { "orderId": order, "seq": { "$lt": seq }, "state": PENDING })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(StoreError::mongo("find an earlier pending event"))?;
+        Ok(earlier.is_some())
+    }
+
+    /// Close an event on `ch` without another attempt (`to`: expired or failed), guarded by its
+    /// attempts as read and a free lease. `false` when it changed meanwhile.
+    pub async fn close_event(
+        &self,
+        ch: Channel,
+        id: &str,
+        attempts: i64,
+        to: &str,
+        now: DateTime,
+    ) -> StoreResult<bool> {
+        let filter = doc! {
+            "_id": id, ch.state(): PENDING, ch.field("attempts"): attempts,
+            ch.field("leaseUntil"): { "$not": { "$gt": now } },
+        };
+        let r = self
+            .events()
+            .update_one(filter, doc! { "$set": { ch.state(): to, ch.field("closedAt"): now } })
+            .await
+            .map_err(StoreError::mongo("close an event"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// Claim the next attempt of event `id` on `ch` for `owner` until `until`: one atomic
+    /// findOneAndUpdate guarded by the state, the due time and a free lease, counting the
+    /// attempt. The event as claimed, or `None` when another instance has it (or it changed).
+    pub async fn claim_event(
+        &self,
+        ch: Channel,
+        id: &str,
+        owner: &str,
+        now: DateTime,
+        until: DateTime,
+    ) -> StoreResult<Option<Document>> {
+        let filter = doc! {
+            "_id": id, ch.state(): PENDING,
+            ch.field("nextAttemptAt"): { "$lte": now },
+            ch.field("leaseUntil"): { "$not": { "$gt": now } },
+        };
+        let update = doc! {
+            "$set": { ch.field("leaseOwner"): owner, ch.field("leaseUntil"): until, ch.field("lastAttemptAt"): now },
+            "$inc": { ch.field("attempts"): 1_i64 },
+        };
+        self.events()
+            .find_one_and_update(filter, update)
+            .with_options(after())
+            .await
+            .map_err(StoreError::mongo("claim an event"))
+    }
+
+    /// Record how `owner`'s attempt on `ch` ended ([`End`]). Guarded by our lease: `false` when
+    /// it was lost (the attempt outlived it and another instance took the event).
+    pub async fn end_attempt(
+        &self,
+        ch: Channel,
+        id: &str,
+        owner: &str,
+        a: &Attempt,
+        now: DateTime,
+    ) -> StoreResult<bool> {
+        let mut set = doc! {
+            ch.field("lastStatus"): a.status.map(i32::from), ch.field("lastError"): a.error.clone(),
+        };
+        match a.end {
+            End::Delivered => {
+                set.insert(ch.state(), DELIVERED);
+                set.insert(ch.delivered_at(), now);
+            }
+            End::Retry(next) => {
+                set.insert(ch.field("nextAttemptAt"), next);
+            }
+            End::Failed => {
+                set.insert(ch.state(), FAILED);
+                set.insert(ch.field("closedAt"), now);
+            }
+        }
+        let unset = doc! { ch.field("leaseOwner"): "", ch.field("leaseUntil"): "" };
+        let r = self
+            .events()
+            .update_one(
+                doc! { "_id": id, ch.state(): PENDING, ch.field("leaseOwner"): owner },
+                doc! { "$set": set, "$unset": unset },
+            )
+            .await
+            .map_err(StoreError::mongo("record an event attempt"))?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// The earlier event of an order ended (delivered or failed): the later ones that waited
+    /// behind it without an attempt get their window from now, so waiting spent none of it.
+    pub async fn unblock_after(&self, order: &Bson, seq: i64, now: DateTime) -> StoreResult<()> {
+        self.events()
+            .update_many(
+                doc! { "orderId": order, "seq": { "$gt": seq }, "state": PENDING, "deliveries.attempts": 0_i64 },
+                doc! { "$max": { "deliveries.windowStart": now } },
+            )
+            .await
+            .map_err(StoreError::mongo("start the window of waiting events"))?;
+        Ok(())
+    }
+
+    /// Events pending for the shop, failed, and when the oldest pending one was recorded (the
+    /// `reconciler_events_*` gauges).
+    pub async fn event_counts(&self) -> StoreResult<(u64, u64, Option<DateTime>)> {
+        let count = |state: &'static str| async move {
+            self.events()
+                .count_documents(doc! { field::STATE: state })
+                .await
+                .map_err(StoreError::mongo("count events"))
+        };
+        let oldest = self
+            .events()
+            .find_one(doc! { field::STATE: PENDING })
+            .sort(doc! { field::CREATED_AT: 1 })
+            .projection(doc! { field::CREATED_AT: 1 })
+            .await
+            .map_err(StoreError::mongo("find the oldest pending event"))?;
+        let oldest = oldest.and_then(|d| d.get_datetime(field::CREATED_AT).ok().copied());
+        Ok((count(PENDING).await?, count(FAILED).await?, oldest))
+    }
+
+    /// Events matching `filter`, oldest first (`events list`).
+    pub async fn list_events(&self, filter: Document) -> StoreResult<Vec<Document>> {
+        use futures_util::TryStreamExt;
+        self.events()
+            .find(filter)
+            .sort(doc! { field::CREATED_AT: 1, field::SEQ: 1 })
+            .await
+            .map_err(StoreError::mongo("list events"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("list events"))
+    }
+
+    /// One event by its id (`events show`).
+    pub async fn find_event(&self, id: &str) -> StoreResult<Option<Document>> {
+        self.events()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(StoreError::mongo("read an event"))
+    }
+
+    /// Queue the events matching `filter` for the shop again (`events replay`): pending, no
+    /// attempt counted, a fresh window from `now`, due now, `deliveredAt` cleared; the same ids
+    /// and bodies. An attempt in flight keeps its lease. The number queued.
+    pub async fn replay_events(&self, filter: Document, now: DateTime) -> StoreResult<u64> {
+        let update = doc! {
+            "$set": {
+                "state": PENDING, "deliveries.attempts": 0_i64, "deliveries.windowStart": now,
+                "deliveries.nextAttemptAt": now, "deliveries.replayedAt": now,
+            },
+            "$unset": { "deliveredAt": "", "deliveries.closedAt": "" },
+        };
+        let r = self
+            .events()
+            .update_many(filter, update)
+            .await
+            .map_err(StoreError::mongo("replay events"))?;
+        Ok(r.matched_count)
+    }
+}
