@@ -508,15 +508,19 @@ fn a_fulfil_from_the_console_records_its_one_event() {
     let console = serve(&w);
     let mut a = Client::new(&w, &console);
     assert_eq!(a.login(ASHA).status, 303);
-    let done = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    // The confirmation page's form, kept for a second tab below.
+    let seen = a.hidden("/orders/CS-11/fulfil", "seen");
+    let form = [("csrf", a.csrf()), ("seen", seen)];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = a.post("/orders/CS-11/fulfil", &form);
     assert!(done.body.contains("Done."), "{}", done.body);
     assert_eq!(w.status("CS-11").0, "confirmed");
     // The console's process moves the event itself (no `run` here), exactly one.
     eventually(WAIT, "the fulfil's one event", || {
         event_types(&w, "CS-11") == ["order.needs_review", "order.confirmed"]
     });
-    // Done again (a second tab): refused, and no second event.
-    let again = a.post("/orders/CS-11/fulfil", &[("csrf", a.csrf().as_str())]);
+    // Done again (a second tab, the same page): refused, and no second event.
+    let again = a.post("/orders/CS-11/fulfil", &form);
     assert!(again.body.contains("Refused:"), "{}", again.body);
     assert_eq!(event_types(&w, "CS-11"), ["order.needs_review", "order.confirmed"]);
 }

@@ -119,15 +119,45 @@ fn a_large_pool_settles_every_order_once_with_stock_exact() {
             .script(&mtid, vec![Answer::completed(1000).delay(i as u64 % 7 * 10)]);
     }
 
-    let summary = w.once();
+    let mut summary = w.once();
+    // On a loaded machine a commit can meet a write conflict (60 orders share the mug) or a
+    // timeout it does not outlast: that order is `retried`, nothing of it written. Such orders
+    // are made due again (as if their backoff were over) and passed again; the exactly-once
+    // checks below hold whatever the number of passes.
+    let mut asked_again = 0;
+    for _ in 0..5 {
+        let retried: Vec<String> = (0..n)
+            .map(|i| format!("ORD-P{i:03}"))
+            .filter(|m| w.status(m).0 == "draft")
+            .collect();
+        if retried.is_empty() {
+            break;
+        }
+        asked_again += retried.len();
+        for mtid in &retried {
+            w.sim.script(mtid, vec![Answer::completed(1000)]);
+            let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1000);
+            w.update_order(
+                doc! { "merchantTransactionId": mtid },
+                doc! { "$set": { "reconciliation.nextCheckAt": past } },
+            );
+        }
+        let more = w.once();
+        for (k, v) in more.counts {
+            *summary.counts.entry(k).or_default() += v;
+        }
+    }
 
     // 60 mugs were sold against 30 in stock: 30 confirmed, 30 parked.
     assert_eq!(summary.get(Outcome::Confirmed), 90, "{summary}");
     assert_eq!(summary.get(Outcome::NeedsReview), 30, "{summary}");
+    assert_eq!(summary.get(Outcome::Retried) as usize, asked_again, "{summary}");
     assert_eq!((w.stock("tee"), w.stock("mug")), (940, 0));
+    let mut calls = 0;
     for i in 0..n {
         let mtid = format!("ORD-P{i:03}");
-        assert_eq!(w.calls_for(&mtid), 1, "{mtid} asked once");
+        calls += w.calls_for(&mtid);
         assert_eq!(w.history(&mtid).len(), 1, "{mtid} settled once");
     }
+    assert_eq!(calls, n + asked_again, "each order asked once per pass that took it");
 }
