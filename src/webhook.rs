@@ -277,8 +277,14 @@ pub async fn act(env: Arc<Env>, d: Delivery) -> Reply {
         // Left draft without a payment: a completed payment now is recorded.
         Some(Status::Cancelled | Status::NeedsReview) => return left_draft(&env, d, &doc).await,
         Some(_) => return Reply::ok(ev, result::ALREADY_SETTLED),
+        // A draft in all but the word (another case, an array): the reconciler never claims
+        // it, so a completed payment in this callback is recorded now.
+        None if LeftDraft::of_loose_draft(&doc, env.store.schema()).is_some() => {
+            tracing::error!("webhook: a draft whose status is not the schema's word; a payment is recorded");
+            return unreadable_draft(&env, d, &doc).await;
+        }
         None => {
-            tracing::error!("webhook: the order's status cannot be read; the reconciler parks it");
+            tracing::error!("webhook: the order's status cannot be read; nothing recorded");
             return Reply::ok(ev, result::IGNORED);
         }
     }
@@ -363,8 +369,9 @@ async fn left_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document) -> Re
     }
 }
 
-/// A delivery about a draft the reconciler cannot settle (its document cannot be parsed, or its
-/// `paymentStatus` is not `pending`): the reconciler parks it `invalid_order` without asking
+/// A delivery about a draft the reconciler cannot settle (its document cannot be parsed, its
+/// `paymentStatus` is not `pending`, or its status is the draft word only loosely: another case,
+/// an array): the reconciler parks it `invalid_order` (or never claims it) without asking
 /// PhonePe, so a completed payment in this callback is the only word of it and is recorded now
 /// (parked `invalid_order`, `paymentStatus: paid`, one history entry), never answered `ignored`.
 /// If the draft changed meanwhile (parked by the reconciler), 503: PhonePe's next delivery finds
@@ -374,7 +381,9 @@ async fn unreadable_draft(env: &Env, d: Delivery, doc: &mongodb::bson::Document)
     if !d.settles || d.report.state != PaymentState::Completed {
         return Reply::ok(ev, result::IGNORED);
     }
-    let Some(target) = LeftDraft::of_doc(doc, env.store.schema()) else {
+    let schema = env.store.schema();
+    let target = LeftDraft::of_doc(doc, schema).or_else(|| LeftDraft::of_loose_draft(doc, schema));
+    let Some(target) = target else {
         return Reply::ok(ev, result::IGNORED);
     };
     let report = match confirmed(env, d.report, &d.mtid).await {

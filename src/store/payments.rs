@@ -22,6 +22,9 @@ pub struct LeftDraft {
     pub status: Status,
     /// The payment status field as stored (`None`: missing).
     pub payment_as_read: Option<Bson>,
+    /// The status field as stored when it is not the schema's word for `status` (a draft
+    /// whose status reads only loosely as one: see [`LeftDraft::of_loose_draft`]).
+    pub status_as_read: Option<Bson>,
 }
 
 impl LeftDraft {
@@ -31,7 +34,29 @@ impl LeftDraft {
             id: doc.get("_id")?.clone(),
             status: crate::schema::read_status(doc, schema)?,
             payment_as_read: get_path(doc, &schema.orders.payment_status).cloned(),
+            status_as_read: None,
         })
+    }
+
+    /// A draft whose status is not the schema's word but reads as it loosely: the word in
+    /// another case, or an array holding it. The reconciler never claims such a document, so a
+    /// payment PhonePe confirms for it is recorded on it (guarded by the status as stored).
+    pub fn of_loose_draft(doc: &Document, schema: &Schema) -> Option<LeftDraft> {
+        let word = schema.orders.status_values.word(Status::Draft);
+        let loose = |b: &Bson| b.as_str().is_some_and(|s| s.trim().eq_ignore_ascii_case(word));
+        let raw = get_path(doc, &schema.orders.status)?;
+        let draft_like = match raw {
+            Bson::Array(items) => items.iter().any(loose),
+            other => loose(other),
+        };
+        draft_like
+            .then(|| LeftDraft {
+                id: doc.get("_id").cloned().unwrap_or(Bson::Null),
+                status: Status::Draft,
+                payment_as_read: get_path(doc, &schema.orders.payment_status).cloned(),
+                status_as_read: Some(raw.clone()),
+            })
+            .filter(|d| d.id != Bson::Null)
     }
 
     /// From a parsed order (its payment status is one of the schema's words).
@@ -41,6 +66,7 @@ impl LeftDraft {
             id: order.id.clone(),
             status: order.status,
             payment_as_read: Some(Bson::String(word.to_string())),
+            status_as_read: None,
         }
     }
 }
@@ -68,7 +94,9 @@ impl Store {
         now: DateTime,
     ) -> StoreResult<bool> {
         let s = &self.schema.orders;
-        let mut filter = doc! { "_id": &o.id, &s.status: s.status_values.word(o.status) };
+        let status = o.status_as_read.clone();
+        let status = status.unwrap_or_else(|| s.status_values.word(o.status).into());
+        let mut filter = doc! { "_id": &o.id, &s.status: status };
         filter.insert(
             &s.payment_status,
             o.payment_as_read

@@ -5,7 +5,7 @@
 //! draft (parked `invalid_order`, `paymentStatus: paid`, `paidAmount`), as on every order that
 //! has no recorded payment.
 
-use mongodb::bson::{doc, DateTime};
+use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::{Answer, WebhookVersion};
 
 use super::late::Hooked;
@@ -75,6 +75,71 @@ fn a_completed_callback_for_a_draft_that_cannot_be_reconciled_is_recorded() {
         .expect("signed");
     assert_eq!(hooked.deliver(&w, &again), 200);
     assert_eq!(w.history("AU-TEXT").len(), 1);
+    assert_eq!(w.stock("tee"), 10, "nothing deducted");
+}
+
+/// The same for a draft whose status is the draft word only loosely (another case, an array
+/// holding it): the reconciler never claims it, so the callback's payment was dropped. It is
+/// recorded, guarded by the status as stored; a status that is not a draft at all stays untouched.
+#[test]
+fn a_completed_callback_for_a_draft_whose_status_reads_only_loosely_is_recorded() {
+    use draft_reconciler::domain::Status;
+    let w = World::new("audit_loose_draft_paid");
+    w.insert_product("tee", 10);
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 600_000);
+    let word = w.schema.orders.status_values.word(Status::Draft).to_string();
+    let swapped: String = word
+        .chars()
+        .map(|c| match c.is_ascii_uppercase() {
+            true => c.to_ascii_lowercase(),
+            false => c.to_ascii_uppercase(),
+        })
+        .collect();
+    let rows = [
+        ("AU-CASE", Bson::String(swapped)),
+        ("AU-ARRAY", Bson::Array(vec![Bson::String(word.clone())])),
+        ("AU-OTHER", Bson::String("shipped".into())),
+    ];
+    for (mtid, status) in &rows {
+        w.insert_raw(doc! {
+            "merchantTransactionId": *mtid, "status": "draft", "paymentStatus": "pending",
+            "amount": AMOUNT, "items": [{ "productId": "tee", "quantity": 1 }], "createdAt": created,
+            "updatedAt": created, "history": [],
+        });
+        let o = &w.schema.orders;
+        w.block(
+            w.orders()
+                .update_one(doc! { &o.id: *mtid }, doc! { "$set": { &o.status: status.clone() } }),
+        )
+        .expect("set the status");
+    }
+    let hooked = Hooked::start(&w, &[]);
+    for (i, (mtid, _)) in rows.iter().enumerate() {
+        let version = [WebhookVersion::V1, WebhookVersion::V2][i % 2];
+        let hook = w
+            .sim
+            .state()
+            .webhook(mtid, version, Some(Answer::completed(AMOUNT)))
+            .expect("signed");
+        assert_eq!(hooked.deliver(&w, &hook), 200, "{mtid}");
+    }
+    for mtid in ["AU-CASE", "AU-ARRAY"] {
+        assert_eq!(
+            w.status(mtid),
+            ("needs_review".into(), "paid".into()),
+            "{mtid}: the payment is recorded"
+        );
+        assert_eq!(w.paid_amount(mtid), Some(AMOUNT), "{mtid}");
+        assert_eq!(w.reason(mtid).as_deref(), Some("invalid_order"), "{mtid}");
+        assert_eq!(w.history(mtid).len(), 1, "{mtid}");
+    }
+    let other = w.stored_order("AU-OTHER");
+    assert_eq!(
+        draft_reconciler::schema::get_path(&other, &w.schema.orders.status).and_then(Bson::as_str),
+        Some("shipped"),
+        "not a draft: untouched"
+    );
+    assert!(w.history("AU-OTHER").is_empty());
     assert_eq!(w.stock("tee"), 10, "nothing deducted");
 }
 
