@@ -445,6 +445,8 @@ fn initialize_metrics() {
         metrics::counter!(names::EVENTS, labels::TYPE => ty, labels::RESULT => labels::event_result::FAILED)
             .absolute(0);
     }
+    // Slack copies: the failed series exists from the first scrape, as for the shop's events.
+    metrics::counter!(names::NOTIFICATIONS, labels::RESULT => labels::event_result::FAILED).absolute(0);
     for kind in crate::settlement::matcher::Discrepancy::ALL {
         metrics::gauge!(names::SETTLEMENT_DISCREPANCIES, labels::KIND => kind.as_str()).set(0.0);
     }
