@@ -308,7 +308,11 @@ fn mongo_uri<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> 
 
 /// The URI with its password, and any password/token/secret query value, as `***`.
 fn redacted_uri<S: Serializer>(uri: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    let uri = uri.expose_secret();
+    s.serialize_str(&redact_url(uri.expose_secret()))
+}
+
+/// A URL with the password of its user part, and query values whose names say secret, as `***`.
+fn redact_url(uri: &str) -> String {
     let hosts = uri.find("://").map_or(0, |i| i + 3);
     let end = uri[hosts..].find(['/', '?']).map_or(uri.len(), |i| hosts + i);
     let mut out = uri.to_string();
@@ -318,7 +322,7 @@ fn redacted_uri<S: Serializer>(uri: &SecretString, s: S) -> Result<S::Ok, S::Err
         }
     }
     let Some((base, query)) = out.split_once('?') else {
-        return s.serialize_str(&out);
+        return out;
     };
     let secret = ["password", "token", "secret", "authmechanismproperties"];
     let mut out = format!("{base}?");
@@ -328,7 +332,7 @@ fn redacted_uri<S: Serializer>(uri: &SecretString, s: S) -> Result<S::Ok, S::Err
             _ => out += &format!("{pair}&"),
         }
     }
-    s.serialize_str(&out[..out.len() - 1])
+    out[..out.len() - 1].to_string()
 }
 
 /// The database name from a MongoDB URI's path. Errors describe, never quote, the URI.
@@ -397,8 +401,9 @@ fn optional_url<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Opti
     }
 }
 
+/// `events.url` as `config` prints it: a password in it (basic auth to the shop's endpoint) as `***`.
 fn plain_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    url.as_deref().unwrap_or_default().serialize(s)
+    redact_url(url.as_deref().unwrap_or_default()).serialize(s)
 }
 
 /// A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes (blank: none). Checked

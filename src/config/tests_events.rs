@@ -96,3 +96,21 @@ fn the_secret_and_the_slack_url_are_never_printed() {
     assert!(out.contains("url = \"https://shop.example/hooks/reconciler\""), "{out}");
     assert!(!format!("{s:?}").contains("s3cretPATHpart"), "Debug redacts too");
 }
+
+#[test]
+fn a_password_in_the_events_url_is_never_printed() {
+    let s = load(&[
+        (
+            "RECONCILER_EVENTS__URL",
+            "https://shopuser:SHOPPASS@shop.example/hooks?token=T0KEN&x=1",
+        ),
+        ("RECONCILER_EVENTS__SECRET", SECRET),
+    ])
+    .expect("valid");
+    let out = s.redacted_toml();
+    assert!(!out.contains("SHOPPASS") && !out.contains("T0KEN"), "{out}");
+    assert!(
+        out.contains("url = \"https://shopuser:***@shop.example/hooks?token=***&x=1\""),
+        "{out}"
+    );
+}

@@ -84,7 +84,15 @@ impl Sender {
 
     /// One pass; whether it did anything (the actor then goes again at once).
     pub async fn pass(&mut self) -> StoreResult<bool> {
-        let mut worked = self.store.relay_leftovers().await? > 0;
+        // Moving leftovers is best effort: a refusal there must not stop sending what is
+        // moved already, nor the gauges the alerts read.
+        let mut worked = match self.store.relay_leftovers().await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::error!(error = %e, "events: moving leftover events failed; sending the others");
+                false
+            }
+        };
         if self.shop.is_some() {
             worked |= self.send_due(Channel::Shop).await?;
         }

@@ -30,6 +30,9 @@ pub mod own {
     pub const OUTBOX: &str = "reconciliation.outbox";
     /// The id of an entry of [`OUTBOX`] (`evt_<hex>`): what the relay's index holds.
     pub const OUTBOX_ID: &str = "reconciliation.outbox._id";
+    /// Outbox entries this version cannot read (no id, an unknown type), set aside by the relay
+    /// for a person: nothing is sent for them.
+    pub const OUTBOX_UNREADABLE: &str = "reconciliation.outboxUnreadable";
     /// The journal of a commit in progress (journal strategy).
     pub const COMMIT: &str = "reconciliation.commit";
     /// [`COMMIT`]'s name inside [`RECONCILIATION_KEY`].

@@ -99,17 +99,21 @@ impl Store {
             .await
             .map_err(StoreError::mongo("read the order's outbox"))?;
         let Some(order) = order else { return Ok(0) };
-        let entries: Vec<Document> = get_path(&order, own::OUTBOX)
+        let entries: Vec<Bson> = get_path(&order, own::OUTBOX)
             .and_then(Bson::as_array)
-            .map(|a| a.iter().filter_map(Bson::as_document).cloned().collect())
+            .cloned()
             .unwrap_or_default();
         let events = self.db.collection::<Document>(EVENTS);
         let mut seq = self.last_seq(id).await?;
         let mut moved = Vec::new();
-        for e in &entries {
-            let Some(event) = self.event_of(&order, e, &mut seq) else {
-                tracing::error!("an outbox entry without an id or a type; left in the order for a person");
-                break;
+        let mut unreadable = Vec::new();
+        for raw in &entries {
+            let event = raw.as_document().and_then(|e| self.event_of(&order, e, &mut seq));
+            let Some(event) = event else {
+                // Not an event this version knows (no id, no known type: another version's, or
+                // edited by hand): set aside for a person below; the order's other events go on.
+                unreadable.push(raw.clone());
+                continue;
             };
             let event_id = event.get("_id").cloned().unwrap_or(Bson::Null);
             match events
@@ -128,6 +132,28 @@ impl Store {
                 }
             }
             moved.push(event_id);
+        }
+        if !unreadable.is_empty() {
+            let mtid = get_path(&order, &o.id)
+                .and_then(Bson::as_str)
+                .unwrap_or("?")
+                .to_string();
+            tracing::error!(
+                order = %mtid,
+                entries = unreadable.len(),
+                "outbox entries this version cannot read (no id or an unknown type): moved to {}; nothing sent for them",
+                own::OUTBOX_UNREADABLE
+            );
+            self.orders
+                .update_one(
+                    doc! { "_id": id },
+                    doc! {
+                        "$pull": { own::OUTBOX: { "$in": &unreadable } },
+                        "$push": { own::OUTBOX_UNREADABLE: { "$each": &unreadable } },
+                    },
+                )
+                .await
+                .map_err(StoreError::mongo("set aside unreadable outbox entries"))?;
         }
         if moved.is_empty() {
             return Ok(0);
@@ -212,8 +238,13 @@ impl Store {
             .map_err(StoreError::mongo("find orders with events to move"))?;
         let mut moved = 0;
         for d in ids {
-            if let Some(id) = d.get("_id") {
-                moved += self.relay(id).await?;
+            let Some(id) = d.get("_id") else { continue };
+            // One order's refusal (a write the database refuses) does not hold the others'.
+            match self.relay(id).await {
+                Ok(n) => moved += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an order's events could not be moved; the next sweep tries again")
+                }
             }
         }
         Ok(moved)

@@ -210,3 +210,35 @@ fn every_path_records_one_event_per_transition_and_run_delivers_each_once() {
         0
     );
 }
+
+/// An outbox entry this version cannot read (no id, an unknown type: another version's, or a
+/// hand edit) used to stop the relay at it, stranding the order's real event behind it forever.
+/// It is set aside in `reconciliation.outboxUnreadable` for a person; the real event moves on.
+#[test]
+fn an_unreadable_outbox_entry_is_set_aside_and_the_orders_event_still_moves() {
+    let w = World::new("events_unreadable_outbox");
+    w.insert_product("tee", 5);
+    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - 600_000);
+    w.insert_raw(doc! {
+        "merchantTransactionId": "EV-BAD", "status": "draft", "paymentStatus": "pending",
+        "amount": 10_000, "items": [{ "productId": "tee", "quantity": 1 }], "createdAt": created,
+        "updatedAt": created, "history": [],
+        "reconciliation": { "outbox": [{ "_id": "evt_bogus", "type": "order.shipped" }, 7] },
+    });
+    w.sim.script("EV-BAD", vec![Answer::completed(10_000)]);
+    w.once();
+    assert_eq!(w.status("EV-BAD").0, "confirmed");
+    assert_eq!(types(&w, "EV-BAD"), ["order.confirmed"], "the real event moved");
+    let rec = w
+        .order("EV-BAD")
+        .get_document("reconciliation")
+        .cloned()
+        .unwrap_or_default();
+    let left = rec.get_array("outbox").map(Vec::len).unwrap_or(0);
+    assert_eq!(left, 0, "nothing left in the outbox: {rec:?}");
+    assert_eq!(
+        rec.get_array("outboxUnreadable").map(Vec::len).ok(),
+        Some(2),
+        "both unreadable entries set aside: {rec:?}"
+    );
+}
