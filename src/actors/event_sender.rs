@@ -1,9 +1,9 @@
 //! EventSender: `run`'s delivery of the shop's events (`src/events/send.rs`), apart from
-//! settling: its own actor, its own HTTP client, at most `send::IN_FLIGHT` attempts at a time
+//! settling: its own actor, its own HTTP client, at most `send::IN_FLIGHT` attempts in flight
 //! per channel, and nothing on the settle path waits for it. It loops over passes: after a pass
 //! that did something it goes again at once, otherwise it sleeps `events.poll_secs`, or less when
-//! this process moves an event (`Store::relay` wakes it), so its own events leave within
-//! milliseconds and other processes' within a poll. A panic unwinds the loop with the actor and
+//! this process moves an event (`Store::relay` wakes it) or an attempt lands, so its own events
+//! leave within milliseconds and other processes' within a poll. A panic unwinds the loop with the actor and
 //! the supervisor restarts it; a pass that fails on MongoDB is logged and tried again.
 
 use std::sync::Arc;
@@ -59,6 +59,7 @@ async fn deliver_forever(env: Arc<Env>) {
             tokio::select! {
                 _ = tokio::time::sleep(e.poll) => {}
                 _ = env.store.relayed.notified() => {}
+                _ = sender.landed() => {}
             }
         }
     }

@@ -1,10 +1,13 @@
 //! One pass of `run`'s sender (the `EventSender` actor loops over [`Sender::pass`]): move what
-//! other processes left in orders' outboxes, then send what is due, at most [`IN_FLIGHT`]
-//! attempts at a time per channel, none of them on the settle path.
+//! other processes left in orders' outboxes, then claim what is due and send it on tasks of its
+//! own, at most [`IN_FLIGHT`] attempts in flight per channel, none of them on the settle path. A
+//! pass never waits for an answer: one slow endpoint answer holds up neither the others nor the
+//! next claims, and the actor is woken when an attempt lands ([`Sender::landed`]).
 //!
 //! The shop's channel keeps the order per order: an event is not claimed while an earlier event
-//! of its order is pending (it waits without spending attempts, and its window starts when the
-//! earlier one ends), and one event per order is in flight at a time. Each attempt is claimed in
+//! of its order is pending (it waits without spending attempts, set aside from the due set until
+//! the earlier one ends, and its window starts then), so one event per order is in flight at a
+//! time. Each attempt is claimed in
 //! MongoDB first (`Store::claim_event`, a lease of twice the timeout), so one instance sends a
 //! given event at a time; a 2xx marks it delivered, anything else schedules the next attempt from
 //! `events.retry_secs` (±10 %), and once the next would fall outside `events.retry_for_hours`
@@ -12,10 +15,13 @@
 //! unsent. Slack copies go the same way on their own record, in no particular order.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Bson, DateTime, Document};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::store::events::{int, Attempt, Channel, End, EXPIRED, FAILED};
@@ -37,6 +43,15 @@ struct Shop {
 
 /// Everything a pass needs; built once by the actor.
 pub struct Sender {
+    inner: Arc<Inner>,
+    /// The attempts in flight, per channel.
+    shop_flights: JoinSet<StoreResult<()>>,
+    slack_flights: JoinSet<StoreResult<()>>,
+    gauges_at: Option<Instant>,
+}
+
+/// What the attempts in flight share with the passes.
+struct Inner {
     store: Store,
     http: reqwest::Client,
     shop: Option<Shop>,
@@ -45,7 +60,8 @@ pub struct Sender {
     timeout: Duration,
     retry: Vec<Duration>,
     window: Duration,
-    gauges_at: Option<Instant>,
+    /// Notified when an attempt has landed (its outcome recorded).
+    landed: Notify,
 }
 
 /// What one attempt came to: the HTTP status when an answer came, and why it was not a 2xx
@@ -69,7 +85,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("draft-reconciler/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Sender {
+        let inner = Inner {
             store,
             http,
             shop,
@@ -78,43 +94,83 @@ impl Sender {
             timeout: e.timeout,
             retry: e.retry.clone(),
             window: e.window(),
+            landed: Notify::new(),
+        };
+        Ok(Sender {
+            inner: Arc::new(inner),
+            shop_flights: JoinSet::new(),
+            slack_flights: JoinSet::new(),
             gauges_at: None,
         })
     }
 
+    /// Resolves when an attempt has landed since the last call (the actor's wake-up: the next
+    /// event of that order may be due now).
+    pub async fn landed(&self) {
+        self.inner.landed.notified().await;
+    }
+
+    /// Attempts in flight on `ch`.
+    pub fn in_flight(&self, ch: Channel) -> usize {
+        match ch {
+            Channel::Shop => self.shop_flights.len(),
+            Channel::Slack => self.slack_flights.len(),
+        }
+    }
+
     /// One pass; whether it did anything (the actor then goes again at once).
     pub async fn pass(&mut self) -> StoreResult<bool> {
+        // What landed since the last pass: an attempt whose record failed is this pass's error
+        // (its lease runs out and the event is sent again); a panic goes on to the actor.
+        let mut landed = false;
+        for flights in [&mut self.shop_flights, &mut self.slack_flights] {
+            while let Some(done) = flights.try_join_next() {
+                landed = true;
+                match done {
+                    Ok(r) => r?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => {}
+                }
+            }
+        }
+        let s = &self.inner;
         // Moving leftovers is best effort: a refusal there must not stop sending what is
         // moved already, nor the gauges the alerts read.
-        let mut worked = match self.store.relay_leftovers().await {
+        let mut worked = match s.store.relay_leftovers().await {
             Ok(n) => n > 0,
             Err(e) => {
                 tracing::error!(error = %e, "events: moving leftover events failed; sending the others");
                 false
             }
         };
-        if self.shop.is_some() {
+        if s.shop.is_some() {
             worked |= self.send_due(Channel::Shop).await?;
         }
-        if self.slack.is_some() {
+        if self.inner.slack.is_some() {
             worked |= self.send_due(Channel::Slack).await?;
         }
         if self.gauges_at.is_none_or(|t| t.elapsed() >= GAUGES_EVERY) {
             self.gauges_at = Some(Instant::now());
-            self.gauges().await?;
+            self.inner.gauges().await?;
         }
-        Ok(worked)
+        Ok(worked || landed)
     }
 
-    /// Claim and send what is due on `ch`; whether anything was attempted or closed.
-    async fn send_due(&self, ch: Channel) -> StoreResult<bool> {
+    /// Claim what is due on `ch`, as far as there is room in flight, and send each claimed
+    /// event on a task of its own; whether anything was claimed or closed.
+    async fn send_due(&mut self, ch: Channel) -> StoreResult<bool> {
+        let room = IN_FLIGHT.saturating_sub(self.in_flight(ch));
+        if room == 0 {
+            return Ok(false);
+        }
+        let s = self.inner.clone();
         let now = DateTime::now();
-        let due = self.store.due_events(ch, now, (IN_FLIGHT * 4) as i64).await?;
+        let due = s.store.due_events(ch, now, (IN_FLIGHT * 4) as i64).await?;
         let mut orders = HashSet::new();
         let mut claimed = Vec::new();
         let mut closed = false;
         for event in due {
-            if claimed.len() == IN_FLIGHT {
+            if claimed.len() == room {
                 break;
             }
             let Ok(id) = event.get_str("_id").map(str::to_string) else {
@@ -122,33 +178,47 @@ impl Sender {
             };
             if ch == Channel::Shop {
                 let order = event.get("orderId").map_or_else(String::new, Bson::to_string);
-                if !orders.insert(order) || self.store.waits_behind(&event).await? {
+                if !orders.insert(order) {
+                    continue;
+                }
+                if s.store.waits_behind(&event).await? {
+                    s.store.defer_waiting(&id, now).await?;
                     continue;
                 }
             }
-            if let Some(to) = self.out_of_window(ch, &event, now) {
+            if let Some(to) = s.out_of_window(ch, &event, now) {
                 let attempts = record_int(ch, &event, "attempts");
-                if self.store.close_event(ch, &id, attempts, to, now).await? {
+                if s.store.close_event(ch, &id, attempts, to, now).await? {
                     closed = true;
-                    self.closed(ch, &event, to).await?;
+                    s.closed(ch, &event, to).await?;
                 }
                 continue;
             }
-            let until = plus(now, self.timeout * 2);
-            if let Some(e) = self.store.claim_event(ch, &id, &self.owner, now, until).await? {
+            let until = plus(now, s.timeout * 2);
+            if let Some(e) = s.store.claim_event(ch, &id, &s.owner, now, until).await? {
                 claimed.push(e);
             }
         }
         if claimed.is_empty() {
             return Ok(closed);
         }
-        let attempts = claimed.iter().map(|e| self.attempt(ch, e));
-        for r in futures_util::future::join_all(attempts).await {
-            r?;
+        let flights = match ch {
+            Channel::Shop => &mut self.shop_flights,
+            Channel::Slack => &mut self.slack_flights,
+        };
+        for event in claimed {
+            let s = s.clone();
+            flights.spawn(async move {
+                let r = s.attempt(ch, &event).await;
+                s.landed.notify_one();
+                r
+            });
         }
         Ok(true)
     }
+}
 
+impl Inner {
     /// `expired` for an event never attempted whose window has passed (old news: never sent),
     /// `failed` for one attempted whose window passed while it waited; `None` inside the window.
     fn out_of_window(&self, ch: Channel, event: &Document, now: DateTime) -> Option<&'static str> {
@@ -214,7 +284,7 @@ impl Sender {
         if !self.store.end_attempt(ch, id, &self.owner, &attempt, now).await? {
             tracing::warn!(
                 event_id = id,
-                "an event's attempt outlived its lease; another instance has it now"
+                "an event's attempt was not recorded: it outlived its lease, or the event was replayed meanwhile"
             );
             return Ok(());
         }

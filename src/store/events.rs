@@ -41,6 +41,10 @@ pub mod field {
     pub const LAST_STATUS: &str = "lastStatus";
 }
 
+/// How long an event waiting behind an earlier one of its order stays out of the due set
+/// ([`Store::defer_waiting`]) unless the earlier one's end makes it due sooner.
+pub const WAITING_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Not delivered yet; attempts go on.
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
@@ -191,9 +195,11 @@ impl Store {
             ch.field("nextAttemptAt"): { "$lte": now },
             ch.field("leaseUntil"): { "$not": { "$gt": now } },
         };
+        // Oldest due first (the `due` index's order): an order's events keep their order
+        // through `waits_behind`, not through this sort.
         self.events()
             .find(filter)
-            .sort(doc! { "seq": 1 })
+            .sort(doc! { ch.field("nextAttemptAt"): 1, "seq": 1 })
             .limit(limit)
             .await
             .map_err(StoreError::mongo("find due events"))?
@@ -215,6 +221,23 @@ impl Store {
             .await
             .map_err(StoreError::mongo("find an earlier pending event"))?;
         Ok(earlier.is_some())
+    }
+
+    /// An event due but waiting behind an earlier one of its order leaves the due set for
+    /// [`WAITING_RECHECK`] (marked `deliveries.waiting`), so waiting events never fill a pass's
+    /// fetch and hold back other orders' events; [`Store::unblock_after`] makes it due at once
+    /// when the earlier one ends, and the recheck covers an end this process did not see (another
+    /// instance's, a crash between the two writes). Guarded by a free lease; spends no attempt.
+    pub async fn defer_waiting(&self, id: &str, now: DateTime) -> StoreResult<()> {
+        let later = super::orders::plus(now, WAITING_RECHECK);
+        self.events()
+            .update_one(
+                doc! { "_id": id, "state": PENDING, "deliveries.leaseUntil": { "$not": { "$gt": now } } },
+                doc! { "$max": { "deliveries.nextAttemptAt": later }, "$set": { "deliveries.waiting": true } },
+            )
+            .await
+            .map_err(StoreError::mongo("defer a waiting event"))?;
+        Ok(())
     }
 
     /// Close an event on `ch` without another attempt (`to`: expired or failed), guarded by its
@@ -305,15 +328,25 @@ impl Store {
     }
 
     /// The earlier event of an order ended (delivered or failed): the later ones that waited
-    /// behind it without an attempt get their window from now, so waiting spent none of it.
+    /// behind it without an attempt get their window from now, so waiting spent none of it, and
+    /// those [`Store::defer_waiting`] set aside are due at once.
     pub async fn unblock_after(&self, order: &Bson, seq: i64, now: DateTime) -> StoreResult<()> {
+        let later = doc! { "orderId": order, "seq": { "$gt": seq }, "state": PENDING };
+        let mut never_tried = later.clone();
+        never_tried.insert("deliveries.attempts", 0_i64);
         self.events()
-            .update_many(
-                doc! { "orderId": order, "seq": { "$gt": seq }, "state": PENDING, "deliveries.attempts": 0_i64 },
-                doc! { "$max": { "deliveries.windowStart": now } },
-            )
+            .update_many(never_tried, doc! { "$max": { "deliveries.windowStart": now } })
             .await
             .map_err(StoreError::mongo("start the window of waiting events"))?;
+        let mut waiting = later;
+        waiting.insert("deliveries.waiting", true);
+        self.events()
+            .update_many(
+                waiting,
+                doc! { "$min": { "deliveries.nextAttemptAt": now }, "$unset": { "deliveries.waiting": "" } },
+            )
+            .await
+            .map_err(StoreError::mongo("make waiting events due"))?;
         Ok(())
     }
 
@@ -360,14 +393,19 @@ impl Store {
 
     /// Queue the events matching `filter` for the shop again (`events replay`): pending, no
     /// attempt counted, a fresh window from `now`, due now, `deliveredAt` cleared; the same ids
-    /// and bodies. An attempt in flight keeps its lease. The number queued.
+    /// and bodies. An attempt in flight loses its lease: its outcome is not recorded over the
+    /// replay (a failure would close the replayed event on the old window), and the event goes
+    /// out again. The number queued.
     pub async fn replay_events(&self, filter: Document, now: DateTime) -> StoreResult<u64> {
         let update = doc! {
             "$set": {
                 "state": PENDING, "deliveries.attempts": 0_i64, "deliveries.windowStart": now,
                 "deliveries.nextAttemptAt": now, "deliveries.replayedAt": now,
             },
-            "$unset": { "deliveredAt": "", "deliveries.closedAt": "" },
+            "$unset": {
+                "deliveredAt": "", "deliveries.closedAt": "", "deliveries.waiting": "",
+                "deliveries.leaseOwner": "", "deliveries.leaseUntil": "",
+            },
         };
         let r = self
             .events()

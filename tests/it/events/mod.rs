@@ -6,6 +6,7 @@
 
 mod delivery;
 mod paths;
+mod sender;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
