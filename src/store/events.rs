@@ -229,7 +229,7 @@ impl Store {
     /// when the earlier one ends, and the recheck covers an end this process did not see (another
     /// instance's, a crash between the two writes). Guarded by a free lease; spends no attempt.
     pub async fn defer_waiting(&self, id: &str, now: DateTime) -> StoreResult<()> {
-        let later = super::orders::plus(now, WAITING_RECHECK);
+        let later = DateTime::from_millis(now.timestamp_millis() + WAITING_RECHECK.as_millis() as i64);
         self.events()
             .update_one(
                 doc! { "_id": id, "state": PENDING, "deliveries.leaseUntil": { "$not": { "$gt": now } } },
