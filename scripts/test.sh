@@ -35,8 +35,9 @@ e2e() {
 }
 # `events` (the shop's events, about 2 min on the 2-core machine: its deliveries wait for real
 # retries and an endpoint down for 30 s) is rerun once only, on the journal strategy, where its
-# events are recorded by the other commit path.
-RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline:: binary:: webhook:: review:: console:: events::" e2e "$@"
+# events are recorded by the other commit path; so is `settlement` (seconds), whose recorded
+# payments and settled refunds go through the same commit paths.
+RECONCILER_TEST_STRATEGY=journal E2E_MODULES="pipeline:: binary:: webhook:: review:: console:: events:: settlement::" e2e "$@"
 RECONCILER_TEST_SERVER=standalone e2e "$@"
 # Again on a shop's own schema (RECONCILER_TEST_SCHEMA=shop, tests/it/support: renamed collections
 # and fields, a dotted payment status, upper-case words, rupee amounts, per-size stock under other
