@@ -62,11 +62,37 @@ fn a_settled_payment_for_a_cancelled_order_is_recorded_and_the_order_parked() {
         lines[0]
     );
 
-    // Imported again: recorded once.
+    // Each recorded payment is the shop's event, by the settlement, moved by the importing
+    // process (docs/events.md).
+    let events = w.db.collection::<Document>("reconciler_events");
+    let recorded = |mtid: &str| -> Vec<Document> {
+        w.block(async {
+            use futures_util::TryStreamExt;
+            let found = events
+                .find(doc! { "merchantTransactionId": mtid })
+                .await
+                .expect("find events");
+            found.try_collect().await.expect("read events")
+        })
+    };
+    for mtid in ["SL-C", "SL-R"] {
+        let events = recorded(mtid);
+        assert_eq!(events.len(), 1, "{mtid}: {events:?}");
+        assert_eq!(events[0].get_str("type"), Ok("order.payment_recorded"), "{mtid}");
+        let data = events[0].get_document("payload").and_then(|p| p.get_document("data"));
+        assert_eq!(
+            data.map(|d| d.get_str("by")),
+            Ok(Ok("settlement")),
+            "{mtid}: {events:?}"
+        );
+    }
+
+    // Imported again: recorded once, one event.
     let history = w.history("SL-C").len();
     import(&w, &[&file], 0);
     assert_eq!(w.history("SL-C").len(), history);
     assert_eq!(w.paid_amount("SL-C"), Some(45_000));
+    assert_eq!(recorded("SL-C").len(), 1, "no second event");
 }
 
 #[test]
