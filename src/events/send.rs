@@ -14,7 +14,8 @@
 //! the event is `failed`. An event already older than the window when first seen is `expired`,
 //! unsent. Slack copies go the same way on their own record, in no particular order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,8 @@ struct Inner {
     window: Duration,
     /// Notified when an attempt has landed (its outcome recorded).
     landed: Notify,
+    /// Claims made so far: each attempt's lease is the owner and this number.
+    claims: AtomicU64,
 }
 
 /// What one attempt came to: the HTTP status when an answer came, and why it was not a 2xx
@@ -95,6 +98,7 @@ impl Sender {
             retry: e.retry.clone(),
             window: e.window(),
             landed: Notify::new(),
+            claims: AtomicU64::new(0),
         };
         Ok(Sender {
             inner: Arc::new(inner),
@@ -166,10 +170,12 @@ impl Sender {
         let s = self.inner.clone();
         let now = DateTime::now();
         let due = s.store.due_events(ch, now, (IN_FLIGHT * 4) as i64).await?;
-        let mut orders = HashSet::new();
+        // Per order, this pass: an event claimed, and the lowest `seq` set aside to wait.
+        let mut claimed_orders = HashSet::new();
+        let mut waiting_from: HashMap<String, i64> = HashMap::new();
         let mut claimed = Vec::new();
         let mut closed = false;
-        for event in due {
+        for mut event in due {
             if claimed.len() == room {
                 break;
             }
@@ -178,12 +184,27 @@ impl Sender {
             };
             if ch == Channel::Shop {
                 let order = event.get("orderId").map_or_else(String::new, Bson::to_string);
-                if !orders.insert(order) {
+                let seq = int(event.get("seq"));
+                if let (Some(from), Some(seq)) = (waiting_from.get(&order), seq) {
+                    if seq >= *from {
+                        continue; // set aside with an earlier one of its order, this pass
+                    }
+                }
+                if claimed_orders.contains(&order) || s.store.waits_behind(&event).await? {
+                    if let (Some(order_id), Some(seq)) = (event.get("orderId"), seq) {
+                        s.store.defer_waiting(order_id, seq, now).await?;
+                        let from = waiting_from.entry(order).or_insert(seq);
+                        *from = (*from).min(seq);
+                    }
                     continue;
                 }
-                if s.store.waits_behind(&event).await? {
-                    s.store.defer_waiting(&id, now).await?;
-                    continue;
+                if record_flag(ch, &event, "waiting") {
+                    // It was set aside, and the end of the event it waited for was not seen
+                    // through: its wait ends now (and its window starts, if never attempted).
+                    match s.store.end_wait(&event, now).await? {
+                        Some(now_stored) => event = now_stored,
+                        None => continue,
+                    }
                 }
             }
             if let Some(to) = s.out_of_window(ch, &event, now) {
@@ -195,8 +216,14 @@ impl Sender {
                 continue;
             }
             let until = plus(now, s.timeout * 2);
-            if let Some(e) = s.store.claim_event(ch, &id, &s.owner, now, until).await? {
-                claimed.push(e);
+            // This attempt's own lease: a replay takes the event from it for good, even when
+            // this instance claims the replayed event again.
+            let lease = format!("{}#{}", s.owner, s.claims.fetch_add(1, Ordering::Relaxed));
+            if let Some(e) = s.store.claim_event(ch, &id, &lease, now, until).await? {
+                if let (Channel::Shop, Some(order)) = (ch, e.get("orderId")) {
+                    claimed_orders.insert(order.to_string());
+                }
+                claimed.push((e, lease));
             }
         }
         if claimed.is_empty() {
@@ -206,10 +233,10 @@ impl Sender {
             Channel::Shop => &mut self.shop_flights,
             Channel::Slack => &mut self.slack_flights,
         };
-        for event in claimed {
+        for (event, lease) in claimed {
             let s = s.clone();
             flights.spawn(async move {
-                let r = s.attempt(ch, &event).await;
+                let r = s.attempt(ch, &event, &lease).await;
                 s.landed.notify_one();
                 r
             });
@@ -251,14 +278,14 @@ impl Inner {
             state = to,
             "event closed without another attempt: outside events.retry_for_hours"
         );
-        if ch == Channel::Shop && to == FAILED {
-            self.unblock(event).await?;
+        if ch == Channel::Shop {
+            self.unblock(event, to == FAILED).await?;
         }
         Ok(())
     }
 
-    /// Send one claimed event and record how it went.
-    async fn attempt(&self, ch: Channel, event: &Document) -> StoreResult<()> {
+    /// Send one claimed event (under `lease`) and record how it went.
+    async fn attempt(&self, ch: Channel, event: &Document, lease: &str) -> StoreResult<()> {
         let id = event.get_str("_id").unwrap_or_default();
         let (status, error) = match ch {
             Channel::Shop => self.post_shop(id, event).await,
@@ -281,7 +308,7 @@ impl Inner {
             }
         };
         let attempt = Attempt { status, error, end };
-        if !self.store.end_attempt(ch, id, &self.owner, &attempt, now).await? {
+        if !self.store.end_attempt(ch, id, lease, &attempt, now).await? {
             tracing::warn!(
                 event_id = id,
                 "an event's attempt was not recorded: it outlived its lease, or the event was replayed meanwhile"
@@ -302,14 +329,16 @@ impl Inner {
             tracing::warn!(event_id = id, attempts, status = %status, error, result, "event not accepted");
         }
         if ch == Channel::Shop && !matches!(end, End::Retry(_)) {
-            self.unblock(event).await?;
+            self.unblock(event, true).await?;
         }
         Ok(())
     }
 
-    async fn unblock(&self, event: &Document) -> StoreResult<()> {
+    /// The event ended: the later ones of its order waiting behind it go on (their window
+    /// restarted when it was delivered or failed, `restart`).
+    async fn unblock(&self, event: &Document, restart: bool) -> StoreResult<()> {
         match (event.get("orderId"), int(event.get("seq"))) {
-            (Some(order), Some(seq)) => self.store.unblock_after(order, seq, DateTime::now()).await,
+            (Some(order), Some(seq)) => self.store.unblock_after(order, seq, restart, DateTime::now()).await,
             _ => Ok(()),
         }
     }
@@ -368,6 +397,11 @@ impl Inner {
 pub fn body(event: &Document) -> String {
     let payload = event.get_document("payload").cloned().unwrap_or_default();
     Bson::Document(payload).into_relaxed_extjson().to_string()
+}
+
+/// A flag of `ch`'s delivery record in `event`.
+fn record_flag(ch: Channel, event: &Document, k: &str) -> bool {
+    ch.record(event).and_then(|r| r.get_bool(k).ok()).unwrap_or(false)
 }
 
 /// A counter of `ch`'s delivery record in `event`.

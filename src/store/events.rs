@@ -114,11 +114,12 @@ pub(crate) fn fresh_delivery(created: DateTime) -> Document {
     }
 }
 
-/// An integer field (Int32 or Int64).
+/// An integer field (Int32, Int64, or a Double holding a whole number: a hand edit in a shell).
 pub fn int(b: Option<&Bson>) -> Option<i64> {
     match b? {
         Bson::Int32(n) => Some(i64::from(*n)),
         Bson::Int64(n) => Some(*n),
+        Bson::Double(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
         _ => None,
     }
 }
@@ -223,21 +224,51 @@ impl Store {
         Ok(earlier.is_some())
     }
 
-    /// An event due but waiting behind an earlier one of its order leaves the due set for
-    /// [`WAITING_RECHECK`] (marked `deliveries.waiting`), so waiting events never fill a pass's
-    /// fetch and hold back other orders' events; [`Store::unblock_after`] makes it due at once
-    /// when the earlier one ends, and the recheck covers an end this process did not see (another
-    /// instance's, a crash between the two writes). Guarded by a free lease; spends no attempt.
-    pub async fn defer_waiting(&self, id: &str, now: DateTime) -> StoreResult<()> {
+    /// Events of `order` from `seq` on that are due but wait behind an earlier one of their
+    /// order leave the due set for [`WAITING_RECHECK`] (marked `deliveries.waiting`), all in one
+    /// write, so waiting events never fill a pass's fetch and hold back other orders' events.
+    /// [`Store::unblock_after`] makes them due at once when the earlier one ends; the recheck
+    /// covers an end this process did not see through (another instance's, a crash or a refused
+    /// write between the two), and [`Store::end_wait`] then starts the window. Spends no attempt.
+    pub async fn defer_waiting(&self, order: &Bson, seq: i64, now: DateTime) -> StoreResult<()> {
         let later = DateTime::from_millis(now.timestamp_millis() + WAITING_RECHECK.as_millis() as i64);
+        let filter = doc! {
+            "orderId": order, "seq": { "$gte": seq }, "state": PENDING,
+            "deliveries.nextAttemptAt": { "$lte": now },
+            "deliveries.leaseUntil": { "$not": { "$gt": now } },
+        };
         self.events()
-            .update_one(
-                doc! { "_id": id, "state": PENDING, "deliveries.leaseUntil": { "$not": { "$gt": now } } },
+            .update_many(
+                filter,
                 doc! { "$max": { "deliveries.nextAttemptAt": later }, "$set": { "deliveries.waiting": true } },
             )
             .await
-            .map_err(StoreError::mongo("defer a waiting event"))?;
+            .map_err(StoreError::mongo("defer waiting events"))?;
         Ok(())
+    }
+
+    /// An event marked waiting that no longer waits, whose earlier event's end was not seen
+    /// through ([`Store::defer_waiting`]): its window starts now if it was never attempted (as
+    /// [`Store::unblock_after`] would have done), and the mark goes. The event as it is now, or
+    /// `None` when it changed meanwhile.
+    pub async fn end_wait(&self, event: &Document, now: DateTime) -> StoreResult<Option<Document>> {
+        let Ok(id) = event.get_str(field::ID) else {
+            return Ok(None);
+        };
+        let attempts = int(Channel::Shop.record(event).and_then(|r| r.get(field::ATTEMPTS))).unwrap_or(0);
+        let filter = doc! {
+            "_id": id, "state": PENDING, "deliveries.waiting": true, "deliveries.attempts": attempts,
+            "deliveries.leaseUntil": { "$not": { "$gt": now } },
+        };
+        let mut update = doc! { "$unset": { "deliveries.waiting": "" } };
+        if attempts == 0 {
+            update.insert("$max", doc! { "deliveries.windowStart": now });
+        }
+        self.events()
+            .find_one_and_update(filter, update)
+            .with_options(after())
+            .await
+            .map_err(StoreError::mongo("end an event's wait"))
     }
 
     /// Close an event on `ch` without another attempt (`to`: expired or failed), guarded by its
@@ -256,20 +287,26 @@ impl Store {
         };
         let r = self
             .events()
-            .update_one(filter, doc! { "$set": { ch.state(): to, ch.field("closedAt"): now } })
+            .update_one(
+                filter,
+                doc! { "$set": { ch.state(): to, ch.field("closedAt"): now }, "$unset": { ch.field("waiting"): "" } },
+            )
             .await
             .map_err(StoreError::mongo("close an event"))?;
         Ok(r.matched_count == 1)
     }
 
-    /// Claim the next attempt of event `id` on `ch` for `owner` until `until`: one atomic
+    /// Claim the next attempt of event `id` on `ch` for `lease` until `until`: one atomic
     /// findOneAndUpdate guarded by the state, the due time and a free lease, counting the
-    /// attempt. The event as claimed, or `None` when another instance has it (or it changed).
+    /// attempt. `lease` names this one attempt (the instance and a number of its own), so the
+    /// outcome of an attempt a replay took the event from is never recorded, even when the same
+    /// instance claims the replayed event again. The event as claimed, or `None` when another
+    /// instance has it (or it changed).
     pub async fn claim_event(
         &self,
         ch: Channel,
         id: &str,
-        owner: &str,
+        lease: &str,
         now: DateTime,
         until: DateTime,
     ) -> StoreResult<Option<Document>> {
@@ -279,7 +316,7 @@ impl Store {
             ch.field("leaseUntil"): { "$not": { "$gt": now } },
         };
         let update = doc! {
-            "$set": { ch.field("leaseOwner"): owner, ch.field("leaseUntil"): until, ch.field("lastAttemptAt"): now },
+            "$set": { ch.field("leaseOwner"): lease, ch.field("leaseUntil"): until, ch.field("lastAttemptAt"): now },
             "$inc": { ch.field("attempts"): 1_i64 },
         };
         self.events()
@@ -289,13 +326,14 @@ impl Store {
             .map_err(StoreError::mongo("claim an event"))
     }
 
-    /// Record how `owner`'s attempt on `ch` ended ([`End`]). Guarded by our lease: `false` when
-    /// it was lost (the attempt outlived it and another instance took the event).
+    /// Record how the attempt holding `lease` on `ch` ended ([`End`]). Guarded by that lease:
+    /// `false` when it was lost (the attempt outlived it and another claim took the event, or a
+    /// replay took it).
     pub async fn end_attempt(
         &self,
         ch: Channel,
         id: &str,
-        owner: &str,
+        lease: &str,
         a: &Attempt,
         now: DateTime,
     ) -> StoreResult<bool> {
@@ -315,11 +353,11 @@ impl Store {
                 set.insert(ch.field("closedAt"), now);
             }
         }
-        let unset = doc! { ch.field("leaseOwner"): "", ch.field("leaseUntil"): "" };
+        let unset = doc! { ch.field("leaseOwner"): "", ch.field("leaseUntil"): "", ch.field("waiting"): "" };
         let r = self
             .events()
             .update_one(
-                doc! { "_id": id, ch.state(): PENDING, ch.field("leaseOwner"): owner },
+                doc! { "_id": id, ch.state(): PENDING, ch.field("leaseOwner"): lease },
                 doc! { "$set": set, "$unset": unset },
             )
             .await
@@ -327,17 +365,20 @@ impl Store {
         Ok(r.matched_count == 1)
     }
 
-    /// The earlier event of an order ended (delivered or failed): the later ones that waited
-    /// behind it without an attempt get their window from now, so waiting spent none of it, and
-    /// those [`Store::defer_waiting`] set aside are due at once.
-    pub async fn unblock_after(&self, order: &Bson, seq: i64, now: DateTime) -> StoreResult<()> {
+    /// The earlier event of an order ended: those [`Store::defer_waiting`] set aside behind it
+    /// are due at once and, when it was delivered or failed (`restart`; not when it expired
+    /// unsent, old news), the later ones never attempted get their window from now, so waiting
+    /// spent none of it.
+    pub async fn unblock_after(&self, order: &Bson, seq: i64, restart: bool, now: DateTime) -> StoreResult<()> {
         let later = doc! { "orderId": order, "seq": { "$gt": seq }, "state": PENDING };
-        let mut never_tried = later.clone();
-        never_tried.insert("deliveries.attempts", 0_i64);
-        self.events()
-            .update_many(never_tried, doc! { "$max": { "deliveries.windowStart": now } })
-            .await
-            .map_err(StoreError::mongo("start the window of waiting events"))?;
+        if restart {
+            let mut never_tried = later.clone();
+            never_tried.insert("deliveries.attempts", 0_i64);
+            self.events()
+                .update_many(never_tried, doc! { "$max": { "deliveries.windowStart": now } })
+                .await
+                .map_err(StoreError::mongo("start the window of waiting events"))?;
+        }
         let mut waiting = later;
         waiting.insert("deliveries.waiting", true);
         self.events()

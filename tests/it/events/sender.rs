@@ -5,7 +5,7 @@
 //! not overwritten by that attempt's outcome.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,15 +19,19 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use super::{attempts, state, SECRET};
 use crate::support::World;
 
-/// The test's endpoint: records every delivery's `webhook-id` and answers 200, except that the
-/// id in `hold` is held until `release` is notified (or 60 s pass).
+/// The test's endpoint: records every delivery's `webhook-id` and answers 200, except the
+/// first deliveries of the id in `hold`: the n-th is held until `releases[n - 1]` is notified (or
+/// 60 s pass) and then gets the n-th answer listed.
 #[derive(Clone, Default)]
 struct Endpoint {
     got: Arc<Mutex<Vec<String>>>,
-    hold: Arc<Mutex<Option<String>>>,
-    release: Arc<tokio::sync::Notify>,
-    held_answered: Arc<AtomicBool>,
+    hold: Arc<Mutex<Option<Held>>>,
+    releases: Arc<[tokio::sync::Notify; 2]>,
+    held_answered: Arc<AtomicUsize>,
 }
+
+/// An id whose first deliveries are held, and the answer each of them gets.
+type Held = (String, Vec<u16>);
 
 async fn receive(State(e): State<Endpoint>, headers: HeaderMap) -> StatusCode {
     let id = headers
@@ -35,10 +39,18 @@ async fn receive(State(e): State<Endpoint>, headers: HeaderMap) -> StatusCode {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    e.got.lock().unwrap().push(id.clone());
-    if e.hold.lock().unwrap().as_deref() == Some(id.as_str()) {
-        let _ = tokio::time::timeout(Duration::from_secs(60), e.release.notified()).await;
-        e.held_answered.store(true, Ordering::SeqCst);
+    let n = {
+        let mut got = e.got.lock().unwrap();
+        got.push(id.clone());
+        got.iter().filter(|g| **g == id).count()
+    };
+    let hold = e.hold.lock().unwrap().clone();
+    if let Some((held, answers)) = hold {
+        if held == id && n <= answers.len() {
+            let _ = tokio::time::timeout(Duration::from_secs(60), e.releases[n - 1].notified()).await;
+            e.held_answered.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::from_u16(answers[n - 1]).unwrap_or(StatusCode::OK);
+        }
     }
     StatusCode::OK
 }
@@ -60,23 +72,39 @@ fn ago(secs: i64) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() - secs * 1000)
 }
 
-/// A `reconciler_events` document as the relay writes it, its next attempt at `next`.
+/// A `reconciler_events` document as the relay writes it, recorded ten minutes ago, its next
+/// attempt at `next`.
 fn event(id: &str, order: i64, seq: i64, next: DateTime, tried: i64) -> Document {
+    event_recorded(id, order, seq, next, tried, ago(600))
+}
+
+/// The same, recorded at `created` (its window starting then).
+fn event_recorded(id: &str, order: i64, seq: i64, next: DateTime, tried: i64, created: DateTime) -> Document {
     let mtid = format!("SND-{order}");
     doc! {
         "_id": id, "type": "order.confirmed", "merchantTransactionId": &mtid, "orderId": order,
-        "seq": seq, "createdAt": ago(600),
+        "seq": seq, "createdAt": created,
         "payload": { "type": "order.confirmed", "timestamp": "2026-12-04T10:00:00Z",
                      "data": { "merchantTransactionId": &mtid, "status": "confirmed" } },
         "state": "pending",
         "deliveries": { "attempts": tried, "lastStatus": Bson::Null, "lastError": Bson::Null,
-                        "nextAttemptAt": next, "windowStart": ago(600) },
+                        "nextAttemptAt": next, "windowStart": created },
     }
 }
 
 /// A sender to `url`; made outside the world's runtime (it connects a store).
 fn sender(w: &World, url: String, timeout: Duration) -> Sender {
+    sender_with(w, url, timeout, |_| {})
+}
+
+fn sender_with(
+    w: &World,
+    url: String,
+    timeout: Duration,
+    change: impl FnOnce(&mut draft_reconciler::config::Settings),
+) -> Sender {
     let mut settings = w.settings.clone();
+    change(&mut settings);
     settings.events.url = Some(url);
     settings.events.secret = Some(secrecy::SecretString::from(SECRET));
     settings.events.timeout = timeout;
@@ -129,8 +157,19 @@ fn events_waiting_behind_their_order_never_crowd_out_other_orders() {
         ));
         docs.push(event(&format!("evt_w{i}"), i, 2, ago(600), 0));
     }
+    // And one order with 150 events waiting behind its first.
+    docs.push(event(
+        "evt_big_1",
+        500,
+        1,
+        DateTime::from_millis(ago(0).timestamp_millis() + 3_600_000),
+        1,
+    ));
+    for seq in 2..=151 {
+        docs.push(event(&format!("evt_big_{seq}"), 500, seq, ago(600), 0));
+    }
     // Another order's event, due later than all of them and last by seq too.
-    docs.push(event("evt_z", 1000, 10, ago(60), 0));
+    docs.push(event("evt_z", 1000, 1000, ago(60), 0));
     w.block(w.db.collection::<Document>("reconciler_events").insert_many(docs))
         .expect("insert");
 
@@ -144,8 +183,11 @@ fn events_waiting_behind_their_order_never_crowd_out_other_orders() {
     });
     // Nothing waiting was sent or spent an attempt; each is out of the due set for a while.
     assert_eq!(endpoint.got.lock().unwrap().clone(), vec!["evt_z".to_string()]);
-    for i in 0..80 {
-        let e = find(&w, &format!("evt_w{i}"));
+    let waiting = (0..80)
+        .map(|i| format!("evt_w{i}"))
+        .chain((2..=151).map(|s| format!("evt_big_{s}")));
+    for id in waiting {
+        let e = find(&w, &id);
         assert_eq!((state(&e), attempts(&e)), ("pending", 0), "{e}");
         assert!(next_attempt(&e) > DateTime::now(), "set aside while it waits: {e}");
     }
@@ -173,7 +215,7 @@ fn a_slow_answer_holds_up_no_other_delivery() {
     w.block(events.insert_one(event("evt_slow", 1, 1, ago(5), 0)))
         .expect("insert");
     let endpoint = Endpoint::default();
-    *endpoint.hold.lock().unwrap() = Some("evt_slow".into());
+    *endpoint.hold.lock().unwrap() = Some(("evt_slow".into(), vec![200]));
     let url = w.block(endpoint.serve());
     let mut s = sender(&w, url, Duration::from_secs(120));
     w.block(async {
@@ -198,8 +240,9 @@ fn a_slow_answer_holds_up_no_other_delivery() {
             assert!(Instant::now() < deadline, "the quick event was not delivered: {e}");
             let _ = tokio::time::timeout(Duration::from_millis(500), s.landed()).await;
         }
-        assert!(
-            !endpoint.held_answered.load(Ordering::SeqCst),
+        assert_eq!(
+            endpoint.held_answered.load(Ordering::SeqCst),
+            0,
             "the quick event went out only after the slow answer"
         );
         let slow = events
@@ -212,7 +255,7 @@ fn a_slow_answer_holds_up_no_other_delivery() {
             ("pending", 1),
             "still in flight: {slow}"
         );
-        endpoint.release.notify_one();
+        endpoint.releases[0].notify_one();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             s.pass().await.expect("a pass");
@@ -271,4 +314,101 @@ fn a_replay_during_an_attempt_in_flight_is_not_overwritten_by_its_outcome() {
         .block(store.claim_event(Channel::Shop, "evt_r", "instance-b", now, until))
         .expect("claim");
     assert!(again.is_some(), "the replayed event is due at once: {e}");
+}
+
+#[test]
+fn a_replay_while_the_same_instance_still_sends_the_event_counts_only_the_replayed_attempt() {
+    let w = World::new("events_sender_replay_same");
+    let events = w.db.collection::<Document>("reconciler_events");
+    // Recorded 71.5 hours ago: a failure now, with an hour to wait, is its last (`failed`).
+    let created = ago(71 * 3600 + 1800);
+    w.block(events.insert_many([
+        event_recorded("evt_r", 7, 1, ago(5), 0, created),
+        event_recorded("evt_r2", 7, 2, ago(5), 0, ago(5)),
+    ]))
+    .expect("insert");
+    let endpoint = Endpoint::default();
+    // The first delivery is answered 500, the replayed one 200, each when the test says.
+    *endpoint.hold.lock().unwrap() = Some(("evt_r".into(), vec![500, 200]));
+    let url = w.block(endpoint.serve());
+    let store = w.store();
+    let mut s = sender_with(&w, url, Duration::from_secs(30), |settings| {
+        settings.events.retry = vec![Duration::from_secs(3600)];
+    });
+    let got = endpoint.got.clone();
+    let count = move |id: &str| got.lock().unwrap().iter().filter(|g| *g == id).count();
+    let stored = |id: &'static str| {
+        let events = events.clone();
+        async move {
+            events
+                .find_one(doc! { "_id": id })
+                .await
+                .expect("read")
+                .expect("the event")
+        }
+    };
+    w.block(async {
+        passes_until(&mut s, || count("evt_r") == 1).await;
+        // While the shop holds the first delivery, an operator replays the event, and this
+        // same instance sends it again.
+        store
+            .replay_events(doc! { "_id": "evt_r" }, DateTime::now())
+            .await
+            .expect("replay");
+        passes_until(&mut s, || count("evt_r") == 2).await;
+        // The first attempt's 500 lands while the replayed one is still out.
+        endpoint.releases[0].notify_one();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.in_flight(Channel::Shop) != 1 {
+            assert!(Instant::now() < deadline, "the first attempt never landed");
+            let _ = tokio::time::timeout(Duration::from_millis(500), s.landed()).await;
+            s.pass().await.expect("a pass");
+        }
+        let r = stored("evt_r").await;
+        assert_eq!(
+            (state(&r), attempts(&r)),
+            ("pending", 1),
+            "the first attempt's failure is not recorded: {r}"
+        );
+        assert_eq!(count("evt_r2"), 0, "the order's next event waits for the replayed one");
+        // The replayed attempt's 200 is the one recorded; then the next event goes.
+        endpoint.releases[1].notify_one();
+        passes_until(&mut s, || count("evt_r2") == 1).await;
+        let r = stored("evt_r").await;
+        assert_eq!(state(&r), "delivered", "{r}");
+    });
+    assert_eq!(endpoint.got.lock().unwrap().clone(), ["evt_r", "evt_r", "evt_r2"]);
+}
+
+#[test]
+fn an_event_whose_wait_ended_unseen_starts_its_window_then_and_is_sent() {
+    let w = World::new("events_sender_unseen_end");
+    // What a kill -9 (or a refused write) between an event's end and the release of the one
+    // waiting behind it leaves: the first failed after its whole window, the second still marked
+    // waiting, its recheck due, recorded as long ago as the first.
+    let created = ago(72 * 3600 + 60);
+    let mut first = event_recorded("evt_a", 5, 1, ago(60), 40, created);
+    first.insert("state", "failed");
+    let mut second = event_recorded("evt_b", 5, 2, ago(1), 0, created);
+    second
+        .get_document_mut("deliveries")
+        .expect("deliveries")
+        .insert("waiting", true);
+    w.block(
+        w.db.collection::<Document>("reconciler_events")
+            .insert_many([first, second]),
+    )
+    .expect("insert");
+    let endpoint = Endpoint::default();
+    let url = w.block(endpoint.serve());
+    let mut s = sender(&w, url, Duration::from_secs(10));
+    let got = endpoint.got.clone();
+    w.block(passes_until(&mut s, || {
+        got.lock().unwrap().contains(&"evt_b".to_string())
+    }));
+    let b = find(&w, "evt_b");
+    assert!(
+        b.get_document("deliveries").is_ok_and(|d| d.get("waiting").is_none()),
+        "no longer marked waiting: {b}"
+    );
 }
