@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Running, World, MERCHANT};
+use crate::support::{eventually_async, Running, World, MERCHANT};
 use draft_reconciler::actors::rate_limiter::{CallResult, RATE_LIMITED_PAUSE, UNREACHABLE_RETRY};
 use draft_reconciler::actors::Budget;
 use draft_reconciler::store::budget::BUDGET_COLLECTION;
@@ -19,22 +19,6 @@ const WINDOW_MS: u64 = 60_000;
 fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Poll an async `cond` until it is true, or fail after `limit` with `what`.
-async fn eventually_async<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The most calls that arrived at the simulator in any 60 s window.

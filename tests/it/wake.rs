@@ -75,11 +75,7 @@ fn orders_ops(w: &World) -> i64 {
     let ns = format!("{}.{}", w.db.name(), w.schema.orders.collection);
     let totals = top.get_document("totals").expect("top totals");
     let total = totals.get_document(&ns).and_then(|c| c.get_document("total"));
-    total.map_or(0, |t| match t.get("count") {
-        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
-        Some(mongodb::bson::Bson::Int64(n)) => *n,
-        other => panic!("top's count for {ns}: {other:?}"),
-    })
+    total.map_or(0, |t| crate::support::int(t.get("count")))
 }
 
 /// The most operations on `orders` one `once` pass over a young backlog with nothing due may

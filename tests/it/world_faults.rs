@@ -434,11 +434,7 @@ fn a_429_storm_or_rejected_credentials_pause_calls_instead_of_burning_the_budget
 /// `reconciliation.<field>` of `mtid` as a number (0 when absent).
 fn counter(w: &World, mtid: &str, field: &str) -> i64 {
     let o = w.order(mtid);
-    match o.get_document("reconciliation").ok().and_then(|r| r.get(field)) {
-        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
-        Some(mongodb::bson::Bson::Int64(n)) => *n,
-        _ => 0,
-    }
+    crate::support::int_or_zero(o.get_document("reconciliation").ok().and_then(|r| r.get(field)))
 }
 
 /// PhonePe answers 500 to every call for `outage`, with 10 paid orders waiting; returns how long

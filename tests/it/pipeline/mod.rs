@@ -11,7 +11,7 @@ mod stock;
 mod sweep;
 
 use crate::support::World;
-use mongodb::bson::{Bson, DateTime};
+use mongodb::bson::DateTime;
 
 const OLD: i64 = 600; // 10 minutes: past the 5-minute lookback, inside the 30-minute pending timeout
 const ANCIENT: i64 = 7200; // 2 hours: past the pending timeout
@@ -38,12 +38,7 @@ fn due_in_secs(w: &World, mtid: &str) -> f64 {
 fn counter(w: &World, mtid: &str, field: &str) -> i64 {
     let o = w.order(mtid);
     let rec = o.get_document("reconciliation").unwrap();
-    match rec.get(field) {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        None => 0,
-        other => panic!("{mtid} reconciliation.{field} is {other:?}"),
-    }
+    crate::support::int_or_zero(rec.get(field))
 }
 
 /// `expected` plus the committer's jitter (up to 20 %), with slack for a slow machine; a delay

@@ -2,7 +2,7 @@
 //! maintained total, a size listed twice; a standalone server commits with the journal.
 
 use draft_reconciler::domain::Outcome;
-use mongodb::bson::{doc, Bson};
+use mongodb::bson::doc;
 use phonepe_sim::Answer;
 
 use super::OLD;
@@ -159,11 +159,7 @@ fn a_size_listed_twice_parks_the_order_and_deducts_nothing() {
         .get_array("sizes")
         .unwrap()
         .iter()
-        .map(|s| match s.as_document().unwrap().get("stock") {
-            Some(Bson::Int32(n)) => i64::from(*n),
-            Some(Bson::Int64(n)) => *n,
-            other => panic!("size stock {other:?}"),
-        })
+        .map(|s| crate::support::int(s.as_document().unwrap().get("stock")))
         .collect();
     assert_eq!(sizes, vec![3, 2, 3], "only L moved, for the order that asked for L");
     assert_eq!(

@@ -156,6 +156,11 @@ pub fn int(b: Option<&Bson>) -> i64 {
     }
 }
 
+/// The same, 0 when the field is absent (a counter never incremented).
+pub fn int_or_zero(b: Option<&Bson>) -> i64 {
+    b.map_or(0, |b| int(Some(b)))
+}
+
 /// How far one call may arrive late at the simulator on a loaded machine (the trip from the
 /// permit through the HTTP client to the simulator's log): the allowance of [`assert_paced`].
 pub const SEND_JITTER_MS: u64 = 1_000;
@@ -202,6 +207,23 @@ pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
             "timed out after {limit:?} waiting for: {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`eventually`] inside a runtime: poll an async `cond` until it is true, or fail after
+/// `limit` with `what`.
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
