@@ -248,20 +248,31 @@ impl Store {
     }
 
     /// An event marked waiting that no longer waits, whose earlier event's end was not seen
-    /// through ([`Store::defer_waiting`]): its window starts now if it was never attempted (as
-    /// [`Store::unblock_after`] would have done), and the mark goes. The event as it is now, or
-    /// `None` when it changed meanwhile.
+    /// through ([`Store::defer_waiting`]): the mark goes and, as [`Store::unblock_after`] would
+    /// have done, its window starts now unless the event it waited for expired unsent (old news
+    /// stays old). The event as it is now, or `None` when it changed meanwhile.
     pub async fn end_wait(&self, event: &Document, now: DateTime) -> StoreResult<Option<Document>> {
         let Ok(id) = event.get_str(field::ID) else {
             return Ok(None);
         };
         let attempts = int(Channel::Shop.record(event).and_then(|r| r.get(field::ATTEMPTS))).unwrap_or(0);
+        let earlier = match (event.get(field::ORDER_ID), int(event.get(field::SEQ))) {
+            (Some(order), Some(seq)) => self
+                .events()
+                .find_one(doc! { field::ORDER_ID: order, field::SEQ: { "$lt": seq } })
+                .sort(doc! { field::SEQ: -1 })
+                .projection(doc! { field::STATE: 1 })
+                .await
+                .map_err(StoreError::mongo("read the event waited for"))?,
+            _ => None,
+        };
+        let restart = earlier.is_none_or(|e| e.get_str(field::STATE) != Ok(EXPIRED));
         let filter = doc! {
             "_id": id, "state": PENDING, "deliveries.waiting": true, "deliveries.attempts": attempts,
             "deliveries.leaseUntil": { "$not": { "$gt": now } },
         };
         let mut update = doc! { "$unset": { "deliveries.waiting": "" } };
-        if attempts == 0 {
+        if restart {
             update.insert("$max", doc! { "deliveries.windowStart": now });
         }
         self.events()
@@ -367,15 +378,22 @@ impl Store {
 
     /// The earlier event of an order ended: those [`Store::defer_waiting`] set aside behind it
     /// are due at once and, when it was delivered or failed (`restart`; not when it expired
-    /// unsent, old news), the later ones never attempted get their window from now, so waiting
-    /// spent none of it.
+    /// unsent, old news), the later ones that waited (never attempted, or set aside: tried
+    /// before, then held back behind a replayed earlier one) get their window from now, so
+    /// waiting spent none of it.
     pub async fn unblock_after(&self, order: &Bson, seq: i64, restart: bool, now: DateTime) -> StoreResult<()> {
         let later = doc! { "orderId": order, "seq": { "$gt": seq }, "state": PENDING };
         if restart {
-            let mut never_tried = later.clone();
-            never_tried.insert("deliveries.attempts", 0_i64);
+            let mut waited = later.clone();
+            waited.insert(
+                "$or",
+                vec![
+                    doc! { "deliveries.attempts": 0_i64 },
+                    doc! { "deliveries.waiting": true },
+                ],
+            );
             self.events()
-                .update_many(never_tried, doc! { "$max": { "deliveries.windowStart": now } })
+                .update_many(waited, doc! { "$max": { "deliveries.windowStart": now } })
                 .await
                 .map_err(StoreError::mongo("start the window of waiting events"))?;
         }

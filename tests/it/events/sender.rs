@@ -141,6 +141,29 @@ async fn passes_until(s: &mut Sender, mut done: impl FnMut() -> bool) -> usize {
     panic!("not done after 40 passes");
 }
 
+/// Passes until event `id` as stored satisfies `done` (as [`passes_until`]); the event then.
+async fn passes_until_stored(
+    s: &mut Sender,
+    events: &mongodb::Collection<Document>,
+    id: &str,
+    done: impl Fn(&Document) -> bool,
+) -> Document {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        s.pass().await.expect("a pass");
+        let e = events
+            .find_one(doc! { "_id": id })
+            .await
+            .expect("read")
+            .expect("the event");
+        if done(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "not done: {e}");
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.landed()).await;
+    }
+}
+
 #[test]
 fn events_waiting_behind_their_order_never_crowd_out_other_orders() {
     let w = World::new("events_sender_waiting");
@@ -411,4 +434,71 @@ fn an_event_whose_wait_ended_unseen_starts_its_window_then_and_is_sent() {
         b.get_document("deliveries").is_ok_and(|d| d.get("waiting").is_none()),
         "no longer marked waiting: {b}"
     );
+}
+
+#[test]
+fn old_news_waiting_behind_an_expired_event_expires_too_even_when_its_wait_ended_unseen() {
+    let w = World::new("events_sender_old_news");
+    // All recorded 80 hours ago (events.url set only now): the first expired unsent, the second
+    // was set aside behind it and the release was not seen through, the third never looked at.
+    let created = ago(80 * 3600);
+    let mut first = event_recorded("evt_o1", 9, 1, ago(60), 0, created);
+    first.insert("state", "expired");
+    let mut second = event_recorded("evt_o2", 9, 2, ago(1), 0, created);
+    second
+        .get_document_mut("deliveries")
+        .expect("deliveries")
+        .insert("waiting", true);
+    let third = event_recorded("evt_o3", 9, 3, created, 0, created);
+    w.block(
+        w.db.collection::<Document>("reconciler_events")
+            .insert_many([first, second, third]),
+    )
+    .expect("insert");
+    let endpoint = Endpoint::default();
+    let url = w.block(endpoint.serve());
+    let mut s = sender(&w, url, Duration::from_secs(10));
+    let events = w.db.collection::<Document>("reconciler_events");
+    w.block(async {
+        for id in ["evt_o2", "evt_o3"] {
+            passes_until_stored(&mut s, &events, id, |e| state(e) != "pending").await;
+        }
+    });
+    assert_eq!(state(&find(&w, "evt_o2")), "expired");
+    assert_eq!(state(&find(&w, "evt_o3")), "expired");
+    assert!(endpoint.got.lock().unwrap().is_empty(), "old news is never sent");
+}
+
+#[test]
+fn an_event_tried_before_that_waited_behind_a_replayed_one_gets_its_window_again() {
+    let w = World::new("events_sender_waited_tried");
+    // The first event was replayed (due, a fresh window); the second, tried twice before, was
+    // set aside behind it long enough for its own window to have run out meanwhile.
+    let first = event_recorded("evt_t1", 3, 1, ago(1), 0, ago(1));
+    let mut second = event_recorded(
+        "evt_t2",
+        3,
+        2,
+        DateTime::from_millis(ago(0).timestamp_millis() + 60_000),
+        2,
+        ago(73 * 3600),
+    );
+    second
+        .get_document_mut("deliveries")
+        .expect("deliveries")
+        .insert("waiting", true);
+    w.block(
+        w.db.collection::<Document>("reconciler_events")
+            .insert_many([first, second]),
+    )
+    .expect("insert");
+    let endpoint = Endpoint::default();
+    let url = w.block(endpoint.serve());
+    let mut s = sender(&w, url, Duration::from_secs(10));
+    let events = w.db.collection::<Document>("reconciler_events");
+    let second = w.block(passes_until_stored(&mut s, &events, "evt_t2", |e| {
+        state(e) != "pending"
+    }));
+    assert_eq!((state(&second), attempts(&second)), ("delivered", 3), "{second}");
+    assert_eq!(endpoint.got.lock().unwrap().clone(), ["evt_t1", "evt_t2"]);
 }
