@@ -98,7 +98,8 @@ impl Sender {
             retry: e.retry.clone(),
             window: e.window(),
             landed: Notify::new(),
-            claims: AtomicU64::new(0),
+            // From a random number, so a restarted sender never reuses an earlier lease name.
+            claims: AtomicU64::new(fastrand::u64(..u64::MAX / 2)),
         };
         Ok(Sender {
             inner: Arc::new(inner),
@@ -173,10 +174,10 @@ impl Sender {
         // Per order, this pass: an event claimed, and the lowest `seq` set aside to wait.
         let mut claimed_orders = HashSet::new();
         let mut waiting_from: HashMap<String, i64> = HashMap::new();
-        let mut claimed = Vec::new();
-        let mut closed = false;
+        let mut claimed = 0;
+        let mut worked = false;
         for mut event in due {
-            if claimed.len() == room {
+            if claimed == room {
                 break;
             }
             let Ok(id) = event.get_str("_id").map(str::to_string) else {
@@ -195,6 +196,8 @@ impl Sender {
                         s.store.defer_waiting(order_id, seq, now).await?;
                         let from = waiting_from.entry(order).or_insert(seq);
                         *from = (*from).min(seq);
+                        // More may be due behind these: the actor goes again at once.
+                        worked = true;
                     }
                     continue;
                 }
@@ -209,39 +212,40 @@ impl Sender {
             }
             if let Some(to) = s.out_of_window(ch, &event, now) {
                 let attempts = record_int(ch, &event, "attempts");
-                if s.store.close_event(ch, &id, attempts, to, now).await? {
-                    closed = true;
+                let start = ch.window_start(&event);
+                if s.store.close_event(ch, &id, attempts, start, to, now).await? {
+                    worked = true;
                     s.closed(ch, &event, to).await?;
                 }
                 continue;
             }
-            let until = plus(now, s.timeout * 2);
-            // This attempt's own lease: a replay takes the event from it for good, even when
+            // This attempt's own lease, from the moment of its claim (the loop's round trips
+            // may have taken a while): a replay takes the event from it for good, even when
             // this instance claims the replayed event again.
+            let at = DateTime::now();
+            let until = plus(at, s.timeout * 2);
             let lease = format!("{}#{}", s.owner, s.claims.fetch_add(1, Ordering::Relaxed));
-            if let Some(e) = s.store.claim_event(ch, &id, &lease, now, until).await? {
-                if let (Channel::Shop, Some(order)) = (ch, e.get("orderId")) {
-                    claimed_orders.insert(order.to_string());
-                }
-                claimed.push((e, lease));
+            let Some(e) = s.store.claim_event(ch, &id, &lease, at, until).await? else {
+                continue;
+            };
+            if let (Channel::Shop, Some(order)) = (ch, e.get("orderId")) {
+                claimed_orders.insert(order.to_string());
             }
-        }
-        if claimed.is_empty() {
-            return Ok(closed);
-        }
-        let flights = match ch {
-            Channel::Shop => &mut self.shop_flights,
-            Channel::Slack => &mut self.slack_flights,
-        };
-        for (event, lease) in claimed {
+            // Sent at once, so a later refusal in this loop cannot strand a claimed event.
+            let flights = match ch {
+                Channel::Shop => &mut self.shop_flights,
+                Channel::Slack => &mut self.slack_flights,
+            };
             let s = s.clone();
             flights.spawn(async move {
-                let r = s.attempt(ch, &event, &lease).await;
+                let r = s.attempt(ch, &e, &lease).await;
                 s.landed.notify_one();
                 r
             });
+            claimed += 1;
+            worked = true;
         }
-        Ok(true)
+        Ok(worked)
     }
 }
 

@@ -96,6 +96,12 @@ impl Channel {
         event.get_document(key).ok()
     }
 
+    /// When this channel's window of a fetched event started, as stored.
+    pub fn window_start(self, event: &Document) -> Option<DateTime> {
+        self.record(event)
+            .and_then(|r| r.get_datetime("windowStart").ok().copied())
+    }
+
     /// This channel's state in a fetched event.
     pub fn state_of(self, event: &Document) -> Option<&str> {
         match self {
@@ -283,17 +289,25 @@ impl Store {
     }
 
     /// Close an event on `ch` without another attempt (`to`: expired or failed), guarded by its
-    /// attempts as read and a free lease. `false` when it changed meanwhile.
+    /// attempts and window start as read (`None`: none recorded) and a free lease: `false` when
+    /// it changed meanwhile (a replay or a release gave it a new window, another instance tried
+    /// it).
     pub async fn close_event(
         &self,
         ch: Channel,
         id: &str,
         attempts: i64,
+        window_start: Option<DateTime>,
         to: &str,
         now: DateTime,
     ) -> StoreResult<bool> {
+        let start = match window_start {
+            Some(t) => Bson::DateTime(t),
+            None => Bson::Document(doc! { "$exists": false }),
+        };
         let filter = doc! {
             "_id": id, ch.state(): PENDING, ch.field("attempts"): attempts,
+            ch.field("windowStart"): start,
             ch.field("leaseUntil"): { "$not": { "$gt": now } },
         };
         let r = self

@@ -565,7 +565,15 @@ fn the_status_page_and_the_order_page_show_the_events_the_product_recorded() {
     assert_eq!((parked.len(), cancelled.len()), (1, 1), "{parked:?} {cancelled:?}");
     let id = |e: &mongodb::bson::Document| e.get_str(events::field::ID).expect("an id").to_string();
     let (parked_id, cancelled_id) = (id(&parked[0]), id(&cancelled[0]));
-    let failed = store.close_event(events::Channel::Shop, &cancelled_id, 0, events::FAILED, DateTime::now());
+    let start = events::Channel::Shop.window_start(&cancelled[0]);
+    let failed = store.close_event(
+        events::Channel::Shop,
+        &cancelled_id,
+        0,
+        start,
+        events::FAILED,
+        DateTime::now(),
+    );
     assert!(w.block(failed).expect("close"), "the cancelled order's event failed");
 
     let console = serve(&w);

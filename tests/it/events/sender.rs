@@ -502,3 +502,27 @@ fn an_event_tried_before_that_waited_behind_a_replayed_one_gets_its_window_again
     assert_eq!((state(&second), attempts(&second)), ("delivered", 3), "{second}");
     assert_eq!(endpoint.got.lock().unwrap().clone(), ["evt_t1", "evt_t2"]);
 }
+
+#[test]
+fn a_replay_between_reading_old_news_and_expiring_it_wins() {
+    let w = World::new("events_sender_expire_replay");
+    let store = w.store();
+    let created = ago(80 * 3600);
+    w.block(
+        w.db.collection::<Document>("reconciler_events")
+            .insert_one(event_recorded("evt_x", 4, 1, created, 0, created)),
+    )
+    .expect("insert");
+    // A pass read it as old news; an operator replays it before the pass expires it.
+    let start = Channel::Shop.window_start(&find(&w, "evt_x"));
+    w.block(store.replay_events(doc! { "_id": "evt_x" }, DateTime::now()))
+        .expect("replay");
+    let closed = w
+        .block(store.close_event(Channel::Shop, "evt_x", 0, start, "expired", DateTime::now()))
+        .expect("close");
+    assert!(!closed, "the replay's fresh window is not expired on the old one");
+    assert_eq!(state(&find(&w, "evt_x")), "pending");
+    // Read again, within its new window, it is not closed.
+    let start = Channel::Shop.window_start(&find(&w, "evt_x"));
+    assert!(start.is_some_and(|t| t.timestamp_millis() > created.timestamp_millis()));
+}
