@@ -92,6 +92,24 @@ fn event_recorded(id: &str, order: i64, seq: i64, next: DateTime, tried: i64, cr
     }
 }
 
+/// `e` as set aside to wait behind an earlier event of its order.
+fn marked_waiting(mut e: Document) -> Document {
+    e.get_document_mut("deliveries")
+        .expect("deliveries")
+        .insert("waiting", true);
+    e
+}
+
+/// `docs` stored, an endpoint answering 200 and a sender to it.
+fn seeded(w: &World, docs: Vec<Document>) -> (Endpoint, Sender) {
+    w.block(w.db.collection::<Document>("reconciler_events").insert_many(docs))
+        .expect("insert");
+    let endpoint = Endpoint::default();
+    let url = w.block(endpoint.serve());
+    let s = sender(w, url, Duration::from_secs(10));
+    (endpoint, s)
+}
+
 /// A sender to `url`; made outside the world's runtime (it connects a store).
 fn sender(w: &World, url: String, timeout: Duration) -> Sender {
     sender_with(w, url, timeout, |_| {})
@@ -249,20 +267,7 @@ fn a_slow_answer_holds_up_no_other_delivery() {
             .insert_one(event("evt_quick", 2, 1, ago(0), 0))
             .await
             .expect("insert");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            s.pass().await.expect("a pass");
-            let e = events
-                .find_one(doc! { "_id": "evt_quick" })
-                .await
-                .expect("read")
-                .expect("quick");
-            if state(&e) == "delivered" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the quick event was not delivered: {e}");
-            let _ = tokio::time::timeout(Duration::from_millis(500), s.landed()).await;
-        }
+        passes_until_stored(&mut s, &events, "evt_quick", |e| state(e) == "delivered").await;
         assert_eq!(
             endpoint.held_answered.load(Ordering::SeqCst),
             0,
@@ -279,20 +284,7 @@ fn a_slow_answer_holds_up_no_other_delivery() {
             "still in flight: {slow}"
         );
         endpoint.releases[0].notify_one();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            s.pass().await.expect("a pass");
-            let e = events
-                .find_one(doc! { "_id": "evt_slow" })
-                .await
-                .expect("read")
-                .expect("slow");
-            if state(&e) == "delivered" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the slow event was not recorded: {e}");
-            let _ = tokio::time::timeout(Duration::from_millis(500), s.landed()).await;
-        }
+        passes_until_stored(&mut s, &events, "evt_slow", |e| state(e) == "delivered").await;
     });
     let got: HashSet<String> = endpoint.got.lock().unwrap().iter().cloned().collect();
     assert_eq!(got, HashSet::from(["evt_slow".to_string(), "evt_quick".to_string()]));
@@ -412,19 +404,8 @@ fn an_event_whose_wait_ended_unseen_starts_its_window_then_and_is_sent() {
     let created = ago(72 * 3600 + 60);
     let mut first = event_recorded("evt_a", 5, 1, ago(60), 40, created);
     first.insert("state", "failed");
-    let mut second = event_recorded("evt_b", 5, 2, ago(1), 0, created);
-    second
-        .get_document_mut("deliveries")
-        .expect("deliveries")
-        .insert("waiting", true);
-    w.block(
-        w.db.collection::<Document>("reconciler_events")
-            .insert_many([first, second]),
-    )
-    .expect("insert");
-    let endpoint = Endpoint::default();
-    let url = w.block(endpoint.serve());
-    let mut s = sender(&w, url, Duration::from_secs(10));
+    let second = marked_waiting(event_recorded("evt_b", 5, 2, ago(1), 0, created));
+    let (endpoint, mut s) = seeded(&w, vec![first, second]);
     let got = endpoint.got.clone();
     w.block(passes_until(&mut s, || {
         got.lock().unwrap().contains(&"evt_b".to_string())
@@ -444,20 +425,9 @@ fn old_news_waiting_behind_an_expired_event_expires_too_even_when_its_wait_ended
     let created = ago(80 * 3600);
     let mut first = event_recorded("evt_o1", 9, 1, ago(60), 0, created);
     first.insert("state", "expired");
-    let mut second = event_recorded("evt_o2", 9, 2, ago(1), 0, created);
-    second
-        .get_document_mut("deliveries")
-        .expect("deliveries")
-        .insert("waiting", true);
+    let second = marked_waiting(event_recorded("evt_o2", 9, 2, ago(1), 0, created));
     let third = event_recorded("evt_o3", 9, 3, created, 0, created);
-    w.block(
-        w.db.collection::<Document>("reconciler_events")
-            .insert_many([first, second, third]),
-    )
-    .expect("insert");
-    let endpoint = Endpoint::default();
-    let url = w.block(endpoint.serve());
-    let mut s = sender(&w, url, Duration::from_secs(10));
+    let (endpoint, mut s) = seeded(&w, vec![first, second, third]);
     let events = w.db.collection::<Document>("reconciler_events");
     w.block(async {
         for id in ["evt_o2", "evt_o3"] {
@@ -475,26 +445,15 @@ fn an_event_tried_before_that_waited_behind_a_replayed_one_gets_its_window_again
     // The first event was replayed (due, a fresh window); the second, tried twice before, was
     // set aside behind it long enough for its own window to have run out meanwhile.
     let first = event_recorded("evt_t1", 3, 1, ago(1), 0, ago(1));
-    let mut second = event_recorded(
+    let second = marked_waiting(event_recorded(
         "evt_t2",
         3,
         2,
         DateTime::from_millis(ago(0).timestamp_millis() + 60_000),
         2,
         ago(73 * 3600),
-    );
-    second
-        .get_document_mut("deliveries")
-        .expect("deliveries")
-        .insert("waiting", true);
-    w.block(
-        w.db.collection::<Document>("reconciler_events")
-            .insert_many([first, second]),
-    )
-    .expect("insert");
-    let endpoint = Endpoint::default();
-    let url = w.block(endpoint.serve());
-    let mut s = sender(&w, url, Duration::from_secs(10));
+    ));
+    let (endpoint, mut s) = seeded(&w, vec![first, second]);
     let events = w.db.collection::<Document>("reconciler_events");
     let second = w.block(passes_until_stored(&mut s, &events, "evt_t2", |e| {
         state(e) != "pending"
