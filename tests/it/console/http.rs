@@ -314,6 +314,50 @@ fn the_listener_answers_only_what_it_documents() {
 }
 
 #[test]
+fn the_queue_counts_each_reason_filters_by_one_and_lists_the_oldest_first() {
+    let w = World::new("console_queue");
+    // Three paid orders parked one after another; the last then under another reason.
+    parked_paid(&w, "CQ-1", 0);
+    for mtid in ["CQ-2", "CQ-3"] {
+        w.insert_order(mtid, 49900, 600, &[("tee", 2, None)]);
+        w.sim.script(mtid, vec![phonepe_sim::Answer::completed(49900)]);
+        w.once();
+        assert_eq!(w.reason(mtid).as_deref(), Some("insufficient_stock"));
+    }
+    w.update_order(
+        doc! { "merchantTransactionId": "CQ-3" },
+        doc! { "$set": { "reconciliation.reason": "phonepe_rejected" } },
+    );
+    let console = serve(&w);
+    let mut a = Client::new(&w, &console);
+    assert_eq!(a.login(ASHA).status, 303);
+    let all = a.get("/");
+    assert_eq!(all.status, 200);
+    for count in ["All (3)", "insufficient_stock (2)", "phonepe_rejected (1)"] {
+        assert!(all.body.contains(count), "{count}: {}", all.body);
+    }
+    let at = |body: &str, mtid: &str| body.find(&format!("/orders/{mtid}\"")).unwrap_or(usize::MAX);
+    assert!(
+        at(&all.body, "CQ-1") < at(&all.body, "CQ-2"),
+        "oldest first: {}",
+        all.body
+    );
+    assert!(at(&all.body, "CQ-3") < usize::MAX, "{}", all.body);
+    let one = a.get("/?reason=phonepe_rejected");
+    assert_eq!(one.status, 200);
+    assert!(at(&one.body, "CQ-3") < usize::MAX, "{}", one.body);
+    for other in ["CQ-1", "CQ-2"] {
+        assert_eq!(at(&one.body, other), usize::MAX, "{other} is not shown: {}", one.body);
+    }
+    assert!(
+        one.body.contains("All (3)"),
+        "the counts stay those of every parked order"
+    );
+    let none = a.get("/?reason=merchant_mismatch");
+    assert!(none.body.contains("Nothing is parked"), "{}", none.body);
+}
+
+#[test]
 fn sessions_keep_only_a_hash_and_the_cookie_is_http_only_strict_and_secure_by_default() {
     let w = World::new("console_cookie");
     let console = start(
