@@ -203,7 +203,8 @@ impl Sender {
                 }
                 if record_flag(ch, &event, "waiting") {
                     // It was set aside, and the end of the event it waited for was not seen
-                    // through: its wait ends now (and its window starts, if never attempted).
+                    // through: its wait ends now (and its window starts then, unless that
+                    // event expired unsent).
                     match s.store.end_wait(&event, now).await? {
                         Some(now_stored) => event = now_stored,
                         None => continue,
@@ -254,8 +255,7 @@ impl Inner {
     /// `failed` for one attempted whose window passed while it waited; `None` inside the window.
     fn out_of_window(&self, ch: Channel, event: &Document, now: DateTime) -> Option<&'static str> {
         let start = ch
-            .record(event)
-            .and_then(|r| r.get_datetime("windowStart").ok().copied())
+            .window_start(event)
             .or_else(|| event.get_datetime("createdAt").ok().copied())?;
         if now <= plus(start, self.window) {
             return None;
@@ -301,10 +301,7 @@ impl Inner {
             End::Delivered
         } else {
             let next = plus(now, super::retry_wait(attempts, &self.retry, super::jitter()));
-            let start = ch
-                .record(event)
-                .and_then(|r| r.get_datetime("windowStart").ok().copied())
-                .unwrap_or(now);
+            let start = ch.window_start(event).unwrap_or(now);
             if next <= plus(start, self.window) {
                 End::Retry(next)
             } else {

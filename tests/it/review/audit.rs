@@ -13,6 +13,17 @@ use crate::support::World;
 
 const AMOUNT: i64 = 10_000;
 
+/// A signed COMPLETED callback of `AMOUNT` for `mtid` (v1 for even `i`, v2 for odd), answered 200.
+fn deliver_completed(w: &World, hooked: &Hooked, mtid: &str, i: usize) {
+    let version = [WebhookVersion::V1, WebhookVersion::V2][i % 2];
+    let hook = w
+        .sim
+        .state()
+        .webhook(mtid, version, Some(Answer::completed(AMOUNT)))
+        .expect("signed");
+    assert_eq!(hooked.deliver(w, &hook), 200, "{mtid}");
+}
+
 #[test]
 fn a_completed_callback_for_a_draft_that_cannot_be_reconciled_is_recorded() {
     let w = World::new("audit_invalid_draft_paid");
@@ -40,17 +51,7 @@ fn a_completed_callback_for_a_draft_that_cannot_be_reconciled_is_recorded() {
     }
     let hooked = Hooked::start(&w, &[]);
     for (i, (mtid, _)) in rows.iter().enumerate() {
-        let version = if i % 2 == 0 {
-            WebhookVersion::V1
-        } else {
-            WebhookVersion::V2
-        };
-        let hook = w
-            .sim
-            .state()
-            .webhook(mtid, version, Some(Answer::completed(AMOUNT)))
-            .expect("signed");
-        assert_eq!(hooked.deliver(&w, &hook), 200, "{mtid}");
+        deliver_completed(&w, &hooked, mtid, i);
         assert_eq!(
             w.status(mtid),
             ("needs_review".into(), "paid".into()),
@@ -115,13 +116,7 @@ fn a_completed_callback_for_a_draft_whose_status_reads_only_loosely_is_recorded(
     }
     let hooked = Hooked::start(&w, &[]);
     for (i, (mtid, _)) in rows.iter().enumerate() {
-        let version = [WebhookVersion::V1, WebhookVersion::V2][i % 2];
-        let hook = w
-            .sim
-            .state()
-            .webhook(mtid, version, Some(Answer::completed(AMOUNT)))
-            .expect("signed");
-        assert_eq!(hooked.deliver(&w, &hook), 200, "{mtid}");
+        deliver_completed(&w, &hooked, mtid, i);
     }
     for mtid in ["AU-CASE", "AU-ARRAY"] {
         assert_eq!(
