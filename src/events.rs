@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod send;
+pub mod settings;
 pub mod sign;
 
 use std::time::Duration;

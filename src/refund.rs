@@ -19,6 +19,8 @@ use crate::store::{Author, By};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{labels, names};
 
+pub mod settings;
+
 /// Refunds polled (and auto refunds begun) per pass, at most.
 const PER_PASS: i64 = 20;
 /// Asks about one refund without a final answer before it is flagged for a person.

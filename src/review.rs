@@ -277,7 +277,7 @@ impl Resolution {
 /// The CLI's operator name: the OS user (`USER`, else `LOGNAME`) when it is a plain name.
 fn os_user() -> Option<String> {
     let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok()?;
-    crate::config::is_operator_name(&name).then_some(name)
+    crate::console::settings::is_operator_name(&name).then_some(name)
 }
 
 /// `review resolve`: the shared [`resolve`], its result printed, the exit code.

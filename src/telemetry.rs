@@ -13,7 +13,31 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+use serde::{de::Error, Deserialize, Deserializer, Serialize};
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    #[serde(deserialize_with = "filter_directive")]
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+fn filter_directive<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let level = String::deserialize(d)?;
+    let parsed = EnvFilter::builder().parse(&level);
+    let problem = |e| D::Error::custom(format!("is not a valid filter directive ({e}): {level:?}"));
+    parsed.map_err(problem).map(|_| level.clone())
+}
 
 /// Install the global tracing subscriber writing to stdout. A second call is a no-op.
 pub fn init_tracing(log: &LogSettings) {

@@ -13,7 +13,6 @@ use secrecy::ExposeSecret;
 use serde::de::Error as _;
 
 use super::Settings;
-use crate::domain::ReviewReason;
 use crate::phonepe::{ApiVersion, SANDBOX_BASE_URL as SANDBOX};
 use crate::phonepe::{PRODUCTION_OAUTH_BASE_URL as OAUTH, PRODUCTION_PG_BASE_URL as PG, PRODUCTION_V1_BASE_URL as V1};
 
@@ -41,9 +40,10 @@ fn invalid(key: &str, origin: &str, reason: &str) -> ConfigError {
     ConfigError(key.into(), format!("{key} {reason} (from {origin})"))
 }
 
-/// A key no layer sets, with the variable (or else the file key) to set.
+/// A key no layer sets, with the variable to set.
 fn missing(key: &str, also: &str) -> ConfigError {
-    let hint = seed_var(key).map_or(format!("{key} in a config file"), String::from);
+    let var = format!("{PREFIX}{}", key.replace('.', "__").to_uppercase());
+    let hint = seed_var(key).map_or(var, String::from);
     ConfigError(key.into(), format!("{key} is required (set {hint}{also})"))
 }
 
@@ -189,18 +189,15 @@ fn settings(layers: Vec<Figment>, production: bool) -> Result<Settings, ConfigEr
     }
     let p = &mut settings.phonepe;
     // Hosts left unset: the sandbox, or under `production` the API version's production hosts.
-    let (pg, oauth) = match (production, p.api_version) {
-        (false, _) => (SANDBOX, SANDBOX),
-        (true, ApiVersion::V1) => (V1, OAUTH),
-        (true, ApiVersion::V2) => (PG, OAUTH),
-    };
+    let pg = if p.api_version == ApiVersion::V1 { V1 } else { PG };
+    let (pg, oauth) = if production { (pg, OAUTH) } else { (SANDBOX, SANDBOX) };
     for (url, default) in [(&mut p.base_url, pg), (&mut p.oauth_base_url, oauth)] {
         if url.is_empty() {
             *url = default.into();
         }
     }
     // `mongo_uri` has checked that the URI names a database.
-    let database = super::mongo_database(settings.mongodb.uri.expose_secret()).unwrap_or_default();
+    let database = super::values::mongo_database(settings.mongodb.uri.expose_secret()).unwrap_or_default();
     settings.mongodb.database = database.into();
     cross_checks(&all, &settings).map(|()| settings)
 }
@@ -209,10 +206,6 @@ fn settings(layers: Vec<Figment>, production: bool) -> Result<Settings, ConfigEr
 fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
     let (p, job, w, v2) = (&s.phonepe, &s.job, &s.webhook, s.phonepe.api_version == ApiVersion::V2);
     let invalid = |key: &str, reason: String| Err(invalid(key, &origin(figment.find_metadata(key)), &reason));
-    if s.settlement.expected_within_days > 30 {
-        let reason = format!("must be between 0 and 30, got {}", s.settlement.expected_within_days);
-        return invalid("settlement.expected_within_days", reason);
-    }
     if !(1..=256).contains(&job.reconcilers) {
         let reason = format!("must be between 1 and 256, got {}", job.reconcilers);
         return invalid("job.reconcilers", reason);
@@ -245,14 +238,9 @@ fn cross_checks(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
         let also = ": v2 callbacks are checked with webhook.username and webhook.password";
         return Err(missing(&format!("webhook.{name}"), also));
     }
-    if let Some(bad) = s.refunds.auto.iter().find(|r| ReviewReason::parse(r).is_none()) {
-        let reason = format!("names `{bad}`, which is not a review reason (see README.md, decision table)");
-        return invalid("refunds.auto", reason);
-    }
     if s.events.url.is_some() && s.events.secret.is_none() {
-        let message = "events.secret is required when events.url is set (set RECONCILER_EVENTS__SECRET to \
-                       whsec_ and the base64 of 24 to 64 random bytes, the secret the shop verifies with)";
-        return Err(ConfigError("events.secret".into(), message.into()));
+        let also = " to whsec_ and the base64 of 24 to 64 random bytes, which the shop verifies with";
+        return Err(missing("events.secret", &format!("{also}; events.url is set")));
     }
     if s.console.listen.is_some() && s.console.users.is_empty() {
         let reason = "must name at least one operator when console.listen is set \
@@ -277,10 +265,11 @@ impl Settings {
     /// Defaults plus merchant `MERCHANTUAT`, salt key `test-salt-key`, salt index 1, ops HTTP
     /// disabled; reads no files and no environment. Panics on an invalid URI or URL.
     pub fn for_tests(mongodb_uri: &str, base_url: &str) -> Settings {
-        let fixed = "[phonepe]\nmerchant_id = \"MERCHANTUAT\"\nsalt_key = \"test-salt-key\"\nsalt_index = 1\n\
-            [ops]\nlisten = \"\"";
-        let given = Figment::from(Toml::string(fixed)).merge(("mongodb.uri", mongodb_uri));
-        let given = given.merge(("phonepe.base_url", base_url));
+        let fixed = "phonepe = { merchant_id = \"MERCHANTUAT\", salt_key = \"test-salt-key\", salt_index = 1 }";
+        let given = Figment::from(Toml::string(&format!("{fixed}\nops = {{ listen = \"\" }}")));
+        let given = given
+            .merge(("mongodb.uri", mongodb_uri))
+            .merge(("phonepe.base_url", base_url));
         let layers = vec![Figment::from(Toml::string(EMBEDDED)), given];
         settings(layers, false).unwrap_or_else(|e| panic!("Settings::for_tests: {e}"))
     }

@@ -265,6 +265,21 @@ fn a_bad_value_names_its_key_and_layer_in_one_line() {
             "must be at least 2 × phonepe.request_timeout_secs (20) so a lease outlives a round trip, got 19",
         ),
         (
+            "RECONCILER_SETTLEMENT__EXPECTED_WITHIN_DAYS",
+            "31",
+            "must be between 0 and 30, got 31",
+        ),
+        (
+            "RECONCILER_CONSOLE__TRUSTED_PROXIES",
+            "10.0.0.1, proxy.local",
+            "must list IP addresses like \"127.0.0.1\", got \"proxy.local\"",
+        ),
+        (
+            "RECONCILER_EVENTS__RETRY_SECS",
+            "5,0",
+            "must be a list of whole seconds, each at least 1, like [5, 30, 120], got \"0\"",
+        ),
+        (
             "RECONCILER_REFUNDS__AUTO",
             "paid_after_cancel,typo",
             "names `typo`, which is not a review reason (see README.md, decision table)",
@@ -292,7 +307,7 @@ fn a_bad_value_names_its_key_and_layer_in_one_line() {
 #[test]
 fn every_key_is_read_from_its_variable_and_checked_there() {
     // Every key `config` prints with v2 and the webhook credentials set, as a variable.
-    let v2 = load(&super::tests_api::V2_WITH_WEBHOOK).expect("valid").redacted_toml();
+    let v2 = load(&api::V2_WITH_WEBHOOK).expect("valid").redacted_toml();
     let mut keys = Vec::new();
     fn walk(prefix: &str, table: &toml::Table, keys: &mut Vec<String>) {
         for (name, value) in table {
@@ -304,7 +319,7 @@ fn every_key_is_read_from_its_variable_and_checked_there() {
         }
     }
     walk("", &v2.parse().expect("TOML"), &mut keys);
-    // 29 in [schema]; events.secret and notify.slack_url print only when set (tests_events.rs).
+    // 29 in [schema]; events.secret and notify.slack_url print only when set (tests/events.rs).
     assert_eq!(keys.len(), 43 + 29, "{keys:?}");
     for key in &keys {
         let bad = match key.as_str() {
@@ -385,7 +400,7 @@ fn uri_database_base_url_and_listen_are_parsed() {
     assert_eq!(s.mongodb.database, "shop2");
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:8080/apis/pg-sandbox");
     assert_eq!(s.ops.listen, None);
-    assert_eq!(super::mongo_database("mongodb://a:1,b:2/shop?x=y"), Ok("shop"));
+    assert_eq!(super::values::mongo_database("mongodb://a:1,b:2/shop?x=y"), Ok("shop"));
     for (var, value) in [
         ("PHONEPE_MERCHANT_ID", "has space"),
         ("PHONEPE_MERCHANT_ID", "M123456789012345678901234567890123456789"),
@@ -482,3 +497,6 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
     assert_eq!((s.phonepe.salt_index, s.ops.listen), (Some(1), None));
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
 }
+
+mod api;
+mod events;

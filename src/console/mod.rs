@@ -36,6 +36,7 @@ mod origin;
 pub mod password;
 mod queue;
 pub mod session;
+pub mod settings;
 mod status;
 pub mod throttle;
 

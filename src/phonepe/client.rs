@@ -53,6 +53,16 @@ impl fmt::Debug for PhonePeClient {
     }
 }
 
+/// The v2 client credentials (`None` under v1, or when one is missing).
+pub fn v2_credentials(p: &PhonePeSettings) -> Option<V2Credentials> {
+    Some(V2Credentials {
+        client_id: p.client_id.clone()?,
+        client_secret: p.client_secret.clone()?,
+        client_version: p.client_version?.to_string(),
+        oauth_base_url: p.oauth_base_url.clone(),
+    })
+}
+
 impl PhonePeClient {
     /// An API v1 client (salt key and index from `settings`).
     /// The client `settings.api_version` names, with its credentials (checked present by
@@ -66,8 +76,7 @@ impl PhonePeClient {
                 Self::build(settings, Api::V1 { salt_key, salt_index })
             }
             ApiVersion::V2 => {
-                let creds = settings
-                    .v2_credentials()
+                let creds = v2_credentials(settings)
                     .context("phonepe.client_id, client_secret and client_version are required under API v2")?;
                 Self::new_v2(settings, creds)
             }

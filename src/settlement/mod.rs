@@ -17,6 +17,7 @@ pub(crate) mod matcher;
 pub(crate) mod parse;
 pub(crate) mod report;
 pub(crate) mod report_cmd;
+pub mod settings;
 
 use sha2::{Digest, Sha256};
 

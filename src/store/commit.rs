@@ -12,10 +12,18 @@ use mongodb::ClientSession;
 use super::orders::Transition;
 use super::Store;
 use super::{StoreError, StoreResult};
-use crate::config::CommitStrategy;
 use crate::domain::{Item, Order, PaymentStatus, Status};
 use crate::domain::{Reason, ReviewReason};
 use crate::schema::{get_path, Schema};
+
+/// `job.commit_strategy`: `auto` picks `transaction` where the server has them, else `journal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitStrategy {
+    Auto,
+    Transaction,
+    Journal,
+}
 
 /// What a commit attempt ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]

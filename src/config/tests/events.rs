@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::tests::{err, load};
+use super::{err, load};
 
 /// A valid Standard Webhooks secret (32 bytes of key), easy to grep for.
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFi";

@@ -2,7 +2,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::tests::{err, load, SALT};
+use super::{err, load, SALT};
 
 const V2: [(&str, &str); 6] = [
     ("PHONEPE_SALT_KEY", ""),
@@ -27,7 +27,7 @@ pub(super) const V2_WITH_WEBHOOK: [(&str, &str); 7] = [
 #[test]
 fn each_api_version_requires_its_own_credentials_and_no_others() {
     let s = load(&V2).expect("v2 needs no salt key");
-    let creds = s.phonepe.v2_credentials().expect("credentials");
+    let creds = crate::phonepe::client::v2_credentials(&s.phonepe).expect("credentials");
     assert_eq!(
         (creds.client_id.as_str(), creds.client_version.as_str()),
         ("TESTCLIENT", "1")
