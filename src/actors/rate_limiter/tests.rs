@@ -356,3 +356,51 @@ fn a_failure_sent_the_instant_a_pause_began_counts_and_one_sent_before_does_not(
         "the probe failed"
     );
 }
+
+/// Stands in for the supervisor in [`the_rate_limiter_hands_out_permits_in_order_one_every_2_02_s`]:
+/// takes the guard's death report.
+struct NoSupervisor;
+
+impl Actor for NoSupervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<super::super::child::ChildExited> for NoSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: super::super::child::ChildExited, _: &mut Context<Self>) {}
+}
+
+/// The actor on actix's runtime, its clock paused: four `Acquire`s sent together are answered in
+/// the order sent, one every 2.02 s at 30 calls a minute. (Paused after the runtime started, the
+/// clock is not on a millisecond of tokio's timer: each wait ends on the next one, as it does in
+/// the service, so a gap may be 1 ms longer.)
+#[actix_rt::test]
+async fn the_rate_limiter_hands_out_permits_in_order_one_every_2_02_s() {
+    tokio::time::pause();
+    let guard = ChildGuard::new(
+        super::super::child::ChildId::RateLimiter,
+        1,
+        NoSupervisor.start().recipient(),
+        Arc::new(super::super::Wiring::new(0)),
+    );
+    let limiter = RateLimiter::new(Arc::new(Budget::per_minute(30)), guard).start();
+    let t0 = Instant::now();
+    let asks: Vec<_> = (0..4)
+        .map(|_| {
+            let ask = limiter.send(Acquire);
+            actix_rt::spawn(async move {
+                ask.await.expect("the limiter is up").expect("a permit");
+                t0.elapsed()
+            })
+        })
+        .collect();
+    let mut answered = vec![];
+    for ask in asks {
+        answered.push(ask.await.unwrap());
+    }
+    assert_eq!(answered[0], Duration::ZERO, "the first at once");
+    for gap in answered.windows(2).map(|w| w[1] - w[0]) {
+        assert!(gap >= millis(2_020) && gap <= millis(2_021), "{answered:?}");
+    }
+}
