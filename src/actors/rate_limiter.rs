@@ -9,20 +9,44 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use governor::clock::{Clock, MonotonicClock};
+use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
+use tokio::time::Instant;
 
 use super::child::ChildGuard;
 pub use crate::domain::decision::{RATE_LIMITED_PAUSE, REJECTED_PAUSE};
 use crate::store::budget::SharedBudget;
 use crate::telemetry::names;
 
-type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
+type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
+
+/// The GCRA's clock: tokio's time since the budget was made. In the service that is the monotonic
+/// clock, as with governor's own; under tokio's paused clock (`start_paused`, tests) the budget's
+/// schedule moves with `tokio::time::advance` and auto-advance like every sleep here does.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    origin: Instant,
+}
+
+impl TokioClock {
+    fn new() -> TokioClock {
+        TokioClock { origin: Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.origin.elapsed())
+    }
+}
 
 /// When a pause is longer than this, `Acquire` answers `Paused` at once instead of waiting, so
 /// the reconciler gives the order back rather than sitting on its lease.
@@ -67,7 +91,7 @@ pub struct Budget {
     gcra: Gcra,
     /// The schedule shared with every instance of this merchant, when there is one.
     shared: Option<shared::Shared>,
-    clock: MonotonicClock,
+    clock: TokioClock,
     /// The GCRA period: one permit per `period`.
     period: Duration,
     /// Shared with the task that closes the `circuit_open` gauge when a pause ends.
@@ -166,10 +190,11 @@ impl Budget {
         let period = period_for(per_minute);
         // with_period is None only for a zero period, which period_for rules out.
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
+        let clock = TokioClock::new();
         Budget {
-            gcra: governor::RateLimiter::direct_with_clock(quota, MonotonicClock),
+            gcra: governor::RateLimiter::direct_with_clock(quota, clock),
             shared: None,
-            clock: MonotonicClock,
+            clock,
             period,
             state: Arc::default(),
         }
@@ -211,7 +236,7 @@ impl Budget {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let state = self.state.clone();
             rt.spawn(async move {
-                tokio::time::sleep_until(until.into()).await;
+                tokio::time::sleep_until(until).await;
                 let over = lock(&state).paused_until.is_none_or(|t| t <= Instant::now());
                 if over {
                     metrics::gauge!(names::CIRCUIT_OPEN).set(0.0);
@@ -394,7 +419,7 @@ impl Budget {
         match shared.next().await {
             Ok(shared::Next::At(at)) => {
                 if at > Instant::now() {
-                    tokio::time::sleep_until(at.into()).await;
+                    tokio::time::sleep_until(at).await;
                 }
                 let mut s = self.lock();
                 if s.half_open {

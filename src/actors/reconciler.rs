@@ -10,11 +10,12 @@
 //! the decision), `reconciler.after_settle` (after the committer answered).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use mongodb::bson::{Bson, DateTime};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::child::{ChildGuard, ChildId};

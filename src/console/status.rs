@@ -58,7 +58,7 @@ pub async fn page(State(c): State<Console>, headers: HeaderMap) -> Response {
     let breaker = env
         .budget
         .paused_until()
-        .map(|t| t.saturating_duration_since(Instant::now()));
+        .map(|t| t.saturating_duration_since(tokio::time::Instant::now()));
     let main = html! {
         h1 { "Status" }
         dl {

@@ -7,7 +7,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::client::{RefundRequest, RefundState};
 use super::PhonePeClient;

@@ -3,7 +3,7 @@
 //! simulator's arrival times; a 429 seen by one pauses all; no MongoDB, no call; and the cost of
 //! one permit on the local server (printed).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{eventually_async, Running, World, MERCHANT};
 use draft_reconciler::actors::rate_limiter::{CallResult, RATE_LIMITED_PAUSE, UNREACHABLE_RETRY};
@@ -12,6 +12,7 @@ use draft_reconciler::store::budget::BUDGET_COLLECTION;
 use draft_reconciler::store::Store;
 use mongodb::bson::{doc, Document};
 use phonepe_sim::Answer;
+use tokio::time::Instant;
 
 const WINDOW_MS: u64 = 60_000;
 

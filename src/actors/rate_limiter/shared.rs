@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::store::budget::{Reservation, SharedBudget};
 use crate::store::StoreResult;
