@@ -78,7 +78,8 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str, journal: bool) {
     let (mut survived, mut mid_commit) = (0, 0);
     for _ in 0..KILLS {
         let mut child = spawn(&w);
-        // The chaos schedule: let it run a random while, then SIGKILL it mid-flight.
+        // The chaos schedule: let it run a random while, then SIGKILL it mid-flight (a sleep on
+        // purpose: the kill point is random, not an effect awaited).
         std::thread::sleep(Duration::from_millis(fastrand::u64(150..900)));
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
@@ -101,25 +102,25 @@ fn kill_nine_repeatedly(server: &DbServer, name: &str, journal: bool) {
     let last = spawn(&w);
     // With transactions, a killed process can leave a transaction open holding its documents;
     // the server aborts it after its transaction lifetime limit (60 s), hence the long deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while unsettled(&w) > 0 {
-        if std::time::Instant::now() > deadline {
-            let stuck: Vec<Document> = w.block(async {
-                use futures_util::TryStreamExt;
-                w.db.collection::<Document>("orders")
-                    .find(doc! { "status": { "$in": ["draft", "committing"] } })
-                    .projection(doc! { "merchantTransactionId": 1, "status": 1, "reconciliation": 1 })
-                    .await
-                    .unwrap()
-                    .try_collect()
-                    .await
-                    .unwrap()
-            });
-            panic!("{name}: orders still unsettled after the kills: {stuck:#?}");
+    let settled = format!("{name}: every order settled after the kills");
+    support::eventually_ok(Duration::from_secs(240), &settled, || {
+        if unsettled(&w) == 0 {
+            return Ok(());
         }
         poke_transaction_reaper(&w);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let stuck: Vec<Document> = w.block(async {
+            use futures_util::TryStreamExt;
+            w.db.collection::<Document>("orders")
+                .find(doc! { "status": { "$in": ["draft", "committing"] } })
+                .projection(doc! { "merchantTransactionId": 1, "status": 1, "reconciliation": 1 })
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap()
+        });
+        Err(format!("still unsettled: {stuck:#?}"))
+    });
     // Journal markers stay until no driver of their commit can act (lease + grace); make them
     // due now and let the last process's recovery pass sweep them.
     w.block(w.db.collection::<Document>("orders").update_many(

@@ -279,6 +279,7 @@ async fn token_expiry_mid_run_never_sends_an_expired_token() {
         let r = client.ask(&mtid("ORD-1")).await;
         assert!(r.is_ok(), "call {calls}: {r:?}");
         calls += 1;
+        // Spacing on purpose: calls all through the 5 s, across two token lifetimes.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = sim.state().token_stats();

@@ -48,24 +48,17 @@ impl Pm2 {
     fn run(&self, args: &[&str], limit: Duration) -> (Option<i32>, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-        let mut child = self
-            .command(args)
-            .stdout(std::fs::File::create(&out).expect("out"))
-            .stderr(std::fs::File::create(&err).expect("err"))
-            .spawn()
-            .expect("start pm2");
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pm2 {args:?} did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        // Running: a command that does not finish is killed when the wait fails.
+        let mut child = support::Running(
+            self.command(args)
+                .stdout(std::fs::File::create(&out).expect("out"))
+                .stderr(std::fs::File::create(&err).expect("err"))
+                .spawn()
+                .expect("start pm2"),
+        );
+        let status = support::eventually_some(limit, &format!("pm2 {args:?} to finish"), || {
+            child.try_wait().expect("wait")
+        });
         let text = format!(
             "{}{}",
             std::fs::read_to_string(out).unwrap_or_default(),

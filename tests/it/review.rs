@@ -12,7 +12,7 @@ use draft_reconciler::store::By;
 use mongodb::bson::{doc, Document};
 use phonepe_sim::{Answer, RefundAnswer};
 
-use crate::support::{eventually, World};
+use crate::support::{eventually, eventually_ok, World};
 
 mod audit;
 mod cancel;
@@ -526,16 +526,16 @@ fn the_service_finishes_refunds_and_makes_the_automatic_ones() {
     c.stdout(std::fs::File::create(&log).expect("log"))
         .stderr(std::fs::File::create(log.with_extension("err")).expect("log"));
     let _service = crate::support::Running(c.spawn().expect("run"));
-    let deadline = std::time::Instant::now() + WAIT;
-    while w.status("RV-S2") != ("refunded".into(), "refunded".into()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service did not refund RV-S2: {:?}\n{}",
+    eventually_ok(WAIT, "the service refunds RV-S2", || {
+        if w.status("RV-S2") == ("refunded".into(), "refunded".into()) {
+            return Ok(());
+        }
+        Err(format!(
+            "{:?}\n{}",
             w.order("RV-S2"),
             std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ))
+    });
     assert_eq!(
         w.status("RV-S1"),
         ("needs_review".into(), "refund_pending".into()),

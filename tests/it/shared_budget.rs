@@ -102,6 +102,7 @@ fn three_instances_share_one_budget_through_a_kill_and_restart() {
     });
     a.kill().expect("SIGKILL");
     a.wait().unwrap();
+    // On purpose: A stays down a while (the two others carry on) before it restarts.
     std::thread::sleep(Duration::from_secs(2));
     let _a = spawn(&w, PER_MINUTE);
     // Liveness: everything settles (about 75 s at the budget's pace; the deadline is generous).
@@ -133,6 +134,7 @@ fn a_restart_loop_never_exceeds_the_budget() {
     backlog(&w, 30);
     for _ in 0..RESTARTS {
         let mut p = spawn(&w, PER_MINUTE);
+        // On purpose: each process lives 1.5 s, long enough to start and ask for a permit.
         std::thread::sleep(Duration::from_millis(1500));
         p.kill().expect("SIGKILL");
         p.wait().unwrap();

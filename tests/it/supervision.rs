@@ -24,7 +24,7 @@ use crate::support;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_paced, count_orders, eventually, http_get, World};
+use crate::support::{assert_paced, count_orders, eventually, eventually_some, http_get, World};
 use mongodb::bson::doc;
 use phonepe_sim::Answer;
 
@@ -104,17 +104,7 @@ impl Service {
 
     /// Wait for the process to exit (or fail after `limit`).
     fn exit_status(&mut self, limit: Duration, what: &str) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {limit:?} waiting for: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually_some(limit, what, || self.child.try_wait().expect("try_wait"))
     }
 }
 
@@ -259,17 +249,11 @@ fn a_restart_storm_escalates_to_a_non_zero_exit() {
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a scanner that panics on every tick must escalate"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = eventually_some(
+        Duration::from_secs(60),
+        "a scanner that panics on every tick escalates (the process exits)",
+        || child.try_wait().unwrap(),
+    );
     assert_eq!(
         status.code(),
         Some(1),

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{eventually, free_port, wait_for_port, World, MERCHANT};
+use crate::support::{eventually, eventually_some, free_port, wait_for_port, World, MERCHANT};
 use base64::Engine as _;
 use mongodb::bson::Document;
 use phonepe_sim::Answer;
@@ -126,14 +126,14 @@ impl Service {
     /// deadline; the retry then finds the order settled). Retries are counted: the exact metric
     /// counts are only checked when there were none.
     fn deliver(&self, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually_some(Duration::from_secs(60), "a webhook answer other than 503", || {
             let answer = post(self.hook, headers, body).expect("webhook answers");
-            if answer.0 != 503 || std::time::Instant::now() > deadline {
-                return answer;
+            if answer.0 != 503 {
+                return Some(answer);
             }
             self.retries.set(self.retries.get() + 1);
-        }
+            None
+        })
     }
 
     /// Each line must be in `/metrics`, unless a delivery had to be retried (then the counts
@@ -152,21 +152,18 @@ impl Service {
         }
     }
 
-    /// SIGTERM, then the exit code (`None` if it did not exit within a minute).
+    /// SIGTERM, then the exit code (`None` if a signal ended it); fails if it does not exit
+    /// within a minute.
     fn terminate(&mut self) -> Option<i32> {
         let pid = self._child.id().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = self._child.try_wait().expect("wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        eventually_some(Duration::from_secs(60), "the service exits after SIGTERM", || {
+            self._child.try_wait().expect("wait")
+        })
+        .code()
     }
 
     fn logs(&self) -> String {
@@ -452,18 +449,18 @@ fn confirm_with_status_api_acts_on_the_status_answer_within_the_budget() {
         let paid = v2_body("checkout.order.completed", id, "COMPLETED", 10_000);
         // Generous for a loaded machine: a callback waits at most 1 s for a permit, and a slow
         // database can make several retries in a row miss theirs (a permit is never used late).
-        let deadline = std::time::Instant::now() + Duration::from_secs(180);
-        loop {
+        eventually(Duration::from_secs(180), &format!("{id} accepted"), || {
             let (status, text) = post(svc.hook, &[("Authorization", &v2_auth())], &paid).expect("answers");
             if status == 200 {
-                break;
+                return true;
             }
             assert_eq!(status, 503, "{id}: {text}\n{}", svc.logs());
-            assert!(std::time::Instant::now() < deadline, "{id} never accepted");
             refused += 1;
-            // PhonePe retries a 503 after a pause, not in a tight loop.
-            std::thread::sleep(Duration::from_millis(300));
-        }
+            // PhonePe retries a 503 after a pause, not in a tight loop: with the helper's own
+            // 50 ms, about the 300 ms this loop always waited between retries.
+            std::thread::sleep(Duration::from_millis(250));
+            false
+        });
     }
     assert_eq!(w.status("ORD-ASK-0"), ("cancelled".into(), "failed".into()));
     assert_eq!(
@@ -557,6 +554,7 @@ fn webhook_racing_the_reconciler_settles_each_order_once() {
                 fastrand::shuffle(&mut order);
                 s.spawn(move || {
                     for id in order {
+                        // Jitter on purpose: the callbacks race the pass at random points.
                         std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
                         let (body, sig) = v1_signed(
                             &v1_status(&id, "PAYMENT_SUCCESS", "COMPLETED", 5_000),

@@ -102,15 +102,5 @@ fn stdout(o: &Output) -> String {
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::eventually_some(limit, "the service exits", || child.try_wait().unwrap())
 }

@@ -103,19 +103,14 @@ fn run_settles_orders_serves_every_metric_and_logs_json_without_secrets() {
         "reconciler_eligible_backlog ",
         "reconciler_circuit_open 1", // the 429 paused every call for 60 s
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
+    let metrics = support::eventually_ok(Duration::from_secs(30), "every expected line in /metrics", || {
         let body = get("/metrics").map(|(_, body)| body).unwrap_or_default();
         let missing: Vec<&&str> = expected.iter().filter(|e| !body.contains(**e)).collect();
         if missing.is_empty() {
-            break body;
+            return Ok(body);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/metrics lacks {missing:?}:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        Err(format!("/metrics lacks {missing:?}:\n{body}"))
+    });
     let build = format!("reconciler_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
     assert!(metrics.contains(&build), "{metrics}");
     for family in draft_reconciler::telemetry::names::ALL {
@@ -136,17 +131,9 @@ fn run_settles_orders_serves_every_metric_and_logs_json_without_secrets() {
     assert_eq!(get("/readyz").unwrap().0, 200);
 
     kill_term(&child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "service did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = support::eventually_some(Duration::from_secs(60), "the service exits after SIGTERM", || {
+        child.try_wait().unwrap()
+    });
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
     let stdout = std::fs::read_to_string(&log).unwrap();
     let logs = format!(

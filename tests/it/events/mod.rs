@@ -15,7 +15,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Document};
 use serde_json::Value;
 
-use crate::support::{free_port, manifest_dir, wait_for_port, Running, World};
+use crate::support::{eventually, free_port, manifest_dir, wait_for_port, Running, World};
 
 /// The shop's signing secret in these tests (32 bytes of key).
 const SECRET: &str = "whsec_ZXZlbnRzLXN1aXRlLXNpZ25pbmcta2V5LTAxMjM0NTY3";
@@ -84,11 +84,9 @@ impl Receiver {
     /// Stop it: the endpoint is down (connections refused).
     fn down(&mut self) {
         self.child = None;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "the receiver still listens");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(Duration::from_secs(30), "the receiver stops listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
     }
 
     fn log(&self) -> PathBuf {

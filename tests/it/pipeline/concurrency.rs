@@ -8,7 +8,7 @@ use mongodb::bson::{doc, Bson, DateTime};
 use phonepe_sim::Answer;
 
 use super::OLD;
-use crate::support::World;
+use crate::support::{eventually_async, World};
 
 #[test]
 fn a_settlement_racing_a_webhook_is_already_processed() {
@@ -37,14 +37,10 @@ fn a_settlement_racing_a_webhook_is_already_processed() {
             // Wait until PhonePe has been asked (the reconciler claimed and read back the order
             // and waits on the 1.5 s answer), then settle. Waiting only for the lease let the
             // webhook win before the claim's read-back under load: nothing to race then.
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !sim.calls().iter().any(|c| c.merchant_transaction_id == "ORD-RACE") {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the reconciler never asked PhonePe"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            eventually_async(Duration::from_secs(30), "the reconciler asks PhonePe", || {
+                std::future::ready(sim.calls().iter().any(|c| c.merchant_transaction_id == "ORD-RACE"))
+            })
+            .await;
             let r = orders.update_one(guard, settle).await.unwrap();
             assert_eq!(r.matched_count, 1);
             c.database(&db)

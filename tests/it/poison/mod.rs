@@ -9,12 +9,12 @@ mod indexes;
 mod inputs;
 
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use phonepe_sim::Answer;
 
-use crate::support::{count_orders, db_server, int, standalone_server, DbServer, Running, World};
+use crate::support::{count_orders, db_server, eventually_some, int, standalone_server, DbServer, Running, World};
 
 /// The longest one `once` pass may take here: one that spins on a poison document never ends.
 const PASS_LIMIT: Duration = Duration::from_secs(120);
@@ -26,17 +26,11 @@ fn once(w: &World, env: &[(&str, &str)]) -> ExitStatus {
     c.env("RECONCILER_JOB__COMMIT_STRATEGY", "auto");
     c.envs(env.iter().copied());
     let mut child = Running(c.spawn().expect("start draft-reconciler once"));
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            started.elapsed() < PASS_LIMIT,
-            "`once` did not finish within {PASS_LIMIT:?}: it spins on something"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually_some(
+        PASS_LIMIT,
+        "`once` to finish (if it does not, it spins on something)",
+        || child.try_wait().expect("wait"),
+    )
 }
 
 /// The two servers and what `auto` commits by on each.

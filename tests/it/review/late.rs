@@ -12,7 +12,7 @@ use phonepe_sim::{deliver, Webhook};
 use phonepe_sim::{Answer, WebhookVersion};
 
 use super::{code, review, text, WAIT};
-use crate::support::{eventually, free_port, http_get, wait_for_port, Running, World};
+use crate::support::{eventually, eventually_some, free_port, http_get, wait_for_port, Running, World};
 
 const AMOUNT: i64 = 10_000;
 
@@ -47,16 +47,13 @@ impl Hooked {
     }
 
     /// Deliver `webhook` as PhonePe does: again after a 503 (a loaded machine may miss the 3 s
-    /// answer; the retry finds the work done). The final HTTP status.
+    /// answer; the retry finds the work done). The first HTTP status that is not 503.
     pub fn deliver(&self, w: &World, webhook: &Webhook) -> u16 {
         let url = format!("http://127.0.0.1:{}/webhooks/phonepe", self.hook);
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
+        eventually_some(WAIT, "a webhook answer other than 503", || {
             let status = w.block(deliver(&url, webhook)).expect("delivered");
-            if status != 503 || std::time::Instant::now() > deadline {
-                return status;
-            }
-        }
+            (status != 503).then_some(status)
+        })
     }
 
     pub fn metrics(&self) -> String {

@@ -218,6 +218,7 @@ fn an_automatic_refund_phonepe_cannot_verify_is_asked_at_most_three_times_a_minu
     while started.elapsed() < Duration::from_secs(60) {
         let asked = w.calls_for("AB-1") - before;
         assert!(asked <= 3, "asked {asked} times within {:?}", started.elapsed());
+        // A look every half second all through the measured minute (not a wait for an effect).
         std::thread::sleep(Duration::from_millis(500));
     }
     drop(svc);

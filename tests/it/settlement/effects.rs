@@ -9,7 +9,7 @@ use phonepe_sim::Answer;
 
 use super::files::write_csv;
 use super::*;
-use crate::support::{free_port, http_get, Running};
+use crate::support::{eventually_ok, free_port, http_get, Running};
 
 fn reconciliation(w: &World, mtid: &str) -> Document {
     w.order(mtid)
@@ -237,17 +237,12 @@ fn the_running_service_reads_the_discrepancy_gauge_from_the_database() {
         "reconciler_settlement_discrepancies{kind=\"amount_differs\"} 1",
         "reconciler_settlement_discrepancies{kind=\"unknown_order\"} 0",
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually_ok(Duration::from_secs(60), "the gauge counts what the import left", || {
         let last = http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default();
         if want.iter().all(|line| last.lines().any(|l| l == *line)) {
-            break;
+            return Ok(());
         }
         let gauge: Vec<&str> = last.lines().filter(|l| l.contains("settlement")).collect();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gauge never counted what the import left: {gauge:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("{gauge:?}"))
+    });
 }

@@ -195,19 +195,64 @@ pub fn assert_paced(arrivals_ms: &[u64], period_ms: u64) {
     );
 }
 
-/// Poll `cond` until it is true, or fail after `limit` with `what`.
-pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
+/// How often the `eventually` helpers look again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// The deadline of one `eventually` wait: `limit` from its start. Past it, the wait fails
+/// naming `what` it waited for and, when the probe said, what it saw last.
+struct Patience {
+    limit: Duration,
+    until: Instant,
+}
+
+impl Patience {
+    fn new(limit: Duration) -> Patience {
+        Patience {
+            limit,
+            until: Instant::now() + limit,
+        }
+    }
+
+    /// Panic if the time is up; `last` is what the probe saw on its last look ("" for nothing).
+    fn check(&self, what: &str, last: &dyn std::fmt::Display) {
+        if Instant::now() < self.until {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        let limit = self.limit;
+        let last = last.to_string();
+        if last.is_empty() {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        panic!("timed out after {limit:?} waiting for: {what}\nlast seen: {last}");
     }
+}
+
+/// Poll `probe` until it returns `Ok`, and return its value; or fail after `limit` with `what`
+/// and the last `Err` (what the probe saw, for the failure message). The other `eventually`
+/// helpers are this one.
+pub fn eventually_ok<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let patience = Patience::new(limit);
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) => patience.check(what, &last),
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Poll `probe` until it finds something, and return it; or fail after `limit` with `what`.
+pub fn eventually_some<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    eventually_ok(limit, what, || probe().ok_or(""))
+}
+
+/// Poll `cond` until it is true, or fail after `limit` with `what`.
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    eventually_some(limit, what, || cond().then_some(()));
 }
 
 /// [`eventually`] inside a runtime: poll an async `cond` until it is true, or fail after
@@ -217,13 +262,10 @@ pub async fn eventually_async<F: std::future::Future<Output = bool>>(
     what: &str,
     mut cond: impl FnMut() -> F,
 ) {
-    let deadline = Instant::now() + limit;
+    let patience = Patience::new(limit);
     while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        patience.check(what, &"");
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 
