@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
-use serde_with::{serde_as, DurationSeconds, FromInto};
+use secrecy::SecretString;
+use serde::{de::Error, Deserialize, Deserializer, Serialize};
+use serde_with::{serde_as, FromInto};
 
 use crate::console::settings::ConsoleSettings;
 use crate::events::settings::{EventSettings, NotifySettings};
@@ -16,8 +16,9 @@ use crate::phonepe::ApiVersion;
 use crate::refund::settings::RefundSettings;
 use crate::settlement::settings::SettlementSettings;
 pub use crate::store::commit::CommitStrategy;
+pub use crate::store::settings::MongoSettings;
 pub use crate::telemetry::{LogFormat, LogSettings};
-use values::{base_url, redacted, text, Listen, PositiveSecs};
+use values::{base_url, printed_url, redacted, text, Listen, PositiveSecs, Secs};
 
 mod load;
 pub mod values;
@@ -45,23 +46,13 @@ pub struct Settings {
     pub schema: crate::schema::Schema,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MongoSettings {
-    #[serde(deserialize_with = "mongo_uri", serialize_with = "redacted_uri")]
-    pub uri: SecretString,
-    /// The database name, taken from the URI path (not a key).
-    #[serde(skip)]
-    pub database: String,
-}
-
 /// One API version's credentials are required (`load.rs`); unset hosts are PhonePe's.
 #[serde_as]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhonePeSettings {
     pub api_version: ApiVersion,
-    #[serde(default, deserialize_with = "base_url")]
+    #[serde(default, deserialize_with = "base_url", serialize_with = "printed_url")]
     pub base_url: String,
     #[serde(deserialize_with = "merchant_id")]
     pub merchant_id: String,
@@ -75,7 +66,7 @@ pub struct PhonePeSettings {
     pub client_secret: Option<SecretString>,
     #[serde_as(deserialize_as = "Option<FromInto<NonZeroU32>>")]
     pub client_version: Option<u32>,
-    #[serde(default, deserialize_with = "base_url")]
+    #[serde(default, deserialize_with = "base_url", serialize_with = "printed_url")]
     pub oauth_base_url: String,
     #[serde_as(as = "PositiveSecs")]
     #[serde(rename = "request_timeout_secs")]
@@ -89,7 +80,7 @@ pub struct JobSettings {
     #[serde_as(as = "PositiveSecs")]
     #[serde(rename = "interval_secs")]
     pub interval: Duration,
-    #[serde_as(as = "DurationSeconds")]
+    #[serde_as(as = "Secs")]
     #[serde(rename = "lookback_secs")]
     pub lookback: Duration,
     #[serde_as(deserialize_as = "FromInto<NonZeroU32>")]
@@ -99,10 +90,10 @@ pub struct JobSettings {
     #[serde_as(as = "PositiveSecs")]
     #[serde(rename = "pending_timeout_secs")]
     pub pending_timeout: Duration,
-    #[serde_as(as = "DurationSeconds")]
+    #[serde_as(as = "Secs")]
     #[serde(rename = "late_payment_watch_secs")]
     pub late_payment_watch: Duration,
-    #[serde_as(as = "DurationSeconds")]
+    #[serde_as(as = "Secs")]
     #[serde(rename = "lease_ttl_secs")]
     pub lease_ttl: Duration,
     pub reconcilers: u32,
@@ -156,17 +147,6 @@ impl Settings {
 }
 
 // The values only one key takes; the shared ones are in `values.rs`.
-
-fn mongo_uri<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-    let uri: SecretString = text::<false, D, _>(d)?.unwrap_or_default();
-    values::mongo_database(uri.expose_secret()).map_err(Error::custom)?;
-    Ok(uri)
-}
-
-/// The URI with its password, and any password/token/secret query value, as `***`.
-fn redacted_uri<S: Serializer>(uri: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&values::redact_url(uri.expose_secret()))
-}
 
 /// PhonePe's merchant id: up to 38 letters, digits, `_` and `-`.
 fn merchant_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -197,7 +197,7 @@ fn settings(layers: Vec<Figment>, production: bool) -> Result<Settings, ConfigEr
         }
     }
     // `mongo_uri` has checked that the URI names a database.
-    let database = super::values::mongo_database(settings.mongodb.uri.expose_secret()).unwrap_or_default();
+    let database = crate::store::settings::mongo_database(settings.mongodb.uri.expose_secret()).unwrap_or_default();
     settings.mongodb.database = database.into();
     cross_checks(&all, &settings).map(|()| settings)
 }

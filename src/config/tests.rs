@@ -400,13 +400,32 @@ fn uri_database_base_url_and_listen_are_parsed() {
     assert_eq!(s.mongodb.database, "shop2");
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:8080/apis/pg-sandbox");
     assert_eq!(s.ops.listen, None);
-    assert_eq!(super::values::mongo_database("mongodb://a:1,b:2/shop?x=y"), Ok("shop"));
+    assert_eq!(
+        crate::store::settings::mongo_database("mongodb://a:1,b:2/shop?x=y"),
+        Ok("shop")
+    );
+    // Blanks around a URL (an env file's CR) are trimmed; a password in one is never printed.
+    let s = load(&[("PHONEPE_BASE_URL", " https://u:URLpw9@pg.example/apis/x/\r")]).expect("valid");
+    assert_eq!(s.phonepe.base_url, "https://u:URLpw9@pg.example/apis/x");
+    assert!(s
+        .redacted_toml()
+        .contains("base_url = \"https://u:***@pg.example/apis/x\""));
+    let e = err(&[("PHONEPE_BASE_URL", "https://u:URLpw9@ex ample.com/x")]);
+    assert!(
+        e.to_string().contains("must not contain spaces") && !e.to_string().contains("URLpw9"),
+        "{e}"
+    );
+    let e = err(&[("RECONCILER_JOB__INTERVAL_SECS", "315360001")]);
+    assert!(e.to_string().contains("must be at most 315360000 (ten years)"), "{e}");
+    let e = err(&[("RECONCILER_JOB__LOOKBACK_SECS", "18446744073709551615")]);
+    assert_eq!(e.key(), Some("job.lookback_secs"), "{e}");
     for (var, value) in [
         ("PHONEPE_MERCHANT_ID", "has space"),
         ("PHONEPE_MERCHANT_ID", "M123456789012345678901234567890123456789"),
         ("RECONCILER_PHONEPE__MERCHANT_ID", ""),
         ("PHONEPE_BASE_URL", "ftp://example.com"),
         ("PHONEPE_BASE_URL", "https://example.com/x?y=1"),
+        ("PHONEPE_BASE_URL", "https://ex ample.com/x"),
         ("MONGODB_URI", "mongodb://h:27017"),
         ("MONGODB_URI", "mongodb://h:27017/?replicaSet=rs0"),
     ] {

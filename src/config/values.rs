@@ -9,13 +9,22 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest wait a `_secs` key takes, ten years: a longer one cannot be printed or added to a date.
+pub const MAX_SECS: u64 = 315_360_000;
+
+pub fn at_most_max(secs: u64) -> Result<Duration, String> {
+    let too_long = format!("must be at most {MAX_SECS} (ten years), got {secs}");
+    (secs <= MAX_SECS).then(|| Duration::from_secs(secs)).ok_or(too_long)
+}
+
+#[rustfmt::skip]
 serde_with::serde_conv!(
-    /// Whole seconds, at least 1.
-    pub PositiveSecs,
-    Duration,
-    Duration::as_secs,
-    |secs: NonZeroU64| Ok::<_, String>(Duration::from_secs(secs.get()))
+    /// Whole seconds, at least 1 and at most [`MAX_SECS`].
+    pub PositiveSecs, Duration, Duration::as_secs, |secs: NonZeroU64| at_most_max(secs.get())
 );
+
+#[rustfmt::skip]
+serde_with::serde_conv!(/** Whole seconds, at most [`MAX_SECS`]. */ pub Secs, Duration, Duration::as_secs, at_most_max);
 
 serde_with::serde_conv!(
     /// `ip:port`, or blank for none.
@@ -43,18 +52,26 @@ pub fn redacted<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S:
     secret.as_ref().map(|_| "***").serialize(s)
 }
 
-/// A list: a sequence, or text (from a variable) split at `sep`, optionally written as a TOML
-/// array (`["a", "b"]`). An item that does not parse is quoted after `must`.
-pub fn list<'de, D: Deserializer<'de>, T: FromStr>(
-    d: D,
-    sep: fn(char) -> bool,
-    must: &str,
-) -> Result<Vec<T>, D::Error> {
-    let items: Vec<String> = match toml::Value::deserialize(d).map_err(|_| D::Error::custom(must))? {
+/// A list: a sequence, or text (from a variable) written as a TOML array (`["a", "b"]`, `[5, 30]`)
+/// or as items separated by spaces (and by `commas` if they do not occur in items). An item that
+/// does not parse is quoted after `must`.
+pub fn list<'de, D: Deserializer<'de>, T: FromStr>(d: D, commas: bool, must: &str) -> Result<Vec<T>, D::Error> {
+    let value = toml::Value::deserialize(d).map_err(|_| D::Error::custom(must))?;
+    let value = match value {
+        toml::Value::String(text) if text.trim_start().starts_with('[') => {
+            let table: toml::Table = toml::from_str(&format!("list = {text}")).map_err(|_| D::Error::custom(must))?;
+            table.get("list").cloned().unwrap_or(toml::Value::Boolean(false))
+        }
+        value => value,
+    };
+    let items: Vec<String> = match value {
         toml::Value::String(text) => {
-            let text = text.trim().trim_start_matches('[').trim_end_matches(']');
-            let items = text.split(sep).map(|w| w.trim().trim_matches('"').trim().to_string());
-            items.filter(|w| !w.is_empty()).collect()
+            let sep = |c: char| c.is_whitespace() || (c == ',' && commas);
+            text.split(sep)
+                .map(|w| w.trim_matches('"'))
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect()
         }
         toml::Value::Array(list) => list
             .into_iter()
@@ -77,14 +94,19 @@ fn url_problem(url: &str) -> Option<&'static str> {
 }
 
 /// An http(s) root without query or fragment; a trailing `/` is trimmed so callers can append
-/// `/pg/v1/status/...`.
+/// `/pg/v1/status/...`. Errors quote it with any password as `***`.
 pub fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let url = String::deserialize(d)?;
+    let url = String::deserialize(d)?.trim().to_string();
     let query = url.contains(['?', '#']).then_some("must not have a query or fragment");
     match url_problem(&url).or(query) {
         None => Ok(url.trim_end_matches('/').into()),
-        Some(problem) => Err(D::Error::custom(format!("{problem}, got {url:?}"))),
+        Some(problem) => Err(D::Error::custom(format!("{problem}, got {:?}", redact_url(&url)))),
     }
+}
+
+/// How a URL prints: any password in it as `***`.
+pub fn printed_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    redact_url(url).serialize(s)
 }
 
 /// An http(s) URL naming a host, or blank for none.
@@ -115,22 +137,4 @@ pub fn redact_url(uri: &str) -> String {
         _ => pair.to_string(),
     });
     format!("{base}?{}", pairs.collect::<Vec<_>>().join("&"))
-}
-
-/// The database name from a MongoDB URI's path. Errors describe, never quote, the URI.
-pub fn mongo_database(uri: &str) -> Result<&str, &'static str> {
-    let rest = match uri.split_once("://") {
-        Some(("mongodb" | "mongodb+srv", rest)) => rest,
-        _ => return Err("must start with mongodb:// or mongodb+srv://"),
-    };
-    const BAD: [char; 11] = ['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|'];
-    let no_database = "must name a database in its path, e.g. mongodb://host:27017/shop";
-    let path = rest.split(['?', '#']).next().unwrap_or_default();
-    let (hosts, db) = path.split_once('/').ok_or(no_database)?;
-    match db {
-        _ if hosts.rsplit('@').next().unwrap_or_default().is_empty() => Err("must name a host"),
-        "" => Err(no_database),
-        _ if db.contains(BAD) => Err("has an invalid database name in its path"),
-        _ => Ok(db),
-    }
 }

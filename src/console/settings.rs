@@ -37,7 +37,7 @@ pub fn is_operator_name(name: &str) -> bool {
 /// or one per element of a list. Errors name the entry, never its hash.
 fn users<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConsoleUser>, D::Error> {
     let must = "must be \"name:hash\" entries separated by spaces, or a list of them";
-    let entries: Vec<String> = list(d, char::is_whitespace, must)?;
+    let entries: Vec<String> = list(d, false, must)?;
     let mut users: Vec<ConsoleUser> = Vec::new();
     for (n, entry) in (1..).zip(&entries) {
         let Some((name, hash)) = entry.split_once(':') else {
@@ -70,5 +70,5 @@ fn redacted_users<S: Serializer>(users: &[ConsoleUser], s: S) -> Result<S::Ok, S
 /// IP addresses, separated by commas or spaces in a variable, or a list.
 fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
     let must = "must list IP addresses like \"127.0.0.1\"";
-    list(d, |c| c == ',' || c.is_whitespace(), must)
+    list(d, true, must)
 }

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 use serde_with::{serde_as, FromInto};
 
-use crate::config::values::{list, optional_url, redact_url, redacted, text, PositiveSecs};
+use crate::config::values::{at_most_max, list, optional_url, redact_url, redacted, text, PositiveSecs};
 
 #[serde_as]
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -64,14 +64,15 @@ fn signing_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString
     Ok(Some(secret.into()))
 }
 
-/// Whole seconds, each at least 1: a sequence, or text (from a variable) like `[5, 30]` or `5,30`.
+/// Whole seconds, each from 1 to ten years: a sequence, or text (a variable) like `[5, 30]` or `5,30`.
 fn waits<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
     let must = "must be a list of whole seconds, each at least 1, like [5, 30, 120]";
-    let secs: Vec<NonZeroU64> = list(d, |c| c == ',', must)?;
-    match secs.is_empty() {
-        true => Err(D::Error::custom(must)),
-        false => Ok(secs.into_iter().map(|s| Duration::from_secs(s.get())).collect()),
+    let secs: Vec<NonZeroU64> = list(d, true, must)?;
+    if secs.is_empty() {
+        return Err(D::Error::custom(must));
     }
+    let wait = |s: NonZeroU64| at_most_max(s.get()).map_err(D::Error::custom);
+    secs.into_iter().map(wait).collect()
 }
 
 fn secs_list<S: Serializer>(waits: &[Duration], s: S) -> Result<S::Ok, S::Error> {

@@ -19,9 +19,9 @@ pub struct RefundSettings {
     pub poll_interval: Duration,
 }
 
-/// `refunds.auto`: review reasons, separated by commas in a variable.
+/// `refunds.auto`: review reasons.
 fn reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let reasons: Vec<String> = list(d, |c| c == ',', "must be a list of review reasons")?;
+    let reasons: Vec<String> = list(d, true, "must be a list of review reasons")?;
     let Some(bad) = reasons.iter().find(|r| ReviewReason::parse(r).is_none()) else {
         return Ok(reasons);
     };

@@ -16,6 +16,7 @@ pub mod outbox;
 pub(crate) mod payments;
 pub mod refunds;
 pub(crate) mod refusals;
+pub mod settings;
 pub mod settlements;
 pub(crate) mod words;
 

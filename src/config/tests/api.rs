@@ -184,4 +184,14 @@ fn console_is_off_by_default_and_its_users_are_checked_and_never_printed() {
     }
     let e = err(&[("RECONCILER_CONSOLE__TRUSTED_PROXIES", "localhost")]);
     assert_eq!(e.key(), Some("console.trusted_proxies"), "{e}");
+    // A variable written as a TOML array: a hash's own commas (`m=19456,t=2,p=1`) stay in it.
+    for users in [
+        format!("[\"asha:{asha}\", \"ravi:{ravi}\"]"),
+        format!("[\"asha:{asha}\",\"ravi:{ravi}\"]"),
+    ] {
+        let s = load(&[("RECONCILER_CONSOLE__USERS", &users)]).expect("a list of two users");
+        assert_eq!(s.console.users[1].hash.expose_secret(), ravi, "{users}");
+    }
+    let s = load(&[("RECONCILER_CONSOLE__TRUSTED_PROXIES", "[\"10.0.0.1\", \"::1\"]")]).expect("valid");
+    assert_eq!(s.console.trusted_proxies.len(), 2);
 }

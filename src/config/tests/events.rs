@@ -65,10 +65,19 @@ fn waits_come_as_a_list_or_as_text_and_none_is_zero() {
     let s = load(&[("RECONCILER_EVENTS__RETRY_SECS", "[1, 2,3]")]).expect("valid");
     let waits: Vec<u64> = s.events.retry.iter().map(Duration::as_secs).collect();
     assert_eq!(waits, [1, 2, 3]);
-    for bad in ["", "[]", "[1, 0]", "[1, soon]", "-1"] {
+    for text in ["1 2 3", "1,2,3", "\"1\",\"2\",\"3\"", "[\"1\", 2, 3]"] {
+        let s = load(&[("RECONCILER_EVENTS__RETRY_SECS", text)]).expect(text);
+        assert_eq!(
+            s.events.retry.iter().map(Duration::as_secs).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+    let huge = ["[5, 315360001]", "18446744073709551615", "[1, 2"];
+    for bad in ["", "[]", "[1, 0]", "[1, soon]", "-1"].into_iter().chain(huge) {
         let e = err(&[("RECONCILER_EVENTS__RETRY_SECS", bad)]);
         assert_eq!(e.key(), Some("events.retry_secs"), "{bad}: {e}");
-        assert!(e.to_string().contains("list of whole seconds"), "{bad}: {e}");
+        let why = ["list of whole seconds", "must be at most 315360000 (ten years)"];
+        assert!(why.iter().any(|w| e.to_string().contains(w)), "{bad}: {e}");
     }
     let e = err(&[("RECONCILER_EVENTS__RETRY_FOR_HOURS", "0")]);
     assert_eq!(e.key(), Some("events.retry_for_hours"));
