@@ -307,7 +307,7 @@ fn a_bad_value_names_its_key_and_layer_in_one_line() {
 #[test]
 fn every_key_is_read_from_its_variable_and_checked_there() {
     // Every key `config` prints with v2 and the webhook credentials set, as a variable.
-    let v2 = load(&api::V2_WITH_WEBHOOK).expect("valid").redacted_toml();
+    let v2 = load(&tests_api::V2_WITH_WEBHOOK).expect("valid").redacted_toml();
     let mut keys = Vec::new();
     fn walk(prefix: &str, table: &toml::Table, keys: &mut Vec<String>) {
         for (name, value) in table {
@@ -319,7 +319,7 @@ fn every_key_is_read_from_its_variable_and_checked_there() {
         }
     }
     walk("", &v2.parse().expect("TOML"), &mut keys);
-    // 29 in [schema]; events.secret and notify.slack_url print only when set (tests/events.rs).
+    // 29 in [schema]; events.secret and notify.slack_url print only when set (tests/tests_events.rs).
     assert_eq!(keys.len(), 43 + 29, "{keys:?}");
     for key in &keys {
         let bad = match key.as_str() {
@@ -517,5 +517,5 @@ fn for_tests_builds_valid_settings_without_reading_the_environment() {
     assert_eq!(s.phonepe.base_url, "http://127.0.0.1:9999");
 }
 
-mod api;
-mod events;
+mod tests_api;
+mod tests_events;

@@ -24,7 +24,10 @@ serde_with::serde_conv!(
 );
 
 #[rustfmt::skip]
-serde_with::serde_conv!(/** Whole seconds, at most [`MAX_SECS`]. */ pub Secs, Duration, Duration::as_secs, at_most_max);
+serde_with::serde_conv!(
+    /// Whole seconds, at most [`MAX_SECS`].
+    pub Secs, Duration, Duration::as_secs, at_most_max
+);
 
 serde_with::serde_conv!(
     /// `ip:port`, or blank for none.
